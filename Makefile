@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh machine (README):
+#   make demo   installs into .venv, then runs the demo LODO ablation study
+#   make test   installs into .venv, then runs the test suite CI runs
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+STUDY_CONFIG ?= studies/configs/demo.yaml
+STORAGE ?= runs
+
+.PHONY: install demo test test-slow bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, through the constraints: an unpinned torch pulls a multi-GB CUDA build
+	$(PY) -m pip install -q -c constraints.txt torch
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/heartbeatai study run $(STUDY_CONFIG) --storage $(STORAGE)
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow -q
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,1 @@
+"""The Dash dashboard, installed as heartbeatai.dashboard."""

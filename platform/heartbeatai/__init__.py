@@ -1,0 +1,3 @@
+"""HeartBeatAI study platform."""
+
+__version__ = "0.1.0"

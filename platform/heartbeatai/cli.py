@@ -1,0 +1,87 @@
+"""`heartbeatai` command line: one dispatcher, each command registered by its own module.
+
+A command module exposes ``register(subparsers)``, which adds its parser and sets
+``func`` (called with the parsed namespace, returns an exit status). Modules are
+imported only when their command runs, so `heartbeatai --help` stays fast and a
+broken optional part never takes the others down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> module that registers it. Order is the order of the flow in DESIGN.md.
+COMMANDS: dict[str, str] = {
+    "synth": "heartbeatai.data.synthetic_cli",
+    "prepare": "heartbeatai.data.prepare_cli",
+    "data": "heartbeatai.data.data_cli",
+    "train": "heartbeatai.train_cli",
+    "evaluate": "heartbeatai.train_cli",
+    "explain": "heartbeatai.explain_cli",
+    "study": "heartbeatai.study.study_cli",
+    "export": "heartbeatai.study.study_cli",
+    "dashboard": "heartbeatai.dashboard.dashboard_cli",
+}
+
+_HELP = {
+    "synth": "write the synthetic multi-domain 12-lead benchmark (challenge WFDB format)",
+    "prepare": "read raw records into a prepared dataset (signals, index, manifest)",
+    "data": "folds and the dataset card of a prepared dataset",
+    "train": "one training run from a run file",
+    "evaluate": "run a run file's checkpoint on another prepared dataset",
+    "explain": "attribute one record's prediction to leads and time",
+    "study": "plan, run, resume and inspect a study",
+    "export": "export best configurations of a study as run files",
+    "dashboard": "serve the results dashboard",
+}
+
+
+class UserError(Exception):
+    """A problem with the user's input: printed as one line, no traceback."""
+
+
+def _build_parser(command: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="heartbeatai",
+        description="HeartBeatAI study platform: ECG domain-generalization sweeps and ablations.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    registered: set[str] = set()
+    for name, module_name in COMMANDS.items():
+        if command == name and module_name not in registered:
+            module = importlib.import_module(module_name)
+            module.register(sub)
+            registered.add(module_name)
+        elif name not in sub.choices:
+            sub.add_parser(name, help=_HELP[name], add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command not in COMMANDS:
+        command = None
+    try:
+        parser = _build_parser(command)
+    except ModuleNotFoundError as err:
+        print(f"heartbeatai {command}: not available in this installation ({err})", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 0 if not argv else 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as err:
+        print(f"heartbeatai {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"heartbeatai {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""data layer of the HeartBeatAI platform (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""model layer of the HeartBeatAI platform (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""results layer of the HeartBeatAI platform (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""study layer of the HeartBeatAI platform (see DESIGN.md)."""
