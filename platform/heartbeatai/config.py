@@ -1,0 +1,350 @@
+"""Trial configuration and run files (DESIGN.md, Trial configuration).
+
+One nested, validated object says everything a training run needs besides the data:
+model, MixStyle, loss, label smoothing, preprocessing, optimiser, seed. Search spaces
+and ablation arms address its fields by dotted path (`mixstyle.p`, `loss.kind`), so
+`with_overrides` and `flatten_config` are the only two ways a study touches it.
+
+Model defaults follow the reference network (Zhao et al., CinC 2020 runner-up: stem
+64 channels, kernel 15; four SE stages 64-512, kernel 7; about 8.8 M parameters).
+Laptop-sized settings belong to the study configs, not here.
+
+A run file wraps one trial configuration with the data, fold, classes and provenance:
+what `export` writes and `train --config` runs as it is.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+import importlib.metadata
+import subprocess
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+RUN_FILE_SCHEMA_VERSION = 1
+DEFAULT_SELECTION_METRIC = "val_macro_auroc"
+
+# Packages whose versions a run file records: the ones that change numbers.
+_PROVENANCE_PACKAGES = ("torch", "numpy", "scipy", "scikit-learn", "ray", "optuna", "pandas")
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a misspelt `mixstyle.pp` must not silently do nothing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Strict):
+    stem_width: int = Field(64, ge=1)
+    widths: tuple[int, ...] = (64, 128, 256, 512)
+    depths: tuple[int, ...] = (2, 2, 2, 2)
+    stem_kernel: int = Field(15, ge=1)
+    kernel: int = Field(7, ge=1)
+    se: bool = True
+    se_reduction: int = Field(16, ge=1)
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    # Stages (1-based) whose feature maps the concentration head taps; the globally
+    # pooled last stage always reaches the classifier.
+    concentration: bool = True
+    concentration_stages: tuple[int, ...] = (1, 2, 3)
+    # Age and sex (with a missing-age flag) joined before the classifier.
+    demographics: bool = False
+
+    @model_validator(mode="after")
+    def _stages_agree(self) -> ModelConfig:
+        if not self.widths or any(w < 1 for w in self.widths):
+            raise ValueError("widths: must be a non-empty list of positive integers")
+        if len(self.depths) != len(self.widths) or any(d < 1 for d in self.depths):
+            raise ValueError(
+                f"depths: needs one positive entry per stage ({len(self.widths)} stages)"
+            )
+        if self.stem_kernel % 2 == 0 or self.kernel % 2 == 0:
+            bad_kernel = "stem_kernel" if self.stem_kernel % 2 == 0 else "kernel"
+            raise ValueError(f"{bad_kernel}: must be odd (same-length padding)")
+        n = len(self.widths)
+        bad = [s for s in self.concentration_stages if not 1 <= s <= n]
+        if bad:
+            raise ValueError(f"concentration_stages: {bad} outside stages 1..{n}")
+        return self
+
+
+class MixStyleConfig(_Strict):
+    p: float = Field(0.5, ge=0.0, le=1.0)
+    alpha: float = Field(0.1, gt=0.0)
+    # Stages (1-based) after which MixStyle acts; never after the last (Zhou et al.:
+    # mixing the last stage's statistics destroys label information).
+    layers: tuple[int, ...] = (1, 2, 3)
+    mix: Literal["random", "crossdomain"] = "random"
+
+
+class LossConfig(_Strict):
+    kind: Literal["bce", "focal", "asl"] = "asl"
+    focal_gamma: float = Field(2.0, ge=0.0)
+    focal_alpha: float | None = Field(0.25, ge=0.0, le=1.0)
+    # Ridnik et al. 2021, multi-label defaults.
+    asl_gamma_neg: float = Field(4.0, ge=0.0)
+    asl_gamma_pos: float = Field(0.0, ge=0.0)
+    asl_clip: float = Field(0.05, ge=0.0, lt=1.0)
+    pos_weight: bool = False
+
+
+class PreprocessConfig(_Strict):
+    bandpass_low_hz: float | None = Field(0.5, gt=0.0)
+    bandpass_high_hz: float | None = Field(45.0, gt=0.0)  # None: that edge is off
+    normalize: Literal["none", "per_lead_zscore"] = "per_lead_zscore"
+    crop_seconds: float = Field(10.0, gt=0.0)
+    eval_stride_seconds: float = Field(5.0, gt=0.0)
+
+    @model_validator(mode="after")
+    def _band_and_stride(self) -> PreprocessConfig:
+        low, high = self.bandpass_low_hz, self.bandpass_high_hz
+        if low is not None and high is not None and low >= high:
+            raise ValueError(f"bandpass_low_hz: {low} must be below bandpass_high_hz ({high})")
+        if self.eval_stride_seconds > self.crop_seconds:
+            raise ValueError("eval_stride_seconds: larger than crop_seconds would skip signal")
+        return self
+
+
+class OptimConfig(_Strict):
+    optimizer: Literal["adamw"] = "adamw"
+    lr: float = Field(1e-3, gt=0.0, le=1.0)
+    weight_decay: float = Field(1e-2, ge=0.0)
+    schedule: Literal["onecycle", "cosine"] = "onecycle"
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(64, ge=1)
+
+
+class TrialConfig(_Strict):
+    model: ModelConfig = ModelConfig()
+    mixstyle: MixStyleConfig = MixStyleConfig()
+    loss: LossConfig = LossConfig()
+    label_smoothing: float = Field(0.1, ge=0.0, lt=0.5)
+    preprocess: PreprocessConfig = PreprocessConfig()
+    optim: OptimConfig = OptimConfig()
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _mixstyle_fits_model(self) -> TrialConfig:
+        n = len(self.model.widths)
+        bad = [s for s in self.mixstyle.layers if not 1 <= s < n]
+        if bad:
+            raise ValueError(
+                f"mixstyle.layers: {bad} outside stages 1..{n - 1} (never after the last stage)"
+            )
+        return self
+
+    def with_overrides(self, overrides: dict[str, Any]) -> TrialConfig:
+        """A validated copy with dotted keys replaced: {"mixstyle.p": 0.0, "loss.kind": "bce"}."""
+        tree = self.model_dump(mode="python")
+        for dotted, value in overrides.items():
+            _set_dotted(tree, dotted, value)
+        try:
+            return TrialConfig.model_validate(tree)
+        except ValidationError as err:
+            raise ConfigError(describe_validation_error(err)) from None
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for i, key in enumerate(parents):
+        node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            raise ConfigError(f"{'.'.join(parents[: i + 1])}: not a section of the trial config")
+    if leaf not in node:
+        raise ConfigError(f"{dotted}: unknown key")
+    node[leaf] = copy.deepcopy(value)
+
+
+def flatten_config(cfg: TrialConfig) -> dict[str, Any]:
+    """Dotted key -> value, leaves only (tuples become lists): the `cfg.<key>` columns."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for key, child in node.items():
+                walk(f"{prefix}.{key}" if prefix else key, child)
+        else:
+            flat[prefix] = list(node) if isinstance(node, tuple) else node
+
+    walk("", cfg.model_dump(mode="python"))
+    return flat
+
+
+class ConfigError(ValueError):
+    """Invalid configuration: the message starts with the dotted key at fault."""
+
+
+# Cross-field validators start their message with the field at fault ("depths: ..."),
+# since pydantic can only place them at the enclosing section.
+_FIELD_PREFIX = re.compile(r"^Value error, ([A-Za-z_][\w.]*): (.*)$", re.S)
+
+
+def describe_validation_error(err: ValidationError) -> str:
+    """Problems joined by "; ", each starting with its dotted key: `mixstyle.p: ...`."""
+    lines = []
+    for problem in err.errors():
+        parts = [str(part) for part in problem["loc"]]
+        message = problem["msg"]
+        prefixed = _FIELD_PREFIX.match(message)
+        if prefixed:
+            parts.append(prefixed.group(1))
+            message = prefixed.group(2)
+        given = problem.get("input")
+        shown = "" if prefixed or isinstance(given, dict) or problem["type"] in (
+            "missing", "extra_forbidden") else f" (got {given!r})"
+        lines.append(f"{'.'.join(parts) or '(top level)'}: {message}{shown}")
+    return "; ".join(lines)
+
+
+# --------------------------------------------------------------------------- run files
+
+
+class DataRef(_Strict):
+    """Where the training data is: a prepared dataset's path, or a synthetic spec."""
+
+    path: str | None = None
+    synthetic: dict[str, Any] | None = None
+    fingerprint: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataRef:
+        if (self.path is None) == (self.synthetic is None):
+            raise ValueError("path: give exactly one of data.path and data.synthetic")
+        return self
+
+
+class Provenance(_Strict):
+    git_commit: str | None = None
+    packages: dict[str, str] = {}
+    dataset_fingerprint: str | None = None
+    folds_hash: str | None = None
+    classes: tuple[str, ...] = ()
+
+    @classmethod
+    def collect(
+        cls,
+        *,
+        dataset_fingerprint: str | None,
+        folds_file: Path | None,
+        classes: tuple[str, ...] | list[str],
+    ) -> Provenance:
+        return cls(
+            git_commit=_git_commit(),
+            packages=_package_versions(),
+            dataset_fingerprint=dataset_fingerprint,
+            folds_hash=file_sha256(folds_file) if folds_file is not None else None,
+            classes=tuple(classes),
+        )
+
+
+class RunFile(_Strict):
+    schema_version: int = RUN_FILE_SCHEMA_VERSION
+    data: DataRef
+    fold_id: str
+    classes: tuple[str, ...] = Field(min_length=1)
+    selection_metric: str = DEFAULT_SELECTION_METRIC
+    trial: TrialConfig = TrialConfig()
+    provenance: Provenance = Provenance()
+
+    @model_validator(mode="after")
+    def _known_version_and_fold(self) -> RunFile:
+        if self.schema_version > RUN_FILE_SCHEMA_VERSION:
+            raise ValueError(
+                f"schema_version: {self.schema_version} is newer than this installation "
+                f"reads ({RUN_FILE_SCHEMA_VERSION})"
+            )
+        fold_protocol(self.fold_id)
+        return self
+
+    @property
+    def protocol(self) -> str:
+        return fold_protocol(self.fold_id)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunFile:
+        """Read a YAML run file; errors are `ConfigError`s naming the dotted key."""
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"run file {path} does not exist") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"run file {path} is not valid YAML: {err}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"run file {path} must hold a mapping at the top level")
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as err:
+            raise ConfigError(f"run file {path}: {describe_validation_error(err)}") from None
+
+    def dump(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = yaml.safe_dump(_plain(self.model_dump(mode="json")), sort_keys=False)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def with_fields(self, **fields: Any) -> RunFile:
+        """A validated copy with top-level fields replaced (command-line overrides)."""
+        tree = self.model_dump(mode="python")
+        tree.update({k: v for k, v in fields.items() if v is not None})
+        try:
+            return RunFile.model_validate(tree)
+        except ValidationError as err:
+            raise ConfigError(describe_validation_error(err)) from None
+
+
+def fold_protocol(fold_id: str) -> str:
+    """`lodo:georgia` -> `lodo`; `intra:cpsc:2` -> `intra`."""
+    protocol, _, rest = fold_id.partition(":")
+    if protocol not in ("lodo", "intra") or not rest:
+        raise ValueError(f"fold_id: {fold_id!r} is not lodo:<domain> or intra:<domain>:<k>")
+    return protocol
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _plain(node: Any) -> Any:
+    """Tuples as lists, so the YAML stays free of Python tags."""
+    if isinstance(node, dict):
+        return {k: _plain(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [_plain(v) for v in node]
+    return node
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _package_versions() -> dict[str, str]:
+    versions = {}
+    for name in _PROVENANCE_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions

@@ -1,0 +1,110 @@
+"""Trial configuration and run files: validation names the key, overrides, YAML round trip."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from heartbeatai.config import (
+    ConfigError,
+    RunFile,
+    TrialConfig,
+    describe_validation_error,
+    flatten_config,
+)
+
+
+def _error_text(raw: dict) -> str:
+    with pytest.raises(ValidationError) as caught:
+        TrialConfig.model_validate(raw)
+    return describe_validation_error(caught.value)
+
+
+def test_out_of_range_value_is_an_error_naming_its_dotted_key():
+    assert _error_text({"mixstyle": {"p": 1.5}}).startswith("mixstyle.p:")
+    assert _error_text({"label_smoothing": 0.5}).startswith("label_smoothing:")
+    assert _error_text({"optim": {"lr": 0}}).startswith("optim.lr:")
+
+
+def test_unknown_key_is_an_error_naming_it():
+    assert _error_text({"model": {"widht": [8]}}).startswith("model.widht:")
+
+
+def test_inconsistent_sections_are_errors_naming_the_section():
+    two_stages = {"widths": [8, 16], "depths": [1, 1], "concentration_stages": [1]}
+    assert _error_text({"model": {**two_stages, "depths": [1]}}).startswith("model.depths:")
+    assert _error_text({"model": {**two_stages, "concentration_stages": [3]}}).startswith(
+        "model.concentration_stages:"
+    )
+    assert _error_text(
+        {"preprocess": {"bandpass_low_hz": 40, "bandpass_high_hz": 20}}
+    ).startswith("preprocess.bandpass_low_hz:")
+    # MixStyle after the last stage would mix label-bearing statistics.
+    text = _error_text({"model": two_stages, "mixstyle": {"layers": [2]}})
+    assert text.startswith("mixstyle.layers:")
+
+
+def test_defaults_are_the_reference_network():
+    cfg = TrialConfig()
+    assert cfg.model.widths == (64, 128, 256, 512)
+    assert cfg.model.stem_kernel == 15 and cfg.model.kernel == 7 and cfg.model.se_reduction == 16
+
+
+def test_overrides_replace_dotted_fields_and_revalidate():
+    cfg = TrialConfig().with_overrides({"mixstyle.p": 0.0, "loss.kind": "bce", "seed": 3})
+    assert (cfg.mixstyle.p, cfg.loss.kind, cfg.seed) == (0.0, "bce", 3)
+    assert TrialConfig().mixstyle.p == 0.5  # the original is untouched
+    with pytest.raises(ConfigError, match=r"^loss\.kind:"):
+        TrialConfig().with_overrides({"loss.kind": "hinge"})
+    with pytest.raises(ConfigError, match=r"^mixstyle\.q: unknown key"):
+        TrialConfig().with_overrides({"mixstyle.q": 1})
+    with pytest.raises(ConfigError, match=r"^seed: not a section"):
+        TrialConfig().with_overrides({"seed.x": 1})
+
+
+def test_flatten_gives_every_leaf_once_and_round_trips_through_overrides():
+    cfg = TrialConfig().with_overrides({"model.widths": [8, 16], "model.depths": [1, 1],
+                                        "model.concentration_stages": [1], "mixstyle.layers": [1]})
+    flat = flatten_config(cfg)
+    assert flat["model.widths"] == [8, 16]
+    assert flat["preprocess.bandpass_high_hz"] == 45.0
+    assert TrialConfig().with_overrides(flat) == cfg
+
+
+def _run_file(**fields) -> RunFile:
+    base = {"data": {"path": "/data/prepared", "fingerprint": "abc"}, "fold_id": "lodo:georgia",
+            "classes": ["AF", "RBBB"]}
+    return RunFile.model_validate({**base, **fields})
+
+
+def test_run_file_round_trips_through_plain_yaml(tmp_path):
+    run = _run_file(trial=TrialConfig().with_overrides({"optim.epochs": 2}).model_dump())
+    path = run.dump(tmp_path / "run.yaml")
+    assert "!!python" not in path.read_text()
+    assert RunFile.load(path) == run
+    assert run.protocol == "lodo" and run.selection_metric == "val_macro_auroc"
+
+
+def test_run_file_errors_name_the_key_and_the_file(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"data": {"path": "x"}, "fold_id": "lodo:cpsc",
+                                    "classes": ["AF"], "trial": {"mixstyle": {"alpha": -1}}}))
+    with pytest.raises(ConfigError, match=r"run\.yaml: trial\.mixstyle\.alpha:"):
+        RunFile.load(path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        RunFile.load(tmp_path / "missing.yaml")
+
+
+def test_run_file_needs_exactly_one_data_source_and_a_known_fold_protocol():
+    with pytest.raises(ValidationError, match="exactly one"):
+        _run_file(data={"path": "x", "synthetic": {"records": 10}})
+    with pytest.raises(ValidationError, match="fold_id"):
+        _run_file(fold_id="georgia")
+
+
+def test_command_line_fields_override_the_run_file():
+    run = _run_file().with_fields(fold_id="lodo:cpsc", selection_metric=None)
+    assert run.fold_id == "lodo:cpsc" and run.selection_metric == "val_macro_auroc"
+    with pytest.raises(ConfigError, match="fold_id"):
+        _run_file().with_fields(fold_id="nope")
