@@ -1,0 +1,409 @@
+"""The prepared dataset on disk (DESIGN.md, Prepared dataset): reader and writer.
+
+Layout of a prepared directory::
+
+    manifest.json        schema_version, classes, fs, preprocessing, counts, skipped,
+                         duplicate groups, fingerprint, shard table
+    records.parquet      one row per record (index 0..N-1, sorted by domain, record_id)
+    signals/shard-NNNNN.f16
+                         little-endian float16, time-major (samples, 12), records
+                         back to back; a record is (shard, offset, length) in the index
+    .prepare/            the writer's journal (resume) and parameters
+
+Shards are raw arrays rather than .npy so the writer can append to them and a crash
+loses at most the record being written; the manifest carries their shapes. Training
+reads windows through a memory map, so many records share one open file and the page
+cache, never one file per record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from heartbeatai.labels import Vocabulary
+
+SCHEMA_VERSION = 1
+LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+N_LEADS = len(LEADS)
+SIGNAL_DTYPE = np.dtype("<f2")
+MANIFEST_FILE = "manifest.json"
+RECORDS_FILE = "records.parquet"
+SIGNALS_DIR = "signals"
+WORK_DIR = ".prepare"
+JOURNAL_FILE = "journal.jsonl"
+PARAMS_FILE = "params.json"
+# 256 MiB shards: few open files, yet a shard is small enough to copy or checksum.
+DEFAULT_SHARD_BYTES = 256 * 2**20
+
+# Index columns that describe where a record sits on disk or on the source machine:
+# left out of the fingerprint so the same content prepared elsewhere, or in another
+# worker order, fingerprints the same.
+_LAYOUT_COLUMNS = ("source_path", "shard", "offset")
+
+
+class NotPreparedError(ValueError):
+    """The path is not a (finished) prepared dataset."""
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary name and rename, so a reader sees the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def shard_name(shard: int) -> str:
+    return f"{SIGNALS_DIR}/shard-{shard:05d}.f16"
+
+
+class PreparedDataset:
+    """Read side of a prepared directory: index as a DataFrame, signals by memory map.
+
+    Picklable: the memory maps are reopened lazily in each process (Ray workers,
+    DataLoader workers), never sent over the wire.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        manifest_path = self.path / MANIFEST_FILE
+        if not manifest_path.is_file() or not (self.path / RECORDS_FILE).is_file():
+            raise NotPreparedError(
+                f"{self.path} is not a prepared dataset (no {MANIFEST_FILE} and {RECORDS_FILE}); "
+                "run `heartbeatai prepare` first"
+            )
+        try:
+            self.manifest: dict = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise NotPreparedError(f"{manifest_path}: unreadable manifest ({err})") from err
+        version = self.manifest.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise NotPreparedError(
+                f"{self.path}: prepared with schema_version {version}, this version reads {SCHEMA_VERSION}; "
+                "prepare it again"
+            )
+        self.fs: int = int(self.manifest["fs"])
+        self.fingerprint: str = self.manifest["fingerprint"]
+        self.classes: list[str] = list(self.manifest["classes"])
+        self.records: pd.DataFrame = pd.read_parquet(self.path / RECORDS_FILE).reset_index(drop=True)
+        self._shard_samples = {int(s["shard"]): int(s["samples"]) for s in self.manifest["shards"]}
+        # Plain arrays: window() is called thousands of times a second, pandas lookups
+        # would dominate it.
+        self._shard = self.records["shard"].to_numpy(np.int64)
+        self._offset = self.records["offset"].to_numpy(np.int64)
+        self._length = self.records["length"].to_numpy(np.int64)
+        self._row_of = {rid: i for i, rid in enumerate(self.records["record_id"])}
+        self._maps: dict[int, np.memmap] = {}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __repr__(self) -> str:
+        return f"PreparedDataset({str(self.path)!r}, records={len(self)}, fs={self.fs})"
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_maps"] = {}
+        return state
+
+    def _map(self, shard: int) -> np.memmap:
+        mapped = self._maps.get(shard)
+        if mapped is None:
+            samples = self._shard_samples[shard]
+            mapped = np.memmap(self.path / shard_name(shard), dtype=SIGNAL_DTYPE, mode="r", shape=(samples, N_LEADS))
+            self._maps[shard] = mapped
+        return mapped
+
+    def index_of(self, record_ids: Iterable[str]) -> np.ndarray:
+        """Row positions of record ids (KeyError naming the first unknown one)."""
+        try:
+            return np.fromiter((self._row_of[r] for r in record_ids), dtype=np.int64)
+        except KeyError as err:
+            raise KeyError(f"record {err.args[0]!r} is not in {self.path}") from None
+
+    def signal(self, row: int) -> np.ndarray:
+        """The whole record, float16 (samples, 12) in mV: a view of the shard, no copy."""
+        offset = self._offset[row]
+        return self._map(int(self._shard[row]))[offset : offset + self._length[row]]
+
+    def window(self, row: int, start: int, length: int) -> np.ndarray:
+        """float32 (12, length) from sample `start`, zero-padded past the record's end."""
+        out = np.zeros((N_LEADS, length), dtype=np.float32)
+        n = int(self._length[row])
+        start = max(0, int(start))
+        stop = min(n, start + length)
+        if stop > start:
+            offset = int(self._offset[row])
+            out[:, : stop - start] = self._map(int(self._shard[row]))[offset + start : offset + stop].T
+        return out
+
+    def labels(self, classes: Sequence[str]) -> np.ndarray:
+        """bool (N, C) for the given class abbreviations, in that order."""
+        missing = [c for c in classes if f"cls_{c}" not in self.records.columns]
+        if missing:
+            raise KeyError(f"classes {missing} were not prepared in {self.path}; prepared: {self.classes}")
+        return self.records[[f"cls_{c}" for c in classes]].to_numpy(dtype=bool)
+
+    def demographics(self) -> np.ndarray:
+        """float32 (N, 3): age/100 (0 when unknown), sex (male 1, female 0, unknown 0.5), age known."""
+        age = self.records["age"].to_numpy(dtype=np.float64, na_value=np.nan)
+        known = np.isfinite(age)
+        sex = self.records["sex"].map({"male": 1.0, "female": 0.0}).fillna(0.5).to_numpy(np.float64)
+        return np.stack([np.where(known, age / 100.0, 0.0), sex, known.astype(np.float64)], axis=1).astype(np.float32)
+
+
+@dataclass
+class PreparedRecord:
+    """One record after preprocessing, as a prepare worker hands it to the writer."""
+
+    record_id: str
+    domain: str
+    source_path: str
+    patient_id: str
+    age: float | None
+    sex: str | None  # "male" | "female" | None
+    fs_original: float
+    length_original: int
+    label_codes_raw: list[str]
+    label_codes: list[str]
+    hash_exact: str
+    hash_coarse: str
+    header_gain: float | None  # the header's ADC gain per mV where the format has one
+    gain_mismatch: bool  # header gain contradicts the data's known units
+    nan_filled: bool  # NaNs were set to 0
+    truncated: bool  # cut to the length cap
+    leads_original: int
+    signal: np.ndarray = field(repr=False)  # float16 (samples, 12), mV, target rate
+
+    def meta(self) -> dict:
+        meta = asdict(self)
+        del meta["signal"]
+        meta["signal_digest"] = hashlib.blake2b(np.ascontiguousarray(self.signal).tobytes(), digest_size=16).hexdigest()
+        return meta
+
+
+def _duplicate_groups(records: pd.DataFrame) -> list[dict]:
+    """Connected components of records sharing hash_exact or hash_coarse (size >= 2)."""
+    parent = list(range(len(records)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for column in ("hash_exact", "hash_coarse"):
+        first: dict[str, int] = {}
+        for i, value in enumerate(records[column]):
+            j = first.setdefault(value, i)
+            if j != i:
+                parent[find(i)] = find(j)
+    members: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(records)):
+        members[find(i)].append(i)
+    groups = []
+    for rows in members.values():
+        if len(rows) < 2:
+            continue
+        part = records.iloc[rows]
+        groups.append(
+            {
+                "record_ids": part["record_id"].tolist(),
+                "domains": sorted(set(part["domain"])),
+                "exact": bool(part["hash_exact"].nunique() == 1),
+            }
+        )
+    return sorted(groups, key=lambda g: g["record_ids"])
+
+
+def _fingerprint(records: pd.DataFrame, fs: int, classes: list[str]) -> str:
+    content = records.drop(columns=list(_LAYOUT_COLUMNS)).sort_values("record_id")
+    digest = hashlib.sha256(json.dumps({"fs": fs, "classes": classes}).encode())
+    # Parquet bytes are not stable across pyarrow versions; JSON of the values is.
+    digest.update(content.to_json(orient="values", double_precision=10).encode())
+    return digest.hexdigest()[:32]
+
+
+class PreparedWriter:
+    """Write side: appends records to shards and a journal, then finishes the index.
+
+    The journal makes prepare resumable: a record is done once its journal line is
+    written, which happens after its samples are flushed. On reopening, shards are
+    cut back to what the journal accounts for.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        fs: int,
+        vocabulary: Vocabulary,
+        params: dict,
+        shard_bytes: int = DEFAULT_SHARD_BYTES,
+    ) -> None:
+        self.path = Path(path)
+        self.fs = int(fs)
+        self.vocabulary = vocabulary
+        self.params = {"fs": self.fs, "classes": vocabulary.abbrs, **params}
+        self.shard_samples = max(1, shard_bytes // (N_LEADS * SIGNAL_DTYPE.itemsize))
+        (self.path / SIGNALS_DIR).mkdir(parents=True, exist_ok=True)
+        work = self.path / WORK_DIR
+        work.mkdir(exist_ok=True)
+        params_path = work / PARAMS_FILE
+        if params_path.exists():
+            previous = json.loads(params_path.read_text(encoding="utf-8"))
+            if previous != json.loads(json.dumps(self.params)):
+                changed = sorted(k for k in set(previous) | set(self.params) if previous.get(k) != self.params.get(k))
+                raise ValueError(
+                    f"{self.path} holds a prepare run with other parameters ({', '.join(changed)}); "
+                    "use another --out or delete it"
+                )
+        else:
+            write_atomic(params_path, json.dumps(self.params, indent=2).encode())
+        self.prepared: dict[str, dict] = {}  # source key -> meta
+        self.skipped: dict[str, str] = {}  # source key -> reason
+        self._load_journal()
+        self._journal = open(work / JOURNAL_FILE, "a", encoding="utf-8")
+
+    def _load_journal(self) -> None:
+        journal = self.path / WORK_DIR / JOURNAL_FILE
+        extents: dict[int, int] = defaultdict(int)
+        if journal.exists():
+            text = journal.read_text(encoding="utf-8")
+            good_bytes = 0
+            for line in text.splitlines(keepends=True):
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    break  # a line cut by a crash: everything after it is lost work
+                if not line.endswith("\n"):
+                    break
+                good_bytes += len(line.encode("utf-8"))
+                if entry["kind"] == "prepared":
+                    meta = entry["meta"]
+                    self.prepared[entry["key"]] = meta
+                    self.skipped.pop(entry["key"], None)
+                    extents[meta["shard"]] = max(extents[meta["shard"]], meta["offset"] + meta["length"])
+                else:
+                    self.skipped[entry["key"]] = entry["reason"]
+            with open(journal, "r+b") as handle:
+                handle.truncate(good_bytes)
+        for shard_file in (self.path / SIGNALS_DIR).glob("shard-*.f16"):
+            shard = int(shard_file.stem.split("-")[1])
+            with open(shard_file, "r+b") as handle:
+                handle.truncate(extents.get(shard, 0) * N_LEADS * SIGNAL_DTYPE.itemsize)
+        self._shard = max(extents, default=0)
+        self._shard_fill = extents.get(self._shard, 0)
+
+    def is_done(self, key: str) -> bool:
+        """True when this source was prepared or skipped by an earlier (or this) run."""
+        return key in self.prepared or key in self.skipped
+
+    def add(self, key: str, record: PreparedRecord) -> None:
+        signal = np.ascontiguousarray(record.signal, dtype=SIGNAL_DTYPE)
+        if signal.ndim != 2 or signal.shape[1] != N_LEADS:
+            raise ValueError(f"{record.record_id}: signal must be (samples, {N_LEADS}), got {signal.shape}")
+        if self._shard_fill and self._shard_fill + len(signal) > self.shard_samples:
+            self._shard, self._shard_fill = self._shard + 1, 0
+        with open(self.path / shard_name(self._shard), "ab") as handle:
+            handle.write(signal.tobytes())
+            handle.flush()
+            os.fsync(handle.fileno())
+        meta = record.meta()
+        meta.update(shard=self._shard, offset=self._shard_fill, length=len(signal))
+        self._shard_fill += len(signal)
+        self.prepared[key] = meta
+        self.skipped.pop(key, None)
+        self._write_journal({"kind": "prepared", "key": key, "meta": meta})
+
+    def skip(self, key: str, reason: str) -> None:
+        self.skipped[key] = reason
+        self._write_journal({"kind": "skipped", "key": key, "reason": reason})
+
+    def _write_journal(self, entry: dict) -> None:
+        self._journal.write(json.dumps(entry) + "\n")
+        self._journal.flush()
+
+    def close(self) -> None:
+        self._journal.close()
+
+    def finish(self, found: int | None = None, extra: dict | None = None) -> pd.DataFrame:
+        """Write records.parquet and manifest.json from everything journaled; return the index."""
+        self._journal.flush()
+        records = self._index()
+        shards = self._shard_table(records)
+        classes = self.vocabulary.abbrs
+        counts: dict[str, dict] = {}
+        for domain, part in records.groupby("domain", sort=True):
+            counts[str(domain)] = {
+                "records": int(len(part)),
+                "classes": {abbr: int(part[f"cls_{abbr}"].sum()) for abbr in classes},
+            }
+        skipped = [{"source": key, "reason": reason} for key, reason in sorted(self.skipped.items())]
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "classes": classes,
+            "class_codes": self.vocabulary.codes,
+            "fs": self.fs,
+            "leads": list(LEADS),
+            "units": "mV",
+            "signal_dtype": SIGNAL_DTYPE.str,
+            "preprocessing": {k: v for k, v in self.params.items() if k not in ("fs", "classes")},
+            "found": len(self.prepared) + len(self.skipped) if found is None else int(found),
+            "prepared": int(len(records)),
+            "counts": counts,
+            "skipped": skipped,
+            "duplicate_groups": _duplicate_groups(records),
+            "renamed_ids": {r: s for r, s in zip(records["record_id"], records["source_path"]) if "~" in r},
+            "shards": shards,
+            "fingerprint": _fingerprint(records, self.fs, classes),
+            **(extra or {}),
+        }
+        table = records.to_parquet(index=False)
+        write_atomic(self.path / RECORDS_FILE, table)
+        write_atomic(self.path / MANIFEST_FILE, json.dumps(manifest, indent=1).encode())
+        return records
+
+    def _index(self) -> pd.DataFrame:
+        columns = list(PreparedRecord.__dataclass_fields__) + ["signal_digest", "shard", "offset", "length"]
+        columns.remove("signal")
+        metas = sorted(self.prepared.values(), key=lambda m: (m["domain"], m["record_id"], m["source_path"]))
+        records = pd.DataFrame(metas, columns=columns)
+        records["record_id"] = _unique_ids(records["record_id"].tolist(), records["source_path"].tolist())
+        records = records.sort_values(["domain", "record_id"], kind="stable").reset_index(drop=True)
+        records["age"] = records["age"].astype("float64")
+        for name in ("shard", "offset", "length", "length_original", "leads_original"):
+            records[name] = records[name].astype("int64")
+        for info in self.vocabulary.classes:
+            members = set(info.codes)
+            records[f"cls_{info.abbr}"] = records["label_codes"].map(lambda codes: bool(members.intersection(codes)))
+        return records
+
+    def _shard_table(self, records: pd.DataFrame) -> list[dict]:
+        ends = (records["offset"] + records["length"]).groupby(records["shard"]).max()
+        return [{"shard": int(s), "file": shard_name(int(s)), "samples": int(n)} for s, n in ends.items()]
+
+
+def _unique_ids(ids: list[str], sources: list[str]) -> list[str]:
+    """The same name from two releases (A0001 in 2020 and 2021) stays two records: the
+    first source path keeps the name, later ones get `~2`, `~3` (listed in the manifest)."""
+    order = sorted(range(len(ids)), key=lambda i: (ids[i], sources[i]))
+    seen: dict[str, int] = {}
+    out = list(ids)
+    for i in order:
+        n = seen.get(ids[i], 0) + 1
+        seen[ids[i]] = n
+        if n > 1:
+            out[i] = f"{ids[i]}~{n}"
+    return out
