@@ -1,0 +1,210 @@
+"""The study configuration: one YAML file validated into one typed object (DESIGN.md, Study).
+
+Validation happens here, at the boundary; everything downstream takes plain, already
+checked values. Errors name the offending key as a dotted path (``search.space.mixstyle.p``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from heartbeatai.config import TrialConfig, describe_validation_error, flatten_config
+from heartbeatai.study.arms import BUILTIN_ARMS, DEFAULT_ARMS
+from heartbeatai.study.search_space import DEFAULT_SPACE, Distribution
+
+Protocol = Literal["lodo", "intra"]
+
+
+class ConfigError(ValueError):
+    """A study configuration that does not validate; the message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticData(_Strict):
+    """Arguments of heartbeatai.data.synthetic.write_benchmark, plus the rate to prepare at."""
+
+    records: int = Field(gt=0)
+    domains: list[str] = Field(default_factory=lambda: ["cpsc", "ptbxl", "georgia", "chapman"], min_length=2)
+    shift: float = Field(default=1.0, ge=0.0)
+    shift_kinds: list[Literal["style", "prevalence", "label_noise"]] | None = None
+    fs: int = Field(default=100, gt=0)
+    seconds: float = Field(default=10.0, gt=0.0)
+    seed: int = 0
+
+    def fingerprint(self) -> str:
+        """Stable hash of the spec: generated data is cached under it and reused."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class DataConfig(_Strict):
+    """Either a prepared dataset on disk or a synthetic spec generated on first use."""
+
+    path: str | None = None
+    synthetic: SyntheticData | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "DataConfig":
+        if (self.path is None) == (self.synthetic is None):
+            raise ValueError("give exactly one of data.path (a prepared dataset) or data.synthetic")
+        return self
+
+
+class FoldsConfig(_Strict):
+    """Which folds to run. Fold parameters are written once into the folds file (DESIGN.md, Folds)."""
+
+    domains: list[str] | None = None  # None: every domain of the dataset
+    k: int = Field(default=5, ge=2)
+    val_fraction: float = Field(default=0.15, gt=0.0, lt=1.0)
+    seed: int = 0
+    # Intra-source folds per domain actually run (k folds are planned; running all k per
+    # domain multiplies the study's cost by k, which a laptop study cannot afford).
+    intra_per_domain: int | None = Field(default=None, ge=1)
+
+
+class SearchConfig(_Strict):
+    space: dict[str, Distribution] = Field(default_factory=lambda: dict(DEFAULT_SPACE))
+    trials_per_fold: int = Field(default=16, ge=1)
+
+
+class SchedulerConfig(_Strict):
+    """ASHA on the reported `epoch` (a restored Tune trial restarts training_iteration)."""
+
+    kind: Literal["asha", "none"] = "asha"
+    grace_period: int = Field(default=1, ge=1)
+    reduction_factor: float = Field(default=3.0, gt=1.0)
+
+
+class ResourcesConfig(_Strict):
+    workers: int = Field(default=1, ge=1)
+    gpus_per_worker: float = Field(default=0.0, ge=0.0)
+    # None: one CPU for an in-process trial; for Ray Train workers, (available - 0.01) / workers.
+    cpus_per_worker: float | None = Field(default=None, gt=0.0)
+
+
+class SelectionConfig(_Strict):
+    metric: str = "val_macro_auroc"
+    mode: Literal["max", "min"] = "max"
+    method: Literal["val"] = "val"
+    # The test-domain oracle: an upper bound only, computed after the selected model is tested.
+    oracle: bool = True
+
+
+class TrackingConfig(_Strict):
+    kind: Literal["mlflow"] = "mlflow"
+    tracking_uri: str | None = None  # None: MLflow's own default store
+    experiment_name: str | None = None  # None: the study name
+
+
+class StudyConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    data: DataConfig
+    classes: list[str] | None = None  # abbreviations; None: every class of the dataset
+    protocols: list[Protocol] = Field(default_factory=lambda: ["lodo"], min_length=1)
+    folds: FoldsConfig = FoldsConfig()
+    trial: dict[str, Any] = Field(default_factory=dict)  # base TrialConfig, validated below
+    search: SearchConfig = SearchConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    resources: ResourcesConfig = ResourcesConfig()
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    arms: list[str] = Field(default_factory=lambda: list(DEFAULT_ARMS), min_length=1)
+    user_arms: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    selection: SelectionConfig = SelectionConfig()
+    storage: str = "runs"
+    optuna_storage: str | None = None  # any Optuna RDB URL; None: sqlite:///<study>/optuna.db
+    tracking: TrackingConfig | None = None
+    record_views: int = Field(default=4, ge=0)  # test records explained per fold
+    bootstrap: int = Field(default=200, ge=10)
+    max_failures: int = Field(default=1, ge=0)
+
+    @field_validator("tracking", mode="before")
+    @classmethod
+    def _tracking_shorthand(cls, value: Any) -> Any:
+        return {"kind": value} if isinstance(value, str) else value
+
+    @field_validator("seeds", "protocols")
+    @classmethod
+    def _unique(cls, value: list) -> list:
+        if len(set(value)) != len(value):
+            raise ValueError("entries must be unique")
+        return value
+
+    @model_validator(mode="after")
+    def _arms_known(self) -> "StudyConfig":
+        clash = sorted(set(self.user_arms) & set(BUILTIN_ARMS))
+        if clash:
+            raise ValueError(f"user_arms redefines built-in arm(s) {clash}: pick another name")
+        known = set(BUILTIN_ARMS) | set(self.user_arms)
+        for i, arm in enumerate(self.arms):
+            if arm not in known:
+                raise ValueError(f"arms[{i}]: unknown arm {arm!r}; known: {sorted(known)}")
+        if "full" not in self.arms:
+            raise ValueError("arms must include 'full': every other arm is compared against it")
+        return self
+
+    @model_validator(mode="after")
+    def _trial_and_overrides_validate(self) -> "StudyConfig":
+
+        try:
+            base = TrialConfig.model_validate(self.trial)
+        except ValidationError as err:
+            raise ValueError(f"trial.{describe_validation_error(err)}") from None
+        keys = set(flatten_config(base))
+        named = {f"search.space.{k}": k for k in self.search.space}
+        named |= {f"user_arms.{a}.{k}": k for a, o in self.user_arms.items() for k in o}
+        for where, dotted in named.items():
+            if dotted not in keys:
+                raise ValueError(f"{where}: {dotted!r} is not a trial configuration key")
+        for arm, overrides in self.user_arms.items():
+            try:
+                base.with_overrides(overrides)
+            except ValueError as err:  # heartbeatai.config.ConfigError names the dotted key
+                raise ValueError(f"user_arms.{arm}: {err}") from None
+        return self
+
+    # Derived paths -------------------------------------------------------------------------
+
+    def study_dir(self, storage: str | None = None) -> str:
+        root = storage or self.storage
+        return f"{root.rstrip('/')}/{self.name}"
+
+
+def _first_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
+    return f"{loc}: {msg}" if loc else msg
+
+
+def parse_study_config(raw: dict[str, Any], source: str = "study config") -> StudyConfig:
+    """Validate a mapping; a ConfigError names the first bad key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    try:
+        return StudyConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"{source}: {_first_error(err)}") from None
+
+
+def load_study_config(path: str | Path) -> StudyConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no study config at {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    return parse_study_config(raw, source=str(path))
+
+
+def dump_study_config(config: StudyConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
