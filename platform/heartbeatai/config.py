@@ -48,8 +48,8 @@ class ModelConfig(_Strict):
     se: bool = True
     se_reduction: int = Field(16, ge=1)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
-    # Stages (1-based) whose feature maps the concentration head taps; the globally
-    # pooled last stage always reaches the classifier.
+    # Stages (1-based, before the last) whose feature maps the concentration head taps;
+    # the globally pooled last stage always reaches the classifier.
     concentration: bool = True
     concentration_stages: tuple[int, ...] = (1, 2, 3)
     # Age and sex (with a missing-age flag) joined before the classifier.
@@ -67,9 +67,9 @@ class ModelConfig(_Strict):
             bad_kernel = "stem_kernel" if self.stem_kernel % 2 == 0 else "kernel"
             raise ValueError(f"{bad_kernel}: must be odd (same-length padding)")
         n = len(self.widths)
-        bad = [s for s in self.concentration_stages if not 1 <= s <= n]
+        bad = [s for s in self.concentration_stages if not 1 <= s < n]
         if bad:
-            raise ValueError(f"concentration_stages: {bad} outside stages 1..{n}")
+            raise ValueError(f"concentration_stages: {bad} outside stages 1..{n - 1}")
         return self
 
 
