@@ -1,0 +1,193 @@
+"""Read a storage root's results tables, tolerating studies in progress and bad files.
+
+``ResultsStore(root)`` lists the studies under a storage root (local path or a
+pyarrow-filesystem URL) and reads their tables as pandas frames: a missing table reads as
+an empty frame with the schema's columns, a corrupt part is skipped and reported (never
+raised), and of rows sharing an identity the one from the latest part wins. Reads are
+cached per table and invalidated by the parts' names, sizes and modification times, so a
+dashboard polling a running study re-reads only the tables that changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from heartbeatai.results import schema
+
+log = logging.getLogger(__name__)
+
+Signature = tuple[tuple[str, int, int], ...]
+
+
+@dataclass(frozen=True)
+class TableStatus:
+    """What a table looks like on disk: absent, empty (study starting), readable, damaged."""
+
+    table: str
+    exists: bool
+    parts: int
+    rows: int
+    corrupt: tuple[str, ...]  # "part-...parquet: reason", one per unreadable part
+
+    @property
+    def state(self) -> str:
+        if not self.exists:
+            return "missing"
+        if self.corrupt:
+            return "corrupt"
+        return "ok" if self.rows else "empty"
+
+
+@dataclass(frozen=True)
+class _Cached:
+    signature: Signature
+    frame: pd.DataFrame
+    status: TableStatus
+
+
+class ResultsStore:
+    def __init__(self, root: str):
+        self.root = str(root)
+        self._fs, self._root_path = schema.resolve_filesystem(root)
+        self._cache: dict[tuple[str, str], _Cached] = {}
+        self._lock = threading.Lock()
+
+    # -- discovery ----------------------------------------------------------------------
+
+    def studies(self) -> list[str]:
+        """Studies under the root: directories with a ``results/`` folder and a valid name."""
+        if self._fs.get_file_info(self._root_path).type != pafs.FileType.Directory:
+            return []
+        found = []
+        for info in self._fs.get_file_info(pafs.FileSelector(self._root_path)):
+            if info.type != pafs.FileType.Directory:
+                continue
+            try:
+                schema.check_study_name(info.base_name)
+            except ValueError:
+                continue
+            if self._fs.get_file_info(f"{info.path}/{schema.RESULTS_DIR}").type == pafs.FileType.Directory:
+                found.append(info.base_name)
+        return sorted(found)
+
+    def status(self, study: str, table: str) -> TableStatus:
+        return self._load(study, table).status
+
+    def signature(self, study: str, tables: Iterable[str] | None = None) -> str:
+        """A short hash that changes when any part of the given tables is added, rewritten or removed."""
+        digest = hashlib.blake2b(digest_size=8)
+        for name in sorted(tables or schema.TABLES):
+            digest.update(repr((name, self._signature(study, name)[1])).encode())
+        return digest.hexdigest()
+
+    # -- reading ------------------------------------------------------------------------
+
+    def read(self, study: str, table: str, columns: Iterable[str] | None = None,
+             filters: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Rows of ``table`` for ``study``.
+
+        ``filters`` maps a column to a value or to a list/tuple/set of accepted values.
+        Unreadable parts are listed in ``frame.attrs["corrupt"]`` and in ``status()``.
+        """
+        declaration = schema.table(table)
+        cached = self._load(study, table)
+        frame = cached.frame
+        for column, wanted in (filters or {}).items():
+            self._check_column(declaration, column)
+            if column not in frame.columns:
+                frame = frame.iloc[0:0]
+                continue
+            accepted = list(wanted) if isinstance(wanted, (list, tuple, set, frozenset)) else [wanted]
+            frame = frame[frame[column].isin(accepted)]
+        if columns is not None:
+            columns = list(columns)
+            for column in columns:
+                self._check_column(declaration, column)
+            frame = frame.reindex(columns=columns)
+        frame = frame.reset_index(drop=True)
+        frame.attrs["corrupt"] = list(cached.status.corrupt)
+        return frame
+
+    def progress(self, study: str) -> pd.DataFrame:
+        """Per protocol and fold: how many trials are in each status, and how many in all."""
+        trials = self.read(study, "trials", columns=["protocol", "fold_id", "status"])
+        counts = pd.crosstab([trials["protocol"], trials["fold_id"]], trials["status"])
+        counts = counts.reindex(columns=list(schema.TRIAL_STATUSES), fill_value=0)
+        counts.columns.name = None
+        counts["total"] = counts.sum(axis=1)
+        return counts.reset_index().astype({s: "int64" for s in (*schema.TRIAL_STATUSES, "total")})
+
+    # -- internals ----------------------------------------------------------------------
+
+    @staticmethod
+    def _check_column(declaration: schema.Table, column: str) -> None:
+        if column not in declaration.columns and not declaration.is_dynamic(column):
+            raise ValueError(f"{declaration.name} has no column {column!r}")
+
+    def _table_path(self, study: str, table: str) -> str:
+        schema.check_study_name(study)
+        return f"{self._root_path}/{study}/{schema.RESULTS_DIR}/{schema.table(table).name}"
+
+    def _signature(self, study: str, table: str) -> tuple[bool, Signature]:
+        path = self._table_path(study, table)
+        if self._fs.get_file_info(path).type != pafs.FileType.Directory:
+            return False, ()
+        infos = self._fs.get_file_info(pafs.FileSelector(path))
+        return True, tuple(sorted(
+            (i.base_name, i.mtime_ns or 0, i.size or 0) for i in infos if schema.is_part_name(i.base_name)
+        ))
+
+    def _load(self, study: str, table: str) -> _Cached:
+        exists, signature = self._signature(study, table)
+        key = (study, table)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None and cached.signature == signature and cached.status.exists == exists:
+                return cached
+        loaded = self._read_parts(study, table, exists, signature)
+        with self._lock:
+            self._cache[key] = loaded
+        return loaded
+
+    def _read_parts(self, study: str, table: str, exists: bool, signature: Signature) -> _Cached:
+        declaration = schema.table(table)
+        path = self._table_path(study, table)
+        parts, corrupt = [], []
+        for name, _, _ in signature:
+            try:
+                parts.append(pq.read_table(f"{path}/{name}", filesystem=self._fs))
+            except FileNotFoundError:
+                continue  # replaced between listing and reading; the next read sees the new state
+            except (OSError, pa.ArrowException) as err:
+                # A damaged part must not take the study's page down: report and go on.
+                reason = (str(err).splitlines() or [type(err).__name__])[0].replace(f"{path}/", "")
+                corrupt.append(f"{name}: {reason}")
+                log.warning("results %s/%s: skipping unreadable part %s (%s)", study, table, name, reason)
+        if parts:
+            try:
+                arrow = pa.concat_tables(parts, promote_options="permissive")
+            except pa.ArrowException as err:
+                corrupt.append(f"parts disagree on column types: {err}")
+                arrow = None
+        else:
+            arrow = None
+        if arrow is None:
+            frame = declaration.empty_frame()
+        else:
+            frame = arrow.to_pandas()
+            for column, dtype in declaration.columns.items():
+                if column not in frame.columns:
+                    frame[column] = pa.nulls(len(frame), type=dtype).to_pandas()
+            frame = frame.drop_duplicates(list(declaration.identity), keep="last", ignore_index=True)
+        status = TableStatus(table, exists, len(signature), len(frame), tuple(corrupt))
+        return _Cached(signature, frame, status)

@@ -1,0 +1,222 @@
+"""The results store's tables: columns, types, identities and allowed values.
+
+One declaration serves the writers (validation, types of the Parquet parts) and the
+readers (the empty frame of a missing table, which rows a later part overrides). The
+lead fixes this schema (DESIGN.md, Results store); bump SCHEMA_VERSION on any change a
+reader of an older store could misread.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+SCHEMA_VERSION = 1
+
+# Every row of a per-run table carries this key: one trained model of one study.
+RUN_KEY: tuple[str, ...] = ("study", "protocol", "fold_id", "arm", "seed", "selection", "trial_id")
+
+PROTOCOLS = ("lodo", "intra")
+SELECTIONS = ("search", "val", "oracle")
+TRIAL_STATUSES = ("pending", "running", "completed", "early_stopped", "errored")
+SPLITS = ("val", "test")
+LABEL_SETS = ("noisy", "clean")
+FOLD_METRICS = ("macro_f1", "macro_auroc", "macro_auprc", "challenge_score", "brier")
+CLASS_METRICS = ("f1", "auroc", "auprc")
+
+# The arm and trial id the search trials and the prevalence floor use (DESIGN.md, Study).
+SEARCH_ARM = "search"
+PREVALENCE_ARM = "prevalence"
+CONSENSUS_FOLD = "consensus"
+
+_S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
+
+_KEY_TYPES = {
+    "study": _S, "protocol": _S, "fold_id": _S, "arm": _S, "seed": _I, "selection": _S, "trial_id": _S,
+}
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of the store.
+
+    ``identity`` names the columns that identify a row: a row written later with the
+    same identity replaces the earlier one when read (a rerun overwrites logically).
+    ``required`` columns must be present and non-null in every write; other declared
+    columns may be missing (written as null). Wide tables admit extra columns whose
+    names start with one of ``dynamic_prefixes`` (``cfg.mixstyle.p``, ``p_AF``).
+    """
+
+    name: str
+    columns: dict[str, pa.DataType]
+    identity: tuple[str, ...]
+    required: tuple[str, ...]
+    allowed: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    dynamic_prefixes: tuple[str, ...] = ()
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([pa.field(name, dtype) for name, dtype in self.columns.items()])
+
+    def is_dynamic(self, column: str) -> bool:
+        return any(column.startswith(prefix) and len(column) > len(prefix) for prefix in self.dynamic_prefixes)
+
+    def empty_frame(self) -> pd.DataFrame:
+        return self.arrow_schema.empty_table().to_pandas()
+
+
+def _per_run(name: str, columns: dict[str, pa.DataType], extra_identity: tuple[str, ...] = (),
+             required: tuple[str, ...] = (), allowed: dict[str, tuple[str, ...]] | None = None,
+             dynamic_prefixes: tuple[str, ...] = ()) -> Table:
+    identity = RUN_KEY + extra_identity
+    return Table(
+        name=name,
+        columns={**_KEY_TYPES, **columns},
+        identity=identity,
+        required=identity + required,
+        allowed={"protocol": PROTOCOLS, "selection": SELECTIONS, **(allowed or {})},
+        dynamic_prefixes=dynamic_prefixes,
+    )
+
+
+_VAL_METRICS = {
+    "val_macro_auroc": _F, "val_macro_f1": _F, "val_macro_auprc": _F, "val_challenge_score": _F,
+}
+
+
+def _with_interval(metric: str) -> dict[str, pa.DataType]:
+    return {metric: _F, f"{metric}_lo": _F, f"{metric}_hi": _F}
+
+
+TABLES: dict[str, Table] = {
+    table.name: table
+    for table in (
+        _per_run(
+            "trials",
+            {
+                "status": _S, "error": _S, "best_epoch": _I, "epochs_run": _I, "wall_time_s": _F,
+                **_VAL_METRICS,
+                "selection_metric": _S, "selection_value": _F, "provenance": _S, "checkpoint_path": _S,
+            },
+            required=("status",),
+            allowed={"status": TRIAL_STATUSES},
+            dynamic_prefixes=("cfg.",),
+        ),
+        _per_run("epochs", {"epoch": _I, "train_loss": _F, "val_loss": _F, **_VAL_METRICS}, ("epoch",)),
+        _per_run(
+            "fold_metrics",
+            {"split": _S, "label_set": _S, "metric": _S, "value": _F, "ci_low": _F, "ci_high": _F,
+             "classes_used": _S},
+            ("split", "label_set", "metric"),
+            required=("value",),
+            allowed={"split": SPLITS, "label_set": LABEL_SETS, "metric": FOLD_METRICS},
+        ),
+        _per_run(
+            "class_metrics",
+            {"split": _S, "label_set": _S, "class": _S, "positives": _I, "train_prevalence": _F,
+             "test_prevalence": _F, "present": _B, **_with_interval("f1"), **_with_interval("auroc"),
+             **_with_interval("auprc"), "brier": _F, "threshold": _F},
+            ("split", "label_set", "class"),
+            allowed={"split": SPLITS, "label_set": LABEL_SETS},
+        ),
+        _per_run(
+            "predictions", {"record_id": _S, "domain": _S}, ("record_id",), required=("domain",),
+            dynamic_prefixes=("p_", "y_", "yclean_"),
+        ),
+        Table(
+            "importances",
+            {"study": _S, "protocol": _S, "fold_id": _S, "param": _S, "importance": _F},
+            identity=("study", "protocol", "fold_id", "param"),
+            required=("study", "protocol", "fold_id", "param", "importance"),
+            allowed={"protocol": PROTOCOLS},
+        ),
+        Table(
+            "dataset_card",
+            {"study": _S, "domain": _S, "class": _S, "count": _I, "prevalence": _F, "n_records": _I,
+             "n_patients": _I, "fs": _I, "median_seconds": _F},
+            identity=("study", "domain", "class"),
+            required=("study", "domain", "class", "count"),
+        ),
+        _per_run(
+            "record_views",
+            {"record_id": _S, "class": _S, "true_labels": _S, "pred_labels": _S, "probabilities": _S,
+             "fs": _I, "signal": _S, "attribution": _S, "se_gates": _S, "misclassified": _B, "rank": _I},
+            ("record_id", "class"),
+            required=("signal", "fs"),
+        ),
+        Table(
+            "best_configs",
+            {"study": _S, "protocol": _S, "fold_id": _S, "selection": _S, "metric": _S, "value": _F,
+             "run_file": _S},
+            identity=("study", "protocol", "fold_id", "selection"),
+            required=("study", "protocol", "fold_id", "selection", "run_file"),
+            allowed={"protocol": PROTOCOLS, "selection": SELECTIONS},
+        ),
+        Table(
+            "degradation",
+            {"study": _S, "domain": _S, "class": _S, "metric": _S, "label_set": _S,
+             "intra": _F, "intra_lo": _F, "intra_hi": _F, "lodo": _F, "lodo_lo": _F, "lodo_hi": _F,
+             "delta": _F, "train_prevalence": _F, "test_prevalence": _F,
+             "ranking_part": _F, "threshold_part": _F, "prevalence_part": _F},
+            identity=("study", "domain", "class", "metric", "label_set"),
+            required=("study", "domain", "class", "metric", "label_set"),
+            allowed={"metric": CLASS_METRICS, "label_set": LABEL_SETS},
+        ),
+        Table(
+            "ablation_tests",
+            {"study": _S, "protocol": _S, "arm": _S, "metric": _S, "n_pairs": _I, "mean_full": _F,
+             "mean_arm": _F, "mean_diff": _F, "diff_lo": _F, "diff_hi": _F, "effect_size": _F,
+             "wilcoxon_p": _F, "bootstrap_p": _F, "p_holm": _F},
+            identity=("study", "protocol", "arm", "metric"),
+            required=("study", "protocol", "arm", "metric"),
+            allowed={"protocol": PROTOCOLS},
+        ),
+    )
+}
+
+
+def table(name: str) -> Table:
+    """The declaration of ``name``; a clear error for a table the schema does not have."""
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise ValueError(f"unknown results table {name!r}; known: {', '.join(TABLES)}") from None
+
+
+# --- Layout: <storage>/<study>/results/{schema_version.json, <table>/part-*.parquet} ---------
+
+RESULTS_DIR = "results"
+VERSION_FILE = "schema_version.json"
+PART_PREFIX = "part-"
+PART_SUFFIX = ".parquet"
+
+# Study names become path components: letters, digits, dot, dash, underscore, and never
+# a name made of dots, so no study name can reach outside the storage root.
+_STUDY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+
+
+def check_study_name(study: str) -> str:
+    if not isinstance(study, str) or not _STUDY_NAME.match(study) or set(study) <= {"."}:
+        raise ValueError(f"invalid study name {study!r}: use letters, digits, '.', '_' and '-'")
+    return study
+
+
+def is_part_name(name: str) -> bool:
+    """Finished parts only: temporaries start with a dot and are never read."""
+    return name.startswith(PART_PREFIX) and name.endswith(PART_SUFFIX)
+
+
+def resolve_filesystem(location: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and the path on it, for a local path or a URL (s3://, gs://)."""
+    text = os.fspath(location)
+    if "://" in text and not text.startswith("file://"):
+        filesystem, path = pafs.FileSystem.from_uri(text)
+        return filesystem, path.rstrip("/")
+    if text.startswith("file://"):
+        text = text[len("file://"):]
+    return pafs.LocalFileSystem(), os.path.abspath(text)

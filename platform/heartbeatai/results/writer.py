@@ -1,0 +1,174 @@
+"""Append validated rows to a study's results tables as Parquet parts.
+
+Each write is one new part, written under a temporary dot-name and renamed into place:
+a reader never sees half a file, and a study in progress is readable at any moment. A
+later part overrides rows of an earlier one with the same identity (schema.Table), so
+rerunning a trial rewrites it logically without touching what is already there.
+One writer per study at a time: the study holds the lock (DESIGN.md, Results store).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from heartbeatai.results import schema
+from heartbeatai.results.schema import Table
+
+_clock_lock = threading.Lock()
+_last_ns = 0
+
+
+def _monotonic_part_name() -> str:
+    """Part names sort in write order: the reader's "latest part wins" relies on it."""
+    global _last_ns
+    with _clock_lock:
+        _last_ns = max(time.time_ns(), _last_ns + 1)
+        stamp = _last_ns
+    return f"{schema.PART_PREFIX}{stamp:020d}-{uuid.uuid4().hex[:8]}{schema.PART_SUFFIX}"
+
+
+class ResultsWriter:
+    """Writes the tables of one study under ``<study_dir>/results``.
+
+    ``study_dir`` is ``<storage>/<study>`` (a local path or a pyarrow-filesystem URL);
+    its last component is the study name. Rows without a ``study`` column get it;
+    rows naming another study are refused.
+    """
+
+    def __init__(self, study_dir: str | os.PathLike):
+        self._fs, study_path = schema.resolve_filesystem(study_dir)
+        self.study = schema.check_study_name(posixpath.basename(study_path.replace(os.sep, "/")))
+        self.results_path = f"{study_path}/{schema.RESULTS_DIR}"
+        self._fs.create_dir(self.results_path, recursive=True)
+        self._write_version_file()
+
+    def write(self, table: str, rows: pd.DataFrame) -> str | None:
+        """Append ``rows`` to ``table`` as one part; returns the part's path (None if no rows)."""
+        declaration = schema.table(table)
+        if rows.empty:
+            return None
+        arrow = self._validated(declaration, rows)
+        return self._write_part(declaration.name, arrow)
+
+    def replace(self, table: str, rows: pd.DataFrame, where: Mapping[str, Any]) -> str | None:
+        """Drop the stored rows matching every ``where`` column == value, then append ``rows``.
+
+        For reruns that may write fewer rows than before (a trial's epochs). Not atomic
+        across parts: a reader in between may see neither the old nor the new rows.
+        """
+        declaration = schema.table(table)
+        unknown = [c for c in where if c not in declaration.columns]
+        if unknown:
+            raise ValueError(f"{table}: cannot match on unknown column(s) {unknown}")
+        arrow = self._validated(declaration, rows) if not rows.empty else None
+        table_path = f"{self.results_path}/{declaration.name}"
+        for info in self._parts(table_path):
+            stored = pq.read_table(info.path, filesystem=self._fs)
+            matched = np.ones(stored.num_rows, dtype=bool)
+            for column, value in where.items():
+                if column not in stored.column_names:
+                    matched[:] = False
+                    break
+                matched &= stored.column(column).to_pandas().eq(value).fillna(False).to_numpy(dtype=bool)
+            if not matched.any():
+                continue
+            kept = stored.filter(pa.array(~matched))
+            if kept.num_rows:
+                self._atomic_write(kept, info.path)  # same name: the part keeps its place in order
+            else:
+                self._fs.delete_file(info.path)
+        return self._write_part(declaration.name, arrow) if arrow is not None else None
+
+    # -- validation ---------------------------------------------------------------------
+
+    def _validated(self, declaration: Table, rows: pd.DataFrame) -> pa.Table:
+        name = declaration.name
+        rows = rows.reset_index(drop=True)
+        if "study" not in rows.columns:
+            rows = rows.assign(study=self.study)
+        unknown = [c for c in rows.columns if c not in declaration.columns and not declaration.is_dynamic(c)]
+        if unknown:
+            raise ValueError(f"{name}: unknown column(s) {unknown}")
+        missing = [c for c in declaration.required if c not in rows.columns]
+        if missing:
+            raise ValueError(f"{name}: missing required column(s) {missing}")
+        null = [c for c in declaration.required if rows[c].isna().any()]
+        if null:
+            raise ValueError(f"{name}: null values in required column(s) {null}")
+        other_studies = sorted(set(rows["study"]) - {self.study})
+        if other_studies:
+            raise ValueError(f"{name}: rows of study {other_studies} written into study {self.study!r}")
+        for column, allowed in declaration.allowed.items():
+            bad = sorted(set(rows[column].dropna()) - set(allowed)) if column in rows.columns else []
+            if bad:
+                raise ValueError(f"{name}.{column}: {bad} not in {list(allowed)}")
+        duplicated = rows.duplicated(list(declaration.identity), keep=False)
+        if duplicated.any():
+            first = rows.loc[duplicated, list(declaration.identity)].iloc[0].to_dict()
+            raise ValueError(f"{name}: several rows share the identity {first}")
+
+        arrays, fields = [], []
+        for column, dtype in declaration.columns.items():
+            values = rows[column] if column in rows.columns else pd.Series([None] * len(rows), dtype=object)
+            try:
+                arrays.append(pa.array(values, type=dtype, from_pandas=True))
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+                raise ValueError(f"{name}.{column}: cannot store as {dtype}: {err}") from None
+            fields.append(pa.field(column, dtype))
+        for column in sorted(c for c in rows.columns if declaration.is_dynamic(c)):
+            array = pa.array(rows[column], from_pandas=True)
+            arrays.append(array)
+            fields.append(pa.field(column, array.type))
+        return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+    # -- files --------------------------------------------------------------------------
+
+    def _write_version_file(self) -> None:
+        path = f"{self.results_path}/{schema.VERSION_FILE}"
+        info = self._fs.get_file_info(path)
+        if info.type == pafs.FileType.File:
+            with self._fs.open_input_stream(path) as handle:
+                found = json.loads(handle.read().decode()).get("schema_version")
+            if found != schema.SCHEMA_VERSION:
+                raise ValueError(
+                    f"{self.results_path} holds results schema {found}; this version writes "
+                    f"{schema.SCHEMA_VERSION}: use a new storage path"
+                )
+            return
+        payload = json.dumps({"schema_version": schema.SCHEMA_VERSION, "tables": sorted(schema.TABLES)})
+        tmp = f"{self.results_path}/.{schema.VERSION_FILE}.{uuid.uuid4().hex}"
+        with self._fs.open_output_stream(tmp) as handle:
+            handle.write(payload.encode())
+        self._fs.move(tmp, path)
+
+    def _parts(self, table_path: str) -> list[pafs.FileInfo]:
+        if self._fs.get_file_info(table_path).type != pafs.FileType.Directory:
+            return []
+        infos = self._fs.get_file_info(pafs.FileSelector(table_path))
+        return sorted((i for i in infos if schema.is_part_name(i.base_name)), key=lambda i: i.base_name)
+
+    def _write_part(self, table: str, arrow: pa.Table) -> str:
+        table_path = f"{self.results_path}/{table}"
+        self._fs.create_dir(table_path, recursive=True)
+        path = f"{table_path}/{_monotonic_part_name()}"
+        self._atomic_write(arrow, path)
+        return path
+
+    def _atomic_write(self, arrow: pa.Table, path: str) -> None:
+        directory, name = posixpath.split(path)
+        tmp = f"{directory}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+        pq.write_table(arrow, tmp, filesystem=self._fs, compression="zstd")
+        self._fs.move(tmp, path)

@@ -1,0 +1,170 @@
+"""The results store: what writers may write, and what readers see of it."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from heartbeatai.results import ResultsStore, ResultsWriter, schema
+
+KEY = dict(protocol="lodo", fold_id="lodo:cpsc", arm="search", seed=0, selection="search")
+
+
+def _trial(trial_id: str, status: str, **extra) -> dict:
+    return dict(KEY, trial_id=trial_id, status=status, **extra)
+
+
+@pytest.fixture
+def writer(tmp_path):
+    return ResultsWriter(tmp_path / "demo")
+
+
+def test_a_later_part_overrides_rows_with_the_same_identity(tmp_path, writer):
+    writer.write("trials", pd.DataFrame([_trial("t1", "running"), _trial("t2", "running")]))
+    writer.write("trials", pd.DataFrame([_trial("t1", "completed", val_macro_auroc=0.91, best_epoch=4)]))
+
+    trials = ResultsStore(tmp_path).read("demo", "trials").set_index("trial_id")
+
+    assert trials.loc["t1", "status"] == "completed"
+    assert trials.loc["t1", "val_macro_auroc"] == pytest.approx(0.91)
+    assert trials.loc["t2", "status"] == "running"
+    assert len(trials) == 2
+
+
+def test_the_writer_fills_the_study_and_stores_flattened_config_columns(tmp_path, writer):
+    writer.write("trials", pd.DataFrame([_trial("t1", "completed", **{"cfg.mixstyle.p": 0.3, "cfg.loss.kind": "asl"})]))
+
+    trials = ResultsStore(tmp_path).read("demo", "trials")
+
+    assert trials.loc[0, "study"] == "demo"
+    assert trials.loc[0, "cfg.mixstyle.p"] == pytest.approx(0.3)
+    assert trials.loc[0, "cfg.loss.kind"] == "asl"
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        (_trial("t1", "finished"), "status"),
+        ({**_trial("t1", "completed"), "protocol": "loso"}, "protocol"),
+        ({k: v for k, v in _trial("t1", "completed").items() if k != "seed"}, "missing required"),
+        ({**_trial("t1", "completed"), "val_auroc": 0.5}, "unknown column"),
+        ({**_trial("t1", "completed"), "study": "other"}, "study"),
+        ({**_trial("t1", "completed"), "best_epoch": "three"}, "best_epoch"),
+    ],
+)
+def test_the_writer_refuses_rows_the_schema_does_not_allow(writer, row, message):
+    with pytest.raises(ValueError, match=message):
+        writer.write("trials", pd.DataFrame([row]))
+
+
+def test_two_rows_with_one_identity_in_one_write_are_refused(writer):
+    with pytest.raises(ValueError, match="identity"):
+        writer.write("trials", pd.DataFrame([_trial("t1", "running"), _trial("t1", "completed")]))
+
+
+def test_replace_drops_the_matching_rows_of_earlier_parts(tmp_path, writer):
+    epochs = [dict(KEY, trial_id="t1", epoch=e, val_macro_auroc=0.5 + e / 10) for e in range(4)]
+    writer.write("epochs", pd.DataFrame(epochs + [dict(KEY, trial_id="t2", epoch=0)]))
+
+    writer.replace("epochs", pd.DataFrame(epochs[:2]), where={"trial_id": "t1"})
+
+    stored = ResultsStore(tmp_path).read("demo", "epochs")
+    assert sorted(stored.loc[stored.trial_id == "t1", "epoch"]) == [0, 1]
+    assert list(stored.loc[stored.trial_id == "t2", "epoch"]) == [0]
+
+
+def test_a_missing_table_reads_as_an_empty_frame_with_the_schema_columns(tmp_path, writer):
+    store = ResultsStore(tmp_path)
+
+    frame = store.read("demo", "class_metrics")
+
+    assert frame.empty
+    assert list(frame.columns) == list(schema.TABLES["class_metrics"].columns)
+    assert store.status("demo", "class_metrics").state == "missing"
+
+
+def test_a_corrupt_part_is_reported_and_the_readable_parts_still_read(tmp_path, writer):
+    writer.write("trials", pd.DataFrame([_trial("t1", "completed")]))
+    (tmp_path / "demo" / "results" / "trials" / "part-99999999999999999999-broken.parquet").write_bytes(b"PAR1 not parquet")
+    store = ResultsStore(tmp_path)
+
+    frame = store.read("demo", "trials")
+
+    assert list(frame.trial_id) == ["t1"]
+    assert frame.attrs["corrupt"] and "part-99999999999999999999-broken.parquet" in frame.attrs["corrupt"][0]
+    assert store.status("demo", "trials").state == "corrupt"
+    assert str(tmp_path) not in frame.attrs["corrupt"][0]
+
+
+def test_temporary_files_of_a_write_in_progress_are_never_read(tmp_path, writer):
+    writer.write("trials", pd.DataFrame([_trial("t1", "completed")]))
+    (tmp_path / "demo" / "results" / "trials" / ".part-x.parquet.tmp").write_bytes(b"half a file")
+
+    store = ResultsStore(tmp_path)
+
+    assert len(store.read("demo", "trials")) == 1
+    assert store.status("demo", "trials").state == "ok"
+
+
+def test_the_cache_notices_new_parts(tmp_path, writer):
+    store = ResultsStore(tmp_path)
+    writer.write("trials", pd.DataFrame([_trial("t1", "running")]))
+    before = store.signature("demo", ["trials"])
+    assert len(store.read("demo", "trials")) == 1
+
+    writer.write("trials", pd.DataFrame([_trial("t2", "running")]))
+
+    assert len(store.read("demo", "trials")) == 2
+    assert store.signature("demo", ["trials"]) != before
+    assert store.signature("demo", ["epochs"]) == store.signature("demo", ["epochs"])
+
+
+def test_filters_and_columns_select_rows_and_reject_unknown_columns(tmp_path, writer):
+    writer.write("trials", pd.DataFrame([_trial("t1", "completed"), _trial("t2", "errored", error="OOM")]))
+    store = ResultsStore(tmp_path)
+
+    frame = store.read("demo", "trials", columns=["trial_id", "error"], filters={"status": ["errored"]})
+
+    assert frame.to_dict("records") == [{"trial_id": "t2", "error": "OOM"}]
+    with pytest.raises(ValueError, match="no column"):
+        store.read("demo", "trials", filters={"statuz": "errored"})
+
+
+def test_progress_counts_trials_per_fold_and_status(tmp_path, writer):
+    rows = [_trial(f"t{i}", s) for i, s in enumerate(["completed", "completed", "early_stopped", "running", "errored"])]
+    rows.append(dict(_trial("u1", "pending"), fold_id="lodo:ptbxl"))
+    writer.write("trials", pd.DataFrame(rows))
+
+    progress = ResultsStore(tmp_path).progress("demo").set_index("fold_id")
+
+    assert progress.loc["lodo:cpsc", ["completed", "early_stopped", "running", "errored", "total"]].tolist() == [2, 1, 1, 1, 5]
+    assert progress.loc["lodo:ptbxl", "pending"] == 1
+
+
+@pytest.mark.parametrize("name", ["../etc", "..", ".", "a/b", "", "x" * 200, "/abs"])
+def test_study_names_that_could_leave_the_root_are_refused(tmp_path, name):
+    with pytest.raises(ValueError, match="invalid study name"):
+        ResultsStore(tmp_path).read(name, "trials")
+
+
+def test_studies_lists_only_folders_with_results(tmp_path, writer):
+    (tmp_path / "notastudy").mkdir()
+    (tmp_path / "stray.txt").write_text("x")
+
+    assert ResultsStore(tmp_path).studies() == ["demo"]
+    assert json.loads((tmp_path / "demo" / "results" / "schema_version.json").read_text())["schema_version"] == 1
+
+
+def test_a_store_of_another_schema_version_is_refused(tmp_path, writer):
+    (tmp_path / "demo" / "results" / "schema_version.json").write_text(json.dumps({"schema_version": 99}))
+
+    with pytest.raises(ValueError, match="schema 99"):
+        ResultsWriter(tmp_path / "demo")
+
+
+def test_a_file_url_reads_like_a_path(tmp_path, writer):
+    writer.write("trials", pd.DataFrame([_trial("t1", "completed")]))
+
+    assert ResultsStore(f"file://{tmp_path}").read("demo", "trials").trial_id.tolist() == ["t1"]
