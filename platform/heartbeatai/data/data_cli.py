@@ -1,0 +1,75 @@
+"""`heartbeatai data folds|card DIR`: plan the folds of a prepared dataset, show its card."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from heartbeatai.cli import UserError
+from heartbeatai.data import card as card_lib
+from heartbeatai.data import folds as folds_lib
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("data", help="folds and the dataset card of a prepared dataset")
+    commands = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+
+    folds = commands.add_parser("folds", help="write DIR/folds/<protocol>.parquet and print a per-fold summary")
+    folds.add_argument("dataset", type=Path, metavar="DIR", help="prepared dataset directory")
+    folds.add_argument("--protocol", choices=folds_lib.PROTOCOLS, required=True)
+    folds.add_argument("--k", type=int, default=5, help="intra: folds per domain (default 5)")
+    folds.add_argument("--val-fraction", type=float, default=0.15, help="validation share of training groups")
+    folds.add_argument("--seed", type=int, default=0, help="fold seed (independent of trial seeds)")
+    folds.add_argument("--domains", help="comma-separated domains (default: all in the dataset)")
+    folds.set_defaults(func=run_folds)
+
+    card = commands.add_parser("card", help="print and write the dataset card (CSV + Markdown)")
+    card.add_argument("dataset", type=Path, metavar="DIR", help="prepared dataset directory")
+    card.add_argument("--out", type=Path, help="output directory (default DIR/card)")
+    card.set_defaults(func=run_card)
+
+
+def _require_dataset(path: Path) -> None:
+    if not (path / "records.parquet").is_file():
+        raise UserError(f"{path} is not a prepared dataset (no records.parquet); run `heartbeatai prepare` first")
+
+
+def _fold_summary(table: pd.DataFrame) -> pd.DataFrame:
+    counts = table.groupby(["fold_id", "split"], sort=False).size().unstack(fill_value=0)
+    counts = counts.reindex(columns=list(folds_lib.SPLITS), fill_value=0)
+    return counts.rename(columns={"excluded": "excluded (duplicates)"})
+
+
+def run_folds(args: argparse.Namespace) -> int:
+    _require_dataset(args.dataset)
+    if args.k < 2:
+        raise UserError(f"--k must be at least 2, got {args.k}")
+    if not 0.0 < args.val_fraction < 1.0:
+        raise UserError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
+    domains = [d.strip() for d in args.domains.split(",") if d.strip()] if args.domains else None
+    try:
+        path = folds_lib.write_folds(args.dataset, args.protocol, args.k, args.val_fraction, args.seed, domains)
+    except folds_lib.FoldPlanError as err:
+        raise UserError(str(err)) from None
+    table, params = folds_lib.read_folds(args.dataset, args.protocol)
+    print(_fold_summary(table).to_string())
+    for domain, reason in (params.get("skipped_domains") or {}).items():
+        print(f"no folds for domain {domain}: {reason}")
+    shown = {k: params[k] for k in ("protocol", "k", "val_fraction", "fold_seed", "domains") if params.get(k) is not None}
+    print(f"wrote {path} ({json.dumps(shown)})")
+    return 0
+
+
+def run_card(args: argparse.Namespace) -> int:
+    _require_dataset(args.dataset)
+    records = pd.read_parquet(args.dataset / "records.parquet")
+    classes = [c.removeprefix("cls_") for c in folds_lib.label_columns(records)]
+    card = card_lib.dataset_card(records, classes)
+    title = f"Dataset card: {args.dataset.resolve().name}"
+    print(card_lib.card_markdown(card, title))
+    csv_path, md_path = card_lib.write_card(card, args.out or args.dataset / "card", title)
+    print(f"wrote {csv_path} and {md_path}")
+    return 0
