@@ -1,0 +1,294 @@
+"""Fold planning: no record, patient or signal on two sides of a split; stratified; stable."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from heartbeatai.cli import main
+from heartbeatai.data.folds import (
+    FoldPlanError,
+    duplicate_groups,
+    fold_ids,
+    fold_records,
+    intra_folds,
+    lodo_folds,
+    present_classes,
+    read_folds,
+    write_folds,
+)
+
+CLASSES = ["AF", "RBBB", "LBBB", "PAC", "STach"]
+PREVALENCE = [0.25, 0.15, 0.08, 0.05, 0.3]
+
+
+def make_records(sizes: dict[str, int], seed: int = 0, records_per_patient: int = 2) -> pd.DataFrame:
+    """A records.parquet-like index: unique hashes, patients with a few records each."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for domain, n in sizes.items():
+        for i in range(n):
+            rows.append(
+                {
+                    "record_id": f"{domain}{i:05d}",
+                    "domain": domain,
+                    # Patient numbers repeat across domains on purpose: they are per source.
+                    "patient_id": str(i // records_per_patient),
+                    "hash_exact": f"x-{domain}-{i}",
+                    "hash_coarse": f"c-{domain}-{i}",
+                }
+            )
+    records = pd.DataFrame(rows)
+    for abbr, p in zip(CLASSES, PREVALENCE):
+        records[f"cls_{abbr}"] = rng.random(len(records)) < p
+    return records
+
+
+def inject_duplicates(records: pd.DataFrame) -> pd.DataFrame:
+    """The leaks a real LODO split meets: re-released signals within and across sources."""
+    records = records.set_index("record_id")
+    # Same recording in two sources, bit-identical (CPSC-Extra vs CPSC2018) ...
+    records.loc["b00003", "hash_exact"] = records.loc["a00010", "hash_exact"]
+    # ... and re-released at another gain/rate (PTB-XL native vs challenge): coarse only.
+    records.loc["c00007", "hash_coarse"] = records.loc["a00020", "hash_coarse"]
+    records.loc["c00011", "hash_coarse"] = records.loc["b00030", "hash_coarse"]
+    # Within one source under two names, different patients on paper.
+    records.loc["a00041", "hash_exact"] = records.loc["a00080", "hash_exact"]
+    records.loc["b00051", "hash_coarse"] = records.loc["b00090", "hash_coarse"]
+    return records.reset_index()
+
+
+def assert_no_leakage(records: pd.DataFrame, folds: pd.DataFrame) -> None:
+    """Within every fold, each record, patient and signal hash sits in one split only."""
+    keys = {
+        "record": records["record_id"],
+        "patient": records["domain"] + "/" + records["patient_id"],
+        "hash_exact": records["hash_exact"],
+        "hash_coarse": records["hash_coarse"],
+    }
+    for fold_id, fold in folds.groupby("fold_id"):
+        used = fold[fold["split"] != "excluded"].set_index("record_id")["split"]
+        for name, key in keys.items():
+            split = records["record_id"].map(used)
+            sides = pd.DataFrame({"key": key, "split": split}).dropna().groupby("key")["split"].nunique()
+            leaked = sides[sides > 1]
+            assert leaked.empty, f"{fold_id}: {name} {list(leaked.index)[:3]} on two sides"
+
+
+@pytest.fixture
+def records() -> pd.DataFrame:
+    return inject_duplicates(make_records({"a": 120, "b": 100, "c": 90}))
+
+
+# ----------------------------------------------------------------------------- LODO
+
+
+def test_lodo_never_puts_a_duplicate_signal_on_both_sides(records):
+    folds = lodo_folds(records)
+    assert_no_leakage(records, folds)
+    excluded = folds[folds["split"] == "excluded"]
+    assert set(excluded["reason"]) == {"duplicate"}
+    # Each cross-domain copy is excluded when its domain is held out, kept otherwise.
+    for record_id, fold_id in [("b00003", "lodo:b"), ("a00010", "lodo:a"), ("c00007", "lodo:c"), ("a00020", "lodo:a")]:
+        assert record_id in set(excluded.loc[excluded["fold_id"] == fold_id, "record_id"])
+    kept = fold_records(folds, "lodo:a")
+    assert "b00003" in kept["train"] + kept["val"]
+
+
+def test_lodo_test_side_is_the_whole_held_out_domain_minus_reported_duplicates(records):
+    folds = lodo_folds(records)
+    for domain in ["a", "b", "c"]:
+        splits = fold_records(folds, f"lodo:{domain}")
+        in_domain = set(records.loc[records["domain"] == domain, "record_id"])
+        assert set(splits["test"]) | set(splits["excluded"]) == in_domain
+        assert not set(splits["test"]) & set(splits["excluded"])
+        assert set(splits["train"]) | set(splits["val"]) == set(records["record_id"]) - in_domain
+
+
+def test_lodo_excludes_the_same_patients_other_records_when_one_is_a_duplicate():
+    records = make_records({"a": 40, "b": 40})
+    records.loc[records["record_id"] == "b00002", "hash_exact"] = "x-a-5"  # patient b/1 = b00002, b00003
+    splits = fold_records(lodo_folds(records), "lodo:b")
+    assert {"b00002", "b00003"} <= set(splits["excluded"])
+
+
+def test_lodo_validation_is_a_stratified_share_of_every_training_domain():
+    records = make_records({"a": 400, "b": 300, "c": 300}, records_per_patient=1)
+    folds = lodo_folds(records, val_fraction=0.2)
+    val = set(fold_records(folds, "lodo:c")["val"])
+    for domain in ["a", "b"]:
+        members = records[records["domain"] == domain]
+        in_val = members["record_id"].isin(val)
+        assert in_val.mean() == pytest.approx(0.2, abs=0.02)
+        for abbr in CLASSES:
+            share = members.loc[in_val, f"cls_{abbr}"].mean()
+            assert share == pytest.approx(members[f"cls_{abbr}"].mean(), abs=0.03), abbr
+
+
+def test_lodo_validation_of_a_domain_is_the_same_in_every_fold_that_trains_on_it(records):
+    folds = lodo_folds(records)
+    a_val = records.loc[records["domain"] == "a", "record_id"]
+    val_b = set(fold_records(folds, "lodo:b")["val"]) & set(a_val)
+    val_c = set(fold_records(folds, "lodo:c")["val"]) & set(a_val)
+    assert val_b == val_c and val_b
+
+
+def test_lodo_domains_restrict_the_protocol_to_those_domains(records):
+    folds = lodo_folds(records, domains=["a", "c"])
+    assert list(dict.fromkeys(folds["fold_id"])) == ["lodo:a", "lodo:c"]
+    assert not folds["record_id"].str.startswith("b").any()
+
+
+def test_lodo_rejects_unknown_domains_and_a_single_domain(records):
+    with pytest.raises(FoldPlanError, match="unknown domain"):
+        lodo_folds(records, domains=["a", "ningbo"])
+    with pytest.raises(FoldPlanError, match="at least two domains"):
+        lodo_folds(records, domains=["a"])
+
+
+def test_lodo_training_domain_with_one_group_gives_no_validation_but_still_trains():
+    records = make_records({"a": 50, "tiny": 1})
+    splits = fold_records(lodo_folds(records), "lodo:a")
+    assert splits["train"] == ["tiny00000"] and splits["val"] == []
+
+
+# ----------------------------------------------------------------------------- intra
+
+
+def test_intra_never_splits_a_patient_or_signal_group(records):
+    folds = intra_folds(records, k=5)
+    assert_no_leakage(records, folds)
+
+
+def test_intra_tests_every_record_exactly_once_per_domain(records):
+    folds = intra_folds(records, k=5)
+    tested = folds[folds["split"] == "test"]
+    assert tested["record_id"].is_unique
+    assert set(tested["record_id"]) == set(records["record_id"])
+    assert folds.groupby("fold_id")["record_id"].apply(lambda ids: ids.is_unique).all()
+    assert sorted(folds["fold_id"].unique()) == [f"intra:{d}:{i}" for d in "abc" for i in range(5)]
+
+
+def test_intra_stratification_keeps_class_shares_close():
+    records = make_records({"a": 600}, records_per_patient=3)
+    folds = intra_folds(records, k=5)
+    overall = records[[f"cls_{c}" for c in CLASSES]].mean()
+    for fold_id in folds["fold_id"].unique():
+        test = records[records["record_id"].isin(fold_records(folds, fold_id)["test"])]
+        shares = test[[f"cls_{c}" for c in CLASSES]].mean()
+        # Whole patients of 3 records move together: allow a few records' worth of drift.
+        assert (shares - overall).abs().max() < 0.04, fold_id
+        assert len(test) == pytest.approx(120, abs=9)
+
+
+def test_intra_small_domain_gets_fewer_folds_or_none_with_a_reason():
+    records = make_records({"a": 100, "few": 6, "two": 2}, records_per_patient=2)
+    folds = intra_folds(records, k=5)
+    assert folds.attrs["folds_per_domain"] == {"a": 5, "few": 3}
+    assert "two" in folds.attrs["skipped_domains"]
+    assert "at least 3" in folds.attrs["skipped_domains"]["two"]
+    for i in range(3):
+        splits = fold_records(folds, f"intra:few:{i}")
+        assert all(splits[s] for s in ("train", "val", "test"))
+
+
+# ----------------------------------------------------------------------------- both
+
+
+@pytest.mark.parametrize("plan", [lodo_folds, intra_folds])
+def test_folds_are_deterministic_for_a_seed_and_change_with_it(records, plan):
+    first = plan(records, seed=3)
+    shuffled = records.sample(frac=1.0, random_state=1)
+    pd.testing.assert_frame_equal(first, plan(shuffled, seed=3))
+    assert not first.equals(plan(records, seed=4))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(8, 40),
+    links=st.lists(st.tuples(st.integers(0, 39), st.integers(0, 39), st.sampled_from(["patient_id", "hash_exact", "hash_coarse"])), max_size=25),
+    seed=st.integers(0, 3),
+)
+def test_no_split_ever_leaks_under_random_duplicate_links(n, links, seed):
+    records = make_records({"a": n, "b": n, "c": n}, seed=seed, records_per_patient=1)
+    for i, j, column in links:
+        i, j = i % len(records), j % len(records)
+        if column == "patient_id" and records.at[i, "domain"] != records.at[j, "domain"]:
+            continue  # patient ids are per source; across sources only signals link
+        records.at[j, column] = records.at[i, column]
+    for folds in (lodo_folds(records, seed=seed), intra_folds(records, k=3, seed=seed)):
+        assert_no_leakage(records, folds)
+
+
+def test_duplicate_groups_chain_patients_and_hashes():
+    records = make_records({"a": 6, "b": 2}, records_per_patient=1)
+    records.loc[1, "patient_id"] = records.loc[0, "patient_id"]  # a0, a1 same patient
+    records.loc[2, "hash_coarse"] = records.loc[1, "hash_coarse"]  # a1 ~ a2
+    records.loc[6, "hash_exact"] = records.loc[2, "hash_exact"]  # b0 = a2
+    groups = duplicate_groups(records)
+    assert len(set(groups[[0, 1, 2, 6]])) == 1
+    assert len(set(groups)) == 8 - 3
+
+
+def test_present_classes_needs_a_positive_and_a_negative():
+    labels = np.array([[1, 1, 0], [0, 1, 0], [1, 1, 0]], dtype=bool)
+    assert present_classes(labels, ["AF", "RBBB", "PAC"]) == ["AF"]
+    with pytest.raises(ValueError):
+        present_classes(labels, ["AF"])
+
+
+# ----------------------------------------------------------------------------- on disk
+
+
+@pytest.fixture
+def dataset_dir(tmp_path, records):
+    records.to_parquet(tmp_path / "records.parquet")
+    (tmp_path / "manifest.json").write_text('{"fingerprint": "abc123"}')
+    return tmp_path
+
+
+def test_written_folds_read_back_with_their_parameters(dataset_dir, records):
+    path = write_folds(dataset_dir, "intra", k=4, val_fraction=0.2, seed=7)
+    assert path == dataset_dir / "folds" / "intra.parquet"
+    assert [p.name for p in path.parent.iterdir()] == ["intra.parquet"]  # no temporary left
+    table, params = read_folds(dataset_dir, "intra")
+    assert params["k"] == 4 and params["val_fraction"] == 0.2 and params["fold_seed"] == 7
+    assert params["dataset_fingerprint"] == "abc123"
+    pd.testing.assert_frame_equal(table, intra_folds(records, k=4, val_fraction=0.2, seed=7), check_like=True)
+    assert fold_ids(dataset_dir, "intra")[:2] == ["intra:a:0", "intra:a:1"]
+
+
+def test_fold_records_names_every_split_and_rejects_unknown_folds(records):
+    folds = lodo_folds(records)
+    assert set(fold_records(folds, "lodo:c")) == {"train", "val", "test", "excluded"}
+    with pytest.raises(KeyError, match="lodo:a"):
+        fold_records(folds, "lodo:ningbo")
+
+
+def test_cli_folds_prints_a_summary_per_fold(dataset_dir, capsys):
+    assert main(["data", "folds", str(dataset_dir), "--protocol", "lodo", "--domains", "a,b"]) == 0
+    out = capsys.readouterr().out
+    assert "lodo:a" in out and "lodo:b" in out and "excluded (duplicates)" in out
+    assert (dataset_dir / "folds" / "lodo.parquet").is_file()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--protocol", "lodo", "--domains", "a,zz"], "unknown domain(s) zz"),
+        (["--protocol", "intra", "--k", "1"], "--k must be at least 2"),
+        (["--protocol", "lodo", "--val-fraction", "1.5"], "--val-fraction"),
+    ],
+)
+def test_cli_folds_reports_bad_input_in_one_line(dataset_dir, capsys, extra, message):
+    assert main(["data", "folds", str(dataset_dir), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+
+
+def test_cli_folds_refuses_a_directory_that_is_not_a_prepared_dataset(tmp_path, capsys):
+    assert main(["data", "folds", str(tmp_path), "--protocol", "lodo"]) == 2
+    assert "not a prepared dataset" in capsys.readouterr().err
