@@ -1,0 +1,168 @@
+"""Classification metrics: pure functions of label, score and decision arrays.
+
+Conventions shared with the study's evaluation (study/evaluation.py):
+- a class is *present* in an evaluated set with at least one positive and one negative;
+  per-class figures of absent classes are NaN and macro averages run over present
+  classes only, reported as `classes_used`;
+- a record is called positive for a class when its score >= the class's threshold;
+- AUPRC is average precision (scikit-learn's step rule, no interpolation);
+- scores are probabilities (sigmoid outputs), so the Brier score is meaningful.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, brier_score_loss, f1_score, precision_recall_curve, roc_auc_score
+
+from heartbeatai.labels import challenge_weights, scored_vocabulary
+
+# The challenge's "inactive" reference classifier calls every record sinus rhythm.
+SINUS_RHYTHM = "426783006"
+ABSENT_CLASS_THRESHOLD = 0.5
+
+
+def present_classes(y_true: np.ndarray) -> np.ndarray:
+    """(C,) bool: the class has at least one positive and one negative."""
+    y = np.asarray(y_true, dtype=bool)
+    return y.any(axis=0) & (~y).any(axis=0)
+
+
+def tune_thresholds(y_true: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Per-class F1-optimal thresholds on a validation set; absent classes get 0.5.
+
+    Each candidate is a score the validation set attains, so `score >= threshold`
+    reproduces the F1 found here on that set.
+    """
+    y = np.asarray(y_true, dtype=bool)
+    s = np.asarray(scores, dtype=float)
+    _check_shapes(y, s)
+    thresholds = np.full(y.shape[1], ABSENT_CLASS_THRESHOLD)
+    for c in np.flatnonzero(present_classes(y)):
+        precision, recall, candidates = precision_recall_curve(y[:, c], s[:, c])
+        # The last (precision, recall) pair is the no-call end point with no threshold.
+        precision, recall = precision[:-1], recall[:-1]
+        denominator = precision + recall
+        f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(denominator), where=denominator > 0)
+        thresholds[c] = candidates[int(np.argmax(f1))]
+    return thresholds
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    per_class: pd.DataFrame  # class, positives, negatives, present, f1, auroc, auprc, brier, threshold
+    macro: dict  # macro_f1, macro_auroc, macro_auprc, brier, challenge_score, classes_used
+
+
+def evaluate_predictions(
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    thresholds: np.ndarray,
+    classes: Sequence[str],
+) -> EvaluationResult:
+    """Per-class and macro metrics of probabilities `scores` (N, C) against `y_true`.
+
+    `classes` are the vocabulary's abbreviations (RBBB, AF, ...); the challenge score
+    uses those among the 26 scored classes and ignores the rest.
+    """
+    y = np.asarray(y_true, dtype=bool)
+    s = np.asarray(scores, dtype=float)
+    t = np.asarray(thresholds, dtype=float)
+    _check_shapes(y, s)
+    if t.shape != (y.shape[1],) or len(classes) != y.shape[1]:
+        raise ValueError(f"need one threshold and one class name per column ({y.shape[1]}), "
+                         f"got {t.shape[0] if t.ndim else t} thresholds and {len(classes)} names")
+    predicted = s >= t
+    present = present_classes(y)
+    rows = []
+    for c, name in enumerate(classes):
+        row = {
+            "class": name,
+            "positives": int(y[:, c].sum()),
+            "negatives": int((~y[:, c]).sum()),
+            "present": bool(present[c]),
+            "f1": np.nan,
+            "auroc": np.nan,
+            "auprc": np.nan,
+            "brier": np.nan,
+            "threshold": float(t[c]),
+        }
+        if present[c]:
+            row["f1"] = f1_score(y[:, c], predicted[:, c])
+            row["auroc"] = roc_auc_score(y[:, c], s[:, c])
+            row["auprc"] = average_precision_score(y[:, c], s[:, c])
+            row["brier"] = brier_score_loss(y[:, c], s[:, c])
+        rows.append(row)
+    per_class = pd.DataFrame(rows)
+    used = per_class[per_class["present"]]
+    mean = lambda column: float(used[column].mean()) if len(used) else float("nan")  # noqa: E731
+    macro = {
+        "macro_f1": mean("f1"),
+        "macro_auroc": mean("auroc"),
+        "macro_auprc": mean("auprc"),
+        "brier": mean("brier"),
+        "challenge_score": challenge_score(y, predicted, class_codes(classes)),
+        "classes_used": used["class"].tolist(),
+    }
+    return EvaluationResult(per_class=per_class, macro=macro)
+
+
+def class_codes(classes: Sequence[str]) -> list[str]:
+    """SNOMED codes of class abbreviations; unknown names pass through unchanged."""
+    by_abbr = {info.abbr: info.code for info in scored_vocabulary(include_st=True).classes}
+    return [by_abbr.get(name, name) for name in classes]
+
+
+def challenge_score(y_true: np.ndarray, y_pred: np.ndarray, class_codes: Sequence[str]) -> float:
+    """The PhysioNet/CinC 2021 challenge metric, as `evaluate_model.py` computes it.
+
+    Columns are placed into the 26 scored classes by code (equivalent codes merge, a
+    class given twice is the OR of its columns); columns outside the 26 are ignored
+    and scored classes without a column count as neither labelled nor called. Each
+    record spreads one unit of credit over the union of its labels and calls; the
+    weighted credit is normalised so the true labels score 1 and always calling sinus
+    rhythm scores 0.
+    """
+    y = np.asarray(y_true, dtype=bool)
+    p = np.asarray(y_pred, dtype=bool)
+    _check_shapes(y, p)
+    if len(class_codes) != y.shape[1]:
+        raise ValueError(f"{len(class_codes)} class codes for {y.shape[1]} columns")
+    codes, weights = challenge_weights()
+    labels = _scored_columns(y, class_codes, codes)
+    outputs = _scored_columns(p, class_codes, codes)
+    inactive = np.zeros_like(labels)
+    inactive[:, codes.index(SINUS_RHYTHM)] = True
+
+    observed = _weighted_credit(labels, outputs, weights)
+    correct = _weighted_credit(labels, labels, weights)
+    baseline = _weighted_credit(labels, inactive, weights)
+    if correct == baseline:
+        return 0.0
+    return float((observed - baseline) / (correct - baseline))
+
+
+def _scored_columns(matrix: np.ndarray, class_codes: Sequence[str], scored: list[str]) -> np.ndarray:
+    vocabulary = scored_vocabulary()
+    out = np.zeros((matrix.shape[0], len(scored)), dtype=bool)
+    index = {code: i for i, code in enumerate(scored)}
+    for column, code in enumerate(class_codes):
+        target = index.get(vocabulary.canonical(str(code)))
+        if target is not None:
+            out[:, target] |= matrix[:, column]
+    return out
+
+
+def _weighted_credit(labels: np.ndarray, outputs: np.ndarray, weights: np.ndarray) -> float:
+    """sum(W * A) for the official modified confusion matrix A, vectorised."""
+    union = np.maximum((labels | outputs).sum(axis=1), 1).astype(float)
+    confusion = (labels / union[:, None]).T @ outputs.astype(float)
+    return float(np.nansum(weights * confusion))
+
+
+def _check_shapes(a: np.ndarray, b: np.ndarray) -> None:
+    if a.ndim != 2 or a.shape != b.shape:
+        raise ValueError(f"expected two (N, C) arrays of one shape, got {a.shape} and {b.shape}")

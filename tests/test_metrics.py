@@ -1,0 +1,165 @@
+"""Metrics against scikit-learn and the official PhysioNet/CinC 2021 challenge score."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, brier_score_loss, f1_score, roc_auc_score
+
+from heartbeatai.labels import scored_vocabulary
+from heartbeatai.metrics import challenge_score, evaluate_predictions, present_classes, tune_thresholds
+
+# --- Official challenge-metric functions, vendored verbatim for this test only. -------
+# Source: physionetchallenges/evaluation-2021, evaluate_model.py, final release (classes
+# as sets of equivalent codes split from weights.csv's "a|b" headers, `sinus_rhythm =
+# set(['426783006'])`, np.bool_). The search index holds that file at other commits, not
+# at e2a75fc itself; `compute_modified_confusion_matrix` and `compute_challenge_metric`
+# are identical in every stored version apart from np.bool -> np.bool_ and set classes.
+# load_table and its number checks are simplified to reading the shipped weights.csv.
+
+
+def official_load_weights(weight_file):
+    table = [[cell.strip() for cell in line.split(",")] for line in open(weight_file)]
+    rows = [table[0][j + 1] for j in range(len(table) - 1)]
+    cols = [table[i + 1][0] for i in range(len(table) - 1)]
+    values = np.array([[float(v) for v in row[1:]] for row in table[1:]], dtype=np.float64)
+    rows = [set(row.split("|")) for row in rows]
+    cols = [set(col.split("|")) for col in cols]
+    assert rows == cols
+    return rows, values
+
+
+def compute_modified_confusion_matrix(labels, outputs):
+    num_recordings, num_classes = np.shape(labels)
+    A = np.zeros((num_classes, num_classes))
+    for i in range(num_recordings):
+        normalization = float(max(np.sum(np.any((labels[i, :], outputs[i, :]), axis=0)), 1))
+        for j in range(num_classes):
+            if labels[i, j]:
+                for k in range(num_classes):
+                    if outputs[i, k]:
+                        A[j, k] += 1.0 / normalization
+    return A
+
+
+def compute_challenge_metric(weights, labels, outputs, classes, sinus_rhythm):
+    num_recordings, num_classes = np.shape(labels)
+    if sinus_rhythm in classes:
+        sinus_rhythm_index = classes.index(sinus_rhythm)
+    else:
+        raise ValueError("The sinus rhythm class is not available.")
+    A = compute_modified_confusion_matrix(labels, outputs)
+    observed_score = np.nansum(weights * A)
+    correct_outputs = labels
+    A = compute_modified_confusion_matrix(labels, correct_outputs)
+    correct_score = np.nansum(weights * A)
+    inactive_outputs = np.zeros((num_recordings, num_classes), dtype=np.bool_)
+    inactive_outputs[:, sinus_rhythm_index] = 1
+    A = compute_modified_confusion_matrix(labels, inactive_outputs)
+    inactive_score = np.nansum(weights * A)
+    if correct_score != inactive_score:
+        normalized_score = float(observed_score - inactive_score) / float(correct_score - inactive_score)
+    else:
+        normalized_score = 0.0
+    return normalized_score
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def official_score(labels_by_record: list[set[str]], outputs_by_record: list[set[str]]) -> float:
+    """Run the vendored official code on records given as sets of SNOMED codes."""
+    weights_file = resources.files("heartbeatai") / "package_data" / "evaluation-2021" / "weights.csv"
+    classes, weights = official_load_weights(str(weights_file))
+    encode = lambda records: np.array([[bool(c & r) for c in classes] for r in records], dtype=bool)  # noqa: E731
+    return compute_challenge_metric(weights, encode(labels_by_record), encode(outputs_by_record), classes, {"426783006"})
+
+
+def test_challenge_score_equals_the_official_code_on_a_worked_example():
+    rng = np.random.default_rng(7)
+    vocabulary = scored_vocabulary()
+    # Our columns: the scored classes shuffled, RBBB given by its equivalent code, and
+    # one unscored class (ventricular ectopics) that the official metric never sees.
+    codes = [c.code for c in vocabulary.classes]
+    codes[codes.index("713427006")] = "59118001"
+    codes = list(rng.permutation(codes)) + ["164884008"]
+    n = 60
+    y_true = rng.random((n, len(codes))) < 0.12
+    y_pred = y_true ^ (rng.random((n, len(codes))) < 0.15)  # a model with some errors
+    y_true[:5] = False  # records with no label at all
+    y_pred[5:8] = False  # records with no call at all
+
+    as_sets = lambda m: [{codes[j] for j in np.flatnonzero(row)} for row in m]  # noqa: E731
+    expected = official_score(as_sets(y_true), as_sets(y_pred))
+    assert challenge_score(y_true, y_pred, codes) == pytest.approx(expected, abs=1e-12)
+    assert 0.0 < expected < 1.0
+
+
+def test_challenge_score_hand_checked_cases():
+    # One record, AF called AFL: the union {AF, AFL} splits the unit of credit, so
+    # observed = W[AF, AFL] / 2 = 0.25; always-sinus gets W[AF, NSR] / 2 = 0.125; a
+    # perfect call 1. Score (0.25 - 0.125) / (1 - 0.125) = 1/7.
+    codes = ["164889003", "164890007", "426783006"]  # AF, AFL, NSR
+    assert challenge_score(np.array([[1, 0, 0]]), np.array([[0, 1, 0]]), codes) == pytest.approx(1 / 7)
+    # Record 1 AF called AF+NSR (credit split in halves), record 2 NSR with no call:
+    # observed 0.5 * 1 + 0.5 * 0.25, correct 2, inactive 0.5 * 0.25 + 1 -> -0.5 / 0.875.
+    y_true = np.array([[1, 0, 0], [0, 0, 1]])
+    y_pred = np.array([[1, 0, 1], [0, 0, 0]])
+    assert challenge_score(y_true, y_pred, codes) == pytest.approx(-4 / 7)
+    assert challenge_score(y_true, y_true, codes) == pytest.approx(1.0)
+
+
+def test_tuned_thresholds_maximise_validation_f1_and_default_absent_classes():
+    rng = np.random.default_rng(0)
+    y = rng.random((80, 3)) < 0.3
+    y[:, 2] = False  # absent: no positive
+    scores = np.clip(0.4 * y + rng.random((80, 3)) * 0.7, 0, 1)
+    thresholds = tune_thresholds(y, scores)
+    assert thresholds[2] == 0.5
+    for c in range(2):
+        best = max(f1_score(y[:, c], scores[:, c] >= t) for t in np.unique(scores[:, c]))
+        assert f1_score(y[:, c], scores[:, c] >= thresholds[c]) == pytest.approx(best)
+
+
+def test_evaluate_predictions_matches_scikit_learn_per_class_and_macro():
+    rng = np.random.default_rng(1)
+    classes = ["AF", "RBBB", "NSR", "PVC"]
+    y = rng.random((100, 4)) < 0.25
+    scores = np.clip(0.35 * y + rng.random((100, 4)) * 0.65, 0, 1)
+    thresholds = np.array([0.3, 0.5, 0.6, 0.4])
+    result = evaluate_predictions(y, scores, thresholds, classes)
+    table = result.per_class.set_index("class")
+    for c, name in enumerate(classes):
+        assert table.loc[name, "f1"] == pytest.approx(f1_score(y[:, c], scores[:, c] >= thresholds[c]))
+        assert table.loc[name, "auroc"] == pytest.approx(roc_auc_score(y[:, c], scores[:, c]))
+        assert table.loc[name, "auprc"] == pytest.approx(average_precision_score(y[:, c], scores[:, c]))
+        assert table.loc[name, "brier"] == pytest.approx(brier_score_loss(y[:, c], scores[:, c]))
+        assert table.loc[name, "positives"] == y[:, c].sum()
+    assert result.macro["macro_auroc"] == pytest.approx(roc_auc_score(y, scores, average="macro"))
+    assert result.macro["macro_auprc"] == pytest.approx(average_precision_score(y, scores, average="macro"))
+    assert result.macro["macro_f1"] == pytest.approx(f1_score(y, scores >= thresholds, average="macro"))
+    assert result.macro["classes_used"] == classes
+
+
+def test_absent_classes_are_reported_absent_and_left_out_of_macro_averages():
+    rng = np.random.default_rng(2)
+    classes = ["AF", "RBBB", "PVC", "NSR"]
+    y = rng.random((50, 4)) < 0.3
+    y[:, 2] = False  # PVC never positive (as in CPSC under the scored set)
+    y[:, 3] = True  # NSR never negative
+    scores = rng.random((50, 4))
+    result = evaluate_predictions(y, scores, np.full(4, 0.5), classes)
+    table = result.per_class.set_index("class")
+    assert list(present_classes(y)) == [True, True, False, False]
+    assert not table.loc["PVC", "present"] and np.isnan(table.loc["PVC", "auroc"])
+    assert result.macro["classes_used"] == ["AF", "RBBB"]
+    assert result.macro["macro_auroc"] == pytest.approx(roc_auc_score(y[:, :2], scores[:, :2], average="macro"))
+
+
+def test_metrics_reject_mismatched_shapes():
+    with pytest.raises(ValueError, match="one shape"):
+        tune_thresholds(np.zeros((4, 2), bool), np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="class codes"):
+        challenge_score(np.zeros((4, 2), bool), np.zeros((4, 2), bool), ["164889003"])
