@@ -155,3 +155,17 @@ def test_mismatched_shapes_are_a_clear_error():
     with pytest.raises(ValueError, match="shapes disagree"):
         evaluate_test(range(10), ["d"] * 10, y, s[:, :2], np.full(3, 0.5), CLASSES,
                       np.full(3, 0.1), KEY)
+
+
+def test_rows_are_accepted_by_the_results_store(tmp_path):
+    from heartbeatai.results import ResultsStore, ResultsWriter
+
+    y, s = _predictions(50)
+    rows = evaluate_test([f"r{i}" for i in range(50)], ["georgia"] * 50, y, s, np.full(3, 0.5),
+                         CLASSES, np.full(3, 0.1), {**KEY, "study": "st"}, y_clean=y, n_boot=10)
+    writer = ResultsWriter(tmp_path / "st")
+    for table, frame in rows.items():
+        writer.write(table, frame)
+    store = ResultsStore(str(tmp_path))
+    assert len(store.read("st", "class_metrics")) == 2 * len(CLASSES)
+    assert store.read("st", "predictions")["yclean_PAC"].tolist() == y[:, 2].tolist()

@@ -108,14 +108,14 @@ def _weighted_ranking(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> tuple[np.n
 
 
 def challenge_scores(
-    y_true: np.ndarray, predicted: np.ndarray, class_codes: list[str], counts: np.ndarray
+    y_true: np.ndarray, predicted: np.ndarray, codes: list[str], counts: np.ndarray
 ) -> np.ndarray:
     """The challenge score of each count-weighted replicate (the metric has no weights)."""
     records = np.arange(y_true.shape[0])
     out = np.empty(counts.shape[0])
     for b, row in enumerate(counts.astype(int)):
         drawn = np.repeat(records, row)
-        out[b] = challenge_score(y_true[drawn], predicted[drawn], class_codes)
+        out[b] = challenge_score(y_true[drawn], predicted[drawn], codes)
     return out
 
 
@@ -172,17 +172,13 @@ def evaluate_test(
         label_sets["clean"] = np.asarray(y_clean, dtype=bool)
 
     counts = bootstrap_counts(n, n_boot, seed)
-    codes = class_codes(classes)
-    predicted = scores >= thresholds
     fold_rows, class_rows = [], []
     for label_set, y in label_sets.items():
         point = weighted_class_metrics(y, scores, thresholds, np.ones((1, n)))
         boot = weighted_class_metrics(y, scores, thresholds, counts)
         used = point["present"][0]
-        macro_point = _macro(point, used)
-        macro_point["challenge_score"] = np.array([challenge_score(y, predicted, codes)])
-        macro_boot = _macro(boot, used)
-        macro_boot["challenge_score"] = challenge_scores(y, predicted, codes, counts)
+        macro_point = macro_metrics(point, y, scores >= thresholds, classes, np.ones((1, n)))
+        macro_boot = macro_metrics(boot, y, scores >= thresholds, classes, counts, used)
         base = {**key, "split": split, "label_set": label_set}
         for metric in MACRO_METRICS:
             low, high = percentile_interval(macro_boot[metric])
@@ -214,15 +210,30 @@ def evaluate_test(
     }
 
 
-def _macro(per_class: dict[str, np.ndarray], used: np.ndarray) -> dict[str, np.ndarray]:
-    """Macro averages per weighting row over the classes in ``used``."""
+def macro_metrics(
+    per_class: dict[str, np.ndarray],
+    y_true: np.ndarray,
+    predicted: np.ndarray,
+    classes: Sequence[str],
+    counts: np.ndarray,
+    used: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """The fold_metrics figures per weighting row: name -> (B,).
+
+    ``per_class`` is `weighted_class_metrics` under ``counts``. Macro averages run over
+    ``used`` (default: the classes present under the first weighting), the challenge
+    score over every class, with the replicate's records drawn ``counts`` times.
+    """
+    used = per_class["present"][0] if used is None else used
+    out = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a replicate with no class left
-        return {
-            f"macro_{m}" if m != "brier" else m: np.nanmean(per_class[m][:, used], axis=1)
-            if used.any() else np.full(per_class[m].shape[0], np.nan)
-            for m in _CLASS_METRICS
-        }
+        for m in _CLASS_METRICS:
+            name = "brier" if m == "brier" else f"macro_{m}"
+            out[name] = (np.nanmean(per_class[m][:, used], axis=1) if used.any()
+                         else np.full(counts.shape[0], np.nan))
+    out["challenge_score"] = challenge_scores(y_true, predicted, class_codes(classes), counts)
+    return out
 
 
 def prediction_rows(
@@ -246,3 +257,22 @@ def prediction_rows(
         for c, abbr in enumerate(classes):
             columns[f"yclean_{abbr}"] = np.asarray(y_clean[:, c], dtype=bool)
     return pd.DataFrame(columns)
+
+
+def prediction_classes(predictions: pd.DataFrame) -> list[str]:
+    """Class abbreviations of a predictions frame, in column order."""
+    return [c[2:] for c in predictions.columns if c.startswith("p_")]
+
+
+def run_arrays(
+    predictions: pd.DataFrame, classes: Sequence[str], label_set: str = "noisy"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(record_ids, y (N, C) bool, scores (N, C)) of one run's prediction rows, by record id.
+
+    ``label_set`` "clean" reads the ``yclean_`` columns.
+    """
+    prefix = "yclean_" if label_set == "clean" else "y_"
+    rows = predictions.sort_values("record_id", kind="stable")
+    y = rows[[f"{prefix}{c}" for c in classes]].to_numpy(dtype=bool)
+    scores = rows[[f"p_{c}" for c in classes]].to_numpy(dtype=float)
+    return rows["record_id"].to_numpy(dtype=str), y, scores
