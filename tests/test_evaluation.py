@@ -169,3 +169,19 @@ def test_rows_are_accepted_by_the_results_store(tmp_path):
     store = ResultsStore(str(tmp_path))
     assert len(store.read("st", "class_metrics")) == 2 * len(CLASSES)
     assert store.read("st", "predictions")["yclean_PAC"].tolist() == y[:, 2].tolist()
+
+
+def test_point_figures_are_those_of_the_platform_metrics():
+    from heartbeatai.metrics import evaluate_predictions, tune_thresholds
+
+    y, s = _predictions(300, seed=5)
+    thresholds = tune_thresholds(y, s)
+    expected = evaluate_predictions(y, s, thresholds, CLASSES)
+    rows = evaluate_test(range(300), ["d"] * 300, y, s, thresholds, CLASSES, np.full(3, 0.1),
+                         KEY, n_boot=10)
+    per_class = rows["class_metrics"].set_index("class")
+    for m in ("f1", "auroc", "auprc", "brier"):
+        assert per_class[m].tolist() == pytest.approx(expected.per_class[m].tolist())
+    macro = rows["fold_metrics"].set_index("metric")["value"]
+    for m in ("macro_f1", "macro_auroc", "macro_auprc", "brier", "challenge_score"):
+        assert macro[m] == pytest.approx(expected.macro[m])

@@ -24,8 +24,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from heartbeatai.labels import scored_vocabulary
-from heartbeatai.metrics import challenge_score
+from heartbeatai.metrics import challenge_score, class_codes
 
 CI_LEVEL = 0.95
 MACRO_METRICS = ("macro_f1", "macro_auroc", "macro_auprc", "challenge_score", "brier")
@@ -126,11 +125,6 @@ def percentile_interval(replicates: np.ndarray, axis: int = 0) -> tuple[np.ndarr
         warnings.simplefilter("ignore", RuntimeWarning)  # all-nan slices stay nan
         low, high = np.nanpercentile(replicates, [tail, 100 - tail], axis=axis)
     return low, high
-
-
-def class_codes(classes: Sequence[str]) -> list[str]:
-    """Canonical SNOMED codes of class abbreviations (ST classes included)."""
-    return scored_vocabulary(include_st=True).select(list(classes)).codes
 
 
 def evaluate_test(
