@@ -32,9 +32,7 @@ class SealedSplit:
     @classmethod
     def from_folds(cls, folds: pd.DataFrame, fold_id: str) -> "SealedSplit":
         ids = fold_records(folds, fold_id)
-        if not any(ids.values()):
-            raise KeyError(f"fold {fold_id!r} is not in the folds file")
-        return cls(fold_id, *(tuple(ids.get(split, ())) for split in ("train", "val", "test")))
+        return cls(fold_id, tuple(ids["train"]), tuple(ids["val"]), tuple(ids["test"]))
 
     @property
     def n_test(self) -> int:

@@ -1,0 +1,440 @@
+"""A whole study: data -> folds -> per fold search -> select -> test -> arms x seeds -> analysis.
+
+Per fold (DESIGN.md, Study), in this order, each stage marked in the journal when its rows
+are in the store, so `resume` skips it:
+
+1. search      Tune + seeded Optuna TPE + ASHA over the search space (first seed)
+2. selection   training-domain validation picks a trial; only now is the test split released
+3. tested      the selected checkpoint is tested (selection = "val")
+4. oracle      test-domain re-scoring of every saved search checkpoint (selection = "oracle")
+5. arms        every arm x seed retrained from the selection (intra: `full` only), then tested
+6. record_views a few test records of the selected model explained
+
+Then the study-level analysis: best and consensus configurations, paired ablation tests
+and the degradation split.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from heartbeatai.config import RunFile, TrialConfig
+from heartbeatai.results import ResultsStore, ResultsWriter
+from heartbeatai.study.arms import PREVALENCE, resolve_arms
+from heartbeatai.study.lock import StageJournal, StudyLock
+from heartbeatai.study.resources import TrialResources, cluster_capacity, max_concurrent_trials, plan_trial_resources
+from heartbeatai.study.sealed_split import SELECTION_STAGE, SealedSplit
+from heartbeatai.study.selection import Selection, TestDomainOracle, TrainingDomainValidation
+from heartbeatai.study.study_config import StudyConfig, dump_study_config, load_study_config
+from heartbeatai.study.tune_runner import (
+    FoldContext,
+    TrialRecorder,
+    arms_stage,
+    mlflow_callback,
+    run_stage,
+    search_stage,
+)
+
+log = logging.getLogger(__name__)
+CONFIG_NAME = "study.yaml"
+Progress = Callable[[str], None]
+
+
+class StudyExists(RuntimeError):
+    """`run` on a study directory that already holds a study: resume it or pick another name."""
+
+
+@dataclass(frozen=True)
+class StudyPaths:
+    root: Path  # <storage>/<study>
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    @property
+    def experiments(self) -> Path:
+        return self.root / "ray"
+
+    @property
+    def optuna_url(self) -> str:
+        return f"sqlite:///{self.root / 'optuna.db'}"
+
+
+def start_study(config: StudyConfig, storage: str | None = None, progress: Progress = print) -> Path:
+    """`study run`: a new study directory; refuses one that exists."""
+    paths = StudyPaths(Path(config.study_dir(storage)).resolve())
+    if paths.config.exists():
+        raise StudyExists(f"{paths.root} already holds a study: `heartbeatai study resume {paths.root}`")
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with StudyLock(paths.root):
+        paths.config.write_text(dump_study_config(config))
+        _run(config, paths, progress)
+    return paths.root
+
+
+def resume_study(study_dir: str | Path, progress: Progress = print) -> Path:
+    """`study resume`: finish what an earlier driver left; finished stages are not rerun."""
+    paths = StudyPaths(Path(study_dir).resolve())
+    config = load_study_config(paths.config)
+    with StudyLock(paths.root):
+        _run(config, paths, progress)
+    return paths.root
+
+
+# -- the study ---------------------------------------------------------------------------
+
+
+def _run(config: StudyConfig, paths: StudyPaths, progress: Progress) -> None:
+    journal = StageJournal(paths.root)
+    data_path = prepared_dataset(config, paths.root.parent, progress)
+    _ensure_ray()
+    capacity = cluster_capacity()
+    res = plan_trial_resources(
+        config.resources.workers, config.resources.gpus_per_worker, config.resources.cpus_per_worker, capacity
+    )
+    concurrent = max_concurrent_trials(res, capacity)
+    progress(f"{concurrent} trial(s) at a time; each {res.total()}")
+    writer = ResultsWriter(paths.root)
+    dataset = _open_dataset(data_path)
+    classes = list(config.classes or dataset.classes)
+    if not journal.done("study", "dataset_card"):
+        from heartbeatai.data.card import dataset_card
+
+        writer.write("dataset_card", dataset_card(dataset.records, classes))
+        journal.mark("study", "dataset_card")
+
+    for protocol in config.protocols:
+        for fold_id in planned_folds(config, data_path, protocol):
+            runner = FoldRunner(config, paths, journal, writer, data_path, classes, res, concurrent, protocol, fold_id, progress)
+            runner.run()
+    _analyse(config, paths, journal, writer, progress)
+    progress(f"study {config.name} finished: results in {paths.root / 'results'}")
+    progress(f"  dashboard: heartbeatai dashboard --results {paths.root.parent}")
+    progress(f"  export:    heartbeatai export {paths.root} --out {paths.root / 'export'}")
+
+
+class FoldRunner:
+    """The stages of one fold, each skipped when the journal says it is done."""
+
+    def __init__(self, config: StudyConfig, paths: StudyPaths, journal: StageJournal, writer: ResultsWriter,
+                 data_path: Path, classes: list[str], res: TrialResources, concurrent: int,
+                 protocol: str, fold_id: str, progress: Progress):
+        from heartbeatai.data.folds import read_folds
+
+        self.config, self.paths, self.journal, self.writer = config, paths, journal, writer
+        self.data_path, self.classes, self.res, self.concurrent = data_path, classes, res, concurrent
+        self.protocol, self.fold_id, self.progress = protocol, fold_id, progress
+        self.sealed = SealedSplit.from_folds(read_folds(data_path, protocol)[0], fold_id)
+        self.base = TrialConfig.model_validate(config.trial).with_overrides({"seed": config.seeds[0]})
+        self.store = ResultsStore(str(paths.root.parent))
+
+    def run(self) -> None:
+        self.progress(f"[{self.fold_id}] train {len(self.sealed.train_ids)} / val {len(self.sealed.val_ids)} "
+                      f"/ test {self.sealed.n_test} records (sealed until selection)")
+        self._once("search", self._search)
+        self._once(SELECTION_STAGE, self._select)
+        selection = Selection.from_record(self.journal.get(self.fold_id, SELECTION_STAGE))
+        self._once("tested", lambda: self._test(selection, "val"))
+        if self.config.selection.oracle:
+            self._once("oracle", self._oracle)
+        self._once("arms", lambda: self._arms(selection))
+        if self.config.record_views:
+            self._once("record_views", lambda: self._record_views(selection))
+
+    def _once(self, stage: str, work: Callable[[], object]) -> None:
+        if self.journal.done(self.fold_id, stage):
+            return
+        record = work()
+        self.journal.mark(self.fold_id, stage, record if record is not None else True)
+
+    def context(self, base: TrialConfig, arm_overrides: dict | None = None) -> FoldContext:
+        return FoldContext(
+            study=self.config.name, protocol=self.protocol, fold_id=self.fold_id, data_path=str(self.data_path),
+            classes=tuple(self.classes), base_trial=base.model_dump(mode="json"),
+            metric=self.config.selection.metric, mode=self.config.selection.mode, resources=self.res,
+            train_storage=str(self.paths.experiments / "train"), max_failures=self.config.max_failures,
+            arm_overrides=arm_overrides or {},
+        )
+
+    def _callbacks(self) -> list:
+        tracking = self.config.tracking
+        if tracking is None:
+            return []
+        return [mlflow_callback(tracking.tracking_uri, tracking.experiment_name or self.config.name)]
+
+    # -- stages ----------------------------------------------------------------------------
+
+    def _search(self) -> None:
+        context = self.context(self.base)
+        sched = self.config.scheduler
+        stage = search_stage(
+            context, self.config.search.space, self.config.search.trials_per_fold, self.config.seeds[0],
+            self.config.optuna_storage or self.paths.optuna_url, sched.grace_period, sched.reduction_factor,
+            sched.kind == "asha",
+        )
+        self.progress(f"[{self.fold_id}] search: {stage.num_samples} trials, {self.concurrent} at a time")
+        recorder = TrialRecorder(context, str(self.paths.root), stage_arm="search", selection="search")
+        run_stage(stage, context, str(self.paths.root), str(self.paths.experiments), self.concurrent,
+                  recorder, self._callbacks())
+        self._importances()
+
+    def _importances(self) -> None:
+        import optuna
+
+        study = optuna.load_study(study_name=self.fold_id, storage=self.config.optuna_storage or self.paths.optuna_url)
+        finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        # fANOVA needs a few finished trials that differ in their parameters.
+        if len(finished) < 3 or not study.best_trial.params:
+            self.progress(f"[{self.fold_id}] importances skipped: {len(finished)} finished trial(s)")
+            return
+        importances = optuna.importance.get_param_importances(study, target=lambda t: t.value)
+        self.writer.write("importances", pd.DataFrame([
+            {"study": self.config.name, "protocol": self.protocol, "fold_id": self.fold_id,
+             "param": param, "importance": float(value)}
+            for param, value in importances.items()
+        ]))
+
+    def _search_trials(self) -> pd.DataFrame:
+        return self.store.read(self.config.name, "trials",
+                               filters={"protocol": self.protocol, "fold_id": self.fold_id, "arm": "search"})
+
+    def _select(self) -> dict:
+        selection = TrainingDomainValidation().select(self._search_trials(), self.base, self.config.selection.mode)
+        self.progress(f"[{self.fold_id}] selected trial {selection.trial_id}: "
+                      f"{selection.metric} = {selection.value:.4f}")
+        self._write_best_config("val", selection)
+        return selection.record()
+
+    def _oracle(self) -> dict:
+        from heartbeatai.metrics import evaluate_predictions
+
+        trials = self._search_trials().drop_duplicates("trial_id", keep="last")
+        test_ids = self.sealed.release_test(self.journal)
+        y = self._labels(test_ids)
+        test_metric = self.config.selection.metric.removeprefix("val_")
+        values = {}
+        for row in trials[trials["checkpoint_path"].notna()].itertuples():
+            ids, probs, thresholds = self._predict(row.checkpoint_path, test_ids)
+            values[row.trial_id] = float(evaluate_predictions(y, probs, thresholds, self.classes).macro[test_metric])
+        oracle = TestDomainOracle().select(values, trials, self.base, test_metric, self.config.selection.mode)
+        self.progress(f"[{self.fold_id}] oracle (upper bound): trial {oracle.trial_id}, test {test_metric} = {oracle.value:.4f}")
+        self._test(oracle, "oracle")
+        self._write_best_config("oracle", oracle)
+        return oracle.record()
+
+    def _arms(self, selection: Selection) -> None:
+        arms = resolve_arms(self.config.arms if self.protocol == "lodo" else ["full"], self.config.user_arms)
+        trained = [a for a in arms if a.trained]
+        base = TrialConfig.model_validate(selection.trial)
+        context = self.context(base, {a.name: dict(a.overrides) for a in trained})
+        if trained:
+            stage = arms_stage([a.name for a in trained], list(self.config.seeds))
+            self.progress(f"[{self.fold_id}] arms: {len(trained)} arm(s) x {len(self.config.seeds)} seed(s)")
+            recorder = TrialRecorder(context, str(self.paths.root), stage_arm=None, selection="val")
+            run_stage(stage, context, str(self.paths.root), str(self.paths.experiments), self.concurrent,
+                      recorder, self._callbacks())
+        runs = self.store.read(self.config.name, "trials", filters={
+            "protocol": self.protocol, "fold_id": self.fold_id, "selection": "val"})
+        for run in runs.drop_duplicates("trial_id", keep="last").itertuples():
+            if self.journal.done(self.fold_id, f"tested:{run.trial_id}"):
+                continue
+            if run.status in ("completed", "early_stopped") and isinstance(run.checkpoint_path, str):
+                self._test_checkpoint(run.checkpoint_path, run.arm, int(run.seed), "val", run.trial_id)
+            self.journal.mark(self.fold_id, f"tested:{run.trial_id}")
+        if any(a.name == PREVALENCE for a in arms):
+            for seed in self.config.seeds:  # one row per seed, so it pairs like every other arm
+                self._test_prevalence(seed)
+
+    # -- testing ---------------------------------------------------------------------------
+
+    def _test(self, selection: Selection, kind: str) -> None:
+        """A search trial's checkpoint on the test split, keyed arm="search" and the selection kind."""
+        self._test_checkpoint(selection.checkpoint_path, "search", self.base.seed, kind, selection.trial_id)
+
+    def _test_checkpoint(self, checkpoint: str, arm: str, seed: int, selection: str, trial_id: str) -> None:
+        test_ids = self.sealed.release_test(self.journal)
+        ids, probs, thresholds = self._predict(checkpoint, test_ids)
+        self._write_evaluation(ids, probs, thresholds, arm, seed, selection, trial_id)
+
+    def _test_prevalence(self, seed: int) -> None:
+        from heartbeatai.study.evaluation import prevalence_scores
+
+        test_ids = self.sealed.release_test(self.journal)
+        scores = prevalence_scores(self._train_prevalence(), len(test_ids))
+        # Thresholds of a constant score are moot; 0.5 keeps F1 defined (no positive calls).
+        self._write_evaluation(test_ids, scores, np.full(len(self.classes), 0.5), PREVALENCE, seed, "val", PREVALENCE)
+
+    def _write_evaluation(self, ids, probs, thresholds, arm: str, seed: int, selection: str, trial_id: str) -> None:
+        from heartbeatai.study.evaluation import evaluate_test
+
+        dataset = _open_dataset(self.data_path)
+        rows = dataset.index_of(list(ids))
+        key = {"study": self.config.name, "protocol": self.protocol, "fold_id": self.fold_id, "arm": arm,
+               "seed": seed, "selection": selection, "trial_id": trial_id}
+        tables = evaluate_test(
+            list(ids), dataset.records["domain"].to_numpy()[rows], dataset.labels(self.classes)[rows], probs,
+            thresholds, self.classes, self._train_prevalence(), key,
+            y_clean=clean_labels(self.data_path, list(ids), self.classes),
+            n_boot=self.config.bootstrap, seed=seed,
+        )
+        for table, frame in tables.items():
+            self.writer.write(table, frame)
+
+    def _predict(self, checkpoint: str, record_ids: list[str]):
+        from heartbeatai.train import predict
+
+        return predict(Path(checkpoint), self.data_path, record_ids)
+
+    def _labels(self, record_ids: list[str]) -> np.ndarray:
+        dataset = _open_dataset(self.data_path)
+        return dataset.labels(self.classes)[dataset.index_of(record_ids)]
+
+    def _train_prevalence(self) -> np.ndarray:
+        return self._labels(list(self.sealed.train_ids)).mean(axis=0)
+
+    def _write_best_config(self, selection_kind: str, selection: Selection) -> None:
+        from heartbeatai.config import Provenance
+        from heartbeatai.data.folds import folds_path
+        from heartbeatai.study.export import best_config_rows
+
+        dataset = _open_dataset(self.data_path)
+        run_file = RunFile(
+            data={"path": str(self.data_path), "fingerprint": dataset.fingerprint},
+            fold_id=self.fold_id, classes=tuple(self.classes), selection_metric=selection.metric,
+            trial=TrialConfig.model_validate(selection.trial),
+            provenance=Provenance.collect(dataset_fingerprint=dataset.fingerprint,
+                                          folds_file=folds_path(self.data_path, self.protocol), classes=self.classes),
+        )
+        self.writer.write("best_configs", best_config_rows(
+            self.config.name, self.protocol, self.fold_id, selection_kind, run_file, selection.metric, selection.value))
+
+    def _record_views(self, selection: Selection) -> None:
+        from heartbeatai.study.record_views import record_view_rows
+
+        test_ids = self.sealed.release_test(self.journal)
+        key = {"study": self.config.name, "protocol": self.protocol, "fold_id": self.fold_id, "arm": "search",
+               "seed": self.base.seed, "selection": "val", "trial_id": selection.trial_id}
+        rows = record_view_rows(Path(selection.checkpoint_path), self.data_path, test_ids, self.classes,
+                                self._train_prevalence(), key, self.config.record_views)
+        self.writer.write("record_views", rows)
+
+
+# -- data and folds ----------------------------------------------------------------------
+
+
+def prepared_dataset(config: StudyConfig, storage_root: Path, progress: Progress) -> Path:
+    """The prepared dataset of the study: its path, or the synthetic spec generated and prepared once.
+
+    Synthetic data is cached under <storage>/_data/synthetic-<fingerprint>, so studies with
+    the same spec share it and a rerun never regenerates it.
+    """
+    if config.data.path is not None:
+        path = Path(config.data.path).expanduser().resolve()
+        if not (path / "records.parquet").is_file():
+            raise FileNotFoundError(f"data.path {path} is not a prepared dataset (no records.parquet)")
+        return path
+    spec = config.data.synthetic
+    cache = storage_root / "_data" / f"synthetic-{spec.fingerprint()}"
+    prepared = cache / "prepared"
+    if (prepared / "records.parquet").is_file():
+        return prepared
+    from heartbeatai.data.prepare import prepare
+    from heartbeatai.data.synthetic import write_benchmark
+
+    progress(f"generating the synthetic benchmark ({spec.records} records, {len(spec.domains)} domains) in {cache}")
+    raw = write_benchmark(cache / "raw", spec.records, domains=spec.domains, shift=spec.shift,
+                          shift_kinds=spec.shift_kinds, fs=spec.fs, seconds=spec.seconds, seed=spec.seed)
+    tmp = cache / "prepared.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    prepare([Path(raw)], tmp, fs=spec.fs, max_seconds=spec.seconds)
+    os.replace(tmp, prepared)
+    return prepared
+
+
+def planned_folds(config: StudyConfig, data_path: Path, protocol: str) -> list[str]:
+    """The study's folds of a protocol, planning them (`data folds`) on first use."""
+    from heartbeatai.data.folds import folds_path, read_folds, write_folds
+
+    folds = config.folds
+    if not folds_path(data_path, protocol).is_file():
+        write_folds(data_path, protocol, k=folds.k, val_fraction=folds.val_fraction, seed=folds.seed,
+                    domains=folds.domains)
+    table, params = read_folds(data_path, protocol)
+    wanted = {"k": folds.k, "val_fraction": folds.val_fraction, "fold_seed": folds.seed}
+    differing = {k: (params.get(k), v) for k, v in wanted.items() if protocol == "intra" or k != "k"
+                 if params.get(k) != v}
+    if differing:
+        raise ValueError(f"{protocol} folds of {data_path} were planned with other parameters "
+                         f"(stored, config): {differing}; plan them again with `heartbeatai data folds`")
+    fold_ids = list(dict.fromkeys(table["fold_id"]))
+    if folds.domains is not None:
+        fold_ids = [f for f in fold_ids if f.split(":")[1] in folds.domains]
+    if protocol == "intra" and folds.intra_per_domain is not None:
+        fold_ids = [f for f in fold_ids if int(f.split(":")[2]) < folds.intra_per_domain]
+    return fold_ids
+
+
+def clean_labels(data_path: Path, record_ids: list[str], classes: list[str]) -> np.ndarray | None:
+    """Clean (pre-noise) labels where the synthetic manifest knows them, else None."""
+    from heartbeatai.data.synthetic import clean_label_matrix
+
+    return clean_label_matrix(data_path, record_ids, classes)
+
+
+def _open_dataset(path: Path):
+    from heartbeatai.data.prepared import PreparedDataset
+
+    return PreparedDataset(path)
+
+
+def _ensure_ray() -> None:
+    """Join the running cluster (RAY_ADDRESS or `ray start`), else start a loopback-only local one."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address="auto", log_to_driver=False)
+        return
+    # Must precede Ray's own import-time reads in child processes; the driver set it before import.
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    ray.init(include_dashboard=False, log_to_driver=False)
+
+
+# -- study-level analysis ----------------------------------------------------------------
+
+
+def _analyse(config: StudyConfig, paths: StudyPaths, journal: StageJournal, writer: ResultsWriter,
+             progress: Progress) -> None:
+    store = ResultsStore(str(paths.root.parent))
+    if not journal.done("study", "ablation_tests") and len(resolve_arms(config.arms, config.user_arms)) > 1:
+        from heartbeatai.study.statistics import ablation_tests
+
+        def arms_only(frame: pd.DataFrame) -> pd.DataFrame:
+            return frame[frame["arm"] != "search"]
+
+        read = lambda t: arms_only(store.read(config.name, t))  # noqa: E731
+        tests = ablation_tests(read("fold_metrics"), read("predictions"), read("class_metrics"),
+                               seed=config.seeds[0])
+        writer.write("ablation_tests", tests)
+        journal.mark("study", "ablation_tests")
+        progress(f"ablation tests: {len(tests)} rows")
+    if not journal.done("study", "consensus"):
+        from heartbeatai.study.export import consensus_rows
+
+        writer.write("best_configs", consensus_rows(store, config.name))
+        journal.mark("study", "consensus")
+    if "intra" in config.protocols and "lodo" in config.protocols and not journal.done("study", "degradation"):
+        from heartbeatai.study.degradation import degradation_rows
+
+        writer.write("degradation", degradation_rows(store, config.name))
+        journal.mark("study", "degradation")

@@ -1,0 +1,95 @@
+"""Model-selection rules, one small class each, named after what they select on (DomainBed).
+
+`TrainingDomainValidation` is the protocol: it sees the trials table (validation metrics of
+the training domains) and nothing of the held-out domain. `TestDomainOracle` is an upper
+bound only: it picks by test-domain scores of saved checkpoints, which exist only after the
+validation-selected model has been tested (orchestrator.py keeps that order).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+import pandas as pd
+
+from heartbeatai.config import TrialConfig, flatten_config
+
+SELECTABLE = ("completed", "early_stopped")
+
+
+class SelectionError(RuntimeError):
+    """No trial of the fold can be selected (all errored, or none reported the metric)."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    trial_id: str
+    checkpoint_path: str
+    metric: str
+    value: float
+    trial: dict[str, Any]  # the selected TrialConfig as a plain dict
+
+    def record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> "Selection":
+        return cls(**record)
+
+
+class TrainingDomainValidation:
+    """Best selection_value among the fold's finished search trials (ASHA-stopped included)."""
+
+    name = "val"
+
+    def select(self, trials: pd.DataFrame, base: TrialConfig, mode: str) -> Selection:
+        latest = trials.drop_duplicates("trial_id", keep="last")
+        eligible = latest[
+            latest["status"].isin(SELECTABLE) & latest["selection_value"].notna() & latest["checkpoint_path"].notna()
+        ]
+        if eligible.empty:
+            raise SelectionError(f"no finished trial with a checkpoint among {len(latest)} trials")
+        best = eligible.loc[eligible["selection_value"].idxmax() if mode == "max" else eligible["selection_value"].idxmin()]
+        return Selection(
+            trial_id=str(best["trial_id"]),
+            checkpoint_path=str(best["checkpoint_path"]),
+            metric=str(best["selection_metric"]),
+            value=float(best["selection_value"]),
+            trial=config_of_row(best, base).model_dump(mode="json"),
+        )
+
+
+class TestDomainOracle:
+    """The trial whose saved checkpoint scores best on the test domain: an upper bound, never the result."""
+
+    name = "oracle"
+
+    def select(self, test_values: Mapping[str, float], trials: pd.DataFrame, base: TrialConfig,
+               metric: str, mode: str) -> Selection:
+        if not test_values:
+            raise SelectionError("no checkpoint was scored on the test domain")
+        pick = (max if mode == "max" else min)(test_values, key=test_values.__getitem__)
+        row = trials.drop_duplicates("trial_id", keep="last").set_index("trial_id").loc[pick]
+        return Selection(
+            trial_id=pick,
+            checkpoint_path=str(row["checkpoint_path"]),
+            metric=metric,
+            value=float(test_values[pick]),
+            trial=config_of_row(row, base).model_dump(mode="json"),
+        )
+
+
+def config_of_row(row: pd.Series, base: TrialConfig) -> TrialConfig:
+    """The trial configuration a trials row was run with, from its cfg.<dotted> columns."""
+    overrides = {}
+    for key, default in flatten_config(base).items():
+        value = row.get(f"cfg.{key}")
+        if value is None or (not isinstance(value, (list, str)) and pd.isna(value)):
+            continue
+        if hasattr(value, "item"):  # numpy scalars from the Parquet row
+            value = value.item()
+        # List-valued fields travel as JSON text in the flat cfg columns.
+        overrides[key] = json.loads(value) if isinstance(default, list) and isinstance(value, str) else value
+    return base.with_overrides(overrides)
