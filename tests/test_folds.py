@@ -9,6 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from heartbeatai.cli import main
+from heartbeatai.data.prepared import PreparedDataset, PreparedRecord, PreparedWriter
+from heartbeatai.labels import scored_vocabulary
 from heartbeatai.data.folds import (
     FoldPlanError,
     duplicate_groups,
@@ -21,6 +23,7 @@ from heartbeatai.data.folds import (
     write_folds,
 )
 
+VOCAB = scored_vocabulary()
 CLASSES = ["AF", "RBBB", "LBBB", "PAC", "STach"]
 PREVALENCE = [0.25, 0.15, 0.08, 0.05, 0.3]
 
@@ -243,21 +246,46 @@ def test_present_classes_needs_a_positive_and_a_negative():
 # ----------------------------------------------------------------------------- on disk
 
 
-@pytest.fixture
-def dataset_dir(tmp_path, records):
-    records.to_parquet(tmp_path / "records.parquet")
-    (tmp_path / "manifest.json").write_text('{"fingerprint": "abc123"}')
-    return tmp_path
+def write_prepared(path, records: pd.DataFrame) -> None:
+    """A real prepared directory (tiny signals) holding `records`' ids, patients, hashes, labels."""
+    writer = PreparedWriter(path, fs=500, vocabulary=VOCAB, params={"max_seconds": 60})
+    codes = {info.abbr: info.code for info in VOCAB.classes}
+    for row in records.itertuples(index=False):
+        labels = [codes[c] for c in CLASSES if getattr(row, f"cls_{c}")]
+        record = PreparedRecord(
+            record_id=row.record_id, domain=row.domain, source_path=f"/src/{row.record_id}.hea",
+            patient_id=row.patient_id, age=None, sex=None, fs_original=500.0, length_original=5000,
+            label_codes_raw=labels, label_codes=labels, hash_exact=row.hash_exact, hash_coarse=row.hash_coarse,
+            header_gain=None, gain_mismatch=False, nan_filled=False, truncated=False, leads_original=12,
+            signal=np.zeros((4, 12), np.float16),
+        )
+        writer.add(record.source_path, record)
+    writer.finish()
+    writer.close()
 
 
-def test_written_folds_read_back_with_their_parameters(dataset_dir, records):
+@pytest.fixture(scope="module")
+def small_records() -> pd.DataFrame:
+    return inject_duplicates(make_records({"a": 100, "b": 100, "c": 20}))
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory, small_records):
+    path = tmp_path_factory.mktemp("prepared")
+    write_prepared(path, small_records)
+    return path
+
+
+def test_written_folds_read_back_with_their_parameters(dataset_dir, small_records):
     path = write_folds(dataset_dir, "intra", k=4, val_fraction=0.2, seed=7)
     assert path == dataset_dir / "folds" / "intra.parquet"
     assert [p.name for p in path.parent.iterdir()] == ["intra.parquet"]  # no temporary left
     table, params = read_folds(dataset_dir, "intra")
     assert params["k"] == 4 and params["val_fraction"] == 0.2 and params["fold_seed"] == 7
-    assert params["dataset_fingerprint"] == "abc123"
-    pd.testing.assert_frame_equal(table, intra_folds(records, k=4, val_fraction=0.2, seed=7), check_like=True)
+    assert params["dataset_fingerprint"] == PreparedDataset(dataset_dir).fingerprint
+    expected = intra_folds(small_records, k=4, val_fraction=0.2, seed=7)
+    pd.testing.assert_frame_equal(table, expected)
+    assert_no_leakage(small_records, table)
     assert fold_ids(dataset_dir, "intra")[:2] == ["intra:a:0", "intra:a:1"]
 
 
@@ -272,7 +300,10 @@ def test_cli_folds_prints_a_summary_per_fold(dataset_dir, capsys):
     assert main(["data", "folds", str(dataset_dir), "--protocol", "lodo", "--domains", "a,b"]) == 0
     out = capsys.readouterr().out
     assert "lodo:a" in out and "lodo:b" in out and "excluded (duplicates)" in out
-    assert (dataset_dir / "folds" / "lodo.parquet").is_file()
+    table, params = read_folds(dataset_dir, "lodo")
+    assert params["domains"] == ["a", "b"] and set(table["fold_id"]) == {"lodo:a", "lodo:b"}
+    # b00003 duplicates a00010; b00002 is the same patient's other record.
+    assert fold_records(table, "lodo:b")["excluded"] == ["b00002", "b00003"]
 
 
 @pytest.mark.parametrize(

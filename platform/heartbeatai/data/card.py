@@ -32,7 +32,7 @@ CARD_COLUMNS = [
 
 
 def _domain_summary(records: pd.DataFrame) -> pd.DataFrame:
-    seconds = records["n_samples_original"].astype(float) / records["fs_original"].astype(float)
+    seconds = records["length_original"].astype(float) / records["fs_original"].astype(float)
     frame = records.assign(seconds=seconds, patient=records["patient_id"].fillna(records["record_id"]))
     by_domain = frame.groupby("domain", sort=True)
     return pd.DataFrame(
@@ -52,7 +52,7 @@ def dataset_card(records: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
     """Long-form card: one row per (domain, class), domain facts repeated on each row.
 
     `records` is a prepared dataset's index (domain, record_id, patient_id, fs_original,
-    n_samples_original and a boolean ``cls_<ABBR>`` column per class).
+    length_original (samples) and a boolean ``cls_<ABBR>`` column per class).
     """
     missing = [f"cls_{c}" for c in classes if f"cls_{c}" not in records]
     if missing:

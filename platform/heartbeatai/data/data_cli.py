@@ -11,6 +11,7 @@ import pandas as pd
 from heartbeatai.cli import UserError
 from heartbeatai.data import card as card_lib
 from heartbeatai.data import folds as folds_lib
+from heartbeatai.data.prepared import NotPreparedError, PreparedDataset
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,9 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     card.set_defaults(func=run_card)
 
 
-def _require_dataset(path: Path) -> None:
-    if not (path / "records.parquet").is_file():
-        raise UserError(f"{path} is not a prepared dataset (no records.parquet); run `heartbeatai prepare` first")
+def _open(path: Path) -> PreparedDataset:
+    try:
+        return PreparedDataset(path)
+    except NotPreparedError as err:
+        raise UserError(str(err)) from None
 
 
 def _fold_summary(table: pd.DataFrame) -> pd.DataFrame:
@@ -44,7 +47,7 @@ def _fold_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_folds(args: argparse.Namespace) -> int:
-    _require_dataset(args.dataset)
+    _open(args.dataset)  # a clear error before any planning
     if args.k < 2:
         raise UserError(f"--k must be at least 2, got {args.k}")
     if not 0.0 < args.val_fraction < 1.0:
@@ -64,10 +67,8 @@ def run_folds(args: argparse.Namespace) -> int:
 
 
 def run_card(args: argparse.Namespace) -> int:
-    _require_dataset(args.dataset)
-    records = pd.read_parquet(args.dataset / "records.parquet")
-    classes = [c.removeprefix("cls_") for c in folds_lib.label_columns(records)]
-    card = card_lib.dataset_card(records, classes)
+    dataset = _open(args.dataset)
+    card = card_lib.dataset_card(dataset.records, dataset.classes)
     title = f"Dataset card: {args.dataset.resolve().name}"
     print(card_lib.card_markdown(card, title))
     csv_path, md_path = card_lib.write_card(card, args.out or args.dataset / "card", title)

@@ -43,6 +43,8 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStrati
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from heartbeatai.data.prepared import PreparedDataset
+
 log = logging.getLogger(__name__)
 
 PROTOCOLS = ("lodo", "intra")
@@ -51,8 +53,6 @@ FOLD_COLUMNS = ["fold_id", "record_id", "split", "reason"]
 DUPLICATE = "duplicate"
 FOLDS_SCHEMA_VERSION = 1
 _METADATA_KEY = b"heartbeatai.folds"
-# Columns a fold planner needs from records.parquet (besides the cls_<ABBR> labels).
-_INDEX_COLUMNS = ["record_id", "domain", "patient_id", "hash_exact", "hash_coarse"]
 _MIN_INTRA_GROUPS = 3
 
 
@@ -115,12 +115,20 @@ def duplicate_groups(records: pd.DataFrame) -> np.ndarray:
 
 
 def _group_label_matrix(labels: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(unique group ids, union of member labels per group plus a 'no label' column)."""
+    """(unique group ids, union of member labels per group plus a 'no label' column).
+
+    Classes without a positive are dropped: the stratifier breaks ties by column, so
+    keeping them would make a plan depend on the vocabulary rather than on the labels.
+    """
     unique, inverse = np.unique(groups, return_inverse=True)
     union = np.zeros((len(unique), labels.shape[1]), dtype=bool)
     np.logical_or.at(union, inverse, labels)
+    union = union[:, union.any(axis=0)]
     unlabelled = ~union.any(axis=1, keepdims=True)
-    return unique, np.hstack([union, unlabelled]).astype(np.int8)
+    matrix = np.hstack([union, unlabelled])
+    if matrix.shape[1] < 2:  # iterstrat accepts only a multilabel-indicator matrix
+        matrix = np.hstack([matrix, np.zeros_like(unlabelled)])
+    return unique, matrix.astype(np.int8)
 
 
 def _derived_seed(seed: int, *keys: str) -> int:
@@ -180,7 +188,7 @@ def _known_domains(records: pd.DataFrame, domains: Sequence[str] | None) -> list
 
 
 def _labels(records: pd.DataFrame) -> np.ndarray:
-    columns = label_columns(records)
+    columns = sorted(label_columns(records))  # independent of the stored column order
     return records[columns].fillna(False).to_numpy(dtype=bool) if columns else np.zeros((len(records), 0), bool)
 
 
@@ -304,23 +312,6 @@ def folds_path(dataset_dir: str | os.PathLike, protocol: str) -> Path:
     return Path(dataset_dir) / "folds" / f"{protocol}.parquet"
 
 
-def load_records(dataset_dir: str | os.PathLike) -> pd.DataFrame:
-    """The columns of a prepared dataset's records.parquet that fold planning uses."""
-    path = Path(dataset_dir) / "records.parquet"
-    if not path.is_file():
-        raise FileNotFoundError(f"{dataset_dir} is not a prepared dataset (no records.parquet)")
-    names = pq.read_schema(path).names
-    columns = [c for c in _INDEX_COLUMNS if c in names] + [c for c in names if c.startswith("cls_")]
-    return pd.read_parquet(path, columns=columns)
-
-
-def _fingerprint(dataset_dir: Path) -> str | None:
-    manifest = dataset_dir / "manifest.json"
-    if not manifest.is_file():
-        return None
-    return json.loads(manifest.read_text(encoding="utf-8")).get("fingerprint")
-
-
 def write_folds(
     dataset_dir: str | os.PathLike,
     protocol: str,
@@ -335,9 +326,9 @@ def write_folds(
     sees half of it; the parameters (and the dataset fingerprint) travel in its schema
     metadata, read back by `read_folds`.
     """
-    dataset_dir = Path(dataset_dir)
     path = folds_path(dataset_dir, protocol)
-    records = load_records(dataset_dir)
+    dataset = PreparedDataset(dataset_dir)
+    records = dataset.records
     if protocol == "lodo":
         table = lodo_folds(records, domains=domains, val_fraction=val_fraction, seed=seed)
     else:
@@ -351,7 +342,7 @@ def write_folds(
         "val_fraction": val_fraction,
         "fold_seed": seed,
         "domains": sorted(set(domains)) if domains is not None else None,
-        "dataset_fingerprint": _fingerprint(dataset_dir),
+        "dataset_fingerprint": dataset.fingerprint,
         "folds_per_domain": table.attrs.get("folds_per_domain"),
         "skipped_domains": table.attrs.get("skipped_domains"),
     }
