@@ -42,7 +42,7 @@ def test_weighted_metrics_equal_scikit_learn_with_sample_weight_ties_included():
     y, s = _predictions(300)
     thresholds = np.array([0.5, 0.6, 0.55])
     weights = np.random.default_rng(1).integers(0, 4, size=(3, 300)).astype(float)
-    got = weighted_class_metrics(y, s, thresholds, weights)
+    got = weighted_class_metrics(y, s, s >= thresholds, weights)
     for b, w in enumerate(weights):
         for c in range(len(CLASSES)):
             kw = {"sample_weight": w}
@@ -112,7 +112,7 @@ def test_percentile_interval_covers_the_population_auroc_about_95_percent_of_the
         rng = np.random.default_rng(100 + rep)
         y = rng.random((300, 1)) < 0.3
         s = rng.normal(size=y.shape) + 1.5 * y
-        boot = weighted_class_metrics(y, s, np.zeros(1), bootstrap_counts(300, 200, rep))
+        boot = weighted_class_metrics(y, s, s >= 0, bootstrap_counts(300, 200, rep))
         low, high = np.percentile(boot["auroc"][:, 0], [2.5, 97.5])
         covered += low <= truth <= high
     assert covered >= 34  # 95% nominal; binomial(40, .95) falls below 34 with p < 0.01

@@ -48,18 +48,20 @@ def bootstrap_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
 
 
 def weighted_class_metrics(
-    y_true: np.ndarray, scores: np.ndarray, thresholds: np.ndarray, weights: np.ndarray
+    y_true: np.ndarray, scores: np.ndarray, predicted: np.ndarray, weights: np.ndarray
 ) -> dict[str, np.ndarray]:
     """Per-class F1, AUROC, AUPRC and Brier under record weights.
 
-    y_true (N, C) bool, scores (N, C), thresholds (C,), weights (B, N): one row per
-    weighting (a row of ones is the plain metric). Returns name -> (B, C) arrays, nan
-    where a weighting leaves a class without a positive or without a negative.
+    y_true (N, C) bool, scores (N, C), predicted (N, C) bool (the calls F1 scores:
+    ``scores >= thresholds``, or calls pooled from runs with their own thresholds),
+    weights (B, N): one row per weighting (a row of ones is the plain metric). Returns
+    name -> (B, C) arrays, nan where a weighting leaves a class without a positive or
+    without a negative; "positives" and "present" come along.
     """
     y = np.asarray(y_true, dtype=bool)
     s = np.asarray(scores, dtype=float)
     w = np.atleast_2d(np.asarray(weights, dtype=float))
-    predicted = s >= np.asarray(thresholds, dtype=float)
+    predicted = np.asarray(predicted, dtype=bool)
 
     positives = w @ y
     negatives = w @ ~y
@@ -166,13 +168,14 @@ def evaluate_test(
         label_sets["clean"] = np.asarray(y_clean, dtype=bool)
 
     counts = bootstrap_counts(n, n_boot, seed)
+    predicted = scores >= thresholds
     fold_rows, class_rows = [], []
     for label_set, y in label_sets.items():
-        point = weighted_class_metrics(y, scores, thresholds, np.ones((1, n)))
-        boot = weighted_class_metrics(y, scores, thresholds, counts)
+        point = weighted_class_metrics(y, scores, predicted, np.ones((1, n)))
+        boot = weighted_class_metrics(y, scores, predicted, counts)
         used = point["present"][0]
-        macro_point = macro_metrics(point, y, scores >= thresholds, classes, np.ones((1, n)))
-        macro_boot = macro_metrics(boot, y, scores >= thresholds, classes, counts, used)
+        macro_point = macro_metrics(point, y, predicted, classes, np.ones((1, n)))
+        macro_boot = macro_metrics(boot, y, predicted, classes, counts, used)
         base = {**key, "split": split, "label_set": label_set}
         for metric in MACRO_METRICS:
             low, high = percentile_interval(macro_boot[metric])

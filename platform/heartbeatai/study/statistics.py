@@ -136,8 +136,9 @@ class PairedReplicates:
             if counts.shape[1] != len(ids):
                 raise ValueError(f"{_describe(run)}: tested on other records than the fold's other runs")
             used = y.any(axis=0) & ~y.all(axis=0)
-            per_class = weighted_class_metrics(y, scores, thresholds, counts)
-            self._runs[key] = (ids, macro_metrics(per_class, y, scores >= thresholds, self._classes, counts, used))
+            predicted = scores >= thresholds
+            per_class = weighted_class_metrics(y, scores, predicted, counts)
+            self._runs[key] = (ids, macro_metrics(per_class, y, predicted, self._classes, counts, used))
         return self._runs[key]
 
     def mean_difference(self, reference: dict, arm: str, pairs: Sequence[tuple[str, int]], metric: str) -> np.ndarray:
