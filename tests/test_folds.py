@@ -236,6 +236,14 @@ def test_duplicate_groups_chain_patients_and_hashes():
     assert len(set(groups)) == 8 - 3
 
 
+def test_missing_patient_ids_and_hashes_link_nothing():
+    records = make_records({"a": 4}, records_per_patient=1)
+    records.loc[[0, 1], "patient_id"] = [None, None]
+    records.loc[[0, 1], "hash_exact"] = ["", ""]
+    records.loc[[0, 1], "hash_coarse"] = [None, None]
+    assert len(set(duplicate_groups(records))) == 4
+
+
 def test_present_classes_needs_a_positive_and_a_negative():
     labels = np.array([[1, 1, 0], [0, 1, 0], [1, 1, 0]], dtype=bool)
     assert present_classes(labels, ["AF", "RBBB", "PAC"]) == ["AF"]

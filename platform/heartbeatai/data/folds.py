@@ -93,11 +93,13 @@ def duplicate_groups(records: pd.DataFrame) -> np.ndarray:
     n = len(records)
     if n == 0:
         return np.empty(0, dtype=int)
-    patient = records["domain"].astype(str) + "\x1f" + records["patient_id"].astype(str)
-    keys = [patient.where(records["patient_id"].notna())]
-    for column in ("hash_exact", "hash_coarse"):
-        if column in records:
-            keys.append(column + "\x1f" + records[column].astype(str).where(records[column].notna()))
+
+    def key(prefix: pd.Series | str, values: pd.Series) -> pd.Series:
+        text = values.astype(str)
+        return (prefix + "\x1f" + text).where(values.notna() & (text != ""))
+
+    keys = [key(records["domain"].astype(str), records["patient_id"])]
+    keys += [key(column, records[column]) for column in ("hash_exact", "hash_coarse") if column in records]
     rows, nodes = [], []
     offset = n
     for key in keys:
