@@ -47,7 +47,6 @@ def _fold_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_folds(args: argparse.Namespace) -> int:
-    _open(args.dataset)  # a clear error before any planning
     if args.k < 2:
         raise UserError(f"--k must be at least 2, got {args.k}")
     if not 0.0 < args.val_fraction < 1.0:
@@ -55,8 +54,10 @@ def run_folds(args: argparse.Namespace) -> int:
     domains = [d.strip() for d in args.domains.split(",") if d.strip()] if args.domains else None
     try:
         path = folds_lib.write_folds(args.dataset, args.protocol, args.k, args.val_fraction, args.seed, domains)
-    except folds_lib.FoldPlanError as err:
+    except (folds_lib.FoldPlanError, NotPreparedError) as err:
         raise UserError(str(err)) from None
+    except PermissionError as err:
+        raise UserError(f"cannot write folds into {args.dataset}: {err.strerror}") from None
     table, params = folds_lib.read_folds(args.dataset, args.protocol)
     print(_fold_summary(table).to_string())
     for domain, reason in (params.get("skipped_domains") or {}).items():
