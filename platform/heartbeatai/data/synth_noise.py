@@ -1,0 +1,64 @@
+"""What the electrodes and the amplifier add to the heart's signal.
+
+Noise is drawn per electrode (RA, LA, LL, V1-V6) before leads are formed, as in a real
+recording, so the lead relations still hold and each artefact shows in exactly the leads
+that use its electrode. Sources (Clifford, Azuaje & McSharry, "Advanced Methods and
+Tools for ECG Data Analysis", ch. 3): baseline wander (respiration, movement; < 0.5 Hz),
+muscle (EMG; broadband), mains interference at 50 or 60 Hz (mostly common-mode, so only
+the electrodes' imbalance reaches the leads) and electrode motion (slow large
+excursions on one electrode). The acquisition band is a causal Butterworth filter, as
+in the devices: a 0.5 Hz high-pass visibly bends ST segments, a 0.05 Hz one does not.
+"""
+
+from __future__ import annotations
+
+import functools
+from fractions import Fraction
+
+import numpy as np
+from scipy import signal
+
+_WANDER_COMPONENTS = 4
+
+
+def electrode_noise(
+    n: int, fs: float, *, mains_hz: float, mains_mv: float, emg_mv: float, wander_mv: float,
+    motion: bool, rng: np.random.Generator,
+) -> np.ndarray:
+    """(n, 9) noise in mV."""
+    t = np.arange(n) / fs
+    freqs = rng.uniform(0.05, 0.5, size=_WANDER_COMPONENTS)
+    phases = rng.uniform(0, 2 * np.pi, size=_WANDER_COMPONENTS)
+    basis = np.sin(2 * np.pi * t[:, None] * freqs[None, :] + phases[None, :])
+    noise = basis @ (wander_mv / np.sqrt(_WANDER_COMPONENTS) * rng.standard_normal((_WANDER_COMPONENTS, 9)))
+    noise += emg_mv * rng.standard_normal((n, 9))
+    mains = np.sin(2 * np.pi * mains_hz * t + rng.uniform(0, 2 * np.pi))
+    noise += np.outer(mains, mains_mv * rng.standard_normal(9))
+    if motion:
+        electrode = rng.integers(9)
+        for _ in range(rng.integers(1, 4)):
+            centre, width = rng.uniform(0, t[-1]), rng.uniform(0.05, 0.3)
+            noise[:, electrode] += rng.choice((-1, 1)) * rng.uniform(0.3, 1.0) * np.exp(-0.5 * ((t - centre) / width) ** 2)
+    return noise
+
+
+@functools.lru_cache(maxsize=64)
+def _band_sos(fs: float, highpass_hz: float, lowpass_hz: float) -> np.ndarray:
+    high = signal.butter(1, highpass_hz, "highpass", fs=fs, output="sos")
+    low = signal.butter(2, min(lowpass_hz, 0.45 * fs), "lowpass", fs=fs, output="sos")
+    return np.vstack([high, low])
+
+
+def acquisition_filter(x: np.ndarray, fs: float, highpass_hz: float, lowpass_hz: float) -> np.ndarray:
+    """Causal band-pass along time, started in steady state (no switch-on transient)."""
+    sos = _band_sos(float(fs), float(highpass_hz), float(lowpass_hz))
+    zi = signal.sosfilt_zi(sos)[:, :, None] * x[0][None, None, :]
+    return signal.sosfilt(sos, x, axis=0, zi=zi)[0]
+
+
+def resample(x: np.ndarray, fs_from: float, fs_to: float) -> np.ndarray:
+    """Polyphase resampling along time (no-op at equal rates)."""
+    if fs_from == fs_to:
+        return x
+    ratio = Fraction(fs_to / fs_from).limit_denominator(1000)
+    return signal.resample_poly(x, ratio.numerator, ratio.denominator, axis=0)

@@ -1,0 +1,85 @@
+"""One synthetic record, from a hospital profile and a random generator.
+
+Order of events follows the signal path: patient and diagnoses -> beat timing and
+shapes -> cardiac dipole (+ atrial activity) -> rotated onto the electrodes -> electrode
+noise -> the device's filter at its own rate -> resampled to the requested rate ->
+leads formed -> amplifier gain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from heartbeatai.data import synth_beats, synth_noise, synth_rhythm
+from heartbeatai.data.synth_dipole import electrode_projection, form_leads
+from heartbeatai.data.synth_domains import DomainProfile
+from heartbeatai.data.synth_labels import corrupt_labels, draw_labels
+from heartbeatai.data.synth_rhythm import PAC, PVC
+
+_AF_VECTOR = np.array([-0.3, 0.3, -0.9]) / np.linalg.norm([-0.3, 0.3, -0.9])  # seen best in V1
+_FLUTTER_VECTOR = np.array([0.15, 0.95, 0.25]) / np.linalg.norm([0.15, 0.95, 0.25])  # inferior leads
+
+
+@dataclass(frozen=True)
+class SyntheticRecord:
+    signal: np.ndarray  # (samples, 12) float32, mV
+    labels: frozenset[str]  # true diagnoses (abbreviations)
+    header_labels: frozenset[str]  # what the header says (after label noise)
+    age: int
+    sex: str
+
+
+def _pick(shares: dict[int, float], rng: np.random.Generator) -> int:
+    keys = list(shares)
+    return int(keys[rng.choice(len(keys), p=np.array([shares[k] for k in keys]) / sum(shares.values()))])
+
+
+def synthesize_record(profile: DomainProfile, fs: int, seconds: float, rng: np.random.Generator) -> SyntheticRecord:
+    age = int(np.clip(rng.normal(profile.age_mean, profile.age_sd), 18, 95))
+    female = bool(rng.random() < profile.female_share)
+    labels = draw_labels(profile.prevalence, rng)
+    duration = seconds * float(np.clip(np.exp(profile.length_spread * rng.standard_normal()), 0.6, 3.0))
+    native_fs = _pick(profile.native_fs, rng)
+    mains_hz = _pick(profile.mains_hz, rng)
+    n_native = int(round(duration * native_fs))
+
+    morphology = synth_beats.draw_morphology(labels, age, female, rng)
+    if "AFL" in labels:
+        beats, flutter_hz, flutter_phase = synth_rhythm.flutter_beats(duration, rng)
+    else:
+        rhythm = "AF" if "AF" in labels else next((r for r in ("SB", "STach") if r in labels), "NSR")
+        rate = synth_rhythm.heart_rate(rhythm, age, rng)
+        rr = synth_rhythm.af_rr(duration, rate, rng) if rhythm == "AF" else synth_rhythm.sinus_rr(duration, rate, rng)
+        kinds = np.zeros(rr.size, dtype=np.int8)
+        for abbr, kind in (("PAC", PAC), ("PVC", PVC)):
+            if abbr in labels:
+                rr, extra = synth_rhythm.insert_ectopics(rr, int(rng.integers(1, 4)), kind, rng)
+                kinds = np.maximum(kinds, extra)
+        beats = synth_rhythm.beats_from_rr(rr, kinds, duration, rng)
+
+    atrial_p = not ({"AF", "AFL"} & labels)
+    centres, sigmas, vectors = synth_beats.beat_waves(beats, morphology, atrial_p)
+    dipole = synth_beats.render_dipole(centres, sigmas, vectors, n_native, native_fs)
+    t = np.arange(n_native) / native_fs
+    if "AF" in labels:
+        dipole += np.outer(synth_rhythm.fibrillation_waves(t, rng), rng.uniform(0.05, 0.12) * _AF_VECTOR)
+    elif "AFL" in labels:
+        dipole += np.outer(synth_rhythm.flutter_waves(t, flutter_hz, flutter_phase), rng.uniform(0.12, 0.22) * _FLUTTER_VECTOR)
+
+    angles = np.asarray(profile.placement_deg) + profile.placement_jitter_deg * rng.standard_normal(3)
+    electrodes = dipole @ electrode_projection(angles, 1.0)
+    electrodes += synth_noise.electrode_noise(
+        n_native, native_fs, mains_hz=mains_hz, mains_mv=profile.mains_mv, emg_mv=profile.emg_mv,
+        wander_mv=profile.wander_mv, motion=bool(rng.random() < profile.motion_rate), rng=rng)
+    electrodes = synth_noise.acquisition_filter(electrodes, native_fs, profile.highpass_hz, profile.lowpass_hz)
+    electrodes = synth_noise.resample(electrodes, native_fs, fs)
+    leads = (profile.gain * form_leads(electrodes)).astype(np.float32)
+    return SyntheticRecord(
+        signal=leads,
+        labels=frozenset(labels),
+        header_labels=frozenset(corrupt_labels(labels, profile.label_noise, rng)),
+        age=age,
+        sex="Female" if female else "Male",
+    )

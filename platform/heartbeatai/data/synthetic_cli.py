@@ -1,0 +1,69 @@
+"""`heartbeatai synth`: write the synthetic benchmark in the challenge WFDB format."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from heartbeatai.cli import UserError
+
+
+def _csv(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from heartbeatai.data.synth_domains import SHIFT_KINDS
+    from heartbeatai.data.synthetic import DEFAULT_DOMAINS
+
+    parser = subparsers.add_parser(
+        "synth",
+        help="write the synthetic multi-domain 12-lead benchmark (challenge WFDB format)",
+        description="Write DIR/<domain>/<record>.hea+.mat and DIR/synthetic_manifest.json (docs/synthetic.md).",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output folder (one sub-folder per domain)")
+    parser.add_argument("--records", required=True, type=int, help="number of records, spread evenly over domains")
+    parser.add_argument("--domains", type=_csv, default=list(DEFAULT_DOMAINS),
+                        help=f"comma-separated hospital profiles (default {','.join(DEFAULT_DOMAINS)})")
+    parser.add_argument("--shift", type=float, default=1.0,
+                        help="scale of every domain difference: 0 identical domains, 1 default, >1 harsher")
+    parser.add_argument("--shift-kinds", type=_csv, default=None,
+                        help=f"which differences the shift applies to (default all: {','.join(SHIFT_KINDS)})")
+    parser.add_argument("--fs", type=int, default=500, help="sampling rate of the written records, Hz")
+    parser.add_argument("--seconds", type=float, default=10.0, help="nominal record length, s")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--st", action="store_true", help="also draw CPSC's ST depression/elevation classes")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from heartbeatai.data.synthetic import MANIFEST_NAME, domain_profiles, write_benchmark
+
+    if args.records <= 0:
+        raise UserError(f"--records must be positive, got {args.records}")
+    if args.fs <= 0 or args.seconds <= 0:
+        raise UserError("--fs and --seconds must be positive")
+    if args.workers <= 0:
+        raise UserError(f"--workers must be positive, got {args.workers}")
+    try:
+        domain_profiles(args.domains, args.shift, args.shift_kinds, args.st)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if (args.out / MANIFEST_NAME).exists():
+        raise UserError(f"{args.out} already holds a synthetic benchmark; choose another --out or remove it")
+    started = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rsynth: {done}/{total} records", end="", file=sys.stderr, flush=True)
+
+    out = write_benchmark(args.out, args.records, domains=args.domains, shift=args.shift,
+                          shift_kinds=args.shift_kinds, fs=args.fs, seconds=args.seconds, seed=args.seed,
+                          include_st=args.st, workers=args.workers, progress=progress)
+    elapsed = time.perf_counter() - started
+    print(f"\nsynth: wrote {args.records} records to {out} in {elapsed:.1f} s "
+          f"({args.records / elapsed:.0f} records/s)", file=sys.stderr)
+    return 0
