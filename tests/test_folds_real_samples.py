@@ -83,4 +83,6 @@ def test_real_card_shows_every_domain_the_samples_hold(prepared, tmp_path, capsy
     assert main(["data", "card", str(prepared), "--out", str(tmp_path)]) == 0
     card = pd.read_csv(tmp_path / "dataset_card.csv")
     assert {"cpsc", "georgia", "ptbxl", "chapman", "ningbo"} <= set(card["domain"])
-    assert (card["n_records"] > 0).all() and card["length_min_s"].min() >= 5.0
+    domains = pd.read_csv(tmp_path / "dataset_card_domains.csv", index_col="domain")
+    assert (domains["n_records"] > 0).all() and domains["min_seconds"].min() >= 5.0
+    assert "absent" in capsys.readouterr().out

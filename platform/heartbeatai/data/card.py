@@ -2,9 +2,10 @@
 
 Per domain: records, patients, original sampling rates and recording lengths; per domain
 and class: positives and prevalence, with classes a domain lacks marked absent (a class
-absent from the held-out domain has no LODO test figure). The long form returned by
-`dataset_card` is what the results store keeps as its ``dataset_card`` table; the
-Markdown and CSV renderings are for people.
+absent from the held-out domain has no LODO test figure). `dataset_card` gives the long
+form the results store keeps as its ``dataset_card`` table (columns as the store declares
+them); `domain_summary` adds what only people read (every rate, min and max length), and
+`write_card` renders both as CSV and Markdown.
 """
 
 from __future__ import annotations
@@ -16,22 +17,17 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-CARD_COLUMNS = [
-    "domain",
-    "class",
-    "count",
-    "prevalence",
-    "present",
-    "n_records",
-    "n_patients",
-    "fs_hz",
-    "length_median_s",
-    "length_min_s",
-    "length_max_s",
-]
+# The results store's dataset_card columns, less `study` (the store's writer adds it).
+CARD_COLUMNS = ["domain", "class", "count", "prevalence", "n_records", "n_patients", "fs", "median_seconds"]
 
 
-def _domain_summary(records: pd.DataFrame) -> pd.DataFrame:
+def domain_summary(records: pd.DataFrame) -> pd.DataFrame:
+    """Per domain: n_records, n_patients, fs (the most common original rate), fs_all,
+    median/min/max_seconds of the original recordings. Index: domain, sorted.
+
+    `records` is a prepared dataset's index (domain, record_id, patient_id, fs_original,
+    length_original in samples at fs_original).
+    """
     seconds = records["length_original"].astype(float) / records["fs_original"].astype(float)
     frame = records.assign(seconds=seconds, patient=records["patient_id"].fillna(records["record_id"]))
     by_domain = frame.groupby("domain", sort=True)
@@ -39,94 +35,93 @@ def _domain_summary(records: pd.DataFrame) -> pd.DataFrame:
         {
             "n_records": by_domain.size(),
             "n_patients": by_domain["patient"].nunique(),
-            # A few sources mix rates (PTB-XL ships 100 and 500 Hz): list them all.
-            "fs_hz": by_domain["fs_original"].agg(lambda fs: ", ".join(f"{v:g}" for v in sorted(fs.unique()))),
-            "length_median_s": by_domain["seconds"].median(),
-            "length_min_s": by_domain["seconds"].min(),
-            "length_max_s": by_domain["seconds"].max(),
+            # Ties go to the lower rate, so the choice is stable.
+            "fs": by_domain["fs_original"].agg(lambda fs: int(round(fs.mode().min()))),
+            # Some sources mix rates (PTB-XL ships 100 and 500 Hz): people see them all.
+            "fs_all": by_domain["fs_original"].agg(lambda fs: ", ".join(f"{v:g}" for v in sorted(fs.unique()))),
+            "median_seconds": by_domain["seconds"].median(),
+            "min_seconds": by_domain["seconds"].min(),
+            "max_seconds": by_domain["seconds"].max(),
         }
-    )
+    ).rename_axis("domain")
 
 
 def dataset_card(records: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
-    """Long-form card: one row per (domain, class), domain facts repeated on each row.
-
-    `records` is a prepared dataset's index (domain, record_id, patient_id, fs_original,
-    length_original (samples) and a boolean ``cls_<ABBR>`` column per class).
-    """
+    """Long form: one row per (domain, class), absent classes included with count 0."""
     missing = [f"cls_{c}" for c in classes if f"cls_{c}" not in records]
     if missing:
         raise ValueError(f"records lack label column(s) {', '.join(missing)}")
-    summary = _domain_summary(records)
-    columns = [f"cls_{c}" for c in classes]
-    counts = records[columns].fillna(False).astype(bool).groupby(records["domain"], sort=True).sum()
+    summary = domain_summary(records)
+    counts = records[[f"cls_{c}" for c in classes]].fillna(False).astype(bool).groupby(records["domain"], sort=True).sum()
     counts.columns = list(classes)
     long = counts.rename_axis(index="domain", columns="class").stack().rename("count").reset_index()
     long = long.join(summary, on="domain")
-    long["count"] = long["count"].astype(int)
+    long["count"] = long["count"].astype("int64")
     long["prevalence"] = long["count"] / long["n_records"]
-    long["present"] = long["count"] > 0
     return long[CARD_COLUMNS]
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:
     # pandas' to_markdown needs tabulate; a pipe table is all we want from it.
     header = [str(c) for c in frame.columns]
-    rows = [[str(v) for v in row] for row in frame.itertuples(index=False)]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines)
 
 
-def card_tables(card: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(per-domain summary, class x domain "count (prevalence)" with "absent") for display."""
-    domains = (
-        card.drop_duplicates("domain")
-        .set_index("domain")[["n_records", "n_patients", "fs_hz", "length_median_s", "length_min_s", "length_max_s"]]
-        .rename(
-            columns={
-                "n_records": "records",
-                "n_patients": "patients",
-                "fs_hz": "fs (Hz)",
-                "length_median_s": "median s",
-                "length_min_s": "min s",
-                "length_max_s": "max s",
-            }
-        )
-        .round(1)
-        .reset_index()
-    )
+def class_table(card: pd.DataFrame) -> pd.DataFrame:
+    """Class x domain cells "count (prevalence%)", or "absent" where a domain has none."""
     cell = np.where(
-        card["present"],
+        card["count"] > 0,
         card["count"].astype(str) + " (" + (100 * card["prevalence"]).map("{:.1f}%".format) + ")",
         "absent",
     )
-    classes = (
+    return (
         card.assign(cell=cell)
         .pivot(index="class", columns="domain", values="cell")
         .reindex(index=list(dict.fromkeys(card["class"])))
         .rename_axis(columns=None)
         .reset_index()
     )
-    return domains, classes
 
 
-def card_markdown(card: pd.DataFrame, title: str = "Dataset card") -> str:
-    domains, classes = card_tables(card)
-    return "\n\n".join(
-        [
-            f"# {title}",
-            "## Domains\n\n" + _markdown_table(domains),
-            "## Classes (positives and prevalence per domain)\n\n" + _markdown_table(classes),
-        ]
-    ) + "\n"
+def card_markdown(summary: pd.DataFrame, card: pd.DataFrame, title: str = "Dataset card") -> str:
+    domains = (
+        summary.drop(columns="fs")
+        .round(1)
+        .rename(
+            columns={
+                "n_records": "records",
+                "n_patients": "patients",
+                "fs_all": "fs (Hz)",
+                "median_seconds": "median s",
+                "min_seconds": "min s",
+                "max_seconds": "max s",
+            }
+        )
+        .reset_index()
+    )
+    sections = [
+        f"# {title}",
+        "## Domains (original rates and lengths)\n\n" + _markdown_table(domains),
+        "## Classes (positives and prevalence per domain)\n\n" + _markdown_table(class_table(card)),
+    ]
+    return "\n\n".join(sections) + "\n"
 
 
-def write_card(card: pd.DataFrame, out_dir: str | os.PathLike, title: str = "Dataset card") -> tuple[Path, Path]:
-    """Write dataset_card.csv (long form) and dataset_card.md; returns their paths."""
+def write_card(
+    records: pd.DataFrame, classes: Sequence[str], out_dir: str | os.PathLike, title: str = "Dataset card"
+) -> tuple[str, list[Path]]:
+    """Write dataset_card.csv (long form), dataset_card_domains.csv and dataset_card.md.
+
+    Returns the Markdown text and the paths written.
+    """
+    summary, card = domain_summary(records), dataset_card(records, classes)
+    text = card_markdown(summary, card, title)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    csv_path, md_path = out / "dataset_card.csv", out / "dataset_card.md"
-    card.to_csv(csv_path, index=False)
-    md_path.write_text(card_markdown(card, title), encoding="utf-8")
-    return csv_path, md_path
+    paths = [out / "dataset_card.csv", out / "dataset_card_domains.csv", out / "dataset_card.md"]
+    card.to_csv(paths[0], index=False)
+    summary.to_csv(paths[1])
+    paths[2].write_text(text, encoding="utf-8")
+    return text, paths

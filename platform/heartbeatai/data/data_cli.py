@@ -69,9 +69,8 @@ def run_folds(args: argparse.Namespace) -> int:
 
 def run_card(args: argparse.Namespace) -> int:
     dataset = _open(args.dataset)
-    card = card_lib.dataset_card(dataset.records, dataset.classes)
     title = f"Dataset card: {args.dataset.resolve().name}"
-    print(card_lib.card_markdown(card, title))
-    csv_path, md_path = card_lib.write_card(card, args.out or args.dataset / "card", title)
-    print(f"wrote {csv_path} and {md_path}")
+    text, paths = card_lib.write_card(dataset.records, dataset.classes, args.out or args.dataset / "card", title)
+    print(text)
+    print("wrote " + ", ".join(str(p) for p in paths))
     return 0
