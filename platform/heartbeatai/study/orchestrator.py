@@ -16,7 +16,9 @@ and the degradation split.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from heartbeatai.config import RunFile, TrialConfig
 from heartbeatai.results import ResultsStore, ResultsWriter
@@ -107,9 +110,7 @@ def _run(config: StudyConfig, paths: StudyPaths, progress: Progress) -> None:
     dataset = _open_dataset(data_path)
     classes = list(config.classes or dataset.classes)
     if not journal.done("study", "dataset_card"):
-        from heartbeatai.data.card import dataset_card
-
-        writer.write("dataset_card", dataset_card(dataset.records, classes))
+        writer.write("dataset_card", dataset_card_rows(dataset.records, classes))
         journal.mark("study", "dataset_card")
 
     for protocol in config.protocols:
@@ -304,7 +305,6 @@ class FoldRunner:
     def _write_best_config(self, selection_kind: str, selection: Selection) -> None:
         from heartbeatai.config import Provenance
         from heartbeatai.data.folds import folds_path
-        from heartbeatai.study.export import best_config_rows
 
         dataset = _open_dataset(self.data_path)
         run_file = RunFile(
@@ -314,8 +314,11 @@ class FoldRunner:
             provenance=Provenance.collect(dataset_fingerprint=dataset.fingerprint,
                                           folds_file=folds_path(self.data_path, self.protocol), classes=self.classes),
         )
-        self.writer.write("best_configs", best_config_rows(
-            self.config.name, self.protocol, self.fold_id, selection_kind, run_file, selection.metric, selection.value))
+        self.writer.write("best_configs", pd.DataFrame([{
+            "protocol": self.protocol, "fold_id": self.fold_id, "selection": selection_kind,
+            "metric": selection.metric, "value": selection.value,
+            "run_file": yaml.safe_dump(run_file.model_dump(mode="json"), sort_keys=False),
+        }]))
 
     def _record_views(self, selection: Selection) -> None:
         from heartbeatai.study.record_views import record_view_rows
@@ -360,18 +363,30 @@ def prepared_dataset(config: StudyConfig, storage_root: Path, progress: Progress
     return prepared
 
 
+def dataset_card_rows(records: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    """The card of `data card` in the store's columns; fs is a domain's (lowest) original rate."""
+    from heartbeatai.data.card import dataset_card
+
+    card = dataset_card(records, classes)
+    return pd.DataFrame({
+        "domain": card["domain"], "class": card["class"], "count": card["count"],
+        "prevalence": card["prevalence"], "n_records": card["n_records"], "n_patients": card["n_patients"],
+        "fs": card["fs_hz"].map(lambda rates: int(float(str(rates).split(",")[0]))),
+        "median_seconds": card["length_median_s"],
+    })
+
+
 def planned_folds(config: StudyConfig, data_path: Path, protocol: str) -> list[str]:
     """The study's folds of a protocol, planning them (`data folds`) on first use."""
     from heartbeatai.data.folds import folds_path, read_folds, write_folds
 
     folds = config.folds
     if not folds_path(data_path, protocol).is_file():
-        write_folds(data_path, protocol, k=folds.k, val_fraction=folds.val_fraction, seed=folds.seed,
-                    domains=folds.domains)
+        write_folds(data_path, protocol, k=folds.k or 5, val_fraction=folds.val_fraction or 0.15,
+                    seed=folds.seed or 0, domains=folds.domains)
     table, params = read_folds(data_path, protocol)
-    wanted = {"k": folds.k, "val_fraction": folds.val_fraction, "fold_seed": folds.seed}
-    differing = {k: (params.get(k), v) for k, v in wanted.items() if protocol == "intra" or k != "k"
-                 if params.get(k) != v}
+    wanted = {"val_fraction": folds.val_fraction, "fold_seed": folds.seed, "k": folds.k if protocol == "intra" else None}
+    differing = {k: (params.get(k), v) for k, v in wanted.items() if v is not None and params.get(k) != v}
     if differing:
         raise ValueError(f"{protocol} folds of {data_path} were planned with other parameters "
                          f"(stored, config): {differing}; plan them again with `heartbeatai data folds`")
@@ -384,10 +399,30 @@ def planned_folds(config: StudyConfig, data_path: Path, protocol: str) -> list[s
 
 
 def clean_labels(data_path: Path, record_ids: list[str], classes: list[str]) -> np.ndarray | None:
-    """Clean (pre-noise) labels where the synthetic manifest knows them, else None."""
-    from heartbeatai.data.synthetic import clean_label_matrix
+    """Clean (pre-noise) labels of records from the synthetic benchmark's manifest, else None.
 
-    return clean_label_matrix(data_path, record_ids, classes)
+    The generator writes <out>/<domain>/<record>.hea and <out>/synthetic_manifest.json with each
+    record's true codes next to the noisy header codes; prepare keeps each record's source path.
+    """
+    from heartbeatai.data.synthetic import MANIFEST_NAME
+    from heartbeatai.labels import scored_vocabulary
+
+    dataset = _open_dataset(data_path)
+    sources = dataset.records["source_path"].to_numpy()[dataset.index_of(record_ids)]
+    manifests = {Path(src).parent.parent / MANIFEST_NAME for src in sources}
+    if not all(m.is_file() for m in manifests):
+        return None
+    truth = {}
+    for manifest in manifests:
+        truth.update({r["record"]: r["label_codes"] for r in json.loads(manifest.read_text())["records"]})
+    vocabulary = scored_vocabulary(include_st=True)
+    column = {vocabulary.canonical(code): i for i, code in enumerate(vocabulary.select(classes).codes)}
+    clean = np.zeros((len(record_ids), len(classes)), dtype=bool)
+    for row, src in enumerate(sources):
+        for code in truth.get(Path(src).stem, ()):
+            if vocabulary.canonical(code) in column:
+                clean[row, column[vocabulary.canonical(code)]] = True
+    return clean
 
 
 def _open_dataset(path: Path):
@@ -438,3 +473,134 @@ def _analyse(config: StudyConfig, paths: StudyPaths, journal: StageJournal, writ
 
         writer.write("degradation", degradation_rows(store, config.name))
         journal.mark("study", "degradation")
+
+
+# -- the plan ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FoldPlan:
+    protocol: str
+    fold_id: str
+    search_trials: int
+    arm_runs: int  # trained arms x seeds
+    train_records: int
+    val_records: int
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    study_dir: Path
+    folds: list[FoldPlan]
+    epochs: int
+    search_epochs: float  # epochs one fold's search spends, with ASHA's early stopping
+    cpus: float
+    cost: "RecordCost"
+
+    def estimate_seconds(self) -> float:
+        """CPU-seconds of training and validation over the cluster's CPUs (start-up and tests not counted)."""
+        cpu_seconds = sum(
+            (self.search_epochs + f.arm_runs * self.epochs)
+            * (f.train_records * self.cost.train_s + f.val_records * self.cost.eval_s)
+            for f in self.folds
+        )
+        return cpu_seconds / self.cpus
+
+
+@dataclass(frozen=True)
+class RecordCost:
+    """CPU-seconds per record and epoch: a training crop's step, a validation record's windows."""
+
+    train_s: float
+    eval_s: float
+
+
+def asha_expected_epochs(trials: int, max_t: int, grace: int, eta: float) -> float:
+    """Epochs a synchronous successive-halving bracket spends: 1/eta of the trials pass each rung."""
+    rungs = [grace]
+    while rungs[-1] * eta < max_t:
+        rungs.append(int(math.ceil(rungs[-1] * eta)))
+    rungs.append(max_t)
+    spent, previous = 0.0, 0
+    for i, milestone in enumerate(rungs):
+        spent += (milestone - previous) * eta ** -i
+        previous = milestone
+    return trials * spent
+
+
+def plan_study(config: StudyConfig, storage: str | None, cost: RecordCost, cpus: float) -> StudyPlan:
+    """The runs a study will make, from its config alone (nothing is generated or started)."""
+    folds = []
+    for protocol in config.protocols:
+        for fold_id, n_train, n_val in _planned_fold_sizes(config, protocol):
+            arms = resolve_arms(config.arms if protocol == "lodo" else ["full"], config.user_arms)
+            folds.append(FoldPlan(protocol, fold_id, config.search.trials_per_fold,
+                                  sum(a.trained for a in arms) * len(config.seeds), n_train, n_val))
+    epochs = TrialConfig.model_validate(config.trial).optim.epochs
+    sched = config.scheduler
+    per_fold = (asha_expected_epochs(config.search.trials_per_fold, epochs, sched.grace_period, sched.reduction_factor)
+                if sched.kind == "asha" else config.search.trials_per_fold * epochs)
+    return StudyPlan(Path(config.study_dir(storage)), folds, epochs, per_fold, cpus, cost)
+
+
+def _planned_fold_sizes(config: StudyConfig, protocol: str) -> list[tuple[str, int, int]]:
+    """(fold id, train records, val records): from the folds file when there is one, else from the spec."""
+    from heartbeatai.data.folds import folds_path, read_folds
+
+    val = config.folds.val_fraction or 0.15
+    if config.data.path is not None and folds_path(config.data.path, protocol).is_file():
+        table, _ = read_folds(config.data.path, protocol)
+        sizes = table.groupby(["fold_id", "split"]).size().unstack(fill_value=0)
+        return [(f, int(sizes.loc[f].get("train", 0)), int(sizes.loc[f].get("val", 0)))
+                for f in planned_folds(config, Path(config.data.path), protocol)]
+    if config.data.path is not None:
+        records = pd.read_parquet(Path(config.data.path) / "records.parquet", columns=["domain"])
+        per_domain = records["domain"].value_counts().to_dict()
+    else:
+        spec = config.data.synthetic
+        per_domain = {d: spec.records / len(spec.domains) for d in spec.domains}
+    domains = [d for d in per_domain if config.folds.domains is None or d in config.folds.domains]
+    if protocol == "lodo":
+        total = sum(per_domain.values())
+        return [(f"lodo:{d}", int((total - per_domain[d]) * (1 - val)), int((total - per_domain[d]) * val))
+                for d in sorted(domains)]
+    k = config.folds.k or 5
+    used = min(k, config.folds.intra_per_domain or k)
+    return [(f"intra:{d}:{i}", int(per_domain[d] * (k - 1) / k * (1 - val)), int(per_domain[d] * (k - 1) / k * val))
+            for d in sorted(domains) for i in range(used)]
+
+
+def calibrate_record_cost(config: StudyConfig, fs: int, repeats: int = 3) -> RecordCost:
+    """Time the study's base model on this machine, one thread: a training step per crop, and a
+    forward pass per validation window (records of 10 s, windows every eval_stride_seconds)."""
+    import time
+
+    import torch
+
+    from heartbeatai.train import model_from_config
+
+    cfg = TrialConfig.model_validate(config.trial)
+    samples = int(cfg.preprocess.crop_seconds * fs)
+    batch = min(cfg.optim.batch_size, 16)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = model_from_config(cfg, len(config.classes) if config.classes else 26)
+        x = torch.randn(batch, 12, samples)
+
+        def best_of(step: Callable[[], object]) -> float:
+            timings = []
+            for _ in range(repeats + 1):  # the first call warms up allocators
+                start = time.perf_counter()
+                step()
+                timings.append(time.perf_counter() - start)
+            return min(timings[1:]) / batch
+
+        train_s = best_of(lambda: model(x).sum().backward())
+        model.eval()
+        with torch.no_grad():
+            forward_s = best_of(lambda: model(x))
+    finally:
+        torch.set_num_threads(threads)
+    windows = max(1.0, 1 + (10.0 - cfg.preprocess.crop_seconds) / cfg.preprocess.eval_stride_seconds)
+    return RecordCost(train_s=train_s, eval_s=forward_s * windows)

@@ -17,8 +17,8 @@ from typing import Mapping
 
 import yaml
 
-# A trial driver that only builds and waits on a TorchTrainer needs almost no CPU.
-DRIVER_CPU = 0.01
+from heartbeatai.ray_resources import DRIVER_CPU, worker_cpus
+
 # Written on the head node by `ray up` (the cluster launcher).
 AUTOSCALER_CONFIG = Path("~/ray_bootstrap_config.yaml").expanduser()
 
@@ -70,7 +70,10 @@ def plan_trial_resources(
             cpus_per_worker = 1.0
         else:
             # CPU-only DDP: the workers share one node's CPUs, less the driver's token.
-            cpus_per_worker = (capacity.largest_node.get("CPU", 0.0) - DRIVER_CPU) / workers
+            try:
+                cpus_per_worker = worker_cpus(capacity.largest_node.get("CPU", 0.0), workers)
+            except ValueError as err:
+                raise ResourceError(str(err)) from None
     resources = TrialResources(workers, cpus_per_worker, gpus_per_worker)
     for name, need in resources.worker_bundle().items():
         if need > capacity.largest_node.get(name, 0.0) + 1e-9:

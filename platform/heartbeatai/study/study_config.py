@@ -60,12 +60,14 @@ class DataConfig(_Strict):
 
 
 class FoldsConfig(_Strict):
-    """Which folds to run. Fold parameters are written once into the folds file (DESIGN.md, Folds)."""
+    """Which folds to run. Fold parameters are written once into the folds file (DESIGN.md, Folds):
+    a study plans the folds when the dataset has none; given parameters must match an existing
+    file, left out they take the file's (or, when planning, 5 / 0.15 / 0)."""
 
     domains: list[str] | None = None  # None: every domain of the dataset
-    k: int = Field(default=5, ge=2)
-    val_fraction: float = Field(default=0.15, gt=0.0, lt=1.0)
-    seed: int = 0
+    k: int | None = Field(default=None, ge=2)
+    val_fraction: float | None = Field(default=None, gt=0.0, lt=1.0)
+    seed: int | None = None
     # Intra-source folds per domain actually run (k folds are planned; running all k per
     # domain multiplies the study's cost by k, which a laptop study cannot afford).
     intra_per_domain: int | None = Field(default=None, ge=1)

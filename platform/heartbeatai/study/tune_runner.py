@@ -67,10 +67,9 @@ def run_trial(tune_config: dict[str, Any], context: FoldContext) -> None:
         trial=context.trial_config(tune_config),
         data_path=context.data_path,
         fold_id=context.fold_id,
-        protocol=context.protocol,
-        classes=list(context.classes),
+        classes=context.classes,
         selection_metric=context.metric,
-        out_dir=trial_dir,
+        out_dir=str(trial_dir),
     )
     res = context.resources
     if not res.in_process:

@@ -1,0 +1,131 @@
+"""`heartbeatai study plan|run|resume|status` and `heartbeatai export` (DESIGN.md, Command line)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from heartbeatai.cli import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    study = subparsers.add_parser("study", help="plan, run, resume and inspect a study")
+    verbs = study.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    plan = verbs.add_parser("plan", help="print the runs a study will make and an estimate of its time")
+    plan.add_argument("config", help="study config YAML")
+    plan.add_argument("--storage", help="storage root (overrides the config's storage)")
+    plan.set_defaults(func=_plan)
+
+    run = verbs.add_parser("run", help="run a new study (refuses an existing one)")
+    run.add_argument("config", help="study config YAML")
+    run.add_argument("--storage", help="storage root (overrides the config's storage)")
+    run.set_defaults(func=_run)
+
+    resume = verbs.add_parser("resume", help="finish a study an earlier driver left; done stages are kept")
+    resume.add_argument("study_dir", help="<storage>/<study>")
+    resume.set_defaults(func=_resume)
+
+    status = verbs.add_parser("status", help="per fold progress and errored trials with their error text")
+    status.add_argument("study_dir", help="<storage>/<study>")
+    status.set_defaults(func=_status)
+
+    export = subparsers.add_parser("export", help="export best configurations of a study as run files")
+    export.add_argument("study_dir", help="<storage>/<study>")
+    export.add_argument("--out", required=True, help="folder for the run files")
+    export.add_argument("--check", action="store_true", help="rerun one exported run and compare its metric")
+    export.set_defaults(func=_export)
+
+
+def _config(path: str):
+    from heartbeatai.study.study_config import ConfigError, load_study_config
+
+    try:
+        return load_study_config(path)
+    except ConfigError as err:
+        raise UserError(str(err)) from None
+
+
+def _user_errors():
+    """The exceptions that mean bad input or state, not a bug: shown as one line."""
+    from heartbeatai.study.lock import StudyLocked
+    from heartbeatai.study.orchestrator import StudyExists
+    from heartbeatai.study.resources import ResourceError
+    from heartbeatai.study.study_config import ConfigError
+
+    return (StudyExists, StudyLocked, ResourceError, ConfigError, FileNotFoundError)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from heartbeatai.study.orchestrator import start_study
+
+    config = _config(args.config)
+    try:
+        start_study(config, args.storage, progress=_say)
+    except _user_errors() as err:
+        raise UserError(str(err)) from None
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from heartbeatai.study.orchestrator import CONFIG_NAME, resume_study
+
+    if not (Path(args.study_dir) / CONFIG_NAME).is_file():
+        raise UserError(f"{args.study_dir} is not a study directory (no {CONFIG_NAME})")
+    try:
+        resume_study(args.study_dir, progress=_say)
+    except _user_errors() as err:
+        raise UserError(str(err)) from None
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from heartbeatai.results import ResultsStore
+    from heartbeatai.study.lock import StageJournal
+    from heartbeatai.study.orchestrator import CONFIG_NAME
+
+    study_dir = Path(args.study_dir).resolve()
+    if not (study_dir / CONFIG_NAME).is_file():
+        raise UserError(f"{args.study_dir} is not a study directory (no {CONFIG_NAME})")
+    store = ResultsStore(str(study_dir.parent))
+    progress = store.progress(study_dir.name)
+    stages = StageJournal(study_dir).stages()
+    print(f"study {study_dir.name} ({study_dir})")
+    if progress.empty:
+        print("  no trials yet")
+    for row in progress.itertuples():
+        done = [s for s in stages.get(row.fold_id, {}) if not s.startswith("tested:")]
+        print(f"  {row.fold_id:<24} trials {row.total:>3}: completed {row.completed}, early-stopped "
+              f"{row.early_stopped}, running {row.running}, errored {row.errored}; stages done: "
+              f"{', '.join(done) or 'none'}")
+    trials = store.read(study_dir.name, "trials")
+    if not trials.empty:
+        latest = trials.drop_duplicates("trial_id", keep="last")
+        errored = latest[latest["status"] == "errored"]
+        for row in errored.itertuples():
+            last_line = (row.error or "").strip().splitlines()[-1:] or ["(no error text)"]
+            print(f"  errored {row.fold_id} {row.arm} seed {row.seed} trial {row.trial_id}: {last_line[0]}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from heartbeatai.study.export import export_study
+
+    if not Path(args.study_dir).is_dir():
+        raise UserError(f"no study directory {args.study_dir}")
+    for path in export_study(args.study_dir, args.out, check=args.check):
+        print(path)
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from heartbeatai.study.plan import describe_plan
+
+    config = _config(args.config)
+    print(describe_plan(config, args.storage))
+    return 0
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
