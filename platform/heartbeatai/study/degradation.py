@@ -37,6 +37,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import precision_recall_curve
 
+from heartbeatai.results import ResultsStore
+
 from heartbeatai.study.evaluation import (
     bootstrap_counts,
     percentile_interval,
@@ -181,6 +183,16 @@ def degradation_table(
     if not frames:
         return pd.DataFrame(columns=DEGRADATION_COLUMNS)
     return pd.concat(frames, ignore_index=True)[DEGRADATION_COLUMNS]
+
+
+def degradation_rows(store: ResultsStore, study: str, *, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
+    """The degradation table of a stored study: its `full` arm, validation-selected."""
+    where = {"arm": "full", "selection": "val", "split": "test"}
+    predictions = store.read(study, "predictions", filters={k: where[k] for k in ("arm", "selection")})
+    class_metrics = store.read(study, "class_metrics", filters=where)
+    if predictions.empty:
+        return pd.DataFrame(columns=DEGRADATION_COLUMNS)
+    return degradation_table(predictions, class_metrics, n_boot=n_boot, seed=seed)
 
 
 def _domain_runs(rows: pd.DataFrame, tested: pd.DataFrame, classes: list[str], label_set: str) -> DomainRuns:

@@ -1,0 +1,168 @@
+"""Best configurations as run files: what `heartbeatai export` writes and `train --config` runs.
+
+The study records each fold's selected run file (YAML text) in the best_configs table,
+and one consensus per protocol (fold_id "consensus"). Export writes them out unchanged:
+``<protocol>__<fold>.yaml`` per fold (':' in fold ids becomes '_') and ``consensus.yaml``
+(the LODO consensus; an intra-source one, if any, beside it as
+``intra__consensus.yaml``). Only training-domain-validation selections are exported:
+the oracle selection is an upper bound, never a configuration to deploy.
+
+A consensus run file keeps the data, classes and provenance of the first fold's run
+file, and its fold id: it trains on that fold as it is, on any other with ``--fold``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from heartbeatai.cli import UserError
+from heartbeatai.config import RunFile
+from heartbeatai.results import ResultsStore
+from heartbeatai.results.schema import CONSENSUS_FOLD
+from heartbeatai.study.consensus import consensus_config
+
+EXPORTED_SELECTION = "val"
+CONSENSUS_FILE = "consensus.yaml"
+# A rerun on CPU with the same seed repeats exactly; a study trained with several Ray
+# workers or on GPU does not, so the check allows this much difference by default.
+CHECK_TOLERANCE = 0.02
+# Selection metrics that are minimised; every other `val_*` metric is maximised.
+_MINIMISED = ("val_loss", "val_brier")
+
+
+def run_file_text(run_file: RunFile) -> str:
+    """The YAML text `RunFile.dump` writes, for the best_configs table."""
+    return yaml.safe_dump(run_file.model_dump(mode="json"), sort_keys=False)
+
+
+def parse_run_file(text: str) -> RunFile:
+    """A stored run file's YAML text, validated."""
+    return RunFile.model_validate(yaml.safe_load(text))
+
+
+def best_config_rows(
+    study: str,
+    protocol: str,
+    fold_id: str,
+    selection: str,
+    run_file: RunFile | str,
+    metric: str | None,
+    value: float | None,
+) -> pd.DataFrame:
+    """One best_configs row: a fold's selected run file (or the consensus) and its metric."""
+    text = run_file if isinstance(run_file, str) else run_file_text(run_file)
+    return pd.DataFrame([{
+        "study": study, "protocol": protocol, "fold_id": fold_id, "selection": selection,
+        "metric": metric, "value": None if value is None else float(value), "run_file": text,
+    }])
+
+
+def consensus_run_file(run_files: list[RunFile]) -> RunFile:
+    """The first run file with its trial configuration replaced by the folds' consensus."""
+    trial = consensus_config([r.trial for r in run_files])
+    return run_files[0].model_copy(update={"trial": trial})
+
+
+def consensus_rows(store: ResultsStore, study: str) -> pd.DataFrame:
+    """best_configs rows (fold_id "consensus") per protocol from the folds' val selections.
+
+    The consensus was never trained, so its metric is the folds' selection metric and
+    its value is left empty.
+    """
+    folds = _fold_selections(store, study)
+    frames = []
+    for protocol, rows in folds.groupby("protocol", sort=True):
+        run_files = [parse_run_file(text) for text in rows["run_file"]]
+        consensus = consensus_run_file(run_files)
+        frames.append(best_config_rows(study, protocol, CONSENSUS_FOLD, EXPORTED_SELECTION,
+                                       consensus, consensus.selection_metric, None))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def export_study(
+    study_dir: str | Path, out_dir: str | Path, check: bool = False, tolerance: float = CHECK_TOLERANCE
+) -> list[Path]:
+    """Write the study's selected run files and consensus into ``out_dir``; return their paths.
+
+    ``check`` retrains the first exported LODO fold (or the first fold) from its run file
+    and compares its best validation value of the selection metric with the recorded one,
+    printing both; a difference beyond ``tolerance`` is an error.
+    """
+    root, _, study = str(study_dir).rstrip("/").rpartition("/")
+    store = ResultsStore(root or ".")
+    folds = _fold_selections(store, study)
+    if folds.empty:
+        raise UserError(f"study {study!r} has no recorded best configurations yet (is its search finished?)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    written = []
+    for row in folds.itertuples(index=False):
+        written.append(_write(out / f"{row.protocol}__{row.fold_id.replace(':', '_')}.yaml", row.run_file))
+    stored = store.read(study, "best_configs", filters={"fold_id": CONSENSUS_FOLD,
+                                                        "selection": EXPORTED_SELECTION})
+    consensus = stored if not stored.empty else consensus_rows(store, study)
+    main_protocol = "lodo" if "lodo" in set(consensus["protocol"]) else consensus["protocol"].iloc[0]
+    for row in consensus.sort_values("protocol").itertuples(index=False):
+        name = CONSENSUS_FILE if row.protocol == main_protocol else f"{row.protocol}__{CONSENSUS_FILE}"
+        written.append(_write(out / name, row.run_file))
+
+    if check:
+        ordered = folds.assign(not_lodo=folds["protocol"] != "lodo").sort_values(["not_lodo", "fold_id"])
+        target = ordered.iloc[0]
+        if pd.isna(target["value"]):
+            raise UserError(f"{target['fold_id']}: no recorded {target['metric']} to check against")
+        path = out / f"{target['protocol']}__{target['fold_id'].replace(':', '_')}.yaml"
+        check_run_file(path, float(target["value"]), tolerance)
+    return written
+
+
+def check_run_file(path: Path, recorded: float, tolerance: float) -> float:
+    """Retrain an exported run file as it is; compare its selection metric with ``recorded``."""
+    from heartbeatai.data.prepared import PreparedDataset
+    from heartbeatai.train import TrainSpec, format_progress, run_training
+
+    run = RunFile.load(path)
+    if run.data.path is None:
+        raise UserError(f"{path}: --check needs a prepared dataset path in data.path")
+    fingerprint = PreparedDataset(run.data.path).fingerprint
+    if run.data.fingerprint is not None and fingerprint != run.data.fingerprint:
+        raise UserError(f"{path}: dataset {run.data.path} has fingerprint {fingerprint}, "
+                        f"the run file was selected on {run.data.fingerprint}")
+    metric = run.selection_metric
+    values: list[float] = []
+
+    def report(metrics: dict[str, Any], _checkpoint: Path | None) -> None:
+        values.append(float(metrics[metric]))
+        print(f"check {path.name}: {format_progress(metrics, run.trial.optim.epochs)}", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="heartbeatai-export-check-") as staging:
+        spec = TrainSpec(trial=run.trial, data_path=run.data.path, fold_id=run.fold_id,
+                         classes=run.classes, selection_metric=metric, out_dir=staging)
+        run_training(spec, report=report)
+    rerun = min(values) if metric in _MINIMISED else max(values)
+    print(f"check {path.name}: recorded {metric} = {recorded:.4f}, rerun = {rerun:.4f} "
+          f"(difference {rerun - recorded:+.4f}, tolerance {tolerance})")
+    if not abs(rerun - recorded) <= tolerance:
+        raise UserError(f"check failed: {path.name} reran to {metric} {rerun:.4f}, "
+                        f"recorded {recorded:.4f} (tolerance {tolerance})")
+    return rerun
+
+
+def _write(path: Path, text: str) -> Path:
+    """Write a stored run file's text as it is, after validating it."""
+    parse_run_file(text)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _fold_selections(store: ResultsStore, study: str) -> pd.DataFrame:
+    """The folds' val-selected best_configs rows (no consensus), ordered by protocol and fold."""
+    rows = store.read(study, "best_configs", filters={"selection": EXPORTED_SELECTION})
+    rows = rows[rows["fold_id"] != CONSENSUS_FOLD]
+    return rows.sort_values(["protocol", "fold_id"]).reset_index(drop=True)

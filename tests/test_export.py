@@ -1,0 +1,125 @@
+"""Consensus configuration and best-config export (run files `train --config` runs as they are)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from heartbeatai.cli import UserError
+from heartbeatai.config import RunFile, TrialConfig
+from heartbeatai.results import ResultsStore, ResultsWriter
+from heartbeatai.study.consensus import consensus_config, consensus_value
+from heartbeatai.study.export import best_config_rows, consensus_rows, export_study, run_file_text
+
+from train_fixtures import tiny_run_file, write_planted_dataset
+
+
+def test_consensus_value_is_the_median_of_numbers_and_the_mode_otherwise():
+    assert consensus_value([0.1, 0.9, 0.5, 0.2]) == pytest.approx(0.35)
+    assert consensus_value([16, 32, 64]) == 32 and isinstance(consensus_value([16, 33]), int)
+    assert consensus_value(["asl", "bce", "bce"]) == "bce"
+    assert consensus_value(["focal", "asl"]) == "focal"  # a tie goes to the first fold
+    assert consensus_value([True, False, False]) is False
+    assert consensus_value([None, 45.0, None]) is None  # "off" in most folds stays off
+    assert consensus_value([[1, 2], [1, 2, 3], [1, 2]]) == [1, 2]
+
+
+def test_consensus_config_is_a_validated_trial_config_field_by_field():
+    folds = [
+        TrialConfig().with_overrides({"mixstyle.p": p, "loss.kind": kind, "label_smoothing": e,
+                                      "optim.batch_size": b})
+        for p, kind, e, b in ((0.1, "asl", 0.0, 32), (0.8, "bce", 0.15, 64), (0.6, "bce", 0.05, 128))
+    ]
+    consensus = consensus_config(folds)
+    assert isinstance(consensus, TrialConfig)
+    assert consensus.mixstyle.p == pytest.approx(0.6)
+    assert consensus.loss.kind == "bce"
+    assert consensus.label_smoothing == pytest.approx(0.05)
+    assert consensus.optim.batch_size == 64
+    assert consensus.model == TrialConfig().model  # fields every fold agrees on are untouched
+
+
+def _run_file(fold_id: str, **overrides) -> RunFile:
+    return RunFile(data={"path": "/data/prepared", "fingerprint": "f0"}, fold_id=fold_id,
+                   classes=("AF", "RBBB"), trial=TrialConfig().with_overrides(overrides))
+
+
+def _store_with_selections(tmp_path, study="st"):
+    writer = ResultsWriter(tmp_path / study)
+    selections = [
+        ("lodo", "lodo:cpsc", "val", _run_file("lodo:cpsc", **{"mixstyle.p": 0.2, "loss.kind": "bce"}), 0.81),
+        ("lodo", "lodo:ptbxl", "val", _run_file("lodo:ptbxl", **{"mixstyle.p": 0.4, "loss.kind": "asl"}), 0.77),
+        ("lodo", "lodo:georgia", "val", _run_file("lodo:georgia", **{"mixstyle.p": 0.9, "loss.kind": "bce"}), 0.74),
+        ("lodo", "lodo:georgia", "oracle", _run_file("lodo:georgia", **{"mixstyle.p": 0.0}), 0.79),
+        ("intra", "intra:cpsc:0", "val", _run_file("intra:cpsc:0", **{"mixstyle.p": 0.3}), 0.9),
+    ]
+    for protocol, fold_id, selection, run, value in selections:
+        writer.write("best_configs", best_config_rows(study, protocol, fold_id, selection, run,
+                                                      "val_macro_auroc", value))
+    return writer
+
+
+def test_export_writes_one_loadable_run_file_per_fold_and_the_consensus(tmp_path):
+    _store_with_selections(tmp_path)
+    written = export_study(tmp_path / "st", tmp_path / "out")
+    assert sorted(p.name for p in written) == [
+        "consensus.yaml", "intra__consensus.yaml", "intra__intra_cpsc_0.yaml",
+        "lodo__lodo_cpsc.yaml", "lodo__lodo_georgia.yaml", "lodo__lodo_ptbxl.yaml"]
+    georgia = RunFile.load(tmp_path / "out" / "lodo__lodo_georgia.yaml")
+    assert georgia.trial.mixstyle.p == 0.9  # the val selection, never the oracle's
+    consensus = RunFile.load(tmp_path / "out" / "consensus.yaml")
+    assert consensus.trial.mixstyle.p == pytest.approx(0.4)
+    assert consensus.trial.loss.kind == "bce"
+    assert consensus.fold_id.startswith("lodo:") and consensus.classes == ("AF", "RBBB")
+
+
+def test_a_consensus_recorded_by_the_study_is_exported_as_recorded(tmp_path):
+    writer = _store_with_selections(tmp_path)
+    store = ResultsStore(str(tmp_path))
+    rows = consensus_rows(store, "st")
+    assert sorted(rows["protocol"]) == ["intra", "lodo"] and rows["value"].isna().all()
+    writer.write("best_configs", rows)
+    stored = store.read("st", "best_configs", filters={"fold_id": "consensus"})
+    assert sorted(stored["protocol"]) == ["intra", "lodo"]
+    export_study(tmp_path / "st", tmp_path / "out")
+    exported = (tmp_path / "out" / "consensus.yaml").read_text()
+    assert exported == rows.set_index("protocol").loc["lodo", "run_file"]
+
+
+def test_exporting_a_study_without_selections_is_a_one_line_error(tmp_path):
+    ResultsWriter(tmp_path / "empty")
+    with pytest.raises(UserError, match="no recorded best configurations"):
+        export_study(tmp_path / "empty", tmp_path / "out")
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    return write_planted_dataset(tmp_path_factory.mktemp("planted") / "data", records_per_domain=30,
+                                 seconds=4.0)
+
+
+def _recorded_value(run: RunFile) -> float:
+    from heartbeatai.train import TrainSpec, run_training
+
+    values = []
+    spec = TrainSpec(trial=run.trial, data_path=run.data.path, fold_id=run.fold_id,
+                     classes=run.classes, selection_metric=run.selection_metric)
+    run_training(spec, report=lambda metrics, _: values.append(metrics[run.selection_metric]))
+    return max(values)
+
+
+def test_check_reruns_an_exported_run_file_and_compares_its_metric(tmp_path, planted, capsys):
+    torch.set_num_threads(1)
+    run = tiny_run_file(planted, **{"optim.epochs": 1})
+    recorded = _recorded_value(run)
+    assert np.isfinite(recorded)
+    ResultsWriter(tmp_path / "st").write("best_configs", best_config_rows(
+        "st", "lodo", run.fold_id, "val", run_file_text(run), run.selection_metric, recorded))
+    export_study(tmp_path / "st", tmp_path / "out", check=True, tolerance=1e-6)
+    assert f"recorded val_macro_auroc = {recorded:.4f}, rerun = {recorded:.4f}" in capsys.readouterr().out
+
+    ResultsWriter(tmp_path / "off").write("best_configs", best_config_rows(
+        "off", "lodo", run.fold_id, "val", run_file_text(run), run.selection_metric, recorded - 0.3))
+    with pytest.raises(UserError, match="check failed"):
+        export_study(tmp_path / "off", tmp_path / "out_off", check=True)
