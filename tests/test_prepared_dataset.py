@@ -122,6 +122,7 @@ def test_resume_keeps_journaled_records_and_discards_unjournaled_samples(tmp_pat
         handle.write(b"\x00" * 12 * 2 * 50)
     resumed = PreparedWriter(tmp_path, fs=500, vocabulary=VOCAB, params={})
     assert resumed.is_done(first.source_path)
+    assert not resumed.is_done("/src/never-seen.hea")
     second = make_record("A1", 400, seed=1)
     resumed.add(second.source_path, second)
     resumed.finish()

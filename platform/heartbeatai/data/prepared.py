@@ -275,6 +275,7 @@ class PreparedWriter:
         self.skipped: dict[str, str] = {}  # source key -> reason
         self._load_journal()
         self._journal = open(work / JOURNAL_FILE, "a", encoding="utf-8")
+        self._shard_file = open(self.path / shard_name(self._shard), "ab")
 
     def _load_journal(self) -> None:
         journal = self.path / WORK_DIR / JOURNAL_FILE
@@ -307,19 +308,23 @@ class PreparedWriter:
         self._shard_fill = extents.get(self._shard, 0)
 
     def is_done(self, key: str) -> bool:
-        """True when this source was prepared or skipped by an earlier (or this) run."""
-        return key in self.prepared or key in self.skipped
+        """True when this source was prepared by an earlier (or this) run. Skipped sources
+        are tried again: the user may have fixed the file or given its labels."""
+        return key in self.prepared
 
     def add(self, key: str, record: PreparedRecord) -> None:
         signal = np.ascontiguousarray(record.signal, dtype=SIGNAL_DTYPE)
         if signal.ndim != 2 or signal.shape[1] != N_LEADS:
             raise ValueError(f"{record.record_id}: signal must be (samples, {N_LEADS}), got {signal.shape}")
         if self._shard_fill and self._shard_fill + len(signal) > self.shard_samples:
+            self._sync(self._shard_file)
+            self._shard_file.close()
             self._shard, self._shard_fill = self._shard + 1, 0
-        with open(self.path / shard_name(self._shard), "ab") as handle:
-            handle.write(signal.tobytes())
-            handle.flush()
-            os.fsync(handle.fileno())
+            self._shard_file = open(self.path / shard_name(self._shard), "ab")
+        # Samples reach the OS before the journal line that makes them count; a killed
+        # process therefore never leaves a journaled record without its samples.
+        self._shard_file.write(signal.tobytes())
+        self._shard_file.flush()
         meta = record.meta()
         meta.update(shard=self._shard, offset=self._shard_fill, length=len(signal))
         self._shard_fill += len(signal)
@@ -335,13 +340,34 @@ class PreparedWriter:
         self._journal.write(json.dumps(entry) + "\n")
         self._journal.flush()
 
-    def close(self) -> None:
-        self._journal.close()
+    @staticmethod
+    def _sync(handle) -> None:
+        handle.flush()
+        os.fsync(handle.fileno())
 
-    def finish(self, found: int | None = None, extra: dict | None = None) -> pd.DataFrame:
-        """Write records.parquet and manifest.json from everything journaled; return the index."""
-        self._journal.flush()
-        records = self._index()
+    def close(self) -> None:
+        for handle in (self._shard_file, self._journal):
+            if not handle.closed:
+                self._sync(handle)
+                handle.close()
+
+    def read_signal(self, shard: int, offset: int, length: int) -> np.ndarray:
+        """A written record's samples (for work on the finished signals, e.g. sketches)."""
+        self._shard_file.flush()
+        itemsize = N_LEADS * SIGNAL_DTYPE.itemsize
+        return np.fromfile(
+            self.path / shard_name(shard), dtype=SIGNAL_DTYPE, count=length * N_LEADS, offset=offset * itemsize
+        ).reshape(length, N_LEADS)
+
+    def finish(self, records: pd.DataFrame | None = None, *, extra: dict | None = None) -> pd.DataFrame:
+        """Write records.parquet and manifest.json; return the index.
+
+        `records` is `index()` as the caller may have amended it (prepare unifies
+        hash_coarse across near-duplicates); by default everything journaled.
+        """
+        self._sync(self._shard_file)
+        self._sync(self._journal)
+        records = self.index() if records is None else records
         shards = self._shard_table(records)
         classes = self.vocabulary.abbrs
         counts: dict[str, dict] = {}
@@ -360,7 +386,7 @@ class PreparedWriter:
             "units": "mV",
             "signal_dtype": SIGNAL_DTYPE.str,
             "preprocessing": {k: v for k, v in self.params.items() if k not in ("fs", "classes")},
-            "found": len(self.prepared) + len(self.skipped) if found is None else int(found),
+            "found": len(self.prepared) + len(self.skipped),
             "prepared": int(len(records)),
             "counts": counts,
             "skipped": skipped,
@@ -370,12 +396,14 @@ class PreparedWriter:
             "fingerprint": _fingerprint(records, self.fs, classes),
             **(extra or {}),
         }
+        self.manifest = manifest
         table = records.to_parquet(index=False)
         write_atomic(self.path / RECORDS_FILE, table)
         write_atomic(self.path / MANIFEST_FILE, json.dumps(manifest, indent=1).encode())
         return records
 
-    def _index(self) -> pd.DataFrame:
+    def index(self) -> pd.DataFrame:
+        """The records table of everything prepared so far (sorted, unique ids, class columns)."""
         columns = list(PreparedRecord.__dataclass_fields__) + ["signal_digest", "shard", "offset", "length"]
         columns.remove("signal")
         metas = sorted(self.prepared.values(), key=lambda m: (m["domain"], m["record_id"], m["source_path"]))

@@ -1,0 +1,115 @@
+"""What every reader returns: one record in mV, standard lead order, at its own rate.
+
+Readers differ in file formats and label schemes; from here on (preprocessing, hashing,
+writing) nothing needs to know which source a record came from.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from heartbeatai.data.prepared import LEADS
+
+_LEAD_INDEX = {name.upper(): i for i, name in enumerate(LEADS)}
+# Sanity bounds: beyond them a header is corrupt, not an unusual recording.
+MIN_FS, MAX_FS = 50.0, 20_000.0
+MAX_SAMPLES = 50_000_000  # hours at 1 kHz; more is a corrupt header, not a Holter
+
+
+class RecordError(Exception):
+    """A record that cannot be prepared; the message is the one-line reason in the manifest."""
+
+
+@dataclass
+class RawRecord:
+    record_id: str
+    source_path: str
+    signal: np.ndarray  # float32 (samples, 12), mV, standard lead order; may hold NaN
+    fs: float
+    label_codes_raw: list[str]  # as the source writes them (codes, abbreviations, SCP statements)
+    label_codes: list[str]  # SNOMED-CT (abbreviations resolved), unknown codes kept
+    patient_id: str | None = None
+    age: float | None = None
+    sex: str | None = None  # "male" | "female" | None
+    header_gain: float | None = None  # ADC units per mV as the header states it
+    gain_mismatch: bool = False  # header gain contradicts the known units of the data
+    leads_original: int = 12
+    source_domain: str | None = None  # what a native reader knows (PTB-XL native is ptbxl)
+
+
+def check_rate_and_length(fs: float, samples: int, n_leads: int | None = None) -> None:
+    """Reject absurd header values before allocating anything."""
+    if not math.isfinite(fs) or not MIN_FS <= fs <= MAX_FS:
+        raise RecordError(f"absurd sampling rate {fs:g} Hz (expected {MIN_FS:g}-{MAX_FS:g})")
+    if not 1 <= samples <= MAX_SAMPLES:
+        raise RecordError(f"absurd length {samples} samples")
+    if n_leads is not None and not 1 <= n_leads <= 64:
+        raise RecordError(f"absurd lead count {n_leads}")
+
+
+def standard_lead_order(names: list[str]) -> list[int]:
+    """Column of each standard lead in a source's lead list (case-insensitive).
+
+    Extra leads (PTB's Frank vx, vy, vz) are left out; a missing or repeated standard
+    lead is an error rather than a silently shifted signal.
+    """
+    found: dict[int, int] = {}
+    for column, name in enumerate(names):
+        lead = _LEAD_INDEX.get(name.strip().upper())
+        if lead is None:
+            continue
+        if lead in found:
+            raise RecordError(f"lead {LEADS[lead]} appears twice")
+        found[lead] = column
+    missing = [LEADS[i] for i in range(len(LEADS)) if i not in found]
+    if missing:
+        raise RecordError(f"missing standard leads {','.join(missing)} (has {','.join(names) or 'none'})")
+    return [found[i] for i in range(len(LEADS))]
+
+
+def parse_age(text: str | float | None) -> float | None:
+    """Age in years; None for 'Unknown', 'NaN' and negatives.
+
+    PTB-XL writes 300 for every patient over 89 (anonymisation): that becomes 90.
+    """
+    if text is None:
+        return None
+    try:
+        age = float(str(text).strip())
+    except ValueError:
+        return None
+    if age == 300:
+        return 90.0
+    if not math.isfinite(age) or not 0 <= age <= 120:
+        return None
+    return age
+
+
+_SEX = {"m": "male", "male": "male", "f": "female", "female": "female"}
+
+
+def parse_sex(text: str | float | None) -> str | None:
+    if text is None:
+        return None
+    return _SEX.get(str(text).strip().lower())
+
+
+def clean_codes(tokens: list[str]) -> list[str]:
+    """Strip, drop empty fields and repeats (both occur in real `#Dx:` lines), keep order."""
+    out: list[str] = []
+    for token in tokens:
+        token = token.strip()
+        if token and token not in out:
+            out.append(token)
+    return out
+
+
+_SPLIT_DX = re.compile(r"[,;]")
+
+
+def split_dx(text: str) -> list[str]:
+    return clean_codes(_SPLIT_DX.split(text))

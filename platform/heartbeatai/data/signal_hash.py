@@ -1,0 +1,123 @@
+"""Signal identity for duplicate detection (DESIGN.md: hash_exact, hash_coarse).
+
+- hash_exact: int16 microvolts at the original rate, standard lead order. Equal for the
+  same file content re-published under another name or container.
+- hash_coarse: the signal at 100 Hz rounded to 10 microvolts, then unified across
+  near-duplicates. Rounding alone cannot catch a re-release at another rate: PTB-XL's
+  own 100 Hz files (00001_lr) come from a different anti-aliasing filter than ours
+  (HR00001 starts at -115 uV, 00001_lr at -119 uV), and with 12,000 values a few
+  always fall on the other side of a rounding step. So prepare also takes a small
+  sketch of every record (10 Hz, mean-free, unit norm: blind to rate, filter and gain),
+  finds records whose sketches agree (cosine >= NEAR_DUPLICATE_COSINE) through
+  random-hyperplane LSH, and gives each such group one hash_coarse. Distinct
+  recordings are never that close: their beats do not line up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from fractions import Fraction
+from typing import Iterable
+
+import numpy as np
+from scipy.signal import resample_poly
+
+COARSE_FS = 100
+COARSE_STEP_UV = 10
+SKETCH_FS = 10
+SKETCH_START_S = 0.5  # skip the first samples, where resampling filters disagree most
+SKETCH_MAX_S = 8
+SKETCH_MIN_S = 2
+NEAR_DUPLICATE_COSINE = 0.98
+_LSH_BANDS, _LSH_BITS = 6, 14
+_LSH_SEED = 20201
+
+
+def _digest(values: np.ndarray) -> str:
+    values = np.ascontiguousarray(values)
+    head = f"{values.shape}".encode()
+    return hashlib.blake2b(head + values.tobytes(), digest_size=12).hexdigest()
+
+
+def resample(signal: np.ndarray, fs_from: float, fs_to: float) -> np.ndarray:
+    """Polyphase resampling along time (axis 0); identity when the rates agree."""
+    if fs_from == fs_to:
+        return signal
+    ratio = Fraction(fs_to / fs_from).limit_denominator(1000)
+    return resample_poly(signal, ratio.numerator, ratio.denominator, axis=0)
+
+
+def to_microvolts_int16(signal_mv: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(np.asarray(signal_mv, dtype=np.float64) * 1000.0), -32768, 32767).astype("<i2")
+
+
+def hash_exact(signal_mv: np.ndarray) -> str:
+    """Signal at its original rate, (samples, 12) mV, NaN already set to 0."""
+    return _digest(to_microvolts_int16(signal_mv))
+
+
+def hash_coarse(signal_mv: np.ndarray, fs: float) -> str:
+    coarse = resample(np.asarray(signal_mv, dtype=np.float64), fs, COARSE_FS)
+    steps = np.rint(coarse * (1000.0 / COARSE_STEP_UV))
+    return _digest(np.clip(steps, -32768, 32767).astype("<i2"))
+
+
+def sketch(signal_mv: np.ndarray, fs: float) -> np.ndarray | None:
+    """Unit vector summarising the first seconds at 10 Hz; None when too short or flat.
+
+    Its length encodes the seconds covered, so only records of comparable duration meet.
+    """
+    seconds = min(SKETCH_MAX_S, int(len(signal_mv) / fs - 2 * SKETCH_START_S))
+    if seconds < SKETCH_MIN_S:
+        return None
+    start = int(round(SKETCH_START_S * fs))
+    stop = start + int(round(seconds * fs))
+    # Low-pass first, so the sketch is blind to how the source was filtered above 5 Hz.
+    low = resample(np.asarray(signal_mv[: stop + int(fs)], dtype=np.float64), fs, SKETCH_FS)
+    a = int(SKETCH_START_S * SKETCH_FS)
+    window = low[a : a + seconds * SKETCH_FS]
+    window = window - window.mean(axis=0)
+    norm = np.linalg.norm(window)
+    if not np.isfinite(norm) or norm < 1e-6:
+        return None
+    return (window / norm).astype(np.float32).ravel()
+
+
+def near_duplicate_groups(sketches: Iterable[np.ndarray | None]) -> list[list[int]]:
+    """Groups (size >= 2) of positions whose sketches have cosine >= NEAR_DUPLICATE_COSINE."""
+    sketches = list(sketches)
+    by_length: dict[int, list[int]] = defaultdict(list)
+    for i, s in enumerate(sketches):
+        if s is not None:
+            by_length[len(s)].append(i)
+    parent = list(range(len(sketches)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for length, members in by_length.items():
+        if len(members) < 2:
+            continue
+        matrix = np.stack([sketches[i] for i in members])
+        planes = np.random.default_rng(_LSH_SEED + length).standard_normal((length, _LSH_BANDS * _LSH_BITS))
+        bits = (matrix @ planes.astype(np.float32)) > 0
+        weights = 1 << np.arange(_LSH_BITS, dtype=np.int64)
+        for band in range(_LSH_BANDS):
+            keys = bits[:, band * _LSH_BITS : (band + 1) * _LSH_BITS] @ weights
+            buckets: dict[int, list[int]] = defaultdict(list)
+            for row, key in enumerate(keys.tolist()):
+                buckets[key].append(row)
+            for rows in buckets.values():
+                if len(rows) < 2:
+                    continue
+                similar = np.argwhere(np.triu(matrix[rows] @ matrix[rows].T >= NEAR_DUPLICATE_COSINE, k=1))
+                for a, b in similar:
+                    parent[find(members[rows[a]])] = find(members[rows[b]])
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(sketches)):
+        groups[find(i)].append(i)
+    return [g for g in groups.values() if len(g) > 1]
