@@ -1,0 +1,73 @@
+"""The Dash app over a results root: ``create_app(root, token=None)``.
+
+It reads the results store and nothing else (DESIGN.md, Dashboard): no Ray, no torch, no
+pickles, no file outside the root (study names are validated before any path is built).
+When a token is set every request must carry it, once as ``?token=`` (then a cookie) or
+as ``Authorization: Bearer``; the command line requires one off loopback.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+
+import dash
+from flask import Response, g, request
+
+from heartbeatai.dashboard import callbacks, layout
+from heartbeatai.dashboard.views import Views
+from heartbeatai.results import ResultsStore
+
+log = logging.getLogger(__name__)
+TOKEN_COOKIE = "heartbeatai_dashboard_token"
+
+
+def create_app(results_root: str, token: str | None = None, warm: bool = True) -> dash.Dash:
+    store = ResultsStore(results_root)
+    views = Views(store)
+    app = dash.Dash(__name__, title="HeartBeatAI results", suppress_callback_exceptions=True,
+                    update_title=None, serve_locally=True)
+
+    def page():
+        studies = store.studies()
+        return layout.page(studies, store.signature(studies[0]) if studies else None)
+
+    app.layout = page
+    callbacks.register(app, views)
+    _secure(app.server, token)
+    if warm:
+        # Optuna's plots take seconds on thousands of trials: build them before anyone asks.
+        threading.Thread(target=_warm, args=(views,), name="dashboard-warm", daemon=True).start()
+    return app
+
+
+def _warm(views: Views) -> None:
+    try:
+        views.warm()
+    except Exception:  # noqa: BLE001 - a cold cache only costs time on the first visit
+        log.exception("warming the sweep figures failed")
+
+
+def _secure(server, token: str | None) -> None:
+    @server.before_request
+    def require_token():
+        if token is None:
+            return None
+        header = request.headers.get("Authorization", "")
+        supplied = (request.args.get("token") or request.cookies.get(TOKEN_COOKIE)
+                    or (header[len("Bearer "):] if header.startswith("Bearer ") else None))
+        if supplied and hmac.compare_digest(supplied.encode(), token.encode()):
+            g.set_token_cookie = "token" in request.args
+            return None
+        return Response("HeartBeatAI dashboard: a token is required (open the URL with ?token=...)\n", status=401,
+                        mimetype="text/plain")
+
+    @server.after_request
+    def harden(response):
+        if token is not None and g.get("set_token_cookie"):
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        return response

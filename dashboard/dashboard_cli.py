@@ -1,0 +1,51 @@
+"""`heartbeatai dashboard --results STORAGE_ROOT [--host 127.0.0.1] [--port 8050] [--token T]`."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+
+from heartbeatai.cli import UserError
+
+TOKEN_ENV = "HEARTBEATAI_DASHBOARD_TOKEN"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "dashboard", help="serve the results dashboard",
+        description="Serve the Dash dashboard over a results storage root (the folder holding the studies).",
+    )
+    parser.add_argument("--results", required=True, metavar="STORAGE_ROOT",
+                        help="storage root: a local folder or a pyarrow filesystem URL (s3://bucket/runs)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    parser.add_argument("--port", type=int, default=8050)
+    parser.add_argument("--token", default=None, help=f"access token, required off loopback (or set {TOKEN_ENV})")
+    parser.set_defaults(func=run)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    if not is_loopback(args.host) and not token:
+        raise UserError(f"binding to {args.host} exposes the results beyond this machine: give --token or set {TOKEN_ENV}")
+    if "://" not in args.results and not os.path.isdir(args.results):
+        raise UserError(f"no results storage root at {args.results}")
+    if not 0 < args.port < 65536:
+        raise UserError(f"port {args.port} is not a TCP port")
+
+    from heartbeatai.dashboard.app import create_app  # Dash loads only when the command runs
+
+    app = create_app(args.results, token=token)
+    suffix = "?token=<your token>" if token else ""
+    print(f"heartbeatai dashboard: serving {args.results} at http://{args.host}:{args.port}/{suffix}", flush=True)
+    app.run(host=args.host, port=args.port, debug=False)
+    return 0

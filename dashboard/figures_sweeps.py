@@ -1,0 +1,134 @@
+"""Figures of the Sweeps view: Optuna's own plots, over a study rebuilt from the trials table.
+
+The dashboard never opens the study's Optuna database or Ray's experiment folders: the
+trials table holds every trial's flattened config and selection value, which is all
+optuna.visualization needs, so an in-memory study is rebuilt from those rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pandas as pd
+import plotly.graph_objects as go
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+
+from heartbeatai.dashboard.figures import STATUS_COLOURS, message_figure
+
+CFG = "cfg."
+# The knobs the study is about (DESIGN.md, Study): sliced first when the sweep has them.
+SLICE_PARAMS = ("mixstyle.p", "label_smoothing", "loss.kind")
+# Ray's OptunaSearch reports ASHA-stopped trials to Optuna as COMPLETE; the rebuilt study
+# does the same so its plots match what the sampler saw.
+_SCORED = ("completed", "early_stopped")
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _distribution(values: pd.Series) -> BaseDistribution:
+    present = values.dropna()
+    if present.empty:
+        raise ValueError("no values")
+    if pd.api.types.is_bool_dtype(present) or not pd.api.types.is_numeric_dtype(present):
+        return CategoricalDistribution(sorted({str(v) if not isinstance(v, bool) else v for v in present}, key=str))
+    low, high = float(present.min()), float(present.max())
+    log = low > 0 and high / low >= 100
+    if pd.api.types.is_integer_dtype(present):
+        return IntDistribution(int(low), int(high), log=log)
+    return FloatDistribution(low, high, log=log)
+
+
+def _param_value(value, distribution: BaseDistribution):
+    if isinstance(distribution, CategoricalDistribution):
+        return value if isinstance(value, bool) else str(value)
+    if isinstance(distribution, IntDistribution):
+        return int(value)
+    return float(value)
+
+
+def optuna_study(trials: pd.DataFrame, direction: str = "maximize") -> optuna.Study:
+    """An in-memory Optuna study holding the scored trials of one fold's search."""
+    scored = trials[trials["status"].isin(_SCORED) & np.isfinite(trials["selection_value"].astype(float))]
+    columns = [c for c in trials.columns if c.startswith(CFG)]
+    distributions = {}
+    for column in columns:
+        try:
+            distributions[column[len(CFG):]] = _distribution(scored[column])
+        except ValueError:
+            continue  # a parameter no scored trial set
+    records = scored[columns].to_dict("records")
+    frozen = []
+    for row, value in zip(records, scored["selection_value"].astype(float)):
+        params, used = {}, {}
+        for name, distribution in distributions.items():
+            raw = row[CFG + name]
+            if raw is None or (isinstance(raw, float) and np.isnan(raw)):
+                continue  # conditional parameter this trial did not sample
+            params[name], used[name] = _param_value(raw, distribution), distribution
+        frozen.append(optuna.trial.create_trial(params=params, distributions=used, value=value))
+    study = optuna.create_study(direction=direction)
+    study.add_trials(frozen)
+    return study
+
+
+def direction_of(selection_metric: str) -> str:
+    return "minimize" if any(word in selection_metric for word in ("loss", "brier")) else "maximize"
+
+
+def parallel_coordinates_figure(study: optuna.Study, target_name: str) -> go.Figure:
+    if not study.trials:
+        return message_figure("no scored trials yet")
+    figure = optuna.visualization.plot_parallel_coordinate(study, target_name=target_name)
+    return figure.update_layout(template="plotly_white", height=420)
+
+
+def slice_figure(study: optuna.Study, importances: pd.DataFrame, target_name: str) -> go.Figure:
+    if not study.trials:
+        return message_figure("no scored trials yet")
+    sampled = set(study.best_trial.distributions) | {p for t in study.trials[:50] for p in t.params}
+    params = [p for p in SLICE_PARAMS if p in sampled]
+    if not params:  # a sweep of other knobs: slice its three most important ones
+        params = [p for p in importances.sort_values("importance", ascending=False)["param"] if p in sampled][:3]
+    figure = optuna.visualization.plot_slice(study, params=params or None, target_name=target_name)
+    return figure.update_layout(template="plotly_white", height=380)
+
+
+def importances_figure(importances: pd.DataFrame) -> go.Figure:
+    """The fold's stored Optuna importances (computed once when the fold finished)."""
+    if importances.empty:
+        return message_figure("importances are computed when the fold's search finishes")
+    ordered = importances.sort_values("importance")
+    figure = go.Figure(go.Bar(x=ordered["importance"], y=ordered["param"], orientation="h",
+                              text=ordered["importance"].map(lambda v: f"{v:.2f}"), marker_color="#1565c0",
+                              hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
+    return figure.update_layout(template="plotly_white", title="Hyperparameter importances", xaxis_title="importance",
+                                height=140 + 30 * len(ordered), margin=dict(l=140, r=20, t=50, b=40))
+
+
+def learning_curves_figure(epochs: pd.DataFrame, trials: pd.DataFrame, metric: str) -> go.Figure:
+    """Validation curves of the search trials, ASHA-stopped ones drawn apart and their stop marked."""
+    if epochs.empty:
+        return message_figure("no epochs reported yet")
+    status = trials.set_index("trial_id")["status"]
+    curves = epochs[["trial_id", "epoch", metric]].dropna().sort_values(["trial_id", "epoch"])
+    curves = curves.assign(status=curves["trial_id"].map(status).fillna("running"))
+    figure = go.Figure(layout=dict(template="plotly_white"))
+    for state in ("completed", "running", "early_stopped", "errored"):
+        group = curves[curves["status"] == state]
+        if group.empty:
+            continue
+        # One trace per status, trials separated by NaN gaps: thousands stay one WebGL draw.
+        ids = group["trial_id"].to_numpy()
+        last = np.r_[ids[1:] != ids[:-1], True]  # the last reported epoch of each trial
+        positions = np.arange(len(group)) + np.r_[0, np.cumsum(last)[:-1]]
+        xs, ys = np.full(len(group) + last.sum(), np.nan), np.full(len(group) + last.sum(), np.nan)
+        xs[positions], ys[positions] = group["epoch"].to_numpy(float), group[metric].to_numpy(float)
+        figure.add_scattergl(x=xs, y=ys, mode="lines", name=state.replace("_", " "),
+                             line=dict(width=1, color=STATUS_COLOURS[state]), opacity=0.5, hoverinfo="skip")
+        if state == "early_stopped":
+            stops = group[last]
+            figure.add_scattergl(x=stops["epoch"], y=stops[metric], mode="markers", name="stopped by ASHA",
+                                 marker=dict(symbol="x", size=7, color=STATUS_COLOURS[state]), text=stops["trial_id"],
+                                 hovertemplate="%{text} stopped after epoch %{x}: %{y:.3f}<extra></extra>")
+    return figure.update_layout(title="Learning curves (validation)", xaxis_title="epoch",
+                                yaxis_title=metric.replace("_", " "), height=400)

@@ -1,0 +1,154 @@
+"""The page: filters, tabs, and one skeleton per view whose parts the callbacks fill.
+
+Only the active view is in the page, so only its callbacks run; each view's graphs exist
+from the start (empty), which keeps ids stable for callbacks and browser tests alike.
+"""
+
+from __future__ import annotations
+
+import dash_bootstrap_components as dbc
+from dash import dcc, html
+
+VIEWS = {
+    "studies": "Studies",
+    "degradation": "Degradation",
+    "ablations": "Ablations",
+    "sweeps": "Sweeps",
+    "records": "Records",
+    "export": "Export",
+}
+METRICS = {"auroc": "AUROC", "f1": "F1", "auprc": "AUPRC"}
+REFRESH_MS = 5000
+
+
+def _graph(graph_id: str) -> dcc.Loading:
+    return dcc.Loading(dcc.Graph(id=graph_id, config={"displaylogo": False}), delay_show=300)
+
+
+def _labelled(label: str, control, width: int = 2) -> dbc.Col:
+    return dbc.Col([dbc.Label(label, className="small text-muted mb-0"), control], md=width)
+
+
+def filters(studies: list[str]) -> dbc.Row:
+    return dbc.Row(
+        [
+            _labelled("Study", dcc.Dropdown(id="study", options=studies, value=studies[0] if studies else None,
+                                            clearable=False), 3),
+            _labelled("Protocol", dbc.RadioItems(id="protocol", options=[{"label": p, "value": p} for p in ("lodo", "intra")],
+                                                 value="lodo", inline=True)),
+            _labelled("Arms", dcc.Dropdown(id="arms", multi=True, placeholder="all arms"), 3),
+            _labelled("Seed", dcc.Dropdown(id="seed", options=[{"label": "all seeds", "value": "all"}], value="all",
+                                           clearable=False)),
+            _labelled("Metric", dcc.Dropdown(id="metric", options=[{"label": v, "value": k} for k, v in METRICS.items()],
+                                             value="auroc", clearable=False)),
+        ],
+        className="g-3 align-items-end mb-3",
+    )
+
+
+def page(studies: list[str], signature: str | None) -> html.Div:
+    """The whole page, built per visit so it opens on the studies present now."""
+    return html.Div(
+        [
+            dbc.Navbar(dbc.Container([dbc.NavbarBrand("HeartBeatAI results"), html.Span(id="live-badge")]),
+                       color="dark", dark=True, className="mb-3"),
+            dbc.Container(
+                [
+                    filters(studies),
+                    dcc.Interval(id="refresh", interval=REFRESH_MS),
+                    dcc.Store(id="signature", data=signature),
+                    dbc.Tabs([dbc.Tab(label=label, tab_id=key) for key, label in VIEWS.items()], id="view",
+                             active_tab="studies", className="mb-3"),
+                    html.Div(id="view-body"),
+                ],
+                fluid=True,
+            ),
+        ]
+    )
+
+
+def view_body(view: str) -> html.Div:
+    return html.Div(_BODIES.get(view, _studies)(), id=f"{view}-view")
+
+
+def _status(view: str) -> html.Div:
+    return html.Div(id=f"{view}-status")
+
+
+def _studies() -> list:
+    return [
+        _status("studies"),
+        html.H5("Studies under the results root"),
+        html.Div(id="studies-table"),
+        dbc.Row([dbc.Col(_graph("progress-graph"), md=6), dbc.Col(_graph("card-graph"), md=6)]),
+        html.Div(id="card-table"),
+    ]
+
+
+def _degradation() -> list:
+    return [
+        _status("degradation"),
+        dbc.Row([
+            _labelled("Labels", dbc.RadioItems(id="label-set", options=[{"label": s, "value": s} for s in ("noisy", "clean")],
+                                               value="noisy", inline=True)),
+        ], className="mb-2"),
+        _graph("degradation-heatmap"),
+        dbc.Row([
+            dbc.Col(_graph("degradation-scatter"), md=6),
+            dbc.Col([
+                dbc.Row([_labelled("Class", dcc.Dropdown(id="decomposition-class"), 6),
+                         _labelled("Held-out domain", dcc.Dropdown(id="decomposition-domain"), 6)]),
+                _graph("decomposition-graph"),
+            ], md=6),
+        ]),
+    ]
+
+
+def _ablations() -> list:
+    return [
+        _status("ablations"),
+        _graph("ablation-graph"),
+        html.H5("Paired tests against the full model (Holm-adjusted)"),
+        html.Div(id="ablation-tests"),
+        _graph("rare-effects-graph"),
+    ]
+
+
+def _sweeps() -> list:
+    return [
+        _status("sweeps"),
+        dbc.Row([_labelled("Fold", dcc.Dropdown(id="sweep-fold", clearable=False), 3)], className="mb-2"),
+        _graph("parallel-graph"),
+        dbc.Row([dbc.Col(_graph("importances-graph"), md=5), dbc.Col(_graph("curves-graph"), md=7)]),
+        _graph("slice-graph"),
+    ]
+
+
+def _records() -> list:
+    return [
+        _status("records"),
+        dbc.Row([
+            _labelled("Fold", dcc.Dropdown(id="record-fold", clearable=False), 3),
+            _labelled("Record (misclassified rare classes first)", dcc.Dropdown(id="record", clearable=False), 5),
+            _labelled("Overlay", dbc.Switch(id="attribution-overlay", label="attribution", value=True)),
+        ], className="mb-2"),
+        html.Div(id="record-labels", className="mb-2"),
+        _graph("ecg-graph"),
+        dbc.Row([dbc.Col(_graph("probabilities-graph"), md=5), dbc.Col(_graph("gates-graph"), md=7)]),
+    ]
+
+
+def _export() -> list:
+    return [
+        _status("export"),
+        dbc.Row([
+            _labelled("Configuration", dcc.Dropdown(id="export-fold", clearable=False), 4),
+            dbc.Col(dbc.Button("Download YAML", id="export-button", color="primary"), md=2),
+        ], className="g-3 align-items-end mb-3"),
+        html.Pre(id="export-preview", className="border rounded p-2 bg-light", style={"maxHeight": "60vh"}),
+        dcc.Download(id="export-download"),
+    ]
+
+
+_BODIES = {"studies": _studies, "degradation": _degradation, "ablations": _ablations, "sweeps": _sweeps,
+           "records": _records, "export": _export}

@@ -1,0 +1,379 @@
+"""What each view shows, as plain functions of the results store and the filters.
+
+``Views(store)`` answers every callback of the page: reads through the store (cached by
+the parts' mtimes), builds figures with the figure modules, and returns the values of the
+callback's outputs in order. Nothing here knows Dash's request machinery, so every view
+is tested by calling it. Problems of the data (a study still running, a table not written
+yet, a damaged part) come back as alerts in the view's status, never as exceptions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import dash_bootstrap_components as dbc
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from dash import html
+
+from heartbeatai.dashboard import figures, figures_ecg, figures_sweeps
+from heartbeatai.results import ResultsStore, schema
+
+# Rare, for the per-class ablation effects: below 2 % of the training set (at most 12 classes).
+RARE_PREVALENCE = 0.02
+MAX_RARE = 12
+ALL_SEEDS = "all"
+
+
+class StudiesView(NamedTuple):
+    status: list
+    studies_table: Any
+    progress: go.Figure
+    card: go.Figure
+    card_table: Any
+
+
+class DegradationView(NamedTuple):
+    status: list
+    heatmap: go.Figure
+    scatter: go.Figure
+    class_options: list
+    domain_options: list
+
+
+class AblationsView(NamedTuple):
+    status: list
+    arms: go.Figure
+    tests: Any
+    rare_effects: go.Figure
+
+
+class SweepsView(NamedTuple):
+    status: list
+    parallel: go.Figure
+    importances: go.Figure
+    curves: go.Figure
+    slices: go.Figure
+
+
+class RecordView(NamedTuple):
+    status: list
+    labels: Any
+    ecg: go.Figure
+    probabilities: go.Figure
+    gates: go.Figure
+
+
+def _options(values) -> list[dict]:
+    return [{"label": str(v), "value": v} for v in values]
+
+
+def _table(frame: pd.DataFrame, table_id: str) -> dbc.Table:
+    return dbc.Table.from_dataframe(frame, striped=True, bordered=False, hover=True, size="sm", id=table_id)
+
+
+class Views:
+    def __init__(self, store: ResultsStore):
+        self.store = store
+        self._figures: dict[tuple, Any] = {}
+        self._lock = threading.Lock()
+
+    # -- shared -------------------------------------------------------------------------
+
+    def study(self, study: str | None) -> str:
+        """The study, checked: a valid name of a study under the root (else a one-line error)."""
+        if not study:
+            raise LookupError("no study selected: the results root holds none yet")
+        schema.check_study_name(study)
+        if study not in self.store.studies():
+            raise LookupError(f"no study named {study!r} under the results root")
+        return study
+
+    def alerts(self, study: str, tables: tuple[str, ...]) -> list:
+        """How far the tables behind a view can be trusted, said on the page."""
+        shown = []
+        progress = self.store.progress(study)
+        active = int(progress[["running", "pending"]].to_numpy().sum()) if not progress.empty else 0
+        if active:
+            shown.append(dbc.Alert(f"Study in progress: {active} trials running or pending; figures follow as "
+                                   "results arrive.", color="info", className="py-2"))
+        for name in tables:
+            status = self.store.status(study, name)
+            if status.state == "corrupt":
+                shown.append(dbc.Alert([html.B(f"{name}: {len(status.corrupt)} unreadable part(s) skipped. "),
+                                        "; ".join(status.corrupt)], color="danger", className="py-2 corrupt-alert"))
+            elif status.state == "missing":
+                shown.append(dbc.Alert(f"{name}: not written yet (the study has not reached this stage).",
+                                       color="warning", className="py-2 missing-alert"))
+        return shown
+
+    def _cached(self, key: tuple, build: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._figures:
+                return self._figures[key]
+        built = build()
+        with self._lock:
+            if len(self._figures) > 256:
+                self._figures.clear()
+            self._figures[key] = built
+        return built
+
+    # -- page chrome --------------------------------------------------------------------
+
+    def refresh(self, study: str | None, signature: str | None) -> tuple[list, str | None, str | None, Any]:
+        """Study choices, the study to show, and the signature of its tables (unchanged: no re-render)."""
+        studies = self.store.studies()
+        if study not in studies:
+            study = studies[0] if studies else None
+        if study is None:
+            return [], None, None, dbc.Badge("no studies", color="secondary")
+        current = self.store.signature(study)
+        progress = self.store.progress(study)
+        active = int(progress[["running", "pending"]].to_numpy().sum()) if not progress.empty else 0
+        badge = dbc.Badge(f"live: {active} trials running", color="info") if active else dbc.Badge("finished", color="success")
+        return _options(studies), study, (current if current != signature else None), badge
+
+    def filter_options(self, study: str | None) -> tuple[list, list]:
+        """Arms and seeds the study has (arm `search` is the sweep, not an arm)."""
+        study = self.study(study)
+        runs = self.store.read(study, "trials", columns=["arm", "seed"])
+        arms = [a for a in _arm_order(runs["arm"].unique()) if a != schema.SEARCH_ARM]
+        seeds = sorted(int(s) for s in runs.loc[runs["arm"] != schema.SEARCH_ARM, "seed"].unique())
+        return _options(arms), [{"label": "all seeds", "value": ALL_SEEDS}, *_options(seeds)]
+
+    # -- Studies ------------------------------------------------------------------------
+
+    def studies(self, study: str | None) -> StudiesView:
+        rows = []
+        for name in self.store.studies():
+            progress = self.store.progress(name)
+            totals = progress[list(schema.TRIAL_STATUSES) + ["total"]].sum() if not progress.empty else None
+            damaged = [t for t in schema.TABLES if self.store.status(name, t).state == "corrupt"]
+            active = 0 if totals is None else int(totals["running"] + totals["pending"])
+            rows.append({"study": name, "folds": progress["fold_id"].nunique(),
+                         **({s: int(totals[s]) for s in (*schema.TRIAL_STATUSES, "total")} if totals is not None else {}),
+                         "state": "running" if active else ("finished" if totals is not None and totals["total"] else "empty"),
+                         "damaged tables": ", ".join(damaged)})
+        studies_table = _table(pd.DataFrame(rows), "studies-list")
+        study = self.study(study)
+        card = self.store.read(study, "dataset_card")
+        per_domain = (card.groupby("domain", as_index=False)
+                      .agg(records=("n_records", "first"), patients=("n_patients", "first"), fs=("fs", "first"),
+                           median_seconds=("median_seconds", "first")) if not card.empty else card)
+        return StudiesView(
+            status=self.alerts(study, ("trials", "dataset_card")),
+            studies_table=studies_table,
+            progress=figures.progress_figure(self.store.progress(study)),
+            card=figures.dataset_card_figure(card),
+            card_table=_table(per_domain, "card-domains") if not per_domain.empty else None,
+        )
+
+    # -- Degradation --------------------------------------------------------------------
+
+    def degradation(self, study: str | None, metric: str, label_set: str) -> DegradationView:
+        study = self.study(study)
+        rows = self.store.read(study, "degradation", filters={"metric": metric, "label_set": label_set})
+        order = figures.rare_first(rows.groupby("class")["train_prevalence"].mean()) if not rows.empty else []
+        return DegradationView(
+            status=self.alerts(study, ("degradation",)),
+            heatmap=figures.degradation_heatmap(rows, metric),
+            scatter=figures.degradation_scatter(rows, metric),
+            class_options=_options(order),
+            domain_options=_options(sorted(rows["domain"].unique())),
+        )
+
+    def decomposition(self, study: str | None, metric: str, label_set: str, cls: str | None,
+                      domain: str | None) -> go.Figure:
+        study = self.study(study)
+        if not cls or not domain:
+            return figures.decomposition_figure(None, metric)
+        rows = self.store.read(study, "degradation", filters={"metric": metric, "label_set": label_set,
+                                                              "class": cls, "domain": domain})
+        return figures.decomposition_figure(rows.iloc[0] if len(rows) else None, metric)
+
+    @staticmethod
+    def picked_cell(click_data: dict | None) -> tuple[str | None, str | None]:
+        """A heatmap click picks the class (y) and held-out domain (x) to decompose."""
+        if not click_data or not click_data.get("points"):
+            return None, None
+        point = click_data["points"][0]
+        return point.get("y"), point.get("x")
+
+    # -- Ablations ----------------------------------------------------------------------
+
+    def ablations(self, study: str | None, protocol: str, arms: list[str] | None, seed, metric: str) -> AblationsView:
+        study = self.study(study)
+        fold_metric = f"macro_{metric}"
+        results = self.store.read(study, "fold_metrics", filters={
+            "protocol": protocol, "split": "test", "label_set": "noisy", "metric": fold_metric, "selection": "val"})
+        classes = self.store.read(study, "class_metrics", filters={
+            "protocol": protocol, "split": "test", "label_set": "noisy", "selection": "val"})
+        if seed not in (None, ALL_SEEDS):
+            # The prevalence floor has one seed: keep it beside any seed.
+            results = results[(results["seed"] == int(seed)) | (results["arm"] == schema.PREVALENCE_ARM)]
+            classes = classes[classes["seed"] == int(seed)]
+        chosen = _arm_order(arms or results["arm"].unique())
+        results, classes = results[results["arm"].isin(chosen)], classes[classes["arm"].isin(chosen + ["full"])]
+        tests = self.store.read(study, "ablation_tests", filters={"protocol": protocol, "metric": fold_metric})
+        tests = tests[tests["arm"].isin(chosen)] if arms else tests
+        shown = figures.ablation_tests_frame(tests)
+        return AblationsView(
+            status=self.alerts(study, ("fold_metrics", "class_metrics", "ablation_tests")),
+            arms=figures.ablation_figure(results, chosen, fold_metric),
+            tests=_table(shown, "ablation-tests-table") if not shown.empty else html.P(
+                f"No paired tests for {fold_metric} under {protocol} yet.", className="text-muted"),
+            rare_effects=figures.rare_class_effects_figure(
+                classes[classes["arm"] != schema.PREVALENCE_ARM], metric, _rare_classes(classes)),
+        )
+
+    # -- Sweeps -------------------------------------------------------------------------
+
+    def sweep_folds(self, study: str | None, protocol: str) -> tuple[list, str | None]:
+        study = self.study(study)
+        folds = sorted(self.store.read(study, "trials", columns=["fold_id"], filters={
+            "protocol": protocol, "arm": schema.SEARCH_ARM})["fold_id"].unique())
+        return _options(folds), (folds[0] if folds else None)
+
+    def sweeps(self, study: str | None, protocol: str, fold: str | None) -> SweepsView:
+        study = self.study(study)
+        status = self.alerts(study, ("trials", "epochs", "importances"))
+        if not fold:
+            empty = figures.message_figure(f"no search trials under {protocol} yet")
+            return SweepsView(status, empty, empty, empty, empty)
+        where = {"protocol": protocol, "fold_id": fold}
+        key = ("sweeps", study, fold, protocol, self.store.signature(study, ("trials", "epochs", "importances")))
+        return SweepsView(status, *self._cached(key, lambda: self._sweep_figures(study, where)))
+
+    def _sweep_figures(self, study: str, where: dict) -> tuple[go.Figure, ...]:
+        trials = self.store.read(study, "trials", filters={**where, "arm": schema.SEARCH_ARM})
+        epochs = self.store.read(study, "epochs", filters={**where, "arm": schema.SEARCH_ARM})
+        importances = self.store.read(study, "importances", filters=where)
+        metric = trials["selection_metric"].dropna().iloc[0] if trials["selection_metric"].notna().any() else "val_macro_auroc"
+        optuna_study = figures_sweeps.optuna_study(trials, figures_sweeps.direction_of(metric))
+        curve_metric = metric if metric in epochs.columns else "val_macro_auroc"
+        return (figures_sweeps.parallel_coordinates_figure(optuna_study, metric),
+                figures_sweeps.importances_figure(importances),
+                figures_sweeps.learning_curves_figure(epochs, trials, curve_metric),
+                figures_sweeps.slice_figure(optuna_study, importances, metric))
+
+    def warm(self) -> None:
+        """Build the sweep figures of every fold ahead of the first visit (Optuna's plots are slow)."""
+        for study in self.store.studies():
+            for protocol in schema.PROTOCOLS:
+                for option in self.sweep_folds(study, protocol)[0]:
+                    self.sweeps(study, protocol, option["value"])
+
+    # -- Records ------------------------------------------------------------------------
+
+    def record_folds(self, study: str | None) -> tuple[list, str | None]:
+        study = self.study(study)
+        folds = sorted(self.store.read(study, "record_views", columns=["fold_id"])["fold_id"].unique())
+        return _options(folds), (folds[0] if folds else None)
+
+    def record_options(self, study: str | None, fold: str | None) -> tuple[list, str | None]:
+        study = self.study(study)
+        views = self.store.read(study, "record_views", filters={"fold_id": fold or ""},
+                                columns=["record_id", "class", "misclassified", "rank"])
+        views = views.sort_values(["misclassified", "rank"], ascending=[False, True], na_position="last")
+        options = [{"label": f"{r['rank']}. {r['record_id']} · {r['class']}" + (" · misclassified" if r["misclassified"] else ""),
+                    "value": f"{r['record_id']}|{r['class']}"} for r in views.to_dict("records")]
+        return options, (options[0]["value"] if options else None)
+
+    def record(self, study: str | None, fold: str | None, record: str | None, overlay: bool) -> RecordView:
+        study = self.study(study)
+        status = self.alerts(study, ("record_views",))
+        if not fold or not record or "|" not in record:
+            empty = figures.message_figure("no record views for this fold yet")
+            return RecordView(status, None, empty, empty, empty)
+        record_id, cls = record.split("|", 1)
+        rows = self.store.read(study, "record_views", filters={"fold_id": fold, "record_id": record_id, "class": cls})
+        if rows.empty:
+            empty = figures.message_figure(f"record {record_id} has no view in {fold}")
+            return RecordView(status, None, empty, empty, empty)
+        row = rows.iloc[0]
+        signal = np.asarray(json.loads(row["signal"]), dtype=float)
+        attribution = np.asarray(json.loads(row["attribution"]), dtype=float) if overlay and pd.notna(row["attribution"]) else None
+        if attribution is not None and attribution.shape != signal.shape:
+            attribution = None
+        true, pred = _json_list(row["true_labels"]), _json_list(row["pred_labels"])
+        probabilities = json.loads(row["probabilities"]) if pd.notna(row["probabilities"]) else {}
+        gates = json.loads(row["se_gates"]) if pd.notna(row["se_gates"]) else {}
+        title = f"{record_id} ({fold}), explaining {cls}: 12 leads, mV against seconds"
+        return RecordView(
+            status=status,
+            labels=_label_badges(true, pred, cls),
+            ecg=figures_ecg.ecg_figure(signal, int(row["fs"]), attribution, title),
+            probabilities=figures_ecg.probabilities_figure(probabilities, true),
+            gates=figures_ecg.se_gates_figure(gates),
+        )
+
+    # -- Export -------------------------------------------------------------------------
+
+    def export_options(self, study: str | None, protocol: str) -> tuple[list, str | None]:
+        study = self.study(study)
+        best = self.store.read(study, "best_configs", filters={"protocol": protocol})
+        best = best.assign(first=best["fold_id"] != schema.CONSENSUS_FOLD).sort_values(["first", "fold_id", "selection"])
+        options = [{"label": f"{r['fold_id']} ({r['selection']} selection, {r['metric']} = {r['value']:.4f})",
+                    "value": f"{r['fold_id']}|{r['selection']}"} for r in best.to_dict("records")]
+        return options, (options[0]["value"] if options else None)
+
+    def _run_file(self, study: str, protocol: str, choice: str | None) -> tuple[str, str] | None:
+        if not choice or "|" not in choice:
+            return None
+        fold, selection = choice.split("|", 1)
+        rows = self.store.read(study, "best_configs", filters={"protocol": protocol, "fold_id": fold, "selection": selection})
+        if rows.empty:
+            return None
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{study}_{fold}_{selection}") + ".yaml"
+        return name, rows.iloc[0]["run_file"]
+
+    def export_preview(self, study: str | None, protocol: str, choice: str | None) -> tuple[list, str]:
+        study = self.study(study)
+        found = self._run_file(study, protocol, choice)
+        return self.alerts(study, ("best_configs",)), (found[1] if found else "No configuration selected yet.")
+
+    def export_download(self, study: str | None, protocol: str, choice: str | None) -> dict | None:
+        found = self._run_file(self.study(study), protocol, choice)
+        if found is None:
+            return None
+        name, text = found
+        return {"content": text, "filename": name, "type": "application/x-yaml", "base64": False}
+
+
+def _arm_order(arms) -> list[str]:
+    """full first, the prevalence floor last, the others in between by name."""
+    arms = sorted(set(arms))
+    return sorted(arms, key=lambda a: (a != "full", a == schema.PREVALENCE_ARM, a))
+
+
+def _rare_classes(classes: pd.DataFrame) -> list[str]:
+    if classes.empty:
+        return []
+    prevalence = classes.groupby("class")["train_prevalence"].mean().dropna()
+    rare = [c for c in figures.rare_first(prevalence) if prevalence[c] < RARE_PREVALENCE]
+    return rare[:MAX_RARE] or figures.rare_first(prevalence)[: MAX_RARE // 2]
+
+
+def _json_list(text) -> list[str]:
+    return list(json.loads(text)) if isinstance(text, str) and text else []
+
+
+def _label_badges(true: list[str], pred: list[str], explained: str) -> html.Div:
+    def badge(label: str, truth: bool) -> dbc.Badge:
+        hit = label in (pred if truth else true)
+        colour = "success" if hit else ("danger" if truth else "warning")
+        return dbc.Badge(label + (" ★" if label == explained else ""), color=colour, className="me-1")
+
+    true_badges = [badge(c, True) for c in true] or [html.Span("none")]
+    pred_badges = [badge(c, False) for c in pred] or [html.Span("none")]
+    return html.Div([
+        html.Span("True: ", className="fw-bold"), *true_badges,
+        html.Span(" Predicted: ", className="fw-bold ms-3"), *pred_badges,
+        html.Span(" (green: agreed; red: missed; amber: false alarm; ★ the class explained)",
+                  className="text-muted small ms-2"),
+    ], id="record-label-badges")
