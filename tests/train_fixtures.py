@@ -25,7 +25,7 @@ _DOMAINS = {"alpha": (0.2, 1.0), "beta": (0.3, 0.8), "gamma": (0.25, 1.2)}  # no
 _AF, _RBBB, _SINUS = "164889003", "713427006", "426783006"
 
 
-def write_planted_dataset(out: Path, *, records_per_domain: int = 60, seconds: float = 6.0, seed: int = 0) -> Path:
+def write_planted_dataset(out: Path, *, records_per_domain: int = 100, seconds: float = 6.0, seed: int = 0) -> Path:
     """Write the dataset and its lodo folds under `out`; return `out`."""
     rng = np.random.default_rng(seed)
     vocabulary = scored_vocabulary()
@@ -94,7 +94,7 @@ def tiny_trial(**overrides) -> TrialConfig:
         "label_smoothing": 0.0,
         "preprocess.crop_seconds": 3.0,
         "preprocess.eval_stride_seconds": 1.5,
-        "optim.lr": 0.01,
+        "optim.lr": 0.03,
         "optim.epochs": 2,
         "optim.batch_size": 8,
         "seed": 0,

@@ -1,0 +1,273 @@
+"""`heartbeatai train` and `heartbeatai evaluate`: one run from a run file, and its test.
+
+`train` runs a run file as it is (what `export` writes), with command-line flags
+overriding its fields. One worker trains in this process; more start a local Ray
+(loopback only) unless RAY_ADDRESS names a cluster to join. Under --out it writes:
+
+    run.yaml            the effective run file, provenance filled in
+    metrics.json        per-epoch metrics, the final and the best epoch
+    checkpoint/         the last epoch's checkpoint (resume with --resume)
+    best_checkpoint/    the epoch best by the run's selection metric
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from heartbeatai.cli import UserError
+from heartbeatai.config import ConfigError, Provenance, RunFile
+
+CHECKPOINT_DIR = "checkpoint"
+BEST_CHECKPOINT_DIR = "best_checkpoint"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser("train", help="one training run from a run file", description=__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("--config", required=True, type=Path, metavar="RUNFILE", help="run file (YAML)")
+    train.add_argument("--data", type=Path, metavar="PREPARED", help="prepared dataset (overrides data.path)")
+    train.add_argument("--fold", metavar="FOLD_ID", help="fold id, e.g. lodo:georgia (overrides fold_id)")
+    train.add_argument("--workers", type=int, default=1, help="DDP workers; more than 1 runs on Ray (default 1)")
+    train.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per worker (default 0: CPU)")
+    train.add_argument("--epochs", type=int, help="override trial.optim.epochs")
+    train.add_argument("--allow-other-data", action="store_true",
+                       help="train although the dataset's fingerprint differs from the run file's")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    train.add_argument("--out", required=True, type=Path, metavar="DIR")
+    train.set_defaults(func=train_command)
+
+    evaluate = subparsers.add_parser("evaluate", help="run a run file's checkpoint on another prepared dataset")
+    evaluate.add_argument("--run", required=True, type=Path, metavar="RUNFILE")
+    evaluate.add_argument("--checkpoint", required=True, type=Path, metavar="CKPT")
+    evaluate.add_argument("--data", required=True, type=Path, metavar="DIR", help="prepared dataset: all its records")
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--out", required=True, type=Path, metavar="DIR")
+    evaluate.set_defaults(func=evaluate_command)
+
+
+# ------------------------------------------------------------------------------ train
+
+
+def train_command(args: argparse.Namespace) -> int:
+    run = _effective_run_file(args)
+    dataset = _open_prepared(Path(run.data.path))
+    _check_data(run, dataset, allow_other=args.allow_other_data)
+    if args.workers < 1:
+        raise UserError("--workers must be at least 1")
+    folds_file = _folds_file(dataset.path, run.protocol)
+    run = run.model_copy(update={
+        "data": run.data.model_copy(update={"fingerprint": dataset.fingerprint}),
+        "provenance": Provenance.collect(dataset_fingerprint=dataset.fingerprint, folds_file=folds_file,
+                                         classes=run.classes),
+    })
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    run.dump(out / "run.yaml")
+    resume = out / CHECKPOINT_DIR if args.resume else None
+    if resume is not None and not resume.is_dir():
+        raise UserError(f"--resume: no checkpoint in {resume}")
+
+    from heartbeatai.train import TrainSpec
+
+    spec = TrainSpec(trial=run.trial, data_path=str(dataset.path), fold_id=run.fold_id, classes=run.classes,
+                     selection_metric=run.selection_metric, out_dir=str(out / ".staging"))
+    print(f"training {run.fold_id} on {dataset.path} ({len(run.classes)} classes, "
+          f"{run.trial.optim.epochs} epochs, {args.workers} worker(s))", flush=True)
+    if args.workers == 1 and not args.gpus_per_worker:
+        history = _train_in_process(spec, out, resume)
+    else:
+        history = _train_on_ray(spec, out, args.workers, args.gpus_per_worker)
+    shutil.rmtree(out / ".staging", ignore_errors=True)
+    summary = _write_metrics(out, history, run.selection_metric)
+    best = summary["best"]
+    print(f"done: best epoch {best.get('epoch')} {run.selection_metric} {best.get(run.selection_metric, float('nan')):.4f}; "
+          f"checkpoints in {out / CHECKPOINT_DIR} and {out / BEST_CHECKPOINT_DIR}", flush=True)
+    return 0
+
+
+def _effective_run_file(args: argparse.Namespace) -> RunFile:
+    try:
+        run = RunFile.load(args.config)
+        if args.data is not None:
+            run = run.with_fields(data={"path": str(args.data), "fingerprint": run.data.fingerprint})
+        run = run.with_fields(fold_id=args.fold)
+        if args.epochs is not None:
+            run = run.with_fields(trial=run.trial.with_overrides({"optim.epochs": args.epochs}))
+    except ConfigError as err:
+        raise UserError(str(err)) from None
+    if run.data.path is None:
+        raise UserError("the run file names a synthetic benchmark, not a prepared dataset: "
+                        "write it with `heartbeatai synth`, prepare it, and pass --data")
+    return run
+
+
+def _open_prepared(path: Path):
+    from heartbeatai.data.prepared import NotPreparedError, PreparedDataset
+
+    try:
+        return PreparedDataset(path)
+    except NotPreparedError as err:
+        raise UserError(str(err)) from None
+
+
+def _check_data(run: RunFile, dataset, *, allow_other: bool) -> None:
+    expected = run.data.fingerprint or run.provenance.dataset_fingerprint
+    if expected and expected != dataset.fingerprint and not allow_other:
+        raise UserError(f"{dataset.path} has fingerprint {dataset.fingerprint}, the run file was made on "
+                        f"{expected}; pass --allow-other-data to train on it anyway")
+    missing = [c for c in run.classes if c not in dataset.classes]
+    if missing:
+        raise UserError(f"classes {missing} are not in {dataset.path} (it has {', '.join(dataset.classes)})")
+
+
+def _folds_file(dataset_dir: Path, protocol: str) -> Path:
+    from heartbeatai.data.folds import folds_path
+
+    path = folds_path(dataset_dir, protocol)
+    if not path.is_file():
+        raise UserError(f"no {protocol} folds in {dataset_dir}: run `heartbeatai data folds {dataset_dir} "
+                        f"--protocol {protocol}` first")
+    return path
+
+
+def _train_in_process(spec, out: Path, resume: Path | None) -> list[dict[str, Any]]:
+    from heartbeatai.train import format_progress, run_training
+
+    history: list[dict[str, Any]] = []
+    best = -math.inf
+
+    def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        nonlocal best
+        history.append(metrics)
+        print(format_progress(metrics, spec.trial.optim.epochs), flush=True)
+        _replace_dir(checkpoint_dir, out / CHECKPOINT_DIR)
+        score = metrics.get(spec.selection_metric, math.nan)
+        if not (out / BEST_CHECKPOINT_DIR).exists() or (math.isfinite(score) and score > best):
+            best = score if math.isfinite(score) else best
+            _replace_dir(checkpoint_dir, out / BEST_CHECKPOINT_DIR)
+        _write_metrics(out, history, spec.selection_metric)
+
+    if resume is not None:
+        from heartbeatai.checkpoint import load_checkpoint
+
+        history.extend(load_checkpoint(resume)["history"])
+        best = max((m.get(spec.selection_metric, -math.inf) for m in history), default=-math.inf)
+        # The checkpoint is replaced as training goes on: resume from a copy.
+        with tempfile.TemporaryDirectory(dir=out) as copy:
+            _replace_dir(resume, Path(copy) / CHECKPOINT_DIR)
+            run_training(spec, report=report, resume_checkpoint=Path(copy) / CHECKPOINT_DIR)
+    else:
+        run_training(spec, report=report)
+    return history
+
+
+def _train_on_ray(spec, out: Path, workers: int, gpus_per_worker: float) -> list[dict[str, Any]]:
+    joining = bool(os.environ.get("RAY_ADDRESS"))
+    if not joining:
+        # A local Ray started here listens on loopback only (read by Ray at import).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+
+    from heartbeatai.train import fit_with_ray_train
+
+    if joining:
+        ray.init()  # RAY_ADDRESS
+    else:
+        ray.init(include_dashboard=False)
+    try:
+        result = fit_with_ray_train(spec, workers=workers, gpus_per_worker=gpus_per_worker,
+                                    storage_path=(out / "ray").resolve(), name="train")
+        if result.error is not None:
+            raise UserError(f"training failed: {result.error}")
+        history = [{k: v for k, v in row.items() if not str(k).startswith(("_", "checkpoint_dir"))}
+                   for row in result.metrics_dataframe.to_dict("records")]
+        best = result.get_best_checkpoint(spec.selection_metric, "max") or result.checkpoint
+        with result.checkpoint.as_directory() as latest:
+            _replace_dir(Path(latest), out / CHECKPOINT_DIR)
+        with best.as_directory() as best_dir:
+            _replace_dir(Path(best_dir), out / BEST_CHECKPOINT_DIR)
+        return history
+    finally:
+        ray.shutdown()
+
+
+def _replace_dir(source: Path, target: Path) -> None:
+    """Copy `source` over `target` so that `target` is never half-written."""
+    staging = target.with_name(f".{target.name}.new")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging)
+    old = target.with_name(f".{target.name}.old")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_metrics(out: Path, history: list[dict[str, Any]], selection_metric: str) -> dict[str, Any]:
+    scored = [m for m in history if math.isfinite(m.get(selection_metric, math.nan))]
+    best = max(scored, key=lambda m: m[selection_metric]) if scored else (history[-1] if history else {})
+    summary = {"selection_metric": selection_metric, "epochs": history,
+               "final": history[-1] if history else {}, "best": best}
+    tmp = out / ".metrics.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1, default=float), encoding="utf-8")
+    os.replace(tmp, out / "metrics.json")
+    return summary
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    from heartbeatai.checkpoint import load_checkpoint
+    from heartbeatai.metrics import evaluate_predictions
+    from heartbeatai.train import predict
+
+    try:
+        run = RunFile.load(args.run)
+    except ConfigError as err:
+        raise UserError(str(err)) from None
+    try:
+        state = load_checkpoint(args.checkpoint)
+    except (FileNotFoundError, ValueError) as err:
+        raise UserError(str(err)) from None
+    classes = list(state["classes"])
+    if classes != list(run.classes):
+        raise UserError(f"checkpoint classes {classes} differ from the run file's {list(run.classes)}")
+    dataset = _open_prepared(args.data)
+    missing = [c for c in classes if c not in dataset.classes]
+    if missing:
+        raise UserError(f"classes {missing} are not in {dataset.path}")
+    if int(dataset.fs) != int(state["fs"]):
+        raise UserError(f"{dataset.path} is prepared at {dataset.fs} Hz, the model was trained at {state['fs']} Hz")
+
+    record_ids = dataset.records["record_id"].astype(str).tolist()
+    print(f"evaluating {args.checkpoint} on {len(record_ids)} records of {dataset.path}", flush=True)
+    record_ids, probs, thresholds = predict(args.checkpoint, dataset.path, record_ids, batch_size=args.batch_size)
+    labels = dataset.labels(classes)
+    result = evaluate_predictions(labels, probs, thresholds, classes)
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    result.per_class.to_csv(out / "class_metrics.csv", index=False)
+    predictions = {"record_id": record_ids, "domain": dataset.records["domain"].astype(str).tolist()}
+    for c, name in enumerate(classes):
+        predictions[f"p_{name}"] = probs[:, c]
+        predictions[f"y_{name}"] = labels[:, c]
+    import pandas as pd
+
+    pd.DataFrame(predictions).to_parquet(out / "predictions.parquet", index=False)
+    summary = {"checkpoint": str(args.checkpoint), "data": str(dataset.path), "data_fingerprint": dataset.fingerprint,
+               "records": len(record_ids), **result.macro}
+    (out / "metrics.json").write_text(json.dumps(summary, indent=1, default=float), encoding="utf-8")
+    macro = result.macro
+    print(f"macro AUROC {macro['macro_auroc']:.4f}  macro F1 {macro['macro_f1']:.4f}  "
+          f"macro AUPRC {macro['macro_auprc']:.4f}  challenge score {macro['challenge_score']:.4f}  "
+          f"over {len(macro['classes_used'])} present classes; written to {out}", flush=True)
+    return 0
