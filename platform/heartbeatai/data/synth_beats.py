@@ -29,8 +29,8 @@ NORMAL, RBBB, LBBB = "normal", "RBBB", "LBBB"
 
 # Axis ranges (degrees, hexaxial) drawn per class, with margins from the clinical
 # boundaries at -30 and +90 so that placement jitter does not change the class.
-AXIS_RANGES = {"normal": (-10.0, 70.0), "LAD": (-80.0, -45.0), "RAD": (110.0, 160.0)}
-PR_RANGES = {"normal": (0.12, 0.18), "IAVB": (0.23, 0.32)}
+AXIS_RANGES = {"normal": (0.0, 65.0), "LAD": (-80.0, -45.0), "RAD": (110.0, 160.0)}
+PR_RANGES = {"normal": (0.12, 0.17), "IAVB": (0.23, 0.32)}
 QTC_RANGES = {"normal": (0.37, 0.43), "LQT": (0.48, 0.56)}
 
 _AVF_ROW = _DOWER[1] - _DOWER[0] / 2
@@ -117,11 +117,11 @@ def draw_morphology(
 # Wave table rows: (name, offset from R in s, sigma in s). The dipole of each wave is
 # set per beat in `_wave_vectors`.
 _QRS_WAVES = {
-    NORMAL: (("q", -0.022, 0.007), ("R", 0.0, 0.0105), ("S", 0.024, 0.008)),
-    RBBB: (("q", -0.022, 0.007), ("R", 0.0, 0.0105), ("S", 0.026, 0.01), ("R'", 0.062, 0.013)),
+    NORMAL: (("q", -0.025, 0.008), ("R", 0.0, 0.012), ("S", 0.028, 0.009)),
+    RBBB: (("q", -0.025, 0.008), ("R", 0.0, 0.012), ("S", 0.03, 0.011), ("R'", 0.072, 0.015)),
     LBBB: (("R1", -0.012, 0.017), ("R2", 0.042, 0.017)),
 }
-QRS_ONSET = {NORMAL: -0.045, RBBB: -0.045, LBBB: -0.055}
+QRS_ONSET = {NORMAL: -0.05, RBBB: -0.05, LBBB: -0.055}
 _PVC_WAVES = (("V", 0.0, 0.028), ("V2", 0.045, 0.02))
 _SIGMA_P, _SIGMA_T, _SIGMA_ST = 0.02, 0.042, 0.045
 
@@ -133,7 +133,7 @@ def _qrs_vectors(m: Morphology) -> dict[str, np.ndarray]:
         "q": s * np.array([-0.15, 0.0, -0.12]),
         "R": m.r_vector,
         "S": s * (-0.35 * r_unit + np.array([-0.1, -0.15, 0.25])),
-        "R'": s * np.array([-0.45, 0.05, -0.75]),
+        "R'": s * np.array([-0.25, 0.05, -0.8]),
         "R1": 0.85 * m.r_vector,
         "R2": m.r_vector,
     }

@@ -1,0 +1,126 @@
+"""The synthetic benchmark's contract: determinism, files the challenge reader takes,
+manifest, shift knobs, class frequencies."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.io
+import wfdb
+
+from heartbeatai.cli import main as cli_main
+from heartbeatai.data.synth_domains import SHIFT_KINDS, default_profiles, reference_profile, shifted
+from heartbeatai.data.synth_labels import draw_labels
+from heartbeatai.data.synthetic import MANIFEST_NAME, domain_profiles, generate, write_benchmark
+from heartbeatai.labels import scored_vocabulary
+
+REAL_PREFIXES = ("A", "Q", "E", "HR", "JS", "I", "S")
+
+
+def test_same_seed_gives_same_signals_and_labels_whatever_the_workers():
+    one = generate(8, fs=100, seconds=4, seed=3)
+    again = generate(8, fs=100, seconds=4, seed=3, workers=2)
+    other = generate(8, fs=100, seconds=4, seed=4)
+    for a, b in zip(one.signals, again.signals):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(one.labels, again.labels)
+    assert not np.allclose(one.signals[0][:100], other.signals[0][:100])
+
+
+def test_a_larger_benchmark_extends_a_smaller_one_record_for_record():
+    small = generate(4, fs=100, seconds=3, seed=1)
+    large = generate(8, fs=100, seconds=3, seed=1)
+    index = {name: i for i, name in enumerate(large.record_ids)}
+    for i, name in enumerate(small.record_ids):
+        np.testing.assert_array_equal(small.signals[i], large.signals[index[name]])
+
+
+def test_written_records_are_challenge_format_with_lead_relations_within_rounding(tmp_path):
+    out = write_benchmark(tmp_path / "synth", 8, fs=250, seconds=4, seed=0)
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    vocab_codes = set(scored_vocabulary().codes)
+    names = [row["record"] for row in manifest["records"]]
+    assert len(set(names)) == len(names) == 8
+    assert not any(name.startswith(REAL_PREFIXES) for name in names)
+    for row in manifest["records"]:
+        stem = out / row["domain"] / row["record"]
+        record = wfdb.rdrecord(str(stem))
+        assert record.sig_name == ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+        assert record.fs == 250 and record.adc_gain == [1000.0] * 12
+        comments = dict(c.split(": ", 1) for c in record.comments)
+        assert comments["Dx"].split(",") == row["header_label_codes"] or comments["Dx"] == ""
+        assert set(row["label_codes"]) <= vocab_codes
+        val = scipy.io.loadmat(f"{stem}.mat")["val"].astype(int)  # (12, samples) microvolts
+        lead = dict(zip(record.sig_name, val))
+        # each written lead is rounded once: a relation of rounded values is off by <= 1-2 uV
+        assert np.abs(lead["III"] - (lead["II"] - lead["I"])).max() <= 2
+        assert np.abs(lead["aVR"] + (lead["I"] + lead["II"]) / 2).max() <= 2
+        assert np.abs(lead["aVL"] - (lead["I"] - lead["II"] / 2)).max() <= 2
+        assert np.abs(lead["aVF"] - (lead["II"] - lead["I"] / 2)).max() <= 2
+    assert set(manifest["domains"]) == {"cpsc", "ptbxl", "georgia", "chapman"}
+
+
+def test_label_noise_changes_only_the_headers():
+    # shift 0 leaves every domain at the mean noise rate; shift 4 on label noise alone
+    # makes georgia's headers much noisier and must not touch a signal or a true label
+    mean_rate = generate(40, fs=100, seconds=3, seed=2, shift=4.0, shift_kinds=())
+    noisier = generate(40, fs=100, seconds=3, seed=2, shift=4.0, shift_kinds=("label_noise",))
+    for a, b in zip(mean_rate.signals, noisier.signals):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(mean_rate.labels, noisier.labels)
+    flips = (noisier.header_labels != noisier.labels).sum(), (mean_rate.header_labels != mean_rate.labels).sum()
+    assert flips[0] > flips[1]
+
+
+def test_shift_zero_makes_every_domain_the_same_distribution():
+    profiles = domain_profiles(["cpsc", "ptbxl", "georgia", "chapman"], 0.0, None)
+    params = [{k: v for k, v in p.as_dict().items() if k != "name"} for p in profiles.values()]
+    assert all(p == params[0] for p in params)
+
+
+@pytest.mark.parametrize("kind", SHIFT_KINDS)
+def test_a_shift_kind_alone_moves_only_its_own_parameters(kind):
+    reference = reference_profile()
+    moved = shifted(default_profiles()["georgia"], reference, 1.0, (kind,))
+    differs = {k for k, v in moved.as_dict().items() if k != "name" and v != reference.as_dict()[k]}
+    expected = {"style": {"prevalence", "label_noise"}, "prevalence": None, "label_noise": None}[kind]
+    if kind == "style":
+        assert differs and not differs & expected
+    else:
+        assert differs == {kind}
+
+
+@pytest.mark.parametrize("domain", ["cpsc", "ptbxl", "georgia", "chapman"])
+def test_class_frequencies_match_the_requested_prevalences(domain):
+    prevalence = default_profiles()[domain].prevalence
+    rng = np.random.default_rng(0)
+    n = 20000
+    draws = [draw_labels(prevalence, rng) for _ in range(n)]
+    for abbr, p in prevalence.items():
+        observed = sum(abbr in d for d in draws) / n
+        assert abs(observed - p) <= 4 * np.sqrt(p * (1 - p) / n) + 1e-9, (abbr, observed, p)
+    # contradictions never drawn
+    for d in draws:
+        assert not {"RBBB", "LBBB"} <= d and not {"SB", "STach"} <= d and not {"AF", "IAVB"} <= d
+        assert len(d & {"NSR", "SB", "STach", "AF", "AFL"}) == 1
+
+
+def test_rare_classes_are_rare_and_some_absent_as_in_the_real_sources():
+    prevalence = {d: p.prevalence for d, p in default_profiles().items()}
+    assert prevalence["cpsc"]["PVC"] == 0.0 and prevalence["cpsc"]["LAD"] == 0.0
+    assert 0 < prevalence["ptbxl"]["LQT"] < 0.01 and 0 < prevalence["chapman"]["LQT"] < 0.01
+    assert prevalence["cpsc"]["RBBB"] > 0.25  # CPSC is RBBB-heavy
+
+
+def test_synth_command_writes_the_benchmark_and_rejects_bad_input(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert cli_main(["synth", "--out", str(out), "--records", "4", "--fs", "100", "--seconds", "3",
+                     "--domains", "cpsc,chapman", "--workers", "1"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["chapman", "cpsc", MANIFEST_NAME]
+    assert len(list((out / "cpsc").glob("*.hea"))) == 2
+    assert cli_main(["synth", "--out", str(tmp_path / "x"), "--records", "4", "--domains", "mayo"]) == 2
+    assert "unknown synthetic domains" in capsys.readouterr().err
+    assert cli_main(["synth", "--out", str(tmp_path / "y"), "--records", "4", "--shift-kinds", "gain"]) == 2
+    assert cli_main(["synth", "--out", str(out), "--records", "4"]) == 2  # never overwrites
