@@ -27,7 +27,6 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from heartbeatai.config import RunFile, TrialConfig
 from heartbeatai.results import ResultsStore, ResultsWriter
@@ -110,7 +109,9 @@ def _run(config: StudyConfig, paths: StudyPaths, progress: Progress) -> None:
     dataset = _open_dataset(data_path)
     classes = list(config.classes or dataset.classes)
     if not journal.done("study", "dataset_card"):
-        writer.write("dataset_card", dataset_card_rows(dataset.records, classes))
+        from heartbeatai.data.card import dataset_card
+
+        writer.write("dataset_card", dataset_card(dataset.records, classes))
         journal.mark("study", "dataset_card")
 
     for protocol in config.protocols:
@@ -305,6 +306,7 @@ class FoldRunner:
     def _write_best_config(self, selection_kind: str, selection: Selection) -> None:
         from heartbeatai.config import Provenance
         from heartbeatai.data.folds import folds_path
+        from heartbeatai.study.export import best_config_rows
 
         dataset = _open_dataset(self.data_path)
         run_file = RunFile(
@@ -314,21 +316,65 @@ class FoldRunner:
             provenance=Provenance.collect(dataset_fingerprint=dataset.fingerprint,
                                           folds_file=folds_path(self.data_path, self.protocol), classes=self.classes),
         )
-        self.writer.write("best_configs", pd.DataFrame([{
-            "protocol": self.protocol, "fold_id": self.fold_id, "selection": selection_kind,
-            "metric": selection.metric, "value": selection.value,
-            "run_file": yaml.safe_dump(run_file.model_dump(mode="json"), sort_keys=False),
-        }]))
+        self.writer.write("best_configs", best_config_rows(
+            self.config.name, self.protocol, self.fold_id, selection_kind, run_file, selection.metric, selection.value))
 
     def _record_views(self, selection: Selection) -> None:
-        from heartbeatai.study.record_views import record_view_rows
+        """Explain a few test records of the selected model for the dashboard (no torch there).
 
-        test_ids = self.sealed.release_test(self.journal)
+        Records are ranked by the rarest class (training prevalence) the model got wrong on
+        them, then by the rarest class it got right; one view per record, for that class.
+        """
         key = {"study": self.config.name, "protocol": self.protocol, "fold_id": self.fold_id, "arm": "search",
                "seed": self.base.seed, "selection": "val", "trial_id": selection.trial_id}
-        rows = record_view_rows(Path(selection.checkpoint_path), self.data_path, test_ids, self.classes,
-                                self._train_prevalence(), key, self.config.record_views)
-        self.writer.write("record_views", rows)
+        predictions = self.store.read(self.config.name, "predictions", filters=key)
+        thresholds = self.store.read(self.config.name, "class_metrics", filters={**key, "label_set": "noisy"})
+        thresholds = thresholds.set_index("class")["threshold"].reindex(self.classes).to_numpy()
+        probs = predictions[[f"p_{c}" for c in self.classes]].to_numpy()
+        truth = predictions[[f"y_{c}" for c in self.classes]].to_numpy(dtype=bool)
+        called = probs >= thresholds
+        rarity = np.argsort(np.argsort(self._train_prevalence()))  # 0 = rarest
+        picks = []
+        for i in range(len(predictions)):
+            wrong = np.flatnonzero(called[i] != truth[i])
+            right = np.flatnonzero(truth[i] & called[i])
+            if len(wrong):
+                picks.append((0, rarity[wrong].min(), i, wrong[np.argmin(rarity[wrong])]))
+            elif len(right):
+                picks.append((1, rarity[right].min(), i, right[np.argmin(rarity[right])]))
+        picks = sorted(picks)[: self.config.record_views]
+        rows = [self._record_view(selection, predictions.iloc[i], probs[i], truth[i], called[i], int(c), rank, wrong == 0)
+                for rank, (wrong, _, i, c) in enumerate(picks)]
+        self.writer.write("record_views", pd.DataFrame([{**key, **row} for row in rows]))
+
+    def _record_view(self, selection: Selection, prediction: pd.Series, probs: np.ndarray, truth: np.ndarray,
+                     called: np.ndarray, class_index: int, rank: int, misclassified: bool) -> dict:
+        import torch
+
+        from heartbeatai.explain import attribute
+        from heartbeatai.train import load_trained_model, signal_transform
+
+        model, state = load_trained_model(selection.checkpoint_path, torch.device("cpu"))
+        trial = TrialConfig.model_validate(state["config"])
+        dataset = _open_dataset(self.data_path)
+        row = int(dataset.index_of([prediction["record_id"]])[0])
+        length = int(round(min(trial.preprocess.crop_seconds, 5.0) * dataset.fs))
+        excerpt = dataset.window(row, 0, length)
+        demographics = dataset.demographics()[row] if trial.model.demographics else None
+        explained = attribute(model, signal_transform(trial, dataset.fs)(excerpt), [class_index],
+                              demographics=demographics, n_steps=16)
+        return {
+            "record_id": prediction["record_id"], "class": self.classes[class_index],
+            "true_labels": json.dumps([c for c, t in zip(self.classes, truth) if t]),
+            "pred_labels": json.dumps([c for c, p in zip(self.classes, called) if p]),
+            "probabilities": json.dumps({c: round(float(p), 4) for c, p in zip(self.classes, probs)}),
+            "fs": int(dataset.fs),
+            "signal": json.dumps(np.round(excerpt, 3).tolist()),
+            "attribution": json.dumps(np.round(explained.values[0], 5).tolist()),
+            "se_gates": json.dumps({str(k): np.round(v, 4).tolist() for k, v in explained.se_gates.items()}),
+            "misclassified": bool(misclassified),
+            "rank": rank,
+        }
 
 
 # -- data and folds ----------------------------------------------------------------------
@@ -361,19 +407,6 @@ def prepared_dataset(config: StudyConfig, storage_root: Path, progress: Progress
     prepare([Path(raw)], tmp, fs=spec.fs, max_seconds=spec.seconds)
     os.replace(tmp, prepared)
     return prepared
-
-
-def dataset_card_rows(records: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
-    """The card of `data card` in the store's columns; fs is a domain's (lowest) original rate."""
-    from heartbeatai.data.card import dataset_card
-
-    card = dataset_card(records, classes)
-    return pd.DataFrame({
-        "domain": card["domain"], "class": card["class"], "count": card["count"],
-        "prevalence": card["prevalence"], "n_records": card["n_records"], "n_patients": card["n_patients"],
-        "fs": card["fs_hz"].map(lambda rates: int(float(str(rates).split(",")[0]))),
-        "median_seconds": card["length_median_s"],
-    })
 
 
 def planned_folds(config: StudyConfig, data_path: Path, protocol: str) -> list[str]:
@@ -471,7 +504,7 @@ def _analyse(config: StudyConfig, paths: StudyPaths, journal: StageJournal, writ
     if "intra" in config.protocols and "lodo" in config.protocols and not journal.done("study", "degradation"):
         from heartbeatai.study.degradation import degradation_rows
 
-        writer.write("degradation", degradation_rows(store, config.name))
+        writer.write("degradation", degradation_rows(store, config.name, n_boot=config.bootstrap, seed=config.seeds[0]))
         journal.mark("study", "degradation")
 
 
