@@ -13,6 +13,7 @@ from heartbeatai.study.degradation import (
     DEGRADATION_COLUMNS,
     DomainRuns,
     compare_domain,
+    degradation_rows,
     degradation_table,
     f1_at_prevalence,
 )
@@ -123,6 +124,20 @@ def test_the_table_pairs_pooled_intra_folds_with_lodo_per_domain_and_label_set(t
     assert f1["ranking_part"].tolist() == pytest.approx((auroc["lodo"] - auroc["intra"]).tolist())
     ResultsWriter(tmp_path / "deg").write("degradation", result)
     assert len(ResultsStore(str(tmp_path)).read("deg", "degradation")) == len(result)
+
+
+def test_degradation_rows_of_a_stored_study_use_its_full_arm(tmp_path):
+    tables = _store_tables()
+    writer = ResultsWriter(tmp_path / "deg")
+    for table, frame in tables.items():
+        writer.write(table, frame)
+        # a search-arm run on the same folds must not enter the comparison
+        writer.write(table, frame.assign(arm="search", trial_id=frame["trial_id"] + "-search"))
+    stored = degradation_rows(ResultsStore(str(tmp_path)), "deg", n_boot=30)
+    expected = degradation_table(tables["predictions"], tables["class_metrics"], n_boot=30)
+    key = ["domain", "class", "metric", "label_set"]
+    pd.testing.assert_frame_equal(stored.sort_values(key).reset_index(drop=True),
+                                  expected.sort_values(key).reset_index(drop=True))
 
 
 def test_a_domain_without_intra_runs_is_skipped():

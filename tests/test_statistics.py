@@ -110,12 +110,18 @@ def test_holm_corrects_within_a_metric_across_arms(study_tables):
     assert tested["p_holm"].tolist() == pytest.approx(holm(tested["wilcoxon_p"]).tolist())
 
 
-def test_rows_go_through_the_results_store(tmp_path, study_tables):
-    result = ablation_tests(study_tables["fold_metrics"], study_tables["predictions"],
-                            study_tables["class_metrics"], metrics=("macro_auroc",), n_boot=20)
-    ResultsWriter(tmp_path / "abl").write("ablation_tests", result)
-    stored = ResultsStore(str(tmp_path)).read("abl", "ablation_tests")
-    assert sorted(stored["arm"]) == ["no-se", "twin"]
+def test_tables_read_back_from_the_store_give_the_same_tests(tmp_path, study_tables):
+    writer = ResultsWriter(tmp_path / "abl")
+    for table, frame in study_tables.items():
+        writer.write(table, frame)
+    store = ResultsStore(str(tmp_path))
+    stored = [store.read("abl", t) for t in ("fold_metrics", "predictions", "class_metrics")]
+    from_store = ablation_tests(*stored, metrics=("macro_auroc",), n_boot=20)
+    in_memory = ablation_tests(study_tables["fold_metrics"], study_tables["predictions"],
+                               study_tables["class_metrics"], metrics=("macro_auroc",), n_boot=20)
+    pd.testing.assert_frame_equal(from_store, in_memory)
+    writer.write("ablation_tests", from_store)
+    assert sorted(store.read("abl", "ablation_tests")["arm"]) == ["no-se", "twin"]
 
 
 def test_an_arm_tested_on_other_records_is_refused():
