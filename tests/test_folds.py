@@ -198,6 +198,25 @@ def test_intra_small_domain_gets_fewer_folds_or_none_with_a_reason():
         assert all(splits[s] for s in ("train", "val", "test"))
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    n_patients=st.integers(3, 14),
+    k=st.integers(2, 6),
+    seed=st.integers(0, 1000),
+    prevalence=st.floats(0.0, 1.0),
+)
+def test_intra_folds_of_tiny_domains_never_have_an_empty_split(n_patients, k, seed, prevalence):
+    records = make_records({"tiny": n_patients * 2}, seed=seed, records_per_patient=2)
+    records["cls_AF"] = np.random.default_rng(seed).random(len(records)) < prevalence
+    folds = intra_folds(records, k=k, seed=seed)
+    n_folds = folds.attrs["folds_per_domain"]["tiny"]
+    assert 2 <= n_folds <= max(min(k, n_patients), 3)
+    for fold_id in folds["fold_id"].unique():
+        splits = fold_records(folds, fold_id)
+        assert all(splits[s] for s in ("train", "val", "test")), fold_id
+    assert sorted(folds.loc[folds["split"] == "test", "record_id"]) == sorted(records["record_id"])
+
+
 # ----------------------------------------------------------------------------- both
 
 
@@ -209,7 +228,7 @@ def test_folds_are_deterministic_for_a_seed_and_change_with_it(records, plan):
     assert not first.equals(plan(records, seed=4))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     n=st.integers(8, 40),
     links=st.lists(st.tuples(st.integers(0, 39), st.integers(0, 39), st.sampled_from(["patient_id", "hash_exact", "hash_coarse"])), max_size=25),

@@ -7,6 +7,7 @@ challenge's HR00001 are one recording, and the 2020 and 2021 CPSC releases share
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +19,12 @@ from heartbeatai.data.prepared import PreparedDataset
 
 SAMPLES = Path("/work/shared/data/ecg-samples")
 SOURCES = ["challenge2021", "challenge2020", "cpsc2018_native", "ptbxl_native", "ptb_native"]
+LABELS = ["label_maps/cpsc2018/REFERENCE.csv", "ptbxl_native/ptbxl_database_excerpt.csv"]
+# Real records published again under another source's name: (original, folder, new name).
+REISSUED = [
+    ("challenge2021/ptb-xl/HR03961", "georgia", "E99901"),
+    ("challenge2021/cpsc_2018/A0689", "ningbo", "JS99001"),
+]
 
 pytestmark = [
     pytest.mark.skipif(
@@ -27,11 +34,23 @@ pytestmark = [
 ]
 
 
+def reissue(original: Path, folder: Path, name: str) -> None:
+    """Copy a challenge record under a new name, as a second release would publish it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    header = original.with_suffix(".hea").read_text().replace(original.name, name)
+    (folder / f"{name}.hea").write_text(header)
+    shutil.copyfile(original.with_suffix(".mat"), folder / f"{name}.mat")
+
+
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("samples") / "prepared"
-    status = main(["prepare", *[str(SAMPLES / s) for s in SOURCES], "--out", str(out), "--workers", "1"])
-    assert status == 0
+    root = tmp_path_factory.mktemp("samples")
+    for original, folder, name in REISSUED:
+        reissue(SAMPLES / original, root / "reissued" / folder, name)
+    out = root / "prepared"
+    labels = [arg for path in LABELS for arg in ("--labels", str(SAMPLES / path))]
+    sources = [str(SAMPLES / s) for s in SOURCES] + [str(root / "reissued")]
+    assert main(["prepare", *sources, *labels, "--out", str(out), "--workers", "1", "--quiet"]) == 0
     return out
 
 
@@ -68,15 +87,16 @@ def test_real_lodo_test_side_is_each_whole_domain_minus_reported_duplicates(prep
         assert sorted(splits["test"] + splits["excluded"]) == sorted(part["record_id"])
 
 
-def test_real_ptbxl_native_and_challenge_copies_stay_on_one_side(prepared):
-    assert main(["data", "folds", str(prepared), "--protocol", "intra", "--k", "3"]) == 0
-    records = PreparedDataset(prepared).records
-    copies = records[records["record_id"].isin(["HR00001", "00001_lr"])]["record_id"].tolist()
-    if len(copies) < 2:
-        pytest.skip(f"prepare gave record ids {copies} for the PTB-XL pair")
-    folds, _ = read_folds(prepared, "intra")
-    pair = folds[folds["record_id"].isin(copies)]
-    assert (pair.groupby("fold_id")["split"].nunique() == 1).all()
+def test_real_lodo_excludes_a_record_reissued_by_another_source_from_both_test_sides(prepared):
+    assert main(["data", "folds", str(prepared), "--protocol", "lodo"]) == 0
+    records = PreparedDataset(prepared).records.set_index("record_id")
+    folds, _ = read_folds(prepared, "lodo")
+    for original, _, name in REISSUED:
+        first = Path(original).name
+        assert records.at[name, "hash_exact"] == records.at[first, "hash_exact"]
+        for record_id in (first, name):
+            fold = fold_records(folds, f"lodo:{records.at[record_id, 'domain']}")
+            assert record_id in fold["excluded"], record_id
 
 
 def test_real_card_shows_every_domain_the_samples_hold(prepared, tmp_path, capsys):

@@ -20,8 +20,8 @@ evenly spread too (and gives the stratifier the two columns it requires).
 
 Small domains. A LODO training domain with a single group gives no validation records.
 An intra domain needs 3 groups (one each for test, val and train): with fewer it gets no
-folds, and with fewer than k it gets one fold per group; both are reported in the
-table's ``attrs["skipped_domains"]`` / ``attrs["folds_per_domain"]`` and stored with the
+folds; a domain too small for k stratified folds gets fewer (see `stratified_group_kfold`);
+both are reported in the table's ``attrs["skipped_domains"]`` / ``attrs["folds_per_domain"]`` and stored with the
 parameters by `write_folds`.
 """
 
@@ -140,12 +140,29 @@ def _derived_seed(seed: int, *keys: str) -> int:
 
 
 def stratified_group_kfold(labels: np.ndarray, groups: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Fold index (0..k-1) per record; groups whole, label-stratified at group level."""
+    """Fold index per record, 0..n_folds-1; groups whole, label-stratified at group level.
+
+    Every fold leaves at least two groups outside its test share, so a val and a train
+    group remain. Iterative stratification follows label demand rather than fold sizes,
+    so on a handful of groups it can miss that (or leave a fold empty); such a domain is
+    dealt round-robin in seeded order instead, into min(k, groups) folds, or one fold
+    per group when that is what it takes (3 groups, k = 2).
+    """
     unique, group_labels = _group_label_matrix(labels, groups)
+    n = len(unique)
+    if n < _MIN_INTRA_GROUPS:
+        raise FoldPlanError(f"{n} group(s) cannot make folds with test, val and train groups")
+    k = min(k, n)
     splitter = MultilabelStratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    group_fold = np.empty(len(unique), dtype=int)
-    for fold, (_, test) in enumerate(splitter.split(np.zeros(len(unique)), group_labels)):
+    group_fold = np.empty(n, dtype=int)
+    for fold, (_, test) in enumerate(splitter.split(np.zeros(n), group_labels)):
         group_fold[test] = fold
+    sizes = np.bincount(group_fold, minlength=k)
+    if sizes.min() == 0 or n - sizes.max() < 2:
+        while n - -(-n // k) < 2:  # the largest round-robin fold, ceil(n / k), must leave 2
+            k += 1
+        group_fold = np.empty(n, dtype=int)
+        group_fold[np.random.default_rng(seed).permutation(n)] = np.arange(n) % k
     return group_fold[np.searchsorted(unique, groups)]
 
 
@@ -160,6 +177,10 @@ def stratified_group_holdout(labels: np.ndarray, groups: np.ndarray, fraction: f
     n_held = int(np.clip(round(fraction * len(unique)), 1, len(unique) - 1))
     splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=n_held, random_state=seed)
     _, held = next(splitter.split(np.zeros(len(unique)), group_labels))
+    if not 0 < len(held) < len(unique):
+        # On a few groups the stratifier can hold out none (label demand outweighs the
+        # target size); stratification means little there, so draw the share at random.
+        held = np.random.default_rng(seed).choice(len(unique), size=n_held, replace=False)
     return np.isin(groups, unique[held])
 
 
@@ -281,13 +302,11 @@ def intra_folds(records: pd.DataFrame, k: int = 5, val_fraction: float = 0.15, s
             skipped[name] = f"{n_groups} patient/signal group(s): at least {_MIN_INTRA_GROUPS} needed for test, val and train"
             log.warning("intra: no folds for domain %s (%s)", name, skipped[name])
             continue
-        n_folds = min(k, n_groups)
+        fold_of = stratified_group_kfold(labels[members], groups[members], k, _derived_seed(seed, "intra", name))
+        n_folds = int(fold_of.max()) + 1
         if n_folds < k:
             log.warning("intra: domain %s has %d groups, so %d folds instead of %d", name, n_groups, n_folds, k)
         folds_per_domain[name] = n_folds
-        fold_of = stratified_group_kfold(
-            labels[members], groups[members], n_folds, _derived_seed(seed, "intra", name)
-        )
         for fold in range(n_folds):
             fold_id = f"intra:{name}:{fold}"
             rest = members[fold_of != fold]
