@@ -41,7 +41,7 @@ def prevalence_scores(train_prevalence: np.ndarray, n: int) -> np.ndarray:
     return np.broadcast_to(prevalence, (n, prevalence.size)).copy()
 
 
-def bootstrap_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
+def bootstrap_counts(n: int, n_boot: int, seed: int | Sequence[int]) -> np.ndarray:
     """(n_boot, n) multinomial draw counts: how often each record enters each replicate."""
     rng = np.random.default_rng(seed)
     return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
@@ -261,15 +261,9 @@ def prediction_classes(predictions: pd.DataFrame) -> list[str]:
     return [c[2:] for c in predictions.columns if c.startswith("p_")]
 
 
-def run_arrays(
-    predictions: pd.DataFrame, classes: Sequence[str], label_set: str = "noisy"
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(record_ids, y (N, C) bool, scores (N, C)) of one run's prediction rows, by record id.
-
-    ``label_set`` "clean" reads the ``yclean_`` columns.
-    """
-    prefix = "yclean_" if label_set == "clean" else "y_"
+def run_arrays(predictions: pd.DataFrame, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(record_ids, y (N, C) bool, scores (N, C)) of one run's prediction rows, by record id."""
     rows = predictions.sort_values("record_id", kind="stable")
-    y = rows[[f"{prefix}{c}" for c in classes]].to_numpy(dtype=bool)
+    y = rows[[f"y_{c}" for c in classes]].to_numpy(dtype=bool)
     scores = rows[[f"p_{c}" for c in classes]].to_numpy(dtype=float)
     return rows["record_id"].to_numpy(dtype=str), y, scores

@@ -19,6 +19,7 @@ in ``frame.attrs["notes"]``: the store's ablation_tests table has no text column
 from __future__ import annotations
 
 import logging
+import zlib
 from typing import Sequence
 
 import numpy as np
@@ -131,7 +132,9 @@ class PairedReplicates:
             thresholds = _thresholds(self._class_metrics, run, self._classes)
             fold = (run["protocol"], run["fold_id"])
             if fold not in self._draws:
-                self._draws[fold] = bootstrap_counts(len(ids), self._n_boot, self._seed + len(self._draws))
+                # Seeded by the fold's name: a fold's draw does not depend on which arms ran.
+                fold_seed = [self._seed, zlib.crc32(f"{fold[0]}/{fold[1]}".encode())]
+                self._draws[fold] = bootstrap_counts(len(ids), self._n_boot, fold_seed)
             counts = self._draws[fold]
             if counts.shape[1] != len(ids):
                 raise ValueError(f"{_describe(run)}: tested on other records than the fold's other runs")
