@@ -14,6 +14,7 @@ stated gain is kept and a contradiction flagged, never applied.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +68,13 @@ def _number(token: str, what: str) -> float:
         raise RecordError(f"bad {what} {token!r} in header") from None
 
 
+def _integer(token: str, what: str) -> int:
+    value = _number(token, what)
+    if not math.isfinite(value) or value != int(value):
+        raise RecordError(f"bad {what} {token!r} in header")
+    return int(value)
+
+
 def _gain_per_mv(spec: str) -> float | None:
     """`1000/mV`, `1000.0(0)/mV`, `1000/mv`, `4880` -> gain in ADC units per mV."""
     gain_text, _, units = spec.partition("/")
@@ -82,6 +90,8 @@ def _gain_per_mv(spec: str) -> float | None:
 
 
 def parse_header(text: str) -> WfdbHeader:
+    if "\x00" in text or sum(not (c.isprintable() or c.isspace()) for c in text) > len(text) // 20:
+        raise RecordError("header is binary data, not WFDB text")
     lines = [line.strip() for line in text.splitlines()]
     comments: dict[str, str] = {}
     body: list[str] = []
@@ -106,9 +116,9 @@ def parse_header(text: str) -> WfdbHeader:
     for suffix in (".mat", ".hea", ".dat"):  # `E07500.mat 12 500 5000` (Georgia, PTB-XL 2020)
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
-    n_sig = int(_number(record[1], "signal count"))
+    n_sig = _integer(record[1], "signal count")
     fs = _number(record[2].split("/")[0].split("(")[0], "sampling rate") if len(record) > 2 else 250.0
-    sig_len = int(_number(record[3], "length")) if len(record) > 3 else None
+    sig_len = _integer(record[3], "length") if len(record) > 3 else None
     check_rate_and_length(fs, sig_len if sig_len is not None else 1, n_sig)
     signal_lines = body[1 : 1 + n_sig]
     if len(signal_lines) < n_sig:
