@@ -16,7 +16,7 @@ from dash import Dash, Input, Output, State, no_update
 
 from heartbeatai.dashboard import layout
 from heartbeatai.dashboard.figures import message_figure
-from heartbeatai.dashboard.views import Views
+from heartbeatai.dashboard.views import ViewInputError, Views
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +28,8 @@ def _guarded(callback: Callable, outputs: list[Output], status_index: int | None
     def run(*args):
         try:
             result = callback(*args)
-        except (LookupError, ValueError) as err:  # bad input: a missing or invalid study, unknown filter
-            message = str(err).strip("'\"")
-            level = "warning"
+        except ViewInputError as err:  # a missing or invalid study, from the page or a forged request
+            message, level = str(err), "warning"
         except Exception as err:  # noqa: BLE001 - the page must stay up whatever the data holds
             log.exception("dashboard callback %s failed", callback.__name__)
             message, level = f"could not draw this view: {type(err).__name__}: {err}", "danger"

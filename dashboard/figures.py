@@ -100,9 +100,9 @@ def degradation_scatter(rows: pd.DataFrame, metric: str) -> go.Figure:
     for domain, group in rows.groupby("domain", sort=True):
         figure.add_scatter(
             x=group["train_prevalence"], y=group["delta"], mode="markers", name=domain, text=group["class"],
-            error_y=dict(type="data", symmetric=False, array=group["lodo_hi"] - group["lodo"],
-                         arrayminus=group["lodo"] - group["lodo_lo"], thickness=1, width=0),
-            hovertemplate="%{text} (held-out %{fullData.name})<br>train prevalence %{x:.2%}<br>Δ %{y:+.3f}<extra></extra>",
+            customdata=group[["intra", "lodo"]].to_numpy(),
+            hovertemplate=("%{text} (held-out %{fullData.name})<br>train prevalence %{x:.2%}<br>"
+                           "intra %{customdata[0]:.3f} → LODO %{customdata[1]:.3f} (Δ %{y:+.3f})<extra></extra>"),
         )
     figure.add_hline(y=0, line=dict(color="#888", dash="dot"))
     return figure.update_layout(title=f"Degradation of {METRIC_NAMES.get(metric, metric)} against training prevalence",

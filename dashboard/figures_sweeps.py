@@ -11,6 +11,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import plotly.graph_objects as go
+from scipy import stats
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from heartbeatai.dashboard.figures import STATUS_COLOURS, message_figure
@@ -21,6 +22,7 @@ SLICE_PARAMS = ("mixstyle.p", "label_smoothing", "loss.kind")
 # Ray's OptunaSearch reports ASHA-stopped trials to Optuna as COMPLETE; the rebuilt study
 # does the same so its plots match what the sampler saw.
 _SCORED = ("completed", "early_stopped")
+PARALLEL_MAX_TRIALS = 300
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -32,10 +34,19 @@ def _distribution(values: pd.Series) -> BaseDistribution:
     if pd.api.types.is_bool_dtype(present) or not pd.api.types.is_numeric_dtype(present):
         return CategoricalDistribution(sorted({str(v) if not isinstance(v, bool) else v for v in present}, key=str))
     low, high = float(present.min()), float(present.max())
-    log = low > 0 and high / low >= 100
+    log = low > 0 and high / low >= 10 and _looks_log_uniform(present.to_numpy(float))
     if pd.api.types.is_integer_dtype(present):
         return IntDistribution(int(low), int(high), log=log)
     return FloatDistribution(low, high, log=log)
+
+
+def _looks_log_uniform(values: np.ndarray) -> bool:
+    """The table keeps values, not the search space: a parameter is taken as log-scaled when its
+    samples sit more uniformly on the log axis than on the linear one (lr yes, MixStyle p no)."""
+    def distance(x: np.ndarray) -> float:
+        return stats.kstest(x, "uniform", args=(x.min(), np.ptp(x) or 1.0)).statistic
+
+    return distance(np.log(values)) < distance(values)
 
 
 def _param_value(value, distribution: BaseDistribution):
@@ -75,11 +86,20 @@ def direction_of(selection_metric: str) -> str:
     return "minimize" if any(word in selection_metric for word in ("loss", "brier")) else "maximize"
 
 
-def parallel_coordinates_figure(study: optuna.Study, target_name: str) -> go.Figure:
-    if not study.trials:
+def parallel_coordinates_figure(study: optuna.Study, target_name: str, max_trials: int = PARALLEL_MAX_TRIALS) -> go.Figure:
+    """Optuna's parallel coordinates; past ``max_trials`` only the best ones (Optuna draws one
+    plotly trace per trial, which neither the server nor the browser carries for thousands)."""
+    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not trials:
         return message_figure("no scored trials yet")
+    title = "Parallel coordinates"
+    if len(trials) > max_trials:
+        best = sorted(trials, key=lambda t: t.value, reverse=study.direction == optuna.study.StudyDirection.MAXIMIZE)
+        shown = optuna.create_study(direction=study.direction)
+        shown.add_trials(best[:max_trials])
+        study, title = shown, f"Parallel coordinates of the best {max_trials} of {len(trials)} scored trials"
     figure = optuna.visualization.plot_parallel_coordinate(study, target_name=target_name)
-    return figure.update_layout(template="plotly_white", height=420)
+    return figure.update_layout(template="plotly_white", height=420, title=title)
 
 
 def slice_figure(study: optuna.Study, importances: pd.DataFrame, target_name: str) -> go.Figure:

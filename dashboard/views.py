@@ -30,6 +30,10 @@ MAX_RARE = 12
 ALL_SEEDS = "all"
 
 
+class ViewInputError(ValueError):
+    """A request the page cannot answer as asked (no such study, a name that could leave the root)."""
+
+
 class StudiesView(NamedTuple):
     status: list
     studies_table: Any
@@ -88,10 +92,13 @@ class Views:
     def study(self, study: str | None) -> str:
         """The study, checked: a valid name of a study under the root (else a one-line error)."""
         if not study:
-            raise LookupError("no study selected: the results root holds none yet")
-        schema.check_study_name(study)
+            raise ViewInputError("no study selected: the results root holds none yet")
+        try:
+            schema.check_study_name(study)
+        except ValueError as err:
+            raise ViewInputError(str(err)) from None
         if study not in self.store.studies():
-            raise LookupError(f"no study named {study!r} under the results root")
+            raise ViewInputError(f"no study named {study!r} under the results root")
         return study
 
     def alerts(self, study: str, tables: tuple[str, ...]) -> list:
