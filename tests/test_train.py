@@ -1,0 +1,121 @@
+"""The training loop in-process: it learns, repeats itself, resumes exactly, predicts."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from heartbeatai.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from heartbeatai.data.folds import fold_records, read_folds
+from heartbeatai.data.prepared import PreparedDataset
+from heartbeatai.train import TrainSpec, predict, run_training
+from train_fixtures import CLASSES, FOLD, tiny_trial, write_planted_dataset
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory) -> Path:
+    torch.set_num_threads(1)
+    return write_planted_dataset(tmp_path_factory.mktemp("planted"))
+
+
+def _spec(data: Path, **overrides) -> TrainSpec:
+    return TrainSpec(trial=tiny_trial(**overrides), data_path=str(data), fold_id=FOLD, classes=CLASSES)
+
+
+class Recorder:
+    """A report callback keeping every epoch's metrics and a copy of each checkpoint."""
+
+    def __init__(self, keep: Path | None = None, stop_after: int | None = None) -> None:
+        self.metrics: list[dict] = []
+        self.keep = keep
+        self.stop_after = stop_after
+
+    def __call__(self, metrics: dict, checkpoint_dir: Path | None) -> None:
+        self.metrics.append(metrics)
+        if self.keep is not None:
+            shutil.copytree(checkpoint_dir, self.keep / f"epoch-{metrics['epoch']}")
+        if self.stop_after == metrics["epoch"]:
+            raise KeyboardInterrupt  # what a killed run looks like from inside
+
+
+def _comparable(metrics: list[dict]) -> list[dict]:
+    return [{k: v for k, v in m.items() if k != "epoch_seconds"} for m in metrics]
+
+
+def test_in_process_run_learns_the_planted_pattern_and_reports_every_epoch(planted, tmp_path):
+    recorder = Recorder(keep=tmp_path)
+    final = run_training(_spec(planted), report=recorder)
+    assert [m["epoch"] for m in recorder.metrics] == [1, 2]
+    assert final["val_macro_auroc"] >= 0.7
+    for key in ("train_loss", "val_loss", "val_macro_f1", "val_macro_auprc", "val_challenge_score"):
+        assert np.isfinite(final[key])
+    state = torch.load(tmp_path / "epoch-2" / CHECKPOINT_FILE, weights_only=True)
+    assert state["epoch"] == 2 and state["classes"] == list(CLASSES)
+    assert state["thresholds"].shape == (len(CLASSES),)
+    assert {"model", "optimizer", "scheduler", "rng", "sampler", "config"} <= state.keys()
+
+
+def test_two_runs_with_the_same_seed_report_equal_metrics(planted):
+    first, second, other = Recorder(), Recorder(), Recorder()
+    run_training(_spec(planted), report=first)
+    run_training(_spec(planted), report=second)
+    run_training(_spec(planted, seed=1), report=other)
+    assert _comparable(first.metrics) == _comparable(second.metrics)
+    assert _comparable(first.metrics) != _comparable(other.metrics)
+
+
+@pytest.mark.parametrize("mix", ["random", "crossdomain"])
+def test_a_run_stopped_after_an_epoch_and_resumed_ends_as_an_uninterrupted_one(planted, tmp_path, mix):
+    overrides = {"optim.epochs": 3, "mixstyle.mix": mix, "mixstyle.p": 1.0, "model.dropout": 0.3}
+    uninterrupted = Recorder()
+    run_training(_spec(planted, **overrides), report=uninterrupted)
+
+    interrupted = Recorder(keep=tmp_path, stop_after=1)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(_spec(planted, **overrides), report=interrupted)
+    resumed = Recorder()
+    run_training(_spec(planted, **overrides), report=resumed, resume_checkpoint=tmp_path / "epoch-1")
+    assert [m["epoch"] for m in resumed.metrics] == [2, 3]
+    assert _comparable(interrupted.metrics + resumed.metrics) == _comparable(uninterrupted.metrics)
+
+
+def test_resume_refuses_a_checkpoint_of_another_configuration(planted, tmp_path):
+    run_training(_spec(planted, **{"optim.epochs": 1}), report=Recorder(keep=tmp_path))
+    with pytest.raises(ValueError, match="another trial configuration"):
+        run_training(_spec(planted, **{"optim.epochs": 1, "optim.lr": 0.001}), report=Recorder(),
+                     resume_checkpoint=tmp_path / "epoch-1")
+
+
+def test_training_reads_signals_of_train_and_val_records_only(planted, monkeypatch):
+    read_rows: set[int] = set()
+    original = PreparedDataset.window
+
+    def spying_window(self, row, start, length):
+        read_rows.add(int(row))
+        return original(self, row, start, length)
+
+    monkeypatch.setattr(PreparedDataset, "window", spying_window)
+    monkeypatch.setattr(PreparedDataset, "signal", lambda self, row: pytest.fail("whole-record read"))
+    run_training(_spec(planted, **{"optim.epochs": 1}), report=Recorder())
+    folds, _ = read_folds(planted, "lodo")
+    splits = fold_records(folds, FOLD)
+    dataset = PreparedDataset(planted)
+    assert read_rows == set(dataset.index_of(splits["train"] + splits["val"]).tolist())
+    assert not read_rows & set(dataset.index_of(splits["test"]).tolist())
+
+
+def test_predict_scores_any_records_with_the_checkpoints_thresholds(planted, tmp_path):
+    run_training(_spec(planted), report=Recorder(keep=tmp_path))
+    test_ids = fold_records(read_folds(planted, "lodo")[0], FOLD)["test"]
+    ids, probs, thresholds = predict(tmp_path / "epoch-2", planted, test_ids, batch_size=16)
+    assert ids == test_ids and probs.shape == (len(test_ids), len(CLASSES))
+    assert ((probs >= 0) & (probs <= 1)).all()
+    np.testing.assert_array_equal(thresholds, load_checkpoint(tmp_path / "epoch-2")["thresholds"].numpy())
+    labels = PreparedDataset(planted).labels(CLASSES)[PreparedDataset(planted).index_of(test_ids)]
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(labels, probs, average="macro") >= 0.7  # the held-out domain
