@@ -29,7 +29,7 @@ NORMAL, RBBB, LBBB = "normal", "RBBB", "LBBB"
 
 # Axis ranges (degrees, hexaxial) drawn per class, with margins from the clinical
 # boundaries at -30 and +90 so that placement jitter does not change the class.
-AXIS_RANGES = {"normal": (0.0, 65.0), "LAD": (-80.0, -45.0), "RAD": (110.0, 160.0)}
+AXIS_RANGES = {"normal": (0.0, 65.0), "LAD": (-80.0, -45.0), "RAD": (105.0, 150.0)}
 PR_RANGES = {"normal": (0.12, 0.17), "IAVB": (0.23, 0.32)}
 QTC_RANGES = {"normal": (0.37, 0.43), "LQT": (0.48, 0.56)}
 
@@ -45,7 +45,7 @@ class Morphology:
     t_vector: np.ndarray  # (3,)
     p_vector: np.ndarray  # (3,) sinus P
     pac_p_vector: np.ndarray  # (3,) ectopic atrial P
-    pvc_vector: np.ndarray  # (3,) ectopic ventricular QRS
+    pvc_vectors: np.ndarray  # (2, 3) ectopic ventricular QRS: early and late halves
     st_vector: np.ndarray  # (3,) ST-segment shift (zero unless STE/STD)
     qrs_scale: float
     pr: float  # s, P onset to QRS onset
@@ -99,14 +99,17 @@ def draw_morphology(
         st_vector = rng.uniform(0.12, 0.2) * _unit(np.array([0.2, 0.8, -0.6]))
         st_vector *= -1.0 if "STD" in labels else 1.0
 
-    pvc_dir = _unit(rng.normal(size=3))
+    # A ventricular focus activates the ventricles slowly and in an order of its own:
+    # two broad halves in directions unrelated to the sinus QRS, notched where they meet.
+    pvc_early = _unit(rng.normal(size=3))
+    pvc_late = _unit(pvc_early + rng.normal(size=3))
     return Morphology(
         conduction=conduction,
         r_vector=amplitude * r_dir,
         t_vector=t_amp * t_dir,
         p_vector=rng.uniform(0.1, 0.16) * _unit(np.array([0.6, 0.75, 0.1]) + 0.1 * rng.normal(size=3)),
         pac_p_vector=rng.uniform(0.08, 0.14) * _unit(np.array([0.3, -0.8, 0.2]) + 0.2 * rng.normal(size=3)),
-        pvc_vector=rng.uniform(1.2, 1.8) * pvc_dir,
+        pvc_vectors=rng.uniform(1.2, 1.8) * np.stack([pvc_early, 0.8 * pvc_late]),
         st_vector=st_vector,
         qrs_scale=qrs_scale,
         pr=rng.uniform(*PR_RANGES["IAVB" if "IAVB" in labels else "normal"]),
@@ -122,7 +125,7 @@ _QRS_WAVES = {
     LBBB: (("R1", -0.012, 0.017), ("R2", 0.042, 0.017)),
 }
 QRS_ONSET = {NORMAL: -0.05, RBBB: -0.05, LBBB: -0.055}
-_PVC_WAVES = (("V", 0.0, 0.028), ("V2", 0.045, 0.02))
+_PVC_WAVES = ((0.0, 0.02), (0.05, 0.02))  # (offset, sigma) of each half
 _SIGMA_P, _SIGMA_T, _SIGMA_ST = 0.02, 0.042, 0.045
 
 
@@ -155,14 +158,14 @@ def beat_waves(beats: BeatTrain, m: Morphology, atrial_p: bool) -> tuple[np.ndar
     qrs = _qrs_vectors(m)
     for name, offset, sigma in _QRS_WAVES[m.conduction]:
         add(r[supra] + offset, sigma, qrs[name])
-    add(r[ventricular] + _PVC_WAVES[0][1], _PVC_WAVES[0][2], m.pvc_vector)
-    add(r[ventricular] + _PVC_WAVES[1][1], _PVC_WAVES[1][2], 0.4 * m.pvc_vector)
+    for (offset, sigma), vector in zip(_PVC_WAVES, m.pvc_vectors):
+        add(r[ventricular] + offset, sigma, vector)
 
     # QT by Bazett on the preceding RR; the T wave ends 2.5 sigma after its peak.
     qt = m.qtc * np.sqrt(np.clip(beats.rr_before, 0.3, 2.0))
     t_peak = r + QRS_ONSET[m.conduction] + qt - 2.5 * _SIGMA_T
     add(t_peak[supra], _SIGMA_T, m.t_vector)
-    add(t_peak[ventricular] + 0.03, _SIGMA_T * 1.2, -0.45 * m.pvc_vector)
+    add(t_peak[ventricular] + 0.03, _SIGMA_T * 1.2, -0.3 * m.pvc_vectors.sum(axis=0))
     if np.any(m.st_vector):
         add(r[supra] + 0.11, _SIGMA_ST, m.st_vector)
 

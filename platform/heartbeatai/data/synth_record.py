@@ -55,8 +55,9 @@ def synthesize_record(profile: DomainProfile, fs: int, seconds: float, rng: np.r
         kinds = np.zeros(rr.size, dtype=np.int8)
         for abbr, kind in (("PAC", PAC), ("PVC", PVC)):
             if abbr in labels:
-                rr, extra = synth_rhythm.insert_ectopics(rr, int(rng.integers(1, 4)), kind, rng)
-                kinds = np.maximum(kinds, extra)
+                rr, kinds = synth_rhythm.insert_ectopics(rr, kinds, int(rng.integers(1, 4)), kind, duration, rng)
+                if not (kinds == kind).any():  # a record too short to hold one: no label without the beat
+                    labels.discard(abbr)
         beats = synth_rhythm.beats_from_rr(rr, kinds, duration, rng)
 
     atrial_p = not ({"AF", "AFL"} & labels)

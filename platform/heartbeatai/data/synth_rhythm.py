@@ -65,16 +65,24 @@ def af_rr(duration: float, rate: float, rng: np.random.Generator) -> np.ndarray:
     return np.maximum(rr, 0.28)  # AV-node refractory period
 
 
-def insert_ectopics(rr: np.ndarray, count: int, kind: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Make `count` beats premature; returns (rr, kinds).
+def insert_ectopics(
+    rr: np.ndarray, kinds: np.ndarray, count: int, kind: int, duration: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Make `count` beats premature, all inside the record; returns (rr, kinds).
 
     A PAC resets the sinus node (the following RR is one ordinary cycle: a
     non-compensatory pause); a PVC leaves the sinus node alone, so the premature and
     following intervals add up to two cycles (the full compensatory pause).
     """
-    rr = rr.copy()
-    kinds = np.full(rr.size, SINUS, dtype=np.int8)
-    candidates = np.arange(2, rr.size - 2, 3)  # never two ectopics in a row
+    rr, kinds = rr.copy(), kinds.copy()
+    # beats_from_rr starts the series up to one RR early: beat k lands in
+    # [cumsum_k - rr_0, cumsum_k]; keep the ectopic and its pause inside the record.
+    ends = np.cumsum(rr)
+    k = np.arange(rr.size)
+    inside = (ends - rr[0] > 0.3) & (ends + 2 * rr < duration - 0.3) & (k >= 1) & (k < rr.size - 2)
+    # an ectopic needs ordinary neighbours (its coupling and pause are set against them)
+    inside &= (np.convolve(kinds != SINUS, np.ones(3), mode="same") == 0)
+    candidates = k[inside][::3]  # never two ectopics in a row
     if count == 0 or candidates.size == 0:
         return rr, kinds
     chosen = rng.choice(candidates, size=min(count, candidates.size), replace=False)

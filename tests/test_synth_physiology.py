@@ -1,0 +1,133 @@
+"""The synthetic ECGs are what their labels claim, measured with independent code
+(tests/synth_measures.py: scipy peak detection and simple delineation), and the domains
+differ exactly as much as the shift says."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from scipy import signal
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.model_selection import cross_val_predict
+
+import synth_measures as measure
+from heartbeatai.data.synth_domains import reference_profile
+from heartbeatai.data.synth_record import synthesize_record
+from heartbeatai.data.synthetic import generate
+
+FS = 250
+
+
+def records_with(abbr: str, n: int = 12, seed: int = 0) -> list[np.ndarray]:
+    """Signals of records whose true labels include `abbr` (drawn at prevalence 1)."""
+    profile = replace(reference_profile(), prevalence={abbr: 1.0} if abbr != "NSR" else {})
+    rng = np.random.default_rng(seed)
+    records = [synthesize_record(profile, FS, 10.0, rng) for _ in range(n)]
+    return [r.signal for r in records if abbr in r.labels]
+
+
+@pytest.mark.parametrize("abbr, low, high", [("NSR", 60, 100), ("SB", 30, 60), ("STach", 100, 180)])
+def test_heart_rate_of_each_rhythm_is_in_its_clinical_range(abbr, low, high):
+    rates = [measure.heart_rate(s, FS) for s in records_with(abbr)]
+    assert len(rates) >= 10
+    assert low <= min(rates) and max(rates) <= high, rates
+
+
+def test_qrs_is_wide_in_bundle_branch_block_and_narrow_in_sinus_rhythm():
+    normal = [measure.qrs_duration_ms(s, FS) for s in records_with("NSR")]
+    rbbb = [measure.qrs_duration_ms(s, FS) for s in records_with("RBBB")]
+    lbbb = [measure.qrs_duration_ms(s, FS) for s in records_with("LBBB")]
+    assert max(normal) < 110, normal
+    assert min(rbbb) >= 120 and min(lbbb) >= 120, (rbbb, lbbb)
+
+
+def test_rbbb_has_a_terminal_r_prime_in_v1_and_lbbb_a_qs_in_v1_with_a_broad_r_in_v6():
+    v1, v6 = measure.LEADS.index("V1"), measure.LEADS.index("V6")
+    for s in records_with("RBBB", n=6):
+        beat, centre = measure.median_beat(s, FS)
+        onset, offset = measure.qrs_bounds(beat, centre, FS)
+        terminal = beat[offset - int(0.04 * FS):offset, v1]
+        assert terminal.max() > 0.2  # R' ends the QRS upright in V1
+    for s in records_with("LBBB", n=6):
+        beat, centre = measure.median_beat(s, FS)
+        onset, offset = measure.qrs_bounds(beat, centre, FS)
+        baseline = beat[onset - int(0.03 * FS):onset].mean(axis=0)
+        qrs = beat[onset:offset] - baseline
+        early = qrs[: (offset - onset) * 2 // 3, v1]
+        assert early.max() < 0.15 < -early.min()  # QS: no R in V1 (its end meets the upright T)
+        assert (qrs[:, v6] > 0.5 * qrs[:, v6].max()).sum() / FS >= 0.05  # R in V6 lasts >= 50 ms
+
+
+def test_af_rr_is_far_more_irregular_than_sinus_rhythm():
+    sinus = [measure.rr_irregularity(s, FS) for s in records_with("NSR")]
+    af = [measure.rr_irregularity(s, FS) for s in records_with("AF")]
+    assert np.median(af) > 5 * np.median(sinus) and min(af) > max(sinus), (af, sinus)
+
+
+def test_af_has_fibrillatory_waves_and_no_p_waves_while_flutter_is_regular():
+    sinus = [measure.atrial_activity_ratio(s, FS) for s in records_with("NSR")]
+    af = [measure.atrial_activity_ratio(s, FS) for s in records_with("AF")]
+    assert np.median(af) > 3 * np.median(sinus), (af, sinus)
+    flutter = [measure.rr_irregularity(s, FS) for s in records_with("AFL")]
+    assert max(flutter) < 0.05
+
+
+def test_first_degree_av_block_prolongs_pr_beyond_200_ms():
+    normal = [measure.pr_interval_ms(s, FS) for s in records_with("NSR")]
+    iavb = [measure.pr_interval_ms(s, FS) for s in records_with("IAVB")]
+    assert max(normal) < 200 < min(iavb), (normal, iavb)
+
+
+def test_frontal_axis_matches_left_and_right_axis_deviation():
+    normal = [measure.frontal_axis_deg(s, FS) for s in records_with("NSR")]
+    lad = [measure.frontal_axis_deg(s, FS) for s in records_with("LAD")]
+    rad = [measure.frontal_axis_deg(s, FS) for s in records_with("RAD")]
+    assert all(-30 < a < 90 for a in normal), normal
+    assert all(a < -30 for a in lad), lad
+    assert all(a > 90 for a in rad), rad
+
+
+def test_low_qrs_voltage_stays_below_half_a_millivolt_in_the_limb_leads():
+    low = [measure.qrs_peak_to_peak_mv(s, FS)[:6].max() for s in records_with("LQRSV")]
+    normal = [measure.qrs_peak_to_peak_mv(s, FS)[:6].max() for s in records_with("NSR")]
+    assert max(low) < 0.5 < min(normal), (low, normal)
+
+
+def test_pvc_is_premature_with_a_compensatory_pause():
+    for s in records_with("PVC", n=8):
+        rr = measure.rr_intervals(s, FS)
+        k = int(np.argmin(rr))
+        if k + 1 >= rr.size:
+            continue
+        typical = np.median(rr)
+        assert rr[k] < 0.8 * typical
+        assert abs(rr[k] + rr[k + 1] - 2 * typical) < 0.12 * typical
+
+
+def _domain_features(signals: list[np.ndarray]) -> np.ndarray:
+    """Acquisition fingerprints a simple classifier can use: band powers, amplitude, length."""
+    rows = []
+    bands = [(0, 0.5), (0.5, 4), (4, 15), (15, 35), (35, 48), (48, 52), (52, 58), (58, 62), (62, 100)]
+    for s in signals:
+        f, pxx = signal.welch(s[:, [1, 6]], fs=FS, nperseg=FS * 2, axis=0)
+        powers = [np.log(pxx[(f >= lo) & (f < hi)].sum(axis=0) + 1e-12) for lo, hi in bands]
+        rows.append(np.concatenate(powers + [np.log(np.ptp(s, axis=0) + 1e-6), [s.shape[0] / FS]]))
+    return np.array(rows)
+
+
+def _domain_balanced_accuracy(shift: float) -> float:
+    data = generate(600, fs=FS, seconds=5.0, shift=shift, seed=11)
+    signals = list(data.signals)
+    features = _domain_features(signals)
+    classifier = RandomForestClassifier(n_estimators=100, min_samples_leaf=3, random_state=0, n_jobs=1)
+    predicted = cross_val_predict(classifier, features, data.domains, cv=5)
+    return balanced_accuracy_score(data.domains, predicted)
+
+
+def test_domains_are_indistinguishable_at_shift_zero_and_recognisable_at_shift_one():
+    chance = 0.25
+    assert abs(_domain_balanced_accuracy(0.0) - chance) <= 0.05
+    assert _domain_balanced_accuracy(1.0) >= 0.8
