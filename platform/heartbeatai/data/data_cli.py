@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -52,6 +53,7 @@ def run_folds(args: argparse.Namespace) -> int:
     if not 0.0 < args.val_fraction < 1.0:
         raise UserError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
     domains = [d.strip() for d in args.domains.split(",") if d.strip()] if args.domains else None
+    print(f"planning {args.protocol} folds for {args.dataset} ...", file=sys.stderr, flush=True)
     try:
         path = folds_lib.write_folds(args.dataset, args.protocol, args.k, args.val_fraction, args.seed, domains)
     except (folds_lib.FoldPlanError, NotPreparedError) as err:

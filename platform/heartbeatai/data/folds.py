@@ -239,7 +239,8 @@ def lodo_folds(
     reaches a training domain (excluded, reason ``duplicate``); train/val = the other
     domains, val a group-whole, label-stratified `val_fraction` of each training domain.
     Records of domains outside `domains` take no part. A training domain's validation
-    share depends on (seed, domain) only, so it is the same in every fold that trains on it.
+    share is drawn with a seed of (seed, domain), so it is the same in every fold that
+    trains on it (unless a duplicate group spans the held-out domain).
     """
     records = _checked(records, val_fraction)
     domains = _known_domains(records, domains)
@@ -283,8 +284,9 @@ def intra_folds(records: pd.DataFrame, k: int = 5, val_fraction: float = 0.15, s
     """k-fold cross-validation within each domain: folds ``intra:<domain>:<i>``.
 
     Test = fold i's groups, val = a label-stratified `val_fraction` of the other groups,
-    train = the rest. A domain with fewer than k groups gets one fold per group, one with
-    fewer than 3 none: see ``attrs["folds_per_domain"]`` and ``attrs["skipped_domains"]``.
+    train = the rest. A domain with fewer than 3 groups gets no folds, a very small one
+    fewer than k (`stratified_group_kfold`): see ``attrs["folds_per_domain"]`` and
+    ``attrs["skipped_domains"]``.
     """
     if k < 2:
         raise FoldPlanError(f"k must be at least 2, got {k}")
