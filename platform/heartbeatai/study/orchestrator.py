@@ -23,7 +23,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -96,6 +96,16 @@ def resume_study(study_dir: str | Path, progress: Progress = print) -> Path:
 
 
 def _run(config: StudyConfig, paths: StudyPaths, progress: Progress) -> None:
+    for runner in fold_runners(config, paths, progress):
+        runner.run()
+    _analyse(config, paths, StageJournal(paths.root), ResultsWriter(paths.root), progress)
+    progress(f"study {config.name} finished: results in {paths.root / 'results'}")
+    progress(f"  dashboard: heartbeatai dashboard --results {paths.root.parent}")
+    progress(f"  export:    heartbeatai export {paths.root} --out {paths.root / 'export'}")
+
+
+def fold_runners(config: StudyConfig, paths: StudyPaths, progress: Progress) -> Iterator["FoldRunner"]:
+    """Set the study up (data, Ray, resources, dataset card), then one runner per fold in plan order."""
     journal = StageJournal(paths.root)
     data_path = prepared_dataset(config, paths.root.parent, progress)
     _ensure_ray()
@@ -113,15 +123,10 @@ def _run(config: StudyConfig, paths: StudyPaths, progress: Progress) -> None:
 
         writer.write("dataset_card", dataset_card(dataset.records, classes))
         journal.mark("study", "dataset_card")
-
     for protocol in config.protocols:
         for fold_id in planned_folds(config, data_path, protocol):
-            runner = FoldRunner(config, paths, journal, writer, data_path, classes, res, concurrent, protocol, fold_id, progress)
-            runner.run()
-    _analyse(config, paths, journal, writer, progress)
-    progress(f"study {config.name} finished: results in {paths.root / 'results'}")
-    progress(f"  dashboard: heartbeatai dashboard --results {paths.root.parent}")
-    progress(f"  export:    heartbeatai export {paths.root} --out {paths.root / 'export'}")
+            yield FoldRunner(config, paths, journal, writer, data_path, classes, res, concurrent, protocol,
+                             fold_id, progress)
 
 
 class FoldRunner:
@@ -140,10 +145,7 @@ class FoldRunner:
         self.store = ResultsStore(str(paths.root.parent))
 
     def run(self) -> None:
-        self.progress(f"[{self.fold_id}] train {len(self.sealed.train_ids)} / val {len(self.sealed.val_ids)} "
-                      f"/ test {self.sealed.n_test} records (sealed until selection)")
-        self._once("search", self._search)
-        self._once(SELECTION_STAGE, self._select)
+        self.search_and_select()
         selection = Selection.from_record(self.journal.get(self.fold_id, SELECTION_STAGE))
         self._once("tested", lambda: self._test(selection, "val"))
         if self.config.selection.oracle:
@@ -151,6 +153,13 @@ class FoldRunner:
         self._once("arms", lambda: self._arms(selection))
         if self.config.record_views:
             self._once("record_views", lambda: self._record_views(selection))
+
+    def search_and_select(self) -> None:
+        """The part of a fold that must not see its test split."""
+        self.progress(f"[{self.fold_id}] train {len(self.sealed.train_ids)} / val {len(self.sealed.val_ids)} "
+                      f"/ test {self.sealed.n_test} records (sealed until selection)")
+        self._once("search", self._search)
+        self._once(SELECTION_STAGE, self._select)
 
     def _once(self, stage: str, work: Callable[[], object]) -> None:
         if self.journal.done(self.fold_id, stage):
@@ -396,7 +405,7 @@ def prepared_dataset(config: StudyConfig, storage_root: Path, progress: Progress
     prepared = cache / "prepared"
     if (prepared / "records.parquet").is_file():
         return prepared
-    from heartbeatai.data.prepare import prepare
+    from heartbeatai.data.prepare import PrepareSettings, prepare
     from heartbeatai.data.synthetic import write_benchmark
 
     progress(f"generating the synthetic benchmark ({spec.records} records, {len(spec.domains)} domains) in {cache}")
@@ -404,7 +413,8 @@ def prepared_dataset(config: StudyConfig, storage_root: Path, progress: Progress
                           shift_kinds=spec.shift_kinds, fs=spec.fs, seconds=spec.seconds, seed=spec.seed)
     tmp = cache / "prepared.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    prepare([Path(raw)], tmp, fs=spec.fs, max_seconds=spec.seconds)
+    summary = prepare([Path(raw)], tmp, PrepareSettings(fs=spec.fs, max_seconds=spec.seconds), progress=False)
+    progress(f"prepared {summary.prepared} records ({summary.skipped} skipped) into {prepared}")
     os.replace(tmp, prepared)
     return prepared
 
@@ -415,8 +425,9 @@ def planned_folds(config: StudyConfig, data_path: Path, protocol: str) -> list[s
 
     folds = config.folds
     if not folds_path(data_path, protocol).is_file():
+        # Planned over every domain: the file belongs to the dataset, folds.domains picks the ones run.
         write_folds(data_path, protocol, k=folds.k or 5, val_fraction=folds.val_fraction or 0.15,
-                    seed=folds.seed or 0, domains=folds.domains)
+                    seed=folds.seed or 0)
     table, params = read_folds(data_path, protocol)
     wanted = {"val_fraction": folds.val_fraction, "fold_seed": folds.seed, "k": folds.k if protocol == "intra" else None}
     differing = {k: (params.get(k), v) for k, v in wanted.items() if v is not None and params.get(k) != v}
