@@ -12,7 +12,9 @@ evaluated set with at least one positive and one negative; F1 uses the class's f
 threshold (``score >= threshold``); AUPRC is average precision (scikit-learn's step
 rule, no interpolation); macro figures average the present classes. Inside a bootstrap
 replicate the macro averages run over the classes present in the full set
-(``classes_used``), skipping any that a replicate happens to leave without positives.
+(``classes_used``), skipping any that a replicate happens to leave without positives;
+a rare class's own interval is likewise taken over the replicates that drew one of its
+positives (with a handful of positives, read it as optimistic).
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ def prevalence_scores(train_prevalence: np.ndarray, n: int) -> np.ndarray:
     """The floor predictor: every record scored with the training prevalence of each class.
 
     Its AUROC is 0.5 and its AUPRC the test prevalence, so every model has a figure
-    that knows nothing but the label frequencies to stand against.
+    that knows nothing but the label frequencies to stand against. Thresholded at the
+    prevalence itself it calls every record positive, the best F1 a constant score can
+    reach (2 pi / (1 + pi) at test prevalence pi); at 0.5 it calls none of the rarer classes.
     """
     prevalence = np.asarray(train_prevalence, dtype=float)
     return np.broadcast_to(prevalence, (n, prevalence.size)).copy()

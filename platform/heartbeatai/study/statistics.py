@@ -10,6 +10,8 @@ Two views of one question, "does removing this component change the test metric?
   fold's test records once and scores both arms, every seed, on the same draw, so the
   interval of the mean difference reflects record sampling and not arm noise alone.
 
+Seeds of one fold share its test records, so fold x seed pairs are not fully
+independent; the record-level bootstrap is the check that does not assume they are.
 The Wilcoxon p-values of one protocol and metric form a family, Holm-corrected across
 arms (Holm 1979, step-down; scipy ships only Benjamini-Hochberg). Notes about tests that
 cannot run (fewer than 6 non-zero differences, all differences zero) are logged and kept
