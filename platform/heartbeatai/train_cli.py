@@ -29,6 +29,10 @@ BEST_CHECKPOINT_DIR = "best_checkpoint"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    # cli.py adds a help-only placeholder for a command whose module it did not load;
+    # this module serves two commands, so the other one's placeholder is replaced.
+    for name in ("train", "evaluate"):
+        subparsers.choices.pop(name, None)
     train = subparsers.add_parser("train", help="one training run from a run file", description=__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("--config", required=True, type=Path, metavar="RUNFILE", help="run file (YAML)")
@@ -61,7 +65,7 @@ def train_command(args: argparse.Namespace) -> int:
     _check_data(run, dataset, allow_other=args.allow_other_data)
     if args.workers < 1:
         raise UserError("--workers must be at least 1")
-    folds_file = _folds_file(dataset.path, run.protocol)
+    folds_file = _folds_file(dataset.path, run.protocol, run.fold_id)
     run = run.model_copy(update={
         "data": run.data.model_copy(update={"fingerprint": dataset.fingerprint}),
         "provenance": Provenance.collect(dataset_fingerprint=dataset.fingerprint, folds_file=folds_file,
@@ -127,13 +131,16 @@ def _check_data(run: RunFile, dataset, *, allow_other: bool) -> None:
         raise UserError(f"classes {missing} are not in {dataset.path} (it has {', '.join(dataset.classes)})")
 
 
-def _folds_file(dataset_dir: Path, protocol: str) -> Path:
-    from heartbeatai.data.folds import folds_path
+def _folds_file(dataset_dir: Path, protocol: str, fold_id: str) -> Path:
+    from heartbeatai.data.folds import fold_ids, folds_path
 
     path = folds_path(dataset_dir, protocol)
     if not path.is_file():
         raise UserError(f"no {protocol} folds in {dataset_dir}: run `heartbeatai data folds {dataset_dir} "
                         f"--protocol {protocol}` first")
+    known = fold_ids(dataset_dir, protocol)
+    if fold_id not in known:
+        raise UserError(f"no fold {fold_id} in {path}; it has {', '.join(known)}")
     return path
 
 

@@ -1,0 +1,85 @@
+"""`heartbeatai train` and `heartbeatai evaluate` on a run file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from heartbeatai.cli import main
+from heartbeatai.config import RunFile
+from train_fixtures import CLASSES, tiny_run_file, write_planted_dataset
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory) -> Path:
+    torch.set_num_threads(1)
+    return write_planted_dataset(tmp_path_factory.mktemp("planted"))
+
+
+@pytest.fixture(scope="module")
+def trained(planted, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    tiny_run_file(planted).dump(out / "given.yaml")
+    assert main(["train", "--config", str(out / "given.yaml"), "--out", str(out)]) == 0
+    return out
+
+
+def test_train_writes_metrics_checkpoints_and_the_effective_run_file(trained, planted):
+    summary = json.loads((trained / "metrics.json").read_text())
+    assert [m["epoch"] for m in summary["epochs"]] == [1, 2]
+    assert summary["selection_metric"] == "val_macro_auroc"
+    assert summary["best"]["val_macro_auroc"] == max(m["val_macro_auroc"] for m in summary["epochs"])
+    assert (trained / "checkpoint" / "checkpoint.pt").is_file()
+    assert (trained / "best_checkpoint" / "checkpoint.pt").is_file()
+    run = RunFile.load(trained / "run.yaml")
+    assert run.provenance.folds_hash and run.provenance.dataset_fingerprint == run.data.fingerprint
+    assert "torch" in run.provenance.packages and run.provenance.classes == CLASSES
+    assert not (trained / ".staging").exists()
+
+
+def test_train_prints_progress_per_epoch(planted, tmp_path, capsys):
+    tiny_run_file(planted).dump(tmp_path / "run.yaml")
+    assert main(["train", "--config", str(tmp_path / "run.yaml"), "--epochs", "1", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "epoch 1/1" in out and "val_macro_auroc" in out
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["final"]["epoch"] == 1
+
+
+def test_train_refuses_a_dataset_with_another_fingerprint_unless_allowed(planted, tmp_path, capsys):
+    run = tiny_run_file(planted, **{"optim.epochs": 1})
+    run.model_copy(update={"data": run.data.model_copy(update={"fingerprint": "0" * 32})}).dump(tmp_path / "run.yaml")
+    args = ["train", "--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "o")]
+    assert main(args) == 2
+    assert "--allow-other-data" in capsys.readouterr().err
+    assert main(args + ["--allow-other-data"]) == 0
+
+
+def test_train_reports_a_bad_run_file_in_one_line_naming_the_key(planted, tmp_path, capsys):
+    (tmp_path / "run.yaml").write_text(
+        f"data: {{path: {planted}}}\nfold_id: lodo:gamma\nclasses: [AF]\ntrial: {{mixstyle: {{p: 2}}}}\n"
+    )
+    assert main(["train", "--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "trial.mixstyle.p" in err and len(err.splitlines()) == 1
+
+
+def test_train_names_an_unknown_fold(planted, tmp_path, capsys):
+    tiny_run_file(planted).dump(tmp_path / "run.yaml")
+    code = main(["train", "--config", str(tmp_path / "run.yaml"), "--fold", "lodo:nowhere", "--out", str(tmp_path)])
+    assert code == 2 and "lodo:nowhere" in capsys.readouterr().err
+
+
+def test_evaluate_scores_every_record_of_a_dataset_with_the_checkpoint(trained, planted, tmp_path):
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--run", str(trained / "run.yaml"), "--checkpoint", str(trained / "best_checkpoint"),
+                 "--data", str(planted), "--out", str(out)]) == 0
+    predictions = pd.read_parquet(out / "predictions.parquet")
+    assert len(predictions) == 300 and {"p_AF", "y_RBBB", "domain"} <= set(predictions.columns)
+    per_class = pd.read_csv(out / "class_metrics.csv")
+    assert per_class["class"].tolist() == list(CLASSES)
+    macro = json.loads((out / "metrics.json").read_text())
+    assert macro["records"] == 300 and macro["macro_auroc"] >= 0.7
