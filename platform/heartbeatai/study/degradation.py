@@ -196,28 +196,32 @@ def degradation_rows(store: ResultsStore, study: str, *, n_boot: int = 200, seed
 
 
 def _domain_runs(rows: pd.DataFrame, tested: pd.DataFrame, classes: list[str], label_set: str) -> DomainRuns:
-    """Stack one protocol's predictions on one domain by seed, over records every seed has."""
-    label_prefix = "yclean_" if label_set == "clean" else "y_"
-    thresholds = tested.pivot_table(index=["fold_id", "seed"], columns="class", values="threshold",
-                                    aggfunc="last")
-    prevalence = tested.pivot_table(index=["fold_id", "seed"], columns="class",
-                                    values="train_prevalence", aggfunc="last")
-    run_ids = rows[["fold_id", "seed"]].drop_duplicates().itertuples(index=False, name=None)
-    missing = [run for run in run_ids if run not in thresholds.index]
-    if missing:
-        raise ValueError(f"no test thresholds stored for runs {missing}")
-    rows = rows.assign(
-        **{f"c_{c}": rows[f"p_{c}"].to_numpy() >= thresholds.loc[
-            list(zip(rows["fold_id"], rows["seed"])), c].to_numpy() for c in classes})
-    seeds = sorted(set(rows["seed"]))
-    common = set.intersection(*(set(rows.loc[rows["seed"] == s, "record_id"]) for s in seeds))
-    stacked = [rows[(rows["seed"] == s) & rows["record_id"].isin(common)].sort_values("record_id")
-               for s in seeds]
-    used_runs = rows[["fold_id", "seed"]].drop_duplicates()
+    """Stack one protocol's predictions on one domain by seed, over records every seed has.
+
+    ``tested`` holds the class_metrics rows of the same runs: each record is called at
+    its own run's thresholds, and the training prevalence is averaged over the runs.
+    """
+    per_run = tested.pivot_table(index=["fold_id", "seed"], columns="class",
+                                 values=["threshold", "train_prevalence"], aggfunc="last")
+    run_of_row = pd.MultiIndex.from_frame(rows[["fold_id", "seed"]])
+    missing = run_of_row.unique().difference(per_run.index)
+    if len(missing):
+        raise ValueError(f"no test thresholds stored for runs {list(missing)}")
+    scores = rows[[f"p_{c}" for c in classes]].to_numpy(dtype=float)
+    called = scores >= per_run["threshold"].reindex(run_of_row)[classes].to_numpy(dtype=float)
+    labels = rows[[f"{'yclean_' if label_set == 'clean' else 'y_'}{c}" for c in classes]].to_numpy(dtype=bool)
+
+    record_ids = rows["record_id"].to_numpy(dtype=str)
+    seed_of_row = rows["seed"].to_numpy()
+    seeds = np.unique(seed_of_row)
+    common = np.array(sorted(set.intersection(*(set(record_ids[seed_of_row == s]) for s in seeds))))
+    # Row positions of the common records, in one order, for every seed.
+    positions = [np.flatnonzero(seed_of_row == s)[np.argsort(record_ids[seed_of_row == s])] for s in seeds]
+    positions = [p[np.isin(record_ids[p], common)] for p in positions]
     return DomainRuns(
-        y=stacked[0][[f"{label_prefix}{c}" for c in classes]].to_numpy(dtype=bool),
-        scores=np.stack([s[[f"p_{c}" for c in classes]].to_numpy(dtype=float) for s in stacked]),
-        predicted=np.stack([s[[f"c_{c}" for c in classes]].to_numpy(dtype=bool) for s in stacked]),
-        train_prevalence=prevalence.loc[list(used_runs.itertuples(index=False, name=None)), classes]
+        y=labels[positions[0]],
+        scores=np.stack([scores[p] for p in positions]),
+        predicted=np.stack([called[p] for p in positions]),
+        train_prevalence=per_run["train_prevalence"].loc[run_of_row.unique(), classes]
         .mean(axis=0).to_numpy(dtype=float),
     )
