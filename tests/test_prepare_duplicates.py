@@ -64,3 +64,17 @@ def test_distinct_recordings_of_the_same_rhythm_are_not_duplicates(tmp_path):
     data = _prepare(tmp_path / "src", tmp_path / "out")
     assert data.records["hash_coarse"].is_unique
     assert data.manifest["duplicate_groups"] == []
+
+
+def test_sketch_groups_rescaled_and_refiltered_copies_among_thousands(tmp_path):
+    from heartbeatai.data.signal_hash import near_duplicate_groups, resample, sketch
+
+    rng = np.random.default_rng(0)
+    originals = [ecg_like(10, 250, seed=i, heart_rate=float(rng.uniform(50, 110))) for i in range(3000)]
+    sketches = [sketch(s, 250) for s in originals]
+    # copy of record 7 at a wrong gain; copy of record 11 re-released at 100 Hz
+    sketches.append(sketch(originals[7] * 4.88, 250))
+    sketches.append(sketch(resample(resample(originals[11], 250, 100), 100, 250), 250))
+    sketches.append(sketch(ecg_like(1.5, 250), 250))  # too short to sketch: never grouped
+    groups = sorted(sorted(g) for g in near_duplicate_groups(sketches))
+    assert groups == [[7, 3000], [11, 3001]]

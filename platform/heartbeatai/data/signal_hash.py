@@ -82,7 +82,8 @@ def sketch(signal_mv: np.ndarray, fs: float) -> np.ndarray | None:
     norm = np.linalg.norm(window)
     if not np.isfinite(norm) or norm < 1e-6:
         return None
-    return (window / norm).astype(np.float32).ravel()
+    # float16: 2 KB a record keeps the sketches of a full release (~90k records) in memory
+    return (window / norm).astype(np.float16).ravel()
 
 
 def near_duplicate_groups(sketches: Iterable[np.ndarray | None]) -> list[list[int]]:
@@ -105,7 +106,10 @@ def near_duplicate_groups(sketches: Iterable[np.ndarray | None]) -> list[list[in
             continue
         matrix = np.stack([sketches[i] for i in members])
         planes = np.random.default_rng(_LSH_SEED + length).standard_normal((length, _LSH_BANDS * _LSH_BITS))
-        bits = (matrix @ planes.astype(np.float32)) > 0
+        planes = planes.astype(np.float32)
+        bits = np.concatenate(
+            [matrix[i : i + 4096].astype(np.float32) @ planes > 0 for i in range(0, len(matrix), 4096)]
+        )
         weights = 1 << np.arange(_LSH_BITS, dtype=np.int64)
         for band in range(_LSH_BANDS):
             keys = bits[:, band * _LSH_BITS : (band + 1) * _LSH_BITS] @ weights
@@ -115,9 +119,12 @@ def near_duplicate_groups(sketches: Iterable[np.ndarray | None]) -> list[list[in
             for rows in buckets.values():
                 if len(rows) < 2:
                     continue
-                similar = np.argwhere(np.triu(matrix[rows] @ matrix[rows].T >= NEAR_DUPLICATE_COSINE, k=1))
-                for a, b in similar:
-                    parent[find(members[rows[a]])] = find(members[rows[b]])
+                bucket = matrix[rows].astype(np.float32)
+                for lo in range(0, len(rows), 1024):  # bounded memory however full a bucket is
+                    a, b = np.nonzero(bucket[lo : lo + 1024] @ bucket.T >= NEAR_DUPLICATE_COSINE)
+                    for i, j in zip((a + lo).tolist(), b.tolist()):
+                        if j > i:
+                            parent[find(members[rows[i]])] = find(members[rows[j]])
     groups: dict[int, list[int]] = defaultdict(list)
     for i in range(len(sketches)):
         groups[find(i)].append(i)
