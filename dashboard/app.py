@@ -50,8 +50,17 @@ def _warm(views: Views) -> None:
 
 
 def _secure(server, token: str | None) -> None:
+    def not_found(_error=None):
+        return Response("not found\n", status=404, mimetype="text/plain")
+
+    # Dash answers an unknown component library with a 500: it is a request for nothing.
+    server.register_error_handler(dash.exceptions.DependencyException, not_found)
+    server.register_error_handler(dash.exceptions.InvalidResourceError, not_found)
+
     @server.before_request
     def require_token():
+        if ".." in request.path.split("/"):
+            return not_found()
         if token is None:
             return None
         header = request.headers.get("Authorization", "")

@@ -235,6 +235,7 @@ def test_a_forged_request_with_a_traversing_study_name_reads_nothing(root):
     assert "invalid study name" in json.dumps(body["degradation-status"])
     assert "root:" not in response.get_data(as_text=True)
     assert client.get("/assets/../../../../etc/passwd").status_code == 404
+    assert client.get("/_dash-component-suites/..%2f..%2fetc/passwd").status_code == 404  # Dash alone answers 500
 
 
 def test_a_token_guards_every_request_and_is_kept_in_a_cookie(root):
