@@ -172,3 +172,20 @@ def test_dataset_pickles_without_its_memory_maps(tmp_path):
 def test_opening_a_directory_that_is_not_prepared_says_so(tmp_path):
     with pytest.raises(NotPreparedError, match="not a prepared dataset"):
         PreparedDataset(tmp_path)
+
+
+def test_two_writers_cannot_share_a_directory(tmp_path):
+    first = PreparedWriter(tmp_path, fs=500, vocabulary=VOCAB, params={})
+    with pytest.raises(ValueError, match="another prepare is writing"):
+        PreparedWriter(tmp_path, fs=500, vocabulary=VOCAB, params={})
+    first.close()
+    PreparedWriter(tmp_path, fs=500, vocabulary=VOCAB, params={}).close()
+
+
+def test_index_and_manifest_out_of_step_is_refused(tmp_path):
+    write(tmp_path, [make_record("A0", 600), make_record("A1", 600, seed=1)])
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["prepared"] = 1
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(NotPreparedError, match="interrupted while finishing"):
+        PreparedDataset(tmp_path)

@@ -28,6 +28,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock, Timeout
 
 from heartbeatai.labels import Vocabulary
 
@@ -41,6 +42,7 @@ SIGNALS_DIR = "signals"
 WORK_DIR = ".prepare"
 JOURNAL_FILE = "journal.jsonl"
 PARAMS_FILE = "params.json"
+LOCK_FILE = "lock"
 # 256 MiB shards: few open files, yet a shard is small enough to copy or checksum.
 DEFAULT_SHARD_BYTES = 256 * 2**20
 
@@ -97,6 +99,9 @@ class PreparedDataset:
         self.fingerprint: str = self.manifest["fingerprint"]
         self.classes: list[str] = list(self.manifest["classes"])
         self.records: pd.DataFrame = pd.read_parquet(self.path / RECORDS_FILE).reset_index(drop=True)
+        if len(self.records) != self.manifest.get("prepared"):
+            # records.parquet and manifest.json are renamed into place one after the other
+            raise NotPreparedError(f"{self.path}: index and manifest disagree (interrupted while finishing); rerun prepare")
         self._shard_samples = {int(s["shard"]): int(s["samples"]) for s in self.manifest["shards"]}
         # Plain arrays: window() is called thousands of times a second, pandas lookups
         # would dominate it.
@@ -260,10 +265,16 @@ class PreparedWriter:
         (self.path / SIGNALS_DIR).mkdir(parents=True, exist_ok=True)
         work = self.path / WORK_DIR
         work.mkdir(exist_ok=True)
+        self._lock = FileLock(work / LOCK_FILE)
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            raise ValueError(f"another prepare is writing {self.path}") from None
         params_path = work / PARAMS_FILE
         if params_path.exists():
             previous = json.loads(params_path.read_text(encoding="utf-8"))
             if previous != json.loads(json.dumps(self.params)):
+                self._lock.release()
                 changed = sorted(k for k in set(previous) | set(self.params) if previous.get(k) != self.params.get(k))
                 raise ValueError(
                     f"{self.path} holds a prepare run with other parameters ({', '.join(changed)}); "
@@ -350,6 +361,7 @@ class PreparedWriter:
             if not handle.closed:
                 self._sync(handle)
                 handle.close()
+        self._lock.release()
 
     def read_signal(self, shard: int, offset: int, length: int) -> np.ndarray:
         """A written record's samples (for work on the finished signals, e.g. sketches)."""
