@@ -143,3 +143,12 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     write_challenge(src, "E00001", ecg_like(5, 500))
     _prepare(src, tmp_path / "out")
     assert main(["prepare", str(src), "--out", str(tmp_path / "out"), "--fs", "250", "--quiet"]) == 2
+
+
+def test_include_st_adds_cpsc_st_classes(tmp_path):
+    write_challenge(tmp_path / "src" / "cpsc_2018", "A0001", ecg_like(10, 500), dx="STD,STE")
+    _prepare(tmp_path / "src", tmp_path / "out", include_st=True)
+    data = PreparedDataset(tmp_path / "out")
+    assert data.classes[-2:] == ["STD", "STE"]
+    assert data.labels(["STD", "STE"]).tolist() == [[True, True]]
+    assert data.manifest["counts"]["cpsc"]["classes"]["STE"] == 1

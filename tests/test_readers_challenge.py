@@ -114,3 +114,22 @@ def test_non_utf8_header_text_is_read(tmp_path):
     header = write_challenge(tmp_path, "E1", ecg_like(5, 500))
     header.write_bytes(header.read_bytes() + "#Note: Gro\xdfe Welle\n".encode("latin-1"))
     assert read_challenge(header).signal.shape == (2500, 12)
+
+
+def test_own_header_parser_agrees_with_wfdb_wherever_wfdb_reads_the_header():
+    import wfdb
+
+    compared = 0
+    for path in sorted(SAMPLES.glob("challenge202*/*/*.hea")):
+        try:
+            reference = wfdb.rdheader(str(path.with_suffix("")))
+        except Exception:  # the `.mat`-suffix headers: the reason this parser exists
+            continue
+        ours = parse_header(path.read_text())
+        assert (ours.n_sig, ours.fs, ours.sig_len) == (reference.n_sig, reference.fs, reference.sig_len)
+        assert ours.lead_names == reference.sig_name
+        assert ours.file_names == reference.file_name
+        assert ours.gains_per_mv == pytest.approx(reference.adc_gain)
+        assert ours.comments["dx"] == next(c.split(":", 1)[1].strip() for c in reference.comments if c.startswith("Dx"))
+        compared += 1
+    assert compared >= 150
