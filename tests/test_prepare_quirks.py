@@ -152,3 +152,14 @@ def test_include_st_adds_cpsc_st_classes(tmp_path):
     assert data.classes[-2:] == ["STD", "STE"]
     assert data.labels(["STD", "STE"]).tolist() == [[True, True]]
     assert data.manifest["counts"]["cpsc"]["classes"]["STE"] == 1
+
+
+def test_records_named_by_any_of_their_files_and_overlapping_sources_count_once(tmp_path):
+    folder = tmp_path / "src" / "georgia"
+    write_challenge(folder, "E00001", ecg_like(5, 500))
+    write_challenge(folder, "E00002", ecg_like(5, 500, seed=1))
+    (folder / "notes.txt").write_text("not a record")
+    sources = [folder / "E00001.mat", folder / "E00002.hea", tmp_path / "src", folder / "notes.txt"]
+    summary = prepare(sources, tmp_path / "out", PrepareSettings(), workers=1, progress=False)
+    assert summary.prepared == 2 and summary.skipped == 1
+    assert summary.reasons == {"not a record file (.hea, or a CPSC2018 .mat)": 1}

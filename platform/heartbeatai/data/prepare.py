@@ -96,8 +96,7 @@ def discover(sources: list[Path]) -> tuple[list[Candidate], list[Path]]:
                 if (ancestor / name).is_file():
                     label_files.append(ancestor / name)
         if not source.is_dir():
-            suffix = source.suffix.lower()
-            candidates.append(Candidate(str(source.absolute()), "hea" if suffix == ".hea" else "mat"))
+            candidates.append(_file_candidate(source.absolute()))
             continue
         stack = [source.absolute()]
         while stack:
@@ -129,7 +128,18 @@ def discover(sources: list[Path]) -> tuple[list[Candidate], list[Path]]:
                     except OSError:  # a link loop or dangling link: nothing to read there
                         pass
             stack.extend(reversed(subfolders))
-    return candidates, list(dict.fromkeys(label_files))
+    unique = list({c.path: c for c in candidates}.values())  # overlapping sources
+    return unique, list(dict.fromkeys(label_files))
+
+
+def _file_candidate(path: Path) -> Candidate:
+    """A record named on the command line by any of its files (.hea, .mat, .dat)."""
+    header = path.with_suffix(".hea")
+    if path.suffix.lower() == ".hea" or header.exists():
+        return Candidate(str(header if header.exists() else path), "hea")
+    if path.suffix.lower() == ".mat":
+        return Candidate(str(path), "mat")
+    return Candidate(str(path), "error", "not a record file (.hea, or a CPSC2018 .mat)")
 
 
 # --- worker side -------------------------------------------------------------------
