@@ -163,3 +163,17 @@ def test_records_named_by_any_of_their_files_and_overlapping_sources_count_once(
     summary = prepare(sources, tmp_path / "out", PrepareSettings(), workers=1, progress=False)
     assert summary.prepared == 2 and summary.skipped == 1
     assert summary.reasons == {"not a record file (.hea, or a CPSC2018 .mat)": 1}
+
+
+def test_cpsc_reference_next_to_native_records_is_found_without_labels_flag(tmp_path, capsys):
+    from quirky_records import write_cpsc_native, write_reference
+
+    folder = tmp_path / "TrainingSet1"
+    write_cpsc_native(folder, "A0001", ecg_like(10, 500))
+    write_cpsc_native(folder, "A0002", ecg_like(10, 500, seed=1))
+    write_reference(folder, {"A0001": [5], "A0002": [1, 6]})
+    assert main(["prepare", str(folder), "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
+    assert "prepare: 100%" in capsys.readouterr().err  # progress on stderr
+    data = PreparedDataset(tmp_path / "out")
+    assert data.labels(["RBBB", "NSR", "PAC"]).tolist() == [[True, False, False], [False, True, True]]
+    assert set(data.records["domain"]) == {"cpsc"}
