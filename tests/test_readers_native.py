@@ -97,6 +97,11 @@ def test_ptb_keeps_the_twelve_standard_leads_of_fifteen():
         ("anywhere/I0001.hea", "I0001", None, "incart"),
         ("anywhere/s0010_re.hea", "s0010_re", None, "ptb"),
         ("ptbxl_native/records100/00000/00001_lr.hea", "00001_lr", "ptbxl", "ptbxl"),
+        ("dl/WFDB_CPSC2018_2/Q0001.hea", "Q0001", None, "cpsc_extra"),
+        ("dl/WFDB_StPetersburg/I01.hea", "I01", None, "incart"),
+        ("dl/Training_E/WFDB/E00001.hea", "E00001", None, "georgia"),
+        # the folder outranks the name: a Ningbo-numbered record filed under chapman
+        ("x/chapman_shaoxing/JS20000.hea", "JS20000", None, "chapman"),
     ],
 )
 def test_domain_comes_from_folder_then_reader_then_name_prefix(path, record_id, hint, expected):

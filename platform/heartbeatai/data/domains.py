@@ -18,28 +18,34 @@ SYNTHETIC_MANIFEST = "synthetic_manifest.json"
 # Chapman-Shaoxing ends at JS10646; Ningbo continues the numbering (challenge 2021).
 LAST_CHAPMAN_NUMBER = 10646
 
-# Folder names of the 2020 and 2021 challenge releases (lower-cased).
+# Folder names of the challenge releases (lower-cased): 2021 training/<source>/,
+# the 2021 archives WFDB_<source>, and the 2020 archives Training_<x>.
 FOLDER_DOMAINS = {
     "cpsc_2018": "cpsc",
     "cpsc2018": "cpsc",
+    "wfdb_cpsc2018": "cpsc",
     "training_wfdb": "cpsc",
     "cpsc_2018_extra": "cpsc_extra",
     "cpsc2018_extra": "cpsc_extra",
+    "wfdb_cpsc2018_2": "cpsc_extra",
     "training_2": "cpsc_extra",
     "ptb-xl": "ptbxl",
     "ptb_xl": "ptbxl",
     "ptbxl": "ptbxl",
+    "wfdb_ptbxl": "ptbxl",
     "georgia": "georgia",
-    "training_e": "georgia",
     "wfdb_ga": "georgia",
+    "training_e": "georgia",
     "chapman_shaoxing": "chapman",
     "wfdb_chapmanshaoxing": "chapman",
     "ningbo": "ningbo",
     "wfdb_ningbo": "ningbo",
     "st_petersburg_incart": "incart",
+    "wfdb_stpetersburg": "incart",
     "training_stpetersburg": "incart",
     "incart": "incart",
     "ptb": "ptb",
+    "wfdb_ptb": "ptb",
     "training_ptb": "ptb",
 }
 
