@@ -77,3 +77,9 @@ def test_demographics_of_samples_are_known(prepared):
     demographics = prepared.demographics()
     assert demographics.shape == (len(prepared.records), 3)
     assert demographics[:, 2].mean() > 0.9
+
+
+def test_dataset_card_of_the_samples_shows_every_source_domain(prepared, tmp_path, capsys):
+    assert main(["data", "card", str(prepared.path), "--out", str(tmp_path / "card")]) == 0
+    rows = {line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines() if line.startswith("| ")}
+    assert {"cpsc", "georgia", "ptbxl", "chapman", "ningbo", "ptb"} <= rows
