@@ -15,6 +15,7 @@ stated gain is kept and a contradiction flagged, never applied.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,8 @@ from heartbeatai.data.raw_record import (
 from heartbeatai.labels import parse_dx
 
 CHALLENGE_GAIN_PER_MV = 1000.0  # the stored values are microvolts
+# C0/C1 control characters: a few may sit in a hand-edited comment, many mean binary data
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _UNIT_PER_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "v": 1e3, "nv": 1e-6}
 
 
@@ -90,7 +93,7 @@ def _gain_per_mv(spec: str) -> float | None:
 
 
 def parse_header(text: str) -> WfdbHeader:
-    if "\x00" in text or sum(not (c.isprintable() or c.isspace()) for c in text) > len(text) // 20:
+    if len(_CONTROL_CHARS.findall(text)) > len(text) // 20:
         raise RecordError("header is binary data, not WFDB text")
     lines = [line.strip() for line in text.splitlines()]
     comments: dict[str, str] = {}
