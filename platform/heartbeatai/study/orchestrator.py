@@ -196,7 +196,19 @@ class FoldRunner:
         recorder = TrialRecorder(context, str(self.paths.root), stage_arm="search", selection="search")
         run_stage(stage, context, str(self.paths.root), str(self.paths.experiments), self.concurrent,
                   recorder, self._callbacks())
+        self._close_abandoned({"arm": "search"})
         self._importances()
+
+    def _close_abandoned(self, where: dict) -> None:
+        """Once a stage's experiment has finished, a trial still marked running was lost with a killed
+        driver before Tune's experiment state recorded it; Tune ran its configuration as a new trial."""
+        trials = self.store.read(self.config.name, "trials",
+                                 filters={"protocol": self.protocol, "fold_id": self.fold_id, **where})
+        stale = trials.drop_duplicates("trial_id", keep="last")
+        stale = stale[stale["status"].isin(["pending", "running"])]
+        if not stale.empty:
+            self.writer.write("trials", stale.assign(
+                status="errored", error="abandoned: the driver stopped before Tune recorded this trial"))
 
     def _importances(self) -> None:
         import optuna
@@ -253,6 +265,7 @@ class FoldRunner:
             recorder = TrialRecorder(context, str(self.paths.root), stage_arm=None, selection="val")
             run_stage(stage, context, str(self.paths.root), str(self.paths.experiments), self.concurrent,
                       recorder, self._callbacks())
+            self._close_abandoned({"selection": "val"})
         runs = self.store.read(self.config.name, "trials", filters={
             "protocol": self.protocol, "fold_id": self.fold_id, "selection": "val"})
         for run in runs.drop_duplicates("trial_id", keep="last").itertuples():
