@@ -124,3 +124,19 @@ def test_synth_command_writes_the_benchmark_and_rejects_bad_input(tmp_path, caps
     assert "unknown synthetic domains" in capsys.readouterr().err
     assert cli_main(["synth", "--out", str(tmp_path / "y"), "--records", "4", "--shift-kinds", "gain"]) == 2
     assert cli_main(["synth", "--out", str(out), "--records", "4"]) == 2  # never overwrites
+
+
+def test_prepare_ingests_the_benchmark_with_folder_domains_and_header_labels(tmp_path):
+    pytest.importorskip("heartbeatai.data.prepare")
+    import pandas as pd
+
+    from heartbeatai.data.prepare import PrepareSettings, prepare
+
+    raw = write_benchmark(tmp_path / "raw", 8, fs=250, seconds=4, seed=0)
+    prepare([raw], tmp_path / "prepared", PrepareSettings(fs=250, max_seconds=10), progress=False)
+    index = pd.read_parquet(tmp_path / "prepared" / "records.parquet")
+    manifest = {r["record"]: r for r in json.loads((raw / MANIFEST_NAME).read_text())["records"]}
+    assert sorted(index["record_id"]) == sorted(manifest)
+    for row in index.itertuples():
+        assert row.domain == manifest[row.record_id]["domain"]
+        assert sorted(row.label_codes) == sorted(manifest[row.record_id]["header_label_codes"])
