@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy.stats import wilcoxon
 
 from heartbeatai.results import ResultsStore, ResultsWriter
@@ -27,6 +29,17 @@ def test_holm_matches_the_step_down_worked_by_hand_and_skips_nan():
     assert adjusted[[0, 1, 3, 4]] == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert np.isnan(adjusted[2])
     assert holm([0.6, 0.9]).tolist() == [1.0, 1.0]
+
+
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=12))
+def test_holm_never_lowers_a_p_value_and_keeps_their_order(p_values):
+    adjusted = holm(p_values)
+    p = np.asarray(p_values)
+    assert (adjusted >= p - 1e-12).all() and (adjusted <= 1).all()
+    order = np.argsort(p, kind="stable")
+    assert (np.diff(adjusted[order]) >= -1e-12).all()
+    # The smallest p-value is multiplied by the family size (capped at 1).
+    assert adjusted[order[0]] == pytest.approx(min(1.0, len(p) * p[order[0]]))
 
 
 def test_rank_biserial_is_the_signed_share_of_rank_sums():
