@@ -158,6 +158,8 @@ def test_same_name_from_two_sources_stays_two_records(tmp_path):
     data = PreparedDataset(tmp_path)
     assert sorted(data.records["record_id"]) == ["A0001", "A0001~2"]
     assert data.records["record_id"].is_unique
+    assert data.manifest["renamed_ids"] == {"A0001~2": "/src/A0001.hea"}
+    assert data.records["source_record_id"].tolist() == ["A0001", "A0001"]
 
 
 def test_dataset_pickles_without_its_memory_maps(tmp_path):

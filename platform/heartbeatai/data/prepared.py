@@ -403,7 +403,7 @@ class PreparedWriter:
             "counts": counts,
             "skipped": skipped,
             "duplicate_groups": _duplicate_groups(records),
-            "renamed_ids": {r: s for r, s in zip(records["record_id"], records["source_path"]) if "~" in r},
+            "renamed_ids": _renamed(records),
             "shards": shards,
             "fingerprint": _fingerprint(records, self.fs, classes),
             **(extra or {}),
@@ -420,6 +420,7 @@ class PreparedWriter:
         columns.remove("signal")
         metas = sorted(self.prepared.values(), key=lambda m: (m["domain"], m["record_id"], m["source_path"]))
         records = pd.DataFrame(metas, columns=columns)
+        records["source_record_id"] = records["record_id"]
         records["record_id"] = _unique_ids(records["record_id"].tolist(), records["source_path"].tolist())
         records = records.sort_values(["domain", "record_id"], kind="stable").reset_index(drop=True)
         records["age"] = records["age"].astype("float64")
@@ -433,6 +434,12 @@ class PreparedWriter:
     def _shard_table(self, records: pd.DataFrame) -> list[dict]:
         ends = (records["offset"] + records["length"]).groupby(records["shard"]).max()
         return [{"shard": int(s), "file": shard_name(int(s)), "samples": int(n)} for s, n in ends.items()]
+
+
+def _renamed(records: pd.DataFrame) -> dict[str, str]:
+    """record_id -> source path, for records whose name another source had taken."""
+    renamed = records[records["record_id"] != records["source_record_id"]]
+    return dict(zip(renamed["record_id"], renamed["source_path"]))
 
 
 def _unique_ids(ids: list[str], sources: list[str]) -> list[str]:
