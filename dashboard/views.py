@@ -9,6 +9,7 @@ yet, a damaged part) come back as alerts in the view's status, never as exceptio
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -71,6 +72,18 @@ class RecordView(NamedTuple):
     ecg: go.Figure
     probabilities: go.Figure
     gates: go.Figure
+
+
+def _per_store_state(view: Callable) -> Callable:
+    """Answer a view from cache while none of the study's tables changed: a refresh that finds
+    a new part rebuilds, a filter flipped back and forth does not."""
+    @functools.wraps(view)
+    def cached(self: "Views", study: str | None, *args):
+        study = self.study(study)
+        key = (view.__name__, study, json.dumps(args, default=str), self.store.signature(study))
+        return self._cached(key, lambda: view(self, study, *args))
+
+    return cached
 
 
 def _options(values) -> list[dict]:
@@ -145,6 +158,7 @@ class Views:
         badge = dbc.Badge(f"live: {active} trials running", color="info") if active else dbc.Badge("finished", color="success")
         return _options(studies), study, (current if current != signature else None), badge
 
+    @_per_store_state
     def filter_options(self, study: str | None) -> tuple[list, list]:
         """Arms and seeds the study has (arm `search` is the sweep, not an arm)."""
         study = self.study(study)
@@ -156,32 +170,42 @@ class Views:
     # -- Studies ------------------------------------------------------------------------
 
     def studies(self, study: str | None) -> StudiesView:
-        rows = []
-        for name in self.store.studies():
-            progress = self.store.progress(name)
-            totals = progress[list(schema.TRIAL_STATUSES) + ["total"]].sum() if not progress.empty else None
-            damaged = [t for t in schema.TABLES if self.store.status(name, t).state == "corrupt"]
-            active = 0 if totals is None else int(totals["running"] + totals["pending"])
-            rows.append({"study": name, "folds": progress["fold_id"].nunique(),
-                         **({s: int(totals[s]) for s in (*schema.TRIAL_STATUSES, "total")} if totals is not None else {}),
-                         "state": "running" if active else ("finished" if totals is not None and totals["total"] else "empty"),
-                         "damaged tables": ", ".join(damaged)})
-        studies_table = _table(pd.DataFrame(rows), "studies-list")
         study = self.study(study)
+        names = self.store.studies()
+        key = ("studies", study, tuple((name, self.store.signature(name)) for name in names))
+        return self._cached(key, lambda: self._studies(study, names))
+
+    def _studies(self, study: str, names: list[str]) -> StudiesView:
+        rows = []
+        for name in names:
+            progress = self.store.progress(name)
+            totals = progress[[*schema.TRIAL_STATUSES, "total"]].sum()
+            inventory = self.store.inventory(name)
+            active = int(totals["running"] + totals["pending"])
+            rows.append({"study": name, "folds": progress["fold_id"].nunique(),
+                         **{status: int(totals[status]) for status in (*schema.TRIAL_STATUSES, "total")},
+                         "state": "running" if active else ("finished" if totals["total"] else "empty"),
+                         "damaged tables": ", ".join(inventory.loc[inventory.state == "corrupt", "table"])})
         card = self.store.read(study, "dataset_card")
         per_domain = (card.groupby("domain", as_index=False)
                       .agg(records=("n_records", "first"), patients=("n_patients", "first"), fs=("fs", "first"),
                            median_seconds=("median_seconds", "first")) if not card.empty else card)
+        tables = self.store.inventory(study)
         return StudiesView(
             status=self.alerts(study, ("trials", "dataset_card")),
-            studies_table=studies_table,
+            studies_table=_table(pd.DataFrame(rows), "studies-list"),
             progress=figures.progress_figure(self.store.progress(study)),
             card=figures.dataset_card_figure(card),
-            card_table=_table(per_domain, "card-domains") if not per_domain.empty else None,
+            card_table=html.Div([
+                _table(per_domain, "card-domains") if not per_domain.empty else None,
+                html.H6(f"Tables of {study}", className="mt-3"),
+                _table(tables, "study-tables"),
+            ]),
         )
 
     # -- Degradation --------------------------------------------------------------------
 
+    @_per_store_state
     def degradation(self, study: str | None, metric: str, label_set: str) -> DegradationView:
         study = self.study(study)
         rows = self.store.read(study, "degradation", filters={"metric": metric, "label_set": label_set})
@@ -194,6 +218,7 @@ class Views:
             domain_options=_options(sorted(rows["domain"].unique())),
         )
 
+    @_per_store_state
     def decomposition(self, study: str | None, metric: str, label_set: str, cls: str | None,
                       domain: str | None) -> go.Figure:
         study = self.study(study)
@@ -213,6 +238,7 @@ class Views:
 
     # -- Ablations ----------------------------------------------------------------------
 
+    @_per_store_state
     def ablations(self, study: str | None, protocol: str, arms: list[str] | None, seed, metric: str) -> AblationsView:
         study = self.study(study)
         fold_metric = f"macro_{metric}"
@@ -240,6 +266,7 @@ class Views:
 
     # -- Sweeps -------------------------------------------------------------------------
 
+    @_per_store_state
     def sweep_folds(self, study: str | None, protocol: str) -> tuple[list, str | None]:
         study = self.study(study)
         folds = sorted(self.store.read(study, "trials", columns=["fold_id"], filters={
@@ -253,7 +280,10 @@ class Views:
             empty = figures.message_figure(f"no search trials under {protocol} yet")
             return SweepsView(status, empty, empty, empty, empty)
         where = {"protocol": protocol, "fold_id": fold}
-        key = ("sweeps", study, fold, protocol, self.store.signature(study, ("trials", "epochs", "importances")))
+        # Keyed on this fold's rows, not the study's files: while another fold searches, this
+        # fold's Optuna plots (seconds to build) stay as they are.
+        key = ("sweeps", study, protocol, fold, *(_digest(self.store.read(study, name, filters=where))
+                                                  for name in ("trials", "epochs", "importances")))
         return SweepsView(status, *self._cached(key, lambda: self._sweep_figures(study, where)))
 
     def _sweep_figures(self, study: str, where: dict) -> tuple[go.Figure, ...]:
@@ -277,11 +307,13 @@ class Views:
 
     # -- Records ------------------------------------------------------------------------
 
+    @_per_store_state
     def record_folds(self, study: str | None) -> tuple[list, str | None]:
         study = self.study(study)
         folds = sorted(self.store.read(study, "record_views", columns=["fold_id"])["fold_id"].unique())
         return _options(folds), (folds[0] if folds else None)
 
+    @_per_store_state
     def record_options(self, study: str | None, fold: str | None) -> tuple[list, str | None]:
         study = self.study(study)
         views = self.store.read(study, "record_views", filters={"fold_id": fold or ""},
@@ -291,6 +323,7 @@ class Views:
                     "value": f"{r['record_id']}|{r['class']}"} for r in views.to_dict("records")]
         return options, (options[0]["value"] if options else None)
 
+    @_per_store_state
     def record(self, study: str | None, fold: str | None, record: str | None, overlay: bool) -> RecordView:
         study = self.study(study)
         status = self.alerts(study, ("record_views",))
@@ -321,6 +354,7 @@ class Views:
 
     # -- Export -------------------------------------------------------------------------
 
+    @_per_store_state
     def export_options(self, study: str | None, protocol: str) -> tuple[list, str | None]:
         study = self.study(study)
         best = self.store.read(study, "best_configs", filters={"protocol": protocol})
@@ -350,6 +384,10 @@ class Views:
             return None
         name, text = found
         return {"content": text, "filename": name, "type": "application/x-yaml", "base64": False}
+
+
+def _digest(frame: pd.DataFrame) -> int:
+    return int(pd.util.hash_pandas_object(frame.astype(str), index=False).sum()) if len(frame) else 0
 
 
 def _arm_order(arms) -> list[str]:

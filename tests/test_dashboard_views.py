@@ -124,7 +124,7 @@ def test_sweep_figures_are_built_once_per_state_of_the_store(views, root):
 
 def test_a_record_is_drawn_as_twelve_leads_in_millivolts_against_seconds(views):
     options, first = views.record_options("demo", "lodo:cpsc")
-    view = views.record("demo", "lodo:cpsc", first, overlay=True)
+    view = views.record("demo", "lodo:cpsc", first, True)
 
     leads = [t for t in view.ecg.data if t.type == "scatter"]
     assert [t.name for t in leads] == list(LEADS)
@@ -137,7 +137,7 @@ def test_a_record_is_drawn_as_twelve_leads_in_millivolts_against_seconds(views):
 def test_the_attribution_overlay_can_be_switched_off(views):
     _, first = views.record_options("demo", "lodo:cpsc")
 
-    view = views.record("demo", "lodo:cpsc", first, overlay=False)
+    view = views.record("demo", "lodo:cpsc", first, False)
 
     assert all(t.type == "scatter" for t in view.ecg.data)
 
@@ -249,3 +249,14 @@ def test_a_token_guards_every_request_and_is_kept_in_a_cookie(root):
     assert client.get("/_dash-layout").status_code == 200  # the cookie now carries it
     other = create_app(str(root), token="s3cret", warm=False).server.test_client()
     assert other.get("/_dash-layout", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+def test_views_are_answered_from_cache_until_the_study_writes_again(tmp_path):
+    make_store(tmp_path, n_folds=2, n_trials=10, classes=6, seeds=1)
+    views = Views(ResultsStore(tmp_path))
+    first = views.degradation("demo", "auroc", "noisy")
+
+    assert views.degradation("demo", "auroc", "noisy") is first
+    ResultsWriter(tmp_path / "demo").write("importances", pd.DataFrame([dict(
+        protocol="lodo", fold_id="lodo:cpsc", param="lr", importance=0.5)]))
+    assert views.degradation("demo", "auroc", "noisy") is not first

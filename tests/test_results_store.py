@@ -168,3 +168,16 @@ def test_a_file_url_reads_like_a_path(tmp_path, writer):
     writer.write("trials", pd.DataFrame([_trial("t1", "completed")]))
 
     assert ResultsStore(f"file://{tmp_path}").read("demo", "trials").trial_id.tolist() == ["t1"]
+
+
+def test_inventory_finds_damaged_parts_from_footers_without_reading_tables(tmp_path, writer):
+    writer.write("trials", pd.DataFrame([_trial("t1", "running"), _trial("t2", "running")]))
+    writer.write("trials", pd.DataFrame([_trial("t1", "completed")]))
+    (tmp_path / "demo" / "results" / "epochs").mkdir()
+    (tmp_path / "demo" / "results" / "epochs" / "part-1-x.parquet").write_bytes(b"not parquet at all")
+
+    inventory = ResultsStore(tmp_path).inventory("demo").set_index("table")
+
+    assert inventory.loc["trials", ["parts", "rows_written", "state"]].tolist() == [2, 3, "ok"]
+    assert inventory.loc["epochs", "state"] == "corrupt" and "part-1-x.parquet" in inventory.loc["epochs", "problems"]
+    assert inventory.loc["importances", "state"] == "missing"

@@ -60,6 +60,8 @@ class ResultsStore:
         self.root = str(root)
         self._fs, self._root_path = schema.resolve_filesystem(root)
         self._cache: dict[tuple[str, str], _Cached] = {}
+        self._progress: dict[tuple[str, Signature], pd.DataFrame] = {}
+        self._footers: dict[tuple[str, str, Signature], tuple[int, tuple[str, ...]]] = {}
         self._lock = threading.Lock()
 
     # -- discovery ----------------------------------------------------------------------
@@ -118,8 +120,37 @@ class ResultsStore:
         frame.attrs["corrupt"] = list(cached.status.corrupt)
         return frame
 
+    def inventory(self, study: str) -> pd.DataFrame:
+        """Per table: parts, rows as written (before later parts override), and state, from the
+        Parquet footers alone, so a study's health is known without reading its tables."""
+        rows = []
+        for name in schema.TABLES:
+            exists, signature = self._signature(study, name)
+            key = (study, name, signature)
+            with self._lock:
+                known = self._footers.get(key)
+            if known is None:
+                known = self._read_footers(study, name, signature)
+                with self._lock:
+                    self._footers[key] = known
+            written, corrupt = known
+            state = "missing" if not exists else "corrupt" if corrupt else "ok" if written else "empty"
+            rows.append(dict(table=name, parts=len(signature), rows_written=written, state=state,
+                             problems="; ".join(corrupt)))
+        return pd.DataFrame(rows)
+
     def progress(self, study: str) -> pd.DataFrame:
         """Per protocol and fold: how many trials are in each status, and how many in all."""
+        _, signature = self._signature(study, "trials")
+        with self._lock:
+            known = self._progress.get((study, signature))
+        if known is None:
+            known = self._count_progress(study)
+            with self._lock:
+                self._progress[(study, signature)] = known
+        return known.copy()
+
+    def _count_progress(self, study: str) -> pd.DataFrame:
         trials = self.read(study, "trials", columns=["protocol", "fold_id", "status"])
         counts = pd.crosstab([trials["protocol"], trials["fold_id"]], trials["status"])
         counts = counts.reindex(columns=list(schema.TRIAL_STATUSES), fill_value=0)
@@ -159,6 +190,19 @@ class ResultsStore:
             self._cache[key] = loaded
         return loaded
 
+    def _read_footers(self, study: str, table: str, signature: Signature) -> tuple[int, tuple[str, ...]]:
+        path = self._table_path(study, table)
+        written, corrupt = 0, []
+        for name, _, _ in signature:
+            try:
+                with self._fs.open_input_file(f"{path}/{name}") as handle:
+                    written += pq.ParquetFile(handle).metadata.num_rows
+            except FileNotFoundError:
+                continue
+            except (OSError, pa.ArrowException) as err:
+                corrupt.append(f"{name}: {_first_line(err, path)}")
+        return written, tuple(corrupt)
+
     def _read_parts(self, study: str, table: str, exists: bool, signature: Signature) -> _Cached:
         declaration = schema.table(table)
         path = self._table_path(study, table)
@@ -170,7 +214,7 @@ class ResultsStore:
                 continue  # replaced between listing and reading; the next read sees the new state
             except (OSError, pa.ArrowException) as err:
                 # A damaged part must not take the study's page down: report and go on.
-                reason = (str(err).splitlines() or [type(err).__name__])[0].replace(f"{path}/", "")
+                reason = _first_line(err, path)
                 corrupt.append(f"{name}: {reason}")
                 log.warning("results %s/%s: skipping unreadable part %s (%s)", study, table, name, reason)
         if parts:
@@ -191,3 +235,8 @@ class ResultsStore:
             frame = frame.drop_duplicates(list(declaration.identity), keep="last", ignore_index=True)
         status = TableStatus(table, exists, len(signature), len(frame), tuple(corrupt))
         return _Cached(signature, frame, status)
+
+
+def _first_line(err: Exception, path: str) -> str:
+    """The error's first line, without the storage path (the page shows it)."""
+    return (str(err).splitlines() or [type(err).__name__])[0].replace(f"{path}/", "")
