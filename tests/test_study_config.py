@@ -1,0 +1,91 @@
+"""Study configuration: validation names the key; shipped configs validate; spaces become Optuna's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna.distributions as od
+import pytest
+
+from heartbeatai.study.arms import BUILTIN_ARMS, resolve_arms
+from heartbeatai.study.search_space import DEFAULT_SPACE, Distribution, optuna_space
+from heartbeatai.study.study_config import ConfigError, load_study_config, parse_study_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "studies" / "configs"
+MINIMAL = {"name": "s", "data": {"path": "/prepared"}}
+
+
+def config(**fields):
+    return parse_study_config({**MINIMAL, **fields})
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_study_config_validates(path):
+    loaded = load_study_config(path)
+    assert loaded.name == path.stem
+
+
+@pytest.mark.parametrize(
+    ("fields", "key"),
+    [
+        ({"search": {"space": {"mixstyle.q": {"uniform": [0, 1]}}}}, "search.space.mixstyle.q"),
+        ({"search": {"space": {"optim.lr": {"loguniform": [0, 1]}}}}, "search.space.optim.lr"),
+        ({"search": {"space": {"mixstyle.p": {"uniform": [0, 1], "choice": [0.1]}}}}, "search.space.mixstyle.p"),
+        ({"arms": ["full", "no-attention"]}, "arms[1]"),
+        ({"arms": ["no-se"]}, "must include 'full'"),
+        ({"user_arms": {"wide": {"model.se": "maybe"}}}, "user_arms.wide: model.se"),
+        ({"user_arms": {"no-se": {"model.se": False}}}, "redefines built-in"),
+        ({"trial": {"mixstyle": {"p": 2}}}, "trial.mixstyle.p"),
+        ({"resources": {"workers": 0}}, "resources.workers"),
+        ({"seeds": [1, 1]}, "seeds"),
+        ({"tracking": "wandb"}, "tracking"),
+        ({"protocol": ["lodo"]}, "protocol"),
+    ],
+)
+def test_invalid_config_errors_name_the_key(fields, key):
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        config(**fields)
+
+
+def test_data_needs_exactly_one_source():
+    with pytest.raises(ConfigError, match="exactly one of data.path"):
+        parse_study_config({"name": "s", "data": {}})
+    with pytest.raises(ConfigError, match="exactly one of data.path"):
+        parse_study_config({"name": "s", "data": {"path": "/p", "synthetic": {"records": 10}}})
+
+
+def test_defaults_follow_the_design():
+    loaded = config()
+    assert loaded.protocols == ["lodo"] and loaded.folds.domains is None
+    assert set(loaded.search.space) == {"mixstyle.p", "label_smoothing", "loss.kind"}
+    assert loaded.arms == list(BUILTIN_ARMS)
+    assert loaded.selection.metric == "val_macro_auroc" and loaded.selection.method == "val"
+    assert loaded.tracking is None
+    assert config(tracking="mlflow").tracking.kind == "mlflow"
+
+
+def test_search_space_becomes_optuna_distributions():
+    space = optuna_space({**DEFAULT_SPACE, "optim.lr": Distribution(loguniform=(1e-4, 1e-2)),
+                          "optim.batch_size": Distribution(lograndint=(8, 64))})
+    assert space["mixstyle.p"] == od.FloatDistribution(0.0, 1.0)
+    assert space["label_smoothing"] == od.FloatDistribution(0.0, 0.2)
+    assert space["loss.kind"] == od.CategoricalDistribution(["bce", "focal", "asl"])
+    assert space["optim.lr"] == od.FloatDistribution(1e-4, 1e-2, log=True)
+    assert space["optim.batch_size"] == od.IntDistribution(8, 64, log=True)
+
+
+def test_synthetic_fingerprint_changes_with_the_spec_only():
+    a = config(data={"synthetic": {"records": 100}}).data.synthetic
+    b = config(data={"synthetic": {"records": 100}}).data.synthetic
+    c = config(data={"synthetic": {"records": 101}}).data.synthetic
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+def test_arms_are_overrides_of_the_selected_configuration():
+    arms = {a.name: a for a in resolve_arms(["full", "baseline", "prevalence", "wide"],
+                                            {"wide": {"model.widths": [16, 32, 64]}})}
+    assert dict(arms["full"].overrides) == {}
+    assert arms["baseline"].overrides == {"model.se": False, "model.concentration": False, "mixstyle.p": 0.0,
+                                          "label_smoothing": 0.0, "loss.kind": "bce"}
+    assert not arms["prevalence"].trained
+    assert arms["wide"].overrides == {"model.widths": [16, 32, 64]} and arms["wide"].trained

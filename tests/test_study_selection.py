@@ -1,0 +1,76 @@
+"""Model selection, the sealed test split and the study lock."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from heartbeatai.config import TrialConfig, flatten_config
+from heartbeatai.study.lock import StageJournal, StudyLock, StudyLocked
+from heartbeatai.study.sealed_split import PeekingError, SealedSplit
+from heartbeatai.study.selection import SelectionError, TestDomainOracle, TrainingDomainValidation, config_of_row
+
+
+def trial_row(trial_id, status, value, **cfg):
+    base = TrialConfig().with_overrides(cfg)
+    flat = {f"cfg.{k}": (str(v).replace("'", '"') if isinstance(v, list) else v)
+            for k, v in flatten_config(base).items()}
+    return {"trial_id": trial_id, "status": status, "selection_value": value, "selection_metric": "val_macro_auroc",
+            "checkpoint_path": None if value is None else f"/ckpt/{trial_id}", **flat}
+
+
+def test_validation_selection_takes_the_best_finished_trial_including_asha_stopped():
+    trials = pd.DataFrame([
+        trial_row("a", "completed", 0.70, **{"mixstyle.p": 0.1}),
+        trial_row("b", "early_stopped", 0.80, **{"mixstyle.p": 0.2, "loss.kind": "bce"}),
+        trial_row("c", "errored", None),
+        trial_row("d", "running", 0.95),
+    ])
+    chosen = TrainingDomainValidation().select(trials, TrialConfig(), "max")
+    assert chosen.trial_id == "b" and chosen.value == pytest.approx(0.80)
+    assert chosen.trial["mixstyle"]["p"] == pytest.approx(0.2) and chosen.trial["loss"]["kind"] == "bce"
+    assert TrainingDomainValidation().select(trials, TrialConfig(), "min").trial_id == "a"
+
+
+def test_the_latest_row_of_a_trial_decides():
+    trials = pd.DataFrame([trial_row("a", "completed", 0.9), trial_row("a", "errored", None),
+                           trial_row("b", "completed", 0.6)])
+    assert TrainingDomainValidation().select(trials, TrialConfig(), "max").trial_id == "b"
+
+
+def test_selection_without_a_finished_trial_is_an_error():
+    with pytest.raises(SelectionError):
+        TrainingDomainValidation().select(pd.DataFrame([trial_row("c", "errored", None)]), TrialConfig(), "max")
+
+
+def test_oracle_picks_by_test_scores_only():
+    trials = pd.DataFrame([trial_row("a", "completed", 0.9), trial_row("b", "completed", 0.6)])
+    oracle = TestDomainOracle().select({"a": 0.55, "b": 0.71}, trials, TrialConfig(), "macro_auroc", "max")
+    assert oracle.trial_id == "b" and oracle.metric == "macro_auroc"
+
+
+def test_config_of_row_round_trips_list_fields():
+    cfg = TrialConfig().with_overrides({"model.widths": [8, 16, 32, 64], "optim.lr": 0.003})
+    row = pd.Series(trial_row("a", "completed", 0.5, **{"model.widths": [8, 16, 32, 64], "optim.lr": 0.003}))
+    assert config_of_row(row, TrialConfig()) == cfg
+
+
+def test_test_ids_are_released_only_after_the_selection_is_recorded(tmp_path):
+    folds = pd.DataFrame({"fold_id": ["lodo:x"] * 4, "record_id": ["r1", "r2", "r3", "r4"],
+                          "split": ["train", "val", "test", "test"], "reason": [None] * 4})
+    split = SealedSplit.from_folds(folds, "lodo:x")
+    journal = StageJournal(tmp_path)
+    assert split.train_ids == ("r1",) and split.val_ids == ("r2",) and split.n_test == 2
+    with pytest.raises(PeekingError):
+        split.release_test(journal)
+    journal.mark("lodo:x", "selection", {"trial_id": "a"})
+    assert split.release_test(StageJournal(tmp_path)) == ["r3", "r4"]  # the mark is durable
+
+
+def test_a_second_writer_is_refused(tmp_path):
+    with StudyLock(tmp_path):
+        with pytest.raises(StudyLocked, match="another process"):
+            with StudyLock(tmp_path):
+                pass
+    with StudyLock(tmp_path):  # released on exit
+        pass
