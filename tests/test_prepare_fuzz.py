@@ -8,9 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import scipy.io
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from heartbeatai.data.challenge_reader import parse_header
 from heartbeatai.data.prepare import PrepareSettings, prepare
 from heartbeatai.data.prepared import PreparedDataset
+from heartbeatai.data.raw_record import RecordError
 from quirky_records import LEADS, ecg_like
 
 N_RECORDS = 1100
@@ -132,3 +136,22 @@ def test_malformed_records_never_crash_prepare_and_every_one_is_reported(tmp_pat
     assert not [r for r in reasons if r.startswith("unexpected")]
     assert summary.skipped > 0.6 * len(candidates)
     assert np.isfinite(data.signal(0).astype(np.float32)).all()
+
+
+_VALID = "E1 12 500 5000\n" + "".join(f"E1.mat 16+24 1000/mV 16 0 0 0 0 {lead}\n" for lead in LEADS) + "#Dx: 1\n"
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(
+        st.text(max_size=600),
+        st.builds(lambda i, t: _VALID[:i] + t + _VALID[i:], st.integers(0, len(_VALID)), st.text(max_size=20)),
+    )
+)
+def test_header_parser_fails_only_with_a_record_error(text):
+    try:
+        header = parse_header(text)
+    except RecordError as err:
+        assert str(err) and "\n" not in str(err)
+    else:
+        assert header.n_sig == len(header.file_names) and header.fs > 0
