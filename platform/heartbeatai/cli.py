@@ -48,13 +48,11 @@ def _build_parser(command: str | None) -> argparse.ArgumentParser:
         description="HeartBeatAI study platform: ECG domain-generalization sweeps and ablations.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    registered: set[str] = set()
-    for name, module_name in COMMANDS.items():
-        if command == name and module_name not in registered:
-            module = importlib.import_module(module_name)
-            module.register(sub)
-            registered.add(module_name)
-        elif name not in sub.choices:
+    if command is not None:
+        # A module may register several commands (study_cli: `study` and `export`).
+        importlib.import_module(COMMANDS[command]).register(sub)
+    for name in COMMANDS:
+        if name not in sub.choices:
             sub.add_parser(name, help=_HELP[name], add_help=False)
     return parser
 
