@@ -143,7 +143,8 @@ class PreparedDataset:
         return self._map(int(self._shard[row]))[offset : offset + self._length[row]]
 
     def window(self, row: int, start: int, length: int) -> np.ndarray:
-        """float32 (12, length) from sample `start`, zero-padded past the record's end."""
+        """float32 (12, length) from sample `start` (negative reads from 0), zero-padded
+        past the record's end: a short record fills the front of the window."""
         out = np.zeros((N_LEADS, length), dtype=np.float32)
         n = int(self._length[row])
         start = max(0, int(start))
