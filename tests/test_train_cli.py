@@ -83,3 +83,40 @@ def test_evaluate_scores_every_record_of_a_dataset_with_the_checkpoint(trained, 
     assert per_class["class"].tolist() == list(CLASSES)
     macro = json.loads((out / "metrics.json").read_text())
     assert macro["records"] == 300 and macro["macro_auroc"] >= 0.7
+
+
+def test_an_interrupted_train_resumes_with_resume_and_ends_as_an_uninterrupted_one(trained, planted, tmp_path,
+                                                                                   monkeypatch):
+    import heartbeatai.train as train_module
+
+    tiny_run_file(planted).dump(tmp_path / "run.yaml")
+    args = ["train", "--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "o")]
+    progress = train_module.format_progress
+
+    def interrupt_after_first_epoch(metrics, epochs):
+        if metrics["epoch"] == 1:
+            raise KeyboardInterrupt
+        return progress(metrics, epochs)
+
+    monkeypatch.setattr(train_module, "format_progress", interrupt_after_first_epoch)
+    assert main(args) == 130
+    monkeypatch.setattr(train_module, "format_progress", progress)
+    assert main(args + ["--resume"]) == 0
+
+    def epochs(out: Path) -> list[dict]:
+        return [{k: v for k, v in m.items() if k != "epoch_seconds"}
+                for m in json.loads((out / "metrics.json").read_text())["epochs"]]
+
+    assert epochs(tmp_path / "o") == epochs(trained)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_train_with_two_workers_runs_ddp_on_a_local_ray_and_writes_the_same_outputs(planted, tmp_path):
+    tiny_run_file(planted).dump(tmp_path / "run.yaml")
+    out = tmp_path / "o"
+    assert main(["train", "--config", str(tmp_path / "run.yaml"), "--workers", "2", "--out", str(out)]) == 0
+    summary = json.loads((out / "metrics.json").read_text())
+    assert [m["epoch"] for m in summary["epochs"]] == [1, 2]
+    assert summary["final"]["val_macro_auroc"] >= 0.7
+    assert (out / "checkpoint" / "checkpoint.pt").is_file() and (out / "best_checkpoint" / "checkpoint.pt").is_file()

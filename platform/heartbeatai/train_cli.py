@@ -152,14 +152,16 @@ def _train_in_process(spec, out: Path, resume: Path | None) -> list[dict[str, An
 
     def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         nonlocal best
-        history.append(metrics)
-        print(format_progress(metrics, spec.trial.optim.epochs), flush=True)
+        # Checkpoints first, then metrics, then the progress line: whatever is printed
+        # is already durable, so an interrupted run resumes from the last epoch shown.
         _replace_dir(checkpoint_dir, out / CHECKPOINT_DIR)
         score = metrics.get(spec.selection_metric, math.nan)
         if not (out / BEST_CHECKPOINT_DIR).exists() or (math.isfinite(score) and score > best):
             best = score if math.isfinite(score) else best
             _replace_dir(checkpoint_dir, out / BEST_CHECKPOINT_DIR)
+        history.append(metrics)
         _write_metrics(out, history, spec.selection_metric)
+        print(format_progress(metrics, spec.trial.optim.epochs), flush=True)
 
     if resume is not None:
         from heartbeatai.checkpoint import load_checkpoint
@@ -193,11 +195,13 @@ def _train_on_ray(spec, out: Path, workers: int, gpus_per_worker: float) -> list
                                     storage_path=(out / "ray").resolve(), name="train")
         if result.error is not None:
             raise UserError(f"training failed: {result.error}")
-        history = [{k: v for k, v in row.items() if not str(k).startswith(("_", "checkpoint_dir"))}
-                   for row in result.metrics_dataframe.to_dict("records")]
+        from heartbeatai.checkpoint import load_checkpoint
+
         best = result.get_best_checkpoint(spec.selection_metric, "max") or result.checkpoint
         with result.checkpoint.as_directory() as latest:
             _replace_dir(Path(latest), out / CHECKPOINT_DIR)
+        # Ray's Result keeps metrics of retained checkpoints only; the checkpoint has them all.
+        history = list(load_checkpoint(out / CHECKPOINT_DIR)["history"])
         with best.as_directory() as best_dir:
             _replace_dir(Path(best_dir), out / BEST_CHECKPOINT_DIR)
         return history
