@@ -119,3 +119,17 @@ def test_predict_scores_any_records_with_the_checkpoints_thresholds(planted, tmp
     from sklearn.metrics import roc_auc_score
 
     assert roc_auc_score(labels, probs, average="macro") >= 0.7  # the held-out domain
+
+
+def test_loader_processes_leave_a_run_unchanged(planted):
+    in_process, with_loaders = Recorder(), Recorder()
+    run_training(_spec(planted, **{"optim.epochs": 1}), report=in_process)
+    run_training(_spec(planted, **{"optim.epochs": 1}), report=with_loaders, loader_workers=1)
+    assert _comparable(in_process.metrics) == _comparable(with_loaders.metrics)
+
+
+def test_crossdomain_mixstyle_at_p_zero_trains_on_plain_crops(planted):
+    recorder = Recorder()
+    run_training(_spec(planted, **{"optim.epochs": 1, "mixstyle.mix": "crossdomain", "mixstyle.p": 0.0}),
+                 report=recorder)
+    assert recorder.metrics[0]["epoch"] == 1

@@ -144,16 +144,22 @@ def run_training(
     report: Report,
     resume_checkpoint: Path | None = None,
     device: torch.device | None = None,
+    loader_workers: int | None = None,
 ) -> dict[str, Any]:
     """Train `spec` to its last epoch; return the last epoch's metrics.
 
     Every rank calls `report(metrics, checkpoint_dir)` once per epoch with the same
     metrics; rank 0 passes the directory of that epoch's checkpoint (valid only
-    during the call), the others None.
+    during the call), the others None. `loader_workers` defaults to none on CPU
+    (the cores are busy with the model) and to the spare cores on GPU, where
+    reading and filtering crops would otherwise starve it.
     """
     trial = spec.trial
     rank, world = _rank_and_world()
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if loader_workers is None:
+        loader_workers = default_loader_workers(device)
+    loading = _loader_options(loader_workers, device)
     seed_everything(trial.seed * 1000 + rank)
 
     dataset = PreparedDataset(spec.data_path)
@@ -165,8 +171,7 @@ def run_training(
     if batch < 1:
         raise ValueError(f"optim.batch_size: {trial.optim.batch_size} is smaller than the {world} workers")
 
-    train_loader = _train_loader(dataset, train_set, trial, crop_len, batch, transform, rank, world)
-    sampler = train_loader.batch_sampler if trial.mixstyle.mix == "crossdomain" else train_loader.sampler
+    train_loader, sampler = _train_loader(dataset, train_set, trial, crop_len, batch, transform, rank, world, loading)
     val_windows = SlidingWindowDataset(dataset, val_set, crop_len, stride, transform)
     # Each rank scores the windows of its share of validation records; rank order of
     # the gathered results does not matter since windows carry their record index.
@@ -174,6 +179,7 @@ def run_training(
         Subset(val_windows, np.flatnonzero(val_windows.window_record % world == rank).tolist()),
         batch_size=batch,
         shuffle=False,
+        **loading,
     )
 
     model = model_from_config(trial, len(spec.classes)).to(device)
@@ -247,6 +253,27 @@ def run_training(
     return history[-1] if history else {}
 
 
+def default_loader_workers(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 0
+    # Ray sets this process's thread count from the CPUs the worker was given.
+    return max(1, min(8, torch.get_num_threads() - 1))
+
+
+def _loader_options(workers: int, device: torch.device) -> dict[str, Any]:
+    if workers == 0:
+        return {}
+    # forkserver, not fork: a Ray worker runs gRPC threads that a forked child would
+    # inherit in whatever state they were. Items are pure functions of the sampler's
+    # (record, start) pairs, so loader processes leave runs repeatable.
+    return {
+        "num_workers": workers,
+        "persistent_workers": True,
+        "multiprocessing_context": "forkserver",
+        "pin_memory": device.type == "cuda",
+    }
+
+
 def _rank_and_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -293,14 +320,17 @@ def _train_loader(
     transform: SignalTransform,
     rank: int,
     world: int,
-) -> DataLoader:
+    loading: dict[str, Any],
+) -> tuple[DataLoader, CropSampler | TwoDomainBatchSampler]:
+    """The training loader and its checkpointable sampler."""
     crops = CropDataset(dataset, records, crop_len, transform)
     shard = {"seed": trial.seed, "num_replicas": world, "rank": rank}
     if trial.mixstyle.mix == "crossdomain" and trial.mixstyle.p > 0:
         batches = TwoDomainBatchSampler(records.domains, records.lengths, crop_len, batch, **shard)
-        return DataLoader(crops, batch_sampler=batches)
+        return DataLoader(crops, batch_sampler=batches, **loading), batches
     # A short last batch is kept: batch-norm over (batch x time) works with one record.
-    return DataLoader(crops, sampler=CropSampler(records.lengths, crop_len, **shard), batch_size=batch)
+    sampler = CropSampler(records.lengths, crop_len, **shard)
+    return DataLoader(crops, sampler=sampler, batch_size=batch, **loading), sampler
 
 
 def _loss(trial: TrialConfig, train_labels: np.ndarray) -> torch.nn.Module:
@@ -438,7 +468,8 @@ def predict(
     crop_len = max(1, round(trial.preprocess.crop_seconds * dataset.fs))
     stride = max(1, round(trial.preprocess.eval_stride_seconds * dataset.fs))
     windows = SlidingWindowDataset(dataset, records, crop_len, stride, signal_transform(trial, dataset.fs))
-    window_record, logits = _window_logits(model, DataLoader(windows, batch_size=batch_size), device)
+    loader = DataLoader(windows, batch_size=batch_size, **_loader_options(default_loader_workers(device), device))
+    window_record, logits = _window_logits(model, loader, device)
     logits = max_aggregate(window_record, logits, len(records))
     return list(record_ids), 1.0 / (1.0 + np.exp(-logits)), state["thresholds"].numpy()
 
