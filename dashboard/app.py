@@ -35,6 +35,7 @@ def create_app(results_root: str, token: str | None = None, warm: bool = True) -
 
     app.layout = page
     callbacks.register(app, views)
+    app.server.extensions["heartbeatai_views"] = views  # for benchmarks and debugging
     _secure(app.server, token)
     if warm:
         # Optuna's plots take seconds on thousands of trials: build them before anyone asks.

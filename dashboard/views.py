@@ -29,6 +29,9 @@ from heartbeatai.results import ResultsStore, schema
 RARE_PREVALENCE = 0.02
 MAX_RARE = 12
 ALL_SEEDS = "all"
+# The columns whose change redraws a fold's sweep figures.
+_SWEEP_STATE = {"trials": ["trial_id", "status", "selection_value"], "epochs": ["trial_id", "epoch"],
+                "importances": ["param", "importance"]}
 
 
 class ViewInputError(ValueError):
@@ -131,6 +134,11 @@ class Views:
                 shown.append(dbc.Alert(f"{name}: not written yet (the study has not reached this stage).",
                                        color="warning", className="py-2 missing-alert"))
         return shown
+
+    def forget(self) -> None:
+        """Drop every cached view (the reader's cache of tables stays)."""
+        with self._lock:
+            self._figures.clear()
 
     def _cached(self, key: tuple, build: Callable[[], Any]) -> Any:
         with self._lock:
@@ -282,8 +290,8 @@ class Views:
         where = {"protocol": protocol, "fold_id": fold}
         # Keyed on this fold's rows, not the study's files: while another fold searches, this
         # fold's Optuna plots (seconds to build) stay as they are.
-        key = ("sweeps", study, protocol, fold, *(_digest(self.store.read(study, name, filters=where))
-                                                  for name in ("trials", "epochs", "importances")))
+        key = ("sweeps", study, protocol, fold, *(_digest(self.store.read(study, name, columns=columns, filters=where))
+                                                  for name, columns in _SWEEP_STATE.items()))
         return SweepsView(status, *self._cached(key, lambda: self._sweep_figures(study, where)))
 
     def _sweep_figures(self, study: str, where: dict) -> tuple[go.Figure, ...]:
@@ -387,7 +395,7 @@ class Views:
 
 
 def _digest(frame: pd.DataFrame) -> int:
-    return int(pd.util.hash_pandas_object(frame.astype(str), index=False).sum()) if len(frame) else 0
+    return int(pd.util.hash_pandas_object(frame, index=False).sum()) if len(frame) else 0
 
 
 def _arm_order(arms) -> list[str]:

@@ -181,3 +181,19 @@ def test_inventory_finds_damaged_parts_from_footers_without_reading_tables(tmp_p
     assert inventory.loc["trials", ["parts", "rows_written", "state"]].tolist() == [2, 3, "ok"]
     assert inventory.loc["epochs", "state"] == "corrupt" and "part-1-x.parquet" in inventory.loc["epochs", "problems"]
     assert inventory.loc["importances", "state"] == "missing"
+
+
+def test_compaction_merges_parts_without_changing_what_readers_see(tmp_path, writer):
+    for status in ("pending", "running", "completed"):
+        writer.write("trials", pd.DataFrame([_trial("t1", status), _trial(f"other-{status}", "running")]))
+    store = ResultsStore(tmp_path)
+    before = store.read("demo", "trials").sort_values("trial_id").reset_index(drop=True)
+
+    writer.compact("trials")
+    writer.write("trials", pd.DataFrame([_trial("t1", "errored", error="late")]))  # written after: still wins
+
+    after = ResultsStore(tmp_path).read("demo", "trials").sort_values("trial_id").reset_index(drop=True)
+    assert len(list((tmp_path / "demo" / "results" / "trials").glob("part-*.parquet"))) == 2
+    assert after.drop(columns="error").loc[after.trial_id != "t1"].equals(
+        before.drop(columns="error").loc[before.trial_id != "t1"])
+    assert after.set_index("trial_id").loc["t1", "status"] == "errored"

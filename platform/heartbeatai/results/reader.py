@@ -4,8 +4,8 @@
 pyarrow-filesystem URL) and reads their tables as pandas frames: a missing table reads as
 an empty frame with the schema's columns, a corrupt part is skipped and reported (never
 raised), and of rows sharing an identity the one from the latest part wins. Reads are
-cached per table and invalidated by the parts' names, sizes and modification times, so a
-dashboard polling a running study re-reads only the tables that changed.
+cached per part, keyed by its name, size and modification time, so a dashboard polling a
+running study reads only the parts written since it last looked.
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ class ResultsStore:
         self._fs, self._root_path = schema.resolve_filesystem(root)
         self._cache: dict[tuple[str, str], _Cached] = {}
         self._progress: dict[tuple[str, Signature], pd.DataFrame] = {}
+        # (study, table) -> {(part, mtime, size): its rows, or why it could not be read}
+        self._part_cache: dict[tuple[str, str], dict[tuple[str, int, int], pa.Table | str]] = {}
         self._footers: dict[tuple[str, str, Signature], tuple[int, tuple[str, ...]]] = {}
         self._lock = threading.Lock()
 
@@ -207,16 +209,28 @@ class ResultsStore:
         declaration = schema.table(table)
         path = self._table_path(study, table)
         parts, corrupt = [], []
-        for name, _, _ in signature:
-            try:
-                parts.append(pq.read_table(f"{path}/{name}", filesystem=self._fs))
-            except FileNotFoundError:
-                continue  # replaced between listing and reading; the next read sees the new state
-            except (OSError, pa.ArrowException) as err:
-                # A damaged part must not take the study's page down: report and go on.
-                reason = _first_line(err, path)
-                corrupt.append(f"{name}: {reason}")
-                log.warning("results %s/%s: skipping unreadable part %s (%s)", study, table, name, reason)
+        with self._lock:
+            known = self._part_cache.get((study, table), {})
+        current = {}
+        for entry in signature:
+            name = entry[0]
+            part = known.get(entry)
+            if part is None:  # only parts written (or rewritten) since the last read are read
+                try:
+                    part = pq.read_table(f"{path}/{name}", filesystem=self._fs)
+                except FileNotFoundError:
+                    continue  # replaced between listing and reading; the next read sees the new state
+                except (OSError, pa.ArrowException) as err:
+                    # A damaged part must not take the study's page down: report and go on.
+                    part = _first_line(err, path)
+                    log.warning("results %s/%s: skipping unreadable part %s (%s)", study, table, name, part)
+            current[entry] = part
+            if isinstance(part, str):
+                corrupt.append(f"{name}: {part}")
+            else:
+                parts.append(part)
+        with self._lock:
+            self._part_cache[(study, table)] = current
         if parts:
             try:
                 arrow = pa.concat_tables(parts, promote_options="permissive")

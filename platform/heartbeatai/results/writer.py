@@ -92,6 +92,34 @@ class ResultsWriter:
                 self._fs.delete_file(info.path)
         return self._write_part(declaration.name, arrow) if arrow is not None else None
 
+    def compact(self, table: str) -> str | None:
+        """Merge the table's readable parts into one, keeping only the rows a reader would see.
+
+        A study that writes per trial and per epoch leaves thousands of small parts; call this
+        from the process holding the study's lock (when a fold finishes, say). Appends by other
+        processes may go on meanwhile: the merged part takes the place of the newest part it
+        read, so anything written later still sorts after it and still wins. Unreadable parts
+        are left where they are, for the reader to keep reporting.
+        """
+        declaration = schema.table(table)
+        readable, tables = [], []
+        for info in self._parts(f"{self.results_path}/{declaration.name}"):
+            try:
+                tables.append(pq.read_table(info.path, filesystem=self._fs))
+                readable.append(info)
+            except (OSError, pa.ArrowException):
+                continue
+        if len(readable) < 2:
+            return None
+        merged = pa.concat_tables(tables, promote_options="permissive")
+        identities = merged.select(list(declaration.identity)).to_pandas()
+        merged = merged.filter(pa.array(~identities.duplicated(keep="last").to_numpy()))
+        newest = readable[-1].path
+        self._atomic_write(merged, newest)
+        for info in readable[:-1]:
+            self._fs.delete_file(info.path)
+        return newest
+
     # -- validation ---------------------------------------------------------------------
 
     def _validated(self, declaration: Table, rows: pd.DataFrame) -> pa.Table:
