@@ -49,6 +49,7 @@ N_DEMOGRAPHICS = 3  # PreparedDataset.demographics(): age/100, sex, age known
 # Positive-class weights (negatives / positives) are capped: a class with a handful of
 # training positives would otherwise dominate the loss.
 _MAX_POS_WEIGHT = 100.0
+# What every epoch reports (the study's epochs table and ASHA's time attribute `epoch`).
 EPOCH_METRICS = (
     "epoch",
     "train_loss",
@@ -59,6 +60,7 @@ EPOCH_METRICS = (
     "val_challenge_score",
     "val_brier",
     "val_classes_used",
+    "epoch_seconds",
 )
 
 
@@ -149,7 +151,7 @@ def run_training(
     """Train `spec` to its last epoch; return the last epoch's metrics.
 
     Every rank calls `report(metrics, checkpoint_dir)` once per epoch with the same
-    metrics; rank 0 passes the directory of that epoch's checkpoint (valid only
+    metrics (bar its own epoch_seconds); rank 0 passes the directory of that epoch's checkpoint (valid only
     during the call), the others None. `loader_workers` defaults to none on CPU
     (the cores are busy with the model) and to the spare cores on GPU, where
     reading and filtering crops would otherwise starve it.
@@ -208,21 +210,11 @@ def run_training(
         started = time.perf_counter()
         sampler.set_epoch(epoch)
         train_loss = _train_epoch(net, train_loader, loss_fn, optimizer, scheduler, device)
-        logits, labels = _validation_logits(model, val_loader, val_set, device, world)
-        val_loss = float(loss_fn(torch.from_numpy(logits).to(device), torch.from_numpy(labels).to(device)))
-        probs = 1.0 / (1.0 + np.exp(-logits))
-        thresholds = tune_thresholds(labels, probs)
-        macro = evaluate_predictions(labels, probs, thresholds, spec.classes).macro
+        val_metrics, thresholds = _validate(model, val_loader, val_set, loss_fn, spec.classes, device, world)
         metrics = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
-            "val_loss": val_loss,
-            "val_macro_auroc": macro["macro_auroc"],
-            "val_macro_f1": macro["macro_f1"],
-            "val_macro_auprc": macro["macro_auprc"],
-            "val_challenge_score": macro["challenge_score"],
-            "val_brier": macro["brier"],
-            "val_classes_used": len(macro["classes_used"]),
+            **val_metrics,
             "epoch_seconds": time.perf_counter() - started,
         }
         history.append(metrics)
@@ -435,13 +427,31 @@ def _window_logits(model, loader: Iterable, device: torch.device) -> tuple[np.nd
     return np.concatenate(records), np.concatenate(logits)
 
 
-def _validation_logits(model, loader, records: RecordSet, device, world) -> tuple[np.ndarray, np.ndarray]:
-    """Record-level logits (max over windows) of all validation records, on every rank."""
+def _validate(model, loader, records: RecordSet, loss_fn, classes, device, world) -> tuple[dict, np.ndarray]:
+    """Validation metrics and F1-tuned thresholds, identical on every rank.
+
+    Scores are per record: the maximum logit over its windows, gathered from all ranks.
+    """
     window_record, window_logits = _window_logits(model, loader, device)
     parts = _gather((window_record, window_logits), world)
     window_record = np.concatenate([p[0] for p in parts])
     window_logits = np.concatenate([p[1] for p in parts if len(p[0])])
-    return max_aggregate(window_record, window_logits, len(records)), records.labels
+    logits = max_aggregate(window_record, window_logits, len(records))
+    labels = records.labels
+    loss = float(loss_fn(torch.from_numpy(logits).to(device), torch.from_numpy(labels).to(device)))
+    probs = 1.0 / (1.0 + np.exp(-logits))
+    thresholds = tune_thresholds(labels, probs)
+    macro = evaluate_predictions(labels, probs, thresholds, classes).macro
+    metrics = {
+        "val_loss": loss,
+        "val_macro_auroc": macro["macro_auroc"],
+        "val_macro_f1": macro["macro_f1"],
+        "val_macro_auprc": macro["macro_auprc"],
+        "val_challenge_score": macro["challenge_score"],
+        "val_brier": macro["brier"],
+        "val_classes_used": len(macro["classes_used"]),
+    }
+    return metrics, thresholds
 
 
 # ----------------------------------------------------------------------- test time
