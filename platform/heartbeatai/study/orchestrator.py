@@ -32,7 +32,13 @@ from heartbeatai.config import RunFile, TrialConfig
 from heartbeatai.results import ResultsStore, ResultsWriter
 from heartbeatai.study.arms import PREVALENCE, resolve_arms
 from heartbeatai.study.lock import StageJournal, StudyLock
-from heartbeatai.study.resources import TrialResources, cluster_capacity, max_concurrent_trials, plan_trial_resources
+from heartbeatai.study.resources import (
+    TrialResources,
+    cluster_capacity,
+    joining_cluster,
+    max_concurrent_trials,
+    plan_trial_resources,
+)
 from heartbeatai.study.sealed_split import SELECTION_STAGE, SealedSplit
 from heartbeatai.study.selection import Selection, TestDomainOracle, TrainingDomainValidation
 from heartbeatai.study.study_config import StudyConfig, dump_study_config, load_study_config
@@ -489,17 +495,15 @@ def _open_dataset(path: Path):
 
 
 def _ensure_ray() -> None:
-    """Join the running cluster (RAY_ADDRESS or `ray start`), else start a loopback-only local one."""
+    """Join the running cluster, else start a local Ray (on loopback: see resources.prefer_loopback)."""
     import ray
 
     if ray.is_initialized():
         return
-    if os.environ.get("RAY_ADDRESS"):
+    if joining_cluster():
         ray.init(address="auto", log_to_driver=False)
-        return
-    # Must precede Ray's own import-time reads in child processes; the driver set it before import.
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    ray.init(include_dashboard=False, log_to_driver=False)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=False)
 
 
 # -- study-level analysis ----------------------------------------------------------------

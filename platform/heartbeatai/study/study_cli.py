@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 from heartbeatai.cli import UserError
+from heartbeatai.study.resources import prefer_loopback
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,6 +58,7 @@ def _user_errors():
 
 
 def _run(args: argparse.Namespace) -> int:
+    prefer_loopback()
     from heartbeatai.study.orchestrator import start_study
 
     config = _config(args.config)
@@ -69,6 +70,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
+    prefer_loopback()
     from heartbeatai.study.orchestrator import CONFIG_NAME, resume_study
 
     if not (Path(args.study_dir) / CONFIG_NAME).is_file():

@@ -1,0 +1,127 @@
+"""The cluster path, as far as one machine allows: the launcher file against Ray's schema, and
+studies/ablation.py submitted as a Ray job to a local head started by the test."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from contextlib import closing
+from pathlib import Path
+
+import jsonschema
+import pytest
+import ray
+import yaml
+
+from heartbeatai.results import ResultsStore
+from heartbeatai.study.resources import autoscaler_capacity
+from heartbeatai.study.study_config import dump_study_config
+from study_fixtures import tiny_study
+from train_fixtures import write_planted_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def test_ray_cluster_yaml_is_valid_for_the_cluster_launcher():
+    schema = json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
+    cluster = yaml.safe_load((REPO / "ray_cluster.yaml").read_text())
+    jsonschema.validate(cluster, schema)
+    assert cluster["provider"]["type"] in ("aws", "gcp")
+    types = cluster["available_node_types"]
+    assert types[cluster["head_node_type"]]["resources"].get("GPU", 0) == 0
+    assert any(t["resources"].get("GPU", 0) > 0 and t["max_workers"] > 0 for t in types.values())
+    assert cluster["file_mounts"], "ray submit uploads only the script: the repository must be mounted"
+    assert any("constraints.txt" in c and "pip install" in c for c in cluster["setup_commands"])
+    # The study sizes its concurrency from these bounds on the head.
+    capacity = autoscaler_capacity(cluster)
+    assert capacity.total["GPU"] == min(cluster["max_workers"], types["gpu_worker"]["max_workers"])
+
+
+def _free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _session_pids(session: int) -> list[int]:
+    out = subprocess.run(["ps", "-e", "-o", "pid=,sid="], capture_output=True, text=True).stdout
+    return [int(pid) for pid, sid in (line.split() for line in out.splitlines()) if int(sid) == session]
+
+
+def _wait_for(url: str, head: subprocess.Popen, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert head.poll() is None, "the Ray head exited"
+        try:
+            with closing(urllib.request.urlopen(url, timeout=2)):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers (token authentication may refuse an anonymous request)
+        except OSError:
+            time.sleep(1)
+    raise AssertionError(f"{url} did not answer in {seconds} s")
+
+
+@pytest.mark.ray
+def test_ablation_script_runs_as_a_ray_job_on_a_local_head(tmp_path):
+    data = write_planted_dataset(tmp_path / "data", records_per_domain=24)
+    storage = tmp_path / "runs"
+    config_file = tmp_path / "cluster-study.yaml"
+    config_file.write_text(dump_study_config(tiny_study(data, storage, name="onjob")))
+
+    gcs, dashboard, client, agent, agent_grpc, metrics, node_manager, object_manager, runtime_env = _free_ports(9)
+    worker_low = _free_ports(1)[0]
+    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's unix sockets live under it
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    head = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus", "2", "--num-gpus", "0",
+         "--node-ip-address", "127.0.0.1", "--port", str(gcs), "--dashboard-host", "127.0.0.1",
+         "--dashboard-port", str(dashboard), "--ray-client-server-port", str(client),
+         "--dashboard-agent-listen-port", str(agent), "--dashboard-agent-grpc-port", str(agent_grpc),
+         "--metrics-export-port", str(metrics), "--node-manager-port", str(node_manager),
+         "--object-manager-port", str(object_manager), "--runtime-env-agent-port", str(runtime_env),
+         "--min-worker-port", str(worker_low), "--max-worker-port", str(worker_low + 200),
+         "--temp-dir", temp_dir, "--include-dashboard", "true"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        address = f"http://127.0.0.1:{dashboard}"
+        _wait_for(f"{address}/api/version", head, 90)
+        job = subprocess.run(
+            [str(BIN / "ray"), "job", "submit", "--address", address, "--",
+             sys.executable, str(REPO / "studies" / "ablation.py"), "--config", str(config_file),
+             "--storage", str(storage)],
+            env={**env, "RAY_AUTH_MODE": "token"}, capture_output=True, text=True, timeout=420,
+        )
+        assert job.returncode == 0 and "succeeded" in job.stdout, job.stdout[-4000:] + job.stderr[-2000:]
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops the processes it started
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        for pid in _session_pids(head.pid):
+            os.kill(pid, signal.SIGKILL)
+        head.wait()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+    store = ResultsStore(str(storage))
+    tested = store.read("onjob", "fold_metrics", filters={"split": "test", "metric": "macro_auroc"})
+    assert {"search", "full", "prevalence"} <= set(tested["arm"])
+    assert store.read("onjob", "best_configs").shape[0] >= 1
