@@ -134,3 +134,28 @@ def test_crossdomain_mixstyle_at_p_zero_trains_on_plain_crops(planted):
     run_training(_spec(planted, **{"optim.epochs": 1, "mixstyle.mix": "crossdomain", "mixstyle.p": 0.0}),
                  report=recorder)
     assert recorder.metrics[0]["epoch"] == 1
+
+
+def test_worker_cpus_share_what_the_driver_token_leaves_and_never_overcommit():
+    from heartbeatai.ray_resources import DRIVER_CPU, worker_cpus
+
+    assert worker_cpus(2, 2) == pytest.approx(0.995)
+    assert worker_cpus(2, 1) == pytest.approx(1.99)
+    for available, workers in ((2, 3), (16, 6), (7.5, 4)):
+        assert workers * worker_cpus(available, workers) + DRIVER_CPU <= available
+    with pytest.raises(ValueError, match="cannot fit"):
+        worker_cpus(0.01, 1)
+
+
+def test_rng_states_survive_a_weights_only_round_trip(tmp_path):
+    import random
+
+    from heartbeatai.checkpoint import capture_rng, restore_rng, save_checkpoint, seed_everything
+
+    seed_everything(5)
+    save_checkpoint(tmp_path, {"rng": [capture_rng()]})
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    seed_everything(6)
+    restore_rng(load_checkpoint(tmp_path)["rng"][0])
+    again = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1]) and expected[2] == again[2]
