@@ -549,6 +549,15 @@ class FoldPlan:
     val_records: int
 
 
+# Fixed costs measured on the 2-core development machine (Ray 2.60): a local Ray's start, a
+# Tune experiment's set-up and tear-down, a trial's start (a Train worker group plus DDP
+# about 15 s, DESIGN.md), and a fold's tests (selected, oracle and arm checkpoints).
+RAY_START_S = 10.0
+EXPERIMENT_S = 8.0
+TRIAL_START_S = {"in_process": 4.0, "worker_group": 15.0}
+FOLD_TEST_S = 10.0
+
+
 @dataclass(frozen=True)
 class StudyPlan:
     study_dir: Path
@@ -558,14 +567,21 @@ class StudyPlan:
     cpus: float
     cost: "RecordCost"
 
-    def estimate_seconds(self) -> float:
-        """CPU-seconds of training and validation over the cluster's CPUs (start-up and tests not counted)."""
+    def training_seconds(self) -> float:
+        """CPU-seconds of training and validation spread over the CPUs."""
         cpu_seconds = sum(
             (self.search_epochs + f.arm_runs * self.epochs)
             * (f.train_records * self.cost.train_s + f.val_records * self.cost.eval_s)
             for f in self.folds
         )
         return cpu_seconds / self.cpus
+
+    def overhead_seconds(self, concurrent: int, worker_group: bool) -> float:
+        """Ray, Tune and trial start-up, plus testing: what a tiny model's study mostly spends."""
+        trial = TRIAL_START_S["worker_group" if worker_group else "in_process"]
+        runs = sum(f.search_trials + f.arm_runs for f in self.folds)
+        stages = sum(2 if f.arm_runs else 1 for f in self.folds)
+        return RAY_START_S + stages * EXPERIMENT_S + runs * trial / concurrent + len(self.folds) * FOLD_TEST_S
 
 
 @dataclass(frozen=True)

@@ -122,10 +122,54 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from heartbeatai.study.plan import describe_plan
+    import os
+
+    from heartbeatai.study.arms import resolve_arms
+    from heartbeatai.study.orchestrator import calibrate_record_cost, plan_study
+    from heartbeatai.study.resources import Capacity, ResourceError, max_concurrent_trials, plan_trial_resources
 
     config = _config(args.config)
-    print(describe_plan(config, args.storage))
+    if config.data.synthetic is not None:
+        spec = config.data.synthetic
+        fs = spec.fs
+        print(f"data: synthetic benchmark, {spec.records} records over {', '.join(spec.domains)} at {fs} Hz "
+              f"(generated and prepared on the first run)")
+    else:
+        from heartbeatai.data.prepared import PreparedDataset
+
+        try:
+            fs = PreparedDataset(config.data.path).fs
+        except (OSError, ValueError) as err:
+            raise UserError(f"data.path: {err}") from None
+        print(f"data: {config.data.path} at {fs} Hz")
+    cpus = float(os.cpu_count() or 1)
+    plan = plan_study(config, args.storage, calibrate_record_cost(config, fs), cpus)
+    sched = config.scheduler
+    print(f"study {config.name} -> {plan.study_dir}")
+    print(f"search per fold: {config.search.trials_per_fold} trials over {', '.join(config.search.space)}; "
+          + (f"ASHA (grace {sched.grace_period}, reduction {sched.reduction_factor:g}) expects "
+             f"{plan.search_epochs:.0f} of {config.search.trials_per_fold * plan.epochs} epochs"
+             if sched.kind == "asha" else f"{config.search.trials_per_fold * plan.epochs} epochs"))
+    for protocol in config.protocols:
+        arms = resolve_arms(config.arms if protocol == "lodo" else ["full"], config.user_arms)
+        print(f"{protocol}: arms {', '.join(a.name for a in arms)} x seeds {config.seeds}")
+        for fold in (f for f in plan.folds if f.protocol == protocol):
+            print(f"  {fold.fold_id:<24} ~{fold.train_records} train / ~{fold.val_records} val records; "
+                  f"{fold.search_trials} search trials, {fold.arm_runs} arm runs")
+    runs = sum(f.search_trials + f.arm_runs for f in plan.folds)
+    print(f"total: {len(plan.folds)} folds, {runs} training runs of up to {plan.epochs} epochs")
+    res = config.resources
+    here = Capacity(total={"CPU": cpus}, largest_node={"CPU": cpus})
+    try:
+        concurrent = max_concurrent_trials(
+            plan_trial_resources(res.workers, res.gpus_per_worker, res.cpus_per_worker, here), here)
+    except ResourceError as err:
+        print(f"estimate: none for this machine ({err}); the cluster's size decides")
+        return 0
+    training, overhead = plan.training_seconds(), plan.overhead_seconds(concurrent, res.workers > 1)
+    print(f"estimate on this machine ({cpus:g} CPUs, {concurrent} trial(s) at a time): "
+          f"~{(training + overhead) / 60:.1f} min = {training / 60:.1f} min training "
+          f"({plan.cost.train_s * 1e3:.1f} ms per record-epoch, timed now) + {overhead / 60:.1f} min start-up and tests")
     return 0
 
 
