@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import logging
 import threading
+import time
 
 import dash
 from flask import Response, g, request
@@ -21,6 +22,8 @@ from heartbeatai.results import ResultsStore
 
 log = logging.getLogger(__name__)
 TOKEN_COOKIE = "heartbeatai_dashboard_token"
+WARM_DELAY_S = 3.0  # after the first page's callbacks, before building the sweep figures
+WARM_LATEST_S = 30.0  # build them anyway if nobody has opened the page by then
 
 
 def create_app(results_root: str, token: str | None = None, warm: bool = True) -> dash.Dash:
@@ -38,12 +41,23 @@ def create_app(results_root: str, token: str | None = None, warm: bool = True) -
     app.server.extensions["heartbeatai_views"] = views  # for benchmarks and debugging
     _secure(app.server, token)
     if warm:
-        # Optuna's plots take seconds on thousands of trials: build them before anyone asks.
-        threading.Thread(target=_warm, args=(views,), name="dashboard-warm", daemon=True).start()
+        # Optuna's plots take seconds on thousands of trials: build them before anyone asks,
+        # but after the first page is out, so the two do not share the CPU.
+        first_page = threading.Event()
+
+        @app.server.after_request
+        def note_first_page(response):
+            if request.path.endswith("_dash-update-component"):
+                first_page.set()
+            return response
+
+        threading.Thread(target=_warm, args=(views, first_page), name="dashboard-warm", daemon=True).start()
     return app
 
 
-def _warm(views: Views) -> None:
+def _warm(views: Views, first_page: threading.Event) -> None:
+    first_page.wait(timeout=WARM_LATEST_S)
+    time.sleep(WARM_DELAY_S)
     try:
         views.warm()
     except Exception:  # noqa: BLE001 - a cold cache only costs time on the first visit

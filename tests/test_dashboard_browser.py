@@ -2,53 +2,25 @@
 filters changed, figure contents read back from plotly in the page, screenshots saved.
 
 Debian's chromium (installed by .ci/run) is driven by playwright's Python package: no
-browser download. The server runs in a child process on 127.0.0.1 and is stopped by pid.
+browser download. The server runs in a child process on 127.0.0.1 and is stopped by pid
+(heartbeatai.dashboard.headless).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from heartbeatai.dashboard.headless import CHROMIUM, launch_chromium, serving, wait_for_graphs
 from heartbeatai.results.synthetic_store import make_store
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 PASSWD_MARK = "root:x:0:0"
-SERVE = "import sys; from heartbeatai.cli import main; sys.exit(main(sys.argv[1:]))"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_until_serving(url: str, server: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"dashboard exited with {server.returncode}")
-        try:
-            with urllib.request.urlopen(url + "_dash-layout", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.3)
-    raise TimeoutError(f"dashboard not serving at {url} after {timeout:.0f} s")
 
 
 @pytest.fixture(scope="module")
@@ -63,23 +35,8 @@ def url(tmp_path_factory):
     damaged = Path(make_store(root, study="truncated", n_folds=2, n_trials=10, classes=6, seeds=1)) / "results"
     next((damaged / "degradation").glob("part-*.parquet")).write_bytes(b"PAR1 cut short")
     shutil.rmtree(damaged / "ablation_tests")
-
-    port = _free_port()
-    log = open(root / "server.log", "w")  # noqa: SIM115 - closed after the server stops
-    server = subprocess.Popen([sys.executable, "-c", SERVE, "dashboard", "--results", str(root), "--port", str(port)],
-                              stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    address = f"http://127.0.0.1:{port}/"
-    try:
-        _wait_until_serving(address, server)
+    with serving(root, log_path=root / "server.log") as address:
         yield address
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +46,7 @@ def page(url):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
         context.set_default_timeout(30_000)
         yield context.new_page()
@@ -98,9 +55,7 @@ def page(url):
 
 def _traces(page, graph_id: str) -> list[dict]:
     """What plotly drew in a dcc.Graph: name, type, and the category labels of each trace."""
-    page.wait_for_function(
-        "id => { const g = document.querySelector(`#${id} .js-plotly-plot`); return g && g._fullData && g._fullData.length }",
-        arg=graph_id)
+    wait_for_graphs(page, [graph_id])
     return page.evaluate(
         """id => document.querySelector(`#${id} .js-plotly-plot`)._fullData.map(t => ({
             name: t.name, type: t.type,
