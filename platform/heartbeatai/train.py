@@ -13,6 +13,7 @@ is never opened here (the study tests this by patching `PreparedDataset`).
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -44,6 +45,7 @@ from heartbeatai.windows import (
     record_set,
 )
 
+log = logging.getLogger(__name__)
 Report = Callable[[dict[str, Any], "Path | None"], None]
 N_DEMOGRAPHICS = 3  # PreparedDataset.demographics(): age/100, sex, age known
 # Positive-class weights (negatives / positives) are capped: a class with a handful of
@@ -508,7 +510,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         ray.train.report(metrics, checkpoint=checkpoint)
         if rank == 0:
-            print(format_progress(metrics, spec.trial.optim.epochs), flush=True)
+            # A logger, not print: Ray Train's patched print emits each line twice.
+            log.info(format_progress(metrics, spec.trial.optim.epochs))
 
     device = ray.train.torch.get_device()
     checkpoint = ray.train.get_checkpoint()
