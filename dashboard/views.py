@@ -120,8 +120,7 @@ class Views:
     def alerts(self, study: str, tables: tuple[str, ...]) -> list:
         """How far the tables behind a view can be trusted, said on the page."""
         shown = []
-        progress = self.store.progress(study)
-        active = int(progress[["running", "pending"]].to_numpy().sum()) if not progress.empty else 0
+        active = _unfinished(self.store.progress(study))
         if active:
             shown.append(dbc.Alert(f"Study in progress: {active} trials running or pending; figures follow as "
                                    "results arrive.", color="info", className="py-2"))
@@ -161,9 +160,9 @@ class Views:
         if study is None:
             return [], None, None, dbc.Badge("no studies", color="secondary")
         current = self.store.signature(study)
-        progress = self.store.progress(study)
-        active = int(progress[["running", "pending"]].to_numpy().sum()) if not progress.empty else 0
-        badge = dbc.Badge(f"live: {active} trials running", color="info") if active else dbc.Badge("finished", color="success")
+        active = _unfinished(self.store.progress(study))
+        badge = (dbc.Badge(f"live: {active} trials running or queued", color="info") if active
+                 else dbc.Badge("finished", color="success"))
         return _options(studies), study, (current if current != signature else None), badge
 
     @_per_store_state
@@ -189,7 +188,7 @@ class Views:
             progress = self.store.progress(name)
             totals = progress[[*schema.TRIAL_STATUSES, "total"]].sum()
             inventory = self.store.inventory(name)
-            active = int(totals["running"] + totals["pending"])
+            active = _unfinished(progress)
             rows.append({"study": name, "folds": progress["fold_id"].nunique(),
                          **{status: int(totals[status]) for status in (*schema.TRIAL_STATUSES, "total")},
                          "state": "running" if active else ("finished" if totals["total"] else "empty"),
@@ -392,6 +391,10 @@ class Views:
             return None
         name, text = found
         return {"content": text, "filename": name, "type": "application/x-yaml", "base64": False}
+
+
+def _unfinished(progress: pd.DataFrame) -> int:
+    return int(progress[["running", "pending"]].to_numpy().sum())
 
 
 def _digest(frame: pd.DataFrame) -> int:

@@ -53,7 +53,7 @@ def make_store(root: str | os.PathLike, study: str = "demo", n_folds: int = 4, n
     writer.write("dataset_card", _dataset_card(rng, prevalence))
     lodo_folds = [f"lodo:{d}" for d in domains]
     finished = lodo_folds[:-1] if in_progress else lodo_folds
-    best_configs = []
+    best_trials = []
     per_fold = np.diff(np.linspace(0, n_trials, n_folds + 1).astype(int))
     for fold_id, n in zip(lodo_folds, per_fold):
         trials, epochs = _search(rng, fold_id, int(n), running=fold_id not in finished)
@@ -62,8 +62,8 @@ def make_store(root: str | os.PathLike, study: str = "demo", n_folds: int = 4, n
         writer.write("epochs", epochs)
         if fold_id in finished:
             writer.write("importances", _importances(rng, fold_id, trials))
-            best_configs.append(_best_config(fold_id, trials, abbrs))
-            writer.write("best_configs", best_configs[-1])
+            best_trials.append(_best_trial(trials))
+            writer.write("best_configs", _best_config(fold_id, best_trials[-1], abbrs))
     for protocol, folds in (("lodo", finished), ("intra", [f"intra:{d}:0" for d in domains])):
         for fold_id in folds:
             fold_arms = list(arms) if protocol == "lodo" else ["full"]
@@ -75,7 +75,7 @@ def make_store(root: str | os.PathLike, study: str = "demo", n_folds: int = 4, n
                 writer.write("predictions", _predictions(rng, fold_id, abbrs, prevalence, records_per_fold))
                 writer.write("record_views", _record_views(rng, fold_id, abbrs, prevalence, record_views_per_fold))
     if finished:
-        writer.write("best_configs", _consensus(pd.concat(best_configs), abbrs))
+        writer.write("best_configs", _consensus(best_trials, abbrs))
         writer.write("degradation", _degradation(rng, [f.split(":")[1] for f in finished], abbrs, prevalence))
         writer.write("ablation_tests", _ablation_tests(rng, [a for a in arms if a != "full"], len(finished) * seeds))
     return os.path.join(os.fspath(root), study)
@@ -122,8 +122,7 @@ def _search(rng, fold_id: str, n: int, running: bool) -> tuple[pd.DataFrame, pd.
         status[int(n * 0.7):] = "running"
         status[int(n * 0.85):] = "pending"
     trial_ids = [f"{fold_id.split(':')[1]}-{i:05d}" for i in range(n)]
-    curve = lambda e, q: q - 0.12 * np.exp(-e / 2.0)  # noqa: E731 - the shared learning-curve shape
-    final = curve(epochs_run - 1, quality)
+    final = _learning_curve(epochs_run - 1, quality)
     trials = pd.DataFrame(dict(
         _key("lodo", fold_id, SEARCH_ARM, 0, "search", ""), trial_id=trial_ids, status=status,
         error=np.where(status == "errored", "RuntimeError: loss is NaN", None),
@@ -138,19 +137,26 @@ def _search(rng, fold_id: str, n: int, running: bool) -> tuple[pd.DataFrame, pd.
     pending = trials.status.isin(["running", "pending"])
     trials.loc[pending, ["best_epoch", "epochs_run", "val_macro_auroc", "val_macro_f1", "val_macro_auprc",
                          "val_challenge_score", "selection_value", "wall_time_s"]] = np.nan
-    reached = trials.loc[~trials.status.eq("pending"), ["trial_id"]].assign(
-        epochs=np.where(trials.status.eq("running"), 2, np.nan_to_num(trials.epochs_run, nan=0))[~trials.status.eq("pending")],
-        quality=quality[~trials.status.eq("pending").to_numpy()])
-    epoch_rows = reached.loc[reached.index.repeat(reached.epochs.astype(int))].copy()
-    epoch_rows["epoch"] = epoch_rows.groupby("trial_id").cumcount()
-    auroc = curve(epoch_rows.epoch.to_numpy(), epoch_rows.quality.to_numpy()) + rng.normal(0, 0.004, len(epoch_rows))
-    epochs = pd.DataFrame(dict(
-        _key("lodo", fold_id, SEARCH_ARM, 0, "search", ""), trial_id=epoch_rows.trial_id.to_numpy(),
-        epoch=epoch_rows.epoch.to_numpy(), train_loss=0.25 * np.exp(-epoch_rows.epoch.to_numpy() / 4) + 0.05,
-        val_loss=0.28 * np.exp(-epoch_rows.epoch.to_numpy() / 5) + 0.07, val_macro_auroc=auroc,
-        val_macro_f1=auroc - 0.25, val_macro_auprc=auroc - 0.4, val_challenge_score=auroc - 0.3,
+    return trials, _epochs(rng, fold_id, trials, quality)
+
+
+def _learning_curve(epoch: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    """Validation AUROC after ``epoch`` (0-based) of a trial that would plateau at ``quality``."""
+    return quality - 0.12 * np.exp(-epoch / 2.0)
+
+
+def _epochs(rng, fold_id: str, trials: pd.DataFrame, quality: np.ndarray) -> pd.DataFrame:
+    """Per-epoch rows: every epoch a trial ran; two so far for a running one, none when pending."""
+    ran = np.where(trials.status.eq("running"), 2, np.nan_to_num(trials.epochs_run.to_numpy(float), nan=0))
+    ran = ran.astype(int) * ~trials.status.eq("pending").to_numpy()
+    row = np.repeat(np.arange(len(trials)), ran)
+    epoch = np.concatenate([np.arange(k) for k in ran]) if ran.sum() else np.zeros(0, int)
+    auroc = _learning_curve(epoch, quality[row]) + rng.normal(0, 0.004, len(row))
+    return pd.DataFrame(dict(
+        _key("lodo", fold_id, SEARCH_ARM, 0, "search", ""), trial_id=trials.trial_id.to_numpy()[row], epoch=epoch,
+        train_loss=0.25 * np.exp(-epoch / 4) + 0.05, val_loss=0.28 * np.exp(-epoch / 5) + 0.07,
+        val_macro_auroc=auroc, val_macro_f1=auroc - 0.25, val_macro_auprc=auroc - 0.4, val_challenge_score=auroc - 0.3,
     ))
-    return trials, epochs
 
 
 def _importances(rng, fold_id: str, trials: pd.DataFrame) -> pd.DataFrame:
@@ -170,21 +176,23 @@ def _run_file(fold_id: str, row: pd.Series, abbrs: list[str]) -> str:
                            "trial": trial, "provenance": {"git_commit": "synthetic"}}, sort_keys=False)
 
 
-def _best_config(fold_id: str, trials: pd.DataFrame, abbrs: list[str]) -> pd.DataFrame:
-    best = trials.loc[trials.selection_value.idxmax()]
+def _best_trial(trials: pd.DataFrame) -> pd.Series:
+    return trials.loc[trials.selection_value.idxmax()]
+
+
+def _best_config(fold_id: str, best: pd.Series, abbrs: list[str]) -> pd.DataFrame:
     return pd.DataFrame([dict(protocol="lodo", fold_id=fold_id, selection="val", metric="val_macro_auroc",
                               value=float(best.selection_value), run_file=_run_file(fold_id, best, abbrs))])
 
 
-def _consensus(best: pd.DataFrame, abbrs: list[str]) -> pd.DataFrame:
-    configs = [yaml.safe_load(text)["trial"] for text in best.run_file]
-    median = lambda path: float(np.median([c[path[0]][path[1]] if len(path) == 2 else c[path[0]] for c in configs]))  # noqa: E731
-    kinds = pd.Series([c["loss"]["kind"] for c in configs]).mode().iloc[0]
-    row = pd.Series({"cfg.mixstyle.p": median(("mixstyle", "p")), "cfg.label_smoothing": median(("label_smoothing",)),
-                     "cfg.loss.kind": kinds, "cfg.lr": median(("optimizer", "lr")),
-                     "cfg.model.dropout": median(("model", "dropout"))})
+def _consensus(best: list[pd.Series], abbrs: list[str]) -> pd.DataFrame:
+    """DESIGN.md's consensus: the median of each numeric field, the most frequent categorical value."""
+    chosen = pd.DataFrame(best)
+    row = pd.Series({column: (chosen[column].mode().iloc[0] if chosen[column].dtype == object or
+                              pd.api.types.is_string_dtype(chosen[column]) else float(chosen[column].median()))
+                     for column in chosen.columns if column.startswith("cfg.")})
     return pd.DataFrame([dict(protocol="lodo", fold_id=CONSENSUS_FOLD, selection="val", metric="val_macro_auroc",
-                              value=float(best.value.mean()), run_file=_run_file(CONSENSUS_FOLD, row, abbrs))])
+                              value=float(chosen.selection_value.mean()), run_file=_run_file(CONSENSUS_FOLD, row, abbrs))])
 
 
 def _arm_runs(rng, protocol, fold_id, arms, seeds, abbrs, prevalence):
