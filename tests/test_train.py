@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from heartbeatai.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from heartbeatai.config import SELECTION_METRICS
 from heartbeatai.data.folds import fold_records, read_folds
 from heartbeatai.data.prepared import PreparedDataset
 from heartbeatai.train import EPOCH_METRICS, TrainSpec, predict, run_training
@@ -51,6 +52,7 @@ def test_in_process_run_learns_the_planted_pattern_and_reports_every_epoch(plant
     final = run_training(_spec(planted), report=recorder)
     assert [m["epoch"] for m in recorder.metrics] == [1, 2]
     assert all(tuple(m) == EPOCH_METRICS for m in recorder.metrics)
+    assert set(SELECTION_METRICS) <= set(EPOCH_METRICS)
     assert final["val_macro_auroc"] >= 0.7
     for key in ("train_loss", "val_loss", "val_macro_f1", "val_macro_auprc", "val_challenge_score"):
         assert np.isfinite(final[key])

@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
 from heartbeatai.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint, seed_everything
-from heartbeatai.config import DEFAULT_SELECTION_METRIC, TrialConfig, fold_protocol
+from heartbeatai.config import DEFAULT_SELECTION_METRIC, SELECTION_METRICS, TrialConfig, fold_protocol
 from heartbeatai.data.folds import fold_records, read_folds
 from heartbeatai.data.prepared import PreparedDataset
 from heartbeatai.losses import build_loss
@@ -83,6 +83,8 @@ class TrainSpec:
         object.__setattr__(self, "classes", tuple(self.classes))
         if not self.classes:
             raise ValueError("classes: a run needs at least one class")
+        if self.selection_metric not in SELECTION_METRICS:
+            raise ValueError(f"selection_metric: {self.selection_metric!r} is not one of {SELECTION_METRICS}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, for Ray's train_loop_config and Tune's trial config."""
