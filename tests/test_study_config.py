@@ -40,6 +40,7 @@ def test_every_shipped_study_config_validates(path):
         ({"seeds": [1, 1]}, "seeds"),
         ({"tracking": "wandb"}, "tracking"),
         ({"protocol": ["lodo"]}, "protocol"),
+        ({"storage": "s3://bucket/runs"}, "storage"),
     ],
 )
 def test_invalid_config_errors_name_the_key(fields, key):
@@ -61,7 +62,16 @@ def test_defaults_follow_the_design():
     assert loaded.arms == list(BUILTIN_ARMS)
     assert loaded.selection.metric == "val_macro_auroc" and loaded.selection.method == "val"
     assert loaded.tracking is None
-    assert config(tracking="mlflow").tracking.kind == "mlflow"
+
+
+def test_mlflow_tracking_is_an_optional_extra():
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow") is None:
+        with pytest.raises(ConfigError, match=r"tracking: mlflow is not installed: pip install 'heartbeatai\[tracking\]'"):
+            config(tracking="mlflow")
+    else:
+        assert config(tracking="mlflow").tracking.kind == "mlflow"
 
 
 def test_search_space_becomes_optuna_distributions():

@@ -219,7 +219,8 @@ class FoldRunner:
     def _importances(self) -> None:
         import optuna
 
-        study = optuna.load_study(study_name=self.fold_id, storage=self.config.optuna_storage or self.paths.optuna_url)
+        study = optuna.load_study(study_name=self.context(self.base).optuna_study_name,
+                                  storage=self.config.optuna_storage or self.paths.optuna_url)
         finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         # fANOVA needs a few finished trials that differ in their parameters.
         if len(finished) < 3 or not study.best_trial.params:

@@ -7,6 +7,7 @@ checked values. Errors name the offending key as a dotted path (``search.space.m
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -132,6 +133,22 @@ class StudyConfig(_Strict):
     @classmethod
     def _tracking_shorthand(cls, value: Any) -> Any:
         return {"kind": value} if isinstance(value, str) else value
+
+    @field_validator("tracking")
+    @classmethod
+    def _tracking_installed(cls, value: TrackingConfig | None) -> TrackingConfig | None:
+        if value is not None and importlib.util.find_spec("mlflow") is None:
+            raise ValueError("mlflow is not installed: pip install 'heartbeatai[tracking]'")
+        return value
+
+    @field_validator("storage")
+    @classmethod
+    def _posix_storage(cls, value: str) -> str:
+        # The lock, the journal and the Optuna SQLite file need a POSIX file system.
+        if "://" in value:
+            raise ValueError("a study needs a (shared) file system path; mount the bucket, or give the "
+                             "results store URL to the dashboard only")
+        return value
 
     @field_validator("seeds", "protocols")
     @classmethod

@@ -49,6 +49,11 @@ class FoldContext:
     max_failures: int
     arm_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
+    @property
+    def optuna_study_name(self) -> str:
+        """Unique within any shared Optuna RDB: `<study>/<fold>`."""
+        return f"{self.study}/{self.fold_id}"
+
     def trial_config(self, tune_config: Mapping[str, Any]) -> TrialConfig:
         """The base configuration with the arm's overrides, then sampled values, then the seed."""
         overrides = dict(self.arm_overrides.get(tune_config.get(ARM_KEY), {}))
@@ -265,7 +270,7 @@ def search_stage(
         metric=context.metric,
         mode=context.mode,
         sampler=optuna.samplers.TPESampler(seed=sampler_seed),
-        study_name=context.fold_id,
+        study_name=context.optuna_study_name,
         storage=optuna.storages.RDBStorage(optuna_storage),
     )
     max_epochs = TrialConfig.model_validate(dict(context.base_trial)).optim.epochs
@@ -334,11 +339,8 @@ def run_stage(
 
 def mlflow_callback(tracking_uri: str | None, experiment_name: str) -> Any:
     """Ray's MLflow logger; mlflow is an optional extra (`pip install heartbeatai[tracking]`)."""
-    try:
-        import mlflow  # noqa: F401
-    except ImportError:
-        raise RuntimeError("tracking: mlflow is not installed; install the extra: pip install 'heartbeatai[tracking]'") from None
     from ray.air.integrations.mlflow import MLflowLoggerCallback
+
 
     return MLflowLoggerCallback(tracking_uri=tracking_uri, experiment_name=experiment_name, save_artifact=False)
 

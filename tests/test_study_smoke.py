@@ -1,0 +1,70 @@
+"""The smoke study end to end through the command line: plan, run, status, export."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from heartbeatai.config import RunFile
+from heartbeatai.results import ResultsStore
+
+pytestmark = pytest.mark.ray
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "studies" / "configs" / "smoke.yaml"
+HEARTBEATAI = str(Path(sys.executable).with_name("heartbeatai"))
+
+
+def cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    return subprocess.run([HEARTBEATAI, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_smoke_study_fills_every_table_and_exports_runnable_configs(tmp_path):
+    storage = tmp_path / "runs"
+    plan = cli("study", "plan", str(SMOKE), "--storage", str(storage))
+    assert plan.returncode == 0, plan.stderr
+    assert "lodo:georgia" in plan.stdout and "estimate" in plan.stdout
+    assert not storage.exists(), "plan must not start anything"
+
+    run = cli("study", "run", str(SMOKE), "--storage", str(storage))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "heartbeatai dashboard --results" in run.stdout and "heartbeatai export" in run.stdout
+
+    store = ResultsStore(str(storage))
+    trials = store.read("smoke", "trials").drop_duplicates("trial_id", keep="last")
+    search = trials[trials["arm"] == "search"]
+    assert len(search) == 2 and set(search["status"]) <= {"completed", "early_stopped"}
+    assert search["cfg.mixstyle.p"].between(0, 1).all() and search["checkpoint_path"].notna().all()
+    assert set(trials.loc[trials["arm"] != "search", "arm"]) == {"full", "no-se"}
+    assert not store.read("smoke", "epochs").empty
+
+    tested = store.read("smoke", "fold_metrics", filters={"split": "test", "metric": "macro_auroc"})
+    runs = set(zip(tested["arm"], tested["selection"]))
+    assert runs >= {("search", "val"), ("search", "oracle"), ("full", "val"), ("no-se", "val"), ("prevalence", "val")}
+    assert set(tested["label_set"]) == {"noisy", "clean"}  # the synthetic manifest's clean labels
+    assert (tested["ci_low"] <= tested["value"]).all() and (tested["value"] <= tested["ci_high"]).all()
+    predictions = store.read("smoke", "predictions", filters={"arm": "full"})
+    assert len(predictions) == 30 and set(predictions["domain"]) == {"georgia"}  # the whole held-out domain
+
+    assert set(store.read("smoke", "dataset_card")["domain"]) == {"cpsc", "ptbxl", "georgia"}
+    views = store.read("smoke", "record_views")
+    assert len(views) == 2 and len(json.loads(views["signal"].iloc[0])) == 12
+    best = store.read("smoke", "best_configs")
+    assert {"val", "oracle"} <= set(best["selection"]) and "consensus" in set(best["fold_id"])
+    assert set(store.read("smoke", "ablation_tests")["arm"]) == {"no-se", "prevalence"}
+
+    status = cli("study", "status", str(storage / "smoke"))
+    assert status.returncode == 0 and "lodo:georgia" in status.stdout and "arms" in status.stdout
+
+    exported = cli("export", str(storage / "smoke"), "--out", str(tmp_path / "export"))
+    assert exported.returncode == 0, exported.stderr
+    files = sorted((tmp_path / "export").glob("*.yaml"))
+    assert {f.name for f in files} >= {"lodo__lodo_georgia.yaml", "consensus.yaml"}
+    run_file = RunFile.load(tmp_path / "export" / "lodo__lodo_georgia.yaml")
+    assert run_file.fold_id == "lodo:georgia" and run_file.classes == ("AF", "RBBB", "NSR", "SB", "TAb", "LAD")
