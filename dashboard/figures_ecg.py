@@ -24,7 +24,12 @@ def ecg_figure(signal: np.ndarray, fs: int, attribution: np.ndarray | None = Non
     t = np.round(np.arange(signal.shape[1]) / fs, 5)
     low = float(np.floor(signal.min() / _MAJOR_MV) * _MAJOR_MV)
     high = float(np.ceil(signal.max() / _MAJOR_MV) * _MAJOR_MV)
-    scale = float(np.nanmax(attribution)) if attribution is not None and np.isfinite(attribution).any() else 0.0
+    if attribution is not None:
+        # Integrated gradients are signed: then blue against, red for the class, white at zero.
+        signed = bool((attribution < 0).any())
+        scale = float(np.nanmax(np.abs(attribution))) if np.isfinite(attribution).any() else 0.0
+        shading = (dict(colorscale="RdBu_r", zmin=-1, zmax=1, zmid=0) if signed
+                   else dict(colorscale="Oranges", zmin=0, zmax=1))
     data, layout = [], {}
     paper = dict(showgrid=True, gridcolor=_PAPER_MAJOR, zeroline=False, showline=False)
     row_height, gap = 1 / 6, 0.012
@@ -36,7 +41,7 @@ def ecg_figure(signal: np.ndarray, fs: int, attribution: np.ndarray | None = Non
         if attribution is not None:
             data.append(dict(
                 type="heatmap", x=t, y=[low, high], z=np.vstack([attribution[index]] * 2) / (scale or 1.0),
-                zmin=0, zmax=1, colorscale="Oranges", opacity=0.5, showscale=index == 0, name=f"{lead} attribution",
+                **shading, opacity=0.5, showscale=index == 0, name=f"{lead} attribution",
                 colorbar=dict(title=dict(text="attribution"), len=0.4, y=0.8),
                 hovertemplate="attribution %{z:.2f}<extra></extra>", xaxis=x_name, yaxis=y_name,
             ))
@@ -70,10 +75,12 @@ def se_gates_figure(gates: dict[str, list[float]]) -> go.Figure:
     z = np.full((len(stages), width), np.nan)
     for row, stage in enumerate(stages):
         z[row, : len(gates[stage])] = gates[stage]
-    figure = go.Figure(go.Heatmap(z=z, y=stages, colorscale="Viridis", zmin=0, zmax=1, colorbar=dict(title="gate"),
+    names = [f"stage {s}" if str(s).isdigit() else str(s) for s in stages]  # the study stores stages by number
+    figure = go.Figure(go.Heatmap(z=z, y=names, colorscale="Viridis", zmin=0, zmax=1, colorbar=dict(title="gate"),
                                   hovertemplate="%{y}, channel %{x}: %{z:.2f}<extra></extra>"))
     return figure.update_layout(template="plotly_white", title="SE channel gates per stage (feature channels, not leads)",
-                                xaxis_title="channel", height=120 + 40 * len(stages), margin=dict(l=70, r=20, t=50, b=40))
+                                xaxis_title="channel", yaxis_type="category", height=120 + 40 * len(stages),
+                                margin=dict(l=70, r=20, t=50, b=40))
 
 
 def probabilities_figure(probabilities: dict[str, float], true: list[str], top: int = 12) -> go.Figure:

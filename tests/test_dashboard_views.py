@@ -260,3 +260,15 @@ def test_views_are_answered_from_cache_until_the_study_writes_again(tmp_path):
     ResultsWriter(tmp_path / "demo").write("importances", pd.DataFrame([dict(
         protocol="lodo", fold_id="lodo:cpsc", param="lr", importance=0.5)]))
     assert views.degradation("demo", "auroc", "noisy") is not first
+
+
+def test_signed_attributions_are_shaded_around_zero_and_numbered_stages_named():
+    from heartbeatai.dashboard.figures_ecg import ecg_figure, se_gates_figure
+
+    signal = np.sin(np.linspace(0, 20, 500))[None, :].repeat(12, axis=0)
+    figure = ecg_figure(signal, 250, attribution=signal * 0.01)  # integrated gradients: signed
+    gates = se_gates_figure({"1": [0.2, 0.9], "2": [0.5, 0.5, 0.1]})
+
+    shading = next(t for t in figure.data if t.type == "heatmap")
+    assert (shading.zmin, shading.zmid, shading.zmax) == (-1, 0, 1)
+    assert list(gates.data[0].y) == ["stage 1", "stage 2"]
