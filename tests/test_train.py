@@ -10,10 +10,9 @@ import pytest
 import torch
 
 from heartbeatai.checkpoint import CHECKPOINT_FILE, load_checkpoint
-from heartbeatai.config import SELECTION_METRICS
 from heartbeatai.data.folds import fold_records, read_folds
 from heartbeatai.data.prepared import PreparedDataset
-from heartbeatai.train import EPOCH_METRICS, TrainSpec, predict, run_training
+from heartbeatai.train import EPOCH_METRICS, SELECTION_METRICS, TrainSpec, metric_mode, predict, run_training
 from train_fixtures import CLASSES, FOLD, tiny_trial, write_planted_dataset
 
 
@@ -53,6 +52,7 @@ def test_in_process_run_learns_the_planted_pattern_and_reports_every_epoch(plant
     assert [m["epoch"] for m in recorder.metrics] == [1, 2]
     assert all(tuple(m) == EPOCH_METRICS for m in recorder.metrics)
     assert set(SELECTION_METRICS) <= set(EPOCH_METRICS)
+    assert metric_mode("val_loss") == "min" and metric_mode("val_macro_auroc") == "max"
     assert final["val_macro_auroc"] >= 0.7
     for key in ("train_loss", "val_loss", "val_macro_f1", "val_macro_auprc", "val_challenge_score"):
         assert np.isfinite(final[key])
@@ -161,3 +161,9 @@ def test_rng_states_survive_a_weights_only_round_trip(tmp_path):
     restore_rng(load_checkpoint(tmp_path)["rng"][0])
     again = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1]) and expected[2] == again[2]
+
+
+def test_a_selection_metric_the_run_does_not_report_is_refused_before_training(planted):
+    with pytest.raises(ValueError, match="selection_metric"):
+        TrainSpec(trial=tiny_trial(), data_path=str(planted), fold_id=FOLD, classes=CLASSES,
+                  selection_metric="macro_auroc")

@@ -120,3 +120,18 @@ def test_train_with_two_workers_runs_ddp_on_a_local_ray_and_writes_the_same_outp
     assert [m["epoch"] for m in summary["epochs"]] == [1, 2]
     assert summary["final"]["val_macro_auroc"] >= 0.7
     assert (out / "checkpoint" / "checkpoint.pt").is_file() and (out / "best_checkpoint" / "checkpoint.pt").is_file()
+
+
+def test_best_checkpoint_follows_the_selection_metrics_direction(planted, tmp_path, capsys):
+    run = tiny_run_file(planted, **{"optim.epochs": 3})
+    run.model_copy(update={"selection_metric": "macro_auroc"}).dump(tmp_path / "run.yaml")  # an oracle's metric
+    args = ["train", "--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "o")]
+    assert main(args) == 2
+    assert "--selection-metric" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+    assert main(args + ["--selection-metric", "val_loss"]) == 0
+    summary = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    losses = [m["val_loss"] for m in summary["epochs"]]
+    assert summary["best"]["val_loss"] == min(losses)
+    best_state = torch.load(tmp_path / "o" / "best_checkpoint" / "checkpoint.pt", weights_only=True)
+    assert best_state["epoch"] == summary["best"]["epoch"]

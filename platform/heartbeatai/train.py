@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
 from heartbeatai.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint, seed_everything
-from heartbeatai.config import DEFAULT_SELECTION_METRIC, SELECTION_METRICS, TrialConfig, fold_protocol
+from heartbeatai.config import DEFAULT_SELECTION_METRIC, TrialConfig, fold_protocol
 from heartbeatai.data.folds import fold_records, read_folds
 from heartbeatai.data.prepared import PreparedDataset
 from heartbeatai.losses import build_loss
@@ -64,6 +64,21 @@ EPOCH_METRICS = (
     "val_classes_used",
     "epoch_seconds",
 )
+# Metrics a run's best checkpoint can be chosen by; losses and the Brier score are minimised.
+SELECTION_METRICS = (
+    "val_macro_auroc",
+    "val_macro_f1",
+    "val_macro_auprc",
+    "val_challenge_score",
+    "val_loss",
+    "val_brier",
+)
+_MINIMISED = ("val_loss", "val_brier")
+
+
+def metric_mode(metric: str) -> str:
+    """"min" or "max": which way `metric` improves."""
+    return "min" if metric in _MINIMISED else "max"
 
 
 @dataclass(frozen=True)
@@ -84,7 +99,10 @@ class TrainSpec:
         if not self.classes:
             raise ValueError("classes: a run needs at least one class")
         if self.selection_metric not in SELECTION_METRICS:
-            raise ValueError(f"selection_metric: {self.selection_metric!r} is not one of {SELECTION_METRICS}")
+            raise ValueError(
+                f"selection_metric: {self.selection_metric!r} is not reported per epoch; "
+                f"choose one of {', '.join(SELECTION_METRICS)}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, for Ray's train_loop_config and Tune's trial config."""
@@ -566,7 +584,7 @@ def fit_with_ray_train(
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=1,
                 checkpoint_score_attribute=spec.selection_metric,
-                checkpoint_score_order="max",
+                checkpoint_score_order=metric_mode(spec.selection_metric),
             ),
             callbacks=list(callbacks),
         ),

@@ -41,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--workers", type=int, default=1, help="DDP workers; more than 1 runs on Ray (default 1)")
     train.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per worker (default 0: CPU)")
     train.add_argument("--epochs", type=int, help="override trial.optim.epochs")
+    train.add_argument("--selection-metric", help="metric choosing best_checkpoint (overrides selection_metric)")
     train.add_argument("--allow-other-data", action="store_true",
                        help="train although the dataset's fingerprint differs from the run file's")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
@@ -72,16 +73,18 @@ def train_command(args: argparse.Namespace) -> int:
                                          classes=run.classes),
     })
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    run.dump(out / "run.yaml")
+    from heartbeatai.train import TrainSpec
+
+    try:
+        spec = TrainSpec(trial=run.trial, data_path=str(dataset.path), fold_id=run.fold_id, classes=run.classes,
+                         selection_metric=run.selection_metric, out_dir=str(out / ".staging"))
+    except ValueError as err:
+        raise UserError(f"{err} (--selection-metric)") from None
     resume = out / CHECKPOINT_DIR if args.resume else None
     if resume is not None and not resume.is_dir():
         raise UserError(f"--resume: no checkpoint in {resume}")
-
-    from heartbeatai.train import TrainSpec
-
-    spec = TrainSpec(trial=run.trial, data_path=str(dataset.path), fold_id=run.fold_id, classes=run.classes,
-                     selection_metric=run.selection_metric, out_dir=str(out / ".staging"))
+    out.mkdir(parents=True, exist_ok=True)
+    run.dump(out / "run.yaml")
     print(f"training {run.fold_id} on {dataset.path} ({len(run.classes)} classes, "
           f"{run.trial.optim.epochs} epochs, {args.workers} worker(s))", flush=True)
     if args.workers == 1 and not args.gpus_per_worker:
@@ -101,7 +104,7 @@ def _effective_run_file(args: argparse.Namespace) -> RunFile:
         run = RunFile.load(args.config)
         if args.data is not None:
             run = run.with_fields(data={"path": str(args.data), "fingerprint": run.data.fingerprint})
-        run = run.with_fields(fold_id=args.fold)
+        run = run.with_fields(fold_id=args.fold, selection_metric=args.selection_metric)
         if args.epochs is not None:
             run = run.with_fields(trial=run.trial.with_overrides({"optim.epochs": args.epochs}))
     except ConfigError as err:
@@ -148,18 +151,14 @@ def _train_in_process(spec, out: Path, resume: Path | None) -> list[dict[str, An
     from heartbeatai.train import format_progress, run_training
 
     history: list[dict[str, Any]] = []
-    best = -math.inf
 
     def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
-        nonlocal best
         # Checkpoints first, then metrics, then the progress line: whatever is printed
         # is already durable, so an interrupted run resumes from the last epoch shown.
         _replace_dir(checkpoint_dir, out / CHECKPOINT_DIR)
-        score = metrics.get(spec.selection_metric, math.nan)
-        if not (out / BEST_CHECKPOINT_DIR).exists() or (math.isfinite(score) and score > best):
-            best = score if math.isfinite(score) else best
-            _replace_dir(checkpoint_dir, out / BEST_CHECKPOINT_DIR)
         history.append(metrics)
+        if best_epoch(history, spec.selection_metric) is metrics or not (out / BEST_CHECKPOINT_DIR).exists():
+            _replace_dir(checkpoint_dir, out / BEST_CHECKPOINT_DIR)
         _write_metrics(out, history, spec.selection_metric)
         print(format_progress(metrics, spec.trial.optim.epochs), flush=True)
 
@@ -167,7 +166,6 @@ def _train_in_process(spec, out: Path, resume: Path | None) -> list[dict[str, An
         from heartbeatai.checkpoint import load_checkpoint
 
         history.extend(load_checkpoint(resume)["history"])
-        best = max((m.get(spec.selection_metric, -math.inf) for m in history), default=-math.inf)
         # The checkpoint is replaced as training goes on: resume from a copy.
         with tempfile.TemporaryDirectory(dir=out) as copy:
             _replace_dir(resume, Path(copy) / CHECKPOINT_DIR)
@@ -184,7 +182,7 @@ def _train_on_ray(spec, out: Path, workers: int, gpus_per_worker: float) -> list
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
-    from heartbeatai.train import fit_with_ray_train
+    from heartbeatai.train import fit_with_ray_train, metric_mode
 
     if joining:
         ray.init()  # RAY_ADDRESS
@@ -197,7 +195,8 @@ def _train_on_ray(spec, out: Path, workers: int, gpus_per_worker: float) -> list
             raise UserError(f"training failed: {result.error}")
         from heartbeatai.checkpoint import load_checkpoint
 
-        best = result.get_best_checkpoint(spec.selection_metric, "max") or result.checkpoint
+        best = result.get_best_checkpoint(spec.selection_metric, metric_mode(spec.selection_metric))
+        best = best or result.checkpoint
         with result.checkpoint.as_directory() as latest:
             _replace_dir(Path(latest), out / CHECKPOINT_DIR)
         # Ray's Result keeps metrics of retained checkpoints only; the checkpoint has them all.
@@ -221,11 +220,20 @@ def _replace_dir(source: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_metrics(out: Path, history: list[dict[str, Any]], selection_metric: str) -> dict[str, Any]:
+def best_epoch(history: list[dict[str, Any]], selection_metric: str) -> dict[str, Any]:
+    """The epoch best by the metric (the earliest on ties); the last if none scored."""
+    from heartbeatai.train import metric_mode
+
     scored = [m for m in history if math.isfinite(m.get(selection_metric, math.nan))]
-    best = max(scored, key=lambda m: m[selection_metric]) if scored else (history[-1] if history else {})
+    if not scored:
+        return history[-1] if history else {}
+    pick = max if metric_mode(selection_metric) == "max" else min
+    return pick(scored, key=lambda m: m[selection_metric])
+
+
+def _write_metrics(out: Path, history: list[dict[str, Any]], selection_metric: str) -> dict[str, Any]:
     summary = {"selection_metric": selection_metric, "epochs": history,
-               "final": history[-1] if history else {}, "best": best}
+               "final": history[-1] if history else {}, "best": best_epoch(history, selection_metric)}
     tmp = out / ".metrics.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1, default=float), encoding="utf-8")
     os.replace(tmp, out / "metrics.json")
