@@ -340,7 +340,8 @@ class FoldRunner:
         dataset = _open_dataset(self.data_path)
         run_file = RunFile(
             data={"path": str(self.data_path), "fingerprint": dataset.fingerprint},
-            fold_id=self.fold_id, classes=tuple(self.classes), selection_metric=selection.metric,
+            # The run's own metric is the study's validation metric, also for the oracle's pick.
+            fold_id=self.fold_id, classes=tuple(self.classes), selection_metric=self.config.selection.metric,
             trial=TrialConfig.model_validate(selection.trial),
             provenance=Provenance.collect(dataset_fingerprint=dataset.fingerprint,
                                           folds_file=folds_path(self.data_path, self.protocol), classes=self.classes),

@@ -306,6 +306,9 @@ def run_stage(
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, context=context), context.resources.driver_request()
     )
+    # Keeping only the best checkpoint forces an experiment snapshot per checkpoint; Tune warns
+    # about each one. Epochs of seconds make that the normal case here, not a bottleneck.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     name = f"{context.fold_id.replace(':', '_')}-{stage.name}"
     path = f"{experiment_root.rstrip('/')}/{name}"
     if tune.Tuner.can_restore(path):
