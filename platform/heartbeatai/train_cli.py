@@ -1,8 +1,9 @@
 """`heartbeatai train` and `heartbeatai evaluate`: one run from a run file, and its test.
 
 `train` runs a run file as it is (what `export` writes), with command-line flags
-overriding its fields. One worker trains in this process; more start a local Ray
-(loopback only) unless RAY_ADDRESS names a cluster to join. Under --out it writes:
+overriding its fields. One worker trains in this process (on the GPU when given
+--gpus-per-worker, else on the CPU); more start a local Ray (loopback only) unless
+RAY_ADDRESS names a cluster to join. Under --out it writes:
 
     run.yaml            the effective run file, provenance filled in
     metrics.json        per-epoch metrics, the final and the best epoch
@@ -66,6 +67,7 @@ def train_command(args: argparse.Namespace) -> int:
     _check_data(run, dataset, allow_other=args.allow_other_data)
     if args.workers < 1:
         raise UserError("--workers must be at least 1")
+    device = _local_device(args.gpus_per_worker) if args.workers == 1 else None
     folds_file = _folds_file(dataset.path, run.protocol, run.fold_id)
     run = run.model_copy(update={
         "data": run.data.model_copy(update={"fingerprint": dataset.fingerprint}),
@@ -87,8 +89,8 @@ def train_command(args: argparse.Namespace) -> int:
     run.dump(out / "run.yaml")
     print(f"training {run.fold_id} on {dataset.path} ({len(run.classes)} classes, "
           f"{run.trial.optim.epochs} epochs, {args.workers} worker(s))", flush=True)
-    if args.workers == 1 and not args.gpus_per_worker:
-        history = _train_in_process(spec, out, resume)
+    if args.workers == 1:
+        history = _train_in_process(spec, out, resume, device)
     else:
         history = _train_on_ray(spec, out, args.workers, args.gpus_per_worker)
     shutil.rmtree(out / ".staging", ignore_errors=True)
@@ -147,7 +149,17 @@ def _folds_file(dataset_dir: Path, protocol: str, fold_id: str) -> Path:
     return path
 
 
-def _train_in_process(spec, out: Path, resume: Path | None) -> list[dict[str, Any]]:
+def _local_device(gpus: float):
+    import torch
+
+    if not gpus:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise UserError("--gpus-per-worker: this machine has no CUDA GPU visible to torch")
+    return torch.device("cuda")
+
+
+def _train_in_process(spec, out: Path, resume: Path | None, device) -> list[dict[str, Any]]:
     from heartbeatai.train import format_progress, run_training
 
     history: list[dict[str, Any]] = []
@@ -169,9 +181,9 @@ def _train_in_process(spec, out: Path, resume: Path | None) -> list[dict[str, An
         # The checkpoint is replaced as training goes on: resume from a copy.
         with tempfile.TemporaryDirectory(dir=out) as copy:
             _replace_dir(resume, Path(copy) / CHECKPOINT_DIR)
-            run_training(spec, report=report, resume_checkpoint=Path(copy) / CHECKPOINT_DIR)
+            run_training(spec, report=report, resume_checkpoint=Path(copy) / CHECKPOINT_DIR, device=device)
     else:
-        run_training(spec, report=report)
+        run_training(spec, report=report, device=device)
     return history
 
 
