@@ -71,9 +71,19 @@ def test_two_runs_with_the_same_seed_report_equal_metrics(planted):
     assert _comparable(first.metrics) != _comparable(other.metrics)
 
 
-@pytest.mark.parametrize("mix", ["random", "crossdomain"])
-def test_a_run_stopped_after_an_epoch_and_resumed_ends_as_an_uninterrupted_one(planted, tmp_path, mix):
-    overrides = {"optim.epochs": 3, "mixstyle.mix": mix, "mixstyle.p": 1.0, "model.dropout": 0.3}
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {"mixstyle.mix": "random"},
+        # Every stochastic and optional part at once: domain-paired batches, ASL with
+        # class weights and smoothing, age/sex input, cosine schedule.
+        {"mixstyle.mix": "crossdomain", "loss.kind": "asl", "loss.pos_weight": True, "label_smoothing": 0.1,
+         "model.demographics": True, "optim.schedule": "cosine"},
+    ],
+    ids=["random-mixstyle", "crossdomain-asl-demographics"],
+)
+def test_a_run_stopped_after_an_epoch_and_resumed_ends_as_an_uninterrupted_one(planted, tmp_path, variant):
+    overrides = {"optim.epochs": 3, "mixstyle.p": 1.0, "model.dropout": 0.3, **variant}
     uninterrupted = Recorder()
     run_training(_spec(planted, **overrides), report=uninterrupted)
 
