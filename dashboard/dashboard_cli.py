@@ -39,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"binding to {args.host} exposes the results beyond this machine: give --token or set {TOKEN_ENV}")
     if "://" not in args.results and not os.path.isdir(args.results):
         raise UserError(f"no results storage root at {args.results}")
+    if "://" not in args.results and os.path.isdir(os.path.join(args.results, "results")):
+        parent = os.path.dirname(os.path.abspath(args.results))
+        raise UserError(f"{args.results} is one study's folder: give the storage root that holds it ({parent})")
     if not 0 < args.port < 65536:
         raise UserError(f"port {args.port} is not a TCP port")
 

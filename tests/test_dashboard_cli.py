@@ -49,3 +49,10 @@ def test_the_page_opens_on_an_empty_results_root(tmp_path):
 
     assert client.get("/").status_code == 200
     assert client.get("/_dash-layout").status_code == 200
+
+
+def test_a_study_folder_given_for_the_root_is_pointed_to_its_parent(tmp_path, capsys):
+    (tmp_path / "demo" / "results").mkdir(parents=True)
+
+    assert main(["dashboard", "--results", str(tmp_path / "demo")]) == 2
+    assert f"give the storage root that holds it ({tmp_path})" in capsys.readouterr().err
