@@ -8,6 +8,8 @@ RAY_ADDRESS names a cluster to join. Under --out it writes:
     run.yaml            the effective run file, provenance filled in
     metrics.json        per-epoch metrics, the final and the best epoch
     checkpoint/         the last epoch's checkpoint (resume with --resume)
+    ray/                Ray Train's run folder (runs with several workers; --resume
+                        continues it, a run without --resume starts it afresh)
     best_checkpoint/    the epoch best by the run's selection metric
 """
 
@@ -27,6 +29,8 @@ from heartbeatai.config import ConfigError, Provenance, RunFile
 
 CHECKPOINT_DIR = "checkpoint"
 BEST_CHECKPOINT_DIR = "best_checkpoint"
+RAY_DIR = "ray"
+RAY_RUN_NAME = "train"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--selection-metric", help="metric choosing best_checkpoint (overrides selection_metric)")
     train.add_argument("--allow-other-data", action="store_true",
                        help="train although the dataset's fingerprint differs from the run file's")
-    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    train.add_argument("--resume", action="store_true", help="continue the interrupted run in OUT")
     train.add_argument("--out", required=True, type=Path, metavar="DIR")
     train.set_defaults(func=train_command)
 
@@ -82,17 +86,17 @@ def train_command(args: argparse.Namespace) -> int:
                          selection_metric=run.selection_metric, out_dir=str(out / ".staging"))
     except ValueError as err:
         raise UserError(f"{err} (--selection-metric)") from None
-    resume = out / CHECKPOINT_DIR if args.resume else None
-    if resume is not None and not resume.is_dir():
-        raise UserError(f"--resume: no checkpoint in {resume}")
+    resume_from = out / CHECKPOINT_DIR if args.workers == 1 else out / RAY_DIR / RAY_RUN_NAME
+    if args.resume and not resume_from.is_dir():
+        raise UserError(f"--resume: nothing to resume in {resume_from}")
     out.mkdir(parents=True, exist_ok=True)
     run.dump(out / "run.yaml")
     print(f"training {run.fold_id} on {dataset.path} ({len(run.classes)} classes, "
           f"{run.trial.optim.epochs} epochs, {args.workers} worker(s))", flush=True)
     if args.workers == 1:
-        history = _train_in_process(spec, out, resume, device)
+        history = _train_in_process(spec, out, resume_from if args.resume else None, device)
     else:
-        history = _train_on_ray(spec, out, args.workers, args.gpus_per_worker)
+        history = _train_on_ray(spec, out, args.workers, args.gpus_per_worker, resume=args.resume)
     shutil.rmtree(out / ".staging", ignore_errors=True)
     summary = _write_metrics(out, history, run.selection_metric)
     best = summary["best"]
@@ -187,7 +191,10 @@ def _train_in_process(spec, out: Path, resume: Path | None, device) -> list[dict
     return history
 
 
-def _train_on_ray(spec, out: Path, workers: int, gpus_per_worker: float) -> list[dict[str, Any]]:
+def _train_on_ray(spec, out: Path, workers: int, gpus_per_worker: float, *, resume: bool) -> list[dict[str, Any]]:
+    if not resume:
+        # Ray Train restores a run folder of the same name by itself: clear it for a fresh run.
+        shutil.rmtree(out / RAY_DIR / RAY_RUN_NAME, ignore_errors=True)
     joining = bool(os.environ.get("RAY_ADDRESS"))
     if not joining:
         # A local Ray started here listens on loopback only (read by Ray at import).
@@ -202,7 +209,7 @@ def _train_on_ray(spec, out: Path, workers: int, gpus_per_worker: float) -> list
         ray.init(include_dashboard=False)
     try:
         result = fit_with_ray_train(spec, workers=workers, gpus_per_worker=gpus_per_worker,
-                                    storage_path=(out / "ray").resolve(), name="train")
+                                    storage_path=(out / RAY_DIR).resolve(), name=RAY_RUN_NAME)
         if result.error is not None:
             raise UserError(f"training failed: {result.error}")
         from heartbeatai.checkpoint import load_checkpoint
