@@ -168,7 +168,6 @@ class Views:
     @_per_store_state
     def filter_options(self, study: str | None) -> tuple[list, list]:
         """Arms and seeds the study has (arm `search` is the sweep, not an arm)."""
-        study = self.study(study)
         runs = self.store.read(study, "trials", columns=["arm", "seed"])
         arms = [a for a in _arm_order(runs["arm"].unique()) if a != schema.SEARCH_ARM]
         seeds = sorted(int(s) for s in runs.loc[runs["arm"] != schema.SEARCH_ARM, "seed"].unique())
@@ -214,7 +213,6 @@ class Views:
 
     @_per_store_state
     def degradation(self, study: str | None, metric: str, label_set: str) -> DegradationView:
-        study = self.study(study)
         rows = self.store.read(study, "degradation", filters={"metric": metric, "label_set": label_set})
         order = figures.rare_first(rows.groupby("class")["train_prevalence"].mean()) if not rows.empty else []
         return DegradationView(
@@ -228,7 +226,6 @@ class Views:
     @_per_store_state
     def decomposition(self, study: str | None, metric: str, label_set: str, cls: str | None,
                       domain: str | None) -> go.Figure:
-        study = self.study(study)
         if not cls or not domain:
             return figures.decomposition_figure(None, metric)
         rows = self.store.read(study, "degradation", filters={"metric": metric, "label_set": label_set,
@@ -247,7 +244,6 @@ class Views:
 
     @_per_store_state
     def ablations(self, study: str | None, protocol: str, arms: list[str] | None, seed, metric: str) -> AblationsView:
-        study = self.study(study)
         fold_metric = f"macro_{metric}"
         results = self.store.read(study, "fold_metrics", filters={
             "protocol": protocol, "split": "test", "label_set": "noisy", "metric": fold_metric, "selection": "val"})
@@ -275,7 +271,6 @@ class Views:
 
     @_per_store_state
     def sweep_folds(self, study: str | None, protocol: str) -> tuple[list, str | None]:
-        study = self.study(study)
         folds = sorted(self.store.read(study, "trials", columns=["fold_id"], filters={
             "protocol": protocol, "arm": schema.SEARCH_ARM})["fold_id"].unique())
         return _options(folds), (folds[0] if folds else None)
@@ -289,8 +284,10 @@ class Views:
         where = {"protocol": protocol, "fold_id": fold}
         # Keyed on this fold's rows, not the study's files: while another fold searches, this
         # fold's Optuna plots (seconds to build) stay as they are.
-        key = ("sweeps", study, protocol, fold, *(_digest(self.store.read(study, name, columns=columns, filters=where))
-                                                  for name, columns in _SWEEP_STATE.items()))
+        search = {**where, "arm": schema.SEARCH_ARM}
+        key = ("sweeps", study, protocol, fold, *(
+            _digest(self.store.read(study, name, columns=columns, filters=where if name == "importances" else search))
+            for name, columns in _SWEEP_STATE.items()))
         return SweepsView(status, *self._cached(key, lambda: self._sweep_figures(study, where)))
 
     def _sweep_figures(self, study: str, where: dict) -> tuple[go.Figure, ...]:
@@ -316,13 +313,11 @@ class Views:
 
     @_per_store_state
     def record_folds(self, study: str | None) -> tuple[list, str | None]:
-        study = self.study(study)
         folds = sorted(self.store.read(study, "record_views", columns=["fold_id"])["fold_id"].unique())
         return _options(folds), (folds[0] if folds else None)
 
     @_per_store_state
     def record_options(self, study: str | None, fold: str | None) -> tuple[list, str | None]:
-        study = self.study(study)
         views = self.store.read(study, "record_views", filters={"fold_id": fold or ""},
                                 columns=["record_id", "class", "misclassified", "rank"])
         views = views.sort_values(["misclassified", "rank"], ascending=[False, True], na_position="last")
@@ -332,7 +327,6 @@ class Views:
 
     @_per_store_state
     def record(self, study: str | None, fold: str | None, record: str | None, overlay: bool) -> RecordView:
-        study = self.study(study)
         status = self.alerts(study, ("record_views",))
         if not fold or not record or "|" not in record:
             empty = figures.message_figure("no record views for this fold yet")
@@ -363,7 +357,6 @@ class Views:
 
     @_per_store_state
     def export_options(self, study: str | None, protocol: str) -> tuple[list, str | None]:
-        study = self.study(study)
         best = self.store.read(study, "best_configs", filters={"protocol": protocol})
         best = best.assign(first=best["fold_id"] != schema.CONSENSUS_FOLD).sort_values(["first", "fold_id", "selection"])
         options = [{"label": f"{r['fold_id']} ({r['selection']} selection, {r['metric']} = {r['value']:.4f})",
