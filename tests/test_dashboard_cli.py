@@ -56,3 +56,14 @@ def test_a_study_folder_given_for_the_root_is_pointed_to_its_parent(tmp_path, ca
 
     assert main(["dashboard", "--results", str(tmp_path / "demo")]) == 2
     assert f"give the storage root that holds it ({tmp_path})" in capsys.readouterr().err
+
+
+def test_the_dashboard_and_the_results_store_load_neither_torch_nor_ray():
+    import subprocess
+    import sys
+
+    probe = ("import sys, heartbeatai.results.synthetic_store, heartbeatai.dashboard.app; "
+             "print(sorted({'torch', 'ray'} & {m.split('.')[0] for m in sys.modules}))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+
+    assert loaded.strip() == "[]"
