@@ -34,10 +34,6 @@ RAY_RUN_NAME = "train"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    # cli.py adds a help-only placeholder for a command whose module it did not load;
-    # this module serves two commands, so the other one's placeholder is replaced.
-    for name in ("train", "evaluate"):
-        subparsers.choices.pop(name, None)
     train = subparsers.add_parser("train", help="one training run from a run file", description=__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("--config", required=True, type=Path, metavar="RUNFILE", help="run file (YAML)")
