@@ -70,7 +70,10 @@ def qrs_duration_ms(ecg: np.ndarray, fs: float) -> float:
 def pr_interval_ms(ecg: np.ndarray, fs: float) -> float:
     """P onset to QRS onset, with the P onset taken 50 ms (half a normal P wave) before
     the lead-II P peak found in the 60-300 ms before the QRS."""
-    beat, centre = median_beat(ecg, fs)
+    return _pr_interval_ms(*median_beat(ecg, fs), fs)
+
+
+def _pr_interval_ms(beat: np.ndarray, centre: int, fs: float) -> float:
     onset, _ = qrs_bounds(beat, centre, fs)
     lead_ii = beat[:, LEADS.index("II")]
     lo, hi = onset - int(0.30 * fs), onset - int(0.06 * fs)
@@ -80,7 +83,10 @@ def pr_interval_ms(ecg: np.ndarray, fs: float) -> float:
 
 def frontal_axis_deg(ecg: np.ndarray, fs: float) -> float:
     """Hexaxial axis from the net QRS area in I and aVF."""
-    beat, centre = median_beat(ecg, fs)
+    return _frontal_axis_deg(*median_beat(ecg, fs), fs)
+
+
+def _frontal_axis_deg(beat: np.ndarray, centre: int, fs: float) -> float:
     onset, offset = qrs_bounds(beat, centre, fs)
     baseline = beat[onset - int(0.03 * fs):onset].mean(axis=0)
     area = (beat[onset:offset] - baseline).sum(axis=0)
@@ -98,10 +104,62 @@ def qrs_peak_to_peak_mv(ecg: np.ndarray, fs: float) -> np.ndarray:
 def atrial_activity_ratio(ecg: np.ndarray, fs: float, lead: str = "V1") -> float:
     """4-9 Hz power left in `lead` after QRST cancellation (each beat minus the median
     beat, the standard way to expose AF's f-waves), over the median beat's power."""
-    x = _filter(ecg, fs, 0.5, 40.0)[:, LEADS.index(lead)]
+    return _atrial_activity_ratio(_filter(ecg, fs, 0.5, 40.0)[:, LEADS.index(lead)], r_peaks(ecg, fs), fs)
+
+
+def _atrial_activity_ratio(x: np.ndarray, peaks: np.ndarray, fs: float) -> float:
     before, after = int(0.25 * fs), int(0.45 * fs)
-    peaks = [p for p in r_peaks(ecg, fs) if p - before >= 0 and p + after <= x.size]
+    peaks = [p for p in peaks if p - before >= 0 and p + after <= x.size]
     beats = np.stack([x[p - before:p + after] for p in peaks])
     residual = (beats - np.median(beats, axis=0)).ravel()
     f, pxx = signal.welch(residual, fs=fs, nperseg=min(residual.size, int(2 * fs)))
     return float(pxx[(f >= 4) & (f <= 9)].sum() / np.var(np.median(beats, axis=0)))
+
+
+def record_features(ecg: np.ndarray, fs: float) -> np.ndarray:
+    """A fixed-length description of one record for simple classifiers: rhythm figures,
+    intervals, axis, per-lead QRS and T amplitudes, the most premature beat's timing and
+    shape, atrial activity, and the median beat itself at 25 Hz."""
+    x = _filter(ecg, fs, 0.5, 40.0)
+    peaks = r_peaks(ecg, fs)
+    rr = np.diff(peaks) / fs
+    before, after = int(0.45 * fs), int(0.75 * fs)
+    inner = [i for i, p in enumerate(peaks) if p - before >= 0 and p + after <= x.shape[0]]
+    beats = np.stack([x[peaks[i] - before:peaks[i] + after] for i in inner])
+    beat = np.median(beats, axis=0)
+    onset, offset = qrs_bounds(beat, before, fs)
+    baseline = beat[max(0, onset - int(0.03 * fs)):onset].mean(axis=0)
+    qrs = beat[onset:offset] - baseline
+    t_window = beat[offset + int(0.05 * fs):offset + int(0.3 * fs)] - baseline
+    t_amplitude = np.where(t_window.max(axis=0) > -t_window.min(axis=0), t_window.max(axis=0), t_window.min(axis=0))
+    median_rr = float(np.median(rr))
+    # T peak: the largest spatial magnitude between the QRS and 70% of the cycle (before the next P)
+    t_end = min(beat.shape[0], before + int(0.7 * median_rr * fs))
+    late = np.linalg.norm(beat[offset + int(0.05 * fs):t_end] - baseline, axis=1)
+    t_peak = offset + int(0.05 * fs) + int(np.argmax(late)) if late.size else offset
+
+    # The most premature beat: how early, how long the pause after it, and how unlike the
+    # median beat its QRS is (a PVC differs, a PAC does not).
+    k = int(np.argmin(rr)) if rr.size else 0
+    prematurity = rr[k] / median_rr if rr.size else 1.0
+    pause = (rr[k] + rr[k + 1]) / (2 * median_rr) if k + 1 < rr.size else 1.0
+    ectopic = k + 1
+    qrs_slice = slice(onset, offset)
+    if ectopic in inner:
+        candidate = beats[inner.index(ectopic)][qrs_slice].ravel()
+        shape = float(np.corrcoef(candidate, beat[qrs_slice].ravel())[0, 1])
+    else:
+        shape = 1.0
+    lead_ii = beat[:, LEADS.index("II")] - baseline[LEADS.index("II")]
+    p_window = lead_ii[max(0, onset - int(0.3 * fs)):onset - int(0.06 * fs)]
+    decimated = signal.resample_poly(beat, 25, int(fs), axis=0)
+    irregularity = float(np.sqrt(np.mean(np.diff(rr) ** 2)) / np.mean(rr)) if rr.size > 1 else 0.0
+    return np.concatenate([
+        [60.0 / median_rr, irregularity, prematurity, pause, shape,
+         1000.0 * (offset - onset) / fs, _pr_interval_ms(beat, before, fs), p_window.max(), p_window.min(),
+         _frontal_axis_deg(beat, before, fs), (t_peak - onset) / fs / np.sqrt(median_rr),
+         _atrial_activity_ratio(x[:, LEADS.index("V1")], peaks, fs),
+         _atrial_activity_ratio(x[:, LEADS.index("II")], peaks, fs)],
+        qrs.max(axis=0) - qrs.min(axis=0), qrs[-int(0.04 * fs):].mean(axis=0), t_amplitude,
+        decimated.ravel(),
+    ])

@@ -98,7 +98,7 @@ def default_profiles(include_st: bool = False) -> dict[str, DomainProfile]:
     return {
         "cpsc": DomainProfile(
             "cpsc", prev["cpsc"], {500: 1.0}, {50: 1.0}, highpass_hz=0.5, lowpass_hz=75.0, gain=1.0,
-            mains_mv=0.03, emg_mv=0.012, wander_mv=0.08, motion_rate=0.1, placement_deg=(0.0, -8.0, 10.0),
+            mains_mv=0.03, emg_mv=0.012, wander_mv=0.08, motion_rate=0.1, placement_deg=(0.0, -8.0, 8.0),
             length_spread=0.35, age_mean=55.0, age_sd=19.0, female_share=0.46, label_noise=0.02, **common),
         "ptbxl": DomainProfile(
             "ptbxl", prev["ptbxl"], {400: 1.0}, {50: 1.0}, highpass_hz=0.05, lowpass_hz=150.0, gain=0.85,
@@ -106,7 +106,7 @@ def default_profiles(include_st: bool = False) -> dict[str, DomainProfile]:
             length_spread=0.0, age_mean=62.0, age_sd=17.0, female_share=0.48, label_noise=0.05, **common),
         "georgia": DomainProfile(
             "georgia", prev["georgia"], {500: 1.0}, {60: 1.0}, highpass_hz=0.05, lowpass_hz=100.0, gain=1.15,
-            mains_mv=0.04, emg_mv=0.025, wander_mv=0.25, motion_rate=0.25, placement_deg=(0.0, 8.0, -10.0),
+            mains_mv=0.04, emg_mv=0.025, wander_mv=0.25, motion_rate=0.25, placement_deg=(0.0, 8.0, -8.0),
             length_spread=0.0, age_mean=66.0, age_sd=14.0, female_share=0.45, label_noise=0.08, **common),
         "chapman": DomainProfile(
             "chapman", prev["chapman"], {500: 1.0}, {50: 1.0}, highpass_hz=0.67, lowpass_hz=45.0, gain=1.0,
