@@ -140,3 +140,12 @@ def test_prepare_ingests_the_benchmark_with_folder_domains_and_header_labels(tmp
     for row in index.itertuples():
         assert row.domain == manifest[row.record_id]["domain"]
         assert sorted(row.label_codes) == sorted(manifest[row.record_id]["header_label_codes"])
+
+
+def test_electrodes_formed_into_leads_reproduce_dowers_vcg_to_ecg_transform():
+    from heartbeatai.data.synth_dipole import DOWER, electrode_projection, form_leads
+
+    dipole = np.random.default_rng(0).normal(size=(50, 3))
+    leads = form_leads(dipole @ electrode_projection(np.zeros(3), 1.0))
+    standard = [0, 1, 6, 7, 8, 9, 10, 11]  # I, II, V1-V6: the rows Dower publishes
+    np.testing.assert_allclose(leads[:, standard], dipole @ DOWER.T, atol=1e-12)

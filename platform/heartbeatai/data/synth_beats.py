@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from heartbeatai.data.synth_dipole import _DOWER
+from heartbeatai.data.synth_dipole import DOWER
 from heartbeatai.data.synth_rhythm import PAC, PVC, BeatTrain
 
 NORMAL, RBBB, LBBB = "normal", "RBBB", "LBBB"
@@ -34,7 +34,7 @@ AXIS_RANGES = {"normal": (10.0, 70.0), "LAD": (-85.0, -50.0), "RAD": (105.0, 150
 PR_RANGES = {"normal": (0.12, 0.17), "IAVB": (0.23, 0.32)}
 QTC_RANGES = {"normal": (0.36, 0.42), "LQT": (0.49, 0.57)}
 
-_AVF_ROW = _DOWER[1] - _DOWER[0] / 2
+_AVF_ROW = DOWER[1] - DOWER[0] / 2
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def _r_direction(axis_deg: float, posterior: float) -> np.ndarray:
     """Unit dipole whose net projection on I and aVF reads as `axis_deg` (hexaxial)."""
     theta = np.deg2rad(axis_deg)
     target = np.array([np.cos(theta), np.sin(theta) * np.sqrt(3) / 2])
-    rows = np.stack([_DOWER[0], _AVF_ROW])
+    rows = np.stack([DOWER[0], _AVF_ROW])
     xy = np.linalg.solve(rows[:, :2], target - rows[:, 2] * posterior)
     vector = np.array([xy[0], xy[1], posterior])
     return vector / np.linalg.norm(vector)

@@ -22,7 +22,7 @@ LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V
 ELECTRODES = ("RA", "LA", "LL", "V1", "V2", "V3", "V4", "V5", "V6")
 
 # Dower 1980, columns X, Y, Z; rows I, II, V1..V6.
-_DOWER = np.array(
+DOWER = np.array(
     [
         [0.632, -0.235, 0.059],  # I
         [0.235, 1.066, -0.132],  # II
@@ -38,9 +38,9 @@ _DOWER = np.array(
 
 def _electrode_lead_vectors() -> np.ndarray:
     """(9, 3): the lead vector of each electrode against Wilson's central terminal."""
-    lead_i, lead_ii = _DOWER[0], _DOWER[1]
+    lead_i, lead_ii = DOWER[0], DOWER[1]
     limbs = np.stack([-(lead_i + lead_ii) / 3, (2 * lead_i - lead_ii) / 3, (2 * lead_ii - lead_i) / 3])
-    return np.vstack([limbs, _DOWER[2:]])
+    return np.vstack([limbs, DOWER[2:]])
 
 
 def _lead_formation() -> np.ndarray:

@@ -69,6 +69,8 @@ def class_codes(include_st: bool = False) -> dict[str, str]:
 def domain_profiles(domains: Sequence[str], shift: float, shift_kinds: Sequence[str] | None,
                     include_st: bool = False) -> dict[str, DomainProfile]:
     """The profiles actually used: defaults moved by `shift` for the chosen kinds."""
+    if isinstance(domains, str):
+        raise ValueError(f"domains must be a sequence of names, got the string {domains!r}")
     defaults = default_profiles(include_st)
     unknown = [d for d in domains if d not in defaults]
     if unknown:
@@ -122,6 +124,8 @@ def generate(
     include_st: bool = False, workers: int = 1,
 ) -> SyntheticSet:
     """Generate `n_records` records (domains interleaved) in memory."""
+    if n_records < 1:
+        raise ValueError(f"n_records must be positive, got {n_records}")
     profiles = domain_profiles(domains, shift, shift_kinds, include_st)
     codes = class_codes(include_st)
     plan = _plan(n_records, list(domains))
@@ -193,6 +197,8 @@ def write_benchmark(
 
     `progress(done, total)` is called after each chunk of records.
     """
+    if n_records < 1:
+        raise ValueError(f"n_records must be positive, got {n_records}")
     out = Path(out_dir)
     profiles = domain_profiles(domains, shift, shift_kinds, include_st)
     code_of = class_codes(include_st)
