@@ -82,4 +82,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as `python -m heartbeatai.cli`, this file is `__main__`: dispatch through the
+    # imported module so commands raising heartbeatai.cli.UserError are caught.
+    from heartbeatai.cli import main as package_main
+
+    sys.exit(package_main())
