@@ -137,6 +137,8 @@ def peak_matmul_flops(dtype: torch.dtype, device: str, n: int = 2048, seconds: f
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
     torch.mm(a, b)
+    if device == "cuda":
+        torch.cuda.synchronize()
     best, deadline = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         start = time.perf_counter()
