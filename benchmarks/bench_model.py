@@ -220,6 +220,82 @@ def measure_torch_ecg(args: argparse.Namespace) -> dict | None:
 
 # --- report --------------------------------------------------------------------------
 
+SETTINGS = {  # name -> options of step_throughput, plus threads / batch overrides
+    "fp32 (baseline)": {},
+    "fp32 + fused AdamW": {"fused": True},
+    "bf16 autocast": {"bf16": True},
+    "bf16 autocast + fused AdamW": {"bf16": True, "fused": True},
+    "fp32, 1 thread": {"threads": 1},
+    "fp32, half batch": {"half_batch": True},
+    "torch.compile fp32": {"compile": True},
+    "torch.compile bf16": {"compile": True, "bf16": True},
+}
+
+
+def chosen_settings(args: argparse.Namespace) -> dict[str, dict]:
+    chosen = dict(SETTINGS)
+    if args.device != "cpu" or args.threads == 1:
+        chosen.pop("fp32, 1 thread")
+    if args.device != "cpu":
+        chosen.pop("fp32, half batch")
+    if args.no_compile:
+        chosen = {name: options for name, options in chosen.items() if not options.get("compile")}
+    return chosen
+
+
+def measure_peaks(device: str, thread_counts: list[int]) -> dict[tuple[torch.dtype, int], float]:
+    peaks = {}
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        for dtype in (torch.float32, torch.bfloat16):
+            peaks[dtype, threads] = peak_matmul_flops(dtype, device)
+        print(f"peak matmul, {threads} thread(s): fp32 {peaks[torch.float32, threads] / 1e9:.1f} GFLOP/s, "
+              f"bf16 {peaks[torch.bfloat16, threads] / 1e9:.1f} GFLOP/s", flush=True)
+    return peaks
+
+
+def measure_settings(args: argparse.Namespace, build, flops_per_sample: float, peaks: dict) -> dict[str, dict]:
+    print(f"\ntraining step, batch {args.batch} x {LEADS} x {args.length}: fastest of {args.steps} timed steps "
+          "per setting; utilisation against the matmul peak of the same dtype and threads")
+    print(f"{'setting':32s} {'samples/s':>10s} {'speed-up':>9s} {'FLOP util':>10s}  notes")
+    results: dict[str, dict] = {}
+    for name, options in chosen_settings(args).items():
+        options = dict(options)
+        threads = options.pop("threads", args.threads)
+        batch = args.batch // 2 if options.pop("half_batch", False) else args.batch
+        torch.set_num_threads(threads)
+        try:
+            result = step_throughput(build(), batch=batch, length=args.length, n_classes=args.classes,
+                                     steps=args.steps, device=args.device, **options)
+        except Exception as error:  # a setting this machine cannot run is reported, not fatal
+            print(f"{name:32s} failed: {type(error).__name__}: {str(error).splitlines()[0][:100]}")
+            continue
+        finally:
+            torch.set_num_threads(args.threads)
+        results[name] = result
+        baseline = next(iter(results.values()))["samples_per_s"]
+        peak = peaks[torch.bfloat16 if options.get("bf16") else torch.float32, threads]
+        utilisation = flops_per_sample * result["samples_per_s"] / peak
+        note = f"first step {result['warmup_s']:.0f} s (compiling)" if options.get("compile") else ""
+        note = f"batch {batch}" if batch != args.batch else note
+        print(f"{name:32s} {result['samples_per_s']:10.1f} {result['samples_per_s'] / baseline:8.2f}x "
+              f"{utilisation:9.1%}  {note}", flush=True)
+    return results
+
+
+def compare_torch_ecg(args: argparse.Namespace, results: dict[str, dict]) -> None:
+    print("\ntorch_ecg, same step, same inputs, separate venv:", flush=True)
+    other = measure_torch_ecg(args)
+    if other is None or not results:
+        return
+    theirs = other["samples_per_s"]
+    print(f"torch_ecg {other['torch_ecg']} SE-ResNet (torch {other['torch']}): "
+          f"{other['params'] / 1e6:.2f} M parameters, {theirs:.1f} samples/s fp32")
+    best = max(results, key=lambda name: results[name]["samples_per_s"])
+    if "fp32 (baseline)" in results:
+        print(f"ours fp32 / torch_ecg: {results['fp32 (baseline)']['samples_per_s'] / theirs:.2f}x")
+    print(f"ours best ({best}) / torch_ecg: {results[best]['samples_per_s'] / theirs:.2f}x")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks model", description=__doc__.split("\n\n")[0])
@@ -244,79 +320,23 @@ def main(argv: list[str] | None = None) -> int:
 
     from heartbeatai.model import build_model
 
-    torch.set_num_threads(args.threads)
-    device, shape = args.device, f"batch {args.batch} x {LEADS} x {args.length}"
-
-    def reference_model() -> nn.Module:
+    def build() -> nn.Module:
         torch.manual_seed(0)
         return build_model(args.classes, stem_kernel=args.stem_kernel, kernel=args.kernel)
 
-    hardware = torch.cuda.get_device_name() if device == "cuda" else f"{cpu_name()}, {args.threads} threads"
+    hardware = torch.cuda.get_device_name() if args.device == "cuda" else f"{cpu_name()}, {args.threads} threads"
     print(f"device: {hardware}; torch {torch.__version__}; CPU capability {torch.backends.cpu.get_cpu_capability()}")
-    if device == "cpu":
+    if args.device == "cpu":
         print("note: these cores are shared with other work right now, so figures are noisy (a lower bound)")
-    thread_counts = sorted({args.threads, 1}) if device == "cpu" else [args.threads]
-    peaks = {}
-    for threads in thread_counts:
-        torch.set_num_threads(threads)
-        for dtype in (torch.float32, torch.bfloat16):
-            peaks[dtype, threads] = peak_matmul_flops(dtype, device)
-        print(f"peak matmul, {threads} thread(s): fp32 {peaks[torch.float32, threads] / 1e9:.1f} GFLOP/s, "
-              f"bf16 {peaks[torch.bfloat16, threads] / 1e9:.1f} GFLOP/s")
+    peaks = measure_peaks(args.device, sorted({args.threads, 1}) if args.device == "cpu" else [args.threads])
     torch.set_num_threads(args.threads)
-    model = reference_model()
-    flops = training_step_flops(model, args.batch, args.length)
+    model = build()
+    flops_per_sample = training_step_flops(model, args.batch, args.length) / args.batch
     print(f"reference model: {n_params(model) / 1e6:.2f} M parameters; "
-          f"{flops / args.batch / 1e9:.2f} GFLOP per sample per training step (forward + backward)")
-
-    settings = [
-        ("fp32 (baseline)", {}),
-        ("fp32 + fused AdamW", {"fused": True}),
-        ("bf16 autocast", {"bf16": True}),
-        ("bf16 autocast + fused AdamW", {"bf16": True, "fused": True}),
-    ]
-    if device == "cpu":
-        settings += [("fp32, 1 thread", {"threads": 1}), ("fp32, batch 32", {"batch": args.batch // 2})]
-    if not args.no_compile:
-        settings += [("torch.compile fp32", {"compile": True}), ("torch.compile bf16", {"compile": True, "bf16": True})]
-
-    print(f"\ntraining step, {shape}: fastest of {args.steps} timed steps per setting; "
-          "utilisation against the matmul peak of the same dtype and threads")
-    print(f"{'setting':32s} {'samples/s':>10s} {'speed-up':>9s} {'FLOP util':>10s}  notes")
-    baseline = None
-    results = {}
-    for name, options in settings:
-        options = dict(options)
-        threads = options.pop("threads", args.threads)
-        batch = options.pop("batch", args.batch)
-        torch.set_num_threads(threads)
-        try:
-            result = step_throughput(reference_model(), batch=batch, length=args.length, n_classes=args.classes,
-                                     steps=args.steps, device=device, **options)
-        except Exception as error:  # a setting this machine cannot run is reported, not fatal
-            print(f"{name:32s} failed: {type(error).__name__}: {str(error).splitlines()[0][:100]}")
-            continue
-        finally:
-            torch.set_num_threads(args.threads)
-        results[name] = result
-        baseline = baseline or result["samples_per_s"]
-        peak = peaks[torch.bfloat16 if options.get("bf16") else torch.float32, threads]
-        utilisation = flops / args.batch * result["samples_per_s"] / peak
-        note = f"first step {result['warmup_s']:.0f} s (compiling)" if options.get("compile") else ""
-        print(f"{name:32s} {result['samples_per_s']:10.1f} {result['samples_per_s'] / baseline:8.2f}x "
-              f"{utilisation:9.1%}  {note}", flush=True)
-
-    if device == "cpu" and not args.no_torch_ecg:
-        print("\ntorch_ecg, same step, same inputs, separate venv:")
-        other = measure_torch_ecg(args)
-        if other is not None:
-            ours = results.get("fp32 (baseline)", {}).get("samples_per_s", float("nan"))
-            best_name = max(results, key=lambda k: results[k]["samples_per_s"])
-            best = results[best_name]["samples_per_s"]
-            print(f"torch_ecg {other['torch_ecg']} SE-ResNet (torch {other['torch']}): "
-                  f"{other['params'] / 1e6:.2f} M parameters, {other['samples_per_s']:.1f} samples/s fp32")
-            print(f"ours fp32 / torch_ecg: {ours / other['samples_per_s']:.2f}x; "
-                  f"ours best ({best_name}) / torch_ecg: {best / other['samples_per_s']:.2f}x")
+          f"{flops_per_sample / 1e9:.2f} GFLOP per sample per training step (forward + backward)")
+    results = measure_settings(args, build, flops_per_sample, peaks)
+    if args.device == "cpu" and not args.no_torch_ecg:
+        compare_torch_ecg(args, results)
     return 0
 
 
