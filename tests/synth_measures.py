@@ -55,7 +55,7 @@ def median_beat(ecg: np.ndarray, fs: float, before: float = 0.45, after: float =
 def qrs_bounds(beat: np.ndarray, centre: int, fs: float) -> tuple[int, int]:
     """QRS onset and offset: where the spatial velocity leaves/returns below 12% of its peak."""
     velocity = np.sqrt(np.sum(np.diff(beat, axis=0) ** 2, axis=1))
-    lo, hi = centre - int(0.12 * fs), centre + int(0.15 * fs)
+    lo, hi = centre - int(0.09 * fs), centre + int(0.12 * fs)
     window = velocity[lo:hi]
     above = np.nonzero(window > 0.12 * window.max())[0]
     return lo + int(above[0]), lo + int(above[-1]) + 1
