@@ -104,6 +104,7 @@ def test_class_frequencies_match_the_requested_prevalences(domain):
     # contradictions never drawn
     for d in draws:
         assert not {"RBBB", "LBBB"} <= d and not {"SB", "STach"} <= d and not {"AF", "IAVB"} <= d
+        assert not {"AFL", "PVC"} <= d  # flutter beats are locked to flutter waves: no room for a PVC
         assert len(d & {"NSR", "SB", "STach", "AF", "AFL"}) == 1
 
 

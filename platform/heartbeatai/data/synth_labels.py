@@ -3,7 +3,8 @@
 Clean labels are drawn so that each class's marginal frequency is the domain's
 prevalence while contradictions never occur: one base rhythm per record (NSR is sinus
 at a normal rate, whatever is left after SB, STach, AF and AFL), IAVB and PAC only on
-sinus rhythm (drawn conditionally so their marginals still hold), and RBBB/LBBB,
+sinus rhythm and PVC not on flutter (the generator locks flutter beats to the flutter
+waves), each drawn conditionally so its marginal still holds, and RBBB/LBBB,
 LAD/RAD, TInv/TAb, STD/STE mutually exclusive. Anything else co-occurs freely (AF with
 RBBB, LBBB with LAD, ...).
 
@@ -19,7 +20,7 @@ from heartbeatai.data.synth_domains import RHYTHMS
 
 _SINUS_ONLY = ("IAVB", "PAC")
 _EXCLUSIVE = (("RBBB", "LBBB"), ("LAD", "RAD"), ("TInv", "TAb"), ("STD", "STE"))
-_INDEPENDENT = ("PVC", "LQT", "LQRSV")
+_INDEPENDENT = ("LQT", "LQRSV")
 CONFUSED_WITH = {"AF": "AFL", "AFL": "AF", "SB": "NSR", "STach": "NSR", "NSR": "SB", "PAC": "PVC",
                  "PVC": "PAC", "TInv": "TAb", "TAb": "TInv", "STD": "STE", "STE": "STD"}
 
@@ -36,7 +37,9 @@ def draw_labels(prevalence: dict[str, float], rng: np.random.Generator) -> set[s
     shares = rhythm_shares(prevalence)
     rhythm = (*RHYTHMS, "NSR")[rng.choice(shares.size, p=shares)]
     labels = {rhythm}
-    u = rng.random(len(_SINUS_ONLY) + len(_EXCLUSIVE) + len(_INDEPENDENT))
+    u = rng.random(len(_SINUS_ONLY) + len(_EXCLUSIVE) + len(_INDEPENDENT) + 1)
+    if rhythm != "AFL" and u[-1] < prevalence.get("PVC", 0.0) / (1.0 - shares[3]):
+        labels.add("PVC")
     if rhythm not in ("AF", "AFL"):
         sinus_share = shares[0] + shares[1] + shares[4]
         for abbr, draw in zip(_SINUS_ONLY, u):
