@@ -505,7 +505,10 @@ def _ensure_ray() -> None:
     if joining_cluster():
         ray.init(address="auto", log_to_driver=False)
     else:
-        ray.init(include_dashboard=False, log_to_driver=False)
+        # With the dashboard (and so the state API): Ray Train's placement-group cleaner polls
+        # it; without, a finished multi-worker trial's workers keep their CPUs and the next
+        # trial's worker group never starts.
+        ray.init(log_to_driver=False)
 
 
 # -- study-level analysis ----------------------------------------------------------------
