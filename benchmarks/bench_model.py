@@ -1,17 +1,22 @@
 """Model speed: training-step throughput, FLOP utilisation, torch_ecg's SE-ResNet beside it.
 
-    .venv/bin/python -m benchmarks model [--steps 3] [--batch 64] [--length 5000]
+    .venv/bin/python -m benchmarks model [--steps 3] [--batch 64] [--length 5000] [--threads N]
                                          [--no-compile] [--no-torch-ecg] [--device cuda]
 
 One plain training step (forward, BCE, backward, AdamW) of the reference model on
-12 x length inputs is timed under each setting worth trying on a CPU (bf16 autocast,
-fused AdamW, threads, batch size, torch.compile); its FLOPs come from
+12 x length inputs is timed under each setting worth trying (bf16 autocast, fused AdamW,
+threads, batch size, torch.compile). Its FLOPs come from
 `torch.utils.flop_counter.FlopCounterMode` and the machine's peak from timed square
-matmuls, so utilisation = achieved / peak FLOP/s in the step's dtype.
+matmuls, so utilisation = achieved / peak FLOP/s in the step's dtype and thread count.
+
+The settings are timed in turn, round after round, and each keeps its fastest step: on
+shared cores the neighbours' load then falls on every setting alike instead of on
+whichever ran during a busy minute.
 
 torch_ecg's closest model (its ResNet backbone with basic SE blocks in the ResNet-18
-layout, given our kernels) runs the very same step function in a separate venv the
-benchmark creates: this file runs there on its own (`--worker torch_ecg`), which is why
+layout, given our kernels; about the same parameter count) is timed in a separate venv
+the benchmark creates, in one process with our model, the same step function and the
+same interleaving: this file runs there on its own (`--worker torch_ecg`), which is why
 heartbeatai is imported lazily. torch_ecg is not a platform dependency.
 
 Speed-ups are measured here; whether bf16 keeps accuracy (validation macro-AUROC within
@@ -42,58 +47,63 @@ DEFAULT_VENV = Path.home() / ".cache" / "heartbeatai" / "bench-torch-ecg-venv"
 # --- the measured step -------------------------------------------------------------------
 
 
-def make_batch(batch: int, length: int, n_classes: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, LEADS, length, generator=generator)
-    y = (torch.rand(batch, n_classes, generator=generator) < 0.1).float()
-    return x.to(device), y.to(device)
+class TrainingStep:
+    """One plain training step on a fixed random batch; calling it returns its seconds."""
 
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        batch: int,
+        length: int,
+        n_classes: int,
+        bf16: bool = False,
+        fused: bool = False,
+        compile: bool = False,
+        threads: int | None = None,
+        device: str = "cpu",
+    ) -> None:
+        self.batch = batch
+        self.threads = threads
+        self.device = device
+        self.model = model.to(device).train()
+        self.optimiser = torch.optim.AdamW(self.model.parameters(), lr=1e-3, fused=fused or None)
+        self.forward = torch.compile(self.model) if compile else self.model
+        self.loss_fn = nn.BCEWithLogitsLoss()
+        generator = torch.Generator().manual_seed(0)
+        self.x = torch.randn(batch, LEADS, length, generator=generator).to(device)
+        self.y = (torch.rand(batch, n_classes, generator=generator) < 0.1).float().to(device)
+        self.bf16 = bf16
 
-def step_throughput(
-    model: nn.Module,
-    *,
-    batch: int,
-    length: int,
-    n_classes: int,
-    steps: int,
-    warmup: int = 1,
-    bf16: bool = False,
-    fused: bool = False,
-    compile: bool = False,
-    device: str = "cpu",
-) -> dict:
-    """Samples/s of the fastest of `steps` timed training steps after `warmup` untimed ones."""
-    model = model.to(device).train()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=fused or None)
-    forward = torch.compile(model) if compile else model
-    loss_fn = nn.BCEWithLogitsLoss()
-    x, y = make_batch(batch, length, n_classes, device)
-    autocast = torch.autocast(device_type=device, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-
-    def step() -> None:
-        optimiser.zero_grad(set_to_none=True)
-        with autocast:
-            logits = forward(x)
-        loss_fn(logits.float(), y).backward()
-        optimiser.step()
-
-    def synchronise() -> None:
-        if device == "cuda":
-            torch.cuda.synchronize()
-
-    start = time.perf_counter()
-    for _ in range(warmup):
-        step()
-    synchronise()
-    warmup_s = time.perf_counter() - start
-    # The fastest step, as timeit reports: on shared cores the others measure the neighbours.
-    fastest = float("inf")
-    for _ in range(steps):
+    def __call__(self) -> float:
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        autocast = torch.autocast(self.device, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
         start = time.perf_counter()
-        step()
-        synchronise()
-        fastest = min(fastest, time.perf_counter() - start)
-    return {"samples_per_s": batch / fastest, "step_s": fastest, "warmup_s": warmup_s}
+        self.optimiser.zero_grad(set_to_none=True)
+        with autocast:
+            logits = self.forward(self.x)
+        self.loss_fn(logits.float(), self.y).backward()
+        self.optimiser.step()
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+
+def interleaved_throughput(steps: dict[str, TrainingStep], rounds: int) -> dict[str, dict]:
+    """One warm-up each, then `rounds` rounds timing every step in turn; the fastest counts."""
+    results: dict[str, dict] = {}
+    for name, step in steps.items():
+        warmup_s = step()
+        print(f"  warmed up {name}: {warmup_s:.1f} s", file=sys.stderr, flush=True)
+        results[name] = {"warmup_s": warmup_s, "step_s": float("inf"), "batch": step.batch}
+    for round_number in range(rounds):
+        for name, step in steps.items():
+            results[name]["step_s"] = min(results[name]["step_s"], step())
+        print(f"  round {round_number + 1}/{rounds} done", file=sys.stderr, flush=True)
+    for result in results.values():
+        result["samples_per_s"] = result["batch"] / result["step_s"]
+    return results
 
 
 def torch_ecg_se_resnet(n_classes: int, stem_kernel: int, kernel: int) -> nn.Module:
@@ -112,16 +122,31 @@ def torch_ecg_se_resnet(n_classes: int, stem_kernel: int, kernel: int) -> nn.Mod
     return nn.Sequential(backbone, nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(width, n_classes))
 
 
-def run_worker(args: argparse.Namespace) -> int:
-    """Inside the torch_ecg venv: time the same step, print one JSON line."""
-    torch.set_num_threads(args.threads)
+def reference_model(args: argparse.Namespace) -> nn.Module:
+    from heartbeatai.model import build_model
+
     torch.manual_seed(0)
-    model = torch_ecg_se_resnet(args.classes, args.stem_kernel, args.kernel)
-    result = step_throughput(model, batch=args.batch, length=args.length, n_classes=args.classes, steps=args.steps)
+    return build_model(args.classes, stem_kernel=args.stem_kernel, kernel=args.kernel)
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    """Inside the torch_ecg venv: time torch_ecg's model and ours in turn, print one JSON line."""
     import torch_ecg
 
-    result.update(params=n_params(model), torch=torch.__version__, torch_ecg=torch_ecg.__version__)
-    print(json.dumps(result))
+    sys.path.insert(0, str(REPO / "platform"))  # our model needs nothing but torch
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    theirs = torch_ecg_se_resnet(args.classes, args.stem_kernel, args.kernel)
+    ours = reference_model(args)
+    shape = dict(batch=args.batch, length=args.length, n_classes=args.classes)
+    steps = {
+        "torch_ecg fp32": TrainingStep(theirs, **shape),
+        "ours fp32": TrainingStep(ours, **shape),
+        "ours bf16 autocast": TrainingStep(reference_model(args), bf16=True, **shape),
+    }
+    results = interleaved_throughput(steps, args.steps)
+    print(json.dumps({"results": results, "params": {"torch_ecg": n_params(theirs), "ours": n_params(ours)},
+                      "torch": torch.__version__, "torch_ecg": torch_ecg.__version__}))
     return 0
 
 
@@ -147,6 +172,16 @@ def peak_matmul_flops(dtype: torch.dtype, device: str, n: int = 2048, seconds: f
             torch.cuda.synchronize()
         best = max(best, 2 * n**3 / (time.perf_counter() - start))
     return best
+
+
+def measure_peaks(device: str, thread_counts: list[int], into: dict | None = None) -> dict:
+    """(dtype, threads) -> best matmul FLOP/s, keeping the best of earlier measurements `into`."""
+    peaks = dict(into or {})
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        for dtype in (torch.float32, torch.bfloat16):
+            peaks[dtype, threads] = max(peaks.get((dtype, threads), 0.0), peak_matmul_flops(dtype, device))
+    return peaks
 
 
 def training_step_flops(model: nn.Module, batch: int, length: int) -> float:
@@ -204,23 +239,30 @@ def ensure_torch_ecg_venv(venv: Path) -> Path | None:
     return python
 
 
-def measure_torch_ecg(args: argparse.Namespace) -> dict | None:
+def compare_torch_ecg(args: argparse.Namespace) -> None:
+    print("\ntorch_ecg beside ours: same step, same inputs, one process in a separate venv", flush=True)
     python = ensure_torch_ecg_venv(Path(args.torch_ecg_venv))
     if python is None:
-        return None
-    command = [str(python), __file__, "--worker", "torch_ecg", "--threads", str(args.threads),
+        return
+    command = [str(python), "-W", "ignore::DeprecationWarning", __file__, "--worker", "torch_ecg", "--threads", str(args.threads),
                "--batch", str(args.batch), "--length", str(args.length), "--steps", str(args.steps),
                "--classes", str(args.classes), "--stem-kernel", str(args.stem_kernel), "--kernel", str(args.kernel)]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        print(f"torch_ecg run failed: {done.stderr.strip().splitlines()[-1:]}")
-        return None
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True)  # progress (stderr) goes through
+    if done.returncode != 0 or not done.stdout.strip():
+        print(f"torch_ecg run failed (exit {done.returncode})")
+        return
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    results, params = report["results"], report["params"]
+    theirs = results["torch_ecg fp32"]["samples_per_s"]
+    print(f"torch_ecg {report['torch_ecg']} (torch {report['torch']}): {params['torch_ecg'] / 1e6:.2f} M parameters; "
+          f"ours {params['ours'] / 1e6:.2f} M")
+    for name, result in results.items():
+        print(f"{name:32s} {result['samples_per_s']:10.1f} samples/s  {result['samples_per_s'] / theirs:5.2f}x torch_ecg")
 
 
 # --- report --------------------------------------------------------------------------
 
-SETTINGS = {  # name -> options of step_throughput, plus threads / batch overrides
+SETTINGS = {  # name -> TrainingStep options, plus a half_batch switch
     "fp32 (baseline)": {},
     "fp32 + fused AdamW": {"fused": True},
     "bf16 autocast": {"bf16": True},
@@ -243,65 +285,36 @@ def chosen_settings(args: argparse.Namespace) -> dict[str, dict]:
     return chosen
 
 
-def measure_peaks(device: str, thread_counts: list[int]) -> dict[tuple[torch.dtype, int], float]:
-    peaks = {}
-    for threads in thread_counts:
-        torch.set_num_threads(threads)
-        for dtype in (torch.float32, torch.bfloat16):
-            peaks[dtype, threads] = peak_matmul_flops(dtype, device)
-        print(f"peak matmul, {threads} thread(s): fp32 {peaks[torch.float32, threads] / 1e9:.1f} GFLOP/s, "
-              f"bf16 {peaks[torch.bfloat16, threads] / 1e9:.1f} GFLOP/s", flush=True)
-    return peaks
-
-
-def measure_settings(args: argparse.Namespace, build, flops_per_sample: float, peaks: dict) -> dict[str, dict]:
-    print(f"\ntraining step, batch {args.batch} x {LEADS} x {args.length}: fastest of {args.steps} timed steps "
-          "per setting; utilisation against the matmul peak of the same dtype and threads")
-    print(f"{'setting':32s} {'samples/s':>10s} {'speed-up':>9s} {'FLOP util':>10s}  notes")
-    results: dict[str, dict] = {}
+def build_steps(args: argparse.Namespace) -> dict[str, TrainingStep]:
+    steps = {}
     for name, options in chosen_settings(args).items():
         options = dict(options)
-        threads = options.pop("threads", args.threads)
         batch = args.batch // 2 if options.pop("half_batch", False) else args.batch
-        torch.set_num_threads(threads)
-        try:
-            result = step_throughput(build(), batch=batch, length=args.length, n_classes=args.classes,
-                                     steps=args.steps, device=args.device, **options)
-        except Exception as error:  # a setting this machine cannot run is reported, not fatal
-            print(f"{name:32s} failed: {type(error).__name__}: {str(error).splitlines()[0][:100]}")
-            continue
-        finally:
-            torch.set_num_threads(args.threads)
-        results[name] = result
-        baseline = next(iter(results.values()))["samples_per_s"]
-        peak = peaks[torch.bfloat16 if options.get("bf16") else torch.float32, threads]
+        options.setdefault("threads", args.threads)
+        steps[name] = TrainingStep(reference_model(args), batch=batch, length=args.length, n_classes=args.classes,
+                                   device=args.device, **options)
+    return steps
+
+
+def print_table(steps: dict[str, TrainingStep], results: dict[str, dict], flops_per_sample: float, peaks: dict) -> None:
+    print(f"\n{'setting':32s} {'samples/s':>10s} {'speed-up':>9s} {'FLOP util':>10s}  notes")
+    baseline = results["fp32 (baseline)"]["samples_per_s"]
+    for name, result in results.items():
+        step = steps[name]
+        peak = peaks[torch.bfloat16 if step.bf16 else torch.float32, step.threads]
         utilisation = flops_per_sample * result["samples_per_s"] / peak
-        note = f"first step {result['warmup_s']:.0f} s (compiling)" if options.get("compile") else ""
-        note = f"batch {batch}" if batch != args.batch else note
+        notes = [f"batch {step.batch}"] if step.batch != steps["fp32 (baseline)"].batch else []
+        if step.forward is not step.model:
+            notes.append(f"first step {result['warmup_s']:.0f} s (compiling)")
         print(f"{name:32s} {result['samples_per_s']:10.1f} {result['samples_per_s'] / baseline:8.2f}x "
-              f"{utilisation:9.1%}  {note}", flush=True)
-    return results
-
-
-def compare_torch_ecg(args: argparse.Namespace, results: dict[str, dict]) -> None:
-    print("\ntorch_ecg, same step, same inputs, separate venv:", flush=True)
-    other = measure_torch_ecg(args)
-    if other is None or not results:
-        return
-    theirs = other["samples_per_s"]
-    print(f"torch_ecg {other['torch_ecg']} SE-ResNet (torch {other['torch']}): "
-          f"{other['params'] / 1e6:.2f} M parameters, {theirs:.1f} samples/s fp32")
-    best = max(results, key=lambda name: results[name]["samples_per_s"])
-    if "fp32 (baseline)" in results:
-        print(f"ours fp32 / torch_ecg: {results['fp32 (baseline)']['samples_per_s'] / theirs:.2f}x")
-    print(f"ours best ({best}) / torch_ecg: {results[best]['samples_per_s'] / theirs:.2f}x")
+              f"{utilisation:9.1%}  {'; '.join(notes)}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks model", description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--length", type=int, default=5000, help="samples per lead (10 s at 500 Hz)")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per setting (after one warm-up)")
+    parser.add_argument("--steps", type=int, default=3, help="timed rounds over the settings (after one warm-up)")
     parser.add_argument("--classes", type=int, default=26)
     parser.add_argument("--stem-kernel", type=int, default=15)
     parser.add_argument("--kernel", type=int, default=7)
@@ -318,25 +331,30 @@ def main(argv: list[str] | None = None) -> int:
         print("no CUDA device here")
         return 1
 
-    from heartbeatai.model import build_model
-
-    def build() -> nn.Module:
-        torch.manual_seed(0)
-        return build_model(args.classes, stem_kernel=args.stem_kernel, kernel=args.kernel)
-
     hardware = torch.cuda.get_device_name() if args.device == "cuda" else f"{cpu_name()}, {args.threads} threads"
     print(f"device: {hardware}; torch {torch.__version__}; CPU capability {torch.backends.cpu.get_cpu_capability()}")
     if args.device == "cpu":
-        print("note: these cores are shared with other work right now, so figures are noisy (a lower bound)")
-    peaks = measure_peaks(args.device, sorted({args.threads, 1}) if args.device == "cpu" else [args.threads])
+        print("note: these cores may be shared with other work, so figures are noisy (lower bounds)")
+    thread_counts = sorted({args.threads, 1}) if args.device == "cpu" else [args.threads]
+    peaks = measure_peaks(args.device, thread_counts)
     torch.set_num_threads(args.threads)
-    model = build()
+    model = reference_model(args)
     flops_per_sample = training_step_flops(model, args.batch, args.length) / args.batch
     print(f"reference model: {n_params(model) / 1e6:.2f} M parameters; "
           f"{flops_per_sample / 1e9:.2f} GFLOP per sample per training step (forward + backward)")
-    results = measure_settings(args, build, flops_per_sample, peaks)
+
+    print(f"\ntraining step, batch {args.batch} x {LEADS} x {args.length}, fastest of {args.steps} interleaved rounds:")
+    steps = build_steps(args)
+    results = interleaved_throughput(steps, args.steps)
+    peaks = measure_peaks(args.device, thread_counts, into=peaks)  # the best of before and after
+    torch.set_num_threads(args.threads)
+    for threads in thread_counts:
+        print(f"peak matmul, {threads} thread(s): fp32 {peaks[torch.float32, threads] / 1e9:.1f} GFLOP/s, "
+              f"bf16 {peaks[torch.bfloat16, threads] / 1e9:.1f} GFLOP/s")
+    print_table(steps, results, flops_per_sample, peaks)
+
     if args.device == "cpu" and not args.no_torch_ecg:
-        compare_torch_ecg(args, results)
+        compare_torch_ecg(args)
     return 0
 
 

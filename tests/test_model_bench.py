@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks.bench_model import main, step_throughput, training_step_flops
+from benchmarks.bench_model import TrainingStep, interleaved_throughput, main, training_step_flops
 
 
 def test_training_step_flops_count_forward_and_weight_gradient_and_scale_with_batch():
@@ -18,13 +18,18 @@ def test_training_step_flops_count_forward_and_weight_gradient_and_scale_with_ba
     assert training_step_flops(conv, batch=6, length=length) == pytest.approx(6 * 2 * forward)
 
 
-def test_step_throughput_trains_the_model_and_reports_positive_rates():
+def test_interleaved_steps_train_each_model_and_keep_the_fastest_step():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv1d(12, 4, 3), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(4, 3))
-    before = [p.detach().clone() for p in model.parameters()]
-    result = step_throughput(model, batch=4, length=200, n_classes=3, steps=2, bf16=True, fused=True)
-    assert result["samples_per_s"] > 0 and result["step_s"] > 0
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    tiny = lambda: nn.Sequential(nn.Conv1d(12, 4, 3), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(4, 3))  # noqa: E731
+    steps = {
+        "fp32": TrainingStep(tiny(), batch=4, length=200, n_classes=3),
+        "bf16 fused": TrainingStep(tiny(), batch=2, length=200, n_classes=3, bf16=True, fused=True),
+    }
+    before = {name: [p.detach().clone() for p in step.model.parameters()] for name, step in steps.items()}
+    results = interleaved_throughput(steps, rounds=2)
+    for name, step in steps.items():
+        assert any(not torch.equal(a, b) for a, b in zip(before[name], step.model.parameters()))
+        assert results[name]["samples_per_s"] == pytest.approx(step.batch / results[name]["step_s"])
 
 
 @pytest.mark.slow
@@ -32,4 +37,4 @@ def test_benchmark_runs_end_to_end_on_small_inputs(capsys):
     torch.set_num_threads(1)
     assert main(["--batch", "2", "--length", "500", "--steps", "1", "--threads", "1", "--no-compile", "--no-torch-ecg"]) == 0
     out = capsys.readouterr().out
-    assert "peak matmul" in out and "bf16 autocast + fused AdamW" in out
+    assert "peak matmul" in out and "bf16 autocast + fused AdamW" in out and "half batch" in out
