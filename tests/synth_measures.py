@@ -163,3 +163,12 @@ def record_features(ecg: np.ndarray, fs: float) -> np.ndarray:
         qrs.max(axis=0) - qrs.min(axis=0), qrs[-int(0.04 * fs):].mean(axis=0), t_amplitude,
         decimated.ravel(),
     ])
+
+
+def st_level_mv(ecg: np.ndarray, fs: float, lead: str = "II") -> float:
+    """ST level 60 ms after the QRS offset (J + 60 ms) against the PR segment."""
+    beat, centre = median_beat(ecg, fs)
+    onset, offset = qrs_bounds(beat, centre, fs)
+    k = LEADS.index(lead)
+    baseline = beat[onset - int(0.03 * fs):onset, k].mean()
+    return float(beat[offset + int(0.06 * fs), k] - baseline)

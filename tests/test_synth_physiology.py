@@ -23,7 +23,7 @@ FS = 250
 
 def records_with(abbr: str, n: int = 12, seed: int = 0) -> list[np.ndarray]:
     """Signals of records whose true labels include `abbr` (drawn at prevalence 1)."""
-    profile = replace(reference_profile(), prevalence={abbr: 1.0} if abbr != "NSR" else {})
+    profile = replace(reference_profile(include_st=True), prevalence={abbr: 1.0} if abbr != "NSR" else {})
     rng = np.random.default_rng(seed)
     records = [synthesize_record(profile, FS, 10.0, rng) for _ in range(n)]
     return [r.signal for r in records if abbr in r.labels]
@@ -105,6 +105,13 @@ def test_pvc_is_premature_with_a_compensatory_pause():
         typical = np.median(rr)
         assert rr[k] < 0.8 * typical
         assert abs(rr[k] + rr[k + 1] - 2 * typical) < 0.12 * typical
+
+
+def test_st_elevation_and_depression_shift_the_st_segment_when_asked_for():
+    st = {abbr: [measure.st_level_mv(s, FS) for s in records_with(abbr)] for abbr in ("STE", "STD", "NSR")}
+    # J+60 ms already meets the rising T wave in sinus rhythm, so compare with it
+    normal = np.median(st["NSR"])
+    assert np.median(st["STE"]) > normal + 0.1 and np.median(st["STD"]) < normal - 0.1, st
 
 
 def _domain_features(signals: list[np.ndarray]) -> np.ndarray:
