@@ -172,3 +172,23 @@ def st_level_mv(ecg: np.ndarray, fs: float, lead: str = "II") -> float:
     k = LEADS.index(lead)
     baseline = beat[onset - int(0.03 * fs):onset, k].mean()
     return float(beat[offset + int(0.06 * fs), k] - baseline)
+
+
+def t_wave_mv(ecg: np.ndarray, fs: float, lead: str = "V5") -> float:
+    """Signed T amplitude: the larger excursion 50-300 ms after the QRS, against the PR segment."""
+    beat, centre = median_beat(ecg, fs)
+    onset, offset = qrs_bounds(beat, centre, fs)
+    k = LEADS.index(lead)
+    window = beat[offset + int(0.05 * fs):offset + int(0.3 * fs), k] - beat[onset - int(0.03 * fs):onset, k].mean()
+    return float(window.max() if window.max() > -window.min() else window.min())
+
+
+def qt_peak_corrected_s(ecg: np.ndarray, fs: float) -> float:
+    """QRS onset to T peak (spatial magnitude), Bazett-corrected by the median RR."""
+    beat, centre = median_beat(ecg, fs, after=0.75)
+    onset, offset = qrs_bounds(beat, centre, fs)
+    rr = float(np.median(rr_intervals(ecg, fs)))
+    end = min(beat.shape[0], centre + int(0.7 * rr * fs))
+    baseline = beat[onset - int(0.03 * fs):onset].mean(axis=0)
+    magnitude = np.linalg.norm(beat[offset + int(0.05 * fs):end] - baseline, axis=1)
+    return (offset + int(0.05 * fs) + int(np.argmax(magnitude)) - onset) / fs / np.sqrt(rr)

@@ -96,6 +96,28 @@ def test_low_qrs_voltage_stays_below_half_a_millivolt_in_the_limb_leads():
     assert max(low) < 0.5 < min(normal), (low, normal)
 
 
+def test_t_waves_are_inverted_in_tinv_flat_in_tab_and_late_in_lqt():
+    normal = [measure.t_wave_mv(s, FS) for s in records_with("NSR")]
+    inverted = [measure.t_wave_mv(s, FS) for s in records_with("TInv")]
+    flat = [measure.t_wave_mv(s, FS) for s in records_with("TAb")]
+    assert min(normal) > 0.1 and max(inverted) < -0.1, (normal, inverted)
+    assert max(np.abs(flat)) < min(normal), (flat, normal)
+    qt_normal = [measure.qt_peak_corrected_s(s, FS) for s in records_with("NSR")]
+    qt_long = [measure.qt_peak_corrected_s(s, FS) for s in records_with("LQT")]
+    assert min(qt_long) > max(qt_normal), (qt_long, qt_normal)
+
+
+def test_pac_is_premature_with_a_normal_qrs_and_a_non_compensatory_pause():
+    for s in records_with("PAC", n=8):
+        rr = measure.rr_intervals(s, FS)
+        k = int(np.argmin(rr))
+        typical = np.median(rr)
+        assert rr[k] < 0.8 * typical
+        if k + 1 < rr.size:
+            assert rr[k] + rr[k + 1] < 2 * typical - 0.1 * typical  # the sinus node was reset
+    assert max(measure.qrs_duration_ms(s, FS) for s in records_with("PAC", n=8)) < 110
+
+
 def test_pvc_is_premature_with_a_compensatory_pause():
     for s in records_with("PVC", n=8):
         rr = measure.rr_intervals(s, FS)
