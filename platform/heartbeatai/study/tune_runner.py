@@ -324,6 +324,9 @@ def run_stage(
                 scheduler=stage.scheduler,
                 num_samples=stage.num_samples,
                 max_concurrent_trials=max_concurrent,
+                # In-process trials all ask for the same resources: reusing their processes saves
+                # each trial the process start and the torch import.
+                reuse_actors=context.resources.in_process,
             ),
             run_config=tune.RunConfig(
                 name=name,
