@@ -67,14 +67,14 @@ def run_trial(tune_config: dict[str, Any], context: FoldContext) -> None:
     """The Tune trainable: one training run of one configuration on one fold."""
     from heartbeatai.train import TrainSpec, fit_with_ray_train, run_training
 
-    trial_dir = Path(tune.get_context().get_trial_dir())
+    # Checkpoints are staged in the system's temp dir, not the trial dir: Tune syncs the trial
+    # dirs with the experiment state and would race a staging dir being removed.
     spec = TrainSpec(
         trial=context.trial_config(tune_config),
         data_path=context.data_path,
         fold_id=context.fold_id,
         classes=context.classes,
         selection_metric=context.metric,
-        out_dir=str(trial_dir),
     )
     res = context.resources
     if not res.in_process:
