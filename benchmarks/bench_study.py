@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     storage = args.keep or Path(tempfile.mkdtemp(prefix="bench-study-"))
-    ray.init(num_cpus=int(os.environ.get("BENCH_CPUS", 2)), include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=int(os.environ.get("BENCH_CPUS", 2)), log_to_driver=False)
     try:
         share = efficiency(storage, args.quick)
         repetitions = args.repetitions or (1 if args.quick else 3)
