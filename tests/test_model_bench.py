@@ -37,4 +37,4 @@ def test_benchmark_runs_end_to_end_on_small_inputs(capsys):
     torch.set_num_threads(1)
     assert main(["--batch", "2", "--length", "500", "--steps", "1", "--threads", "1", "--no-compile", "--no-torch-ecg"]) == 0
     out = capsys.readouterr().out
-    assert "peak matmul" in out and "bf16 autocast + fused AdamW" in out and "half batch" in out
+    assert "peak GFLOP/s, bfloat16" in out and "bf16 autocast + fused AdamW" in out and "half batch" in out
