@@ -265,14 +265,22 @@ def compare_torch_ecg(args: argparse.Namespace) -> None:
     python = ensure_torch_ecg_venv(Path(args.torch_ecg_venv))
     if python is None:
         return
-    command = [str(python), "-W", "ignore::DeprecationWarning", __file__, "--worker", "torch_ecg", "--threads", str(args.threads),
+    command = [str(python), __file__, "--worker", "torch_ecg", "--threads", str(args.threads),
                "--batch", str(args.batch), "--length", str(args.length), "--steps", str(args.steps),
                "--classes", str(args.classes), "--stem-kernel", str(args.stem_kernel), "--kernel", str(args.kernel)]
-    done = subprocess.run(command, stdout=subprocess.PIPE, text=True)  # progress (stderr) goes through
-    if done.returncode != 0 or not done.stdout.strip():
-        print(f"torch_ecg run failed (exit {done.returncode})")
+    # Progress lines pass through as they come; torch_ecg's import-time warnings do not.
+    other_output = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as worker:
+        for line in worker.stderr:
+            if line.startswith(("  warmed up", "  round")):
+                print(line, end="", flush=True)
+            else:
+                other_output.append(line.rstrip())
+        stdout = worker.stdout.read()
+    if worker.returncode != 0 or not stdout.strip():
+        print(f"torch_ecg run failed (exit {worker.returncode}): {other_output[-1:]}")
         return
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = json.loads(stdout.strip().splitlines()[-1])
     results, params = report["results"], report["params"]
     theirs = results["torch_ecg fp32"]["samples_per_s"]
     print(f"torch_ecg {report['torch_ecg']} (torch {report['torch']}): {params['torch_ecg'] / 1e6:.2f} M parameters; "
