@@ -16,8 +16,8 @@ and the degradation split.
 
 from __future__ import annotations
 
+import functools
 import json
-import logging
 import math
 import os
 import shutil
@@ -41,7 +41,7 @@ from heartbeatai.study.resources import (
 )
 from heartbeatai.study.sealed_split import SELECTION_STAGE, SealedSplit
 from heartbeatai.study.selection import Selection, TestDomainOracle, TrainingDomainValidation
-from heartbeatai.study.study_config import StudyConfig, dump_study_config, load_study_config
+from heartbeatai.study.study_config import ConfigError, StudyConfig, dump_study_config, load_study_config
 from heartbeatai.study.tune_runner import (
     FoldContext,
     TrialRecorder,
@@ -51,7 +51,6 @@ from heartbeatai.study.tune_runner import (
     search_stage,
 )
 
-log = logging.getLogger(__name__)
 CONFIG_NAME = "study.yaml"
 Progress = Callable[[str], None]
 
@@ -147,6 +146,7 @@ class FoldRunner:
         self.data_path, self.classes, self.res, self.concurrent = data_path, classes, res, concurrent
         self.protocol, self.fold_id, self.progress = protocol, fold_id, progress
         self.sealed = SealedSplit.from_folds(read_folds(data_path, protocol)[0], fold_id)
+        self.dataset = _open_dataset(data_path)
         self.base = TrialConfig.model_validate(config.trial).with_overrides({"seed": config.seeds[0]})
         self.store = ResultsStore(str(paths.root.parent))
 
@@ -307,14 +307,14 @@ class FoldRunner:
     def _write_evaluation(self, ids, probs, thresholds, arm: str, seed: int, selection: str, trial_id: str) -> None:
         from heartbeatai.study.evaluation import evaluate_test
 
-        dataset = _open_dataset(self.data_path)
+        dataset = self.dataset
         rows = dataset.index_of(list(ids))
         key = {"study": self.config.name, "protocol": self.protocol, "fold_id": self.fold_id, "arm": arm,
                "seed": seed, "selection": selection, "trial_id": trial_id}
         tables = evaluate_test(
             list(ids), dataset.records["domain"].to_numpy()[rows], dataset.labels(self.classes)[rows], probs,
             thresholds, self.classes, self._train_prevalence(), key,
-            y_clean=clean_labels(self.data_path, list(ids), self.classes),
+            y_clean=clean_labels(dataset, list(ids), self.classes),
             n_boot=self.config.bootstrap, seed=seed,
         )
         for table, frame in tables.items():
@@ -326,7 +326,7 @@ class FoldRunner:
         return predict(Path(checkpoint), self.data_path, record_ids)
 
     def _labels(self, record_ids: list[str]) -> np.ndarray:
-        dataset = _open_dataset(self.data_path)
+        dataset = self.dataset
         return dataset.labels(self.classes)[dataset.index_of(record_ids)]
 
     def _train_prevalence(self) -> np.ndarray:
@@ -337,7 +337,7 @@ class FoldRunner:
         from heartbeatai.data.folds import folds_path
         from heartbeatai.study.export import best_config_rows
 
-        dataset = _open_dataset(self.data_path)
+        dataset = self.dataset
         run_file = RunFile(
             data={"path": str(self.data_path), "fingerprint": dataset.fingerprint},
             # The run's own metric is the study's validation metric, also for the oracle's pick.
@@ -355,6 +355,10 @@ class FoldRunner:
         Records are ranked by the rarest class (training prevalence) the model got wrong on
         them, then by the rarest class it got right; one view per record, for that class.
         """
+        import torch
+
+        from heartbeatai.train import load_trained_model
+
         key = {"study": self.config.name, "protocol": self.protocol, "fold_id": self.fold_id, "arm": "search",
                "seed": self.base.seed, "selection": "val", "trial_id": selection.trial_id}
         predictions = self.store.read(self.config.name, "predictions", filters=key)
@@ -373,20 +377,19 @@ class FoldRunner:
             elif len(right):
                 picks.append((1, rarity[right].min(), i, right[np.argmin(rarity[right])]))
         picks = sorted(picks)[: self.config.record_views]
-        rows = [self._record_view(selection, predictions.iloc[i], probs[i], truth[i], called[i], int(c), rank, wrong == 0)
-                for rank, (wrong, _, i, c) in enumerate(picks)]
-        self.writer.write("record_views", pd.DataFrame([{**key, **row} for row in rows]))
-
-    def _record_view(self, selection: Selection, prediction: pd.Series, probs: np.ndarray, truth: np.ndarray,
-                     called: np.ndarray, class_index: int, rank: int, misclassified: bool) -> dict:
-        import torch
-
-        from heartbeatai.explain import attribute
-        from heartbeatai.train import load_trained_model, signal_transform
-
         model, state = load_trained_model(selection.checkpoint_path, torch.device("cpu"))
         trial = TrialConfig.model_validate(state["config"])
-        dataset = _open_dataset(self.data_path)
+        rows = [self._record_view(model, trial, predictions.iloc[i], probs[i], truth[i], called[i], int(c), rank,
+                                  misclassified=group == 0)
+                for rank, (group, _, i, c) in enumerate(picks)]
+        self.writer.write("record_views", pd.DataFrame([{**key, **row} for row in rows]))
+
+    def _record_view(self, model, trial: TrialConfig, prediction: pd.Series, probs: np.ndarray, truth: np.ndarray,
+                     called: np.ndarray, class_index: int, rank: int, misclassified: bool) -> dict:
+        from heartbeatai.explain import attribute
+        from heartbeatai.train import signal_transform
+
+        dataset = self.dataset
         row = int(dataset.index_of([prediction["record_id"]])[0])
         length = int(round(min(trial.preprocess.crop_seconds, 5.0) * dataset.fs))
         excerpt = dataset.window(row, 0, length)
@@ -453,7 +456,7 @@ def planned_folds(config: StudyConfig, data_path: Path, protocol: str) -> list[s
     wanted = {"val_fraction": folds.val_fraction, "fold_seed": folds.seed, "k": folds.k if protocol == "intra" else None}
     differing = {k: (params.get(k), v) for k, v in wanted.items() if v is not None and params.get(k) != v}
     if differing:
-        raise ValueError(f"{protocol} folds of {data_path} were planned with other parameters "
+        raise ConfigError(f"folds: {protocol} folds of {data_path} were planned with other parameters "
                          f"(stored, config): {differing}; plan them again with `heartbeatai data folds`")
     fold_ids = list(dict.fromkeys(table["fold_id"]))
     if folds.domains is not None:
@@ -463,7 +466,7 @@ def planned_folds(config: StudyConfig, data_path: Path, protocol: str) -> list[s
     return fold_ids
 
 
-def clean_labels(data_path: Path, record_ids: list[str], classes: list[str]) -> np.ndarray | None:
+def clean_labels(dataset, record_ids: list[str], classes: list[str]) -> np.ndarray | None:
     """Clean (pre-noise) labels of records from the synthetic benchmark's manifest, else None.
 
     The generator writes <out>/<domain>/<record>.hea and <out>/synthetic_manifest.json with each
@@ -472,14 +475,11 @@ def clean_labels(data_path: Path, record_ids: list[str], classes: list[str]) -> 
     from heartbeatai.data.synthetic import MANIFEST_NAME
     from heartbeatai.labels import scored_vocabulary
 
-    dataset = _open_dataset(data_path)
     sources = dataset.records["source_path"].to_numpy()[dataset.index_of(record_ids)]
-    manifests = {Path(src).parent.parent / MANIFEST_NAME for src in sources}
-    if not all(m.is_file() for m in manifests):
+    manifests = {str(Path(src).parent.parent / MANIFEST_NAME) for src in sources}
+    if not all(Path(m).is_file() for m in manifests):
         return None
-    truth = {}
-    for manifest in manifests:
-        truth.update({r["record"]: r["label_codes"] for r in json.loads(manifest.read_text())["records"]})
+    truth = {name: codes for m in manifests for name, codes in _manifest_truth(m).items()}
     vocabulary = scored_vocabulary(include_st=True)
     column = {vocabulary.canonical(code): i for i, code in enumerate(vocabulary.select(classes).codes)}
     clean = np.zeros((len(record_ids), len(classes)), dtype=bool)
@@ -488,6 +488,12 @@ def clean_labels(data_path: Path, record_ids: list[str], classes: list[str]) -> 
             if vocabulary.canonical(code) in column:
                 clean[row, column[vocabulary.canonical(code)]] = True
     return clean
+
+
+@functools.lru_cache(maxsize=4)
+def _manifest_truth(manifest: str) -> dict[str, list[str]]:
+    """record name -> true label codes; read once per driver (every tested run needs it)."""
+    return {r["record"]: r["label_codes"] for r in json.loads(Path(manifest).read_text())["records"]}
 
 
 def _open_dataset(path: Path):
