@@ -353,7 +353,8 @@ class FoldRunner:
         """Explain a few test records of the selected model for the dashboard (no torch there).
 
         Records are ranked by the rarest class (training prevalence) the model got wrong on
-        them, then by the rarest class it got right; one view per record, for that class.
+        them, then by the rarest class it got right; one view per record, for that class, and
+        one record per class before any class gets a second.
         """
         import torch
 
@@ -376,7 +377,13 @@ class FoldRunner:
                 picks.append((0, rarity[wrong].min(), i, wrong[np.argmin(rarity[wrong])]))
             elif len(right):
                 picks.append((1, rarity[right].min(), i, right[np.argmin(rarity[right])]))
-        picks = sorted(picks)[: self.config.record_views]
+        picks = sorted(picks)
+        # One record per class first, so a few views cover several rare classes.
+        first_of_class: dict[int, tuple] = {}
+        for pick in picks:
+            first_of_class.setdefault(pick[3], pick)
+        picks = list(first_of_class.values()) + [p for p in picks if p not in first_of_class.values()]
+        picks = picks[: self.config.record_views]
         model, state = load_trained_model(selection.checkpoint_path, torch.device("cpu"))
         trial = TrialConfig.model_validate(state["config"])
         rows = [self._record_view(model, trial, predictions.iloc[i], probs[i], truth[i], called[i], int(c), rank,
