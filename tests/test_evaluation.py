@@ -12,6 +12,7 @@ from heartbeatai.study.evaluation import (
     bootstrap_counts,
     evaluate_test,
     prevalence_scores,
+    prevalence_thresholds,
     weighted_class_metrics,
 )
 
@@ -140,6 +141,20 @@ def test_prevalence_floor_has_chance_auroc_and_auprc_equal_to_test_prevalence():
     per_class = rows["class_metrics"].set_index("class")
     assert per_class["auroc"].tolist() == pytest.approx([0.5] * 3)
     assert per_class["auprc"].tolist() == pytest.approx(y.mean(axis=0).tolist())
+
+
+def test_prevalence_floor_calls_every_record_positive_so_rare_classes_get_the_all_positive_f1():
+    y, _ = _predictions(500)
+    train_prevalence = np.array([0.2, 0.15, 0.08])
+    s = prevalence_scores(train_prevalence, 500)
+    rows = evaluate_test(range(500), ["d"] * 500, y, s, prevalence_thresholds(train_prevalence), CLASSES,
+                         train_prevalence, {**KEY, "arm": "prevalence", "trial_id": "prevalence"},
+                         n_boot=20)
+    per_class = rows["class_metrics"].set_index("class")
+    pi = y.mean(axis=0)
+    assert per_class["f1"].tolist() == pytest.approx((2 * pi / (1 + pi)).tolist())
+    assert (per_class["f1"] > 0).all()
+    assert per_class["threshold"].tolist() == pytest.approx(train_prevalence.tolist())
 
 
 def test_same_seed_gives_the_same_intervals():

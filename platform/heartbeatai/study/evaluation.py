@@ -38,11 +38,17 @@ def prevalence_scores(train_prevalence: np.ndarray, n: int) -> np.ndarray:
 
     Its AUROC is 0.5 and its AUPRC the test prevalence, so every model has a figure
     that knows nothing but the label frequencies to stand against. Thresholded at the
-    prevalence itself it calls every record positive, the best F1 a constant score can
-    reach (2 pi / (1 + pi) at test prevalence pi); at 0.5 it calls none of the rarer classes.
+    prevalence itself (`prevalence_thresholds`) it calls every record positive, the best F1
+    a constant score can reach (2 pi / (1 + pi) at test prevalence pi); at 0.5 it would call
+    none of the rarer classes and score F1 = 0, a floor no model has to climb.
     """
     prevalence = np.asarray(train_prevalence, dtype=float)
     return np.broadcast_to(prevalence, (n, prevalence.size)).copy()
+
+
+def prevalence_thresholds(train_prevalence: np.ndarray) -> np.ndarray:
+    """The floor's thresholds: each class's training prevalence, so `score >= threshold` calls all."""
+    return np.asarray(train_prevalence, dtype=float).copy()
 
 
 def bootstrap_counts(n: int, n_boot: int, seed: int | Sequence[int]) -> np.ndarray:

@@ -297,12 +297,14 @@ class FoldRunner:
         self._write_evaluation(ids, probs, thresholds, arm, seed, selection, trial_id)
 
     def _test_prevalence(self, seed: int) -> None:
-        from heartbeatai.study.evaluation import prevalence_scores
+        from heartbeatai.study.evaluation import prevalence_scores, prevalence_thresholds
 
         test_ids = self.sealed.release_test(self.journal)
-        scores = prevalence_scores(self._train_prevalence(), len(test_ids))
-        # Thresholds of a constant score are moot; 0.5 keeps F1 defined (no positive calls).
-        self._write_evaluation(test_ids, scores, np.full(len(self.classes), 0.5), PREVALENCE, seed, "val", PREVALENCE)
+        train_prevalence = self._train_prevalence()
+        scores = prevalence_scores(train_prevalence, len(test_ids))
+        # The honest all-positive floor (F1 = 2 pi / (1 + pi)), not 0.5's F1 = 0 for every rare class.
+        self._write_evaluation(test_ids, scores, prevalence_thresholds(train_prevalence), PREVALENCE, seed, "val",
+                               PREVALENCE)
 
     def _write_evaluation(self, ids, probs, thresholds, arm: str, seed: int, selection: str, trial_id: str) -> None:
         from heartbeatai.study.evaluation import evaluate_test
