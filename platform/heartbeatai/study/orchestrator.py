@@ -53,6 +53,9 @@ from heartbeatai.study.tune_runner import (
 
 CONFIG_NAME = "study.yaml"
 Progress = Callable[[str], None]
+# Tables written per trial, epoch or tested run, compacted when the stage writing them ends.
+PER_RUN_TABLES = ("trials", "epochs", "fold_metrics", "class_metrics", "predictions")
+COMPACTED_AFTER = {"search": ("trials", "epochs"), "arms": PER_RUN_TABLES}
 
 
 class StudyExists(RuntimeError):
@@ -172,6 +175,13 @@ class FoldRunner:
             return
         record = work()
         self.journal.mark(self.fold_id, stage, record if record is not None else True)
+        self._compact(COMPACTED_AFTER.get(stage, ()))
+
+    def _compact(self, tables: tuple[str, ...]) -> None:
+        """Merge a finished stage's parts: trials and epochs are written per report, and the
+        dashboard reads every part. This process holds the study lock, as compaction wants."""
+        for table in tables:
+            self.writer.compact(table)
 
     def context(self, base: TrialConfig, arm_overrides: dict | None = None) -> FoldContext:
         return FoldContext(

@@ -1,0 +1,51 @@
+"""A finished stage leaves each per-run table in few Parquet parts, reading the same rows as before."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from heartbeatai.results import ResultsStore, ResultsWriter
+from heartbeatai.results.schema import table as table_declaration
+from heartbeatai.study.orchestrator import PER_RUN_TABLES, start_study
+from study_fixtures import tiny_study
+from train_fixtures import write_planted_dataset
+
+pytestmark = pytest.mark.ray
+
+
+def _sorted(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+    identity = list(table_declaration(table).identity)
+    return frame.sort_values(identity, kind="stable").reset_index(drop=True).sort_index(axis=1)
+
+
+def test_per_run_tables_are_compacted_when_a_stage_ends_without_changing_their_rows(tmp_path, monkeypatch):
+    import ray
+
+    data = write_planted_dataset(tmp_path / "data", records_per_domain=24)
+    storage = tmp_path / "runs"
+    config = tiny_study(data, storage, name="compacted")
+    compacted: dict[str, list[tuple[pd.DataFrame, pd.DataFrame]]] = {}
+    compact = ResultsWriter.compact
+
+    def spied(self, table):
+        before = ResultsStore(str(storage)).read("compacted", table)  # a fresh store: no cache
+        merged = compact(self, table)
+        compacted.setdefault(table, []).append((before, ResultsStore(str(storage)).read("compacted", table)))
+        return merged
+
+    monkeypatch.setattr(ResultsWriter, "compact", spied)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        start_study(config, progress=print)
+    finally:
+        ray.shutdown()
+
+    assert set(compacted) == set(PER_RUN_TABLES)
+    for table, snapshots in compacted.items():
+        for before, after in snapshots:
+            assert not before.empty, table
+            pd.testing.assert_frame_equal(_sorted(after, table), _sorted(before, table), check_dtype=False)
+        parts = list((storage / "compacted" / "results" / table).glob("part-*.parquet"))
+        assert len(parts) == 1, f"{table}: {len(parts)} parts after the fold"
+    assert len(compacted["trials"]) == 2  # after the search, and after the arms
