@@ -110,22 +110,22 @@ def degradation_scatter(rows: pd.DataFrame, metric: str) -> go.Figure:
                                 yaxis_title="LODO − intra", height=420)
 
 
-def decomposition_figure(row: pd.Series | None, metric: str) -> go.Figure:
-    """The drop split into ranking, threshold transfer and prevalence parts (they add up to Δ)."""
+def decomposition_figure(row: pd.Series | None) -> go.Figure:
+    """The F1 drop beside its three diagnostics: ranking loss (AUROC drop), threshold
+    transfer and prevalence shift. They are separate what-ifs (study/degradation.py), not
+    shares of one sum, so they are drawn as bars side by side, not as a waterfall."""
     if row is None:
         return message_figure("pick a class and a held-out domain (or click a heatmap cell)")
-    parts = [("ranking", row["ranking_part"]), ("threshold transfer", row["threshold_part"]),
-             ("prevalence", row["prevalence_part"])]
-    figure = go.Figure(go.Waterfall(
-        x=[p for p, _ in parts] + ["total Δ"], y=[v for _, v in parts] + [row["delta"]],
-        measure=["relative"] * len(parts) + ["total"], texttemplate="%{y:+.3f}",
-        decreasing=dict(marker_color="#c62828"), increasing=dict(marker_color="#2e7d32"),
-        totals=dict(marker_color="#455a64"),
+    parts = [("ranking (AUROC)", row["ranking_part"]), ("threshold transfer", row["threshold_part"]),
+             ("prevalence shift", row["prevalence_part"]), ("F1 change", row["delta"])]
+    values = [float(v) if pd.notna(v) else 0.0 for _, v in parts]
+    figure = go.Figure(go.Bar(
+        x=[p for p, _ in parts], y=values, text=[f"{v:+.3f}" if pd.notna(v) else "n/a" for _, v in parts],
+        marker_color=["#c62828" if v < 0 else "#2e7d32" for v in values[:-1]] + ["#455a64"],
     ), layout=_LAYOUT)
-    name = METRIC_NAMES.get(metric, metric)
     return figure.update_layout(
-        title=f"{row['class']} held out on {row['domain']}: {name} {row['intra']:.3f} (intra) → {row['lodo']:.3f} (LODO)",
-        yaxis_title=f"change in {name}", height=380, showlegend=False,
+        title=f"{row['class']} held out on {row['domain']}: F1 {row['intra']:.3f} (intra) → {row['lodo']:.3f} (LODO)",
+        yaxis_title="change", height=380, showlegend=False,
     )
 
 

@@ -213,7 +213,8 @@ class Views:
 
     @_per_store_state
     def degradation(self, study: str | None, metric: str, label_set: str) -> DegradationView:
-        rows = self.store.read(study, "degradation", filters={"metric": metric, "label_set": label_set})
+        rows = _evaluated_classes(
+            self.store.read(study, "degradation", filters={"metric": metric, "label_set": label_set}))
         order = figures.rare_first(rows.groupby("class")["train_prevalence"].mean()) if not rows.empty else []
         return DegradationView(
             status=self.alerts(study, ("degradation",)),
@@ -226,11 +227,13 @@ class Views:
     @_per_store_state
     def decomposition(self, study: str | None, metric: str, label_set: str, cls: str | None,
                       domain: str | None) -> go.Figure:
+        # The split is defined for the F1 drop (study/degradation.py), whatever metric the
+        # heatmap shows; `metric` stays in the signature so the cache follows the filters.
         if not cls or not domain:
-            return figures.decomposition_figure(None, metric)
-        rows = self.store.read(study, "degradation", filters={"metric": metric, "label_set": label_set,
+            return figures.decomposition_figure(None)
+        rows = self.store.read(study, "degradation", filters={"metric": "f1", "label_set": label_set,
                                                               "class": cls, "domain": domain})
-        return figures.decomposition_figure(rows.iloc[0] if len(rows) else None, metric)
+        return figures.decomposition_figure(rows.iloc[0] if len(rows) else None)
 
     @staticmethod
     def picked_cell(click_data: dict | None) -> tuple[str | None, str | None]:
@@ -398,6 +401,16 @@ def _arm_order(arms) -> list[str]:
     """full first, the prevalence floor last, the others in between by name."""
     arms = sorted(set(arms))
     return sorted(arms, key=lambda a: (a != "full", a == schema.PREVALENCE_ARM, a))
+
+
+def _evaluated_classes(rows: pd.DataFrame) -> pd.DataFrame:
+    """Drop classes with no figure in any domain (never positive in the data), which
+    would otherwise sort as the rarest and push the rare classes that were evaluated
+    out of sight."""
+    if rows.empty:
+        return rows
+    has_figure = rows[["intra", "lodo"]].notna().any(axis=1).groupby(rows["class"]).transform("any")
+    return rows[has_figure]
 
 
 def _rare_classes(classes: pd.DataFrame) -> list[str]:

@@ -125,9 +125,9 @@ def test_degradation_follows_the_metric_filter_and_a_click_decomposes_the_drop(p
     box = page.locator("#degradation-heatmap .nsewdrag").first.bounding_box()
     page.mouse.click(box["x"] + box["width"] / 6, box["y"] + box["height"] / 52)  # rarest class, first domain
     page.wait_for_function("""() => { const g = document.querySelector('#decomposition-graph .js-plotly-plot');
-                              return g && g._fullData.length && g._fullData[0].type === 'waterfall' }""")
-    waterfall = _traces(page, "decomposition-graph")[0]
-    assert waterfall["x"] == ["ranking", "threshold transfer", "prevalence", "total Δ"]
+                              return g && g._fullData.length && g._fullData[0].type === 'bar' }""")
+    bars = _traces(page, "decomposition-graph")[0]
+    assert bars["x"] == ["ranking (AUROC)", "threshold transfer", "prevalence shift", "F1 change"]
     assert heatmap["y"][0] in _title(page, "decomposition-graph")
     page.screenshot(path=screenshots / "degradation.png", full_page=True)
 

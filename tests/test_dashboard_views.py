@@ -57,12 +57,15 @@ def test_the_metric_filter_switches_the_degradation_figures(views):
     assert not np.allclose(np.asarray(auroc.heatmap.data[0].z, float), np.asarray(f1.heatmap.data[0].z, float))
 
 
-def test_the_decomposition_parts_add_up_to_the_drop(views):
-    figure = views.decomposition("demo", "f1", "noisy", "AF", "ptbxl")
-    waterfall = figure.data[0]
+def test_the_decomposition_shows_the_f1_drop_beside_its_three_diagnostics_whatever_the_metric(views, root):
+    row = ResultsStore(root).read("demo", "degradation", filters={"metric": "f1", "label_set": "noisy", "class": "AF",
+                                                     "domain": "ptbxl"}).iloc[0]
+    for metric in ("f1", "auroc"):
+        bars = views.decomposition("demo", metric, "noisy", "AF", "ptbxl").data[0]
 
-    assert list(waterfall.x) == ["ranking", "threshold transfer", "prevalence", "total Δ"]
-    assert sum(waterfall.y[:3]) == pytest.approx(waterfall.y[3])
+        assert list(bars.x) == ["ranking (AUROC)", "threshold transfer", "prevalence shift", "F1 change"]
+        assert list(bars.y) == pytest.approx([row["ranking_part"], row["threshold_part"], row["prevalence_part"],
+                                              row["delta"]])
 
 
 def test_a_heatmap_click_picks_the_class_and_domain_to_decompose():
@@ -298,3 +301,17 @@ def test_every_view_draws_with_any_one_table_missing(small_root, tmp_path, table
     said = " ".join(_alert_texts(status) for status in statuses)
     if table != "predictions":  # the one table no view draws from
         assert f"{table}: not written yet" in said
+
+
+def test_classes_never_evaluated_in_any_domain_are_left_out_of_the_degradation_view(tmp_path):
+    make_store(tmp_path, n_folds=3, n_trials=6, seeds=1, records_per_fold=20, record_views_per_fold=1)
+    store = ResultsStore(tmp_path)
+    rows = store.read("demo", "degradation")
+    never = rows["class"].iloc[0]
+    blanked = rows.assign(**{c: np.where(rows["class"] == never, np.nan, rows[c]) for c in ("intra", "lodo")})
+    ResultsWriter(tmp_path / "demo").replace("degradation", blanked, where={})
+
+    view = Views(store).degradation("demo", "auroc", "noisy")
+
+    assert never not in view.heatmap.data[0].y
+    assert never not in [o["value"] for o in view.class_options]
