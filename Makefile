@@ -20,8 +20,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# The same script `ray submit` runs: starts the study, or resumes it when it exists
+# (a finished study then only prints where its results are).
 demo: $(STAMP)
-	$(VENV)/bin/heartbeatai study run $(STUDY_CONFIG) --storage $(STORAGE)
+	$(PY) studies/ablation.py --config $(STUDY_CONFIG) --storage $(STORAGE)
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" -q
