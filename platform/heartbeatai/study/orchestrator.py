@@ -209,7 +209,8 @@ class FoldRunner:
             sched.kind == "asha",
         )
         self.progress(f"[{self.fold_id}] search: {stage.num_samples} trials, {self.concurrent} at a time")
-        recorder = TrialRecorder(context, str(self.paths.root), stage_arm="search", selection="search")
+        recorder = TrialRecorder(context, str(self.paths.root), stage_arm="search", selection="search",
+                                 progress=self.progress)
         run_stage(stage, context, str(self.paths.root), str(self.paths.experiments), self.concurrent,
                   recorder, self._callbacks())
         self._close_abandoned({"arm": "search"})
@@ -279,7 +280,8 @@ class FoldRunner:
         if trained:
             stage = arms_stage([a.name for a in trained], list(self.config.seeds))
             self.progress(f"[{self.fold_id}] arms: {len(trained)} arm(s) x {len(self.config.seeds)} seed(s)")
-            recorder = TrialRecorder(context, str(self.paths.root), stage_arm=None, selection="val")
+            recorder = TrialRecorder(context, str(self.paths.root), stage_arm=None, selection="val",
+                                     progress=self.progress)
             run_stage(stage, context, str(self.paths.root), str(self.paths.experiments), self.concurrent,
                       recorder, self._callbacks())
             self._close_abandoned({"selection": "val"})

@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import pandas as pd
 from ray import tune
@@ -110,14 +110,18 @@ class TrialRecorder(tune.Callback):
 
     Tracks each trial's best checkpoint by the selection metric: in-process trials hand
     their checkpoints to Tune (persisted paths arrive in `on_checkpoint`), Ray Train runs
-    report theirs as `checkpoint_path` in the metrics (TuneReportCallback).
+    report theirs as `checkpoint_path` in the metrics (TuneReportCallback). Says one line
+    per finished trial through ``progress``: Tune's own tables are off (run_stage), so a
+    long stage shows its progress here.
     """
 
-    def __init__(self, context: FoldContext, study_dir: str, stage_arm: str | None, selection: str):
+    def __init__(self, context: FoldContext, study_dir: str, stage_arm: str | None, selection: str,
+                 progress: Callable[[str], None] | None = None):
         self.context = context
         self.study_dir = study_dir
         self.stage_arm = stage_arm  # "search" for the search; None: the trial's own arm
         self.selection = selection
+        self.progress = progress
         self._writer: ResultsWriter | None = None
         self._epochs: dict[str, list[dict[str, Any]]] = {}
         self._last: dict[str, dict[str, Any]] = {}  # latest result per trial
@@ -125,9 +129,10 @@ class TrialRecorder(tune.Callback):
         self._started: dict[str, float] = {}
         self._last_flush = time.monotonic()
 
-    # Ray pickles callbacks into the experiment state; the writer holds a filesystem handle.
+    # Ray pickles callbacks into the experiment state; the writer holds a filesystem handle,
+    # and the progress callable may not pickle (a restored recorder prints).
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_writer": None}
+        return {**self.__dict__, "_writer": None, "progress": None}
 
     @property
     def writer(self) -> ResultsWriter:
@@ -176,15 +181,35 @@ class TrialRecorder(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         epochs_run = int(self._last.get(trial.trial_id, trial.last_result or {}).get("epoch", 0))
         planned = self.context.trial_config(trial.config).optim.epochs
-        self._write_trial(trial, "completed" if epochs_run >= planned else "early_stopped")
+        status = "completed" if epochs_run >= planned else "early_stopped"
+        self._write_trial(trial, status)
+        self._say_finished(trial, status, trials)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._write_trial(trial, "errored", error=_error_text(trial))
+        error = _error_text(trial)
+        self._write_trial(trial, "errored", error=error)
+        self._say_finished(trial, "errored", trials, error)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._flush_epochs()
 
     # -- internals ------------------------------------------------------------------------
+
+    def _say_finished(self, trial: Any, status: str, trials: list, error: str | None = None) -> None:
+        key = self.key(trial)
+        who = "trial" if self.stage_arm else f"{key['arm']} seed {key['seed']}"
+        finished = sum(t.status in ("TERMINATED", "ERROR") for t in trials) + (trial.status not in ("TERMINATED", "ERROR"))
+        value, best_epoch, _ = self._best.get(trial.trial_id, (None, None, None))
+        if error is not None:
+            outcome = error.strip().splitlines()[-1] if error.strip() else "failed"
+        elif value is None:
+            outcome = f"no {self.context.metric} reported"
+        else:
+            outcome = f"{self.context.metric} = {value:.4f} (epoch {best_epoch})"
+        elapsed = time.time() - self._started.get(trial.trial_id, time.time())
+        say = self.progress or print
+        say(f"[{self.context.fold_id}] {who} {trial.trial_id} {status} after {elapsed:.0f} s "
+            f"({finished} finished): {outcome}")
 
     def _offer(self, trial_id: str, result: Mapping[str, Any], path: str | None) -> None:
         value = result.get(self.context.metric)
@@ -306,6 +331,11 @@ def run_stage(
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, context=context), context.resources.driver_request()
     )
+    # Ray 2.60's output engine prints each experiment's configuration box and "View detailed
+    # results"/TensorBoard lines even at verbose=0; the legacy engine at verbose=0 prints none of
+    # it. Trial errors still reach stderr through Tune's logger, and TrialRecorder says a line
+    # per finished trial, so the study's own progress is what the console shows.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Keeping only the best checkpoint forces an experiment snapshot per checkpoint; Tune warns
     # about each one. Epochs of seconds make that the normal case here, not a bottleneck.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
