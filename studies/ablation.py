@@ -18,11 +18,13 @@ from pathlib import Path
 
 
 def shipped_configs() -> dict[str, Path]:
-    """Study configs beside the installed package (the repository the cluster file mounts)."""
-    import heartbeatai
+    """Study configs shipped with the installed package (studies/configs, installed as
+    heartbeatai.study_configs), so a name works whatever the head node's folder layout."""
+    from importlib import resources
 
-    folder = Path(heartbeatai.__file__).resolve().parents[2] / "studies" / "configs"
-    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+    folder = resources.files("heartbeatai.study_configs")
+    return {Path(p.name).stem: Path(str(p)) for p in sorted(folder.iterdir(), key=lambda p: p.name)
+            if p.name.endswith(".yaml")}
 
 
 def resolve_config(name_or_path: str) -> Path:

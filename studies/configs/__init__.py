@@ -1,0 +1,1 @@
+"""The study configs shipped with the package (smoke, demo, paper): `studies/ablation.py --config NAME`."""
