@@ -195,9 +195,12 @@ def describe_validation_error(err: ValidationError) -> str:
         if prefixed:
             parts.append(prefixed.group(1))
             message = prefixed.group(2)
+        # Our own validators' messages explain themselves; pydantic's built-in checks
+        # ("less than or equal to 1") need the offending value beside them.
+        message = message.removeprefix("Value error, ")
         given = problem.get("input")
         shown = "" if prefixed or isinstance(given, dict) or problem["type"] in (
-            "missing", "extra_forbidden") else f" (got {given!r})"
+            "missing", "extra_forbidden", "value_error") else f" (got {given!r})"
         lines.append(f"{'.'.join(parts) or '(top level)'}: {message}{shown}")
     return "; ".join(lines)
 

@@ -15,15 +15,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from heartbeatai.config import TrialConfig, describe_validation_error, flatten_config
+from heartbeatai.config import ConfigError, TrialConfig, describe_validation_error, flatten_config
 from heartbeatai.study.arms import BUILTIN_ARMS, DEFAULT_ARMS
 from heartbeatai.study.search_space import DEFAULT_SPACE, Distribution
 
 Protocol = Literal["lodo", "intra"]
-
-
-class ConfigError(ValueError):
-    """A study configuration that does not validate; the message names the key."""
 
 
 class _Strict(BaseModel):
@@ -197,13 +193,6 @@ class StudyConfig(_Strict):
         return f"{root.rstrip('/')}/{self.name}"
 
 
-def _first_error(err: ValidationError) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"].removeprefix("Value error, ")
-    return f"{loc}: {msg}" if loc else msg
-
-
 def parse_study_config(raw: dict[str, Any], source: str = "study config") -> StudyConfig:
     """Validate a mapping; a ConfigError names the first bad key."""
     if not isinstance(raw, dict):
@@ -211,7 +200,7 @@ def parse_study_config(raw: dict[str, Any], source: str = "study config") -> Stu
     try:
         return StudyConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(f"{source}: {_first_error(err)}") from None
+        raise ConfigError(f"{source}: {describe_validation_error(err)}") from None
 
 
 def load_study_config(path: str | Path) -> StudyConfig:
