@@ -99,3 +99,12 @@ def test_arms_are_overrides_of_the_selected_configuration():
                                           "label_smoothing": 0.0, "loss.kind": "bce"}
     assert not arms["prevalence"].trained
     assert arms["wide"].overrides == {"model.widths": [16, 32, 64]} and arms["wide"].trained
+
+
+def test_a_file_that_is_not_yaml_is_one_line_with_its_position(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: demo\ndata: {synthetic: [1, 2\n")
+    with pytest.raises(ConfigError) as error:
+        load_study_config(broken)
+    assert "not valid YAML" in str(error.value) and "line" in str(error.value)
+    assert "\n" not in str(error.value)

@@ -205,6 +205,25 @@ def describe_validation_error(err: ValidationError) -> str:
     return "; ".join(lines)
 
 
+def load_validated_yaml(model: type[BaseModel], path: str | Path, what: str) -> Any:
+    """Read a YAML mapping from `path` into `model`; every failure is one ConfigError line."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, IsADirectoryError):
+        raise ConfigError(f"{what} {path} does not exist") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{what} {path} is not valid YAML: {getattr(err, 'problem', None) or err}{where}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{what} {path} must hold a mapping at the top level")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"{what} {path}: {describe_validation_error(err)}") from None
+
+
 # --------------------------------------------------------------------------- run files
 
 
@@ -272,19 +291,7 @@ class RunFile(_Strict):
     @classmethod
     def load(cls, path: str | Path) -> RunFile:
         """Read a YAML run file; errors are `ConfigError`s naming the dotted key."""
-        path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"run file {path} does not exist") from None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"run file {path} is not valid YAML: {err}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"run file {path} must hold a mapping at the top level")
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as err:
-            raise ConfigError(f"run file {path}: {describe_validation_error(err)}") from None
+        return load_validated_yaml(cls, path, "run file")
 
     def dump(self, path: str | Path) -> Path:
         path = Path(path)

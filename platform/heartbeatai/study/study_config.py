@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from heartbeatai.config import ConfigError, TrialConfig, describe_validation_error, flatten_config
+from heartbeatai.config import ConfigError, TrialConfig, describe_validation_error, flatten_config, load_validated_yaml
 from heartbeatai.study.arms import BUILTIN_ARMS, DEFAULT_ARMS
 from heartbeatai.study.search_space import DEFAULT_SPACE, Distribution
 
@@ -204,14 +204,7 @@ def parse_study_config(raw: dict[str, Any], source: str = "study config") -> Stu
 
 
 def load_study_config(path: str | Path) -> StudyConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"no study config at {path}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
-    return parse_study_config(raw, source=str(path))
+    return load_validated_yaml(StudyConfig, path, "study config")
 
 
 def dump_study_config(config: StudyConfig) -> str:
