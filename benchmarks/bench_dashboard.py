@@ -33,7 +33,7 @@ from werkzeug.serving import make_server
 from heartbeatai.dashboard import headless
 from heartbeatai.dashboard.app import create_app
 from heartbeatai.results import ResultsStore
-from heartbeatai.results.synthetic_store import make_store
+from heartbeatai.testing.fake_store import make_store
 
 CALLBACK_TARGET_S = 0.300
 PAGE_TARGET_S = 2.0

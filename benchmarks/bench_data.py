@@ -22,7 +22,8 @@ import scipy.io
 import wfdb
 
 from heartbeatai.data.prepare import PrepareSettings, prepare
-from heartbeatai.data.prepared import LEADS, PreparedDataset
+from heartbeatai.data.prepared import PreparedDataset
+from heartbeatai.ecg import LEADS
 
 PREPARE_TARGET = 200.0  # records/s per core
 WINDOW_TARGET = 5000.0  # windows/s per core

@@ -6,8 +6,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from heartbeatai.dashboard.figures import message_figure
+from heartbeatai.ecg import LEADS
 
-LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 # ECG paper: 25 mm/s and 10 mm/mV, so a 5 mm major square is 0.2 s by 0.5 mV, a 1 mm minor one 0.04 s by 0.1 mV.
 _MAJOR_S, _MAJOR_MV, _MINOR_S, _MINOR_MV = 0.2, 0.5, 0.04, 0.1
 _PAPER_MAJOR, _PAPER_MINOR = "rgba(229, 115, 115, 0.55)", "rgba(239, 154, 154, 0.25)"

@@ -18,7 +18,7 @@ import pytest
 
 from heartbeatai.dashboard.headless import CHROMIUM, launch_chromium, serving, wait_for_graphs
 from heartbeatai.results import ResultsWriter
-from heartbeatai.results.synthetic_store import make_store
+from heartbeatai.testing.fake_store import make_store
 
 pytestmark = pytest.mark.browser
 

@@ -62,7 +62,7 @@ def test_the_dashboard_and_the_results_store_load_neither_torch_nor_ray():
     import subprocess
     import sys
 
-    probe = ("import sys, heartbeatai.results.synthetic_store, heartbeatai.dashboard.app; "
+    probe = ("import sys, heartbeatai.testing.fake_store, heartbeatai.dashboard.app; "
              "print(sorted({'torch', 'ray'} & {m.split('.')[0] for m in sys.modules}))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
 

@@ -16,7 +16,7 @@ from heartbeatai.dashboard.app import create_app
 from heartbeatai.dashboard.figures_ecg import LEADS
 from heartbeatai.dashboard.views import ViewInputError, Views
 from heartbeatai.results import ResultsStore, ResultsWriter, schema
-from heartbeatai.results.synthetic_store import make_store
+from heartbeatai.testing.fake_store import make_store
 
 
 @pytest.fixture(scope="module")
@@ -80,14 +80,14 @@ def test_ablations_show_each_arm_per_fold_and_overall_and_the_paired_tests(views
     assert arms[0] == "full" and arms[-1] == "prevalence"
     assert list(view.arms.data[0].x) == ["lodo:cpsc", "lodo:georgia", "lodo:ptbxl", "overall"]
     table = str(view.tests)
-    assert "p_holm" in table and "no-MixStyle" in table
+    assert "p_holm" in table and "no-mixstyle" in table
 
 
 def test_the_arm_and_seed_filters_narrow_the_ablation_view_but_keep_the_prevalence_floor(views):
-    view = views.ablations("demo", "lodo", ["full", "no-SE", "prevalence"], 1, "f1")
+    view = views.ablations("demo", "lodo", ["full", "no-se", "prevalence"], 1, "f1")
 
-    assert [trace.name for trace in view.arms.data] == ["full", "no-SE", "prevalence"]
-    assert "no-MixStyle" not in str(view.tests)
+    assert [trace.name for trace in view.arms.data] == ["full", "no-se", "prevalence"]
+    assert "no-mixstyle" not in str(view.tests)
 
 
 def test_per_class_effects_cover_only_rare_classes(views, root):

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from heartbeatai.cli import UserError
+
 from heartbeatai.config import RunFile, TrialConfig
 from heartbeatai.results import ResultsStore, ResultsWriter
 from heartbeatai.study.consensus import consensus_config, consensus_value
-from heartbeatai.study.export import best_config_rows, consensus_rows, export_study, run_file_text
+from heartbeatai.study.export import ExportError, best_config_rows, consensus_rows, export_study, run_file_text
 
 from train_fixtures import tiny_run_file, write_planted_dataset
 
@@ -89,7 +89,7 @@ def test_a_consensus_recorded_by_the_study_is_exported_as_recorded(tmp_path):
 
 def test_exporting_a_study_without_selections_is_a_one_line_error(tmp_path):
     ResultsWriter(tmp_path / "empty")
-    with pytest.raises(UserError, match="no recorded best configurations"):
+    with pytest.raises(ExportError, match="no recorded best configurations"):
         export_study(tmp_path / "empty", tmp_path / "out")
 
 
@@ -121,5 +121,5 @@ def test_check_reruns_an_exported_run_file_and_compares_its_metric(tmp_path, pla
 
     ResultsWriter(tmp_path / "off").write("best_configs", best_config_rows(
         "off", "lodo", run.fold_id, "val", run_file_text(run), run.selection_metric, recorded - 0.3))
-    with pytest.raises(UserError, match="check failed"):
+    with pytest.raises(ExportError, match="check failed"):
         export_study(tmp_path / "off", tmp_path / "out_off", check=True)

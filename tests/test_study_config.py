@@ -7,7 +7,7 @@ from pathlib import Path
 import optuna.distributions as od
 import pytest
 
-from heartbeatai.study.arms import BUILTIN_ARMS, resolve_arms
+from heartbeatai.arms import BUILTIN_ARMS, resolve_arms
 from heartbeatai.study.search_space import DEFAULT_SPACE, Distribution, optuna_space
 from heartbeatai.study.study_config import ConfigError, load_study_config, parse_study_config
 

@@ -13,7 +13,8 @@ import wfdb
 from heartbeatai.cli import main as cli_main
 from heartbeatai.data.synth_domains import SHIFT_KINDS, default_profiles, reference_profile, shifted
 from heartbeatai.data.synth_labels import draw_labels
-from heartbeatai.data.synthetic import MANIFEST_NAME, domain_profiles, generate, write_benchmark
+from heartbeatai.data.domains import SYNTHETIC_MANIFEST
+from heartbeatai.data.synthetic import domain_profiles, generate, write_benchmark
 from heartbeatai.labels import scored_vocabulary
 
 REAL_PREFIXES = ("A", "Q", "E", "HR", "JS", "I", "S")
@@ -39,7 +40,7 @@ def test_a_larger_benchmark_extends_a_smaller_one_record_for_record():
 
 def test_written_records_are_challenge_format_with_lead_relations_within_rounding(tmp_path):
     out = write_benchmark(tmp_path / "synth", 8, fs=250, seconds=4, seed=0)
-    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    manifest = json.loads((out / SYNTHETIC_MANIFEST).read_text())
     vocab_codes = set(scored_vocabulary().codes)
     names = [row["record"] for row in manifest["records"]]
     assert len(set(names)) == len(names) == 8
@@ -119,7 +120,7 @@ def test_synth_command_writes_the_benchmark_and_rejects_bad_input(tmp_path, caps
     out = tmp_path / "bench"
     assert cli_main(["synth", "--out", str(out), "--records", "4", "--fs", "100", "--seconds", "3",
                      "--domains", "cpsc,chapman", "--workers", "1"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["chapman", "cpsc", MANIFEST_NAME]
+    assert sorted(p.name for p in out.iterdir()) == ["chapman", "cpsc", SYNTHETIC_MANIFEST]
     assert len(list((out / "cpsc").glob("*.hea"))) == 2
     assert cli_main(["synth", "--out", str(tmp_path / "x"), "--records", "4", "--domains", "mayo"]) == 2
     assert "unknown synthetic domains" in capsys.readouterr().err
@@ -136,7 +137,7 @@ def test_prepare_ingests_the_benchmark_with_folder_domains_and_header_labels(tmp
     raw = write_benchmark(tmp_path / "raw", 8, fs=250, seconds=4, seed=0)
     prepare([raw], tmp_path / "prepared", PrepareSettings(fs=250, max_seconds=10), progress=False)
     index = pd.read_parquet(tmp_path / "prepared" / "records.parquet")
-    manifest = {r["record"]: r for r in json.loads((raw / MANIFEST_NAME).read_text())["records"]}
+    manifest = {r["record"]: r for r in json.loads((raw / SYNTHETIC_MANIFEST).read_text())["records"]}
     assert sorted(index["record_id"]) == sorted(manifest)
     for row in index.itertuples():
         assert row.domain == manifest[row.record_id]["domain"]

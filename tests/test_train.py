@@ -12,7 +12,8 @@ import torch
 from heartbeatai.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from heartbeatai.data.folds import fold_records, read_folds
 from heartbeatai.data.prepared import PreparedDataset
-from heartbeatai.train import EPOCH_METRICS, SELECTION_METRICS, TrainSpec, metric_mode, predict, run_training
+from heartbeatai.metric_names import EPOCH_COLUMNS, VALIDATION_METRICS, metric_mode
+from heartbeatai.train import TrainSpec, predict, run_training
 from train_fixtures import CLASSES, FOLD, tiny_trial, write_planted_dataset
 
 
@@ -50,8 +51,8 @@ def test_in_process_run_learns_the_planted_pattern_and_reports_every_epoch(plant
     recorder = Recorder(keep=tmp_path)
     final = run_training(_spec(planted), report=recorder)
     assert [m["epoch"] for m in recorder.metrics] == [1, 2]
-    assert all(tuple(m) == EPOCH_METRICS for m in recorder.metrics)
-    assert set(SELECTION_METRICS) <= set(EPOCH_METRICS)
+    assert all(tuple(m) == EPOCH_COLUMNS for m in recorder.metrics)
+    assert set(VALIDATION_METRICS) <= set(EPOCH_COLUMNS)
     assert metric_mode("val_loss") == "min" and metric_mode("val_macro_auroc") == "max"
     assert final["val_macro_auroc"] >= 0.7
     for key in ("train_loss", "val_loss", "val_macro_f1", "val_macro_auprc", "val_challenge_score"):

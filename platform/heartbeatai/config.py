@@ -26,8 +26,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from heartbeatai.metric_names import DEFAULT_SELECTION_METRIC
+
 RUN_FILE_SCHEMA_VERSION = 1
-DEFAULT_SELECTION_METRIC = "val_macro_auroc"
 
 # Packages whose versions a run file records: the ones that change numbers.
 _PROVENANCE_PACKAGES = ("torch", "numpy", "scipy", "scikit-learn", "ray", "optuna", "pandas")

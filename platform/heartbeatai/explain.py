@@ -26,10 +26,10 @@ from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam
 from plotly.subplots import make_subplots
 from torch import nn
 
+from heartbeatai.ecg import LEADS
 from heartbeatai.model.blocks import SqueezeExcitation1d
 
 Method = Literal["integrated_gradients", "gradcam"]
-STANDARD_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def attribution_figure(
     signal: np.ndarray,
     attribution: Attribution,
     fs: float,
-    lead_names: Sequence[str] = STANDARD_LEADS,
+    lead_names: Sequence[str] = LEADS,
     *,
     class_position: int = 0,
     title: str | None = None,

@@ -37,7 +37,8 @@ def explain_command(args: argparse.Namespace) -> int:
     import torch
 
     from heartbeatai.config import TrialConfig
-    from heartbeatai.data.prepared import LEADS, NotPreparedError, PreparedDataset
+    from heartbeatai.data.prepared import NotPreparedError, PreparedDataset
+    from heartbeatai.ecg import LEADS
     from heartbeatai.explain import attribute, attribution_figure
     from heartbeatai.train import load_trained_model, signal_transform
     from heartbeatai.windows import read_window

@@ -184,11 +184,3 @@ def parse_dx(text: str) -> list[str]:
             codes.append(token)
     return codes
 
-
-def abbreviation_of(code: str) -> str:
-    """Human-readable abbreviation of any known code; the code itself otherwise."""
-    vocab = scored_vocabulary(include_st=True)
-    info = vocab.class_of(code)
-    if info is not None:
-        return info.abbr
-    return _code_names().get(code, (code, ""))[0]

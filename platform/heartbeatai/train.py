@@ -28,10 +28,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
 from heartbeatai.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint, seed_everything
-from heartbeatai.config import DEFAULT_SELECTION_METRIC, TrialConfig, fold_protocol
+from heartbeatai.config import TrialConfig, fold_protocol
 from heartbeatai.data.folds import fold_records, read_folds
 from heartbeatai.data.prepared import PreparedDataset
 from heartbeatai.losses import build_loss
+from heartbeatai.metric_names import DEFAULT_SELECTION_METRIC, FOLD_METRICS, VALIDATION_METRICS, metric_mode
 from heartbeatai.metrics import evaluate_predictions, tune_thresholds
 from heartbeatai.model import build_model
 from heartbeatai.preprocess import SignalTransform
@@ -51,36 +52,6 @@ N_DEMOGRAPHICS = 3  # PreparedDataset.demographics(): age/100, sex, age known
 # Positive-class weights (negatives / positives) are capped: a class with a handful of
 # training positives would otherwise dominate the loss.
 _MAX_POS_WEIGHT = 100.0
-# What every epoch reports (the study's epochs table and ASHA's time attribute `epoch`).
-EPOCH_METRICS = (
-    "epoch",
-    "train_loss",
-    "val_loss",
-    "val_macro_auroc",
-    "val_macro_f1",
-    "val_macro_auprc",
-    "val_challenge_score",
-    "val_brier",
-    "val_classes_used",
-    "epoch_seconds",
-)
-# Metrics a run's best checkpoint can be chosen by; losses and the Brier score are minimised.
-SELECTION_METRICS = (
-    "val_macro_auroc",
-    "val_macro_f1",
-    "val_macro_auprc",
-    "val_challenge_score",
-    "val_loss",
-    "val_brier",
-)
-_MINIMISED = ("val_loss", "val_brier")
-
-
-def metric_mode(metric: str) -> str:
-    """"min" or "max": which way `metric` improves."""
-    return "min" if metric in _MINIMISED else "max"
-
-
 @dataclass(frozen=True)
 class TrainSpec:
     """What one run trains: a trial configuration on one fold of a prepared dataset."""
@@ -98,10 +69,10 @@ class TrainSpec:
         object.__setattr__(self, "classes", tuple(self.classes))
         if not self.classes:
             raise ValueError("classes: a run needs at least one class")
-        if self.selection_metric not in SELECTION_METRICS:
+        if self.selection_metric not in VALIDATION_METRICS:
             raise ValueError(
                 f"selection_metric: {self.selection_metric!r} is not reported per epoch; "
-                f"choose one of {', '.join(SELECTION_METRICS)}"
+                f"choose one of {', '.join(VALIDATION_METRICS)}"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -466,11 +437,7 @@ def _validate(model, loader, records: RecordSet, loss_fn, classes, device, world
     macro = evaluate_predictions(labels, probs, thresholds, classes).macro
     metrics = {
         "val_loss": loss,
-        "val_macro_auroc": macro["macro_auroc"],
-        "val_macro_f1": macro["macro_f1"],
-        "val_macro_auprc": macro["macro_auprc"],
-        "val_challenge_score": macro["challenge_score"],
-        "val_brier": macro["brier"],
+        **{f"val_{name}": macro[name] for name in FOLD_METRICS},
         "val_classes_used": len(macro["classes_used"]),
     }
     return metrics, thresholds

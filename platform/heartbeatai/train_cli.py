@@ -197,7 +197,8 @@ def _train_on_ray(spec, out: Path, workers: int, gpus_per_worker: float, *, resu
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
-    from heartbeatai.train import fit_with_ray_train, metric_mode
+    from heartbeatai.metric_names import metric_mode
+    from heartbeatai.train import fit_with_ray_train
 
     if joining:
         ray.init()  # RAY_ADDRESS
@@ -237,7 +238,7 @@ def _replace_dir(source: Path, target: Path) -> None:
 
 def best_epoch(history: list[dict[str, Any]], selection_metric: str) -> dict[str, Any]:
     """The epoch best by the metric (the earliest on ties); the last if none scored."""
-    from heartbeatai.train import metric_mode
+    from heartbeatai.metric_names import metric_mode
 
     scored = [m for m in history if math.isfinite(m.get(selection_metric, math.nan))]
     if not scored:

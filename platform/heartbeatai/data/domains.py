@@ -12,8 +12,6 @@ import json
 import re
 from pathlib import Path
 
-DOMAINS = ("cpsc", "cpsc_extra", "ptbxl", "georgia", "chapman", "ningbo", "incart", "ptb")
-PAPER_DOMAINS = ("cpsc", "ptbxl", "georgia", "chapman")
 SYNTHETIC_MANIFEST = "synthetic_manifest.json"
 # Chapman-Shaoxing ends at JS10646; Ningbo continues the numbering (challenge 2021).
 LAST_CHAPMAN_NUMBER = 10646

@@ -30,11 +30,10 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
 
+from heartbeatai.ecg import LEADS, N_LEADS
 from heartbeatai.labels import Vocabulary
 
 SCHEMA_VERSION = 1
-LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
-N_LEADS = len(LEADS)
 SIGNAL_DTYPE = np.dtype("<f2")
 MANIFEST_FILE = "manifest.json"
 RECORDS_FILE = "records.parquet"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from heartbeatai.data.prepared import LEADS
+from heartbeatai.ecg import LEADS
 
 _LEAD_INDEX = {name.upper(): i for i, name in enumerate(LEADS)}
 # Sanity bounds: beyond them a header is corrupt, not an unusual recording.

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+from heartbeatai.ecg import LEADS
+
 ELECTRODES = ("RA", "LA", "LL", "V1", "V2", "V3", "V4", "V5", "V6")
 
 # Dower 1980, columns X, Y, Z; rows I, II, V1..V6.

@@ -25,16 +25,15 @@ import numpy as np
 import scipy.io
 from threadpoolctl import threadpool_limits
 
-from heartbeatai.data.synth_dipole import LEADS
 from heartbeatai.data.synth_domains import (
     CLASSES, SHIFT_KINDS, ST_CLASSES, DomainProfile, default_profiles, reference_profile, shifted,
 )
 from heartbeatai.data.synth_record import SyntheticRecord, synthesize_record
+from heartbeatai.data.domains import SYNTHETIC_MANIFEST
+from heartbeatai.ecg import LEADS, PAPER_DOMAINS
 from heartbeatai.labels import scored_vocabulary
 
 GENERATOR_VERSION = "1.0"
-MANIFEST_NAME = "synthetic_manifest.json"
-DEFAULT_DOMAINS = ("cpsc", "ptbxl", "georgia", "chapman")
 _CHUNK = 64  # records per task: amortises process hand-off, bounds memory when writing
 
 
@@ -119,7 +118,7 @@ def _records(plan, profiles, fs, seconds, seed, workers) -> Iterator[tuple[str, 
 
 
 def generate(
-    n_records: int, *, domains: Sequence[str] = DEFAULT_DOMAINS, shift: float = 1.0,
+    n_records: int, *, domains: Sequence[str] = PAPER_DOMAINS, shift: float = 1.0,
     shift_kinds: Sequence[str] | None = None, fs: int = 500, seconds: float = 10.0, seed: int = 0,
     include_st: bool = False, workers: int = 1,
 ) -> SyntheticSet:
@@ -189,7 +188,7 @@ def _write_chunk(args: tuple) -> list[dict]:
 
 
 def write_benchmark(
-    out_dir: str | os.PathLike, n_records: int, *, domains: Sequence[str] = DEFAULT_DOMAINS,
+    out_dir: str | os.PathLike, n_records: int, *, domains: Sequence[str] = PAPER_DOMAINS,
     shift: float = 1.0, shift_kinds: Sequence[str] | None = None, fs: int = 500, seconds: float = 10.0,
     seed: int = 0, include_st: bool = False, workers: int = 1, progress=None,
 ) -> Path:
@@ -230,7 +229,7 @@ def write_benchmark(
         "domains": {d: p.as_dict() for d, p in profiles.items()},
         "records": rows,
     }
-    tmp = out / (MANIFEST_NAME + ".tmp")
+    tmp = out / (SYNTHETIC_MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, out / MANIFEST_NAME)
+    os.replace(tmp, out / SYNTHETIC_MANIFEST)
     return out

@@ -17,7 +17,7 @@ def _csv(text: str) -> list[str]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from heartbeatai.data.synth_domains import SHIFT_KINDS
-    from heartbeatai.data.synthetic import DEFAULT_DOMAINS
+    from heartbeatai.ecg import PAPER_DOMAINS
 
     parser = subparsers.add_parser(
         "synth",
@@ -26,8 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, type=Path, help="output folder (one sub-folder per domain)")
     parser.add_argument("--records", required=True, type=int, help="number of records, spread evenly over domains")
-    parser.add_argument("--domains", type=_csv, default=list(DEFAULT_DOMAINS),
-                        help=f"comma-separated hospital profiles (default {','.join(DEFAULT_DOMAINS)})")
+    parser.add_argument("--domains", type=_csv, default=list(PAPER_DOMAINS),
+                        help=f"comma-separated hospital profiles (default {','.join(PAPER_DOMAINS)})")
     parser.add_argument("--shift", type=float, default=1.0,
                         help="scale of every domain difference: 0 identical domains, 1 default, >1 harsher")
     parser.add_argument("--shift-kinds", type=_csv, default=None,
@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from heartbeatai.data.synthetic import MANIFEST_NAME, domain_profiles, write_benchmark
+    from heartbeatai.data.domains import SYNTHETIC_MANIFEST
+    from heartbeatai.data.synthetic import domain_profiles, write_benchmark
 
     if args.records <= 0:
         raise UserError(f"--records must be positive, got {args.records}")
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         domain_profiles(args.domains, args.shift, args.shift_kinds, args.st)
     except ValueError as err:
         raise UserError(str(err)) from None
-    if (args.out / MANIFEST_NAME).exists():
+    if (args.out / SYNTHETIC_MANIFEST).exists():
         raise UserError(f"{args.out} already holds a synthetic benchmark; choose another --out or remove it")
     started = time.perf_counter()
 

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from heartbeatai.arms import ALIASES
 from heartbeatai.results import schema
 
 log = logging.getLogger(__name__)
@@ -246,6 +247,8 @@ class ResultsStore:
             for column, dtype in declaration.columns.items():
                 if column not in frame.columns:
                     frame[column] = pa.nulls(len(frame), type=dtype).to_pandas()
+            if "arm" in frame.columns:  # stores written with older spellings read as today's
+                frame["arm"] = frame["arm"].replace(ALIASES)
             frame = frame.drop_duplicates(list(declaration.identity), keep="last", ignore_index=True)
         status = TableStatus(table, exists, len(signature), len(frame), tuple(corrupt))
         return _Cached(signature, frame, status)

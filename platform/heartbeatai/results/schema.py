@@ -10,35 +10,54 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from heartbeatai.arms import PREVALENCE as PREVALENCE_ARM
+from heartbeatai.arms import SEARCH as SEARCH_ARM
+from heartbeatai.metric_names import CLASS_METRICS as _CLASS_METRIC_REGISTRY
+from heartbeatai.metric_names import FOLD_METRICS as _FOLD_METRIC_REGISTRY
+from heartbeatai.metric_names import VALIDATION_METRICS
+
 SCHEMA_VERSION = 1
 
-# Every row of a per-run table carries this key: one trained model of one study.
-RUN_KEY: tuple[str, ...] = ("study", "protocol", "fold_id", "arm", "seed", "selection", "trial_id")
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """The key every row of a per-run table carries: one trained model of one study."""
+
+    study: str
+    protocol: str
+    fold_id: str
+    arm: str
+    seed: int
+    selection: str
+    trial_id: str
+
+    def as_dict(self) -> dict[str, str | int]:
+        return {name: getattr(self, name) for name in RUN_KEY}
+
+
+RUN_KEY: tuple[str, ...] = tuple(f.name for f in fields(RunKey))
 
 PROTOCOLS = ("lodo", "intra")
 SELECTIONS = ("search", "val", "oracle")
 TRIAL_STATUSES = ("pending", "running", "completed", "early_stopped", "errored")
 SPLITS = ("val", "test")
 LABEL_SETS = ("noisy", "clean")
-FOLD_METRICS = ("macro_f1", "macro_auroc", "macro_auprc", "challenge_score", "brier")
-CLASS_METRICS = ("f1", "auroc", "auprc")
+FOLD_METRICS = tuple(_FOLD_METRIC_REGISTRY)
+CLASS_METRICS = tuple(_CLASS_METRIC_REGISTRY)
 
-# The arm and trial id the search trials and the prevalence floor use (DESIGN.md, Study).
-SEARCH_ARM = "search"
-PREVALENCE_ARM = "prevalence"
 CONSENSUS_FOLD = "consensus"
 
 _S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 
-_KEY_TYPES = {
-    "study": _S, "protocol": _S, "fold_id": _S, "arm": _S, "seed": _I, "selection": _S, "trial_id": _S,
-}
+# Annotations are strings here (postponed evaluation): "int" or "str".
+_KEY_TYPES = {f.name: _I if f.type == "int" else _S for f in fields(RunKey)}
 
 
 @dataclass(frozen=True)
@@ -84,9 +103,7 @@ def _per_run(name: str, columns: dict[str, pa.DataType], extra_identity: tuple[s
     )
 
 
-_VAL_METRICS = {
-    "val_macro_auroc": _F, "val_macro_f1": _F, "val_macro_auprc": _F, "val_challenge_score": _F,
-}
+_VAL_METRICS = {name: _F for name in VALIDATION_METRICS}
 
 
 def _with_interval(metric: str) -> dict[str, pa.DataType]:
@@ -107,7 +124,7 @@ TABLES: dict[str, Table] = {
             allowed={"status": TRIAL_STATUSES},
             dynamic_prefixes=("cfg.",),
         ),
-        _per_run("epochs", {"epoch": _I, "train_loss": _F, "val_loss": _F, **_VAL_METRICS}, ("epoch",)),
+        _per_run("epochs", {"epoch": _I, "train_loss": _F, **_VAL_METRICS}, ("epoch",)),
         _per_run(
             "fold_metrics",
             {"split": _S, "label_set": _S, "metric": _S, "value": _F, "ci_low": _F, "ci_high": _F,
@@ -119,8 +136,9 @@ TABLES: dict[str, Table] = {
         _per_run(
             "class_metrics",
             {"split": _S, "label_set": _S, "class": _S, "positives": _I, "train_prevalence": _F,
-             "test_prevalence": _F, "present": _B, **_with_interval("f1"), **_with_interval("auroc"),
-             **_with_interval("auprc"), "brier": _F, "threshold": _F},
+             "test_prevalence": _F, "present": _B,
+             **{column: dtype for m in CLASS_METRICS for column, dtype in _with_interval(m).items()},
+             "brier": _F, "threshold": _F},
             ("split", "label_set", "class"),
             allowed={"split": SPLITS, "label_set": LABEL_SETS},
         ),

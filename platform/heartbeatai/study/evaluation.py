@@ -26,11 +26,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from heartbeatai.metric_names import CLASS_METRICS, FOLD_METRICS
 from heartbeatai.metrics import challenge_score, class_codes
 
 CI_LEVEL = 0.95
-MACRO_METRICS = ("macro_f1", "macro_auroc", "macro_auprc", "challenge_score", "brier")
-_CLASS_METRICS = ("f1", "auroc", "auprc", "brier")
 
 
 def prevalence_scores(train_prevalence: np.ndarray, n: int) -> np.ndarray:
@@ -187,14 +186,14 @@ def evaluate_test(
         macro_point = macro_metrics(point, y, predicted, classes, np.ones((1, n)))
         macro_boot = macro_metrics(boot, y, predicted, classes, counts, used)
         base = {**key, "split": split, "label_set": label_set}
-        for metric in MACRO_METRICS:
+        for metric in FOLD_METRICS:
             low, high = percentile_interval(macro_boot[metric])
             fold_rows.append({
                 **base, "metric": metric, "value": float(macro_point[metric][0]),
                 "ci_low": float(low), "ci_high": float(high),
                 "classes_used": json.dumps([c for c, u in zip(classes, used) if u]),
             })
-        intervals = {m: percentile_interval(boot[m]) for m in ("f1", "auroc", "auprc")}
+        intervals = {m: percentile_interval(boot[m]) for m in CLASS_METRICS}
         for c, abbr in enumerate(classes):
             row = {
                 **base, "class": abbr, "positives": int(point["positives"][0, c]),
@@ -202,7 +201,7 @@ def evaluate_test(
                 "test_prevalence": float(point["positives"][0, c] / n),
                 "present": bool(used[c]),
             }
-            for metric in ("f1", "auroc", "auprc"):
+            for metric in CLASS_METRICS:
                 row[metric] = float(point[metric][0, c])
                 row[f"{metric}_lo"] = float(intervals[metric][0][c])
                 row[f"{metric}_hi"] = float(intervals[metric][1][c])
@@ -235,7 +234,7 @@ def macro_metrics(
     out = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a replicate with no class left
-        for m in _CLASS_METRICS:
+        for m in (*CLASS_METRICS, "brier"):
             name = "brier" if m == "brier" else f"macro_{m}"
             out[name] = (np.nanmean(per_class[m][:, used], axis=1) if used.any()
                          else np.full(counts.shape[0], np.nan))

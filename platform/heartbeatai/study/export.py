@@ -20,8 +20,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from heartbeatai.cli import UserError
 from heartbeatai.config import RunFile
+from heartbeatai.metric_names import metric_mode
 from heartbeatai.results import ResultsStore
 from heartbeatai.results.schema import CONSENSUS_FOLD
 from heartbeatai.study.consensus import consensus_config
@@ -32,7 +32,10 @@ CONSENSUS_FILE = "consensus.yaml"
 # workers or on GPU does not, so the check allows this much difference by default.
 CHECK_TOLERANCE = 0.02
 # Selection metrics that are minimised; every other `val_*` metric is maximised.
-_MINIMISED = ("val_loss", "val_brier")
+
+
+class ExportError(RuntimeError):
+    """Nothing to export, or an exported run does not rerun to its recorded metric."""
 
 
 def run_file_text(run_file: RunFile) -> str:
@@ -97,7 +100,7 @@ def export_study(
     store = ResultsStore(root or ".")
     folds = _fold_selections(store, study)
     if folds.empty:
-        raise UserError(f"study {study!r} has no recorded best configurations yet (is its search finished?)")
+        raise ExportError(f"study {study!r} has no recorded best configurations yet (is its search finished?)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -116,7 +119,7 @@ def export_study(
         ordered = folds.assign(not_lodo=folds["protocol"] != "lodo").sort_values(["not_lodo", "fold_id"])
         target = ordered.iloc[0]
         if pd.isna(target["value"]):
-            raise UserError(f"{target['fold_id']}: no recorded {target['metric']} to check against")
+            raise ExportError(f"{target['fold_id']}: no recorded {target['metric']} to check against")
         path = out / f"{target['protocol']}__{target['fold_id'].replace(':', '_')}.yaml"
         check_run_file(path, float(target["value"]), tolerance)
     return written
@@ -129,10 +132,10 @@ def check_run_file(path: Path, recorded: float, tolerance: float) -> float:
 
     run = RunFile.load(path)
     if run.data.path is None:
-        raise UserError(f"{path}: --check needs a prepared dataset path in data.path")
+        raise ExportError(f"{path}: --check needs a prepared dataset path in data.path")
     fingerprint = PreparedDataset(run.data.path).fingerprint
     if run.data.fingerprint is not None and fingerprint != run.data.fingerprint:
-        raise UserError(f"{path}: dataset {run.data.path} has fingerprint {fingerprint}, "
+        raise ExportError(f"{path}: dataset {run.data.path} has fingerprint {fingerprint}, "
                         f"the run file was selected on {run.data.fingerprint}")
     metric = run.selection_metric
     values: list[float] = []
@@ -145,11 +148,11 @@ def check_run_file(path: Path, recorded: float, tolerance: float) -> float:
         spec = TrainSpec(trial=run.trial, data_path=run.data.path, fold_id=run.fold_id,
                          classes=run.classes, selection_metric=metric, out_dir=staging)
         run_training(spec, report=report)
-    rerun = min(values) if metric in _MINIMISED else max(values)
+    rerun = min(values) if metric_mode(metric) == "min" else max(values)
     print(f"check {path.name}: recorded {metric} = {recorded:.4f}, rerun = {rerun:.4f} "
           f"(difference {rerun - recorded:+.4f}, tolerance {tolerance})")
     if not abs(rerun - recorded) <= tolerance:
-        raise UserError(f"check failed: {path.name} reran to {metric} {rerun:.4f}, "
+        raise ExportError(f"check failed: {path.name} reran to {metric} {rerun:.4f}, "
                         f"recorded {recorded:.4f} (tolerance {tolerance})")
     return rerun
 

@@ -29,8 +29,10 @@ import numpy as np
 import pandas as pd
 
 from heartbeatai.config import RunFile, TrialConfig
+from heartbeatai.metric_names import fold_metric_of
 from heartbeatai.results import ResultsStore, ResultsWriter
-from heartbeatai.study.arms import PREVALENCE, resolve_arms
+from heartbeatai.results.schema import RunKey
+from heartbeatai.arms import PREVALENCE, SEARCH, resolve_arms
 from heartbeatai.study.lock import StageJournal, StudyLock
 from heartbeatai.study.resources import (
     TrialResources,
@@ -183,6 +185,9 @@ class FoldRunner:
         for table in tables:
             self.writer.compact(table)
 
+    def run_key(self, arm: str, seed: int, selection: str, trial_id: str) -> dict:
+        return RunKey(self.config.name, self.protocol, self.fold_id, arm, seed, selection, trial_id).as_dict()
+
     def context(self, base: TrialConfig, arm_overrides: dict | None = None) -> FoldContext:
         return FoldContext(
             study=self.config.name, protocol=self.protocol, fold_id=self.fold_id, data_path=str(self.data_path),
@@ -209,11 +214,11 @@ class FoldRunner:
             sched.kind == "asha",
         )
         self.progress(f"[{self.fold_id}] search: {stage.num_samples} trials, {self.concurrent} at a time")
-        recorder = TrialRecorder(context, str(self.paths.root), stage_arm="search", selection="search",
+        recorder = TrialRecorder(context, str(self.paths.root), stage_arm=SEARCH, selection="search",
                                  progress=self.progress)
         run_stage(stage, context, str(self.paths.root), str(self.paths.experiments), self.concurrent,
                   recorder, self._callbacks())
-        self._close_abandoned({"arm": "search"})
+        self._close_abandoned({"arm": SEARCH})
         self._importances()
 
     def _close_abandoned(self, where: dict) -> None:
@@ -246,7 +251,7 @@ class FoldRunner:
 
     def _search_trials(self) -> pd.DataFrame:
         return self.store.read(self.config.name, "trials",
-                               filters={"protocol": self.protocol, "fold_id": self.fold_id, "arm": "search"})
+                               filters={"protocol": self.protocol, "fold_id": self.fold_id, "arm": SEARCH})
 
     def _select(self) -> dict:
         selection = TrainingDomainValidation().select(self._search_trials(), self.base, self.config.selection.mode)
@@ -261,7 +266,7 @@ class FoldRunner:
         trials = self._search_trials().drop_duplicates("trial_id", keep="last")
         test_ids = self.sealed.release_test(self.journal)
         y = self._labels(test_ids)
-        test_metric = self.config.selection.metric.removeprefix("val_")
+        test_metric = fold_metric_of(self.config.selection.metric)  # the config refuses an oracle without one
         values = {}
         for row in trials[trials["checkpoint_path"].notna()].itertuples():
             ids, probs, thresholds = self._predict(row.checkpoint_path, test_ids)
@@ -301,7 +306,7 @@ class FoldRunner:
 
     def _test(self, selection: Selection, kind: str) -> None:
         """A search trial's checkpoint on the test split, keyed arm="search" and the selection kind."""
-        self._test_checkpoint(selection.checkpoint_path, "search", self.base.seed, kind, selection.trial_id)
+        self._test_checkpoint(selection.checkpoint_path, SEARCH, self.base.seed, kind, selection.trial_id)
 
     def _test_checkpoint(self, checkpoint: str, arm: str, seed: int, selection: str, trial_id: str) -> None:
         test_ids = self.sealed.release_test(self.journal)
@@ -323,8 +328,7 @@ class FoldRunner:
 
         dataset = self.dataset
         rows = dataset.index_of(list(ids))
-        key = {"study": self.config.name, "protocol": self.protocol, "fold_id": self.fold_id, "arm": arm,
-               "seed": seed, "selection": selection, "trial_id": trial_id}
+        key = self.run_key(arm, seed, selection, trial_id)
         tables = evaluate_test(
             list(ids), dataset.records["domain"].to_numpy()[rows], dataset.labels(self.classes)[rows], probs,
             thresholds, self.classes, self._train_prevalence(), key,
@@ -374,8 +378,7 @@ class FoldRunner:
 
         from heartbeatai.train import load_trained_model
 
-        key = {"study": self.config.name, "protocol": self.protocol, "fold_id": self.fold_id, "arm": "search",
-               "seed": self.base.seed, "selection": "val", "trial_id": selection.trial_id}
+        key = self.run_key(SEARCH, self.base.seed, "val", selection.trial_id)
         predictions = self.store.read(self.config.name, "predictions", filters=key)
         thresholds = self.store.read(self.config.name, "class_metrics", filters={**key, "label_set": "noisy"})
         thresholds = thresholds.set_index("class")["threshold"].reindex(self.classes).to_numpy()
@@ -509,11 +512,11 @@ def clean_labels(dataset, record_ids: list[str], classes: list[str]) -> np.ndarr
     The generator writes <out>/<domain>/<record>.hea and <out>/synthetic_manifest.json with each
     record's true codes next to the noisy header codes; prepare keeps each record's source path.
     """
-    from heartbeatai.data.synthetic import MANIFEST_NAME
+    from heartbeatai.data.synthetic import SYNTHETIC_MANIFEST
     from heartbeatai.labels import scored_vocabulary
 
     sources = dataset.records["source_path"].to_numpy()[dataset.index_of(record_ids)]
-    manifests = {str(Path(src).parent.parent / MANIFEST_NAME) for src in sources}
+    manifests = {str(Path(src).parent.parent / SYNTHETIC_MANIFEST) for src in sources}
     if not all(Path(m).is_file() for m in manifests):
         return None
     truth = {name: codes for m in manifests for name, codes in _manifest_truth(m).items()}
@@ -564,7 +567,7 @@ def _analyse(config: StudyConfig, paths: StudyPaths, journal: StageJournal, writ
         from heartbeatai.study.statistics import ablation_tests
 
         def arms_only(frame: pd.DataFrame) -> pd.DataFrame:
-            return frame[frame["arm"] != "search"]
+            return frame[frame["arm"] != SEARCH]
 
         read = lambda t: arms_only(store.read(config.name, t))  # noqa: E731
         tests = ablation_tests(read("fold_metrics"), read("predictions"), read("class_metrics"),

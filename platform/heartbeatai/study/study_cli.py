@@ -112,19 +112,22 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from heartbeatai.study.export import export_study
+    from heartbeatai.study.export import ExportError, export_study
 
     if not Path(args.study_dir).is_dir():
         raise UserError(f"no study directory {args.study_dir}")
-    for path in export_study(args.study_dir, args.out, check=args.check):
-        print(path)
+    try:
+        for path in export_study(args.study_dir, args.out, check=args.check):
+            print(path)
+    except ExportError as err:
+        raise UserError(str(err)) from None
     return 0
 
 
 def _plan(args: argparse.Namespace) -> int:
     import os
 
-    from heartbeatai.study.arms import resolve_arms
+    from heartbeatai.arms import resolve_arms
     from heartbeatai.study.orchestrator import calibrate_record_cost, plan_study
     from heartbeatai.study.resources import Capacity, ResourceError, max_concurrent_trials, plan_trial_resources
 

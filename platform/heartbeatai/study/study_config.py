@@ -16,7 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from heartbeatai.config import ConfigError, TrialConfig, describe_validation_error, flatten_config, load_validated_yaml
-from heartbeatai.study.arms import BUILTIN_ARMS, DEFAULT_ARMS
+from heartbeatai.arms import BUILTIN_ARMS, DEFAULT_ARMS, canonical_arm
+from heartbeatai.metric_names import DEFAULT_SELECTION_METRIC, VALIDATION_METRICS, fold_metric_of, metric_mode
 from heartbeatai.study.search_space import DEFAULT_SPACE, Distribution
 
 Protocol = Literal["lodo", "intra"]
@@ -91,11 +92,35 @@ class ResourcesConfig(_Strict):
 
 
 class SelectionConfig(_Strict):
-    metric: str = "val_macro_auroc"
-    mode: Literal["max", "min"] = "max"
+    metric: str = DEFAULT_SELECTION_METRIC
+    # Which way the metric improves: derived from the metric registry; given, it must agree.
+    mode: Literal["max", "min"]
     method: Literal["val"] = "val"
     # The test-domain oracle: an upper bound only, computed after the selected model is tested.
     oracle: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mode_from_metric(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and raw.get("mode") is None:
+            metric = raw.get("metric", DEFAULT_SELECTION_METRIC)
+            if metric in VALIDATION_METRICS:
+                return {**raw, "mode": metric_mode(metric)}
+            return {**raw, "mode": "max"}  # the metric check below names the real problem
+        return raw
+
+    @model_validator(mode="after")
+    def _recorded_metric(self) -> "SelectionConfig":
+        if self.metric not in VALIDATION_METRICS:
+            raise ValueError(f"metric: {self.metric!r} is not recorded per epoch; "
+                             f"choose one of {', '.join(VALIDATION_METRICS)}")
+        if self.mode != metric_mode(self.metric):
+            raise ValueError(f"mode: {self.metric} improves towards {metric_mode(self.metric)}, not {self.mode}; "
+                             "leave mode out to derive it")
+        if self.oracle and fold_metric_of(self.metric) is None:
+            raise ValueError(f"oracle: {self.metric} has no test-set counterpart to pick the oracle by; "
+                             "set selection.oracle: false or select on another metric")
+        return self
 
 
 class TrackingConfig(_Strict):
@@ -117,7 +142,7 @@ class StudyConfig(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     arms: list[str] = Field(default_factory=lambda: list(DEFAULT_ARMS), min_length=1)
     user_arms: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    selection: SelectionConfig = SelectionConfig()
+    selection: SelectionConfig = Field(default_factory=lambda: SelectionConfig.model_validate({}))
     storage: str = "runs"
     optuna_storage: str | None = None  # any Optuna RDB URL; None: sqlite:///<study>/optuna.db
     tracking: TrackingConfig | None = None
@@ -145,6 +170,11 @@ class StudyConfig(_Strict):
             raise ValueError("a study needs a (shared) file system path; mount the bucket, or give the "
                              "results store URL to the dashboard only")
         return value
+
+    @field_validator("arms", mode="before")
+    @classmethod
+    def _canonical_arm_names(cls, value: Any) -> Any:
+        return [canonical_arm(a) if isinstance(a, str) else a for a in value] if isinstance(value, list) else value
 
     @field_validator("seeds", "protocols")
     @classmethod

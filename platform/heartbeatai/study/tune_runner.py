@@ -24,6 +24,9 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from heartbeatai.config import TrialConfig, flatten_config
+from heartbeatai.metric_names import VALIDATION_METRICS
+from heartbeatai.results.schema import RUN_KEY, RunKey
+from heartbeatai.results.schema import table as results_table
 from heartbeatai.results import ResultsWriter
 from heartbeatai.study.resources import TrialResources
 
@@ -142,15 +145,15 @@ class TrialRecorder(tune.Callback):
 
     def key(self, trial: Any) -> dict[str, Any]:
         cfg = trial.config
-        return {
-            "study": self.context.study,
-            "protocol": self.context.protocol,
-            "fold_id": self.context.fold_id,
-            "arm": self.stage_arm or cfg[ARM_KEY],
-            "seed": int(cfg.get(SEED_KEY, self.context.base_trial.get("seed", 0))),
-            "selection": self.selection,
-            "trial_id": trial.trial_id,
-        }
+        return RunKey(
+            study=self.context.study,
+            protocol=self.context.protocol,
+            fold_id=self.context.fold_id,
+            arm=self.stage_arm or cfg[ARM_KEY],
+            seed=int(cfg.get(SEED_KEY, self.context.base_trial.get("seed", 0))),
+            selection=self.selection,
+            trial_id=trial.trial_id,
+        ).as_dict()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._started.setdefault(trial.trial_id, time.time())
@@ -166,7 +169,7 @@ class TrialRecorder(tune.Callback):
             return
         self._last[trial.trial_id] = dict(result)
         self._epochs.setdefault(trial.trial_id, []).append(
-            {**self.key(trial), **{k: result.get(k) for k in _EPOCH_COLUMNS}}
+            {**self.key(trial), **{k: result.get(k) for k in _EPOCH_TABLE_COLUMNS}}
         )
         if "checkpoint_path" in result:  # a Ray Train run: its checkpoint is already persisted
             self._offer(trial.trial_id, result, result["checkpoint_path"])
@@ -240,7 +243,7 @@ class TrialRecorder(tune.Callback):
             "best_epoch": best_epoch,
             "epochs_run": int(last.get("epoch", 0)),
             "wall_time_s": time.time() - self._started.get(trial.trial_id, time.time()),
-            **{m: last.get(m) for m in _VAL_METRICS},
+            **{m: last.get(m) for m in VALIDATION_METRICS},
             "selection_metric": self.context.metric,
             "selection_value": value,
             "checkpoint_path": checkpoint,
@@ -250,8 +253,10 @@ class TrialRecorder(tune.Callback):
         self.writer.write("trials", pd.DataFrame([row]))
 
 
-_VAL_METRICS = ("val_macro_auroc", "val_macro_f1", "val_macro_auprc", "val_challenge_score")
-_EPOCH_COLUMNS = ("epoch", "train_loss", "val_loss", *_VAL_METRICS)
+
+
+# The epochs table's own columns (beyond the run key), as the schema declares them.
+_EPOCH_TABLE_COLUMNS = tuple(c for c in results_table("epochs").columns if c not in RUN_KEY)
 
 
 def _error_text(trial: Any) -> str:

@@ -1,4 +1,4 @@
-"""A plausible results store, generated: every table, for tests, demos and benchmarks.
+"""A fake results store, generated: every table, for tests, demos and benchmarks.
 
 Numbers follow the shapes a real LODO study shows (rare classes degrade most, ASHA stops
 the weak trials early, MixStyle helps a little, the prevalence floor sits at AUROC 0.5)
@@ -17,18 +17,18 @@ import pandas as pd
 import yaml
 
 from heartbeatai.labels import scored_vocabulary
-from heartbeatai.results.schema import CONSENSUS_FOLD, PREVALENCE_ARM, SEARCH_ARM
+from heartbeatai.arms import DEFAULT_ARMS, PREVALENCE as PREVALENCE_ARM, SEARCH as SEARCH_ARM
+from heartbeatai.ecg import LEADS, PAPER_DOMAINS
+from heartbeatai.results.schema import CONSENSUS_FOLD, RunKey
 from heartbeatai.results.writer import ResultsWriter
 
-DOMAINS = ("cpsc", "ptbxl", "georgia", "chapman", "ningbo")
-DEFAULT_ARMS = ("full", "no-SE", "no-MixStyle", "no-smoothing", "loss=bce", "baseline", PREVALENCE_ARM)
-LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+DOMAINS = (*PAPER_DOMAINS, "ningbo")
 SE_STAGES = {"stage1": 64, "stage2": 128, "stage3": 256, "stage4": 256}
 # ASHA rungs on `epoch` (grace 1, reduction 3) over at most 9 epochs.
 _RUNGS = (1, 3, 9)
 # How much each arm costs against `full` in AUROC (drawn; signs as ablations usually find).
-_ARM_EFFECT = {"full": 0.0, "no-SE": -0.006, "no-concentration": -0.004, "no-MixStyle": -0.015,
-               "no-smoothing": -0.004, "loss=bce": -0.01, "baseline": -0.035}
+_ARM_EFFECT = {"full": 0.0, "no-se": -0.006, "no-concentration": -0.004, "no-mixstyle": -0.015,
+               "no-smoothing": -0.004, "loss-bce": -0.01, "baseline": -0.035}
 
 
 def make_store(root: str | os.PathLike, study: str = "demo", n_folds: int = 4, n_trials: int = 40,
@@ -82,7 +82,10 @@ def make_store(root: str | os.PathLike, study: str = "demo", n_folds: int = 4, n
 
 
 def _key(protocol: str, fold_id: str, arm: str, seed: int, selection: str, trial_id: str) -> dict:
-    return dict(protocol=protocol, fold_id=fold_id, arm=arm, seed=seed, selection=selection, trial_id=trial_id)
+    """The run key without the study (make_store adds it when writing)."""
+    key = RunKey("", protocol, fold_id, arm, seed, selection, trial_id).as_dict()
+    del key["study"]
+    return key
 
 
 def _prevalences(rng, abbrs: list[str], domains: list[str]) -> pd.DataFrame:

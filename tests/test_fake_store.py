@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from heartbeatai.results import ResultsStore, schema
-from heartbeatai.results.synthetic_store import make_store
+from heartbeatai.testing.fake_store import make_store
 
 
 def test_the_synthetic_store_fills_every_table_readably(tmp_path):

@@ -1,0 +1,84 @@
+"""Ablation arms: named overrides of a fold's selected configuration (DESIGN.md, Study).
+
+Each arm is declared once, here, and every layer (study config, fold runner, results store,
+dashboard, the test fake) takes its names from this registry. An arm removes one component
+of the paper's model from the configuration the search selected, so `full` vs arm isolates
+that component with everything else tuned. `prevalence` trains nothing: it scores every
+record with the training prevalence, the floor every number stands against
+(ecg_ptbxl_benchmarking). `baseline` and `prevalence` are reference rows, not ablations:
+they stand outside the family of ablation tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+FULL = "full"
+PREVALENCE = "prevalence"
+BASELINE = "baseline"
+# Not an arm of the comparison: the key under which a fold's search trials and its
+# validation-selected search winner are stored.
+SEARCH = "search"
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    trained: bool = True
+    # An ablation removes one component; a reference row (baseline, floor) is shown beside them.
+    ablation: bool = True
+
+
+_PAPER_COMPONENTS_OFF = {
+    "model.se": False,
+    "model.concentration": False,
+    "mixstyle.p": 0.0,
+    "label_smoothing": 0.0,
+    "loss.kind": "bce",
+}
+
+BUILTIN_ARMS: dict[str, Arm] = {
+    arm.name: arm
+    for arm in (
+        Arm(FULL, ablation=False),
+        Arm("no-se", {"model.se": False}),
+        Arm("no-concentration", {"model.concentration": False}),
+        Arm("no-mixstyle", {"mixstyle.p": 0.0}),
+        Arm("no-smoothing", {"label_smoothing": 0.0}),
+        Arm("loss-bce", {"loss.kind": "bce"}),
+        # A plain ResNet trained with BCE: what the paper's components are measured against.
+        Arm(BASELINE, _PAPER_COMPONENTS_OFF, ablation=False),
+        Arm(PREVALENCE, trained=False, ablation=False),
+    )
+}
+
+DEFAULT_ARMS: tuple[str, ...] = tuple(BUILTIN_ARMS)
+
+# Spellings of v1's test fake and of early notes, read as the canonical names so that
+# stores and configs written with them still load and resume.
+ALIASES: dict[str, str] = {
+    "no-SE": "no-se",
+    "no-MixStyle": "no-mixstyle",
+    "no-Concentration": "no-concentration",
+    "loss=bce": "loss-bce",
+}
+
+
+def canonical_arm(name: str) -> str:
+    return ALIASES.get(name, name)
+
+
+def resolve_arms(names: list[str], user_arms: Mapping[str, Mapping[str, Any]]) -> list[Arm]:
+    """The study's arms in the order given; user arms are plain trained ablations."""
+    resolved = []
+    for name in map(canonical_arm, names):
+        resolved.append(BUILTIN_ARMS[name] if name in BUILTIN_ARMS else Arm(name, dict(user_arms[name])))
+    return resolved
+
+
+def is_reference(name: str) -> bool:
+    """A reference row (the plain-ResNet baseline, the prevalence floor): outside the ablation family."""
+    arm = BUILTIN_ARMS.get(canonical_arm(name))
+    return arm is not None and not arm.ablation and arm.name != FULL

@@ -1,0 +1,79 @@
+"""Every metric the platform reports, with the direction it improves in: declared once.
+
+Three families share these names. A tested run's study-level figures (`fold_metrics.metric`)
+are the `FOLD_METRICS`; its per-class figures (`class_metrics`) are the `CLASS_METRICS`;
+every training epoch reports `val_<fold metric>` plus the validation loss
+(`VALIDATION_METRICS`), which are also what a run's best checkpoint and a study's model
+selection can be chosen by. The results-store schema, the training loop, the Tune recorder,
+the study config and the dashboard all derive their lists from here.
+
+Probabilities are record-level: a record's score is the maximum over its sliding windows'
+sigmoid outputs, so the Brier score is that of record-level probabilities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Mode = Literal["max", "min"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    mode: Mode
+    description: str
+
+
+def _registry(*metrics: Metric) -> dict[str, Metric]:
+    return {m.name: m for m in metrics}
+
+
+# A tested run's study-level figures; macro averages run over the classes present in the set.
+FOLD_METRICS: dict[str, Metric] = _registry(
+    Metric("macro_f1", "max", "macro-averaged F1 at the run's validation-tuned thresholds"),
+    Metric("macro_auroc", "max", "macro-averaged area under the ROC curve"),
+    Metric("macro_auprc", "max", "macro-averaged average precision"),
+    Metric("challenge_score", "max", "PhysioNet/CinC 2021 challenge score of the thresholded calls"),
+    Metric("brier", "min", "Brier score of record-level probabilities, averaged over present classes"),
+)
+
+# Per-class figures that carry intervals in the class_metrics table.
+CLASS_METRICS: dict[str, Metric] = _registry(
+    Metric("f1", "max", "F1 at the class's validation-tuned threshold"),
+    Metric("auroc", "max", "area under the ROC curve"),
+    Metric("auprc", "max", "average precision"),
+)
+
+VALIDATION_PREFIX = "val_"
+# What every epoch reports on the training domains' validation split; any of them can select.
+VALIDATION_METRICS: dict[str, Metric] = _registry(
+    Metric("val_loss", "min", "the training loss on the validation records"),
+    *(Metric(f"{VALIDATION_PREFIX}{m.name}", m.mode, f"validation {m.description}") for m in FOLD_METRICS.values()),
+)
+DEFAULT_SELECTION_METRIC = "val_macro_auroc"
+# Selecting on these tunes thresholds and picks the model on the same validation records.
+THRESHOLD_DEPENDENT = ("val_macro_f1", "val_challenge_score")
+
+# The columns of the epochs table and of every per-epoch report, in order.
+EPOCH_COLUMNS: tuple[str, ...] = ("epoch", "train_loss", *VALIDATION_METRICS, "val_classes_used", "epoch_seconds")
+
+
+def metric_mode(name: str) -> Mode:
+    """"max" or "min": which way `name` (a validation, fold or class metric) improves."""
+    for family in (VALIDATION_METRICS, FOLD_METRICS, CLASS_METRICS):
+        if name in family:
+            return family[name].mode
+    raise KeyError(f"unknown metric {name!r}; known: {', '.join(known_metric_names())}")
+
+
+def fold_metric_of(validation_metric: str) -> str | None:
+    """The fold metric a validation metric estimates ("val_macro_auroc" -> "macro_auroc"), or
+    None for the validation loss, which a tested run does not report."""
+    name = validation_metric.removeprefix(VALIDATION_PREFIX)
+    return name if name in FOLD_METRICS else None
+
+
+def known_metric_names() -> list[str]:
+    return [*VALIDATION_METRICS, *FOLD_METRICS, *CLASS_METRICS]
