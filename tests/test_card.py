@@ -8,7 +8,7 @@ import pytest
 
 from heartbeatai.cli import main
 from heartbeatai.data.card import card_markdown, class_table, dataset_card, domain_summary
-from heartbeatai.data.prepared import PreparedRecord, PreparedWriter
+from heartbeatai.data.prepared_writer import PreparedRecord, PreparedWriter
 from heartbeatai.labels import scored_vocabulary
 from heartbeatai.results.writer import ResultsWriter
 

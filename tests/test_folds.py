@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from heartbeatai.cli import main
-from heartbeatai.data.prepared import PreparedDataset, PreparedRecord, PreparedWriter
+from heartbeatai.data.prepared import PreparedDataset
+from heartbeatai.data.prepared_writer import PreparedRecord, PreparedWriter
 from heartbeatai.labels import scored_vocabulary
 from heartbeatai.data.folds import (
     FoldPlanError,

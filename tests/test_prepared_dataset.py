@@ -8,12 +8,8 @@ import pickle
 import numpy as np
 import pytest
 
-from heartbeatai.data.prepared import (
-    NotPreparedError,
-    PreparedDataset,
-    PreparedRecord,
-    PreparedWriter,
-)
+from heartbeatai.data.prepared import NotPreparedError, PreparedDataset
+from heartbeatai.data.prepared_writer import PreparedRecord, PreparedWriter
 from heartbeatai.labels import scored_vocabulary
 
 VOCAB = scored_vocabulary()

@@ -15,7 +15,8 @@ import numpy as np
 
 from heartbeatai.config import RunFile, TrialConfig
 from heartbeatai.data.folds import write_folds
-from heartbeatai.data.prepared import PreparedDataset, PreparedRecord, PreparedWriter
+from heartbeatai.data.prepared import PreparedDataset
+from heartbeatai.data.prepared_writer import PreparedRecord, PreparedWriter
 from heartbeatai.labels import scored_vocabulary
 
 FS = 100

@@ -25,7 +25,7 @@ from heartbeatai.data import signal_hash
 from heartbeatai.data.challenge_reader import parse_header, read_challenge, read_text
 from heartbeatai.data.cpsc_reader import CPSC_REFERENCE, is_cpsc_reference, load_reference, read_cpsc_native
 from heartbeatai.data.domains import DomainError, resolve_domain
-from heartbeatai.data.prepared import PreparedRecord, PreparedWriter
+from heartbeatai.data.prepared_writer import PreparedRecord, PreparedWriter
 from heartbeatai.data.ptbxl_reader import PTBXL_DATABASE, PtbxlEntry, is_ptbxl_database, load_ptbxl_database, read_native_wfdb
 from heartbeatai.data.raw_record import RawRecord, RecordError
 from heartbeatai.labels import scored_vocabulary
