@@ -12,9 +12,8 @@ from heartbeatai.cli import main
 from heartbeatai.data.prepared import PreparedDataset
 from heartbeatai.data.prepared_writer import PreparedRecord, PreparedWriter
 from heartbeatai.labels import scored_vocabulary
+from heartbeatai.data.group_splits import FoldPlanError, duplicate_groups
 from heartbeatai.data.folds import (
-    FoldPlanError,
-    duplicate_groups,
     fold_ids,
     fold_records,
     intra_folds,

@@ -13,10 +13,7 @@ across train/val/test. In LODO, test records whose group reaches into a training
 (a CPSC-Extra record identical to a CPSC2018 one, say) are moved to ``excluded`` with
 reason ``duplicate``; the test side is otherwise the whole held-out domain.
 
-Stratification. iterative-stratification (Sechidis et al. 2011) ignores groups, so we
-stratify the groups themselves on the union of their members' labels and then expand
-each group to its records. An extra "no scored label" column keeps unlabelled groups
-evenly spread too (and gives the stratifier the two columns it requires).
+Stratification is at group level, on the union of each group's labels (group_splits.py).
 
 Small domains. A LODO training domain with a single group gives no validation records.
 An intra domain needs 3 groups (one each for test, val and train): with fewer it gets no
@@ -31,7 +28,6 @@ import json
 import logging
 import os
 import tempfile
-import zlib
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -39,10 +35,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStratifiedShuffleSplit
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-
+from heartbeatai.data.group_splits import (
+    MIN_INTRA_GROUPS, FoldPlanError, derived_seed, duplicate_groups, stratified_group_holdout, stratified_group_kfold,
+)
 from heartbeatai.data.prepared import PreparedDataset
 
 log = logging.getLogger(__name__)
@@ -53,13 +48,6 @@ FOLD_COLUMNS = ["fold_id", "record_id", "split", "reason"]
 DUPLICATE = "duplicate"
 FOLDS_SCHEMA_VERSION = 1
 _METADATA_KEY = b"heartbeatai.folds"
-_MIN_INTRA_GROUPS = 3
-
-
-class FoldPlanError(ValueError):
-    """Parameters or records that no fold plan can be made from (one-line message)."""
-
-
 # ----------------------------------------------------------------------------- labels
 
 
@@ -81,107 +69,6 @@ def present_classes(labels_bool: np.ndarray | pd.DataFrame, classes: Sequence[st
 
 
 # ----------------------------------------------------------------------------- groups
-
-
-def duplicate_groups(records: pd.DataFrame) -> np.ndarray:
-    """Group id per record: connected components of same patient or same signal hash.
-
-    Patient ids are qualified by domain (sources number their patients independently);
-    hashes are global, so a recording re-released by another source joins its original.
-    Missing ids and hashes link nothing.
-    """
-    n = len(records)
-    if n == 0:
-        return np.empty(0, dtype=int)
-
-    def key(prefix: pd.Series | str, values: pd.Series) -> pd.Series:
-        text = values.astype(str)
-        return (prefix + "\x1f" + text).where(values.notna() & (text != ""))
-
-    keys = [key(records["domain"].astype(str), records["patient_id"])]
-    keys += [key(column, records[column]) for column in ("hash_exact", "hash_coarse") if column in records]
-    rows, nodes = [], []
-    offset = n
-    for key in keys:
-        codes, uniques = pd.factorize(key, use_na_sentinel=True)
-        linked = codes >= 0
-        rows.append(np.flatnonzero(linked))
-        nodes.append(codes[linked] + offset)
-        offset += len(uniques)
-    # Bipartite graph record -- key; its components restricted to records are the groups.
-    row, col = np.concatenate(rows), np.concatenate(nodes)
-    graph = coo_matrix((np.ones(len(row), dtype=np.int8), (row, col)), shape=(offset, offset))
-    _, component = connected_components(graph, directed=False)
-    # Renumber in record order so group ids do not depend on how keys were factorised.
-    return pd.factorize(component[:n])[0]
-
-
-def _group_label_matrix(labels: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(unique group ids, union of member labels per group plus a 'no label' column).
-
-    Classes without a positive are dropped: the stratifier breaks ties by column, so
-    keeping them would make a plan depend on the vocabulary rather than on the labels.
-    """
-    unique, inverse = np.unique(groups, return_inverse=True)
-    union = np.zeros((len(unique), labels.shape[1]), dtype=bool)
-    np.logical_or.at(union, inverse, labels)
-    union = union[:, union.any(axis=0)]
-    unlabelled = ~union.any(axis=1, keepdims=True)
-    matrix = np.hstack([union, unlabelled])
-    if matrix.shape[1] < 2:  # iterstrat accepts only a multilabel-indicator matrix
-        matrix = np.hstack([matrix, np.zeros_like(unlabelled)])
-    return unique, matrix.astype(np.int8)
-
-
-def _derived_seed(seed: int, *keys: str) -> int:
-    """A stable seed for (fold seed, names): not Python's hash(), which is salted per run."""
-    words = [seed] + [zlib.crc32(k.encode()) for k in keys]
-    return int(np.random.SeedSequence(words).generate_state(1)[0])
-
-
-def stratified_group_kfold(labels: np.ndarray, groups: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Fold index per record, 0..n_folds-1; groups whole, label-stratified at group level.
-
-    Every fold leaves at least two groups outside its test share, so a val and a train
-    group remain. Iterative stratification follows label demand rather than fold sizes,
-    so on a handful of groups it can miss that (or leave a fold empty); such a domain is
-    dealt round-robin in seeded order instead, into min(k, groups) folds, or one fold
-    per group when that is what it takes (3 groups, k = 2).
-    """
-    unique, group_labels = _group_label_matrix(labels, groups)
-    n = len(unique)
-    if n < _MIN_INTRA_GROUPS:
-        raise FoldPlanError(f"{n} group(s) cannot make folds with test, val and train groups")
-    k = min(k, n)
-    splitter = MultilabelStratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    group_fold = np.empty(n, dtype=int)
-    for fold, (_, test) in enumerate(splitter.split(np.zeros(n), group_labels)):
-        group_fold[test] = fold
-    sizes = np.bincount(group_fold, minlength=k)
-    if sizes.min() == 0 or n - sizes.max() < 2:
-        while n - -(-n // k) < 2:  # the largest round-robin fold, ceil(n / k), must leave 2
-            k += 1
-        group_fold = np.empty(n, dtype=int)
-        group_fold[np.random.default_rng(seed).permutation(n)] = np.arange(n) % k
-    return group_fold[np.searchsorted(unique, groups)]
-
-
-def stratified_group_holdout(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask of a held-out share of the groups (at least one, never all).
-
-    Empty when there are fewer than two groups: nothing can be held out and still train.
-    """
-    unique, group_labels = _group_label_matrix(labels, groups)
-    if len(unique) < 2:
-        return np.zeros(len(groups), dtype=bool)
-    n_held = int(np.clip(round(fraction * len(unique)), 1, len(unique) - 1))
-    splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=n_held, random_state=seed)
-    _, held = next(splitter.split(np.zeros(len(unique)), group_labels))
-    if not 0 < len(held) < len(unique):
-        # On a few groups the stratifier can hold out none (label demand outweighs the
-        # target size); stratification means little there, so draw the share at random.
-        held = np.random.default_rng(seed).choice(len(unique), size=n_held, replace=False)
-    return np.isin(groups, unique[held])
 
 
 # ----------------------------------------------------------------------------- protocols
@@ -266,7 +153,7 @@ def lodo_folds(
         for train_domain in sorted(set(domains) - {held_out}):
             members = training[home == train_domain]
             held = stratified_group_holdout(
-                labels[members], groups[members], val_fraction, _derived_seed(seed, "lodo", train_domain)
+                labels[members], groups[members], val_fraction, derived_seed(seed, "lodo", train_domain)
             )
             is_val[members[held]] = True
         frames += [
@@ -300,11 +187,11 @@ def intra_folds(records: pd.DataFrame, k: int = 5, val_fraction: float = 0.15, s
     for name in sorted(set(domain)):
         members = np.flatnonzero(domain == name)
         n_groups = len(np.unique(groups[members]))
-        if n_groups < _MIN_INTRA_GROUPS:
-            skipped[name] = f"{n_groups} patient/signal group(s): at least {_MIN_INTRA_GROUPS} needed for test, val and train"
+        if n_groups < MIN_INTRA_GROUPS:
+            skipped[name] = f"{n_groups} patient/signal group(s): at least {MIN_INTRA_GROUPS} needed for test, val and train"
             log.warning("intra: no folds for domain %s (%s)", name, skipped[name])
             continue
-        fold_of = stratified_group_kfold(labels[members], groups[members], k, _derived_seed(seed, "intra", name))
+        fold_of = stratified_group_kfold(labels[members], groups[members], k, derived_seed(seed, "intra", name))
         n_folds = int(fold_of.max()) + 1
         if n_folds < k:
             log.warning("intra: domain %s has %d groups, so %d folds instead of %d", name, n_groups, n_folds, k)
@@ -313,7 +200,7 @@ def intra_folds(records: pd.DataFrame, k: int = 5, val_fraction: float = 0.15, s
             fold_id = f"intra:{name}:{fold}"
             rest = members[fold_of != fold]
             held = stratified_group_holdout(
-                labels[rest], groups[rest], val_fraction, _derived_seed(seed, "intra-val", name, str(fold))
+                labels[rest], groups[rest], val_fraction, derived_seed(seed, "intra-val", name, str(fold))
             )
             frames += [
                 _fold_frame(fold_id, ids[rest[~held]], "train"),
