@@ -10,12 +10,15 @@ STORAGE ?= runs
 
 .PHONY: install demo test test-slow bench clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, through the constraints: an unpinned torch pulls a multi-GB CUDA build
 	$(PY) -m pip install -q -c constraints.txt torch
-	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	# setuptools announces every editable install with a warning ("Editable installation.
+	# Please be careful with folders ... of the same name"): information, not a defect of
+	# the packaging, so only that one is filtered; any other build warning still shows.
+	PYTHONWARNINGS='ignore:Editable installation' $(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -3,7 +3,32 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+import pytest
 
 # Ray reads this at import: with it every Ray listener binds 127.0.0.1 (DESIGN.md, Ray).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def pytest_report_header(config):
+    from real_samples import describe
+
+    return describe()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter):
+    """Say when the browser tests did not run, and how to run them: after pytest's short
+    summary (outermost wrapper), just above the final count."""
+    yield
+    from heartbeatai.dashboard.headless import CHROMIUM
+
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "browser" in r.keywords]
+    if skipped and not Path(CHROMIUM).exists():
+        terminalreporter.write_line(
+            f"{len(skipped)} browser tests skipped: {CHROMIUM} not found; install Debian's chromium "
+            "(`apt-get install chromium`) and rerun `make test`",
+            yellow=True, bold=True,
+        )

@@ -13,7 +13,6 @@ import scipy.io
 import wfdb
 
 LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
-SAMPLES = Path("/work/shared/data/ecg-samples")
 
 
 def ecg_like(seconds: float, fs: float, seed: int = 0, heart_rate: float = 72.0) -> np.ndarray:

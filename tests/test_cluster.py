@@ -3,8 +3,10 @@ studies/ablation.py submitted as a Ray job to a local head started by the test."
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -63,6 +65,35 @@ def _session_pids(session: int) -> list[int]:
     return [int(pid) for pid, sid in (line.split() for line in out.splitlines()) if int(sid) == session]
 
 
+def _listening_addresses(pids: list[int]) -> set[str]:
+    """The local addresses of the TCP sockets these processes listen on (Linux /proc), with
+    IPv4-mapped IPv6 addresses written as IPv4."""
+    inodes = set()
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue  # it exited meanwhile
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:["):-1])
+    addresses = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and inode in inodes:  # 0A: LISTEN
+                host = local.split(":")[0]  # 32-bit words in host (little-endian) order
+                packed = b"".join(int(host[i:i + 8], 16).to_bytes(4, "little") for i in range(0, len(host), 8))
+                ip = ipaddress.ip_address(packed)
+                addresses.add(str(getattr(ip, "ipv4_mapped", None) or ip))
+    return addresses
+
+
 def _wait_for(url: str, head: subprocess.Popen, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -87,8 +118,15 @@ def test_ablation_script_runs_as_a_ray_job_on_a_local_head(tmp_path):
     gcs, dashboard, client, agent, agent_grpc, metrics, node_manager, object_manager, runtime_env = _free_ports(9)
     worker_low = _free_ports(1)[0]
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's unix sockets live under it
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("RAY_ADDRESS", None)
+    # The head and the client share a token made here, never ~/.ray/auth_token: a fresh HOME has
+    # none, and `ray get-auth-token --generate` would write one there (as Ray's own
+    # _private/authentication_test_utils.py sets RAY_AUTH_TOKEN_PATH for its tests).
+    token_file = tmp_path / "ray_auth_token"
+    token_file.write_text(secrets.token_hex(32))
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
+    for inherited in ("RAY_ADDRESS", "RAY_AUTH_TOKEN"):  # RAY_AUTH_TOKEN would win over the path
+        env.pop(inherited, None)
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus", "2", "--num-gpus", "0",
          "--node-ip-address", "127.0.0.1", "--port", str(gcs), "--dashboard-host", "127.0.0.1",
@@ -103,13 +141,18 @@ def test_ablation_script_runs_as_a_ray_job_on_a_local_head(tmp_path):
     try:
         address = f"http://127.0.0.1:{dashboard}"
         _wait_for(f"{address}/api/version", head, 90)
+        with pytest.raises(urllib.error.HTTPError) as refused:  # the head did take the token
+            urllib.request.urlopen(f"{address}/api/jobs/", timeout=10).close()
+        assert refused.value.code in (401, 403)
         job = subprocess.run(
             [str(BIN / "ray"), "job", "submit", "--address", address, "--",
              sys.executable, str(REPO / "studies" / "ablation.py"), "--config", str(config_file),
              "--storage", str(storage)],
-            env={**env, "RAY_AUTH_MODE": "token"}, capture_output=True, text=True, timeout=420,
+            env=env, capture_output=True, text=True, timeout=420,
         )
         assert job.returncode == 0 and "succeeded" in job.stdout, job.stdout[-4000:] + job.stderr[-2000:]
+        listening = _listening_addresses(_session_pids(head.pid))
+        assert listening and listening <= {"127.0.0.1"}, f"the head listens beyond loopback: {listening}"
     finally:
         os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops the processes it started
         try:

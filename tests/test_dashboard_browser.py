@@ -20,7 +20,12 @@ from heartbeatai.dashboard.headless import CHROMIUM, launch_chromium, serving, w
 from heartbeatai.results import ResultsWriter
 from heartbeatai.testing.fake_store import make_store
 
-pytestmark = pytest.mark.browser
+# Skip before any fixture builds a store or starts a server; conftest.py's summary says how
+# to enable them.
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not found (.ci/run installs Debian's chromium)"),
+]
 
 PASSWD_MARK = "root:x:0:0"
 
@@ -48,8 +53,6 @@ def url(root):
 
 @pytest.fixture(scope="module")
 def page(url):
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -6,7 +6,6 @@ challenge's HR00001 are one recording, and the 2020 and 2021 CPSC releases share
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
@@ -16,8 +15,8 @@ import pytest
 from heartbeatai.cli import main
 from heartbeatai.data.folds import fold_records, read_folds
 from heartbeatai.data.prepared import PreparedDataset
+from real_samples import SAMPLES, sample
 
-SAMPLES = Path("/work/shared/data/ecg-samples")
 SOURCES = ["challenge2021", "challenge2020", "cpsc2018_native", "ptbxl_native", "ptb_native"]
 LABELS = ["label_maps/cpsc2018/REFERENCE.csv", "ptbxl_native/ptbxl_database_excerpt.csv"]
 # Real records published again under another source's name: (original, folder, new name).
@@ -25,14 +24,6 @@ REISSUED = [
     ("challenge2021/ptb-xl/HR03961", "georgia", "E99901"),
     ("challenge2021/cpsc_2018/A0689", "ningbo", "JS99001"),
 ]
-
-pytestmark = [
-    pytest.mark.skipif(
-        importlib.util.find_spec("heartbeatai.data.prepare_cli") is None, reason="heartbeatai prepare not built yet"
-    ),
-    pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"real samples not at {SAMPLES}"),
-]
-
 
 def reissue(original: Path, folder: Path, name: str) -> None:
     """Copy a challenge record under a new name, as a second release would publish it."""
@@ -46,9 +37,9 @@ def reissue(original: Path, folder: Path, name: str) -> None:
 def prepared(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("samples")
     for original, folder, name in REISSUED:
-        reissue(SAMPLES / original, root / "reissued" / folder, name)
+        reissue(sample(f"{original}.hea").with_suffix(""), root / "reissued" / folder, name)
     out = root / "prepared"
-    labels = [arg for path in LABELS for arg in ("--labels", str(SAMPLES / path))]
+    labels = [arg for path in LABELS for arg in ("--labels", str(sample(path)))]
     sources = [str(SAMPLES / s) for s in SOURCES] + [str(root / "reissued")]
     assert main(["prepare", *sources, *labels, "--out", str(out), "--workers", "1", "--quiet"]) == 0
     return out

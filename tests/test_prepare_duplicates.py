@@ -10,9 +10,8 @@ import scipy.signal
 from heartbeatai.data.prepare import PrepareSettings, prepare
 from heartbeatai.data.prepared import PreparedDataset
 from heartbeatai.data.ptbxl_reader import load_ptbxl_database, read_native_wfdb
-from quirky_records import SAMPLES, ecg_like, write_challenge
-
-PTBXL = SAMPLES / "ptbxl_native"
+from quirky_records import ecg_like, write_challenge
+from real_samples import sample
 
 
 def _prepare(src, out):
@@ -40,10 +39,11 @@ def test_ptbxl_native_100hz_and_its_challenge_rerelease_share_hash_coarse(tmp_pa
     # It is rebuilt here (FFT resampling: another filter than prepare's polyphase one)
     # because the shared samples hold only the native copy.
     src = tmp_path / "src"
-    shutil.copytree(PTBXL / "records100", src / "ptbxl_native" / "records100")
-    shutil.copy(PTBXL / "ptbxl_database_excerpt.csv", src / "ptbxl_native" / "ptbxl_database.csv")
-    database = load_ptbxl_database(PTBXL / "ptbxl_database_excerpt.csv")
-    native = read_native_wfdb(PTBXL / "records100/00000/00001_lr.hea", database).signal.astype(np.float64)
+    header = sample("ptbxl_native/records100/00000/00001_lr.hea")
+    excerpt = sample("ptbxl_native/ptbxl_database_excerpt.csv")
+    shutil.copytree(header.parents[1], src / "ptbxl_native" / "records100")
+    shutil.copy(excerpt, src / "ptbxl_native" / "ptbxl_database.csv")
+    native = read_native_wfdb(header, load_ptbxl_database(excerpt)).signal.astype(np.float64)
     rerelease = scipy.signal.resample(native, 5000, axis=0)
     write_challenge(src / "ptb-xl", "HR00001", rerelease, gain="200/mV", dx="251146004,426783006")
     data = _prepare(src, tmp_path / "out")

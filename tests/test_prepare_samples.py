@@ -1,4 +1,4 @@
-"""`heartbeatai prepare` over every real sample of ../shared/data/ecg-samples."""
+"""`heartbeatai prepare` over every real sample of the sample set (tests/real_samples.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from heartbeatai.cli import main
 from heartbeatai.data.prepared import PreparedDataset
-from quirky_records import SAMPLES
+from real_samples import SAMPLES, sample
 
 SOURCES = ["challenge2021", "challenge2020", "cpsc2018_native", "ptbxl_native", "ptb_native"]
 LABEL_FILES = ["label_maps/cpsc2018/REFERENCE.csv", "ptbxl_native/ptbxl_database_excerpt.csv"]
@@ -20,19 +20,22 @@ def prepared(tmp_path_factory):
     out = tmp_path_factory.mktemp("samples") / "prepared"
     argv = ["prepare", *(str(SAMPLES / s) for s in SOURCES), "--out", str(out), "--workers", "2", "--quiet"]
     for label_file in LABEL_FILES:
-        argv += ["--labels", str(SAMPLES / label_file)]
+        argv += ["--labels", str(sample(label_file))]
     assert main(argv) == 0
     return PreparedDataset(out)
 
 
-def _count_records():
-    headers = sum(1 for s in SOURCES for _ in (SAMPLES / s).rglob("*.hea"))
-    return headers + len(list((SAMPLES / "cpsc2018_native").glob("*.mat")))
+def _count_records(*folders: str) -> int:
+    count = 0
+    for folder in folders:
+        pattern = "*.mat" if folder == "cpsc2018_native" else "*.hea"  # CPSC2018's own files have no header
+        count += sum(1 for _ in (SAMPLES / folder).rglob(pattern))
+    return count
 
 
 def test_every_sample_record_is_prepared_and_counts_reconcile(prepared):
     manifest = prepared.manifest
-    assert manifest["found"] == _count_records() == manifest["prepared"] + len(manifest["skipped"])
+    assert manifest["found"] == _count_records(*SOURCES) == manifest["prepared"] + len(manifest["skipped"])
     assert manifest["skipped"] == []
     assert prepared.records["record_id"].is_unique
 
@@ -40,8 +43,10 @@ def test_every_sample_record_is_prepared_and_counts_reconcile(prepared):
 def test_card_domains_are_all_present(prepared):
     counts = prepared.manifest["counts"]
     assert {"cpsc", "georgia", "ptbxl", "chapman", "ningbo", "ptb"} <= set(counts)
-    assert counts["cpsc"]["records"] == 150 + 4 + 10
-    assert counts["ptbxl"]["records"] == 17 + 5
+    # each release's folder resolves to its domain (150 + 4 + 10 and 17 + 5 in the shared set)
+    cpsc = _count_records("challenge2020/cpsc_2018", "challenge2021/cpsc_2018", "cpsc2018_native")
+    assert counts["cpsc"]["records"] == cpsc
+    assert counts["ptbxl"]["records"] == _count_records("challenge2021/ptb-xl", "ptbxl_native")
 
 
 def test_labels_are_those_each_source_gives(prepared):

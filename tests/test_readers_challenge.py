@@ -8,12 +8,13 @@ import scipy.io
 
 from heartbeatai.data.challenge_reader import parse_header, read_challenge
 from heartbeatai.data.raw_record import RecordError
-from quirky_records import LEADS, SAMPLES, ecg_like, write_challenge
+from quirky_records import LEADS, ecg_like, write_challenge
+from real_samples import SAMPLES, sample
 
 
 def test_real_georgia_header_with_mat_suffix_reads_in_microvolts():
     # E07938.hea's first line is `E07938.mat 12 500 5000 ...`, which wfdb.rdheader rejects
-    record = read_challenge(SAMPLES / "challenge2021/georgia/E07938.hea")
+    record = read_challenge(sample("challenge2021/georgia/E07938.hea"))
     assert record.record_id == "E07938" and record.fs == 500
     assert record.signal.shape == (5000, 12)
     # first samples of lead I and II in the header's init values: -19 and -39 microvolts
@@ -22,7 +23,7 @@ def test_real_georgia_header_with_mat_suffix_reads_in_microvolts():
 
 
 def test_2020_cpsc_abbreviations_become_snomed_codes():
-    record = read_challenge(SAMPLES / "challenge2020/cpsc_2018/A0001.hea")
+    record = read_challenge(sample("challenge2020/cpsc_2018/A0001.hea"))
     assert record.label_codes_raw == ["RBBB"]
     assert record.label_codes == ["59118001"]
 
@@ -132,4 +133,4 @@ def test_own_header_parser_agrees_with_wfdb_wherever_wfdb_reads_the_header():
         assert ours.gains_per_mv == pytest.approx(reference.adc_gain)
         assert ours.comments["dx"] == next(c.split(":", 1)[1].strip() for c in reference.comments if c.startswith("Dx"))
         compared += 1
-    assert compared >= 150
+    assert compared >= 10  # 12 in the in-repository subset, 216 in the shared set

@@ -13,12 +13,13 @@ from heartbeatai.data.domains import DomainError, parse_domain_map, resolve_doma
 from heartbeatai.data.ptbxl_reader import load_ptbxl_database, read_native_wfdb, scp_to_snomed
 from heartbeatai.data.raw_record import RecordError
 from heartbeatai.labels import CPSC_REFERENCE_CODES
-from quirky_records import SAMPLES, ecg_like, write_cpsc_native, write_native_wfdb, write_reference
+from quirky_records import ecg_like, write_cpsc_native, write_native_wfdb, write_reference
+from real_samples import sample
 
 
 def test_cpsc_native_struct_reads_mv_signal_demographics_and_reference_labels():
-    reference = load_reference(SAMPLES / "label_maps/cpsc2018/REFERENCE.csv")
-    record = read_cpsc_native(SAMPLES / "cpsc2018_native/A1980.mat", reference)
+    reference = load_reference(sample("label_maps/cpsc2018/REFERENCE.csv"))
+    record = read_cpsc_native(sample("cpsc2018_native/A1980.mat"), reference)
     assert record.signal.shape == (5000, 12) and record.fs == 500
     assert record.age == 52 and record.sex == "male"
     assert record.label_codes == [CPSC_REFERENCE_CODES[n] for n in reference["A1980"]]
@@ -48,8 +49,8 @@ def test_foreign_mat_without_header_is_reported(tmp_path):
 
 
 def test_ptbxl_native_maps_scp_statements_through_the_curated_table():
-    database = load_ptbxl_database(SAMPLES / "ptbxl_native/ptbxl_database_excerpt.csv")
-    record = read_native_wfdb(SAMPLES / "ptbxl_native/records100/00000/00001_lr.hea", database)
+    database = load_ptbxl_database(sample("ptbxl_native/ptbxl_database_excerpt.csv"))
+    record = read_native_wfdb(sample("ptbxl_native/records100/00000/00001_lr.hea"), database)
     assert record.fs == 100 and record.signal.shape == (1000, 12)
     # {'NORM': 100.0, 'LVOLT': 0.0, 'SR': 0.0}: as the challenge's HR00001 (Dx 251146004,426783006)
     assert record.label_codes_raw == ["NORM", "LVOLT", "SR"]
@@ -59,7 +60,7 @@ def test_ptbxl_native_maps_scp_statements_through_the_curated_table():
 
 
 def test_every_scp_statement_of_ptbxl_is_in_the_curated_table_with_its_provenance():
-    statements = pd.read_csv(SAMPLES / "label_maps/ptb-xl/scp_statements.csv", index_col=0).index
+    statements = pd.read_csv(sample("label_maps/ptb-xl/scp_statements.csv"), index_col=0).index
     table = pd.read_csv(
         Path(__file__).parents[1] / "platform/heartbeatai/package_data/ptbxl_scp_to_snomed.csv", dtype=str
     )
@@ -76,7 +77,7 @@ def test_ptbxl_record_missing_from_the_database_is_skipped_with_reason(tmp_path)
 
 
 def test_ptb_keeps_the_twelve_standard_leads_of_fifteen():
-    record = read_native_wfdb(SAMPLES / "ptb_native/s0010_re.hea", {})
+    record = read_native_wfdb(sample("ptb_native/s0010_re.hea"), {})
     assert record.leads_original == 15 and record.signal.shape == (38400, 12)
     assert record.fs == 1000
     np.testing.assert_allclose(record.signal[0, 0], -489 / 2000, atol=1e-6)  # PTB's own 2000/mV
