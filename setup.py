@@ -19,7 +19,7 @@ PACKAGE_DIR = {
     "heartbeatai.study_configs": "studies/configs",
 }
 # Folders of data files whose names are no identifiers: shipped by the parent's package-data.
-NOT_PACKAGES = ["package_data.*"]
+NOT_PACKAGES = ["package_data.*", "*__pycache__*"]
 
 
 def packages() -> list[str]:
