@@ -1,0 +1,83 @@
+"""The degradation split's invariants (DESIGN.md, Analysis): identical models give zeros,
+the parts always add up to the total, and a pure prior shift lands in the prevalence part
+with a ranking part of zero."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import expit, logit
+
+from heartbeatai.analysis.degradation_split import (
+    ScoredRecords, best_f1, split_parts, three_evaluations, weighted_f1,
+)
+from heartbeatai.analysis.prior_shift import adjust_to_prior
+
+
+def _records(rng, n=3000, prevalence=0.08, separation=2.0):
+    y = rng.random(n) < prevalence
+    x = rng.normal(size=n) + separation * y
+    log_lr = separation * x - separation ** 2 / 2
+    return y[:, None], log_lr[:, None]
+
+
+def _model(log_lr, prior, threshold):
+    """A model calibrated to its training prior, deploying `threshold` on its own probabilities."""
+    calibrated = expit(log_lr + logit(prior))
+    return ScoredRecords(calibrated, np.full_like(calibrated, prior), calibrated >= threshold,
+                         np.full_like(calibrated, threshold))
+
+
+def _weights(rng, n, n_boot=20):
+    return np.vstack([np.ones(n), rng.multinomial(n, np.full(n, 1 / n), size=n_boot)]).astype(float)
+
+
+def test_identical_models_give_a_zero_total_and_zero_parts():
+    rng = np.random.default_rng(0)
+    y, log_lr = _records(rng)
+    model = _model(log_lr, 0.2, 0.5)
+    weights = _weights(rng, len(y))
+    parts = split_parts(three_evaluations(y, model, weights), three_evaluations(y, model, weights))
+    for name, values in parts.items():
+        assert np.all(values == 0), name
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_parts_add_up_to_the_total_exactly(seed):
+    rng = np.random.default_rng(seed)
+    y, log_lr = _records(rng)
+    noisy = log_lr + rng.normal(0, 1.0, log_lr.shape)  # a worse ranker
+    lodo, reference = _model(noisy, 0.3, 0.4), _model(log_lr, 0.08, 0.3)
+    weights = _weights(rng, len(y))
+    parts = split_parts(three_evaluations(y, lodo, weights), three_evaluations(y, reference, weights))
+    np.testing.assert_allclose(parts["prevalence"] + parts["threshold"] + parts["ranking"], parts["total"], atol=1e-9)
+    assert parts["ranking"][0, 0] < -0.05  # the worse ranker loses F1 even at its best threshold
+
+
+def test_a_pure_prior_shift_is_a_prevalence_part_with_a_zero_ranking_part():
+    """Same ranking of the same records; LODO was trained at 30% prevalence, the reference at
+    the domain's own 8%, and both deploy the F1-optimal cut of their own training prior."""
+    rng = np.random.default_rng(1)
+    y, log_lr = _records(rng, prevalence=0.08)
+    reference = _model(log_lr, 0.08, 0.35)
+    lodo_calibrated = adjust_to_prior(reference.calibrated, np.full_like(reference.calibrated, 0.08), 0.3)
+    lodo = ScoredRecords(lodo_calibrated, np.full_like(lodo_calibrated, 0.3), lodo_calibrated >= 0.35,
+                         np.full_like(lodo_calibrated, 0.35))
+    weights = _weights(rng, len(y))
+    parts = split_parts(three_evaluations(y, lodo, weights), three_evaluations(y, reference, weights))
+    assert np.all(parts["ranking"] == 0)  # a monotone rescoring ranks identically
+    assert parts["total"][0, 0] < -0.02  # the shifted cut costs F1 on the rarer domain
+    # Corrected to the same estimated prior, the two models are one: all of it is prevalence.
+    np.testing.assert_allclose(parts["threshold"], 0, atol=1e-12)
+    np.testing.assert_allclose(parts["prevalence"], parts["total"], atol=1e-12)
+
+
+def test_weighted_and_best_f1_agree_with_their_definitions():
+    y = np.array([[1], [1], [0], [0], [0], [1]], bool)
+    s = np.array([[0.9], [0.8], [0.7], [0.2], [0.1], [0.05]])
+    ones = np.ones((1, 6))
+    assert weighted_f1(y, s >= 0.5, ones)[0, 0] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
+    # Best cut at 0.8: tp 2, fp 0, fn 1 -> 0.8; calling everything: tp 3, fp 3 -> 0.667.
+    assert best_f1(y, s, ones)[0, 0] == pytest.approx(0.8)
+    doubled = np.array([[1, 1, 1, 1, 1, 3.0]])  # the last positive counted three times
+    assert best_f1(y, s, doubled)[0, 0] == pytest.approx(max(2 * 2 / (2 + 0 + 5), 2 * 5 / (5 + 3 + 5)))
