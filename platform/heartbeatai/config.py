@@ -9,6 +9,14 @@ Model defaults follow the reference network (Zhao et al., CinC 2020 runner-up: s
 64 channels, kernel 15; four SE stages 64-512, kernel 7; about 8.8 M parameters).
 Laptop-sized settings belong to the study configs, not here.
 
+These are the only defaults and the only checks of a trial's values: the modules they
+configure (model/, losses.py, training/) take every value as a required argument and
+repeat no check the config makes. The per-stage lists default to None, so a
+default is valid for any number of stages (`model.widths: [16, 32, 64]` alone is a
+whole configuration): `model.depths` two blocks per stage, `model.concentration_stages`
+and `mixstyle.layers` every stage but the last. `TrialConfig.resolved()` is the one
+place that turns None into numbers.
+
 A run file wraps one trial configuration with the data, fold, classes and provenance:
 what `export` writes and `train --config` runs as it is.
 """
@@ -19,12 +27,13 @@ import copy
 import hashlib
 import re
 import importlib.metadata
+import json
 import subprocess
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from heartbeatai.metric_names import DEFAULT_SELECTION_METRIC
 
@@ -40,37 +49,70 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+DEFAULT_DEPTH = 2  # residual blocks per stage when `model.depths` is unset
+
+
+def stages_before_last(n_stages: int) -> tuple[int, ...]:
+    """Stages 1..n-1: those a stage list may name (the last feeds the classifier whole)."""
+    return tuple(range(1, n_stages))
+
+
+def _check_inner_stages(key: str, stages: tuple[int, ...] | None, n_stages: int) -> None:
+    if stages is None:
+        return
+    bad = [s for s in stages if s not in stages_before_last(n_stages)]
+    if not bad:
+        return
+    if n_stages == 1:
+        raise ValueError(f"{key}: {bad}: a one-stage model has no stage before the last; leave it unset or []")
+    raise ValueError(f"{key}: {bad} outside stages 1..{n_stages - 1} (never the last stage)")
+
+
+def _json_list(value: Any) -> Any:
+    """A list given as JSON text, as the trials table's `cfg.<key>` columns store lists.
+
+    `study.selection.config_of_row` decodes that text only where its base's default is a
+    list; with these fields defaulting to None, a row written with explicit stages (any
+    row from before they did) would otherwise reach validation as a string.
+    """
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        return json.loads(value)
+    return value
+
+
 class ModelConfig(_Strict):
     stem_width: int = Field(64, ge=1)
     widths: tuple[int, ...] = (64, 128, 256, 512)
-    depths: tuple[int, ...] = (2, 2, 2, 2)
+    # Residual blocks per stage. None: two in every stage (the reference's ResNet-18
+    # layout), however many stages `widths` gives.
+    depths: tuple[int, ...] | None = None
     stem_kernel: int = Field(15, ge=1)
     kernel: int = Field(7, ge=1)
     se: bool = True
     se_reduction: int = Field(16, ge=1)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     # Stages (1-based, before the last) whose feature maps the concentration head taps;
-    # the globally pooled last stage always reaches the classifier.
+    # the globally pooled last stage always reaches the classifier. None: every stage
+    # but the last, however many the model has.
     concentration: bool = True
-    concentration_stages: tuple[int, ...] = (1, 2, 3)
+    concentration_stages: tuple[int, ...] | None = None
     # Age and sex (with a missing-age flag) joined before the classifier.
     demographics: bool = False
+
+    _per_stage_lists = field_validator("depths", "concentration_stages", mode="before")(_json_list)
 
     @model_validator(mode="after")
     def _stages_agree(self) -> ModelConfig:
         if not self.widths or any(w < 1 for w in self.widths):
             raise ValueError("widths: must be a non-empty list of positive integers")
-        if len(self.depths) != len(self.widths) or any(d < 1 for d in self.depths):
+        if self.depths is not None and (len(self.depths) != len(self.widths) or any(d < 1 for d in self.depths)):
             raise ValueError(
                 f"depths: needs one positive entry per stage ({len(self.widths)} stages)"
             )
         if self.stem_kernel % 2 == 0 or self.kernel % 2 == 0:
             bad_kernel = "stem_kernel" if self.stem_kernel % 2 == 0 else "kernel"
             raise ValueError(f"{bad_kernel}: must be odd (same-length padding)")
-        n = len(self.widths)
-        bad = [s for s in self.concentration_stages if not 1 <= s < n]
-        if bad:
-            raise ValueError(f"concentration_stages: {bad} outside stages 1..{n - 1}")
+        _check_inner_stages("concentration_stages", self.concentration_stages, len(self.widths))
         return self
 
 
@@ -78,9 +120,12 @@ class MixStyleConfig(_Strict):
     p: float = Field(0.5, ge=0.0, le=1.0)
     alpha: float = Field(0.1, gt=0.0)
     # Stages (1-based) after which MixStyle acts; never after the last (Zhou et al.:
-    # mixing the last stage's statistics destroys label information).
-    layers: tuple[int, ...] = (1, 2, 3)
+    # mixing the last stage's statistics destroys label information). None: every
+    # stage but the last, however many the model has.
+    layers: tuple[int, ...] | None = None
     mix: Literal["random", "crossdomain"] = "random"
+
+    _per_stage_lists = field_validator("layers", mode="before")(_json_list)
 
 
 class LossConfig(_Strict):
@@ -131,13 +176,26 @@ class TrialConfig(_Strict):
 
     @model_validator(mode="after")
     def _mixstyle_fits_model(self) -> TrialConfig:
-        n = len(self.model.widths)
-        bad = [s for s in self.mixstyle.layers if not 1 <= s < n]
-        if bad:
-            raise ValueError(
-                f"mixstyle.layers: {bad} outside stages 1..{n - 1} (never after the last stage)"
-            )
+        _check_inner_stages("mixstyle.layers", self.mixstyle.layers, len(self.model.widths))
         return self
+
+    def resolved(self) -> TrialConfig:
+        """This configuration with its default (None) per-stage lists spelt out.
+
+        What the built model has; two configurations that build the same model
+        resolve equal (a checkpoint written with explicit stages resumes under None).
+        """
+        n_stages = len(self.model.widths)
+        inner = stages_before_last(n_stages)
+        model = self.model
+        if model.depths is None:
+            model = model.model_copy(update={"depths": (DEFAULT_DEPTH,) * n_stages})
+        if model.concentration_stages is None:
+            model = model.model_copy(update={"concentration_stages": inner})
+        mixstyle = self.mixstyle
+        if mixstyle.layers is None:
+            mixstyle = mixstyle.model_copy(update={"layers": inner})
+        return self.model_copy(update={"model": model, "mixstyle": mixstyle})
 
     def with_overrides(self, overrides: dict[str, Any]) -> TrialConfig:
         """A validated copy with dotted keys replaced: {"mixstyle.p": 0.0, "loss.kind": "bce"}."""

@@ -8,10 +8,13 @@ and the schedule.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
 from heartbeatai.config import TrialConfig
+from heartbeatai.ecg import N_LEADS
 from heartbeatai.losses import build_loss
 from heartbeatai.model import build_model
 from heartbeatai.training.transforms import SignalTransform
@@ -22,26 +25,38 @@ N_DEMOGRAPHICS = 3  # PreparedDataset.demographics(): age/100, sex, age known
 _MAX_POS_WEIGHT = 100.0
 
 
+def model_arguments(trial: TrialConfig, n_classes: int) -> dict[str, Any]:
+    """`build_model`'s keyword arguments for `trial`: the one mapping of config to model.
+
+    Plain data (JSON-able), so a process without the platform's config stack (the
+    model benchmark's torch_ecg venv) can build the same network from it.
+    """
+    resolved = trial.resolved()
+    m, mix = resolved.model, resolved.mixstyle
+    return {
+        "n_classes": n_classes,
+        "in_leads": N_LEADS,
+        "stem_width": m.stem_width,
+        "widths": m.widths,
+        "depths": m.depths,
+        "stem_kernel": m.stem_kernel,
+        "kernel": m.kernel,
+        "se": m.se,
+        "se_reduction": m.se_reduction,
+        "dropout": m.dropout,
+        "concentration": m.concentration,
+        "concentration_stages": m.concentration_stages,
+        "demographics": N_DEMOGRAPHICS if m.demographics else 0,
+        "mixstyle_p": mix.p,
+        "mixstyle_alpha": mix.alpha,
+        "mixstyle_layers": mix.layers,
+        "mixstyle_mix": mix.mix,
+    }
+
+
 def model_from_config(trial: TrialConfig, n_classes: int) -> torch.nn.Module:
-    m, mix = trial.model, trial.mixstyle
-    return build_model(
-        n_classes,
-        stem_width=m.stem_width,
-        widths=m.widths,
-        depths=m.depths,
-        stem_kernel=m.stem_kernel,
-        kernel=m.kernel,
-        se=m.se,
-        se_reduction=m.se_reduction,
-        dropout=m.dropout,
-        concentration=m.concentration,
-        concentration_stages=m.concentration_stages,
-        demographics=N_DEMOGRAPHICS if m.demographics else 0,
-        mixstyle_p=mix.p,
-        mixstyle_alpha=mix.alpha,
-        mixstyle_layers=mix.layers,
-        mixstyle_mix=mix.mix,
-    )
+    """The network of `trial` for `n_classes` labels."""
+    return build_model(**model_arguments(trial, n_classes))
 
 
 def signal_transform(trial: TrialConfig, fs: float) -> SignalTransform:

@@ -258,7 +258,9 @@ def _check_resumable(state: dict[str, Any], spec: TrainSpec) -> None:
             f"checkpoint is for fold {state['fold_id']} with classes {state['classes']}, "
             f"not fold {spec.fold_id} with {list(spec.classes)}"
         )
-    if TrialConfig.model_validate(state["config"]) != spec.trial:
+    # Compared as built: a checkpoint written before the stage lists defaulted to None
+    # (with (1, 2, 3) spelt out) resumes under the equivalent default.
+    if TrialConfig.model_validate(state["config"]).resolved() != spec.trial.resolved():
         raise ValueError("checkpoint was trained with another trial configuration")
 
 
