@@ -9,13 +9,10 @@ Model defaults follow the reference network (Zhao et al., CinC 2020 runner-up: s
 64 channels, kernel 15; four SE stages 64-512, kernel 7; about 8.8 M parameters).
 Laptop-sized settings belong to the study configs, not here.
 
-These are the only defaults and the only checks of a trial's values: the modules they
-configure (model/, losses.py, training/) take every value as a required argument and
-repeat no check the config makes. The per-stage lists default to None, so a
-default is valid for any number of stages (`model.widths: [16, 32, 64]` alone is a
-whole configuration): `model.depths` two blocks per stage, `model.concentration_stages`
-and `mixstyle.layers` every stage but the last. `TrialConfig.resolved()` is the one
-place that turns None into numbers.
+These are the only defaults and checks of a trial's values: the modules they configure
+(model/, losses.py, training/) take each value as a required argument and repeat no
+check. Per-stage lists default to None, valid for any number of stages, which
+`TrialConfig.resolved()` alone turns into numbers for the model at hand.
 
 A run file wraps one trial configuration with the data, fold, classes and provenance:
 what `export` writes and `train --config` runs as it is.
@@ -58,23 +55,15 @@ def stages_before_last(n_stages: int) -> tuple[int, ...]:
 
 
 def _check_inner_stages(key: str, stages: tuple[int, ...] | None, n_stages: int) -> None:
-    if stages is None:
-        return
-    bad = [s for s in stages if s not in stages_before_last(n_stages)]
-    if not bad:
-        return
-    if n_stages == 1:
-        raise ValueError(f"{key}: {bad}: a one-stage model has no stage before the last; leave it unset or []")
-    raise ValueError(f"{key}: {bad} outside stages 1..{n_stages - 1} (never the last stage)")
+    bad = [s for s in stages or () if s not in stages_before_last(n_stages)]
+    if bad:
+        allowed = f"stages 1..{n_stages - 1}" if n_stages > 1 else "none in a one-stage model"
+        raise ValueError(f"{key}: {bad} not a stage before the last (allowed: {allowed}; unset: all of them)")
 
 
 def _json_list(value: Any) -> Any:
-    """A list given as JSON text, as the trials table's `cfg.<key>` columns store lists.
-
-    `study.selection.config_of_row` decodes that text only where its base's default is a
-    list; with these fields defaulting to None, a row written with explicit stages (any
-    row from before they did) would otherwise reach validation as a string.
-    """
+    """A list as the trials table's `cfg.<key>` columns hold it (JSON text): config_of_row
+    decodes it only where the base's default is a list, and these default to None."""
     if isinstance(value, str) and value.lstrip().startswith("["):
         return json.loads(value)
     return value
@@ -83,8 +72,7 @@ def _json_list(value: Any) -> Any:
 class ModelConfig(_Strict):
     stem_width: int = Field(64, ge=1)
     widths: tuple[int, ...] = (64, 128, 256, 512)
-    # Residual blocks per stage. None: two in every stage (the reference's ResNet-18
-    # layout), however many stages `widths` gives.
+    # Residual blocks per stage; None: two in each (the reference's ResNet-18 layout).
     depths: tuple[int, ...] | None = None
     stem_kernel: int = Field(15, ge=1)
     kernel: int = Field(7, ge=1)
@@ -92,8 +80,7 @@ class ModelConfig(_Strict):
     se_reduction: int = Field(16, ge=1)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     # Stages (1-based, before the last) whose feature maps the concentration head taps;
-    # the globally pooled last stage always reaches the classifier. None: every stage
-    # but the last, however many the model has.
+    # the globally pooled last stage always reaches the classifier. None: all but the last.
     concentration: bool = True
     concentration_stages: tuple[int, ...] | None = None
     # Age and sex (with a missing-age flag) joined before the classifier.
@@ -105,10 +92,8 @@ class ModelConfig(_Strict):
     def _stages_agree(self) -> ModelConfig:
         if not self.widths or any(w < 1 for w in self.widths):
             raise ValueError("widths: must be a non-empty list of positive integers")
-        if self.depths is not None and (len(self.depths) != len(self.widths) or any(d < 1 for d in self.depths)):
-            raise ValueError(
-                f"depths: needs one positive entry per stage ({len(self.widths)} stages)"
-            )
+        if self.depths is not None and (len(self.depths) != len(self.widths) or min(self.depths) < 1):
+            raise ValueError(f"depths: needs one positive entry per stage ({len(self.widths)} stages)")
         if self.stem_kernel % 2 == 0 or self.kernel % 2 == 0:
             bad_kernel = "stem_kernel" if self.stem_kernel % 2 == 0 else "kernel"
             raise ValueError(f"{bad_kernel}: must be odd (same-length padding)")
@@ -120,8 +105,7 @@ class MixStyleConfig(_Strict):
     p: float = Field(0.5, ge=0.0, le=1.0)
     alpha: float = Field(0.1, gt=0.0)
     # Stages (1-based) after which MixStyle acts; never after the last (Zhou et al.:
-    # mixing the last stage's statistics destroys label information). None: every
-    # stage but the last, however many the model has.
+    # mixing the last stage's statistics destroys label information). None: all but the last.
     layers: tuple[int, ...] | None = None
     mix: Literal["random", "crossdomain"] = "random"
 
@@ -180,22 +164,18 @@ class TrialConfig(_Strict):
         return self
 
     def resolved(self) -> TrialConfig:
-        """This configuration with its default (None) per-stage lists spelt out.
+        """The per-stage lists spelt out: what the built model has.
 
-        What the built model has; two configurations that build the same model
-        resolve equal (a checkpoint written with explicit stages resumes under None).
+        Two configurations that build the same model resolve equal (a checkpoint written
+        with (1, 2, 3) spelt out resumes under the None default).
         """
-        n_stages = len(self.model.widths)
-        inner = stages_before_last(n_stages)
-        model = self.model
-        if model.depths is None:
-            model = model.model_copy(update={"depths": (DEFAULT_DEPTH,) * n_stages})
-        if model.concentration_stages is None:
-            model = model.model_copy(update={"concentration_stages": inner})
-        mixstyle = self.mixstyle
-        if mixstyle.layers is None:
-            mixstyle = mixstyle.model_copy(update={"layers": inner})
-        return self.model_copy(update={"model": model, "mixstyle": mixstyle})
+        m, n = self.model, len(self.model.widths)
+        inner = stages_before_last(n)
+        model = m.model_copy(update={
+            "depths": (DEFAULT_DEPTH,) * n if m.depths is None else m.depths,
+            "concentration_stages": inner if m.concentration_stages is None else m.concentration_stages})
+        layers = inner if self.mixstyle.layers is None else self.mixstyle.layers
+        return self.model_copy(update={"model": model, "mixstyle": self.mixstyle.model_copy(update={"layers": layers})})
 
     def with_overrides(self, overrides: dict[str, Any]) -> TrialConfig:
         """A validated copy with dotted keys replaced: {"mixstyle.p": 0.0, "loss.kind": "bce"}."""
