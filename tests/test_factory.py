@@ -8,6 +8,7 @@ see it in the built object.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -137,3 +138,9 @@ def test_a_config_that_only_sets_widths_validates_and_builds(widths, inner):
     assert model.mixstyle_stages == frozenset(inner)
     assert (model.mixstyle is None) == (not inner)  # one stage: nothing before the last to mix
     assert model(torch.randn(2, 12, 500)).shape == (2, N_CLASSES)
+
+
+@pytest.mark.parametrize("kind", typing.get_args(LossConfig.model_fields["kind"].annotation))
+def test_every_loss_kind_the_config_admits_builds(kind):
+    loss = loss_from_config(BASE.with_overrides({"loss.kind": kind}), TRAIN_LABELS)
+    assert torch.isfinite(loss(torch.zeros(4, N_CLASSES), torch.from_numpy(TRAIN_LABELS)))
