@@ -123,11 +123,28 @@ def torch_ecg_se_resnet(n_classes: int, stem_kernel: int, kernel: int) -> nn.Mod
     return nn.Sequential(backbone, nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(width, n_classes))
 
 
+def reference_arguments(args: argparse.Namespace) -> dict:
+    """build_model's arguments for the reference network (the trial config's defaults).
+
+    MixStyle is off, as torch_ecg's model has none: the comparison is like with like.
+    The worker in torch_ecg's venv gets these as JSON (it has torch, not the platform's
+    config stack).
+    """
+    if args.model_arguments:
+        return json.loads(args.model_arguments)
+    from heartbeatai.config import TrialConfig
+    from heartbeatai.training.factory import model_arguments
+
+    trial = TrialConfig().with_overrides(
+        {"model.stem_kernel": args.stem_kernel, "model.kernel": args.kernel, "mixstyle.p": 0.0})
+    return model_arguments(trial, args.classes)
+
+
 def reference_model(args: argparse.Namespace) -> nn.Module:
     from heartbeatai.model import build_model
 
     torch.manual_seed(0)
-    return build_model(args.classes, stem_kernel=args.stem_kernel, kernel=args.kernel)
+    return build_model(**reference_arguments(args))
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -267,7 +284,8 @@ def compare_torch_ecg(args: argparse.Namespace) -> None:
         return
     command = [str(python), __file__, "--worker", "torch_ecg", "--threads", str(args.threads),
                "--batch", str(args.batch), "--length", str(args.length), "--steps", str(args.steps),
-               "--classes", str(args.classes), "--stem-kernel", str(args.stem_kernel), "--kernel", str(args.kernel)]
+               "--classes", str(args.classes), "--stem-kernel", str(args.stem_kernel), "--kernel", str(args.kernel),
+               "--model-arguments", json.dumps(reference_arguments(args))]
     # Progress lines pass through as they come; torch_ecg's import-time warnings do not.
     other_output = []
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as worker:
@@ -353,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-torch-ecg", action="store_true", help="skip the torch_ecg comparison")
     parser.add_argument("--torch-ecg-venv", default=str(DEFAULT_VENV))
     parser.add_argument("--worker", choices=["torch_ecg"], help=argparse.SUPPRESS)
+    parser.add_argument("--model-arguments", help=argparse.SUPPRESS)  # JSON, for the worker
     args = parser.parse_args(argv)
     if args.worker:
         return run_worker(args)

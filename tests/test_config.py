@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import pandas as pd
 import pytest
 import yaml
 from pydantic import ValidationError
@@ -109,3 +112,54 @@ def test_command_line_fields_override_the_run_file():
     assert run.fold_id == "lodo:cpsc" and run.selection_metric == "val_macro_auroc"
     with pytest.raises(ConfigError, match="fold_id"):
         _run_file().with_fields(fold_id="nope")
+
+
+@pytest.mark.parametrize("widths", [[16, 32, 64], [16]], ids=["three-stages", "one-stage"])
+def test_a_run_file_that_only_sets_widths_is_valid_for_any_number_of_stages(tmp_path, widths):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"data": {"path": "x"}, "fold_id": "lodo:cpsc", "classes": ["AF"],
+                                    "trial": {"model": {"widths": widths}}}))
+    resolved = RunFile.load(path).trial.resolved()
+    inner = tuple(range(1, len(widths)))  # every stage but the last
+    assert resolved.model.depths == (2,) * len(widths)
+    assert resolved.model.concentration_stages == inner and resolved.mixstyle.layers == inner
+
+
+def test_an_explicit_stage_list_past_the_model_is_still_an_error_naming_the_key():
+    three = {"widths": [16, 32, 64]}
+    assert _error_text({"model": three, "mixstyle": {"layers": [3]}}).startswith("mixstyle.layers:")
+    assert _error_text({"model": {**three, "concentration_stages": [3]}}).startswith("model.concentration_stages:")
+    assert _error_text({"model": {**three, "depths": [1, 1]}}).startswith("model.depths:")
+    assert _error_text({"model": {"widths": [16]}, "mixstyle": {"layers": [1]}}).startswith("mixstyle.layers:")
+
+
+def test_default_stage_lists_resolve_to_what_the_reference_spelt_out():
+    spelt_out = TrialConfig().with_overrides({"model.depths": [2, 2, 2, 2], "model.concentration_stages": [1, 2, 3],
+                                              "mixstyle.layers": [1, 2, 3]})
+    assert TrialConfig().resolved() == spelt_out.resolved() == spelt_out
+    assert TrialConfig() != spelt_out  # the default stays "every stage but the last", not (1, 2, 3)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"model.widths": [16, 32, 64]}, {"model.widths": [16]}, {"mixstyle.layers": [2], "model.depths": [1, 1, 1, 1]}],
+    ids=["defaults", "three-stages", "one-stage", "explicit"],
+)
+def test_stage_lists_round_trip_through_the_trials_table_columns(overrides):
+    from heartbeatai.study.selection import config_of_row
+
+    cfg = TrialConfig().with_overrides(overrides)
+    # As the trials table stores them (tune_runner): lists as JSON text, None as null.
+    row = pd.Series({f"cfg.{k}": json.dumps(v) if isinstance(v, list) else v for k, v in flatten_config(cfg).items()})
+    assert config_of_row(row, TrialConfig()) == cfg
+    assert TrialConfig().with_overrides(flatten_config(cfg)) == cfg
+
+
+def test_a_row_written_with_explicit_stages_reads_back_under_the_none_defaults():
+    from heartbeatai.study.selection import config_of_row
+
+    # A trials row from before the stage lists defaulted to None holds them as JSON text.
+    row = pd.Series({"cfg.model.depths": "[2, 2, 2, 2]", "cfg.mixstyle.layers": "[1, 2, 3]",
+                     "cfg.model.concentration_stages": "[1, 2, 3]"})
+    read = config_of_row(row, TrialConfig())
+    assert read.mixstyle.layers == (1, 2, 3) and read.resolved() == TrialConfig().resolved()

@@ -37,7 +37,9 @@ from heartbeatai.data.synthetic import write_benchmark
 from heartbeatai.study.degradation import degradation_table
 from heartbeatai.study.evaluation import evaluate_test
 from heartbeatai.study.orchestrator import clean_labels
-from heartbeatai.train import TrainSpec, predict, run_training
+from heartbeatai.training.loop import run_training
+from heartbeatai.training.predict import predict
+from heartbeatai.training.spec import TrainSpec
 from train_fixtures import tiny_trial
 
 pytestmark = pytest.mark.slow

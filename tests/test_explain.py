@@ -8,9 +8,7 @@ import pytest
 import torch
 
 from heartbeatai.explain import attribute, attribution_figure, recording_se_gates
-from heartbeatai.model import build_model
-
-TINY = dict(stem_width=8, widths=(8, 16, 32, 64), depths=(1, 1, 1, 1), se_reduction=4, dropout=0.0)
+from model_fixtures import tiny_model
 V2 = 7
 
 
@@ -22,7 +20,7 @@ def signal():
 
 def model_that_sees_only(lead: int) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = build_model(4, **TINY)
+    model = tiny_model(4)
     with torch.no_grad():
         keep = torch.zeros(12, dtype=torch.bool)
         keep[lead] = True
@@ -48,7 +46,7 @@ def test_integrated_gradients_sum_to_the_logit_change_from_the_flat_baseline(sig
 
 
 def test_gradcam_gives_a_non_negative_time_profile_repeated_over_leads(signal):
-    result = attribute(build_model(4, **TINY), signal, [3], method="gradcam")
+    result = attribute(tiny_model(4), signal, [3], method="gradcam")
     assert result.values.shape == (1, 12, 500)
     assert not result.lead_resolved
     assert (result.values >= 0).all()
@@ -56,7 +54,7 @@ def test_gradcam_gives_a_non_negative_time_profile_repeated_over_leads(signal):
 
 
 def test_attribution_reports_probabilities_and_one_gate_vector_per_stage(signal):
-    model = build_model(4, **TINY, demographics=2)
+    model = tiny_model(4, demographics=2)
     model.train()
     result = attribute(model, signal, [0], demographics=np.array([0.6, 1.0]), n_steps=8)
     assert model.training  # the caller's mode is restored
@@ -67,20 +65,20 @@ def test_attribution_reports_probabilities_and_one_gate_vector_per_stage(signal)
 
 def test_se_gates_are_recorded_per_batch_and_absent_without_se():
     x = torch.randn(3, 12, 500)
-    model, other = build_model(4, **TINY).eval(), build_model(4, **TINY).eval()
+    model, other = tiny_model(4).eval(), tiny_model(4).eval()
     with recording_se_gates(model) as gates:
         other(x)
         assert gates == {}  # only the watched model's forward records
         model(x)
     assert gates[4].shape == (3, 64)
-    plain = build_model(4, **TINY, se=False).eval()
+    plain = tiny_model(4, se=False).eval()
     with recording_se_gates(plain) as gates:
         plain(x)
     assert gates == {}
 
 
 def test_attribute_rejects_bad_requests(signal):
-    model = build_model(4, **TINY)
+    model = tiny_model(4)
     with pytest.raises(ValueError, match="out of range"):
         attribute(model, signal, [4])
     with pytest.raises(ValueError, match="unknown attribution method"):

@@ -100,7 +100,8 @@ def planted(tmp_path_factory):
 
 
 def _recorded_value(run: RunFile) -> float:
-    from heartbeatai.train import TrainSpec, run_training
+    from heartbeatai.training.loop import run_training
+    from heartbeatai.training.spec import TrainSpec
 
     values = []
     spec = TrainSpec(trial=run.trial, data_path=run.data.path, fold_id=run.fold_id,

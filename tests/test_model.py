@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from heartbeatai.config import ConfigError, TrialConfig
 from heartbeatai.model import MixStyle1d, build_model
-
-TINY = dict(stem_width=8, widths=(8, 16, 32, 64), depths=(1, 1, 1, 1), se_reduction=4, dropout=0.0)
+from heartbeatai.training.factory import model_from_config
+from model_fixtures import TINY, tiny_model
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -15,7 +16,8 @@ def n_params(model: torch.nn.Module) -> int:
 
 
 def test_reference_configuration_has_about_8_8_million_parameters():
-    assert n_params(build_model(26)) == 8_864_466
+    # The reference network is the trial configuration's defaults: they live there only.
+    assert n_params(model_from_config(TrialConfig(), 26)) == 8_864_466
 
 
 @pytest.mark.parametrize(
@@ -30,13 +32,13 @@ def test_reference_configuration_has_about_8_8_million_parameters():
     ],
 )
 def test_parameter_count_is_pinned_per_toggle(toggle, expected):
-    assert n_params(build_model(5, **TINY, **toggle)) == expected
+    assert n_params(tiny_model(5, **toggle)) == expected
 
 
 def test_concentration_head_adds_one_quarter_width_branch_per_tapped_stage():
     n_classes = 5
-    with_head = n_params(build_model(n_classes, **TINY))
-    without = n_params(build_model(n_classes, **TINY, concentration=False))
+    with_head = n_params(tiny_model(n_classes))
+    without = n_params(tiny_model(n_classes, concentration=False))
     # per tapped stage: 1x1 conv C -> C/4 (no bias), batch-norm (2 * C/4), classifier inputs C/4
     expected = sum(c * (c // 4) + 2 * (c // 4) + n_classes * (c // 4) for c in (8, 16, 32))
     assert with_head - without == expected
@@ -44,37 +46,54 @@ def test_concentration_head_adds_one_quarter_width_branch_per_tapped_stage():
 
 @pytest.mark.parametrize("length", [500, 777])
 def test_forward_gives_one_logit_per_class_for_any_length(length):
-    model = build_model(7, **TINY, demographics=2).eval()
+    model = tiny_model(7, demographics=2).eval()
     logits = model(torch.randn(3, 12, length), demographics=torch.randn(3, 2))
     assert logits.shape == (3, 7)
     assert torch.isfinite(logits).all()
 
 
 def test_forward_refuses_missing_demographics():
-    model = build_model(3, **TINY, demographics=2)
+    model = tiny_model(3, demographics=2)
     with pytest.raises(ValueError, match="2 demographic inputs"):
         model(torch.randn(2, 12, 500))
 
 
 def test_last_conv_stage_is_the_deepest_stage():
-    model = build_model(3, **TINY)
+    model = tiny_model(3)
     assert model.last_conv_stage is model.stages[-1]
 
 
+TINY_TRIAL = {"model.stem_width": 8, "model.widths": [8, 16, 32, 64], "model.depths": [1, 1, 1, 1],
+              "model.se_reduction": 4, "model.dropout": 0.0}
+
+
 @pytest.mark.parametrize(
-    "bad",
+    ("bad", "key"),
     [
-        {"mixstyle_layers": (4,)},
-        {"concentration_stages": (0,)},
-        {"mixstyle_p": 1.5},
-        {"mixstyle_mix": "batch"},
-        {"widths": (8, 16), "depths": (1,)},
-        {"kernel": 6},
+        ({"mixstyle.layers": [4]}, "mixstyle.layers"),
+        ({"model.concentration_stages": [0]}, "model.concentration_stages"),
+        ({"mixstyle.p": 1.5}, "mixstyle.p"),
+        ({"mixstyle.mix": "batch"}, "mixstyle.mix"),
+        ({"model.widths": [8, 16], "model.depths": [1]}, "model.depths"),
+        ({"model.kernel": 6}, "model.kernel"),
     ],
 )
-def test_build_model_rejects_invalid_arguments(bad):
-    with pytest.raises(ValueError):
-        build_model(3, **{**TINY, **bad})
+def test_invalid_model_arguments_are_refused_by_the_trial_config_naming_the_key(bad, key):
+    # The config is the one check (build_model repeats none), so no model gets built.
+    with pytest.raises(ConfigError, match=rf"^{key}:"):
+        model_from_config(TrialConfig().with_overrides({**TINY_TRIAL, **bad}), 3)
+
+
+def test_build_model_refuses_no_classes_which_no_config_field_covers():
+    with pytest.raises(ValueError, match="n_classes"):
+        build_model(**{**TINY, "n_classes": 0})
+
+
+def test_build_model_has_no_defaults_of_its_own():
+    import inspect
+
+    parameters = inspect.signature(build_model).parameters.values()
+    assert all(p.kind is p.KEYWORD_ONLY and p.default is p.empty for p in parameters)
 
 
 def styled_batch(means: list[float], stds: list[float], channels: int = 4, length: int = 200) -> torch.Tensor:
@@ -86,14 +105,14 @@ def styled_batch(means: list[float], stds: list[float], channels: int = 4, lengt
 
 def test_mixstyle_is_identity_in_eval_and_at_p_zero():
     x = styled_batch([0.0, 5.0, -3.0], [1.0, 2.0, 0.5])
-    assert torch.equal(MixStyle1d(p=1.0, alpha=0.1).eval()(x), x)
-    assert torch.equal(MixStyle1d(p=0.0, alpha=0.1).train()(x), x)
+    assert torch.equal(MixStyle1d(p=1.0, alpha=0.1, mix="random").eval()(x), x)
+    assert torch.equal(MixStyle1d(p=0.0, alpha=0.1, mix="random").train()(x), x)
 
 
 def test_mixstyle_mixes_statistics_but_keeps_each_signals_shape():
     torch.manual_seed(0)
     x = styled_batch([float(i) for i in range(8)], [1.0 + i for i in range(8)])
-    out = MixStyle1d(p=1.0, alpha=1.0).train()(x)
+    out = MixStyle1d(p=1.0, alpha=1.0, mix="random").train()(x)
     assert not torch.allclose(out.mean(2), x.mean(2), atol=1e-3)
     standardise = lambda t: (t - t.mean(2, keepdim=True)) / t.std(2, keepdim=True)  # noqa: E731
     torch.testing.assert_close(standardise(out), standardise(x), atol=1e-3, rtol=1e-3)
@@ -119,8 +138,8 @@ def test_crossdomain_mixstyle_leaves_a_single_domain_batch_unchanged():
 
 def test_model_with_mixstyle_equals_model_without_in_eval_but_not_in_training():
     torch.manual_seed(1)
-    mixing = build_model(3, **TINY, mixstyle_p=1.0, mixstyle_alpha=1.0)
-    plain = build_model(3, **TINY)
+    mixing = tiny_model(3, mixstyle_p=1.0, mixstyle_alpha=1.0)
+    plain = tiny_model(3)
     plain.load_state_dict(mixing.state_dict())
     x = torch.randn(4, 12, 500)
     torch.testing.assert_close(mixing.eval()(x), plain.eval()(x))
@@ -129,7 +148,7 @@ def test_model_with_mixstyle_equals_model_without_in_eval_but_not_in_training():
 
 
 def test_seeded_training_forward_repeats_exactly():
-    model = build_model(3, **{**TINY, "dropout": 0.2}, mixstyle_p=0.5).train()
+    model = tiny_model(3, dropout=0.2, mixstyle_p=0.5).train()
     x = torch.randn(4, 12, 500)
     torch.manual_seed(3)
     first = model(x)

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from heartbeatai.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from heartbeatai.data.folds import fold_records, read_folds
 from heartbeatai.data.prepared import PreparedDataset
 from heartbeatai.metric_names import EPOCH_COLUMNS, VALIDATION_METRICS, metric_mode
-from heartbeatai.train import TrainSpec, predict, run_training
+from heartbeatai.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from heartbeatai.training.loop import run_training
+from heartbeatai.training.predict import predict
+from heartbeatai.training.spec import TrainSpec
 from train_fixtures import CLASSES, FOLD, tiny_trial, write_planted_dataset
 
 
@@ -150,7 +152,7 @@ def test_crossdomain_mixstyle_at_p_zero_trains_on_plain_crops(planted):
 
 
 def test_worker_cpus_share_what_the_driver_token_leaves_and_never_overcommit():
-    from heartbeatai.ray_resources import DRIVER_CPU, worker_cpus
+    from heartbeatai.training.ray_train import DRIVER_CPU, worker_cpus
 
     assert worker_cpus(2, 2) == pytest.approx(0.995)
     assert worker_cpus(2, 1) == pytest.approx(1.99)
@@ -163,7 +165,7 @@ def test_worker_cpus_share_what_the_driver_token_leaves_and_never_overcommit():
 def test_rng_states_survive_a_weights_only_round_trip(tmp_path):
     import random
 
-    from heartbeatai.checkpoint import capture_rng, restore_rng, save_checkpoint, seed_everything
+    from heartbeatai.training.checkpoint import capture_rng, restore_rng, save_checkpoint, seed_everything
 
     seed_everything(5)
     save_checkpoint(tmp_path, {"rng": [capture_rng()]})

@@ -87,7 +87,7 @@ def test_evaluate_scores_every_record_of_a_dataset_with_the_checkpoint(trained, 
 
 def test_an_interrupted_train_resumes_with_resume_and_ends_as_an_uninterrupted_one(trained, planted, tmp_path,
                                                                                    monkeypatch):
-    import heartbeatai.train as train_module
+    import heartbeatai.training.loop as train_module
 
     tiny_run_file(planted).dump(tmp_path / "run.yaml")
     args = ["train", "--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "o")]

@@ -13,8 +13,14 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback only
 import ray  # noqa: E402
 import ray.train  # noqa: E402
 
-from heartbeatai.ray_resources import DRIVER_CPU, cluster_capacity, worker_cpus  # noqa: E402
-from heartbeatai.train import TrainSpec, fit_with_ray_train, train_loop_per_worker  # noqa: E402
+from heartbeatai.training.ray_train import (  # noqa: E402
+    DRIVER_CPU,
+    cluster_capacity,
+    fit_with_ray_train,
+    train_loop_per_worker,
+    worker_cpus,
+)
+from heartbeatai.training.spec import TrainSpec  # noqa: E402
 from train_fixtures import CLASSES, FOLD, tiny_trial, write_planted_dataset  # noqa: E402
 
 pytestmark = pytest.mark.ray

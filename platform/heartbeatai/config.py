@@ -9,6 +9,11 @@ Model defaults follow the reference network (Zhao et al., CinC 2020 runner-up: s
 64 channels, kernel 15; four SE stages 64-512, kernel 7; about 8.8 M parameters).
 Laptop-sized settings belong to the study configs, not here.
 
+These are the only defaults and checks of a trial's values: the modules they configure
+(model/, losses.py, training/) take each value as a required argument and repeat no
+check. Per-stage lists default to None, valid for any number of stages, which
+`TrialConfig.resolved()` alone turns into numbers for the model at hand.
+
 A run file wraps one trial configuration with the data, fold, classes and provenance:
 what `export` writes and `train --config` runs as it is.
 """
@@ -19,12 +24,13 @@ import copy
 import hashlib
 import re
 import importlib.metadata
+import json
 import subprocess
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from heartbeatai.metric_names import DEFAULT_SELECTION_METRIC
 
@@ -40,37 +46,58 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+DEFAULT_DEPTH = 2  # residual blocks per stage when `model.depths` is unset
+
+
+def stages_before_last(n_stages: int) -> tuple[int, ...]:
+    """Stages 1..n-1: those a stage list may name (the last feeds the classifier whole)."""
+    return tuple(range(1, n_stages))
+
+
+def _check_inner_stages(key: str, stages: tuple[int, ...] | None, n_stages: int) -> None:
+    bad = [s for s in stages or () if s not in stages_before_last(n_stages)]
+    if bad:
+        allowed = f"stages 1..{n_stages - 1}" if n_stages > 1 else "none in a one-stage model"
+        raise ValueError(f"{key}: {bad} not a stage before the last (allowed: {allowed}; unset: all of them)")
+
+
+def _json_list(value: Any) -> Any:
+    """A list as the trials table's `cfg.<key>` columns hold it (JSON text): config_of_row
+    decodes it only where the base's default is a list, and these default to None."""
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        return json.loads(value)
+    return value
+
+
 class ModelConfig(_Strict):
     stem_width: int = Field(64, ge=1)
     widths: tuple[int, ...] = (64, 128, 256, 512)
-    depths: tuple[int, ...] = (2, 2, 2, 2)
+    # Residual blocks per stage; None: two in each (the reference's ResNet-18 layout).
+    depths: tuple[int, ...] | None = None
     stem_kernel: int = Field(15, ge=1)
     kernel: int = Field(7, ge=1)
     se: bool = True
     se_reduction: int = Field(16, ge=1)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     # Stages (1-based, before the last) whose feature maps the concentration head taps;
-    # the globally pooled last stage always reaches the classifier.
+    # the globally pooled last stage always reaches the classifier. None: all but the last.
     concentration: bool = True
-    concentration_stages: tuple[int, ...] = (1, 2, 3)
+    concentration_stages: tuple[int, ...] | None = None
     # Age and sex (with a missing-age flag) joined before the classifier.
     demographics: bool = False
+
+    _per_stage_lists = field_validator("depths", "concentration_stages", mode="before")(_json_list)
 
     @model_validator(mode="after")
     def _stages_agree(self) -> ModelConfig:
         if not self.widths or any(w < 1 for w in self.widths):
             raise ValueError("widths: must be a non-empty list of positive integers")
-        if len(self.depths) != len(self.widths) or any(d < 1 for d in self.depths):
-            raise ValueError(
-                f"depths: needs one positive entry per stage ({len(self.widths)} stages)"
-            )
+        if self.depths is not None and (len(self.depths) != len(self.widths) or min(self.depths) < 1):
+            raise ValueError(f"depths: needs one positive entry per stage ({len(self.widths)} stages)")
         if self.stem_kernel % 2 == 0 or self.kernel % 2 == 0:
             bad_kernel = "stem_kernel" if self.stem_kernel % 2 == 0 else "kernel"
             raise ValueError(f"{bad_kernel}: must be odd (same-length padding)")
-        n = len(self.widths)
-        bad = [s for s in self.concentration_stages if not 1 <= s < n]
-        if bad:
-            raise ValueError(f"concentration_stages: {bad} outside stages 1..{n - 1}")
+        _check_inner_stages("concentration_stages", self.concentration_stages, len(self.widths))
         return self
 
 
@@ -78,9 +105,11 @@ class MixStyleConfig(_Strict):
     p: float = Field(0.5, ge=0.0, le=1.0)
     alpha: float = Field(0.1, gt=0.0)
     # Stages (1-based) after which MixStyle acts; never after the last (Zhou et al.:
-    # mixing the last stage's statistics destroys label information).
-    layers: tuple[int, ...] = (1, 2, 3)
+    # mixing the last stage's statistics destroys label information). None: all but the last.
+    layers: tuple[int, ...] | None = None
     mix: Literal["random", "crossdomain"] = "random"
+
+    _per_stage_lists = field_validator("layers", mode="before")(_json_list)
 
 
 class LossConfig(_Strict):
@@ -131,13 +160,22 @@ class TrialConfig(_Strict):
 
     @model_validator(mode="after")
     def _mixstyle_fits_model(self) -> TrialConfig:
-        n = len(self.model.widths)
-        bad = [s for s in self.mixstyle.layers if not 1 <= s < n]
-        if bad:
-            raise ValueError(
-                f"mixstyle.layers: {bad} outside stages 1..{n - 1} (never after the last stage)"
-            )
+        _check_inner_stages("mixstyle.layers", self.mixstyle.layers, len(self.model.widths))
         return self
+
+    def resolved(self) -> TrialConfig:
+        """The per-stage lists spelt out: what the built model has.
+
+        Two configurations that build the same model resolve equal (a checkpoint written
+        with (1, 2, 3) spelt out resumes under the None default).
+        """
+        m, n = self.model, len(self.model.widths)
+        inner = stages_before_last(n)
+        model = m.model_copy(update={
+            "depths": (DEFAULT_DEPTH,) * n if m.depths is None else m.depths,
+            "concentration_stages": inner if m.concentration_stages is None else m.concentration_stages})
+        layers = inner if self.mixstyle.layers is None else self.mixstyle.layers
+        return self.model_copy(update={"model": model, "mixstyle": self.mixstyle.model_copy(update={"layers": layers})})
 
     def with_overrides(self, overrides: dict[str, Any]) -> TrialConfig:
         """A validated copy with dotted keys replaced: {"mixstyle.p": 0.0, "loss.kind": "bce"}."""

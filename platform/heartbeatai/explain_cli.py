@@ -40,8 +40,9 @@ def explain_command(args: argparse.Namespace) -> int:
     from heartbeatai.data.prepared import NotPreparedError, PreparedDataset
     from heartbeatai.ecg import LEADS
     from heartbeatai.explain import attribute, attribution_figure
-    from heartbeatai.train import load_trained_model, signal_transform
-    from heartbeatai.windows import read_window
+    from heartbeatai.training.batches import read_window
+    from heartbeatai.training.factory import signal_transform
+    from heartbeatai.training.predict import load_trained_model
 
     try:
         model, state = load_trained_model(args.checkpoint, torch.device("cpu"))

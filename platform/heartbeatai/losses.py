@@ -5,6 +5,9 @@ multi-label label smoothing y(1 - e) + e/2 (each class is its own binary problem
 the smoothed target moves toward 1/2, not toward 1/C). `pos_weight` (C,) scales the
 positive term of each class, as in `nn.BCEWithLogitsLoss`. Log-probabilities come from
 `logsigmoid` so large logits stay finite.
+
+Parameters arrive checked and defaulted by the trial configuration (LossConfig and
+`label_smoothing` in heartbeatai.config); the losses repeat neither.
 """
 
 from __future__ import annotations
@@ -27,8 +30,6 @@ def smooth_multilabel(targets: torch.Tensor, epsilon: float) -> torch.Tensor:
 class _MultiLabelLoss(nn.Module, abc.ABC):
     def __init__(self, label_smoothing: float, pos_weight: torch.Tensor | None) -> None:
         super().__init__()
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.label_smoothing = label_smoothing
         self.register_buffer("pos_weight", None if pos_weight is None else torch.as_tensor(pos_weight, dtype=torch.float32))
 
@@ -63,10 +64,6 @@ class FocalLoss(_MultiLabelLoss):
 
     def __init__(self, gamma: float, alpha: float | None, label_smoothing: float, pos_weight) -> None:
         super().__init__(label_smoothing, pos_weight)
-        if gamma < 0:
-            raise ValueError(f"focal gamma must be >= 0, got {gamma}")
-        if alpha is not None and not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"focal alpha must be in [0, 1] or None, got {alpha}")
         self.gamma = gamma
         self.alpha = alpha
 
@@ -89,10 +86,6 @@ class AsymmetricLoss(_MultiLabelLoss):
 
     def __init__(self, gamma_neg: float, gamma_pos: float, clip: float, label_smoothing: float, pos_weight) -> None:
         super().__init__(label_smoothing, pos_weight)
-        if gamma_neg < 0 or gamma_pos < 0:
-            raise ValueError(f"asl gammas must be >= 0, got gamma_neg={gamma_neg}, gamma_pos={gamma_pos}")
-        if not 0.0 <= clip < 1.0:
-            raise ValueError(f"asl clip must be in [0, 1), got {clip}")
         self.gamma_neg = gamma_neg
         self.gamma_pos = gamma_pos
         self.clip = clip
@@ -113,19 +106,25 @@ class AsymmetricLoss(_MultiLabelLoss):
 def build_loss(
     kind: LossKind,
     *,
-    label_smoothing: float = 0.0,
-    pos_weight: torch.Tensor | None = None,
-    focal_gamma: float = 2.0,
-    focal_alpha: float | None = 0.25,
-    asl_gamma_neg: float = 4.0,
-    asl_gamma_pos: float = 0.0,
-    asl_clip: float = 0.05,
+    label_smoothing: float,
+    pos_weight: torch.Tensor | None,
+    focal_gamma: float,
+    focal_alpha: float | None,
+    asl_gamma_neg: float,
+    asl_gamma_pos: float,
+    asl_clip: float,
 ) -> nn.Module:
-    """The loss named by `kind`, called as `loss(logits, targets)` -> scalar mean."""
+    """The loss named by `kind`, called as `loss(logits, targets)` -> scalar mean.
+
+    Every parameter is required, the other kinds' included: the defaults are
+    LossConfig's, and `training.factory.loss_from_config` passes them all.
+    """
     if kind == "bce":
         return BinaryCrossEntropy(label_smoothing, pos_weight)
     if kind == "focal":
         return FocalLoss(focal_gamma, focal_alpha, label_smoothing, pos_weight)
     if kind == "asl":
         return AsymmetricLoss(asl_gamma_neg, asl_gamma_pos, asl_clip, label_smoothing, pos_weight)
+    # Reached only when LossKind gains a name without a branch here: the config's
+    # Literal admits the name, so this is the one place that can notice.
     raise ValueError(f"unknown loss kind {kind!r}: expected 'bce', 'focal' or 'asl'")

@@ -25,14 +25,9 @@ class MixStyle1d(nn.Module):
     torch's generator, so a seeded run repeats.
     """
 
-    def __init__(self, p: float, alpha: float, mix: MixMode = "random", eps: float = 1e-6) -> None:
+    def __init__(self, p: float, alpha: float, mix: MixMode, eps: float = 1e-6) -> None:
+        # p, alpha and mix are checked once, by the trial configuration (MixStyleConfig).
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"mixstyle p must be in [0, 1], got {p}")
-        if alpha <= 0:
-            raise ValueError(f"mixstyle alpha must be > 0, got {alpha}")
-        if mix not in ("random", "crossdomain"):
-            raise ValueError(f"mixstyle mix must be 'random' or 'crossdomain', got {mix!r}")
         self.p = p
         self.alpha = alpha
         self.mix = mix

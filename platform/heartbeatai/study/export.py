@@ -128,7 +128,8 @@ def export_study(
 def check_run_file(path: Path, recorded: float, tolerance: float) -> float:
     """Retrain an exported run file as it is; compare its selection metric with ``recorded``."""
     from heartbeatai.data.prepared import PreparedDataset
-    from heartbeatai.train import TrainSpec, format_progress, run_training
+    from heartbeatai.training.loop import format_progress, run_training
+    from heartbeatai.training.spec import TrainSpec
 
     run = RunFile.load(path)
     if run.data.path is None:

@@ -339,7 +339,7 @@ class FoldRunner:
             self.writer.write(table, frame)
 
     def _predict(self, checkpoint: str, record_ids: list[str]):
-        from heartbeatai.train import predict
+        from heartbeatai.training.predict import predict
 
         return predict(Path(checkpoint), self.data_path, record_ids)
 
@@ -376,7 +376,7 @@ class FoldRunner:
         """
         import torch
 
-        from heartbeatai.train import load_trained_model
+        from heartbeatai.training.predict import load_trained_model
 
         key = self.run_key(SEARCH, self.base.seed, "val", selection.trial_id)
         predictions = self.store.read(self.config.name, "predictions", filters=key)
@@ -411,7 +411,7 @@ class FoldRunner:
     def _record_view(self, model, trial: TrialConfig, prediction: pd.Series, probs: np.ndarray, truth: np.ndarray,
                      called: np.ndarray, class_index: int, rank: int, misclassified: bool) -> dict:
         from heartbeatai.explain import attribute
-        from heartbeatai.train import signal_transform
+        from heartbeatai.training.factory import signal_transform
 
         dataset = self.dataset
         row = int(dataset.index_of([prediction["record_id"]])[0])
@@ -705,7 +705,7 @@ def calibrate_record_cost(config: StudyConfig, fs: int, repeats: int = 3) -> Rec
 
     import torch
 
-    from heartbeatai.train import model_from_config
+    from heartbeatai.training.factory import model_from_config
 
     cfg = TrialConfig.model_validate(config.trial)
     samples = int(cfg.preprocess.crop_seconds * fs)

@@ -19,7 +19,7 @@ from typing import Mapping
 
 import yaml
 
-from heartbeatai.ray_resources import DRIVER_CPU, worker_cpus
+from heartbeatai.training.ray_train import DRIVER_CPU, worker_cpus
 
 # Written on the head node by `ray up` (the cluster launcher).
 AUTOSCALER_CONFIG = Path("~/ray_bootstrap_config.yaml").expanduser()

@@ -68,7 +68,9 @@ class FoldContext:
 
 def run_trial(tune_config: dict[str, Any], context: FoldContext) -> None:
     """The Tune trainable: one training run of one configuration on one fold."""
-    from heartbeatai.train import TrainSpec, fit_with_ray_train, run_training
+    from heartbeatai.training.loop import run_training
+    from heartbeatai.training.ray_train import fit_with_ray_train
+    from heartbeatai.training.spec import TrainSpec
 
     # Checkpoints are staged in the system's temp dir, not the trial dir: Tune syncs the trial
     # dirs with the experiment state and would race a staging dir being removed.

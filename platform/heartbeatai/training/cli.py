@@ -75,7 +75,7 @@ def train_command(args: argparse.Namespace) -> int:
                                          classes=run.classes),
     })
     out: Path = args.out
-    from heartbeatai.train import TrainSpec
+    from heartbeatai.training.spec import TrainSpec
 
     try:
         spec = TrainSpec(trial=run.trial, data_path=str(dataset.path), fold_id=run.fold_id, classes=run.classes,
@@ -160,7 +160,7 @@ def _local_device(gpus: float):
 
 
 def _train_in_process(spec, out: Path, resume: Path | None, device) -> list[dict[str, Any]]:
-    from heartbeatai.train import format_progress, run_training
+    from heartbeatai.training.loop import format_progress, run_training
 
     history: list[dict[str, Any]] = []
 
@@ -175,7 +175,7 @@ def _train_in_process(spec, out: Path, resume: Path | None, device) -> list[dict
         print(format_progress(metrics, spec.trial.optim.epochs), flush=True)
 
     if resume is not None:
-        from heartbeatai.checkpoint import load_checkpoint
+        from heartbeatai.training.checkpoint import load_checkpoint
 
         history.extend(load_checkpoint(resume)["history"])
         # The checkpoint is replaced as training goes on: resume from a copy.
@@ -198,7 +198,7 @@ def _train_on_ray(spec, out: Path, workers: int, gpus_per_worker: float, *, resu
     import ray
 
     from heartbeatai.metric_names import metric_mode
-    from heartbeatai.train import fit_with_ray_train
+    from heartbeatai.training.ray_train import fit_with_ray_train
 
     if joining:
         ray.init()  # RAY_ADDRESS
@@ -209,7 +209,7 @@ def _train_on_ray(spec, out: Path, workers: int, gpus_per_worker: float, *, resu
                                     storage_path=(out / RAY_DIR).resolve(), name=RAY_RUN_NAME)
         if result.error is not None:
             raise UserError(f"training failed: {result.error}")
-        from heartbeatai.checkpoint import load_checkpoint
+        from heartbeatai.training.checkpoint import load_checkpoint
 
         best = result.get_best_checkpoint(spec.selection_metric, metric_mode(spec.selection_metric))
         best = best or result.checkpoint
@@ -260,9 +260,9 @@ def _write_metrics(out: Path, history: list[dict[str, Any]], selection_metric: s
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-    from heartbeatai.checkpoint import load_checkpoint
+    from heartbeatai.training.checkpoint import load_checkpoint
     from heartbeatai.metrics import evaluate_predictions
-    from heartbeatai.train import predict
+    from heartbeatai.training.predict import predict
 
     try:
         run = RunFile.load(args.run)

@@ -7,8 +7,7 @@ import pytest
 from scipy import signal as sps
 
 from heartbeatai.data.prepared import PreparedDataset
-from heartbeatai.preprocess import SignalTransform
-from heartbeatai.windows import (
+from heartbeatai.training.batches import (
     CropSampler,
     SlidingWindowDataset,
     TwoDomainBatchSampler,
@@ -17,6 +16,7 @@ from heartbeatai.windows import (
     record_set,
     window_starts,
 )
+from heartbeatai.training.transforms import SignalTransform
 from train_fixtures import CLASSES, FS, write_planted_dataset
 
 

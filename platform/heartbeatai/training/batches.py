@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from heartbeatai.data.prepared import PreparedDataset
-from heartbeatai.preprocess import SignalTransform
+from heartbeatai.training.transforms import SignalTransform
 
 
 @dataclass(frozen=True)

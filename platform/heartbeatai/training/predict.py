@@ -1,0 +1,56 @@
+"""Test time: a checkpoint's scores on any records, with the thresholds it was tuned with.
+
+Everything the prediction needs (config, classes, sampling rate, thresholds) comes
+from the checkpoint itself, so a results store's checkpoint scores a new dataset with
+no run file beside it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from heartbeatai.config import TrialConfig
+from heartbeatai.data.prepared import PreparedDataset
+from heartbeatai.training.batches import SlidingWindowDataset, max_aggregate, record_set
+from heartbeatai.training.checkpoint import load_checkpoint
+from heartbeatai.training.factory import model_from_config, signal_transform, window_lengths
+from heartbeatai.training.loop import default_loader_workers, loader_options, window_logits
+
+
+def predict(
+    checkpoint_dir: str | Path,
+    data_path: str | Path,
+    record_ids: list[str],
+    *,
+    batch_size: int = 64,
+    device: torch.device | None = None,
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(record_ids, probabilities (N, C), thresholds (C,)) of a checkpoint on any records."""
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model, state = load_trained_model(checkpoint_dir, device)
+    trial = TrialConfig.model_validate(state["config"])
+    dataset = PreparedDataset(data_path)
+    if int(dataset.fs) != int(state["fs"]):
+        raise ValueError(f"{data_path} is prepared at {dataset.fs} Hz, the model was trained at {state['fs']} Hz")
+    records = record_set(
+        dataset, record_ids, state["classes"], demographics=trial.model.demographics, domain_ids={}
+    )
+    crop_len, stride = window_lengths(trial, dataset.fs)
+    windows = SlidingWindowDataset(dataset, records, crop_len, stride, signal_transform(trial, dataset.fs))
+    loader = DataLoader(windows, batch_size=batch_size, **loader_options(default_loader_workers(device), device))
+    window_record, logits = window_logits(model, loader, device)
+    logits = max_aggregate(window_record, logits, len(records))
+    return list(record_ids), 1.0 / (1.0 + np.exp(-logits)), state["thresholds"].numpy()
+
+
+def load_trained_model(checkpoint_dir: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """The checkpoint's model in eval mode on `device`, and the checkpoint state."""
+    state = load_checkpoint(checkpoint_dir)
+    trial = TrialConfig.model_validate(state["config"])
+    model = model_from_config(trial, len(state["classes"]))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), state
