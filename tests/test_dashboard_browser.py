@@ -18,6 +18,7 @@ import pytest
 
 from heartbeatai.dashboard.headless import CHROMIUM, launch_chromium, serving, wait_for_graphs
 from heartbeatai.results import ResultsWriter
+from heartbeatai.arms import DEFAULT_ARMS
 from heartbeatai.testing.fake_store import make_store
 
 # Skip before any fixture builds a store or starts a server; conftest.py's summary says how
@@ -141,7 +142,7 @@ def test_ablations_show_arms_tests_and_rare_class_effects(page, screenshots):
 
     assert arms[0]["name"] == "full" and arms[-1]["name"] == "prevalence"
     assert arms[0]["x"][-1] == "overall"
-    assert page.locator("#ablation-tests-table tbody tr").count() == 6
+    assert page.locator("#ablation-tests-table tbody tr").count() == len(DEFAULT_ARMS) - 1  # every arm but full
     assert _traces(page, "rare-effects-graph")[0]["type"] == "heatmap"
     page.screenshot(path=screenshots / "ablations.png", full_page=True)
 
