@@ -52,7 +52,7 @@ def _study_config(name: str, storage: Path, records: int, epochs: int, trials: i
 
 
 def _fold_runner(config, storage: Path):
-    from heartbeatai.study.orchestrator import StudyPaths, fold_runners
+    from heartbeatai.study.study_run import StudyPaths, fold_runners
 
     paths = StudyPaths((storage / config.name).resolve())
     paths.root.mkdir(parents=True, exist_ok=True)
@@ -67,19 +67,21 @@ def _search(runner, name: str, sampler, use_asha: bool, trials: int):
     from ray.tune.search.optuna import OptunaSearch
 
     from heartbeatai.study.search_space import optuna_space
-    from heartbeatai.study.tune_runner import Stage, TrialRecorder, run_stage
+    from heartbeatai.study.trial_rows import TrialRows
+    from heartbeatai.study.tune_runner import TrialRowsCallback, TuneStage, run_stage
 
+    tune_runner = runner.study.stage_runner
     context = runner.context(runner.base)
     epochs = runner.base.optim.epochs
     search = OptunaSearch(optuna_space(runner.config.search.space), metric=context.metric, mode=context.mode,
                           sampler=sampler, study_name=f"{runner.fold_id}-{name}",
-                          storage=optuna.storages.RDBStorage(runner.paths.optuna_url))
+                          storage=optuna.storages.RDBStorage(runner.study.optuna_storage))
     scheduler = (ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=1, reduction_factor=2)
                  if use_asha else FIFOScheduler())
-    recorder = TrialRecorder(context, str(runner.paths.root), stage_arm="search", selection="search")
+    rows = TrialRows(context, str(runner.study.root), stage_arm="search", selection="search")
     started = time.perf_counter()
-    grid = run_stage(Stage(name, {}, trials, search, scheduler), context, str(runner.paths.root),
-                     str(runner.paths.experiments), runner.concurrent, recorder)
+    grid = run_stage(TuneStage(name, {}, trials, search, scheduler), context, tune_runner.launch,
+                     tune_runner.experiment_root, tune_runner.concurrent, [TrialRowsCallback(rows)])
     return grid, time.perf_counter() - started
 
 
@@ -98,8 +100,9 @@ def efficiency(storage: Path, quick: bool) -> float:
     runner = _fold_runner(config, storage)
     grid, wall = _search(runner, "efficiency", optuna.samplers.TPESampler(seed=0), use_asha=True, trials=16)
     rows = _epoch_rows(grid)
-    cpus = runner.res.total()["CPU"] * runner.concurrent  # the CPUs the trials could use
-    inside = float(rows["epoch_seconds"].sum()) * runner.res.total()["CPU"]
+    trial_cpus = runner.study.stage_runner.launch.resources.total()["CPU"]
+    cpus = trial_cpus * runner.study.stage_runner.concurrent  # the CPUs the trials could use
+    inside = float(rows["epoch_seconds"].sum()) * trial_cpus
     share = inside / (wall * cpus)
     print(f"efficiency: {len(grid)} trials, {len(rows)} epochs in {wall:.1f} s wall on {cpus:g} CPUs; "
           f"inside training/validation epochs {inside:.1f} CPU-s = {share:.1%} of wall x CPUs "
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="keep the benchmark studies under this folder")
     args = parser.parse_args(argv)
 
-    from heartbeatai.study.resources import prefer_loopback
+    from heartbeatai.study.ray_start import prefer_loopback
 
     prefer_loopback()
     import ray

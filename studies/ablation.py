@@ -44,10 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage", help="storage root shared by every node (overrides the config's)")
     args = parser.parse_args(argv)
 
-    from heartbeatai.study.resources import prefer_loopback
+    from heartbeatai.study.ray_start import prefer_loopback
 
     prefer_loopback()  # before Ray is imported
-    from heartbeatai.study.orchestrator import CONFIG_NAME, resume_study, start_study
+    from heartbeatai.study.study_run import CONFIG_NAME, resume_study, start_study
     from heartbeatai.study.study_config import load_study_config
 
     config = load_study_config(resolve_config(args.config))

@@ -39,3 +39,11 @@ def tiny_study(data: Path, storage: Path, name: str = "tiny", **fields: Any) -> 
     }
     raw.update(fields)
     return parse_study_config(raw)
+
+
+def one_torch_thread() -> None:
+    """As in a Ray trial process: torch's thread per core is several times slower for tiny
+    models on a loaded 2-core machine."""
+    import torch
+
+    torch.set_num_threads(1)

@@ -33,10 +33,9 @@ import torch
 from heartbeatai.data.folds import fold_records, read_folds, write_folds
 from heartbeatai.data.prepare import PrepareSettings, prepare
 from heartbeatai.data.prepared import PreparedDataset
-from heartbeatai.data.synthetic import write_benchmark
+from heartbeatai.data.synthetic import clean_labels, write_benchmark
 from heartbeatai.study.degradation import degradation_table
 from heartbeatai.study.evaluation import evaluate_test
-from heartbeatai.study.orchestrator import clean_labels
 from heartbeatai.training.loop import run_training
 from heartbeatai.training.predict import predict
 from heartbeatai.training.spec import TrainSpec

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import pandas as pd
-import pytest
 
 from heartbeatai.results import ResultsStore, ResultsWriter
 from heartbeatai.results.schema import table as table_declaration
-from heartbeatai.study.orchestrator import PER_RUN_TABLES, start_study
-from study_fixtures import tiny_study
+from heartbeatai.study.fold_runner import PER_RUN_TABLES
+from heartbeatai.study.study_run import start_study
+from heartbeatai.testing.fake_stage_runner import FakeStageRunner
+from study_fixtures import one_torch_thread, tiny_study
 from train_fixtures import write_planted_dataset
-
-pytestmark = pytest.mark.ray
 
 
 def _sorted(frame: pd.DataFrame, table: str) -> pd.DataFrame:
@@ -20,8 +19,7 @@ def _sorted(frame: pd.DataFrame, table: str) -> pd.DataFrame:
 
 
 def test_per_run_tables_are_compacted_when_a_stage_ends_without_changing_their_rows(tmp_path, monkeypatch):
-    import ray
-
+    one_torch_thread()
     data = write_planted_dataset(tmp_path / "data", records_per_domain=24)
     storage = tmp_path / "runs"
     config = tiny_study(data, storage, name="compacted")
@@ -35,11 +33,7 @@ def test_per_run_tables_are_compacted_when_a_stage_ends_without_changing_their_r
         return merged
 
     monkeypatch.setattr(ResultsWriter, "compact", spied)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        start_study(config, progress=print)
-    finally:
-        ray.shutdown()
+    start_study(config, progress=print, stage_runner=FakeStageRunner(tmp_path / "fake"))
 
     assert set(compacted) == set(PER_RUN_TABLES)
     for table, snapshots in compacted.items():

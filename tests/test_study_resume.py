@@ -1,4 +1,8 @@
-"""A killed study driver loses nothing that finished: `study resume` completes it without rerunning done work."""
+"""A killed study driver loses nothing that finished: `study resume` completes it without rerunning done work.
+
+The policy runs against the in-process fake stage runner, which stands in for a killed
+driver by raising mid-stage; one slow test kills a real driver and its Ray.
+"""
 
 from __future__ import annotations
 
@@ -10,26 +14,134 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from heartbeatai.cli import main
 from heartbeatai.results import ResultsStore
+from heartbeatai.study.lock import StudyLock
 from heartbeatai.study.study_config import dump_study_config
-from study_fixtures import tiny_study
+from heartbeatai.study.study_run import resume_study, start_study
+from heartbeatai.testing.fake_stage_runner import DriverKilled, FakeStageRunner
+from study_fixtures import one_torch_thread, tiny_study
 from train_fixtures import write_planted_dataset
 
-pytestmark = pytest.mark.ray
 # The console script: `python -m heartbeatai.cli` would load the CLI module twice (as __main__).
 HEARTBEATAI = [str(Path(sys.executable).with_name("heartbeatai"))]
+EPOCHS = 2  # tiny_trial's budget
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory) -> Path:
+    one_torch_thread()
+    return write_planted_dataset(tmp_path_factory.mktemp("planted"), records_per_domain=24)
+
+
+def _latest(store: ResultsStore, study: str, **where) -> pd.DataFrame:
+    return store.read(study, "trials", filters=where or None).drop_duplicates("trial_id", keep="last")
+
+
+def _finished_search_trials(store: ResultsStore, study: str) -> set[str]:
+    latest = _latest(store, study, arm="search")
+    return set(latest.loc[latest["status"].isin(["completed", "early_stopped"]), "trial_id"])
+
+
+def _journal(study_dir: Path) -> dict:
+    return json.loads((study_dir / "journal.json").read_text())
+
+
+def test_a_driver_killed_mid_search_resumes_without_rerunning_finished_trials(planted, tmp_path):
+    storage = tmp_path / "runs"
+    config = tiny_study(planted, storage, name="killed-search", scheduler={"kind": "none"})
+    store = ResultsStore(str(storage))
+    # Killed one epoch into the second search trial: the first is finished, the second running.
+    with pytest.raises(DriverKilled):
+        start_study(config, progress=print, stage_runner=FakeStageRunner(tmp_path / "fake", kill_after_epochs=EPOCHS + 1))
+    study_dir = storage / "killed-search"
+    assert "search" not in _journal(study_dir).get("lodo:gamma", {})
+    done_before = _finished_search_trials(store, "killed-search")
+    assert len(done_before) == 1
+    assert set(_latest(store, "killed-search", arm="search")["status"]) == {"completed", "running"}
+    epochs_before = store.read("killed-search", "epochs", filters={"trial_id": sorted(done_before)})
+    assert len(epochs_before) == EPOCHS
+
+    resumed = FakeStageRunner(tmp_path / "fake")
+    resume_study(study_dir, progress=print, stage_runner=resumed)
+
+    assert {"search", "selection", "tested", "arms"} <= set(_journal(study_dir)["lodo:gamma"])
+    search = _latest(store, "killed-search", arm="search")
+    finished = search[search["status"].isin(["completed", "early_stopped"])]
+    assert len(finished) == 2 and done_before <= set(finished["trial_id"])
+    # The trial the killed driver was in is closed, not left running; its configuration ran anew.
+    assert set(search["status"]) == {"completed", "errored"}
+    assert search.loc[search["status"] == "errored", "error"].str.startswith("abandoned").all()
+    assert not done_before & set(resumed.trials_started)
+    # Finished trials were not run again: their epoch rows are the ones written before the kill.
+    epochs_after = store.read("killed-search", "epochs", filters={"trial_id": sorted(done_before)})
+    assert len(epochs_after) == len(epochs_before)
+    tested = store.read("killed-search", "fold_metrics", filters={"split": "test", "metric": "macro_auroc"})
+    assert {"full", "prevalence", "search"} <= set(tested["arm"])
+
+
+def test_a_driver_killed_in_the_arms_stage_reruns_only_that_stage(planted, tmp_path):
+    storage = tmp_path / "runs"
+    config = tiny_study(planted, storage, name="killed-arms", arms=["full", "no-se", "prevalence"])
+    # Two search trials of up to two epochs, then killed one epoch into the first arm.
+    first = FakeStageRunner(tmp_path / "fake", kill_after_epochs=5)
+    with pytest.raises(DriverKilled):
+        start_study(config, progress=print, stage_runner=first)
+    study_dir = storage / "killed-arms"
+    stages = _journal(study_dir)["lodo:gamma"]
+    assert {"search", "selection", "tested"} <= set(stages) and "arms" not in stages
+    store = ResultsStore(str(storage))
+    search_rows = store.read("killed-arms", "trials", filters={"arm": "search"})
+
+    resumed = FakeStageRunner(tmp_path / "fake")
+    resume_study(study_dir, progress=print, stage_runner=resumed)
+
+    assert "arms" in _journal(study_dir)["lodo:gamma"]
+    assert all("-arms_" in trial_id for trial_id in resumed.trials_started), "the finished search ran again"
+    assert store.read("killed-arms", "trials", filters={"arm": "search"}).shape == search_rows.shape
+    arms = _latest(store, "killed-arms", selection="val")
+    assert set(arms.loc[arms["status"] == "completed", "arm"]) == {"full", "no-se"}
+    tested = store.read("killed-arms", "fold_metrics", filters={"split": "test", "metric": "macro_auroc"})
+    assert {"full", "no-se", "prevalence"} <= set(tested["arm"])
+    # The killed driver's trial is not tested: it has no finished checkpoint.
+    abandoned = arms.loc[arms["status"] == "errored", "trial_id"]
+    assert len(abandoned) == 1 and not set(abandoned) & set(tested["trial_id"])
+
+
+def test_a_finished_study_resumes_to_nothing_and_refuses_a_second_run(planted, tmp_path, capsys):
+    storage = tmp_path / "runs"
+    config = tiny_study(planted, storage, name="finished")
+    start_study(config, progress=print, stage_runner=FakeStageRunner(tmp_path / "fake"))
+    again = FakeStageRunner(tmp_path / "fake")
+    resume_study(storage / "finished", progress=print, stage_runner=again)
+    assert again.trials_started == []
+
+    config_file = tmp_path / "study.yaml"
+    config_file.write_text(dump_study_config(config))
+    capsys.readouterr()
+    assert main(["study", "run", str(config_file)]) == 2
+    assert "already holds a study" in capsys.readouterr().err
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_lock(planted, tmp_path, capsys):
+    storage = tmp_path / "runs"
+    config = tiny_study(planted, storage, name="locked")
+    study_dir = storage / "locked"
+    study_dir.mkdir(parents=True)
+    (study_dir / "study.yaml").write_text(dump_study_config(config))
+    with StudyLock(study_dir):
+        assert main(["study", "resume", str(study_dir)]) == 2
+    assert "being written by another process" in capsys.readouterr().err
+
+
+# -- the real driver and its Ray -------------------------------------------------------------
 
 
 def _env() -> dict[str, str]:
     return {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
-
-
-def _finished_search_trials(store: ResultsStore, study: str) -> set[str]:
-    trials = store.read(study, "trials", filters={"arm": "search"})
-    latest = trials.drop_duplicates("trial_id", keep="last")
-    return set(latest.loc[latest["status"].isin(["completed", "early_stopped"]), "trial_id"])
 
 
 def _session_pids(session: int) -> list[int]:
@@ -37,11 +149,12 @@ def _session_pids(session: int) -> list[int]:
     return [int(pid) for pid, sid in (line.split() for line in out.splitlines()) if int(sid) == session]
 
 
-def test_resume_after_killed_driver_keeps_finished_trials_and_completes(tmp_path):
-    data = write_planted_dataset(tmp_path / "data", records_per_domain=24)
+@pytest.mark.slow
+@pytest.mark.ray
+def test_resume_after_a_killed_ray_driver_restores_the_tune_experiment(planted, tmp_path):
     storage = tmp_path / "runs"
     # Trials run one at a time, so the driver dies with one trial done and the other not.
-    config = tiny_study(data, storage, name="resumable", search={"trials_per_fold": 2},
+    config = tiny_study(planted, storage, name="resumable", search={"trials_per_fold": 2},
                         resources={"workers": 1, "cpus_per_worker": 2})
     config_file = tmp_path / "study.yaml"
     config_file.write_text(dump_study_config(config))
@@ -56,12 +169,6 @@ def test_resume_after_killed_driver_keeps_finished_trials_and_completes(tmp_path
             assert driver.poll() is None, driver.stdout.read().decode()[-3000:]
             assert time.monotonic() < deadline, "no search trial finished in time"
             time.sleep(1)
-
-        # A second writer is refused while the first holds the lock.
-        second = subprocess.run([*HEARTBEATAI, "study", "resume", str(study_dir)], env=_env(),
-                                capture_output=True, text=True, timeout=120)
-        assert second.returncode == 2
-        assert "being written by another process" in second.stderr
     finally:
         os.killpg(driver.pid, signal.SIGKILL)  # the driver's session: it and the Ray it started
         driver.wait()
@@ -76,20 +183,11 @@ def test_resume_after_killed_driver_keeps_finished_trials_and_completes(tmp_path
                              capture_output=True, text=True, timeout=400, start_new_session=True)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
 
-    journal = json.loads((study_dir / "journal.json").read_text())
-    assert {"search", "selection", "tested", "arms"} <= set(journal["lodo:gamma"])
-    search = store.read("resumable", "trials", filters={"arm": "search"}).drop_duplicates("trial_id", keep="last")
+    assert {"search", "selection", "tested", "arms"} <= set(_journal(study_dir)["lodo:gamma"])
+    search = _latest(store, "resumable", arm="search")
     finished = search[search["status"].isin(["completed", "early_stopped"])]
     assert len(finished) == 2 and done_before <= set(finished["trial_id"])
-    # A trial the killed driver had started but Tune had not yet recorded is closed, not left running.
     assert set(search["status"]) <= {"completed", "early_stopped", "errored"}
     assert search.loc[search["status"] == "errored", "error"].str.startswith("abandoned").all()
-    # Finished trials were not run again: their epoch rows are the ones written before the kill.
     epochs_after = store.read("resumable", "epochs", filters={"trial_id": sorted(done_before)})
     assert len(epochs_after) == len(epochs_before)
-    tested = store.read("resumable", "fold_metrics", filters={"split": "test", "metric": "macro_auroc"})
-    assert {"full", "prevalence", "search"} <= set(tested["arm"])
-
-    again = subprocess.run([*HEARTBEATAI, "study", "run", str(config_file)], env=_env(),
-                           capture_output=True, text=True, timeout=120)
-    assert again.returncode == 2 and "already holds a study" in again.stderr

@@ -1,4 +1,4 @@
-"""Model selection, the sealed test split and the study lock."""
+"""Model selection, the sealed test split and the study lock; every validation metric selects."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import pandas as pd
 import pytest
 
 from heartbeatai.config import TrialConfig, flatten_config
+from heartbeatai.metric_names import VALIDATION_METRICS, metric_mode
+from heartbeatai.results import ResultsStore
 from heartbeatai.study.lock import StageJournal, StudyLock, StudyLocked
 from heartbeatai.study.sealed_split import PeekingError, SealedSplit
 from heartbeatai.study.selection import SelectionError, TestDomainOracle, TrainingDomainValidation, config_of_row
@@ -74,3 +76,49 @@ def test_a_second_writer_is_refused(tmp_path):
                 pass
     with StudyLock(tmp_path):  # released on exit
         pass
+
+
+# -- a fold's search and selection, in-process ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    from study_fixtures import one_torch_thread
+    from train_fixtures import write_planted_dataset
+
+    one_torch_thread()
+    return write_planted_dataset(tmp_path_factory.mktemp("planted"), records_per_domain=24)
+
+
+@pytest.mark.parametrize("metric", list(VALIDATION_METRICS))
+def test_every_validation_metric_selects_the_best_checkpoint_in_its_own_direction(planted, tmp_path, metric):
+    from heartbeatai.study.study_run import StudyPaths, fold_runners
+    from heartbeatai.testing.fake_stage_runner import FakeStageRunner
+    from study_fixtures import tiny_study
+
+    config = tiny_study(planted, tmp_path / "runs", name="by-metric", search={"trials_per_fold": 3},
+                        selection={"metric": metric, "oracle": False})
+    assert config.selection.mode == metric_mode(metric)
+    (runner,) = fold_runners(config, StudyPaths(tmp_path / "runs" / "by-metric"), progress=print,
+                             stage_runner=FakeStageRunner(tmp_path / "fake"))
+    runner.search_and_select()
+
+    store = ResultsStore(str(tmp_path / "runs"))
+    trials = store.read("by-metric", "trials").drop_duplicates("trial_id", keep="last").set_index("trial_id")
+    epochs = store.read("by-metric", "epochs")
+    best = max if metric_mode(metric) == "max" else min
+    for trial_id, curve in epochs.groupby("trial_id"):
+        row = trials.loc[trial_id]
+        assert row["selection_metric"] == metric
+        assert row["selection_value"] == pytest.approx(best(curve[metric]))
+        best_epoch = int(curve.loc[curve[metric] == row["selection_value"], "epoch"].iloc[0])
+        assert row["best_epoch"] == best_epoch
+        assert row["checkpoint_path"].endswith(f"checkpoint_{best_epoch:06d}")  # the kept best, not the last
+    selection = runner.journal.get(runner.fold_id, "selection")
+    assert selection["metric"] == metric
+    assert selection["value"] == pytest.approx(best(trials["selection_value"]))
+    assert trials.loc[selection["trial_id"], "selection_value"] == pytest.approx(selection["value"])
+    # ASHA (grace 1, reduction 2) stops a trial that reports worse than the first at epoch 1.
+    assert set(trials["status"]) <= {"completed", "early_stopped"}
+    importances = store.read("by-metric", "importances")
+    assert not importances.empty and set(importances["param"]) <= set(config.search.space)

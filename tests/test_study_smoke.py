@@ -1,9 +1,14 @@
-"""The smoke study end to end through the command line: plan, run, status, export."""
+"""The smoke study end to end through the command line: plan, run, status, export.
+
+The one fast test of the whole study path on a real Ray (the policy's own tests run against
+the in-process fake stage runner): Tune, Optuna, ASHA, checkpoints and the console.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,11 +22,15 @@ pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "studies" / "configs" / "smoke.yaml"
 HEARTBEATAI = str(Path(sys.executable).with_name("heartbeatai"))
+TUNE_CHATTER = ("View detailed results here", "To visualize your results with TensorBoard",
+                "Configuration for experiment", "Trial status", "╭", "│")
+FOLD = "lodo:georgia"
 
 
 def cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
+    env.pop("RAY_AIR_NEW_OUTPUT", None)
     return subprocess.run([HEARTBEATAI, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -35,6 +44,14 @@ def test_smoke_study_fills_every_table_and_exports_runnable_configs(tmp_path):
     run = cli("study", "run", str(SMOKE), "--storage", str(storage))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "heartbeatai dashboard --results" in run.stdout and "heartbeatai export" in run.stdout
+    # The study's own progress, a line per finished trial, and none of Tune's tables.
+    for chatter in TUNE_CHATTER:
+        assert chatter not in run.stdout, f"Tune's {chatter!r} in the study's output:\n{run.stdout}"
+    search_lines = re.findall(rf"^\[{FOLD}\] trial \S+ (?:completed|early_stopped) after \d+ s "
+                              r"\(\d+ finished\): val_macro_auroc = [\d.]+", run.stdout, re.MULTILINE)
+    arm_lines = re.findall(rf"^\[{FOLD}\] (?:full|no-se) seed 0 \S+ completed after \d+ s", run.stdout, re.MULTILINE)
+    assert len(search_lines) == 2 and len(arm_lines) == 2, run.stdout
+    assert f"[{FOLD}] search: 2 trials" in run.stdout
 
     store = ResultsStore(str(storage))
     trials = store.read("smoke", "trials").drop_duplicates("trial_id", keep="last")

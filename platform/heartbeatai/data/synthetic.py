@@ -1,10 +1,12 @@
-"""The built-in synthetic multi-domain 12-lead ECG benchmark: public API and writer.
+"""The built-in synthetic multi-domain 12-lead ECG benchmark: public API, writer and its manifest.
 
 `generate(...)` returns arrays for tests and notebooks; `write_benchmark(...)` writes
 the records in the PhysioNet/CinC challenge format (one folder per domain, `.hea` +
 `.mat` with int16 microvolts in `val`, `#Dx:` SNOMED codes) plus
 `synthetic_manifest.json` with every domain's parameters and every record's true and
 header labels, so the ordinary readers and `prepare` ingest it like a real source.
+`clean_labels(...)` reads the true labels of prepared records back from that manifest:
+only this module knows its format.
 
 Determinism: record k of domain d draws from SeedSequence(seed, spawn_key=(crc32(d), k)),
 so the same seed gives the same records whatever the number of workers, and a larger
@@ -13,6 +15,7 @@ benchmark extends a smaller one record for record. See docs/synthetic.md.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import zlib
@@ -233,3 +236,34 @@ def write_benchmark(
     tmp.write_text(json.dumps(manifest, indent=1))
     os.replace(tmp, out / SYNTHETIC_MANIFEST)
     return out
+
+
+# -- reading the manifest back ------------------------------------------------------------
+
+
+def clean_labels(dataset, record_ids: list[str], classes: Sequence[str]) -> np.ndarray | None:
+    """Clean (pre-noise) labels of prepared records of the benchmark, (N, C) bool; None for other data.
+
+    `dataset` is a PreparedDataset: prepare keeps each record's source path, and
+    write_benchmark put <out>/<domain>/<record>.hea next to <out>/synthetic_manifest.json with
+    each record's true codes beside the noisy header codes.
+    """
+    sources = dataset.records["source_path"].to_numpy()[dataset.index_of(record_ids)]
+    manifests = {str(Path(src).parent.parent / SYNTHETIC_MANIFEST) for src in sources}
+    if not all(Path(m).is_file() for m in manifests):
+        return None
+    truth = {name: codes for m in manifests for name, codes in _manifest_truth(m).items()}
+    vocabulary = scored_vocabulary(include_st=True)
+    column = {vocabulary.canonical(code): i for i, code in enumerate(vocabulary.select(list(classes)).codes)}
+    clean = np.zeros((len(record_ids), len(classes)), dtype=bool)
+    for row, src in enumerate(sources):
+        for code in truth.get(Path(src).stem, ()):
+            if vocabulary.canonical(code) in column:
+                clean[row, column[vocabulary.canonical(code)]] = True
+    return clean
+
+
+@functools.lru_cache(maxsize=4)
+def _manifest_truth(manifest: str) -> dict[str, list[str]]:
+    """record name -> true label codes; read once per process (every tested run of a study needs it)."""
+    return {r["record"]: r["label_codes"] for r in json.loads(Path(manifest).read_text())["records"]}

@@ -11,8 +11,6 @@ resources present now. A laptop with 2 CPUs and a 64-GPU cluster need no edit of
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -143,18 +141,3 @@ def _larger(a: Capacity, b: Capacity) -> Capacity:
     total = {k: max(a.total.get(k, 0.0), b.total.get(k, 0.0)) for k in keys}
     largest = max((a.largest_node, b.largest_node), key=lambda r: (r.get("GPU", 0.0), r.get("CPU", 0.0)))
     return Capacity(total, dict(largest))
-
-
-def joining_cluster() -> bool:
-    """A Ray cluster to join: a job's RAY_ADDRESS, or a node started here with `ray start`."""
-    return bool(os.environ.get("RAY_ADDRESS")) or Path(tempfile.gettempdir(), "ray", "ray_current_cluster").exists()
-
-
-def prefer_loopback() -> None:
-    """Before `import ray`: a local Ray the platform starts itself listens on 127.0.0.1 only.
-
-    Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER at import (DESIGN.md, Ray); a driver joining
-    an existing cluster must leave it alone.
-    """
-    if not joining_cluster():
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")

@@ -3,7 +3,7 @@
 `TrainingDomainValidation` is the protocol: it sees the trials table (validation metrics of
 the training domains) and nothing of the held-out domain. `TestDomainOracle` is an upper
 bound only: it picks by test-domain scores of saved checkpoints, which exist only after the
-validation-selected model has been tested (orchestrator.py keeps that order).
+validation-selected model has been tested (fold_runner.py keeps that order).
 """
 
 from __future__ import annotations

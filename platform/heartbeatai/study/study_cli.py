@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from heartbeatai.cli import UserError
-from heartbeatai.study.resources import prefer_loopback
+from heartbeatai.study.ray_start import prefer_loopback
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,7 +50,7 @@ def _config(path: str):
 def _user_errors():
     """The exceptions that mean bad input or state, not a bug: shown as one line."""
     from heartbeatai.study.lock import StudyLocked
-    from heartbeatai.study.orchestrator import StudyExists
+    from heartbeatai.study.study_run import StudyExists
     from heartbeatai.study.resources import ResourceError
     from heartbeatai.study.study_config import ConfigError
 
@@ -59,7 +59,7 @@ def _user_errors():
 
 def _run(args: argparse.Namespace) -> int:
     prefer_loopback()
-    from heartbeatai.study.orchestrator import start_study
+    from heartbeatai.study.study_run import start_study
 
     config = _config(args.config)
     try:
@@ -71,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _resume(args: argparse.Namespace) -> int:
     prefer_loopback()
-    from heartbeatai.study.orchestrator import CONFIG_NAME, resume_study
+    from heartbeatai.study.study_run import CONFIG_NAME, resume_study
 
     if not (Path(args.study_dir) / CONFIG_NAME).is_file():
         raise UserError(f"{args.study_dir} is not a study directory (no {CONFIG_NAME})")
@@ -85,7 +85,7 @@ def _resume(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from heartbeatai.results import ResultsStore
     from heartbeatai.study.lock import StageJournal
-    from heartbeatai.study.orchestrator import CONFIG_NAME
+    from heartbeatai.study.study_run import CONFIG_NAME
 
     study_dir = Path(args.study_dir).resolve()
     if not (study_dir / CONFIG_NAME).is_file():
@@ -128,7 +128,7 @@ def _plan(args: argparse.Namespace) -> int:
     import os
 
     from heartbeatai.arms import resolve_arms
-    from heartbeatai.study.orchestrator import calibrate_record_cost, plan_study
+    from heartbeatai.study.plan import calibrate_record_cost, plan_study
     from heartbeatai.study.resources import Capacity, ResourceError, max_concurrent_trials, plan_trial_resources
 
     config = _config(args.config)

@@ -1,0 +1,42 @@
+"""The synthetic benchmark generated and prepared once per spec, shared by every study that names it.
+
+Studies with the same spec find it under <storage>/_data/synthetic-<fingerprint> and a rerun
+never regenerates it. Preparing writes into a temporary folder that is renamed into place, so
+a killed first run leaves nothing a later one would take for finished.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from heartbeatai.data.prepared import RECORDS_FILE
+
+CACHE_DIR = "_data"
+
+
+def prepared_synthetic(storage_root: Path, fingerprint: str, *, records: int, domains: Sequence[str],
+                       shift: float, shift_kinds: Sequence[str] | None, fs: int, seconds: float, seed: int,
+                       progress: Callable[[str], None] = print) -> Path:
+    """The prepared dataset of the spec (write_benchmark's arguments, prepared at `fs`), made on first use.
+
+    `fingerprint` names the spec (the study config's hash of it): the cache folder is keyed by it.
+    """
+    cache = Path(storage_root) / CACHE_DIR / f"synthetic-{fingerprint}"
+    prepared = cache / "prepared"
+    if (prepared / RECORDS_FILE).is_file():
+        return prepared
+    from heartbeatai.data.prepare import PrepareSettings, prepare
+    from heartbeatai.data.synthetic import write_benchmark
+
+    progress(f"generating the synthetic benchmark ({records} records, {len(domains)} domains) in {cache}")
+    raw = write_benchmark(cache / "raw", records, domains=domains, shift=shift, shift_kinds=shift_kinds, fs=fs,
+                          seconds=seconds, seed=seed)
+    tmp = cache / "prepared.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    summary = prepare([Path(raw)], tmp, PrepareSettings(fs=fs, max_seconds=seconds), progress=False)
+    progress(f"prepared {summary.prepared} records ({summary.skipped} skipped) into {prepared}")
+    os.replace(tmp, prepared)
+    return prepared

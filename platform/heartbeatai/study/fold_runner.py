@@ -1,0 +1,285 @@
+"""The study's policy for one fold: which stages run, in which order, and what each may see.
+
+In this order (DESIGN.md, Study), each stage marked in the journal only once its rows are
+in the store, so a rerun skips it and a killed driver loses nothing that finished:
+
+1. search       seeded Optuna TPE + ASHA over the search space (first seed)
+2. selection    training-domain validation picks a trial; only now is the test split released
+3. tested       the selected checkpoint is tested (selection = "val")
+4. oracle       test-domain re-scoring of every saved search checkpoint (selection = "oracle")
+5. arms         every arm x seed retrained from the selection (intra: `full` only), then tested
+6. record_views a few test records of the selected model explained
+
+The trials themselves are trained by the injected stage runner (stage_runner.py): Ray Tune
+in a study, an in-process fake in the policy's tests. Nothing here imports Ray.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from heartbeatai.arms import PREVALENCE, SEARCH, resolve_arms
+from heartbeatai.config import RunFile, TrialConfig
+from heartbeatai.metric_names import fold_metric_of
+from heartbeatai.results import ResultsStore, ResultsWriter
+from heartbeatai.results.schema import RunKey
+from heartbeatai.study.lock import StageJournal
+from heartbeatai.study.sealed_split import SELECTION_STAGE, SealedSplit
+from heartbeatai.study.selection import Selection, TestDomainOracle, TrainingDomainValidation
+from heartbeatai.study.stage_runner import ArmsStage, FoldContext, SearchStage, StageRunner
+from heartbeatai.study.study_config import StudyConfig
+from heartbeatai.study.trial_rows import TrialRows
+
+Progress = Callable[[str], None]
+# Tables written per trial, epoch or tested run, compacted when the stage writing them ends.
+PER_RUN_TABLES = ("trials", "epochs", "fold_metrics", "class_metrics", "predictions")
+COMPACTED_AFTER = {"search": ("trials", "epochs"), "arms": PER_RUN_TABLES}
+
+
+@dataclass(frozen=True)
+class StudyContext:
+    """What every fold of a running study shares: its config, store, journal, data and stage runner."""
+
+    config: StudyConfig
+    root: Path  # <storage>/<study>
+    journal: StageJournal
+    writer: ResultsWriter
+    data_path: Path
+    classes: list[str]
+    stage_runner: StageRunner
+    optuna_storage: str  # an Optuna RDB URL
+    progress: Progress = print
+
+    @property
+    def store(self) -> ResultsStore:
+        return ResultsStore(str(self.root.parent))
+
+
+class FoldRunner:
+    """The stages of one fold, each skipped when the journal says it is done."""
+
+    def __init__(self, study: StudyContext, protocol: str, fold_id: str):
+        from heartbeatai.data.folds import read_folds
+        from heartbeatai.data.prepared import PreparedDataset
+
+        self.study, self.protocol, self.fold_id = study, protocol, fold_id
+        self.config, self.journal, self.writer = study.config, study.journal, study.writer
+        self.data_path, self.classes, self.progress = study.data_path, study.classes, study.progress
+        self.sealed = SealedSplit.from_folds(read_folds(study.data_path, protocol)[0], fold_id)
+        self.dataset = PreparedDataset(study.data_path)
+        self.base = TrialConfig.model_validate(self.config.trial).with_overrides({"seed": self.config.seeds[0]})
+        self.store = study.store
+
+    def run(self) -> None:
+        self.search_and_select()
+        selection = Selection.from_record(self.journal.get(self.fold_id, SELECTION_STAGE))
+        self._once("tested", lambda: self._test(selection, "val"))
+        if self.config.selection.oracle:
+            self._once("oracle", self._oracle)
+        self._once("arms", lambda: self._arms(selection))
+        if self.config.record_views:
+            self._once("record_views", lambda: self._record_views(selection))
+
+    def search_and_select(self) -> None:
+        """The part of a fold that must not see its test split."""
+        self.progress(f"[{self.fold_id}] train {len(self.sealed.train_ids)} / val {len(self.sealed.val_ids)} "
+                      f"/ test {self.sealed.n_test} records (sealed until selection)")
+        self._once("search", self._search)
+        self._once(SELECTION_STAGE, self._select)
+
+    def _once(self, stage: str, work: Callable[[], object]) -> None:
+        if self.journal.done(self.fold_id, stage):
+            return
+        record = work()
+        self.journal.mark(self.fold_id, stage, record if record is not None else True)
+        self._compact(COMPACTED_AFTER.get(stage, ()))
+
+    def _compact(self, tables: tuple[str, ...]) -> None:
+        """Merge a finished stage's parts: trials and epochs are written per report, and the
+        dashboard reads every part. This process holds the study lock, as compaction wants."""
+        for table in tables:
+            self.writer.compact(table)
+
+    def run_key(self, arm: str, seed: int, selection: str, trial_id: str) -> dict:
+        return RunKey(self.config.name, self.protocol, self.fold_id, arm, seed, selection, trial_id).as_dict()
+
+    def context(self, base: TrialConfig, arm_overrides: dict | None = None) -> FoldContext:
+        return FoldContext(
+            study=self.config.name, protocol=self.protocol, fold_id=self.fold_id, data_path=str(self.data_path),
+            classes=tuple(self.classes), base_trial=base.model_dump(mode="json"),
+            metric=self.config.selection.metric, mode=self.config.selection.mode,
+            arm_overrides=arm_overrides or {},
+        )
+
+    def _rows(self, context: FoldContext, stage_arm: str | None, selection: str) -> TrialRows:
+        return TrialRows(context, str(self.study.root), stage_arm=stage_arm, selection=selection,
+                         progress=self.progress)
+
+    # -- stages ----------------------------------------------------------------------------
+
+    def _search(self) -> None:
+        context = self.context(self.base)
+        sched = self.config.scheduler
+        stage = SearchStage(
+            space=self.config.search.space, trials=self.config.search.trials_per_fold,
+            sampler_seed=self.config.seeds[0], optuna_storage=self.study.optuna_storage,
+            grace_period=sched.grace_period, reduction_factor=sched.reduction_factor, asha=sched.kind == "asha",
+        )
+        self.progress(f"[{self.fold_id}] search: {stage.trials} trials, {self.study.stage_runner.concurrent} at a time")
+        self.study.stage_runner.run(stage, context, self._rows(context, SEARCH, "search"))
+        self._close_abandoned({"arm": SEARCH})
+        self._importances(context)
+
+    def _close_abandoned(self, where: dict) -> None:
+        """Once a stage has finished, a trial still marked running was lost with a killed driver
+        before the stage runner's own state recorded it (Tune's experiment state), and the
+        runner ran its configuration again as a new trial."""
+        trials = self.store.read(self.config.name, "trials",
+                                 filters={"protocol": self.protocol, "fold_id": self.fold_id, **where})
+        stale = trials.drop_duplicates("trial_id", keep="last")
+        stale = stale[stale["status"].isin(["pending", "running"])]
+        if not stale.empty:
+            self.writer.write("trials", stale.assign(
+                status="errored", error="abandoned: the driver stopped before Tune recorded this trial"))
+
+    def _importances(self, context: FoldContext) -> None:
+        from heartbeatai.study.importances import importance_rows, search_importances
+
+        importances, finished = search_importances(self.study.optuna_storage, context.optuna_study_name,
+                                                   seed=self.config.seeds[0])
+        if importances is None:
+            self.progress(f"[{self.fold_id}] importances skipped: {finished} finished trial(s)")
+            return
+        self.writer.write("importances", importance_rows(self.config.name, self.protocol, self.fold_id, importances))
+
+    def _search_trials(self):
+        return self.store.read(self.config.name, "trials",
+                               filters={"protocol": self.protocol, "fold_id": self.fold_id, "arm": SEARCH})
+
+    def _select(self) -> dict:
+        selection = TrainingDomainValidation().select(self._search_trials(), self.base, self.config.selection.mode)
+        self.progress(f"[{self.fold_id}] selected trial {selection.trial_id}: "
+                      f"{selection.metric} = {selection.value:.4f}")
+        self._write_best_config("val", selection)
+        return selection.record()
+
+    def _oracle(self) -> dict:
+        from heartbeatai.metrics import evaluate_predictions
+
+        trials = self._search_trials().drop_duplicates("trial_id", keep="last")
+        test_ids = self.sealed.release_test(self.journal)
+        y = self._labels(test_ids)
+        test_metric = fold_metric_of(self.config.selection.metric)  # the config refuses an oracle without one
+        values = {}
+        for row in trials[trials["checkpoint_path"].notna()].itertuples():
+            ids, probs, thresholds = self._predict(row.checkpoint_path, test_ids)
+            values[row.trial_id] = float(evaluate_predictions(y, probs, thresholds, self.classes).macro[test_metric])
+        oracle = TestDomainOracle().select(values, trials, self.base, test_metric, self.config.selection.mode)
+        self.progress(f"[{self.fold_id}] oracle (upper bound): trial {oracle.trial_id}, test {test_metric} = {oracle.value:.4f}")
+        self._test(oracle, "oracle")
+        self._write_best_config("oracle", oracle)
+        return oracle.record()
+
+    def _arms(self, selection: Selection) -> None:
+        arms = resolve_arms(self.config.arms if self.protocol == "lodo" else ["full"], self.config.user_arms)
+        trained = [a for a in arms if a.trained]
+        base = TrialConfig.model_validate(selection.trial)
+        context = self.context(base, {a.name: dict(a.overrides) for a in trained})
+        if trained:
+            stage = ArmsStage(tuple(a.name for a in trained), tuple(self.config.seeds))
+            self.progress(f"[{self.fold_id}] arms: {len(trained)} arm(s) x {len(self.config.seeds)} seed(s)")
+            self.study.stage_runner.run(stage, context, self._rows(context, None, "val"))
+            self._close_abandoned({"selection": "val"})
+        runs = self.store.read(self.config.name, "trials", filters={
+            "protocol": self.protocol, "fold_id": self.fold_id, "selection": "val"})
+        for run in runs.drop_duplicates("trial_id", keep="last").itertuples():
+            if self.journal.done(self.fold_id, f"tested:{run.trial_id}"):
+                continue
+            if run.status in ("completed", "early_stopped") and isinstance(run.checkpoint_path, str):
+                self._test_checkpoint(run.checkpoint_path, run.arm, int(run.seed), "val", run.trial_id)
+            self.journal.mark(self.fold_id, f"tested:{run.trial_id}")
+        if any(a.name == PREVALENCE for a in arms):
+            for seed in self.config.seeds:  # one row per seed, so it pairs like every other arm
+                self._test_prevalence(seed)
+
+    # -- testing ---------------------------------------------------------------------------
+
+    def _test(self, selection: Selection, kind: str) -> None:
+        """A search trial's checkpoint on the test split, keyed arm="search" and the selection kind."""
+        self._test_checkpoint(selection.checkpoint_path, SEARCH, self.base.seed, kind, selection.trial_id)
+
+    def _test_checkpoint(self, checkpoint: str, arm: str, seed: int, selection: str, trial_id: str) -> None:
+        test_ids = self.sealed.release_test(self.journal)
+        ids, probs, thresholds = self._predict(checkpoint, test_ids)
+        self._write_evaluation(ids, probs, thresholds, arm, seed, selection, trial_id)
+
+    def _test_prevalence(self, seed: int) -> None:
+        from heartbeatai.study.evaluation import prevalence_scores, prevalence_thresholds
+
+        test_ids = self.sealed.release_test(self.journal)
+        train_prevalence = self._train_prevalence()
+        scores = prevalence_scores(train_prevalence, len(test_ids))
+        # The honest all-positive floor (F1 = 2 pi / (1 + pi)), not 0.5's F1 = 0 for every rare class.
+        self._write_evaluation(test_ids, scores, prevalence_thresholds(train_prevalence), PREVALENCE, seed, "val",
+                               PREVALENCE)
+
+    def _write_evaluation(self, ids, probs, thresholds, arm: str, seed: int, selection: str, trial_id: str) -> None:
+        from heartbeatai.data.synthetic import clean_labels
+        from heartbeatai.study.evaluation import evaluate_test
+
+        dataset = self.dataset
+        rows = dataset.index_of(list(ids))
+        key = self.run_key(arm, seed, selection, trial_id)
+        tables = evaluate_test(
+            list(ids), dataset.records["domain"].to_numpy()[rows], dataset.labels(self.classes)[rows], probs,
+            thresholds, self.classes, self._train_prevalence(), key,
+            y_clean=clean_labels(dataset, list(ids), self.classes),
+            n_boot=self.config.bootstrap, seed=seed,
+        )
+        for table, frame in tables.items():
+            self.writer.write(table, frame)
+
+    def _predict(self, checkpoint: str, record_ids: list[str]):
+        from heartbeatai.training.predict import predict
+
+        return predict(Path(checkpoint), self.data_path, record_ids)
+
+    def _labels(self, record_ids: list[str]) -> np.ndarray:
+        dataset = self.dataset
+        return dataset.labels(self.classes)[dataset.index_of(record_ids)]
+
+    def _train_prevalence(self) -> np.ndarray:
+        return self._labels(list(self.sealed.train_ids)).mean(axis=0)
+
+    def _write_best_config(self, selection_kind: str, selection: Selection) -> None:
+        from heartbeatai.config import Provenance
+        from heartbeatai.data.folds import folds_path
+        from heartbeatai.study.export import best_config_rows
+
+        dataset = self.dataset
+        run_file = RunFile(
+            data={"path": str(self.data_path), "fingerprint": dataset.fingerprint},
+            # The run's own metric is the study's validation metric, also for the oracle's pick.
+            fold_id=self.fold_id, classes=tuple(self.classes), selection_metric=self.config.selection.metric,
+            trial=TrialConfig.model_validate(selection.trial),
+            provenance=Provenance.collect(dataset_fingerprint=dataset.fingerprint,
+                                          folds_file=folds_path(self.data_path, self.protocol), classes=self.classes),
+        )
+        self.writer.write("best_configs", best_config_rows(
+            self.config.name, self.protocol, self.fold_id, selection_kind, run_file, selection.metric, selection.value))
+
+    def _record_views(self, selection: Selection) -> None:
+        from heartbeatai.study.record_views import pick_record_views, record_view_rows
+
+        key = self.run_key(SEARCH, self.base.seed, "val", selection.trial_id)
+        predictions = self.store.read(self.config.name, "predictions", filters=key)
+        thresholds = self.store.read(self.config.name, "class_metrics", filters={**key, "label_set": "noisy"})
+        thresholds = thresholds.set_index("class")["threshold"].reindex(self.classes).to_numpy()
+        picks = pick_record_views(predictions, thresholds, self.classes, self._train_prevalence(),
+                                  self.config.record_views)
+        self.writer.write("record_views", record_view_rows(selection.checkpoint_path, self.dataset, predictions,
+                                                           thresholds, self.classes, picks, key))

@@ -1,0 +1,96 @@
+"""A few test records of a fold's selected model, explained for the dashboard (which has no torch).
+
+Records are ranked by the rarest class (training prevalence) the model got wrong on them,
+then by the rarest class it got right; one view per record, for that class, and one record
+per class before any class gets a second: a handful of views then covers several of the
+rare classes a reader most wants to see the model fail or succeed on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+# Seconds of signal a view shows (at most a crop): enough for a few beats, small enough to ship.
+VIEW_SECONDS = 5.0
+IG_STEPS = 16
+
+
+@dataclass(frozen=True)
+class RecordPick:
+    row: int  # row of the predictions frame
+    class_index: int
+    misclassified: bool
+
+
+def pick_record_views(predictions: pd.DataFrame, thresholds: np.ndarray, classes: Sequence[str],
+                      train_prevalence: np.ndarray, n: int) -> list[RecordPick]:
+    """Up to `n` (record, class) views among a tested run's predictions (its p_/y_ columns)."""
+    _, truth, called = _calls(predictions, thresholds, classes)
+    rarity = np.argsort(np.argsort(train_prevalence))  # 0 = rarest
+    picks = []
+    for i in range(len(called)):
+        wrong = np.flatnonzero(called[i] != truth[i])
+        right = np.flatnonzero(truth[i] & called[i])
+        if len(wrong):
+            picks.append((0, rarity[wrong].min(), i, wrong[np.argmin(rarity[wrong])]))
+        elif len(right):
+            picks.append((1, rarity[right].min(), i, right[np.argmin(rarity[right])]))
+    picks = sorted(picks)
+    first_of_class: dict[int, tuple] = {}
+    for pick in picks:
+        first_of_class.setdefault(pick[3], pick)
+    picks = list(first_of_class.values()) + [p for p in picks if p not in first_of_class.values()]
+    return [RecordPick(int(i), int(c), group == 0) for group, _, i, c in picks[:n]]
+
+
+def record_view_rows(checkpoint: str | Path, dataset, predictions: pd.DataFrame, thresholds: np.ndarray,
+                     classes: Sequence[str], picks: list[RecordPick], key: Mapping[str, Any]) -> pd.DataFrame:
+    """The record_views rows of `picks`: signal excerpt, labels, calls and attributions of each."""
+    import torch
+
+    from heartbeatai.config import TrialConfig
+    from heartbeatai.explain import attribute
+    from heartbeatai.training.factory import signal_transform
+    from heartbeatai.training.predict import load_trained_model
+
+    probs, truth, called = _calls(predictions, thresholds, classes)
+    model, state = load_trained_model(checkpoint, torch.device("cpu"))
+    trial = TrialConfig.model_validate(state["config"])
+    transform = signal_transform(trial, dataset.fs)
+    rows = []
+    for rank, pick in enumerate(picks):
+        record_id = predictions["record_id"].iloc[pick.row]
+        row = int(dataset.index_of([record_id])[0])
+        length = int(round(min(trial.preprocess.crop_seconds, VIEW_SECONDS) * dataset.fs))
+        excerpt = dataset.window(row, 0, length)
+        demographics = dataset.demographics()[row] if trial.model.demographics else None
+        explained = attribute(model, transform(excerpt), [pick.class_index], demographics=demographics,
+                              n_steps=IG_STEPS)
+        p, t, c = probs[pick.row], truth[pick.row], called[pick.row]
+        rows.append({
+            **key,
+            "record_id": record_id, "class": classes[pick.class_index],
+            "true_labels": json.dumps([name for name, on in zip(classes, t) if on]),
+            "pred_labels": json.dumps([name for name, on in zip(classes, c) if on]),
+            "probabilities": json.dumps({name: round(float(v), 4) for name, v in zip(classes, p)}),
+            "fs": int(dataset.fs),
+            "signal": json.dumps(np.round(excerpt, 3).tolist()),
+            "attribution": json.dumps(np.round(explained.values[0], 5).tolist()),
+            "se_gates": json.dumps({str(k): np.round(v, 4).tolist() for k, v in explained.se_gates.items()}),
+            "misclassified": pick.misclassified,
+            "rank": rank,
+        })
+    return pd.DataFrame(rows)
+
+
+def _calls(predictions: pd.DataFrame, thresholds: np.ndarray, classes: Sequence[str]):
+    """(probabilities, labels, calls at the run's thresholds), each (N, C)."""
+    probs = predictions[[f"p_{c}" for c in classes]].to_numpy()
+    truth = predictions[[f"y_{c}" for c in classes]].to_numpy(dtype=bool)
+    return probs, truth, probs >= thresholds

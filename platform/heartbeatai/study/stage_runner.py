@@ -1,0 +1,102 @@
+"""What a fold asks of whoever runs its trials: the seam between study policy and Ray Tune.
+
+The fold runner decides which stages run, in which order, with which configurations, and
+what their rows mean; a stage runner only trains the trials of one stage and hands every
+report to a `TrialRows` (trial_rows.py), which writes the trials and epochs tables. Ray
+Tune is one stage runner (tune_runner.TuneStageRunner); `heartbeatai.testing.
+fake_stage_runner` is another that runs the same training loop in the calling process, so
+the journal, resume, sealed-split, selection and arms policy is tested without Ray.
+
+Everything here is plain values: Ray ships a FoldContext to every trial process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Union
+
+from heartbeatai.config import TrialConfig
+from heartbeatai.study.search_space import Distribution
+
+if TYPE_CHECKING:
+    from heartbeatai.study.trial_rows import TrialRows
+
+# Keys of a stage's trial config (Tune's `config`) that are not trial-config overrides.
+ARM_KEY, SEED_KEY = "arm", "seed"
+
+
+@dataclass(frozen=True)
+class FoldContext:
+    """Everything a trial of one fold needs: its data, classes, base configuration and metric."""
+
+    study: str
+    protocol: str
+    fold_id: str
+    data_path: str
+    classes: tuple[str, ...]
+    base_trial: Mapping[str, Any]  # TrialConfig as a plain dict
+    metric: str
+    mode: str
+    arm_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def optuna_study_name(self) -> str:
+        """Unique within any shared Optuna RDB: `<study>/<fold>`."""
+        return f"{self.study}/{self.fold_id}"
+
+    @property
+    def epochs(self) -> int:
+        """The full budget of a trial: ASHA's max_t, and what tells completed from early-stopped."""
+        return TrialConfig.model_validate(dict(self.base_trial)).optim.epochs
+
+    def trial_config(self, stage_config: Mapping[str, Any]) -> TrialConfig:
+        """The base configuration with the arm's overrides, then sampled values, then the seed."""
+        overrides = dict(self.arm_overrides.get(stage_config.get(ARM_KEY), {}))
+        overrides.update({k: v for k, v in stage_config.items() if k not in (ARM_KEY, SEED_KEY)})
+        if SEED_KEY in stage_config:
+            overrides["seed"] = stage_config[SEED_KEY]
+        return TrialConfig.model_validate(dict(self.base_trial)).with_overrides(overrides)
+
+
+@dataclass(frozen=True)
+class SearchStage:
+    """The fold's search: seeded Optuna TPE over the space (persisted in an Optuna RDB), with
+    ASHA's early stopping on `epoch` when `asha`; every trial runs the base configuration's seed."""
+
+    space: Mapping[str, Distribution]
+    trials: int
+    sampler_seed: int
+    optuna_storage: str
+    grace_period: int
+    reduction_factor: float
+    asha: bool
+    name: str = "search"
+
+
+@dataclass(frozen=True)
+class ArmsStage:
+    """Every trained arm for every seed, from the fold's selection, to the full budget."""
+
+    arms: tuple[str, ...]
+    seeds: tuple[int, ...]
+    name: str = "arms"
+
+    def trial_configs(self) -> list[dict[str, Any]]:
+        """One stage config per arm x seed."""
+        return [{ARM_KEY: arm, SEED_KEY: seed} for arm in self.arms for seed in self.seeds]
+
+
+Stage = Union[SearchStage, ArmsStage]
+
+
+class StageRunner(Protocol):
+    """Trains the trials of one stage of a fold and reports each of them to `rows`.
+
+    `run` returns when every trial of the stage has finished (completed, early-stopped or
+    errored); it may raise when the driver is interrupted, and a later call with the same
+    stage and context then finishes what is left, without rerunning finished trials.
+    """
+
+    concurrent: int  # trials at a time, for the progress line
+
+    def run(self, stage: Stage, context: FoldContext, rows: "TrialRows") -> None: ...

@@ -1,0 +1,36 @@
+"""Which folds of a prepared dataset a study runs (DESIGN.md, Folds).
+
+Folds belong to the dataset: planned once over every domain by `data folds` and stored
+beside it, never recomputed per study or per trial seed. A study only picks among them
+(`folds.domains`, `folds.intra_per_domain`) and refuses a folds file planned with other
+parameters than its config names, so two studies that claim the same folds have them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from heartbeatai.study.study_config import ConfigError, StudyConfig
+
+
+def planned_folds(config: StudyConfig, data_path: Path, protocol: str) -> list[str]:
+    """The study's folds of a protocol, planning them (`data folds`) on first use."""
+    from heartbeatai.data.folds import folds_path, read_folds, write_folds
+
+    folds = config.folds
+    if not folds_path(data_path, protocol).is_file():
+        # Planned over every domain: the file belongs to the dataset, folds.domains picks the ones run.
+        write_folds(data_path, protocol, k=folds.k or 5, val_fraction=folds.val_fraction or 0.15,
+                    seed=folds.seed or 0)
+    table, params = read_folds(data_path, protocol)
+    wanted = {"val_fraction": folds.val_fraction, "fold_seed": folds.seed, "k": folds.k if protocol == "intra" else None}
+    differing = {k: (params.get(k), v) for k, v in wanted.items() if v is not None and params.get(k) != v}
+    if differing:
+        raise ConfigError(f"folds: {protocol} folds of {data_path} were planned with other parameters "
+                          f"(stored, config): {differing}; plan them again with `heartbeatai data folds`")
+    fold_ids = list(dict.fromkeys(table["fold_id"]))
+    if folds.domains is not None:
+        fold_ids = [f for f in fold_ids if f.split(":")[1] in folds.domains]
+    if protocol == "intra" and folds.intra_per_domain is not None:
+        fold_ids = [f for f in fold_ids if int(f.split(":")[2]) < folds.intra_per_domain]
+    return fold_ids

@@ -1,0 +1,148 @@
+"""A whole study: data -> folds -> each fold's stages (fold_runner.py) -> the study-level analysis.
+
+`start_study` and `resume_study` are the two ways in (`study run`, `study resume`); both hold
+the study's writer lock for the whole run. The stage runner is Ray Tune unless the caller
+gives another (the policy tests give heartbeatai.testing's in-process fake): Ray is imported
+and started only for the Tune one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pandas as pd
+
+from heartbeatai.arms import SEARCH, resolve_arms
+from heartbeatai.results import ResultsStore, ResultsWriter
+from heartbeatai.study.fold_runner import FoldRunner, StudyContext
+from heartbeatai.study.lock import StageJournal, StudyLock
+from heartbeatai.study.stage_runner import StageRunner
+from heartbeatai.study.study_config import StudyConfig, dump_study_config, load_study_config
+from heartbeatai.study.study_folds import planned_folds
+
+CONFIG_NAME = "study.yaml"
+Progress = Callable[[str], None]
+
+
+class StudyExists(RuntimeError):
+    """`run` on a study directory that already holds a study: resume it or pick another name."""
+
+
+@dataclass(frozen=True)
+class StudyPaths:
+    root: Path  # <storage>/<study>
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    @property
+    def experiments(self) -> Path:
+        return self.root / "ray"
+
+    @property
+    def optuna_url(self) -> str:
+        return f"sqlite:///{self.root / 'optuna.db'}"
+
+
+def start_study(config: StudyConfig, storage: str | None = None, progress: Progress = print,
+                stage_runner: StageRunner | None = None) -> Path:
+    """`study run`: a new study directory; refuses one that exists."""
+    paths = StudyPaths(Path(config.study_dir(storage)).resolve())
+    if paths.config.exists():
+        raise StudyExists(f"{paths.root} already holds a study: `heartbeatai study resume {paths.root}`")
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with StudyLock(paths.root):
+        paths.config.write_text(dump_study_config(config))
+        _run(config, paths, progress, stage_runner)
+    return paths.root
+
+
+def resume_study(study_dir: str | Path, progress: Progress = print, stage_runner: StageRunner | None = None) -> Path:
+    """`study resume`: finish what an earlier driver left; finished stages are not rerun."""
+    paths = StudyPaths(Path(study_dir).resolve())
+    config = load_study_config(paths.config)
+    with StudyLock(paths.root):
+        _run(config, paths, progress, stage_runner)
+    return paths.root
+
+
+def _run(config: StudyConfig, paths: StudyPaths, progress: Progress, stage_runner: StageRunner | None) -> None:
+    for runner in fold_runners(config, paths, progress, stage_runner):
+        runner.run()
+    analyse(config, paths, StageJournal(paths.root), ResultsWriter(paths.root), progress)
+    progress(f"study {config.name} finished: results in {paths.root / 'results'}")
+    progress(f"  dashboard: heartbeatai dashboard --results {paths.root.parent}")
+    progress(f"  export:    heartbeatai export {paths.root} --out {paths.root / 'export'}")
+
+
+def fold_runners(config: StudyConfig, paths: StudyPaths, progress: Progress,
+                 stage_runner: StageRunner | None = None) -> Iterator[FoldRunner]:
+    """Set the study up (data, stage runner, dataset card), then one runner per fold in plan order."""
+    from heartbeatai.data.prepared import PreparedDataset
+
+    journal = StageJournal(paths.root)
+    data_path = prepared_dataset(config, paths.root.parent, progress)
+    if stage_runner is None:
+        from heartbeatai.study.tune_runner import TuneStageRunner
+
+        stage_runner = TuneStageRunner.for_study(config, paths.experiments, progress)
+    writer = ResultsWriter(paths.root)
+    dataset = PreparedDataset(data_path)
+    classes = list(config.classes or dataset.classes)
+    if not journal.done("study", "dataset_card"):
+        from heartbeatai.data.card import dataset_card
+
+        writer.write("dataset_card", dataset_card(dataset.records, classes))
+        journal.mark("study", "dataset_card")
+    study = StudyContext(config, paths.root, journal, writer, data_path, classes, stage_runner,
+                         config.optuna_storage or paths.optuna_url, progress)
+    for protocol in config.protocols:
+        for fold_id in planned_folds(config, data_path, protocol):
+            yield FoldRunner(study, protocol, fold_id)
+
+
+def prepared_dataset(config: StudyConfig, storage_root: Path, progress: Progress) -> Path:
+    """The prepared dataset of the study: its path, or the synthetic spec generated and prepared once
+    (heartbeatai.data.synthetic_cache, shared by every study under the same storage)."""
+    if config.data.path is not None:
+        from heartbeatai.data.prepared import RECORDS_FILE
+
+        path = Path(config.data.path).expanduser().resolve()
+        if not (path / RECORDS_FILE).is_file():
+            raise FileNotFoundError(f"data.path {path} is not a prepared dataset (no {RECORDS_FILE})")
+        return path
+    from heartbeatai.data.synthetic_cache import prepared_synthetic
+
+    spec = config.data.synthetic
+    return prepared_synthetic(storage_root, spec.fingerprint(), **spec.model_dump(), progress=progress)
+
+
+def analyse(config: StudyConfig, paths: StudyPaths, journal: StageJournal, writer: ResultsWriter,
+            progress: Progress) -> None:
+    """The study-level analysis over the stored runs: ablation tests, consensus, degradation."""
+    store = ResultsStore(str(paths.root.parent))
+    if not journal.done("study", "ablation_tests") and len(resolve_arms(config.arms, config.user_arms)) > 1:
+        from heartbeatai.study.statistics import ablation_tests
+
+        def arms_only(frame: pd.DataFrame) -> pd.DataFrame:
+            return frame[frame["arm"] != SEARCH]
+
+        read = lambda t: arms_only(store.read(config.name, t))  # noqa: E731
+        tests = ablation_tests(read("fold_metrics"), read("predictions"), read("class_metrics"),
+                               seed=config.seeds[0])
+        writer.write("ablation_tests", tests)
+        journal.mark("study", "ablation_tests")
+        progress(f"ablation tests: {len(tests)} rows")
+    if not journal.done("study", "consensus"):
+        from heartbeatai.study.export import consensus_rows
+
+        writer.write("best_configs", consensus_rows(store, config.name))
+        journal.mark("study", "consensus")
+    if "intra" in config.protocols and "lodo" in config.protocols and not journal.done("study", "degradation"):
+        from heartbeatai.study.degradation import degradation_rows
+
+        writer.write("degradation", degradation_rows(store, config.name, n_boot=config.bootstrap, seed=config.seeds[0]))
+        journal.mark("study", "degradation")

@@ -1,0 +1,222 @@
+"""A stage runner without Ray: each trial of a stage trained in this process, one after another.
+
+The study policy (fold_runner.py) is what its tests are about; Tune only runs trials. This
+fake runs them with the real training loop (a tiny network trains in about a second), tells
+a `TrialRows` what happened in the order Tune's callbacks do (start, result then checkpoint
+per epoch, finish or error), and keeps what Tune keeps that the policy relies on:
+
+- the search samples from a seeded Optuna TPE study persisted in the stage's Optuna storage
+  (as Ray's OptunaSearch does: last reported value told, errors told as failed), so the
+  fold's importances are computed from it;
+- ASHA's stopping rule (Ray's `_Bracket`, one bracket) on `epoch`, so some search trials
+  end early-stopped;
+- checkpoints persisted in the trial's folder under the study, one per epoch, which the
+  fold runner selects, tests and re-scores;
+- an experiment state per stage that records a trial when it finishes: a rerun skips the
+  finished trials and runs the rest, and a trial the driver was killed in is lost, run again
+  under a new id, as Tune does with a trial its experiment state had not yet recorded.
+
+`kill_after_epochs` stands in for a killed driver: `DriverKilled` is raised once that many
+epochs of the runner have been reported, mid-trial, before the epoch rows are flushed.
+`erroring_trials` names trials, by the order this runner starts them (0: its first), that
+raise inside training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import traceback
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from heartbeatai.study.stage_runner import ArmsStage, FoldContext, SearchStage, Stage
+from heartbeatai.study.trial_rows import TrialRef, TrialRows
+
+STATE_FILE = "fake_experiment_state.json"
+
+
+class DriverKilled(RuntimeError):
+    """The fake's stand-in for a study driver killed in the middle of a stage."""
+
+
+class _EarlyStopped(Exception):
+    """ASHA stopped the trial at a rung (raised out of the loop's report)."""
+
+
+class FakeStageRunner:
+    """Runs every trial of a stage in-process; see the module's docstring for what it mimics."""
+
+    concurrent = 1
+
+    def __init__(self, root: str | os.PathLike, *, kill_after_epochs: int | None = None,
+                 erroring_trials: Collection[int] = ()):
+        self.root = Path(root)
+        self.kill_after_epochs = kill_after_epochs
+        self.erroring_trials = set(erroring_trials)
+        self.epochs_reported = 0
+        self.trials_started: list[str] = []
+
+    def run(self, stage: Stage, context: FoldContext, rows: TrialRows) -> None:
+        folder = self.root / f"{context.fold_id.replace(':', '_')}-{stage.name}"
+        state = _ExperimentState(folder)
+        if isinstance(stage, SearchStage):
+            self._search(stage, context, rows, state)
+        else:
+            self._arms(stage, context, rows, state)
+        rows.flush()
+
+    # -- stages ------------------------------------------------------------------------------
+
+    def _search(self, stage: SearchStage, context: FoldContext, rows: TrialRows, state: "_ExperimentState") -> None:
+        import optuna
+
+        from heartbeatai.study.search_space import optuna_space
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(
+            study_name=context.optuna_study_name, storage=stage.optuna_storage, load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(seed=stage.sampler_seed),
+            direction="maximize" if context.mode == "max" else "minimize",
+        )
+        space = optuna_space(dict(stage.space))
+        asha = None
+        if stage.asha:
+            max_t = context.epochs
+            asha = _SuccessiveHalving(max_t, min(stage.grace_period, max_t), stage.reduction_factor,
+                                      1.0 if context.mode == "max" else -1.0, state.rungs)
+        while len(state.finished) < stage.trials:
+            asked = study.ask(space)
+            trial = state.new_trial(stage.name, context, dict(asked.params))
+            last = self._train(trial, context, rows, state, asha)
+            value = None if last is None else last.get(context.metric)
+            if value is None:
+                study.tell(asked, state=optuna.trial.TrialState.FAIL)
+            else:
+                study.tell(asked, float(value))
+
+    def _arms(self, stage: ArmsStage, context: FoldContext, rows: TrialRows, state: "_ExperimentState") -> None:
+        done = [state.configs[t] for t in state.finished]
+        for config in stage.trial_configs():
+            if config not in done:
+                self._train(state.new_trial(stage.name, context, config), context, rows, state, None)
+
+    # -- one trial ---------------------------------------------------------------------------
+
+    def _train(self, trial: TrialRef, context: FoldContext, rows: TrialRows, state: "_ExperimentState",
+               asha: "_SuccessiveHalving | None") -> dict[str, Any] | None:
+        """Train one trial to its end; its last result, or None when it errored."""
+        import torch
+
+        from heartbeatai.training.loop import run_training
+        from heartbeatai.training.spec import TrainSpec
+
+        index = len(self.trials_started)
+        self.trials_started.append(trial.trial_id)
+        rows.started(trial)
+        last: dict[str, Any] = {}
+
+        def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+            last.clear()
+            last.update(metrics)
+            rows.result(trial, metrics)
+            if checkpoint_dir is not None:
+                kept = Path(trial.path) / f"checkpoint_{int(metrics['epoch']):06d}"
+                shutil.copytree(checkpoint_dir, kept, dirs_exist_ok=True)
+                rows.checkpoint(trial, str(kept))
+            self.epochs_reported += 1
+            if self.kill_after_epochs is not None and self.epochs_reported >= self.kill_after_epochs:
+                raise DriverKilled(f"killed after {self.epochs_reported} epochs, in trial {trial.trial_id}")
+            if asha is not None and asha.stops(trial.trial_id, int(metrics["epoch"]), metrics.get(context.metric)):
+                raise _EarlyStopped
+
+        spec = TrainSpec(trial=context.trial_config(trial.config), data_path=context.data_path,
+                         fold_id=context.fold_id, classes=context.classes, selection_metric=context.metric)
+        # One thread, as Ray gives a one-CPU trial process (OMP_NUM_THREADS=1): on a loaded
+        # machine torch's default of a thread per core is several times slower for tiny models.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            if index in self.erroring_trials:
+                raise RuntimeError(f"trial {trial.trial_id} fails (FakeStageRunner erroring_trials)")
+            run_training(spec, report=report, device=torch.device("cpu"), loader_workers=0)
+        except _EarlyStopped:
+            pass
+        except DriverKilled:
+            raise
+        except Exception:
+            state.finish(trial.trial_id)
+            rows.errored(trial, traceback.format_exc()[-2000:], finished=len(state.finished))
+            return None
+        finally:
+            torch.set_num_threads(threads)
+        state.finish(trial.trial_id)
+        rows.finished(trial, finished=len(state.finished), last_result=last)
+        return last
+
+
+class _ExperimentState:
+    """The stage's finished trials (id -> stage config), ASHA's rungs and the next trial id;
+    on disk, rewritten when a trial starts or finishes."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        path = folder / STATE_FILE
+        saved = json.loads(path.read_text()) if path.is_file() else {}
+        self.configs: dict[str, dict[str, Any]] = saved.get("configs", {})
+        self.finished: list[str] = saved.get("finished", [])
+        self.rungs: dict[str, dict[str, float]] = saved.get("rungs", {})
+        self.next_index: int = saved.get("next_index", 0)
+        self._pending: dict[str, dict[str, Any]] = {}
+
+    def new_trial(self, stage: str, context: FoldContext, config: Mapping[str, Any]) -> TrialRef:
+        # Unique within the study, like Tune's ids: the fold and stage are part of it.
+        trial_id = f"{context.fold_id.replace(':', '_')}-{stage}_{self.next_index:05d}"
+        self.next_index += 1
+        self._pending[trial_id] = dict(config)
+        path = self.folder / trial_id
+        path.mkdir(parents=True, exist_ok=True)
+        self._save()  # the id is spent even if the driver dies in this trial
+        return TrialRef(trial_id, dict(config), str(path))
+
+    def finish(self, trial_id: str) -> None:
+        self.configs[trial_id] = self._pending.pop(trial_id)
+        self.finished.append(trial_id)
+        self._save()
+
+    def _save(self) -> None:
+        tmp = self.folder / f".{STATE_FILE}.tmp"
+        tmp.write_text(json.dumps({"configs": self.configs, "finished": self.finished, "rungs": self.rungs,
+                                   "next_index": self.next_index}))
+        os.replace(tmp, self.folder / STATE_FILE)
+
+
+class _SuccessiveHalving:
+    """ASHA's rule as Ray's `_Bracket` applies it (one bracket): at each rung (grace, grace x eta,
+    ... below max_t) a trial stops when its signed value is below the (1 - 1/eta) quantile of
+    the values recorded at that rung before it; the first trial at a rung always continues."""
+
+    def __init__(self, max_t: int, grace: int, eta: float, sign: float, rungs: dict[str, dict[str, float]]):
+        count = int(np.log(max_t / grace) / np.log(eta) + 1)
+        self.max_t, self.eta, self.sign = max_t, eta, sign
+        self.milestones = [grace * eta ** k for k in reversed(range(count))]
+        self.rungs = rungs  # milestone -> {trial id: signed value}
+
+    def stops(self, trial_id: str, epoch: int, value: float | None) -> bool:
+        if epoch >= self.max_t:
+            return False  # the trial ends here anyway, completed
+        for milestone in self.milestones:
+            recorded = self.rungs.setdefault(str(milestone), {})
+            if epoch < milestone or trial_id in recorded:
+                continue
+            stop = False
+            if value is not None:
+                signed = self.sign * float(value)
+                stop = bool(recorded) and signed < np.nanpercentile(list(recorded.values()), (1 - 1 / self.eta) * 100)
+                recorded[trial_id] = signed
+            return stop
+        return False

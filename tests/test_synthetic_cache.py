@@ -1,0 +1,47 @@
+"""The synthetic benchmark as a study gets it: generated and prepared once per spec, and its
+clean labels read back from the generator's manifest by the data layer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from heartbeatai.data import synthetic
+from heartbeatai.data.domains import SYNTHETIC_MANIFEST
+from heartbeatai.data.prepared import PreparedDataset
+from heartbeatai.data.synthetic import clean_labels
+from heartbeatai.data.synthetic_cache import prepared_synthetic
+from heartbeatai.labels import scored_vocabulary
+from train_fixtures import CLASSES, write_planted_dataset
+
+SPEC = {"records": 8, "domains": ["cpsc", "georgia"], "shift": 1.0, "shift_kinds": None, "fs": 100,
+        "seconds": 4.0, "seed": 0}
+
+
+def test_a_spec_is_generated_once_and_clean_labels_come_from_its_manifest(tmp_path, monkeypatch):
+    said: list[str] = []
+    path = prepared_synthetic(tmp_path, "abc123", **SPEC, progress=said.append)
+    assert path == tmp_path / "_data" / "synthetic-abc123" / "prepared" and len(said) == 2
+
+    def never(*args, **kwargs):
+        raise AssertionError("the cached spec was generated again")
+
+    monkeypatch.setattr(synthetic, "write_benchmark", never)
+    assert prepared_synthetic(tmp_path, "abc123", **SPEC, progress=said.append) == path and len(said) == 2
+
+    dataset = PreparedDataset(path)
+    classes = ["NSR", "AF", "RBBB", "SB", "STach"]
+    ids = list(dataset.records["record_id"])
+    clean = clean_labels(dataset, ids, classes)
+    manifest = json.loads((tmp_path / "_data" / "synthetic-abc123" / "raw" / SYNTHETIC_MANIFEST).read_text())
+    truth = {r["record"]: set(r["label_codes"]) for r in manifest["records"]}
+    vocabulary = scored_vocabulary(include_st=True)
+    codes = [vocabulary.canonical(c) for c in vocabulary.select(classes).codes]
+    expected = np.array([[code in {vocabulary.canonical(c) for c in truth[r]} for code in codes] for r in ids])
+    assert expected.any() and clean.shape == (len(ids), len(classes)) and (clean == expected).all()
+
+
+def test_data_that_is_not_the_benchmark_has_no_clean_labels(tmp_path):
+    dataset = PreparedDataset(write_planted_dataset(tmp_path / "planted", records_per_domain=4))
+    assert clean_labels(dataset, list(dataset.records["record_id"][:3]), list(CLASSES)) is None
