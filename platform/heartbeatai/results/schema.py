@@ -22,7 +22,9 @@ from heartbeatai.metric_names import CLASS_METRICS as _CLASS_METRIC_REGISTRY
 from heartbeatai.metric_names import FOLD_METRICS as _FOLD_METRIC_REGISTRY
 from heartbeatai.metric_names import VALIDATION_METRICS
 
-SCHEMA_VERSION = 1
+# 2: predictions of the validation split beside the test split; class intervals with their
+# reliability and threshold fallback; the analysis' ablation_tests and degradation tables.
+SCHEMA_VERSION = 2
 
 
 
@@ -44,13 +46,18 @@ class RunKey:
 
 RUN_KEY: tuple[str, ...] = tuple(f.name for f in fields(RunKey))
 
-PROTOCOLS = ("lodo", "intra")
+# reference: a matched-size model trained on every domain (DESIGN.md, Folds).
+PROTOCOLS = ("lodo", "intra", "reference")
 SELECTIONS = ("search", "val", "oracle")
 TRIAL_STATUSES = ("pending", "running", "completed", "early_stopped", "errored")
 SPLITS = ("val", "test")
 LABEL_SETS = ("noisy", "clean")
 FOLD_METRICS = tuple(_FOLD_METRIC_REGISTRY)
 CLASS_METRICS = tuple(_CLASS_METRIC_REGISTRY)
+DEGRADATION_PARTS = ("total", "prevalence", "threshold", "ranking")
+TEST_SCOPES = ("fold", "across")
+ACROSS_FOLDS = "all"
+DECISIONS = ("better", "worse", "equivalent", "undecided")
 
 CONSENSUS_FOLD = "consensus"
 
@@ -138,13 +145,17 @@ TABLES: dict[str, Table] = {
             {"split": _S, "label_set": _S, "class": _S, "positives": _I, "train_prevalence": _F,
              "test_prevalence": _F, "present": _B,
              **{column: dtype for m in CLASS_METRICS for column, dtype in _with_interval(m).items()},
-             "brier": _F, "threshold": _F},
+             # Below the study's minimum positives an interval is shown as the positive count.
+             "interval_reliable": _B, "brier": _F, "threshold": _F,
+             # No validation positive to tune on: the threshold calls the training prevalence.
+             "threshold_fallback": _B, "val_prevalence": _F},
             ("split", "label_set", "class"),
             allowed={"split": SPLITS, "label_set": LABEL_SETS},
         ),
+        # Validation predictions calibrate a model for the degradation split's prior correction.
         _per_run(
-            "predictions", {"record_id": _S, "domain": _S}, ("record_id",), required=("domain",),
-            dynamic_prefixes=("p_", "y_", "yclean_"),
+            "predictions", {"split": _S, "record_id": _S, "domain": _S}, ("split", "record_id"),
+            required=("domain",), allowed={"split": SPLITS}, dynamic_prefixes=("p_", "y_", "yclean_"),
         ),
         Table(
             "importances",
@@ -177,22 +188,32 @@ TABLES: dict[str, Table] = {
         ),
         Table(
             "degradation",
-            {"study": _S, "domain": _S, "class": _S, "metric": _S, "label_set": _S,
-             "intra": _F, "intra_lo": _F, "intra_hi": _F, "lodo": _F, "lodo_lo": _F, "lodo_hi": _F,
-             "delta": _F, "train_prevalence": _F, "test_prevalence": _F,
-             "ranking_part": _F, "threshold_part": _F, "prevalence_part": _F},
-            identity=("study", "domain", "class", "metric", "label_set"),
-            required=("study", "domain", "class", "metric", "label_set"),
-            allowed={"metric": CLASS_METRICS, "label_set": LABEL_SETS},
+            {"study": _S, "domain": _S, "class": _S, "label_set": _S, "reference_kind": _S,
+             "n_records": _I, "n_positives": _I, "n_seeds": _I, "interval_reliable": _B,
+             "f1_reference": _F, "f1_lodo": _F,
+             **{column: dtype for part in DEGRADATION_PARTS for column, dtype in _with_interval(part).items()},
+             "auroc_reference": _F, "auroc_lodo": _F, **_with_interval("auroc_change"),
+             "test_prevalence": _F, "train_prevalence_lodo": _F, "train_prevalence_reference": _F,
+             "em_prevalence_lodo": _F, "em_prevalence_reference": _F,
+             "calibration_error_lodo": _F, "calibration_error_reference": _F},
+            identity=("study", "domain", "class", "label_set"),
+            required=("study", "domain", "class", "label_set", "reference_kind"),
+            allowed={"label_set": LABEL_SETS, "reference_kind": ("reference", "intra")},
         ),
+        # One row per protocol x metric x arm, per held-out domain (scope "fold") and across
+        # them (scope "across", fold_id "all"). Differences are arm - full, oriented so that
+        # positive means the arm is better (negated for metrics that are minimised).
         Table(
             "ablation_tests",
-            {"study": _S, "protocol": _S, "arm": _S, "metric": _S, "n_pairs": _I, "mean_full": _F,
-             "mean_arm": _F, "mean_diff": _F, "diff_lo": _F, "diff_hi": _F, "effect_size": _F,
-             "wilcoxon_p": _F, "bootstrap_p": _F, "p_holm": _F},
-            identity=("study", "protocol", "arm", "metric"),
-            required=("study", "protocol", "arm", "metric"),
-            allowed={"protocol": PROTOCOLS},
+            {"study": _S, "protocol": _S, "metric": _S, "arm": _S, "scope": _S, "fold_id": _S,
+             "reference": _B, "n_folds": _I, "n_seeds": _I, "n_records": _I,
+             "mean_full": _F, "mean_arm": _F, **_with_interval("diff"), "conditional": _B,
+             "p_value": _F, "p_holm": _F, "min_attainable_p": _F,
+             "n_better": _I, "n_worse": _I, "p_better": _F, "p_equivalent": _F, "p_worse": _F,
+             "rope": _F, "decision": _S, "method": _S},
+            identity=("study", "protocol", "metric", "arm", "scope", "fold_id"),
+            required=("study", "protocol", "metric", "arm", "scope", "fold_id"),
+            allowed={"protocol": PROTOCOLS, "scope": TEST_SCOPES, "decision": DECISIONS},
         ),
     )
 }
