@@ -37,7 +37,7 @@ def _runs(prevalence, trained_at, seed, seeds=2, **shift):
     """A protocol's runs (one per training seed) on one test domain, thresholds tuned on a
     validation set drawn where the models were trained (prevalence ``trained_at``, no shift)."""
     y_val, s_val = _draw(4000, trained_at, seed=99)
-    thresholds = tune_thresholds(y_val, s_val)
+    thresholds = tune_thresholds(y_val, s_val, y_val.mean(axis=0))
     y = np.random.default_rng(seed).random((4000, len(CLASSES))) < prevalence
     scores = np.stack([_scores(y, seed=seed + 1 + s, **shift) for s in range(seeds)])
     return DomainRuns(y=y, scores=scores, predicted=scores >= thresholds,

@@ -190,7 +190,7 @@ def test_point_figures_are_those_of_the_platform_metrics():
     from heartbeatai.metrics import evaluate_predictions, tune_thresholds
 
     y, s = _predictions(300, seed=5)
-    thresholds = tune_thresholds(y, s)
+    thresholds = tune_thresholds(y, s, y.mean(axis=0))
     expected = evaluate_predictions(y, s, thresholds, CLASSES)
     rows = evaluate_test(range(300), ["d"] * 300, y, s, thresholds, CLASSES, np.full(3, 0.1),
                          KEY, n_boot=10)

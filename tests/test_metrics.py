@@ -111,13 +111,16 @@ def test_challenge_score_hand_checked_cases():
     assert challenge_score(y_true, y_true, codes) == pytest.approx(1.0)
 
 
-def test_tuned_thresholds_maximise_validation_f1_and_default_absent_classes():
+def test_tuned_thresholds_maximise_validation_f1_and_absent_classes_call_their_training_prevalence():
     rng = np.random.default_rng(0)
-    y = rng.random((80, 3)) < 0.3
-    y[:, 2] = False  # absent: no positive
-    scores = np.clip(0.4 * y + rng.random((80, 3)) * 0.7, 0, 1)
-    thresholds = tune_thresholds(y, scores)
-    assert thresholds[2] == 0.5
+    y = rng.random((80, 4)) < 0.3
+    y[:, 2:] = False  # absent: no validation positive
+    scores = np.clip(0.4 * y + rng.random((80, 4)) * 0.7, 0, 1)
+    thresholds = tune_thresholds(y, scores, np.array([0.3, 0.3, 0.1, 0.0]))
+    # The fallback calls the training prevalence's share of the validation records positive...
+    assert np.mean(scores[:, 2] >= thresholds[2]) == pytest.approx(0.1, abs=1 / 80)
+    # ... and a class never seen in training is never called.
+    assert thresholds[3] == np.inf and not np.any(scores[:, 3] >= thresholds[3])
     for c in range(2):
         best = max(f1_score(y[:, c], scores[:, c] >= t) for t in np.unique(scores[:, c]))
         assert f1_score(y[:, c], scores[:, c] >= thresholds[c]) == pytest.approx(best)
@@ -160,6 +163,6 @@ def test_absent_classes_are_reported_absent_and_left_out_of_macro_averages():
 
 def test_metrics_reject_mismatched_shapes():
     with pytest.raises(ValueError, match="one shape"):
-        tune_thresholds(np.zeros((4, 2), bool), np.zeros((4, 3)))
+        tune_thresholds(np.zeros((4, 2), bool), np.zeros((4, 3)), np.zeros(2))
     with pytest.raises(ValueError, match="class codes"):
         challenge_score(np.zeros((4, 2), bool), np.zeros((4, 2), bool), ["164889003"])

@@ -22,7 +22,6 @@ from heartbeatai.labels import challenge_weights, scored_vocabulary
 
 # The challenge's "inactive" reference classifier calls every record sinus rhythm.
 SINUS_RHYTHM = "426783006"
-ABSENT_CLASS_THRESHOLD = 0.5
 
 
 def present_classes(y_true: np.ndarray) -> np.ndarray:
@@ -31,24 +30,42 @@ def present_classes(y_true: np.ndarray) -> np.ndarray:
     return y.any(axis=0) & (~y).any(axis=0)
 
 
-def tune_thresholds(y_true: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Per-class F1-optimal thresholds on a validation set; absent classes get 0.5.
+def tune_thresholds(y_true: np.ndarray, scores: np.ndarray, train_prevalence: np.ndarray) -> np.ndarray:
+    """Per-class F1-optimal thresholds on a validation set.
 
     Each candidate is a score the validation set attains, so `score >= threshold`
-    reproduces the F1 found here on that set.
+    reproduces the F1 found here on that set. A class that is not present in the
+    validation set (no positive, or no negative) has no F1 to optimise: its threshold
+    calls the class's training prevalence positive on the validation scores (the
+    prevalence floor's rule), never a silent 0.5, which would call none of a rare class
+    and all of a common one. A class never seen in training is never called.
     """
     y = np.asarray(y_true, dtype=bool)
     s = np.asarray(scores, dtype=float)
+    prevalence = np.asarray(train_prevalence, dtype=float)
     _check_shapes(y, s)
-    thresholds = np.full(y.shape[1], ABSENT_CLASS_THRESHOLD)
-    for c in np.flatnonzero(present_classes(y)):
-        precision, recall, candidates = precision_recall_curve(y[:, c], s[:, c])
-        # The last (precision, recall) pair is the no-call end point with no threshold.
-        precision, recall = precision[:-1], recall[:-1]
-        denominator = precision + recall
-        f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(denominator), where=denominator > 0)
-        thresholds[c] = candidates[int(np.argmax(f1))]
+    if prevalence.shape != (y.shape[1],):
+        raise ValueError(f"need one training prevalence per class ({y.shape[1]}), got {prevalence.shape}")
+    present = present_classes(y)
+    thresholds = np.empty(y.shape[1])
+    for c in range(y.shape[1]):
+        if present[c]:
+            precision, recall, candidates = precision_recall_curve(y[:, c], s[:, c])
+            # The last (precision, recall) pair is the no-call end point with no threshold.
+            precision, recall = precision[:-1], recall[:-1]
+            denominator = precision + recall
+            f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(denominator), where=denominator > 0)
+            thresholds[c] = candidates[int(np.argmax(f1))]
+        else:
+            thresholds[c] = fallback_threshold(s[:, c], prevalence[c])
     return thresholds
+
+
+def fallback_threshold(scores: np.ndarray, prevalence: float) -> float:
+    """The score that calls a share `prevalence` of these records positive (inf: none)."""
+    if prevalence <= 0 or len(scores) == 0:
+        return float("inf")
+    return float(np.quantile(scores, 1.0 - min(prevalence, 1.0), method="higher"))
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,7 @@ def run_training(
     )
 
     model = model_from_config(trial, len(spec.classes)).to(device)
+    train_prevalence = train_set.labels.mean(axis=0)
     loss_fn = loss_from_config(trial, train_set.labels).to(device)
     optimizer = optimizer_from_config(model, trial)
     steps_per_epoch = len(train_loader)
@@ -130,7 +131,8 @@ def run_training(
         started = time.perf_counter()
         sampler.set_epoch(epoch)
         train_loss = _train_epoch(net, train_loader, loss_fn, optimizer, scheduler, device)
-        val_metrics, thresholds = _validate(model, val_loader, val_set, loss_fn, spec.classes, device, world)
+        val_metrics, thresholds = _validate(model, val_loader, val_set, train_prevalence, loss_fn, spec.classes,
+                                            device, world)
         metrics = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
@@ -312,7 +314,8 @@ def window_logits(model, loader: Iterable, device: torch.device) -> tuple[np.nda
     return np.concatenate(records), np.concatenate(logits)
 
 
-def _validate(model, loader, records: RecordSet, loss_fn, classes, device, world) -> tuple[dict, np.ndarray]:
+def _validate(model, loader, records: RecordSet, train_prevalence: np.ndarray, loss_fn, classes, device,
+              world) -> tuple[dict, np.ndarray]:
     """Validation metrics and F1-tuned thresholds, identical on every rank.
 
     Scores are per record: the maximum logit over its windows, gathered from all ranks.
@@ -325,7 +328,7 @@ def _validate(model, loader, records: RecordSet, loss_fn, classes, device, world
     labels = records.labels
     loss = float(loss_fn(torch.from_numpy(logits).to(device), torch.from_numpy(labels).to(device)))
     probs = 1.0 / (1.0 + np.exp(-logits))
-    thresholds = tune_thresholds(labels, probs)
+    thresholds = tune_thresholds(labels, probs, train_prevalence)
     macro = evaluate_predictions(labels, probs, thresholds, classes).macro
     metrics = {
         "val_loss": loss,
