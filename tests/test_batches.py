@@ -67,14 +67,134 @@ def test_crops_of_short_records_start_at_zero():
     assert {s for _, s in CropSampler(np.array([50, 80, 99]), 100, seed=0)} == {0}
 
 
+def _random_split(seed: int, n_domains: int, n_records: int) -> list[int]:
+    rng = np.random.default_rng(seed)
+    return (1 + rng.multinomial(n_records - n_domains, rng.dirichlet(np.ones(n_domains)))).tolist()
+
+
+# Records per training domain. "60/30/10" is the issue's example (its 60% domain holds
+# more half-batches than the others together, so it is also a dominant-domain case).
+SPLITS = {
+    "60/30/10": [600, 300, 100],
+    "balanced-two": [500, 500],
+    "random-two": _random_split(1, 2, 900),
+    "random-three": _random_split(2, 3, 1300),
+    "random-five": _random_split(3, 5, 2000),
+    "five-uneven": [410, 260, 170, 97, 63],
+    "dominant": [850, 100, 50],
+    "tiny-domain": [500, 400, 3],
+}
+
+
+def _epoch(sizes, batch_size, *, num_replicas=1, seed=0, epoch=0):
+    """Every rank's batches of one epoch, and the domain of each record."""
+    domains = np.repeat(np.arange(len(sizes)), sizes)
+    shards = []
+    for rank in range(num_replicas):
+        sampler = TwoDomainBatchSampler(domains, np.full(len(domains), 400), 300, batch_size, seed=seed,
+                                        num_replicas=num_replicas, rank=rank)
+        sampler.set_epoch(epoch)
+        shards.append([[i for i, _ in batch] for batch in sampler])
+        assert len(shards[-1]) == len(sampler)
+    return shards, domains
+
+
+def _share_gap_pp(drawn: list[int], domains: np.ndarray) -> float:
+    """Largest |share of the epoch's samples - share of the records| over domains, in points."""
+    n = len(np.unique(domains))
+    drawn_share = np.bincount(domains[drawn], minlength=n) / len(drawn)
+    return float(100 * np.abs(drawn_share - np.bincount(domains, minlength=n) / len(domains)).max())
+
+
+@pytest.mark.parametrize("batch_size", [32, 8, 7])
+@pytest.mark.parametrize("sizes", SPLITS.values(), ids=SPLITS.keys())
+def test_a_crossdomain_epoch_draws_every_record_exactly_once_as_plain_shuffling_does(sizes, batch_size):
+    (batches,), domains = _epoch(sizes, batch_size)
+    drawn = [i for batch in batches for i in batch]
+    assert sorted(drawn) == list(range(len(domains)))
+    assert _share_gap_pp(drawn, domains) == 0.0
+    half = batch_size // 2  # an odd batch size pairs equal halves: batches of b - 1
+    assert max(map(len, batches)) == 2 * half
+
+
+@pytest.mark.parametrize("num_replicas", [2, 3])
+@pytest.mark.parametrize("sizes", SPLITS.values(), ids=SPLITS.keys())
+def test_crossdomain_ranks_get_equal_batch_counts_and_the_epoch_keeps_domain_shares(sizes, num_replicas):
+    shards, domains = _epoch(sizes, 16, num_replicas=num_replicas)
+    assert len({len(shard) for shard in shards}) == 1
+    drawn = [i for shard in shards for batch in shard for i in batch]
+    assert set(drawn) == set(range(len(domains)))
+    # Padding repeats at most num_replicas - 1 batches of the epoch's head.
+    assert len(drawn) - len(domains) <= (num_replicas - 1) * 16
+    assert _share_gap_pp(drawn, domains) <= 2.0
+
+
+@pytest.mark.parametrize("batch_size", [32, 7])
+@pytest.mark.parametrize("sizes", SPLITS.values(), ids=SPLITS.keys())
+def test_crossdomain_batches_pair_two_domains_whenever_the_pools_allow(sizes, batch_size):
+    (batches,), domains = _epoch(sizes, batch_size)
+    half = batch_size // 2
+    pools = [-(-n // half) for n in sizes]  # half-batches per domain
+    total, largest = sum(pools), max(pools)
+    # Cross-domain pairs possible: all but one half-batch, or every other domain's
+    # half-batches against the dominant one.
+    possible = min(total // 2, total - largest)
+    mixed = [batch for batch in batches if len(set(domains[batch])) == 2]
+    assert len(mixed) == possible
+    assert all(len(set(domains[batch])) <= 2 for batch in batches)
+    for batch in mixed:  # one domain per half, each half a dealt half-batch (the last one short)
+        change = np.flatnonzero(np.diff(domains[batch]))
+        assert len(change) == 1 and change[0] + 1 <= half and len(batch) - change[0] - 1 <= half
+
+
+def test_crossdomain_pairs_are_drawn_at_random_not_a_fixed_matching():
+    (batches,), domains = _epoch([400, 400, 400, 400], 16)
+    pairs = {tuple(sorted(set(domains[batch].tolist()))) for batch in batches}
+    assert pairs == {(a, b) for a in range(4) for b in range(a + 1, 4)}
+
+
 def test_two_domain_batches_hold_two_domains_in_halves():
     domains = np.repeat([0, 1, 2], [30, 10, 20])
     sampler = TwoDomainBatchSampler(domains, np.full(60, 400), 300, 8, seed=0, num_replicas=2, rank=1)
     batches = list(sampler)
-    assert len(batches) == len(sampler) == 60 // 16
-    for batch in batches:
-        first, second = domains[[i for i, _ in batch[:4]]], domains[[i for i, _ in batch[4:]]]
-        assert len(set(first)) == 1 and len(set(second)) == 1 and first[0] != second[0]
+    # Half-batches of 4: 8 + 3 + 5 = 16, none beyond half of them: 8 pairs, 4 per rank.
+    assert len(batches) == len(sampler) == 4
+    for batch in batches:  # a half of one domain, then a half of another (2 of domain 0 when short)
+        change = np.flatnonzero(np.diff(domains[[i for i, _ in batch]]))
+        assert len(change) == 1 and change[0] + 1 <= 4 and len(batch) - change[0] - 1 <= 4
+
+
+def test_crossdomain_batches_are_a_function_of_seed_and_epoch():
+    sizes = SPLITS["random-five"]
+    first = _epoch(sizes, 16, num_replicas=2, seed=4, epoch=3)[0]
+    assert first == _epoch(sizes, 16, num_replicas=2, seed=4, epoch=3)[0]
+    assert first != _epoch(sizes, 16, num_replicas=2, seed=4, epoch=4)[0]
+    assert first != _epoch(sizes, 16, num_replicas=2, seed=5, epoch=3)[0]
+
+
+def test_a_crossdomain_sampler_resumed_mid_run_draws_the_batches_of_an_uninterrupted_one():
+    domains = np.repeat(np.arange(3), SPLITS["60/30/10"])
+    lengths = np.random.default_rng(0).integers(200, 900, len(domains))
+
+    def sampler():
+        return TwoDomainBatchSampler(domains, lengths, 300, 16, seed=7, num_replicas=2, rank=1)
+
+    uninterrupted, stopped = sampler(), sampler()
+    expected = []
+    for epoch in range(4):
+        uninterrupted.set_epoch(epoch)
+        expected.append(list(uninterrupted))
+    stopped.set_epoch(1)
+    list(stopped)
+    resumed = sampler()
+    resumed.load_state_dict({**stopped.state_dict(), "epoch": 2})  # what the loop checkpoints
+    again = []
+    for epoch in range(2, 4):
+        resumed.set_epoch(epoch)
+        again.append(list(resumed))
+    assert again == expected[2:]
+    with pytest.raises(ValueError, match="seed"):
+        resumed.load_state_dict({"epoch": 2, "seed": 8})
 
 
 def test_two_domain_batches_need_two_training_domains():

@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch import nn
 
+from heartbeatai.arms import BUILTIN_ARMS, FULL
 from heartbeatai.config import LossConfig, MixStyleConfig, ModelConfig, PreprocessConfig, TrialConfig
 from heartbeatai.model.blocks import SqueezeExcitation1d
 from heartbeatai.training.factory import (
@@ -24,6 +25,7 @@ from heartbeatai.training.factory import (
     loss_from_config,
     model_from_config,
     signal_transform,
+    train_sampler,
     window_lengths,
 )
 
@@ -33,6 +35,9 @@ N_CLASSES = 2
 TRAIN_LABELS = np.array([[1, 0], [0, 0], [1, 1], [0, 0]], dtype=np.float32)
 # Small widths so building is cheap; everything else is TrialConfig's default.
 BASE = TrialConfig().with_overrides({"model.stem_width": 8, "model.widths": [8, 16, 32]})
+# Training records of two domains, for the sampler.
+TRAIN_DOMAINS = np.repeat([0, 1], [30, 20])
+TRAIN_LENGTHS = np.full(len(TRAIN_DOMAINS), 600)
 
 
 @dataclass
@@ -41,6 +46,7 @@ class Built:
     loss: nn.Module
     transform: Any
     windows: tuple[int, int]
+    sampler: Any
 
 
 def build(trial: TrialConfig) -> Built:
@@ -49,6 +55,7 @@ def build(trial: TrialConfig) -> Built:
         loss=loss_from_config(trial, TRAIN_LABELS),
         transform=signal_transform(trial, FS),
         windows=window_lengths(trial, FS),
+        sampler=train_sampler(trial, TRAIN_DOMAINS, TRAIN_LENGTHS, 500, 8),
     )
 
 
@@ -84,7 +91,9 @@ WIRING: dict[str, Wire] = {
     "mixstyle.p": Wire(0.3, lambda b: b.model.mixstyle.p, 0.3),
     "mixstyle.alpha": Wire(0.7, lambda b: b.model.mixstyle.alpha, 0.7),
     "mixstyle.layers": Wire([2], lambda b: b.model.mixstyle_stages, frozenset({2})),
-    "mixstyle.mix": Wire("crossdomain", lambda b: b.model.mixstyle.mix, "crossdomain"),
+    "mixstyle.mix": Wire(
+        "crossdomain", lambda b: (b.model.mixstyle.mix, type(b.sampler).__name__), ("crossdomain", "TwoDomainBatchSampler")
+    ),
     # loss: the loss module (asl by default)
     "loss.kind": Wire("focal", lambda b: type(b.loss).__name__, "FocalLoss"),
     "loss.focal_gamma": Wire(3.0, lambda b: b.loss.gamma, 3.0, context={"loss.kind": "focal"}),
@@ -119,6 +128,19 @@ def test_every_config_field_reaches_the_module_it_configures(field):
 
 def test_wiring_names_only_fields_that_exist():
     assert sorted(WIRING) == sorted(FIELDS)
+
+
+@pytest.mark.parametrize("arm", [a for a in BUILTIN_ARMS.values() if a.trained], ids=lambda a: a.name)
+def test_every_arm_of_a_crossdomain_study_draws_the_batches_full_draws(arm):
+    """The sampler follows mixstyle.mix alone, so no-mixstyle (p = 0) changes MixStyle and nothing else."""
+    full = BASE.with_overrides({"mixstyle.mix": "crossdomain", "mixstyle.p": 0.7, **BUILTIN_ARMS[FULL].overrides})
+    ablated = full.with_overrides(dict(arm.overrides))
+    assert ablated.mixstyle.mix == "crossdomain"
+    assert list(build(ablated).sampler) == list(build(full).sampler)
+
+
+def test_the_no_mixstyle_arm_only_turns_mixstyle_p_off():
+    assert dict(BUILTIN_ARMS["no-mixstyle"].overrides) == {"mixstyle.p": 0.0}
 
 
 def test_label_smoothing_reaches_the_loss():

@@ -12,6 +12,7 @@ import torch
 from heartbeatai.data.folds import fold_records, read_folds
 from heartbeatai.data.prepared import PreparedDataset
 from heartbeatai.metric_names import EPOCH_COLUMNS, VALIDATION_METRICS, metric_mode
+from heartbeatai.training.batches import TwoDomainBatchSampler
 from heartbeatai.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from heartbeatai.training.loop import run_training
 from heartbeatai.training.predict import predict
@@ -144,11 +145,27 @@ def test_loader_processes_leave_a_run_unchanged(planted):
     assert _comparable(in_process.metrics) == _comparable(with_loaders.metrics)
 
 
-def test_crossdomain_mixstyle_at_p_zero_trains_on_plain_crops(planted):
+def test_crossdomain_mixstyle_at_p_zero_still_trains_on_two_domain_batches(planted, monkeypatch):
+    """The sampler follows mixstyle.mix alone (it once fell back to plain crops at p = 0).
+
+    So a study's no-mixstyle arm, which sets p to 0, samples as every other arm does and
+    changes MixStyle only.
+    """
+    seen: list[int] = []  # domains per batch the loop drew
+    draw = TwoDomainBatchSampler.__iter__
+
+    def spying_iter(self):
+        for batch in draw(self):
+            seen.append(len({int(self.domains[i]) for i, _ in batch}))
+            yield batch
+
+    monkeypatch.setattr(TwoDomainBatchSampler, "__iter__", spying_iter)
     recorder = Recorder()
     run_training(_spec(planted, **{"optim.epochs": 1, "mixstyle.mix": "crossdomain", "mixstyle.p": 0.0}),
                  report=recorder)
     assert recorder.metrics[0]["epoch"] == 1
+    # The two training domains are near equal: every batch pairs them, bar an odd half-batch.
+    assert len(seen) > 0 and seen.count(2) >= len(seen) - 1
 
 
 def test_worker_cpus_share_what_the_driver_token_leaves_and_never_overcommit():

@@ -218,12 +218,35 @@ class CropSampler(_EpochSampler, Sampler):
 
 
 class TwoDomainBatchSampler(_EpochSampler, Sampler):
-    """Batches drawn half from one training domain and half from another.
+    """Batches of two half-batches from two training domains; each record once per epoch.
 
     Cross-domain MixStyle (Zhou et al., ICLR 2021) swaps feature statistics between
     samples of different domains; a batch from one domain would leave it nothing to
-    mix. Each batch picks two domains with probability proportional to their size, so
-    an epoch still visits domains as often as plain shuffling would.
+    mix. Drawing each batch's two domains by size without replacement over-draws small
+    domains (records 60/30/10% by domain became samples 45/37/17%), which changes the
+    training distribution along with MixStyle. So an epoch is dealt, not drawn:
+
+    1. each domain's records, shuffled, are dealt into half-batches of batch_size // 2
+       (its last one short when the size does not divide its count);
+    2. half-batches of different domains are paired at random (`pair_half_batches`);
+    3. the batches are shuffled.
+
+    Every record is then drawn exactly once per epoch, as plain shuffling draws it, and
+    each domain's share of the samples is its share of the records. Where pairing
+    cannot be had, records still count once:
+
+    - a dominant domain, with more half-batches than all others together, pairs its
+      surplus with itself: those batches hold one domain and MixStyle leaves them
+      unmixed. A domain with a share s > 1/2 of the records puts about 2s - 1 of the
+      batches in one domain (records 60/30/10%: a fifth of the batches);
+    - an odd number of half-batches leaves one as a batch of its own (half size);
+    - an odd batch size b gives batches of b - 1: pairing needs equal halves;
+    - at most one batch per domain is short (it holds that domain's short half-batch).
+
+    Under DDP every rank computes the same global batches and takes every
+    num_replicas-th; like DistributedSampler, the list is padded with its own head so
+    every rank gets the same number of batches, so up to num_replicas - 1 batches of an
+    epoch are drawn twice.
     """
 
     def __init__(
@@ -242,13 +265,15 @@ class TwoDomainBatchSampler(_EpochSampler, Sampler):
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.crop_len = crop_len
         self.batch_size = batch_size
-        self.domain_ids, counts = np.unique(self.domains, return_counts=True)
+        self.domain_ids = np.unique(self.domains)
         if len(self.domain_ids) < 2:
             raise ValueError("mixstyle.mix: crossdomain needs at least two training domains")
         if batch_size < 2:
             raise ValueError("optim.batch_size: crossdomain batches need at least 2 samples per worker")
-        self.domain_weights = counts / counts.sum()
-        self.per_rank = max(1, len(self.domains) // (batch_size * num_replicas))
+        self.half = batch_size // 2
+        self.members = [np.flatnonzero(self.domains == d) for d in self.domain_ids]
+        self.batches_per_epoch = paired_batch_count([-(-len(m) // self.half) for m in self.members])
+        self.per_rank = -(-self.batches_per_epoch // num_replicas)
 
     def __len__(self) -> int:
         return self.per_rank
@@ -256,30 +281,53 @@ class TwoDomainBatchSampler(_EpochSampler, Sampler):
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         rng = epoch_generator(self.seed, self.epoch)
         starts = crop_offsets(rng, self.lengths, self.crop_len)
-        pools = {d: _Pool(np.flatnonzero(self.domains == d), rng) for d in self.domain_ids}
-        halves = (self.batch_size // 2, self.batch_size - self.batch_size // 2)
-        batches = []
-        for _ in range(self.per_rank * self.num_replicas):
-            pair = rng.choice(self.domain_ids, size=2, replace=False, p=self.domain_weights)
-            members = np.concatenate([pools[d].take(n) for d, n in zip(pair, halves)])
-            batches.append([(int(i), int(starts[i])) for i in members])
-        return iter(batches[self.rank :: self.num_replicas])
+        pools = []
+        for members in self.members:
+            shuffled = rng.permutation(members)
+            pools.append(np.split(shuffled, np.arange(self.half, len(shuffled), self.half)))
+        batches = pair_half_batches(pools, rng)
+        total = self.per_rank * self.num_replicas
+        padded = [batches[k % len(batches)] for k in range(total)]  # repeats the head to pad
+        return iter([[(int(i), int(starts[i])) for i in b] for b in padded[self.rank : total : self.num_replicas]])
 
 
-class _Pool:
-    """A domain's records in shuffled order, reshuffled when used up."""
+def paired_batch_count(half_batches: Sequence[int]) -> int:
+    """How many batches `pair_half_batches` makes of pools with these half-batch counts."""
+    total, largest = sum(half_batches), max(half_batches)
+    surplus = max(0, largest - (total - largest))
+    return -(-surplus // 2) + -(-(total - surplus) // 2)
 
-    def __init__(self, members: np.ndarray, rng: np.random.Generator) -> None:
-        self.members = members
-        self.rng = rng
-        self.queue = rng.permutation(members)
 
-    def take(self, n: int) -> np.ndarray:
-        out = []
-        while n > 0:
-            if len(self.queue) == 0:
-                self.queue = self.rng.permutation(self.members)
-            out.append(self.queue[:n])
-            n -= len(out[-1])
-            self.queue = self.queue[len(out[-1]) :]
-        return np.concatenate(out)
+def pair_half_batches(pools: Sequence[Sequence[np.ndarray]], rng: np.random.Generator) -> list[np.ndarray]:
+    """Every half-batch of every pool (one pool per domain) in exactly one batch, shuffled.
+
+    Pairs are drawn at random: a half-batch with probability proportional to its pool's
+    size, its partner likewise from the other pools. Random pairing alone can strand
+    half-batches of one domain at the end; a multiset of half-batches pairs up across
+    domains (bar one when the count is odd) exactly when no pool holds more than half
+    of it, rounded up. So a pool at that bound is always paired next, which keeps the
+    bound for what remains. A pool beyond it from the start (a dominant domain) first
+    pairs its surplus with itself, in batches of one domain.
+    """
+    pools = [list(p) for p in pools]
+    counts = np.array([len(p) for p in pools])
+    largest = int(np.argmax(counts))
+    surplus = int(counts[largest] - (counts.sum() - counts[largest]))
+    batches = []
+    if surplus > 0:
+        own, pools[largest] = pools[largest][:surplus], pools[largest][surplus:]
+        batches += [np.concatenate(own[k : k + 2]) for k in range(0, surplus, 2)]
+    counts = np.array([len(p) for p in pools])
+    while (remaining := int(counts.sum())) > 0:
+        if remaining == 1:
+            batches.append(pools[int(np.argmax(counts))].pop())
+            break
+        bound = np.flatnonzero(counts == -(-remaining // 2))
+        first = int(bound[0]) if len(bound) else int(rng.choice(len(pools), p=counts / remaining))
+        others = counts.copy()
+        others[first] = 0
+        second = int(rng.choice(len(pools), p=others / others.sum()))
+        batches.append(np.concatenate([pools[first].pop(), pools[second].pop()]))
+        counts[first] -= 1
+        counts[second] -= 1
+    return [batches[k] for k in rng.permutation(len(batches))]

@@ -2,8 +2,8 @@
 
 Every field of the trial configuration that configures a module is mapped to it here
 and nowhere else, so tests/test_factory.py can check that each field reaches its
-module: the model, the signal transform, the window lengths, the loss, the optimiser
-and the schedule.
+module: the model, the signal transform, the window lengths, the training sampler, the
+loss, the optimiser and the schedule.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from heartbeatai.config import TrialConfig
 from heartbeatai.ecg import N_LEADS
 from heartbeatai.losses import build_loss
 from heartbeatai.model import build_model
+from heartbeatai.training.batches import CropSampler, TwoDomainBatchSampler
 from heartbeatai.training.transforms import SignalTransform
 
 N_DEMOGRAPHICS = 3  # PreparedDataset.demographics(): age/100, sex, age known
@@ -70,6 +71,29 @@ def window_lengths(trial: TrialConfig, fs: float) -> tuple[int, int]:
     """(crop, evaluation stride) in samples at `fs`: training crops and sliding windows."""
     pre = trial.preprocess
     return max(1, round(pre.crop_seconds * fs)), max(1, round(pre.eval_stride_seconds * fs))
+
+
+def train_sampler(
+    trial: TrialConfig,
+    domains: np.ndarray,
+    lengths: np.ndarray,
+    crop_len: int,
+    batch_size: int,
+    *,
+    num_replicas: int = 1,
+    rank: int = 0,
+) -> CropSampler | TwoDomainBatchSampler:
+    """Two-domain batches under `mixstyle.mix: crossdomain`, whatever `mixstyle.p`; else crops.
+
+    The sampler follows `mix` alone so that every arm of a study samples alike: the
+    `no-mixstyle` arm sets p to 0, and if that also switched to plain shuffling the
+    ablation would change which records share a batch as well as MixStyle.
+    `batch_size` is per worker; the seed is the trial's.
+    """
+    shard = {"seed": trial.seed, "num_replicas": num_replicas, "rank": rank}
+    if trial.mixstyle.mix == "crossdomain":
+        return TwoDomainBatchSampler(domains, lengths, crop_len, batch_size, **shard)
+    return CropSampler(lengths, crop_len, **shard)
 
 
 def loss_from_config(trial: TrialConfig, train_labels: np.ndarray) -> torch.nn.Module:

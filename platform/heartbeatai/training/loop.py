@@ -44,6 +44,7 @@ from heartbeatai.training.factory import (
     optimizer_from_config,
     scheduler_from_config,
     signal_transform,
+    train_sampler,
     window_lengths,
 )
 from heartbeatai.training.spec import TrainSpec
@@ -239,12 +240,10 @@ def _train_loader(
 ) -> tuple[DataLoader, CropSampler | TwoDomainBatchSampler]:
     """The training loader and its checkpointable sampler."""
     crops = CropDataset(dataset, records, crop_len, transform)
-    shard = {"seed": trial.seed, "num_replicas": world, "rank": rank}
-    if trial.mixstyle.mix == "crossdomain" and trial.mixstyle.p > 0:
-        batches = TwoDomainBatchSampler(records.domains, records.lengths, crop_len, batch, **shard)
-        return DataLoader(crops, batch_sampler=batches, **loading), batches
+    sampler = train_sampler(trial, records.domains, records.lengths, crop_len, batch, num_replicas=world, rank=rank)
+    if isinstance(sampler, TwoDomainBatchSampler):
+        return DataLoader(crops, batch_sampler=sampler, **loading), sampler
     # A short last batch is kept: batch-norm over (batch x time) works with one record.
-    sampler = CropSampler(records.lengths, crop_len, **shard)
     return DataLoader(crops, sampler=sampler, batch_size=batch, **loading), sampler
 
 
