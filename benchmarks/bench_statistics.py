@@ -36,7 +36,7 @@ from heartbeatai.analysis.degradation_split import ScoredRecords, split_parts, t
 from heartbeatai.analysis.intervals import auroc_interval, average_precision_interval, f1_interval
 from heartbeatai.analysis.macro_intervals import macro_intervals
 from heartbeatai.analysis.prior_shift import adjust_to_prior
-from heartbeatai.study.evaluation import weighted_class_metrics
+from heartbeatai.analysis.weighted_metrics import weighted_class_metrics
 
 POSITIVES = (1, 2, 3, 5, 10, 30, 100)
 COVERAGE_TARGETS = {10: 0.90, 30: 0.93}

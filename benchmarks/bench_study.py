@@ -45,7 +45,8 @@ def _study_config(name: str, storage: Path, records: int, epochs: int, trials: i
         },
         "search": {"trials_per_fold": trials},
         "scheduler": {"kind": "asha", "grace_period": 1, "reduction_factor": 2},
-        "seeds": [0],
+        "search_seed": 0,
+        "seeds": [1],
         "arms": ["full"],
         "storage": str(storage),
     })

@@ -34,7 +34,7 @@ def tiny_study(data: Path, storage: Path, name: str = "tiny", **fields: Any) -> 
         "arms": ["full", "prevalence"],
         "selection": {"oracle": False},
         "record_views": 0,
-        "bootstrap": 20,
+        "analysis": {"bootstrap": 20},
         "storage": str(storage),
     }
     raw.update(fields)

@@ -1,22 +1,22 @@
 """End to end: on the synthetic benchmark with one kind of shift switched on, the
-degradation split (study/degradation.py) points at that kind.
+degradation split (analysis/degradation.py) points at that kind.
 
 For each shift kind a benchmark of six classes with clear signatures at 100 Hz is
 generated, prepared and split into folds by the platform's own code; the platform's
 model is trained in-process on the held-out domain's LODO fold and on one intra fold of
 that domain (train/val from the folds file, best-validation epoch, thresholds tuned on
-val); each is tested on its fold's test records with the study's `evaluate_test`, and
-`degradation_table` over those predictions and class_metrics rows gives the split, as
-the study's analysis does.
+val); each scores its fold's test and validation records, `evaluate_run` gives the
+class_metrics rows as the study writes them, and `degradation_rows` over those predictions
+gives the split, as the study's analysis does.
 
 - prevalence only (shift 1, chapman held out): the signals are drawn alike everywhere,
   so (a) ranking stays put while (c) prevalence moves where the prevalence moved;
 - style only (shift 2, georgia held out): prevalences are alike everywhere, so (c) stays
   near 0 while the loss shows in (a) ranking or (b) threshold transfer.
 
-Margins come from the data, not from pinned figures: the bootstrap half-width of the
-AUROCs, the same split computed with the intra runs on both sides (what (b) and (c) read
-with no change of domain), and each part's size under the other kind of shift.
+Margins come from the data, not from pinned figures: each part's paired-bootstrap interval
+(a part "is there" when its interval excludes zero) and its size under the other kind of
+shift.
 Slow (1-2 minutes on two cores); `-s` prints the figures.
 """
 
@@ -34,8 +34,8 @@ from heartbeatai.data.folds import fold_records, read_folds, write_folds
 from heartbeatai.data.prepare import PrepareSettings, prepare
 from heartbeatai.data.prepared import PreparedDataset
 from heartbeatai.data.synthetic import clean_labels, write_benchmark
-from heartbeatai.study.degradation import degradation_table
-from heartbeatai.study.evaluation import evaluate_test
+from heartbeatai.analysis.degradation import degradation_rows
+from heartbeatai.analysis.evaluation import evaluate_run, prediction_rows, run_predictions
 from heartbeatai.training.loop import run_training
 from heartbeatai.training.predict import predict
 from heartbeatai.training.spec import TrainSpec
@@ -78,13 +78,22 @@ def _train_and_test(data: Path, fold_id: str, protocol: str, folds: pd.DataFrame
     split = fold_records(folds, fold_id)
     dataset = PreparedDataset(data)
     train_prevalence = dataset.labels(list(CLASSES))[dataset.index_of(split["train"])].mean(axis=0)
-    ids, probs, thresholds = predict(keep, data, split["test"], device=torch.device("cpu"))
-    rows = dataset.index_of(ids)
     key = {"study": "synthetic", "protocol": protocol, "fold_id": fold_id, "arm": "full", "seed": SEED,
            "selection": "val", "trial_id": fold_id}
-    return evaluate_test(ids, dataset.records["domain"].to_numpy()[rows], dataset.labels(list(CLASSES))[rows],
-                         probs, thresholds, CLASSES, train_prevalence, key,
-                         y_clean=clean_labels(dataset, ids, list(CLASSES)), n_boot=200, seed=SEED)
+    frames, arrays = [], {}
+    for name in ("test", "val"):
+        ids, probs, thresholds = predict(keep, data, split[name], device=torch.device("cpu"))
+        rows = dataset.index_of(ids)
+        frame = prediction_rows(ids, dataset.records["domain"].to_numpy()[rows], probs,
+                                dataset.labels(list(CLASSES))[rows], CLASSES, key, name,
+                                y_clean=clean_labels(dataset, ids, list(CLASSES)))
+        frames.append(frame)
+        arrays[name] = run_predictions(frame, CLASSES)
+    tables = evaluate_run(arrays["test"], arrays["val"], thresholds, train_prevalence, CLASSES, key,
+                          min_positives=10, n_boot=200, seed=SEED)
+    trial = {**key, "status": "completed", "cfg.label_smoothing": spec.trial.label_smoothing}
+    return {"predictions": pd.concat(frames, ignore_index=True), "class_metrics": tables["class_metrics"],
+            "trials": pd.DataFrame([trial])}
 
 
 def _degradation(tmp: Path, shift_kind: str) -> pd.DataFrame:
@@ -108,32 +117,16 @@ def _degradation(tmp: Path, shift_kind: str) -> pd.DataFrame:
             # folds.intra_per_domain = 1 runs it.
             if fold_id in (f"lodo:{held_out}", f"intra:{held_out}:0"):
                 tables.append(_train_and_test(data, fold_id, protocol, folds, tmp / "runs"))
-    predictions = pd.concat([t["predictions"] for t in tables], ignore_index=True)
-    class_metrics = pd.concat([t["class_metrics"] for t in tables], ignore_index=True)
-    f1, auroc = _split(degradation_table(predictions, class_metrics, n_boot=200, seed=SEED), held_out)
-    # The same split with the intra runs on both sides: what the threshold and prevalence
-    # parts read with no change of domain (finite-sample optimism of the best threshold,
-    # the sampling difference of train and test prevalence): the null they are judged by.
-    intra = {name: frame[frame["protocol"] == "intra"] for name, frame in
-             (("predictions", predictions), ("class_metrics", class_metrics))}
-    same_domain = {name: pd.concat([frame, frame.assign(protocol="lodo")], ignore_index=True)
-                   for name, frame in intra.items()}
-    null, _ = _split(degradation_table(same_domain["predictions"], same_domain["class_metrics"],
-                                       n_boot=200, seed=SEED), held_out)
-    f1["threshold_null"], f1["prevalence_null"] = null["threshold_part"], null["prevalence_part"]
-    # Half-width of the bootstrap intervals of the two AUROCs a ranking part compares.
-    f1["ranking_noise"] = ((auroc["intra_hi"] - auroc["intra_lo"]) + (auroc["lodo_hi"] - auroc["lodo_lo"])) / 4
+    frames = {name: pd.concat([t[name] for t in tables], ignore_index=True)
+              for name in ("predictions", "class_metrics", "trials")}
+    rows = degradation_rows(frames["predictions"], frames["class_metrics"], frames["trials"], "synthetic",
+                            n_boot=200, seed=SEED, min_positives=10)
+    f1 = rows[(rows["label_set"] == "clean") & (rows["domain"] == held_out)].set_index("class")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(f"\n{shift_kind}-only shift, {held_out} held out (F1, clean labels):")
-        print(f1[["train_prevalence", "test_prevalence", "intra", "lodo", "ranking_part", "ranking_noise",
-                  "threshold_part", "threshold_null", "prevalence_part", "prevalence_null"]].round(3))
+        print(f1[["train_prevalence_lodo", "test_prevalence", "f1_reference", "f1_lodo", "ranking", "ranking_lo",
+                  "ranking_hi", "threshold", "prevalence", "prevalence_lo", "prevalence_hi"]].round(3))
     return f1
-
-
-def _split(table: pd.DataFrame, domain: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The F1 and AUROC rows of one domain against the clean labels, indexed by class."""
-    rows = table[(table["label_set"] == "clean") & (table["domain"] == domain)]
-    return tuple(rows[rows["metric"] == m].set_index("class") for m in ("f1", "auroc"))
 
 
 @pytest.fixture(scope="module")
@@ -148,44 +141,39 @@ def style_shift(tmp_path_factory) -> pd.DataFrame:
     return _degradation(tmp_path_factory.mktemp("style"), "style")
 
 
+def _beyond_zero(f1: pd.DataFrame, part: str) -> pd.Series:
+    """The part's paired-bootstrap interval excludes zero."""
+    return (f1[f"{part}_lo"] > 0) | (f1[f"{part}_hi"] < 0)
+
+
 def _ranking_loss(f1: pd.DataFrame) -> pd.Series:
-    return (-f1["ranking_part"]).clip(lower=0)
+    return (-f1["ranking"]).clip(lower=0)
 
 
 def _threshold_loss(f1: pd.DataFrame) -> pd.Series:
-    """Threshold-transfer loss beyond what the same split reads within the domain."""
-    return (f1["threshold_null"] - f1["threshold_part"]).clip(lower=0)
+    return (-f1["threshold"]).clip(lower=0)
 
 
 def test_prevalence_only_shift_shows_in_the_prevalence_part_not_in_ranking(prevalence_shift, style_shift):
     f1 = prevalence_shift
-    moved = (f1["train_prevalence"] / f1["test_prevalence"]).pipe(np.log).abs() > np.log(2)
+    moved = (f1["train_prevalence_lodo"] / f1["test_prevalence"]).pipe(np.log).abs() > np.log(2)
     assert moved.sum() >= 3, "the held-out domain should differ at least twofold in prevalence for several classes"
-    # (c) is there: beyond the same-domain null for the classes whose prevalence moved, and
-    # in the direction of the move (rarer in training -> the test domain's own prevalence helps).
-    beyond_null = f1["prevalence_part"].abs() > f1["prevalence_null"].abs()
-    assert (moved & beyond_null).sum() >= 3
-    direction = np.sign(f1["test_prevalence"] - f1["train_prevalence"])
-    assert (np.sign(f1["prevalence_part"])[moved & beyond_null] == direction[moved & beyond_null]).all()
+    # (c) is there for the classes whose prevalence moved, beyond its bootstrap noise ...
+    assert (moved & _beyond_zero(f1, "prevalence")).sum() >= 3
     # ... and it is this shift's own part: far larger than under a style shift.
-    assert f1["prevalence_part"].abs().sum() > 2 * style_shift["prevalence_part"].abs().sum()
-    # (a) is not: each class's AUROC loss within its bootstrap noise or below its prevalence
-    # part, and all of them together a small fraction of (c).
-    ranking_loss = _ranking_loss(f1)
-    assert ((ranking_loss <= 2 * f1["ranking_noise"]) | (ranking_loss < f1["prevalence_part"].abs())).all()
-    assert ranking_loss.sum() < f1["prevalence_part"].abs().sum() / 4
+    assert f1["prevalence"].abs().sum() > 2 * style_shift["prevalence"].abs().sum()
+    # (a) is not: the ranking loss, over all classes, a small fraction of (c).
+    assert _ranking_loss(f1).sum() < f1["prevalence"].abs().sum() / 4
 
 
 def test_style_only_shift_shows_in_ranking_or_threshold_not_in_prevalence(style_shift, prevalence_shift):
     f1 = style_shift
     ranking_loss, threshold_loss = _ranking_loss(f1), _threshold_loss(f1)
-    # (a) or (b) is there: most classes lose ranking beyond the bootstrap noise or lose to
-    # threshold transfer beyond the same-domain null by more than their prevalence part ...
-    lost = (ranking_loss > 2 * f1["ranking_noise"]) | (threshold_loss > f1["prevalence_part"].abs())
+    # (a) or (b) is there: most classes lose ranking or threshold transfer beyond the noise ...
+    lost = (_beyond_zero(f1, "ranking") & (f1["ranking"] < 0)) | (_beyond_zero(f1, "threshold") & (f1["threshold"] < 0))
     assert lost.sum() >= len(f1) // 2
     # ... and it is this shift's own loss: far larger than under a prevalence shift.
     style_loss = (ranking_loss + threshold_loss).sum()
     assert style_loss > 2 * (_ranking_loss(prevalence_shift) + _threshold_loss(prevalence_shift)).sum()
-    # (c) is not: prevalences match across domains, so the prevalence part is a small
-    # fraction of the style loss.
-    assert f1["prevalence_part"].abs().sum() < style_loss / 4
+    # (c) is not: prevalences match across domains, so the prevalence part is a small fraction.
+    assert f1["prevalence"].abs().sum() < style_loss / 4

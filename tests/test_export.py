@@ -9,8 +9,9 @@ import torch
 
 from heartbeatai.config import RunFile, TrialConfig
 from heartbeatai.results import ResultsStore, ResultsWriter
-from heartbeatai.study.consensus import consensus_config, consensus_value
-from heartbeatai.study.export import ExportError, best_config_rows, consensus_rows, export_study, run_file_text
+from heartbeatai.analysis.consensus import consensus_config, consensus_value
+from heartbeatai.analysis.consensus import best_config_rows, consensus_rows, run_file_text
+from heartbeatai.study.export import ExportError, export_study
 
 from train_fixtures import tiny_run_file, write_planted_dataset
 

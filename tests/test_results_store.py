@@ -154,7 +154,8 @@ def test_studies_lists_only_folders_with_results(tmp_path, writer):
     (tmp_path / "stray.txt").write_text("x")
 
     assert ResultsStore(tmp_path).studies() == ["demo"]
-    assert json.loads((tmp_path / "demo" / "results" / "schema_version.json").read_text())["schema_version"] == 1
+    assert json.loads((tmp_path / "demo" / "results" / "schema_version.json").read_text())["schema_version"] == schema.SCHEMA_VERSION
+    assert ResultsStore(tmp_path).schema_version("demo") == schema.SCHEMA_VERSION and ResultsStore(tmp_path).schema_version("x") is None
 
 
 def test_a_store_of_another_schema_version_is_refused(tmp_path, writer):

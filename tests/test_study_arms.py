@@ -20,7 +20,7 @@ from train_fixtures import FOLD, write_planted_dataset
 
 USER_ARMS = {"wide-stem": {"model.stem_width": 16, "model.stem_kernel": 9}}
 ARMS = [*BUILTIN_ARMS, *USER_ARMS]
-SEEDS = [0, 1]
+SEEDS = [1, 2]  # disjoint from the search seed 0
 
 
 @pytest.fixture(scope="module")

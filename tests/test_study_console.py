@@ -48,6 +48,6 @@ def test_a_study_says_a_line_per_finished_trial_of_each_stage(tmp_path):
                         r"\(1 finished\): val_macro_auroc = [\d.]+ \(epoch \d\)$", out, re.MULTILINE)
     errored = re.findall(rf"^\[{FOLD}\] trial \S+ errored after \d+ s \(2 finished\): RuntimeError: .*fails",
                          out, re.MULTILINE)
-    arms = re.findall(rf"^\[{FOLD}\] full seed 0 \S+ completed after \d+ s \(1 finished\)", out, re.MULTILINE)
+    arms = re.findall(rf"^\[{FOLD}\] full seed 1 \S+ completed after \d+ s \(1 finished\)", out, re.MULTILINE)
     assert len(search) == 1 and len(errored) == 1 and len(arms) == 1, out
     assert f"[{FOLD}] search: 2 trials, 1 at a time" in out and "study console finished" in out

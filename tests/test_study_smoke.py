@@ -49,7 +49,7 @@ def test_smoke_study_fills_every_table_and_exports_runnable_configs(tmp_path):
         assert chatter not in run.stdout, f"Tune's {chatter!r} in the study's output:\n{run.stdout}"
     search_lines = re.findall(rf"^\[{FOLD}\] trial \S+ (?:completed|early_stopped) after \d+ s "
                               r"\(\d+ finished\): val_macro_auroc = [\d.]+", run.stdout, re.MULTILINE)
-    arm_lines = re.findall(rf"^\[{FOLD}\] (?:full|no-se) seed 0 \S+ completed after \d+ s", run.stdout, re.MULTILINE)
+    arm_lines = re.findall(rf"^\[{FOLD}\] (?:full|no-se) seed 1 \S+ completed after \d+ s", run.stdout, re.MULTILINE)
     assert len(search_lines) == 2 and len(arm_lines) == 2, run.stdout
     assert f"[{FOLD}] search: 2 trials" in run.stdout
 
@@ -66,8 +66,10 @@ def test_smoke_study_fills_every_table_and_exports_runnable_configs(tmp_path):
     assert runs >= {("search", "val"), ("search", "oracle"), ("full", "val"), ("no-se", "val"), ("prevalence", "val")}
     assert set(tested["label_set"]) == {"noisy", "clean"}  # the synthetic manifest's clean labels
     assert (tested["ci_low"] <= tested["value"]).all() and (tested["value"] <= tested["ci_high"]).all()
-    predictions = store.read("smoke", "predictions", filters={"arm": "full"})
+    predictions = store.read("smoke", "predictions", filters={"arm": "full", "split": "test"})
     assert len(predictions) == 30 and set(predictions["domain"]) == {"georgia"}  # the whole held-out domain
+    calibration = store.read("smoke", "predictions", filters={"arm": "full", "split": "val"})
+    assert len(calibration) == 8 and "georgia" not in set(calibration["domain"])  # training domains' validation
 
     assert set(store.read("smoke", "dataset_card")["domain"]) == {"cpsc", "ptbxl", "georgia"}
     views = store.read("smoke", "record_views")

@@ -1,6 +1,6 @@
 """Classification metrics: pure functions of label, score and decision arrays.
 
-Conventions shared with the study's evaluation (study/evaluation.py):
+Conventions shared with the study analysis (analysis/evaluation.py, analysis/weighted_metrics.py):
 - a class is *present* in an evaluated set with at least one positive and one negative;
   per-class figures of absent classes are NaN and macro averages run over present
   classes only, reported as `classes_used`;
@@ -143,6 +143,16 @@ def challenge_score(y_true: np.ndarray, y_pred: np.ndarray, class_codes: Sequenc
     weighted credit is normalised so the true labels score 1 and always calling sinus
     rhythm scores 0.
     """
+    observed, correct, baseline = challenge_credits(y_true, y_pred, class_codes).sum(axis=1)
+    if correct == baseline:
+        return 0.0
+    return float((observed - baseline) / (correct - baseline))
+
+
+def challenge_credits(y_true: np.ndarray, y_pred: np.ndarray, class_codes: Sequence[str]) -> np.ndarray:
+    """(3, N) per-record weighted credit of the calls, of the true labels and of the inactive
+    classifier: the challenge score is (sum obs - sum base) / (sum correct - sum base), so a
+    record-weighted (bootstrap) score is the same ratio of weighted sums."""
     y = np.asarray(y_true, dtype=bool)
     p = np.asarray(y_pred, dtype=bool)
     _check_shapes(y, p)
@@ -153,13 +163,7 @@ def challenge_score(y_true: np.ndarray, y_pred: np.ndarray, class_codes: Sequenc
     outputs = _scored_columns(p, class_codes, codes)
     inactive = np.zeros_like(labels)
     inactive[:, codes.index(SINUS_RHYTHM)] = True
-
-    observed = _weighted_credit(labels, outputs, weights)
-    correct = _weighted_credit(labels, labels, weights)
-    baseline = _weighted_credit(labels, inactive, weights)
-    if correct == baseline:
-        return 0.0
-    return float((observed - baseline) / (correct - baseline))
+    return np.stack([_record_credit(labels, calls, weights) for calls in (outputs, labels, inactive)])
 
 
 def _scored_columns(matrix: np.ndarray, class_codes: Sequence[str], scored: list[str]) -> np.ndarray:
@@ -173,11 +177,11 @@ def _scored_columns(matrix: np.ndarray, class_codes: Sequence[str], scored: list
     return out
 
 
-def _weighted_credit(labels: np.ndarray, outputs: np.ndarray, weights: np.ndarray) -> float:
-    """sum(W * A) for the official modified confusion matrix A, vectorised."""
+def _record_credit(labels: np.ndarray, outputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per record, its share of sum(W * A) for the official modified confusion matrix A."""
     union = np.maximum((labels | outputs).sum(axis=1), 1).astype(float)
-    confusion = (labels / union[:, None]).T @ outputs.astype(float)
-    return float(np.nansum(weights * confusion))
+    weights = np.nan_to_num(weights)
+    return np.einsum("ij,jk,ik->i", labels / union[:, None], weights, outputs.astype(float))
 
 
 def _check_shapes(a: np.ndarray, b: np.ndarray) -> None:

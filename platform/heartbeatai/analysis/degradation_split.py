@@ -67,23 +67,23 @@ def best_f1(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarra
     `scores` are (N, C) or (B, N, C) when they differ per replicate. Every distinct score
     is a candidate cut; records with equal scores are called together.
     """
-    n_boot = weights.shape[0]
+    n_boot, n_records = weights.shape
     out = np.full((n_boot, y.shape[1]), np.nan)
+    rows = np.arange(n_boot)[:, None]
     for c in range(y.shape[1]):
-        for b in range(n_boot):
-            s = scores[b, :, c] if scores.ndim == 3 else scores[:, c]
-            order = np.argsort(-s, kind="stable")
-            w = weights[b, order]
-            pos = w * y[order, c]
-            neg = w * ~y[order, c]
-            s_desc = s[order]
-            last_of_tie = np.r_[s_desc[1:] != s_desc[:-1], True]
-            tp = np.cumsum(pos)[last_of_tie]
-            fp = np.cumsum(neg)[last_of_tie]
-            total = pos.sum()
-            if total <= 0:
-                continue
-            out[b, c] = np.max(2 * tp / (tp + fp + total))
+        s = scores[:, :, c] if scores.ndim == 3 else np.broadcast_to(scores[:, c], (n_boot, n_records))
+        order = np.argsort(-s, axis=1, kind="stable")
+        s_desc = s[rows, order]
+        w = weights[rows, order]
+        pos = w * y[order, c]
+        tp = np.cumsum(pos, axis=1)
+        called = np.cumsum(w, axis=1)
+        total = tp[:, -1:]
+        # Only the last record of a run of equal scores is a cut the data can make.
+        cut = np.concatenate([s_desc[:, 1:] != s_desc[:, :-1], np.ones((n_boot, 1), bool)], axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f1 = np.where(cut, 2 * tp / (called + total), 0.0)
+        out[:, c] = np.where(total[:, 0] > 0, f1.max(axis=1), np.nan)
     return out
 
 

@@ -11,6 +11,7 @@ running study reads only the parts written since it last looked.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 from collections.abc import Iterable, Mapping
@@ -84,6 +85,15 @@ class ResultsStore:
             if self._fs.get_file_info(f"{info.path}/{schema.RESULTS_DIR}").type == pafs.FileType.Directory:
                 found.append(info.base_name)
         return sorted(found)
+
+    def schema_version(self, study: str) -> int | None:
+        """The results schema the study was written with (None: nothing written yet)."""
+        schema.check_study_name(study)
+        path = f"{self._root_path}/{study}/{schema.RESULTS_DIR}/{schema.VERSION_FILE}"
+        if self._fs.get_file_info(path).type != pafs.FileType.File:
+            return None
+        with self._fs.open_input_stream(path) as handle:
+            return json.loads(handle.read().decode()).get("schema_version")
 
     def status(self, study: str, table: str) -> TableStatus:
         return self._load(study, table).status

@@ -18,73 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from heartbeatai.config import RunFile
 from heartbeatai.metric_names import metric_mode
 from heartbeatai.results import ResultsStore
 from heartbeatai.results.schema import CONSENSUS_FOLD
-from heartbeatai.study.consensus import consensus_config
+from heartbeatai.analysis.consensus import EXPORTED_SELECTION, consensus_rows, fold_selections, parse_run_file
 
-EXPORTED_SELECTION = "val"
 CONSENSUS_FILE = "consensus.yaml"
 # A rerun on CPU with the same seed repeats exactly; a study trained with several Ray
 # workers or on GPU does not, so the check allows this much difference by default.
 CHECK_TOLERANCE = 0.02
-# Selection metrics that are minimised; every other `val_*` metric is maximised.
 
 
 class ExportError(RuntimeError):
     """Nothing to export, or an exported run does not rerun to its recorded metric."""
-
-
-def run_file_text(run_file: RunFile) -> str:
-    """The YAML text `RunFile.dump` writes, for the best_configs table."""
-    return yaml.safe_dump(run_file.model_dump(mode="json"), sort_keys=False)
-
-
-def parse_run_file(text: str) -> RunFile:
-    """A stored run file's YAML text, validated."""
-    return RunFile.model_validate(yaml.safe_load(text))
-
-
-def best_config_rows(
-    study: str,
-    protocol: str,
-    fold_id: str,
-    selection: str,
-    run_file: RunFile | str,
-    metric: str | None,
-    value: float | None,
-) -> pd.DataFrame:
-    """One best_configs row: a fold's selected run file (or the consensus) and its metric."""
-    text = run_file if isinstance(run_file, str) else run_file_text(run_file)
-    return pd.DataFrame([{
-        "study": study, "protocol": protocol, "fold_id": fold_id, "selection": selection,
-        "metric": metric, "value": None if value is None else float(value), "run_file": text,
-    }])
-
-
-def consensus_run_file(run_files: list[RunFile]) -> RunFile:
-    """The first run file with its trial configuration replaced by the folds' consensus."""
-    trial = consensus_config([r.trial for r in run_files])
-    return run_files[0].model_copy(update={"trial": trial})
-
-
-def consensus_rows(store: ResultsStore, study: str) -> pd.DataFrame:
-    """best_configs rows (fold_id "consensus") per protocol from the folds' val selections.
-
-    The consensus was never trained, so its metric is the folds' selection metric and
-    its value is left empty.
-    """
-    folds = _fold_selections(store, study)
-    frames = []
-    for protocol, rows in folds.groupby("protocol", sort=True):
-        run_files = [parse_run_file(text) for text in rows["run_file"]]
-        consensus = consensus_run_file(run_files)
-        frames.append(best_config_rows(study, protocol, CONSENSUS_FOLD, EXPORTED_SELECTION,
-                                       consensus, consensus.selection_metric, None))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def export_study(
@@ -98,7 +46,7 @@ def export_study(
     """
     root, _, study = str(study_dir).rstrip("/").rpartition("/")
     store = ResultsStore(root or ".")
-    folds = _fold_selections(store, study)
+    folds = fold_selections(store, study)
     if folds.empty:
         raise ExportError(f"study {study!r} has no recorded best configurations yet (is its search finished?)")
     out = Path(out_dir)
@@ -165,8 +113,3 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def _fold_selections(store: ResultsStore, study: str) -> pd.DataFrame:
-    """The folds' val-selected best_configs rows (no consensus), ordered by protocol and fold."""
-    rows = store.read(study, "best_configs", filters={"selection": EXPORTED_SELECTION})
-    rows = rows[rows["fold_id"] != CONSENSUS_FOLD]
-    return rows.sort_values(["protocol", "fold_id"]).reset_index(drop=True)

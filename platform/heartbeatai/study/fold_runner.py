@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 
 from heartbeatai.arms import PREVALENCE, SEARCH, resolve_arms
 from heartbeatai.config import RunFile, TrialConfig
@@ -71,7 +72,9 @@ class FoldRunner:
         self.data_path, self.classes, self.progress = study.data_path, study.classes, study.progress
         self.sealed = SealedSplit.from_folds(read_folds(study.data_path, protocol)[0], fold_id)
         self.dataset = PreparedDataset(study.data_path)
-        self.base = TrialConfig.model_validate(self.config.trial).with_overrides({"seed": self.config.seeds[0]})
+        # The search trains at the search seed; the arms retrain at the arm seeds, disjoint from
+        # it, so `full` is never the validation-selected draw with its seed luck (DESIGN.md, Study).
+        self.base = TrialConfig.model_validate(self.config.trial).with_overrides({"seed": self.config.search_seed})
         self.store = study.store
 
     def run(self) -> None:
@@ -126,7 +129,7 @@ class FoldRunner:
         sched = self.config.scheduler
         stage = SearchStage(
             space=self.config.search.space, trials=self.config.search.trials_per_fold,
-            sampler_seed=self.config.seeds[0], optuna_storage=self.study.optuna_storage,
+            sampler_seed=self.config.search_seed, optuna_storage=self.study.optuna_storage,
             grace_period=sched.grace_period, reduction_factor=sched.reduction_factor, asha=sched.kind == "asha",
         )
         self.progress(f"[{self.fold_id}] search: {stage.trials} trials, {self.study.stage_runner.concurrent} at a time")
@@ -150,7 +153,7 @@ class FoldRunner:
         from heartbeatai.study.importances import importance_rows, search_importances
 
         importances, finished = search_importances(self.study.optuna_storage, context.optuna_study_name,
-                                                   seed=self.config.seeds[0])
+                                                   seed=self.config.search_seed)
         if importances is None:
             self.progress(f"[{self.fold_id}] importances skipped: {finished} finished trial(s)")
             return
@@ -213,33 +216,44 @@ class FoldRunner:
         self._test_checkpoint(selection.checkpoint_path, SEARCH, self.base.seed, kind, selection.trial_id)
 
     def _test_checkpoint(self, checkpoint: str, arm: str, seed: int, selection: str, trial_id: str) -> None:
+        """Score the test records, and the validation records the analysis calibrates on."""
         test_ids = self.sealed.release_test(self.journal)
-        ids, probs, thresholds = self._predict(checkpoint, test_ids)
-        self._write_evaluation(ids, probs, thresholds, arm, seed, selection, trial_id)
+        val_ids = list(self.sealed.val_ids)
+        ids, probs, thresholds = self._predict(checkpoint, test_ids + val_ids)
+        self._write_evaluation({"test": probs[: len(test_ids)], "val": probs[len(test_ids):]},
+                               {"test": test_ids, "val": val_ids}, thresholds, arm, seed, selection, trial_id)
 
     def _test_prevalence(self, seed: int) -> None:
-        from heartbeatai.study.evaluation import prevalence_scores, prevalence_thresholds
+        from heartbeatai.analysis.evaluation import prevalence_scores, prevalence_thresholds
 
-        test_ids = self.sealed.release_test(self.journal)
+        ids = {"test": self.sealed.release_test(self.journal), "val": list(self.sealed.val_ids)}
         train_prevalence = self._train_prevalence()
-        scores = prevalence_scores(train_prevalence, len(test_ids))
+        scores = {split: prevalence_scores(train_prevalence, len(split_ids)) for split, split_ids in ids.items()}
         # The honest all-positive floor (F1 = 2 pi / (1 + pi)), not 0.5's F1 = 0 for every rare class.
-        self._write_evaluation(test_ids, scores, prevalence_thresholds(train_prevalence), PREVALENCE, seed, "val",
+        self._write_evaluation(scores, ids, prevalence_thresholds(train_prevalence), PREVALENCE, seed, "val",
                                PREVALENCE)
 
-    def _write_evaluation(self, ids, probs, thresholds, arm: str, seed: int, selection: str, trial_id: str) -> None:
+    def _write_evaluation(self, probs: dict[str, np.ndarray], ids: dict[str, list[str]], thresholds: np.ndarray,
+                          arm: str, seed: int, selection: str, trial_id: str) -> None:
+        """Predictions of both splits into the store, then the test split's metrics (analysis.evaluation)."""
+        from heartbeatai.analysis.evaluation import evaluate_run, prediction_rows, run_predictions
         from heartbeatai.data.synthetic import clean_labels
-        from heartbeatai.study.evaluation import evaluate_test
 
         dataset = self.dataset
-        rows = dataset.index_of(list(ids))
         key = self.run_key(arm, seed, selection, trial_id)
-        tables = evaluate_test(
-            list(ids), dataset.records["domain"].to_numpy()[rows], dataset.labels(self.classes)[rows], probs,
-            thresholds, self.classes, self._train_prevalence(), key,
-            y_clean=clean_labels(dataset, list(ids), self.classes),
-            n_boot=self.config.bootstrap, seed=seed,
-        )
+        frames = []
+        for split, split_ids in ids.items():
+            rows = dataset.index_of(split_ids)
+            frames.append(prediction_rows(split_ids, dataset.records["domain"].to_numpy()[rows],
+                                          probs[split], dataset.labels(self.classes)[rows], self.classes, key,
+                                          split, y_clean=clean_labels(dataset, split_ids, self.classes)))
+        predictions = pd.concat(frames, ignore_index=True)
+        self.writer.write("predictions", predictions)
+        by_split = {split: run_predictions(rows, self.classes) for split, rows in predictions.groupby("split")}
+        analysis = self.config.analysis
+        tables = evaluate_run(by_split["test"], by_split.get("val"), thresholds, self._train_prevalence(),
+                              self.classes, key, min_positives=analysis.min_positives, n_boot=analysis.bootstrap,
+                              seed=analysis.seed)
         for table, frame in tables.items():
             self.writer.write(table, frame)
 
@@ -258,7 +272,7 @@ class FoldRunner:
     def _write_best_config(self, selection_kind: str, selection: Selection) -> None:
         from heartbeatai.config import Provenance
         from heartbeatai.data.folds import folds_path
-        from heartbeatai.study.export import best_config_rows
+        from heartbeatai.analysis.consensus import best_config_rows
 
         dataset = self.dataset
         run_file = RunFile(
@@ -276,7 +290,7 @@ class FoldRunner:
         from heartbeatai.study.record_views import pick_record_views, record_view_rows
 
         key = self.run_key(SEARCH, self.base.seed, "val", selection.trial_id)
-        predictions = self.store.read(self.config.name, "predictions", filters=key)
+        predictions = self.store.read(self.config.name, "predictions", filters={**key, "split": "test"})
         thresholds = self.store.read(self.config.name, "class_metrics", filters={**key, "label_set": "noisy"})
         thresholds = thresholds.set_index("class")["threshold"].reindex(self.classes).to_numpy()
         picks = pick_record_views(predictions, thresholds, self.classes, self._train_prevalence(),

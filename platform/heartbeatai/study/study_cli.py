@@ -1,4 +1,4 @@
-"""`heartbeatai study plan|run|resume|status` and `heartbeatai export` (DESIGN.md, Command line)."""
+"""`heartbeatai study plan|run|resume|status|analyse` and `heartbeatai export` (DESIGN.md, Command line)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status = verbs.add_parser("status", help="per fold progress and errored trials with their error text")
     status.add_argument("study_dir", help="<storage>/<study>")
     status.set_defaults(func=_status)
+
+    analyse = verbs.add_parser("analyse", help="recompute the study-level tables from the results store alone",
+                               description="Rewrite the test intervals, ablation_tests, degradation and the "
+                                           "consensus from the stored predictions: no training, no data, no Ray.")
+    analyse.add_argument("study_dir", help="<storage>/<study>")
+    analyse.add_argument("--bootstrap", type=int, help="bootstrap replicates (default: the study's analysis.bootstrap)")
+    analyse.add_argument("--seed", type=int, help="resampling seed (default: the study's analysis.seed)")
+    analyse.set_defaults(func=_analyse)
 
     export = subparsers.add_parser("export", help="export best configurations of a study as run files")
     export.add_argument("study_dir", help="<storage>/<study>")
@@ -108,6 +116,27 @@ def _status(args: argparse.Namespace) -> int:
         for row in errored.itertuples():
             last_line = (row.error or "").strip().splitlines()[-1:] or ["(no error text)"]
             print(f"  errored {row.fold_id} {row.arm} seed {row.seed} trial {row.trial_id}: {last_line[0]}")
+    return 0
+
+
+def _analyse(args: argparse.Namespace) -> int:
+    from heartbeatai.analysis.study_analysis import AnalysisError, analyse_study
+    from heartbeatai.study.lock import StudyLock, StudyLocked
+    from heartbeatai.study.study_run import CONFIG_NAME, analysis_settings
+
+    study_dir = Path(args.study_dir)
+    if not (study_dir / CONFIG_NAME).is_file():
+        raise UserError(f"{args.study_dir} is not a study directory (no {CONFIG_NAME})")
+    if args.bootstrap is not None and args.bootstrap < 10:
+        raise UserError(f"--bootstrap: at least 10 replicates, got {args.bootstrap}")
+    config = _config(str(study_dir / CONFIG_NAME))
+    try:
+        with StudyLock(study_dir):
+            written = analyse_study(study_dir, analysis_settings(config, bootstrap=args.bootstrap, seed=args.seed),
+                                    progress=_say)
+    except (AnalysisError, StudyLocked) as err:
+        raise UserError(str(err)) from None
+    _say("analysis written: " + ", ".join(f"{table} {rows} rows" for table, rows in written.items()))
     return 0
 
 

@@ -123,6 +123,18 @@ class SelectionConfig(_Strict):
         return self
 
 
+class AnalysisConfig(_Strict):
+    """The study-level analysis (docs/analysis.md); `study analyse` can rerun it with others."""
+
+    bootstrap: int = Field(default=1000, ge=10)  # paired-bootstrap replicates (per-fold tests, parts)
+    seed: int = 0  # every resampling derives from it, so a rerun writes identical tables
+    rope: float = Field(default=0.01, ge=0.0)  # region of practical equivalence, metric units
+    decision_probability: float = Field(default=0.95, gt=0.5, lt=1.0)  # a posterior that decides
+    # Below this many test positives an interval is marked unreliable (measured by
+    # `python -m benchmarks statistics`: the smallest count from which every method covers).
+    min_positives: int = Field(default=10, ge=1)
+
+
 class TrackingConfig(_Strict):
     kind: Literal["mlflow"] = "mlflow"
     tracking_uri: str | None = None  # None: MLflow's own default store
@@ -139,7 +151,10 @@ class StudyConfig(_Strict):
     search: SearchConfig = SearchConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     resources: ResourcesConfig = ResourcesConfig()
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    # The search trains at search_seed; every arm, `full` included, retrains at each of
+    # `seeds`, which must not contain it (no selection bias: DESIGN.md, Study).
+    search_seed: int = 0
+    seeds: list[int] = Field(default_factory=lambda: [1, 2], min_length=1)
     arms: list[str] = Field(default_factory=lambda: list(DEFAULT_ARMS), min_length=1)
     user_arms: dict[str, dict[str, Any]] = Field(default_factory=dict)
     selection: SelectionConfig = Field(default_factory=lambda: SelectionConfig.model_validate({}))
@@ -147,7 +162,7 @@ class StudyConfig(_Strict):
     optuna_storage: str | None = None  # any Optuna RDB URL; None: sqlite:///<study>/optuna.db
     tracking: TrackingConfig | None = None
     record_views: int = Field(default=4, ge=0)  # test records explained per fold
-    bootstrap: int = Field(default=200, ge=10)
+    analysis: AnalysisConfig = AnalysisConfig()
     max_failures: int = Field(default=1, ge=0)
 
     @field_validator("tracking", mode="before")
@@ -175,6 +190,24 @@ class StudyConfig(_Strict):
     @classmethod
     def _canonical_arm_names(cls, value: Any) -> Any:
         return [canonical_arm(a) if isinstance(a, str) else a for a in value] if isinstance(value, list) else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bootstrap_moved_into_analysis(cls, raw: Any) -> Any:
+        # v1 configs (and the study.yaml of v1 stores) had a top-level `bootstrap`.
+        if isinstance(raw, dict) and "bootstrap" in raw:
+            raw = dict(raw)
+            analysis = dict(raw.get("analysis") or {})
+            analysis.setdefault("bootstrap", raw.pop("bootstrap"))
+            raw["analysis"] = analysis
+        return raw
+
+    @model_validator(mode="after")
+    def _arm_seeds_apart_from_the_search_seed(self) -> "StudyConfig":
+        if self.search_seed in self.seeds:
+            raise ValueError(f"seeds: the search seed {self.search_seed} is among the arm seeds {self.seeds}; "
+                             "arms retrain on seeds disjoint from it, or `full` carries the search's selection luck")
+        return self
 
     @field_validator("seeds", "protocols")
     @classmethod

@@ -12,10 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-import pandas as pd
 
-from heartbeatai.arms import SEARCH, resolve_arms
-from heartbeatai.results import ResultsStore, ResultsWriter
+from heartbeatai.results import ResultsWriter
 from heartbeatai.study.fold_runner import FoldRunner, StudyContext
 from heartbeatai.study.lock import StageJournal, StudyLock
 from heartbeatai.study.stage_runner import StageRunner
@@ -72,7 +70,7 @@ def resume_study(study_dir: str | Path, progress: Progress = print, stage_runner
 def _run(config: StudyConfig, paths: StudyPaths, progress: Progress, stage_runner: StageRunner | None) -> None:
     for runner in fold_runners(config, paths, progress, stage_runner):
         runner.run()
-    analyse(config, paths, StageJournal(paths.root), ResultsWriter(paths.root), progress)
+    analyse(config, paths, StageJournal(paths.root), progress)
     progress(f"study {config.name} finished: results in {paths.root / 'results'}")
     progress(f"  dashboard: heartbeatai dashboard --results {paths.root.parent}")
     progress(f"  export:    heartbeatai export {paths.root} --out {paths.root / 'export'}")
@@ -120,29 +118,22 @@ def prepared_dataset(config: StudyConfig, storage_root: Path, progress: Progress
     return prepared_synthetic(storage_root, spec.fingerprint(), **spec.model_dump(), progress=progress)
 
 
-def analyse(config: StudyConfig, paths: StudyPaths, journal: StageJournal, writer: ResultsWriter,
-            progress: Progress) -> None:
-    """The study-level analysis over the stored runs: ablation tests, consensus, degradation."""
-    store = ResultsStore(str(paths.root.parent))
-    if not journal.done("study", "ablation_tests") and len(resolve_arms(config.arms, config.user_arms)) > 1:
-        from heartbeatai.study.statistics import ablation_tests
+def analyse(config: StudyConfig, paths: StudyPaths, journal: StageJournal, progress: Progress) -> None:
+    """The study-level analysis over the stored runs (heartbeatai.analysis): marked done once written,
+    so a resumed study does not redo it; `study analyse` reruns it on demand."""
+    if journal.done("study", "analysis"):
+        return
+    from heartbeatai.analysis.study_analysis import analyse_study
 
-        def arms_only(frame: pd.DataFrame) -> pd.DataFrame:
-            return frame[frame["arm"] != SEARCH]
+    written = analyse_study(paths.root, analysis_settings(config), progress)
+    journal.mark("study", "analysis", written)
 
-        read = lambda t: arms_only(store.read(config.name, t))  # noqa: E731
-        tests = ablation_tests(read("fold_metrics"), read("predictions"), read("class_metrics"),
-                               seed=config.seeds[0])
-        writer.write("ablation_tests", tests)
-        journal.mark("study", "ablation_tests")
-        progress(f"ablation tests: {len(tests)} rows")
-    if not journal.done("study", "consensus"):
-        from heartbeatai.study.export import consensus_rows
 
-        writer.write("best_configs", consensus_rows(store, config.name))
-        journal.mark("study", "consensus")
-    if "intra" in config.protocols and "lodo" in config.protocols and not journal.done("study", "degradation"):
-        from heartbeatai.study.degradation import degradation_rows
+def analysis_settings(config: StudyConfig, *, bootstrap: int | None = None, seed: int | None = None):
+    """The analysis settings of a study config, with the command line's overrides."""
+    from heartbeatai.analysis.study_analysis import AnalysisSettings
 
-        writer.write("degradation", degradation_rows(store, config.name, n_boot=config.bootstrap, seed=config.seeds[0]))
-        journal.mark("study", "degradation")
+    analysis = config.analysis
+    return AnalysisSettings(n_boot=bootstrap or analysis.bootstrap, seed=analysis.seed if seed is None else seed,
+                            rope=analysis.rope, decision_probability=analysis.decision_probability,
+                            min_positives=analysis.min_positives)

@@ -158,7 +158,9 @@ class TrialRows:
             return
         sign = 1.0 if self.context.mode == "max" else -1.0
         best = self._best.get(trial_id)
-        if best is None or sign * value > sign * best[0] or (value == best[0] and best[2] is None):
+        # Ties go to the later checkpoint, as Ray's checkpoint manager breaks them: it keeps
+        # the later of two equal scores and deletes the earlier one.
+        if best is None or sign * value >= sign * best[0]:
             self._best[trial_id] = (float(value), int(result.get("epoch", 0)), path)
 
     def _write_trial(self, trial: TrialRef, status: str, error: str | None = None) -> None:

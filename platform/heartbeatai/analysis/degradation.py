@@ -1,0 +1,200 @@
+"""The degradation table: each class's F1 drop on each held-out domain, split (docs/analysis.md).
+
+For held-out domain d, the LODO model (arm `full`, fold lodo:<d>) and the reference are
+scored on the same records of d. The reference is the matched-size `reference:<d>` fold's
+model where the study ran that protocol, else the intra-source folds of d, pooled: each
+record scored by the intra fold model that tested it. Only the seeds both sides ran are
+paired (seed s with seed s), and only the records both sides scored. Every model's
+probabilities are un-smoothed with its own label smoothing, Platt-scaled on its own
+validation predictions and corrected by EM (prior_shift.py); degradation_split.py does the
+three evaluations and the parts. Intervals are percentile intervals of a paired bootstrap
+over the shared records (the same replicates for both sides and every seed).
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from heartbeatai.analysis.degradation_split import ScoredRecords, split_parts, three_evaluations
+from heartbeatai.analysis.evaluation import prediction_classes
+from heartbeatai.analysis.prior_shift import expected_calibration_error, fit_platt, unsmooth
+from heartbeatai.analysis.weighted_metrics import bootstrap_counts, percentile_interval, weighted_class_metrics
+from heartbeatai.arms import FULL
+from heartbeatai.results.schema import DEGRADATION_PARTS
+
+
+@dataclass(frozen=True)
+class _Model:
+    """One trained model's view: calibrated probabilities, deployed calls and their cut, per record."""
+
+    record_ids: np.ndarray
+    scored: ScoredRecords
+    calibration_error: np.ndarray  # (C,) on its own validation records
+    train_prevalence: np.ndarray
+
+
+def degradation_rows(predictions: pd.DataFrame, class_metrics: pd.DataFrame, trials: pd.DataFrame, study: str,
+                     *, n_boot: int, seed: int, min_positives: int,
+                     progress: Callable[[str], None] = lambda _: None) -> pd.DataFrame:
+    """Every row of the degradation table for `study` (empty without LODO and a reference)."""
+    arm_runs = predictions[(predictions["arm"] == FULL) & (predictions["selection"] == "val")]
+    metrics = class_metrics[(class_metrics["label_set"] == "noisy") & (class_metrics["arm"] == FULL)
+                            & (class_metrics["selection"] == "val")]
+    smoothing = _label_smoothing(trials)
+    rows = []
+    lodo_folds = sorted(f for f in arm_runs.loc[arm_runs["protocol"] == "lodo", "fold_id"].unique())
+    for lodo_fold in lodo_folds:
+        domain = lodo_fold.split(":", 1)[1]
+        reference_kind, reference_runs = _reference_runs(arm_runs, domain)
+        if reference_runs.empty:
+            continue
+        lodo_runs = arm_runs[arm_runs["fold_id"] == lodo_fold]
+        progress(f"degradation: {domain} against the {reference_kind} reference")
+        rows += _domain_rows(study, domain, reference_kind, lodo_runs, reference_runs, metrics, smoothing,
+                             n_boot=n_boot, seed=seed, min_positives=min_positives)
+    return pd.DataFrame(rows)
+
+
+def _reference_runs(runs: pd.DataFrame, domain: str) -> tuple[str, pd.DataFrame]:
+    matched = runs[runs["fold_id"] == f"reference:{domain}"]
+    if not matched.empty:
+        return "reference", matched
+    return "intra", runs[runs["fold_id"].str.startswith(f"intra:{domain}:")]
+
+
+def _label_smoothing(trials: pd.DataFrame) -> dict[str, float]:
+    column = "cfg.label_smoothing"
+    if trials.empty or column not in trials:
+        return {}
+    latest = trials.drop_duplicates("trial_id", keep="last")
+    return {str(t): float(e) for t, e in zip(latest["trial_id"], latest[column]) if pd.notna(e)}
+
+
+def _domain_rows(study, domain, reference_kind, lodo_runs, reference_runs, metrics, smoothing, *,
+                 n_boot, seed, min_positives) -> list[dict]:
+    classes = prediction_classes(lodo_runs)
+    seeds = sorted(set(lodo_runs["seed"]) & set(reference_runs["seed"]))
+    lodo_models = {s: [_model(run, metrics, smoothing, classes)
+                       for _, run in lodo_runs[lodo_runs["seed"] == s].groupby("trial_id", sort=True)] for s in seeds}
+    reference_models = {s: [_model(run, metrics, smoothing, classes)
+                            for _, run in reference_runs[reference_runs["seed"] == s].groupby(["fold_id", "trial_id"])]
+                        for s in seeds}
+    test = lodo_runs[lodo_runs["split"] == "test"]
+    shared = set(test["record_id"])
+    for s in seeds:
+        shared &= set(np.concatenate([m.record_ids for m in reference_models[s]]))
+        shared &= set(np.concatenate([m.record_ids for m in lodo_models[s]]))
+    shared_ids = np.array(sorted(shared))
+    if len(shared_ids) == 0:
+        return []
+    labels = test.drop_duplicates("record_id").set_index("record_id").loc[shared_ids]
+    label_sets = {"noisy": labels[[f"y_{c}" for c in classes]].to_numpy(dtype=bool)}
+    clean = [f"yclean_{c}" for c in classes]
+    if all(c in labels for c in clean) and not labels[clean].isna().any().any():
+        label_sets["clean"] = labels[clean].to_numpy(dtype=bool)
+    n = len(shared_ids)
+    weights = np.vstack([np.ones(n), bootstrap_counts(n, n_boot, [seed, zlib.crc32(domain.encode())])])
+    rows = []
+    for label_set, y in label_sets.items():
+        present = y.any(axis=0) & (~y).any(axis=0)
+        if not present.any():
+            continue
+        y_used = y[:, present]
+        summed: dict[str, np.ndarray] = {}
+        for s in seeds:  # seed s of LODO pairs with seed s of the reference; figures averaged over seeds
+            lodo = _pooled(lodo_models[s], shared_ids, present)
+            reference = _pooled(reference_models[s], shared_ids, present)
+            lodo_eval = three_evaluations(y_used, lodo.scored, weights)
+            reference_eval = three_evaluations(y_used, reference.scored, weights)
+            figures = {**split_parts(lodo_eval, reference_eval),
+                       "f1_lodo": lodo_eval["dep"], "f1_reference": reference_eval["dep"],
+                       "auroc_lodo": _auroc(y_used, lodo.scored.calibrated, weights),
+                       "auroc_reference": _auroc(y_used, reference.scored.calibrated, weights),
+                       "em_prevalence_lodo": lodo_eval["prevalence_estimate"],
+                       "em_prevalence_reference": reference_eval["prevalence_estimate"],
+                       "calibration_error_lodo": lodo.calibration_error[None, :],
+                       "calibration_error_reference": reference.calibration_error[None, :],
+                       "train_prevalence_lodo": lodo.train_prevalence[None, :],
+                       "train_prevalence_reference": reference.train_prevalence[None, :]}
+            for name, value in figures.items():
+                summed[name] = summed.get(name, 0.0) + value / len(seeds)
+        summed["auroc_change"] = summed["auroc_lodo"] - summed["auroc_reference"]
+        positives = y_used.sum(axis=0)
+        for j, c in enumerate(np.flatnonzero(present)):
+            row = {"study": study, "domain": domain, "class": classes[c], "label_set": label_set,
+                   "reference_kind": reference_kind, "n_records": n, "n_positives": int(positives[j]),
+                   "n_seeds": len(seeds), "interval_reliable": bool(positives[j] >= min_positives),
+                   "test_prevalence": float(positives[j] / n)}
+            for name in (*DEGRADATION_PARTS, "auroc_change"):
+                low, high = percentile_interval(summed[name][1:, j])
+                row.update({name: float(summed[name][0, j]), f"{name}_lo": float(low), f"{name}_hi": float(high)})
+            for name in ("f1_lodo", "f1_reference", "auroc_lodo", "auroc_reference", "em_prevalence_lodo",
+                         "em_prevalence_reference", "calibration_error_lodo", "calibration_error_reference",
+                         "train_prevalence_lodo", "train_prevalence_reference"):
+                row[name] = float(summed[name][0, j])
+            rows.append(row)
+    return rows
+
+
+def _model(run: pd.DataFrame, metrics: pd.DataFrame, smoothing: dict[str, float], classes: list[str]) -> _Model:
+    """Calibrate one run on its validation predictions and express its deployed cut in calibrated units."""
+    trial_id = str(run["trial_id"].iloc[0])
+    epsilon = smoothing.get(trial_id, 0.0)
+    own = metrics[metrics["trial_id"] == trial_id].set_index("class").reindex(classes)
+    threshold = own["threshold"].to_numpy(dtype=float)
+    val = run[run["split"] == "val"].sort_values("record_id")
+    test = run[run["split"] == "test"].sort_values("record_id")
+    p_columns = [f"p_{c}" for c in classes]
+    val_q = unsmooth(val[p_columns].to_numpy(dtype=float), epsilon)
+    val_y = val[[f"y_{c}" for c in classes]].to_numpy(dtype=bool)
+    platt = fit_platt(val_q, val_y) if len(val) else fit_platt(np.zeros((0, len(classes))), np.zeros((0, len(classes)), bool))
+    raw = test[p_columns].to_numpy(dtype=float)
+    calibrated = platt(unsmooth(raw, epsilon))
+    cut = platt(unsmooth(np.where(np.isfinite(threshold), threshold, 1.0)[None, :], epsilon))[0]
+    cut = np.where(np.isfinite(threshold), cut, np.inf)
+    source_prior = val_y.mean(axis=0) if len(val) else own["train_prevalence"].to_numpy(dtype=float)
+    n = len(test)
+    scored = ScoredRecords(calibrated, np.broadcast_to(source_prior, (n, len(classes))).copy(),
+                           raw >= threshold, np.broadcast_to(cut, (n, len(classes))).copy())
+    error = expected_calibration_error(platt(val_q), val_y) if len(val) else np.full(len(classes), np.nan)
+    return _Model(test["record_id"].to_numpy(dtype=str), scored, error, own["train_prevalence"].to_numpy(dtype=float))
+
+
+def _pooled(models: list[_Model], record_ids: np.ndarray, present: np.ndarray) -> _Model:
+    """One record-level model over `record_ids`: each record from the (first) model that scored it."""
+    parts = {name: np.full((len(record_ids), int(present.sum())), np.nan)
+             for name in ("calibrated", "source_prior", "cut")}
+    calls = np.zeros((len(record_ids), int(present.sum())), bool)
+    position = {r: i for i, r in enumerate(record_ids)}
+    filled = np.zeros(len(record_ids), bool)
+    for model in models:
+        rows = np.array([position.get(r, -1) for r in model.record_ids])
+        keep = (rows >= 0) & ~filled[np.maximum(rows, 0)]
+        target = rows[keep]
+        for name in parts:
+            parts[name][target] = getattr(model.scored, name)[keep][:, present]
+        calls[target] = model.scored.dep_calls[keep][:, present]
+        filled[target] = True
+    weight = np.array([np.isin(m.record_ids, record_ids).sum() for m in models], dtype=float)
+    weight = weight / weight.sum()
+    mean = lambda name: np.nansum([w * getattr(m, name)[present] for w, m in zip(weight, models)], axis=0)  # noqa: E731
+    scored = ScoredRecords(parts["calibrated"], parts["source_prior"], calls, parts["cut"])
+    return _Model(record_ids, scored, mean("calibration_error"), mean("train_prevalence"))
+
+
+def _auroc(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    return weighted_class_metrics(y, scores, np.zeros_like(y), weights)["auroc"]
+
+
+def degradation_summary(rows: pd.DataFrame) -> str:
+    """One line for the console: the classes split and the reference used."""
+    if rows.empty:
+        return "degradation: no LODO fold with a reference on the same records"
+    kinds = json.dumps(sorted(set(rows["reference_kind"])))
+    return f"degradation: {rows['class'].nunique()} class(es) x {rows['domain'].nunique()} domain(s), reference {kinds}"
