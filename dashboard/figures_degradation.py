@@ -62,7 +62,7 @@ def total_heatmap(rows: pd.DataFrame) -> go.Figure:
     figure.add_heatmap(
         z=shown, x=domains, y=order, customdata=details, colorscale="RdBu", zmid=0, zmin=-bound, zmax=bound,
         colorbar=dict(title="Δ F1"), name="total F1 change", hoverongaps=False,
-        hovertemplate="%{customdata}<extra></extra>",
+        hovertemplate="<b>%{y}</b>, held out %{x}<br>%{customdata}<extra></extra>",
     )
     counts = cells["n_positives"].to_numpy(float).reshape(shape)
     figure.add_heatmap(
@@ -70,7 +70,7 @@ def total_heatmap(rows: pd.DataFrame) -> go.Figure:
         colorscale=[[0, UNRELIABLE_GREY], [1, UNRELIABLE_GREY]], hoverongaps=False,
         name="fewer positives than the study's minimum: count shown",
         text=np.where(flagged, np.vectorize(count_label)(counts), ""), texttemplate="%{text}",
-        textfont=dict(size=10, color="#37474f"), hovertemplate="%{customdata}<extra></extra>",
+        textfont=dict(size=10, color="#37474f"), hovertemplate="<b>%{y}</b>, held out %{x}<br>%{customdata}<extra></extra>",
     )
     return figure.update_layout(
         title="Total F1 change, LODO − reference, per class and held-out domain "
@@ -97,9 +97,14 @@ def _classes_of(rows: pd.DataFrame, order: list[str]) -> pd.DataFrame:
 
 
 def _ticks(classes: pd.DataFrame) -> dict:
-    labels = [f"{c}<br>{count_label(n)}" for c, n in zip(classes.index, classes["n_positives"])]
-    return dict(type="category", categoryorder="array", categoryarray=list(classes.index),
+    """Classes down the y axis, rarest at the top as in the heatmap, each with its positives."""
+    labels = [f"{c} ({count_label(n)})" for c, n in zip(classes.index, classes["n_positives"])]
+    return dict(type="category", categoryorder="array", categoryarray=list(classes.index), autorange="reversed",
                 tickmode="array", tickvals=list(classes.index), ticktext=labels)
+
+
+def _height(classes: pd.DataFrame) -> int:
+    return 200 + 22 * len(classes)
 
 
 def parts_figure(rows: pd.DataFrame, order: list[str], domain: str, chosen: str | None = None) -> go.Figure:
@@ -114,19 +119,19 @@ def parts_figure(rows: pd.DataFrame, order: list[str], domain: str, chosen: str 
     for part in PARTS:
         hover = [f"{c}: {part} part {interval_text(v, lo, hi, ok, n)} F1" for c, v, lo, hi, ok, n in zip(
             names, classes[part], classes[f"{part}_lo"], classes[f"{part}_hi"], reliable, classes["n_positives"])]
-        figure.add_bar(x=names, y=classes[part], name=PART_NAMES[part], customdata=hover,
+        figure.add_bar(y=names, x=classes[part], name=PART_NAMES[part], customdata=hover, orientation="h",
                        marker=dict(color=PART_COLOURS[part], pattern=dict(shape=["" if ok else "/" for ok in reliable])),
                        hovertemplate="%{customdata}<extra></extra>")
     _add_markers(figure, classes, "total", reliable, "total")
     if chosen in names:
-        figure.add_vrect(x0=names.index(chosen) - 0.5, x1=names.index(chosen) + 0.5, fillcolor="#fff59d",
-                         opacity=0.35, layer="below", line_width=0)
-    kind = reference_name(classes["reference_kind"].iloc[0])
+        figure.add_hrect(y0=names.index(chosen) - 0.5, y1=names.index(chosen) + 0.5, fillcolor="#fff59d",
+                         opacity=0.5, layer="below", line_width=0)
+    figure.add_vline(x=0, line=dict(color="#888", width=1))
     return figure.update_layout(
-        barmode="relative", height=440, xaxis=_ticks(classes), yaxis_title=F1_UNITS,
-        title=f"Held out {domain}: the F1 change and its parts ({kind}, "
-              f"{int(classes['n_records'].iloc[0])} shared records); hatched: too few positives",
-        legend=dict(orientation="h", y=-0.3),
+        barmode="relative", height=_height(classes), yaxis=_ticks(classes), xaxis_title=F1_UNITS,
+        title=(f"Held out {domain}: the F1 change and its parts<br><sub>{reference_name(classes['reference_kind'].iloc[0])}, "
+               f"{int(classes['n_records'].iloc[0]):,} shared records; hatched: too few positives for an interval</sub>"),
+        legend=dict(orientation="h", y=-120 / _height(classes), yanchor="top"), margin=dict(l=110, r=20, t=70, b=150),
     )
 
 
@@ -137,10 +142,11 @@ def auroc_change_figure(rows: pd.DataFrame, order: list[str], domain: str) -> go
         return message_figure(f"no {RANKING_CHANGE} for held-out {domain}")
     figure = go.Figure(layout=LAYOUT)
     _add_markers(figure, classes, "auroc_change", _reliable(classes), "AUROC change")
-    figure.add_hline(y=0, line=dict(color="#888", dash="dot"))
+    figure.add_vline(x=0, line=dict(color="#888", dash="dot"))
     return figure.update_layout(
-        title=f"Held out {domain}: {RANKING_CHANGE}, LODO − reference", height=440, xaxis=_ticks(classes),
-        yaxis_title="AUROC change (AUROC units)", legend=dict(orientation="h", y=-0.3),
+        title=f"Held out {domain}: {RANKING_CHANGE}<br><sub>beside the split, not part of it</sub>", height=_height(classes), yaxis=_ticks(classes),
+        xaxis_title="AUROC change, LODO − reference (AUROC units)",
+        legend=dict(orientation="h", y=-120 / _height(classes), yanchor="top"), margin=dict(l=110, r=20, t=70, b=150),
     )
 
 
@@ -148,18 +154,18 @@ def _add_markers(figure: go.Figure, classes: pd.DataFrame, column: str, reliable
     sure, unsure = classes[reliable], classes[~reliable]
     if len(sure):
         figure.add_scatter(
-            x=list(sure.index), y=sure[column], mode="markers", name=f"{label} (95% interval)",
+            y=list(sure.index), x=sure[column], mode="markers", name=f"{label} (95% interval)",
             marker=dict(symbol="diamond", size=10, color="#212121"),
-            error_y=dict(type="data", symmetric=False, array=sure[f"{column}_hi"] - sure[column],
+            error_x=dict(type="data", symmetric=False, array=sure[f"{column}_hi"] - sure[column],
                          arrayminus=sure[column] - sure[f"{column}_lo"], color="#212121"),
-            hovertemplate="%{x}: " + label + " %{y:+.3f}<extra></extra>",
+            hovertemplate="%{y}: " + label + " %{x:+.3f}<extra></extra>",
         )
     if len(unsure):
         counts = [count_label(n) for n in unsure["n_positives"]]
         figure.add_scatter(
-            x=list(unsure.index), y=unsure[column], mode="markers+text", text=counts, textposition="bottom center",
+            y=list(unsure.index), x=unsure[column], mode="markers+text", text=counts, textposition="middle right",
             name=f"{label}, too few positives: count shown, no interval",
-            marker=dict(symbol="diamond-open", size=10, color="#546e7a"),
-            hovertemplate="%{x}: " + label + " %{y:+.3f} from %{text}, below the study's minimum: "
+            marker=dict(symbol="diamond-open", size=10, color="#546e7a"), textfont=dict(size=10, color="#546e7a"),
+            hovertemplate="%{y}: " + label + " %{x:+.3f} from %{text}, below the study's minimum: "
                           "no interval<extra></extra>",
         )

@@ -83,16 +83,17 @@ def test_the_parts_are_stacked_against_the_total_and_add_up_to_it(views, root):
 
     bars = [t for t in parts.data if t.type == "bar"]
     assert [t.name.split(" ")[0] for t in bars] == ["prevalence", "threshold", "ranking"]
-    assert parts.layout.barmode == "relative" and "F1 units" in parts.layout.yaxis.title.text
-    totals = {x: y for t in parts.data if t.type == "scatter" for x, y in zip(t.x, t.y)}
+    assert parts.layout.barmode == "relative" and "F1 units" in parts.layout.xaxis.title.text
+    totals = {cls: value for t in parts.data if t.type == "scatter" for cls, value in zip(t.y, t.x)}
     assert set(totals) == set(rows.index)
-    for position, cls in enumerate(bars[0].x):
-        stacked = sum(bar.y[position] for bar in bars)
+    for position, cls in enumerate(bars[0].y):
+        stacked = sum(bar.x[position] for bar in bars)
         assert stacked == pytest.approx(totals[cls], abs=1e-12)
         assert totals[cls] == pytest.approx(rows.loc[cls, "total"])
     order = rows["train_prevalence_lodo"].sort_values().index  # rare first, as in the heatmap
     heatmap_order = [c for c in _trace(views.degradation("demo", "noisy").heatmap, "total").y if c in rows.index]
-    assert list(bars[0].x) == heatmap_order and set(order) == set(heatmap_order)
+    assert list(bars[0].y) == heatmap_order and set(order) == set(heatmap_order)
+    assert parts.layout.yaxis.autorange == "reversed"  # the rarest at the top
 
 
 def test_an_unreliable_class_shows_its_count_and_no_error_bar(views, root):
@@ -102,11 +103,12 @@ def test_an_unreliable_class_shows_its_count_and_no_error_bar(views, root):
 
     for figure, name in ((view.parts, "total"), (view.auroc_change, "AUROC change")):
         banded, counted = _trace(figure, f"{name} (95% interval)"), _trace(figure, f"{name}, too few positives")
-        assert cell["class"] not in banded.x and banded.error_y.array is not None
-        assert counted.error_y.array is None and counted.error_y.visible is not True
-        assert dict(zip(counted.x, counted.text))[cell["class"]] == count
-        assert f"{cell['class']}<br>{count}" in figure.layout.xaxis.ticktext
-    hatching = dict(zip(view.parts.data[0].x, view.parts.data[0].marker.pattern.shape))
+        assert cell["class"] not in banded.y and banded.error_x.array is not None
+        assert counted.error_x.array is None and counted.error_x.visible is not True
+        assert counted.error_y.array is None
+        assert dict(zip(counted.y, counted.text))[cell["class"]] == count
+        assert f"{cell['class']} ({count})" in figure.layout.yaxis.ticktext
+    hatching = dict(zip(view.parts.data[0].y, view.parts.data[0].marker.pattern.shape))
     assert hatching[cell["class"]] == "/" and set(hatching.values()) == {"", "/"}
 
 
@@ -115,7 +117,7 @@ def test_the_auroc_change_is_beside_the_split_labelled_as_the_threshold_free_ran
     rows = _degradation(root, domain="georgia").set_index("class")
 
     assert "threshold-free ranking change (AUROC)" in figure.layout.title.text
-    drawn = {x: y for t in figure.data for x, y in zip(t.x, t.y)}
+    drawn = {cls: value for t in figure.data for cls, value in zip(t.y, t.x)}
     assert drawn == pytest.approx(rows["auroc_change"].to_dict())
 
 
@@ -147,7 +149,7 @@ def test_without_a_choice_the_first_domain_and_its_rarest_class_are_shown(views)
     view = views.decomposition("demo", "noisy", None, None)
 
     assert "Held out cpsc" in view.parts.layout.title.text
-    first = view.parts.data[0].x[0]
+    first = view.parts.data[0].y[0]
     assert f"{first} held out on cpsc" in str(view.detail)
 
 
