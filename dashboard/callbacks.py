@@ -67,18 +67,20 @@ def register(app: Dash, views: Views) -> None:
                     Output("progress-graph", "figure"), Output("card-graph", "figure"), Output("card-table", "children")],
               _FILTERS, lambda study, _: views.studies(study))
 
+    # The split is in F1 units, the AUROC change beside it: the metric filter does not apply here.
     _register(app, [Output("degradation-status", "children"), Output("degradation-heatmap", "figure"),
-                    Output("degradation-scatter", "figure"), Output("decomposition-class", "options"),
+                    Output("degradation-reference", "children"), Output("decomposition-class", "options"),
                     Output("decomposition-domain", "options")],
-              [*_FILTERS, Input("metric", "value"), Input("label-set", "value")],
-              lambda study, _, metric, label_set: views.degradation(study, metric, label_set))
+              [*_FILTERS, Input("label-set", "value")],
+              lambda study, _, label_set: views.degradation(study, label_set))
     _register(app, [Output("decomposition-class", "value"), Output("decomposition-domain", "value")],
               [Input("degradation-heatmap", "clickData")], views.picked_cell, status_index=None,
               prevent_initial_call=True)
-    _register(app, [Output("decomposition-graph", "figure")],
-              [*_FILTERS, Input("metric", "value"), Input("label-set", "value"), Input("decomposition-class", "value"),
+    _register(app, [Output("decomposition-graph", "figure"), Output("degradation-scatter", "figure"),
+                    Output("degradation-detail", "children")],
+              [*_FILTERS, Input("label-set", "value"), Input("decomposition-class", "value"),
                Input("decomposition-domain", "value")],
-              lambda study, _, metric, label_set, cls, domain: views.decomposition(study, metric, label_set, cls, domain),
+              lambda study, _, label_set, cls, domain: views.decomposition(study, label_set, cls, domain),
               status_index=None)
 
     _register(app, [Output("ablations-status", "children"), Output("ablation-graph", "figure"),

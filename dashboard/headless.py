@@ -115,6 +115,7 @@ def screenshot(results_root: str, view: str, out: str, study: str | None = None)
             page.mouse.click(box["x"] + 5, box["y"] + box["height"] / (2 * rows))
             page.wait_for_function("""() => document.querySelector('#decomposition-graph .js-plotly-plot')
                                       ?._fullData?.[0]?.type === 'bar'""")
+            page.mouse.move(0, 0)  # no hover label over the heatmap in the picture
         time.sleep(0.5)  # let plotly finish its transitions before the picture
         page.screenshot(path=out, full_page=True)
         browser.close()

@@ -92,15 +92,14 @@ def _degradation() -> list:
             _labelled("Labels", dbc.RadioItems(id="label-set", options=[{"label": s, "value": s} for s in ("noisy", "clean")],
                                                value="noisy", inline=True)),
         ], className="mb-2"),
+        html.Div(id="degradation-reference"),
         _graph("degradation-heatmap"),
-        dbc.Row([
-            dbc.Col(_graph("degradation-scatter"), md=6),
-            dbc.Col([
-                dbc.Row([_labelled("Class", dcc.Dropdown(id="decomposition-class"), 6),
-                         _labelled("Held-out domain", dcc.Dropdown(id="decomposition-domain"), 6)]),
-                _graph("decomposition-graph"),
-            ], md=6),
-        ]),
+        dbc.Row([_labelled("Held-out domain", dcc.Dropdown(id="decomposition-domain", placeholder="the first"), 3),
+                 _labelled("Class (or click a heatmap cell)", dcc.Dropdown(id="decomposition-class",
+                                                                          placeholder="the rarest"), 3)],
+                className="mb-2"),
+        dbc.Row([dbc.Col(_graph("decomposition-graph"), md=7), dbc.Col(_graph("degradation-scatter"), md=5)]),
+        html.Div(id="degradation-detail"),
     ]
 
 
@@ -108,7 +107,7 @@ def _ablations() -> list:
     return [
         _status("ablations"),
         _graph("ablation-graph"),
-        html.H5("Paired tests against the full model (Holm-adjusted)"),
+        html.H5("Paired tests against the full model"),
         html.Div(id="ablation-tests"),
         _graph("rare-effects-graph"),
     ]

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from heartbeatai.dashboard.headless import CHROMIUM, launch_chromium, serving, wait_for_graphs
-from heartbeatai.results import ResultsWriter
-from heartbeatai.arms import DEFAULT_ARMS
+from heartbeatai.arms import DEFAULT_ARMS, is_reference
+from heartbeatai.results import ResultsStore, ResultsWriter
 from heartbeatai.testing.fake_store import make_store
 
 # Skip before any fixture builds a store or starts a server; conftest.py's summary says how
@@ -43,6 +43,8 @@ def root(tmp_path_factory) -> Path:
     damaged = Path(make_store(root, study="truncated", n_folds=2, n_trials=10, classes=6, seeds=1)) / "results"
     next((damaged / "degradation").glob("part-*.parquet")).write_bytes(b"PAR1 cut short")
     shutil.rmtree(damaged / "ablation_tests")
+    old = Path(make_store(root, study="old", n_folds=2, n_trials=6, classes=6, seeds=1)) / "results"
+    (old / "schema_version.json").write_text(json.dumps({"schema_version": 1, "tables": []}))
     return root
 
 
@@ -117,32 +119,61 @@ def test_the_open_page_follows_trials_written_while_it_is_shown(page, root):
     page.wait_for_function(f"() => ({completed})() === {before + 5}", timeout=30_000)  # the 5 s refresh
 
 
-def test_degradation_follows_the_metric_filter_and_a_click_decomposes_the_drop(page, screenshots):
+def _full_data(page, graph_id: str) -> list[dict]:
+    """Each trace's name, type, x, y, text and whether plotly draws its error bars."""
+    wait_for_graphs(page, [graph_id])
+    return page.evaluate(
+        """id => document.querySelector(`#${id} .js-plotly-plot`)._fullData.map(t => ({
+            name: t.name, type: t.type, x: Array.from(t.x || []), y: Array.from(t.y || []).map(String),
+            text: Array.isArray(t.text) ? t.text.map(String) : [],
+            error_bars: !!((t.error_x && t.error_x.visible) || (t.error_y && t.error_y.visible)) }))""",
+        graph_id)
+
+
+def test_degradation_stacks_the_parts_against_the_total_and_a_click_picks_the_class(page, root, screenshots):
     _open(page, "Degradation")
     heatmap = _traces(page, "degradation-heatmap")[0]
-    assert heatmap["type"] == "heatmap" and len(heatmap["y"]) == 26 and heatmap["x"] == ["cpsc", "georgia", "ptbxl"]
-    assert heatmap["colorbar"] == "Δ AUROC"
+    split = ResultsStore(root).read("demo", "degradation")
+    assert heatmap["type"] == "heatmap" and heatmap["x"] == ["cpsc", "georgia", "ptbxl"]
+    assert len(heatmap["y"]) == split["class"].nunique() and heatmap["colorbar"] == "Δ F1"
+    assert "intra-source folds" in page.inner_text("#degradation-reference")
 
-    _choose(page, "metric", "F1")
-    page.wait_for_function("""() => document.querySelector('#degradation-heatmap .js-plotly-plot')
-                              ._fullData[0].colorbar.title.text === 'Δ F1'""")
     box = page.locator("#degradation-heatmap .nsewdrag").first.bounding_box()
-    page.mouse.click(box["x"] + box["width"] / 6, box["y"] + box["height"] / 52)  # rarest class, first domain
-    page.wait_for_function("""() => { const g = document.querySelector('#decomposition-graph .js-plotly-plot');
-                              return g && g._fullData.length && g._fullData[0].type === 'bar' }""")
-    bars = _traces(page, "decomposition-graph")[0]
-    assert bars["x"] == ["ranking (AUROC)", "threshold transfer", "prevalence shift", "F1 change"]
-    assert heatmap["y"][0] in _title(page, "decomposition-graph")
+    rows = len(heatmap["y"])
+    page.mouse.click(box["x"] + box["width"] / 6, box["y"] + box["height"] / (2 * rows))  # rarest class, first domain
+    # The rarest class, or the rarest that cpsc's shared records hold when it has none there.
+    picked = next(c for c in heatmap["y"] if c in set(split.loc[split["domain"] == "cpsc", "class"]))
+    page.wait_for_function(f"""() => (document.querySelector('#degradation-detail')?.innerText || '')
+                               .includes('{picked} held out on cpsc')""")
+    traces = _full_data(page, "decomposition-graph")
+    bars = [t for t in traces if t["type"] == "bar"]
+    markers = {cls: v for t in traces if t["type"] == "scatter" for cls, v in zip(t["y"], t["x"])}
+    assert [t["name"].split(" ")[0] for t in bars] == ["prevalence", "threshold", "ranking"]
+    for i, cls in enumerate(bars[0]["y"]):
+        assert sum(t["x"][i] for t in bars) == pytest.approx(markers[cls], abs=1e-9)
+    counted = next(t for t in traces if "too few positives" in (t["name"] or ""))
+    cpsc = split[split["domain"] == "cpsc"].set_index("class")
+    assert not counted["error_bars"] and counted["text"]
+    for cls, text in zip(counted["y"], counted["text"]):
+        assert not cpsc.loc[cls, "interval_reliable"] and text == f"{cpsc.loc[cls, 'n_positives']} pos."
+    assert "threshold-free ranking change (AUROC)" in _title(page, "degradation-scatter")
     page.screenshot(path=screenshots / "degradation.png", full_page=True)
 
 
-def test_ablations_show_arms_tests_and_rare_class_effects(page, screenshots):
+def test_ablations_show_the_tests_the_decision_rule_and_the_references_apart(page, screenshots):
     _open(page, "Ablations")
     arms = _traces(page, "ablation-graph")
 
     assert arms[0]["name"] == "full" and arms[-1]["name"] == "prevalence"
     assert arms[0]["x"][-1] == "overall"
-    assert page.locator("#ablation-tests-table tbody tr").count() == len(DEFAULT_ARMS) - 1  # every arm but full
+    ablations = [a for a in DEFAULT_ARMS if a != "full" and not is_reference(a)]
+    assert page.locator("#ablation-across-table tbody tr").count() == len(ablations)
+    assert page.locator("#ablation-tests-table tbody tr").count() == len(ablations) * 3  # per held-out domain
+    assert page.locator("#ablation-reference-table tbody tr").count() == 2 * (3 + 1)
+    assert "a posterior probability of at least 0.95 decides; otherwise undecided" in page.inner_text("#ablation-rule")
+    header = page.inner_text("#ablation-across-table thead")
+    assert all(column in header for column in ("P(better)", "P(equivalent)", "P(worse)", "ROPE", "decision"))
+    assert "no test across domains can reach p < 0.25" in page.inner_text("#ablation-tests")
     assert _traces(page, "rare-effects-graph")[0]["type"] == "heatmap"
     page.screenshot(path=screenshots / "ablations.png", full_page=True)
 
@@ -194,6 +225,15 @@ def test_a_damaged_study_shows_its_problems_on_the_page(page, screenshots):
     _open(page, "Ablations")
     page.wait_for_selector("#ablations-status .missing-alert")
     page.screenshot(path=screenshots / "damaged.png", full_page=True)
+
+
+def test_a_study_written_by_results_schema_1_is_announced_on_every_view(page):
+    _choose(page, "study", "old")
+    for view in ("Studies", "Degradation", "Ablations", "Sweeps", "Records", "Export"):
+        _open(page, view)
+        status = f"#{view.lower()}-status .schema-alert"
+        page.wait_for_selector(status)
+        assert "written by results schema 1: its analysis tables are not comparable" in page.inner_text(status)
 
 
 def test_requests_reaching_outside_the_results_root_read_nothing(page, url):

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from dash import Output
 
+from heartbeatai.arms import DEFAULT_ARMS, is_reference
 from heartbeatai.dashboard import callbacks, layout
 from heartbeatai.dashboard.app import create_app
 from heartbeatai.dashboard.figures_ecg import LEADS
@@ -35,37 +36,121 @@ def _alert_texts(components) -> str:
     return " ".join(str(c.children) for c in components)
 
 
-def test_degradation_heatmap_is_lodo_minus_intra_with_the_rarest_classes_together(views, root):
-    view = views.degradation("demo", "auroc", "noisy")
-    heatmap = view.heatmap.data[0]
-    rows = ResultsStore(root).read("demo", "degradation", filters={"metric": "auroc", "label_set": "noisy"})
+def _degradation(root, **filters) -> pd.DataFrame:
+    return ResultsStore(root).read("demo", "degradation", filters={"label_set": "noisy", **filters})
 
-    prevalence = rows.groupby("class")["train_prevalence"].mean()
+
+def _trace(figure, name_start: str):
+    return next(t for t in figure.data if (t.name or "").startswith(name_start))
+
+
+def _unreliable_class(root, domain: str) -> pd.Series:
+    rows = _degradation(root, domain=domain)
+    return rows[~rows["interval_reliable"].astype(bool)].iloc[0]
+
+
+def test_the_degradation_heatmap_is_the_total_f1_change_rarest_classes_first(views, root):
+    view = views.degradation("demo", "noisy")
+    heatmap = _trace(view.heatmap, "total F1 change")
+    rows = _degradation(root)
+
+    prevalence = rows.groupby("class")["train_prevalence_lodo"].mean()
     assert list(heatmap.y) == list(prevalence.sort_values().index)
-    cell = rows[(rows["class"] == heatmap.y[0]) & (rows["domain"] == heatmap.x[0])].iloc[0]
-    assert heatmap.z[0][0] == pytest.approx(cell.lodo - cell.intra)
-    assert list(heatmap.customdata[0][0][:6]) == pytest.approx([cell.intra, cell.intra_lo, cell.intra_hi,
-                                                                cell.lodo, cell.lodo_lo, cell.lodo_hi])
-    assert heatmap.zmid == 0
+    assert list(heatmap.x) == ["cpsc", "georgia", "ptbxl"]
+    reliable = rows[rows["interval_reliable"].astype(bool)].iloc[0]
+    i, j = list(heatmap.y).index(reliable["class"]), list(heatmap.x).index(reliable["domain"])
+    assert heatmap.z[i][j] == pytest.approx(reliable["total"])
+    assert heatmap.zmid == 0 and heatmap.colorbar.title.text == "Δ F1"
+    assert "F1 units" in view.heatmap.layout.title.text
     assert [o["value"] for o in view.class_options] == list(heatmap.y)
 
 
-def test_the_metric_filter_switches_the_degradation_figures(views):
-    auroc, f1 = views.degradation("demo", "auroc", "noisy"), views.degradation("demo", "f1", "noisy")
+def test_a_heatmap_cell_with_too_few_positives_is_greyed_and_shows_its_count(views, root):
+    view = views.degradation("demo", "noisy")
+    heatmap, grey = _trace(view.heatmap, "total F1 change"), _trace(view.heatmap, "fewer positives")
+    cell = _unreliable_class(root, "cpsc")
 
-    assert "AUROC" in auroc.heatmap.data[0].colorbar.title.text and "F1" in f1.heatmap.data[0].colorbar.title.text
-    assert not np.allclose(np.asarray(auroc.heatmap.data[0].z, float), np.asarray(f1.heatmap.data[0].z, float))
+    i, j = list(heatmap.y).index(cell["class"]), list(heatmap.x).index("cpsc")
+    assert heatmap.z[i][j] is None or np.isnan(heatmap.z[i][j])  # no colour that could be read as a figure
+    assert grey.z[i][j] == 1 and grey.text[i][j] == f"{cell['n_positives']} pos."
+    unreliable = _degradation(root)["interval_reliable"].astype(bool).eq(False).sum()
+    assert view.heatmap.layout.meta["unreliable_cells"] == unreliable > 0
 
 
-def test_the_decomposition_shows_the_f1_drop_beside_its_three_diagnostics_whatever_the_metric(views, root):
-    row = ResultsStore(root).read("demo", "degradation", filters={"metric": "f1", "label_set": "noisy", "class": "AF",
-                                                     "domain": "ptbxl"}).iloc[0]
-    for metric in ("f1", "auroc"):
-        bars = views.decomposition("demo", metric, "noisy", "AF", "ptbxl").data[0]
+def test_the_parts_are_stacked_against_the_total_and_add_up_to_it(views, root):
+    parts = views.decomposition("demo", "noisy", None, "ptbxl").parts
+    rows = _degradation(root, domain="ptbxl").set_index("class")
 
-        assert list(bars.x) == ["ranking (AUROC)", "threshold transfer", "prevalence shift", "F1 change"]
-        assert list(bars.y) == pytest.approx([row["ranking_part"], row["threshold_part"], row["prevalence_part"],
-                                              row["delta"]])
+    bars = [t for t in parts.data if t.type == "bar"]
+    assert [t.name.split(" ")[0] for t in bars] == ["prevalence", "threshold", "ranking"]
+    assert parts.layout.barmode == "relative" and "F1 units" in parts.layout.xaxis.title.text
+    totals = {cls: value for t in parts.data if t.type == "scatter" for cls, value in zip(t.y, t.x)}
+    assert set(totals) == set(rows.index)
+    for position, cls in enumerate(bars[0].y):
+        stacked = sum(bar.x[position] for bar in bars)
+        assert stacked == pytest.approx(totals[cls], abs=1e-12)
+        assert totals[cls] == pytest.approx(rows.loc[cls, "total"])
+    order = rows["train_prevalence_lodo"].sort_values().index  # rare first, as in the heatmap
+    heatmap_order = [c for c in _trace(views.degradation("demo", "noisy").heatmap, "total").y if c in rows.index]
+    assert list(bars[0].y) == heatmap_order and set(order) == set(heatmap_order)
+    assert parts.layout.yaxis.autorange == "reversed"  # the rarest at the top
+
+
+def test_an_unreliable_class_shows_its_count_and_no_error_bar(views, root):
+    view = views.decomposition("demo", "noisy", None, "cpsc")
+    cell = _unreliable_class(root, "cpsc")
+    count = f"{cell['n_positives']} pos."
+
+    for figure, name in ((view.parts, "total"), (view.auroc_change, "AUROC change")):
+        banded, counted = _trace(figure, f"{name} (95% interval)"), _trace(figure, f"{name}, too few positives")
+        assert cell["class"] not in banded.y and banded.error_x.array is not None
+        assert counted.error_x.array is None and counted.error_x.visible is not True
+        assert counted.error_y.array is None
+        assert dict(zip(counted.y, counted.text))[cell["class"]] == count
+        assert f"{cell['class']} ({count})" in figure.layout.yaxis.ticktext
+    hatching = dict(zip(view.parts.data[0].y, view.parts.data[0].marker.pattern.shape))
+    assert hatching[cell["class"]] == "/" and set(hatching.values()) == {"", "/"}
+
+
+def test_the_auroc_change_is_beside_the_split_labelled_as_the_threshold_free_ranking_change(views, root):
+    figure = views.decomposition("demo", "noisy", None, "georgia").auroc_change
+    rows = _degradation(root, domain="georgia").set_index("class")
+
+    assert "threshold-free ranking change (AUROC)" in figure.layout.title.text
+    drawn = {cls: value for t in figure.data for cls, value in zip(t.y, t.x)}
+    assert drawn == pytest.approx(rows["auroc_change"].to_dict())
+
+
+def test_the_view_says_which_reference_each_domain_was_paired_with_and_on_how_many_records(views, root):
+    note = str(views.degradation("demo", "noisy").reference)
+    rows = _degradation(root).groupby("domain")["n_records"].first()
+
+    assert f"held out georgia: matched-size reference, {rows['georgia']:,} shared records" in note
+    assert f"held out cpsc: intra-source folds, {rows['cpsc']:,} shared records" in note
+    assert "F1 units" in note
+
+
+def test_the_chosen_class_is_spelled_out_with_intervals_only_where_reliable(views, root):
+    rows = _degradation(root, domain="ptbxl")
+    sure = rows[rows["interval_reliable"].astype(bool)].iloc[0]
+    unsure = _unreliable_class(root, "cpsc")
+
+    reliable = str(views.decomposition("demo", "noisy", sure["class"], "ptbxl").detail)
+    unreliable = str(views.decomposition("demo", "noisy", unsure["class"], "cpsc").detail)
+
+    assert f"{sure['class']} held out on ptbxl" in reliable
+    assert f"total {sure['total']:+.3f} [{sure['total_lo']:+.3f}, {sure['total_hi']:+.3f}]" in reliable
+    assert "threshold-free ranking change (AUROC)" in reliable
+    assert f"total {unsure['total']:+.3f} ({unsure['n_positives']} pos., no interval)" in unreliable
+    assert f"{unsure['total_lo']:+.3f}" not in unreliable
+
+
+def test_without_a_choice_the_first_domain_and_its_rarest_class_are_shown(views):
+    view = views.decomposition("demo", "noisy", None, None)
+
+    assert "Held out cpsc" in view.parts.layout.title.text
+    first = view.parts.data[0].y[0]
+    assert f"{first} held out on cpsc" in str(view.detail)
 
 
 def test_a_heatmap_click_picks_the_class_and_domain_to_decompose():
@@ -73,14 +158,118 @@ def test_a_heatmap_click_picks_the_class_and_domain_to_decompose():
     assert Views.picked_cell(None) == (None, None)
 
 
-def test_ablations_show_each_arm_per_fold_and_overall_and_the_paired_tests(views):
+def _tests(root, **filters) -> pd.DataFrame:
+    return ResultsStore(root).read("demo", "ablation_tests", filters={"protocol": "lodo", **filters})
+
+
+def _table_rows(component, table_id: str) -> list[list[str]]:
+    """The rows of a dbc.Table found by id inside a component tree, as lists of cell texts."""
+    def find(node):
+        if getattr(node, "id", None) == table_id:
+            return node
+        children = getattr(node, "children", None)
+        for child in children if isinstance(children, (list, tuple)) else [children]:
+            if child is not None and not isinstance(child, str) and (found := find(child)) is not None:
+                return found
+        return None
+
+    found = find(component)
+    if found is None:
+        return []
+    body = found.children[1]
+    return [[cell.children for cell in row.children] for row in body.children]
+
+
+def test_ablations_show_each_arm_per_held_out_domain_and_overall_over_domains(views, root):
     view = views.ablations("demo", "lodo", None, "all", "auroc")
 
     arms = [trace.name for trace in view.arms.data]
     assert arms[0] == "full" and arms[-1] == "prevalence"
-    assert list(view.arms.data[0].x) == ["lodo:cpsc", "lodo:georgia", "lodo:ptbxl", "overall"]
-    table = str(view.tests)
-    assert "p_holm" in table and "no-mixstyle" in table
+    full = view.arms.data[0]
+    assert list(full.x) == ["lodo:cpsc", "lodo:georgia", "lodo:ptbxl", "overall"]
+    runs = ResultsStore(root).read("demo", "fold_metrics", filters={
+        "arm": "full", "protocol": "lodo", "split": "test", "metric": "macro_auroc", "selection": "val"})
+    per_domain = runs.groupby("fold_id")["value"].mean()
+    assert full.y[-1] == pytest.approx(per_domain.mean())  # domains, not fold x seed runs, are the unit
+
+
+def test_the_across_domain_rows_show_signs_posteriors_the_rope_and_the_decision(views, root):
+    view = views.ablations("demo", "lodo", None, "all", "auroc")
+    across = _tests(root, metric="macro_auroc", scope="across").set_index("arm")
+
+    rows = {row[0]: row for row in _table_rows(view.tests, "ablation-across-table")}
+    assert set(rows) == {a for a in across.index if not is_reference(a)}
+    stored = across.loc["no-mixstyle"]
+    assert rows["no-mixstyle"][1] == f"{int(stored.n_better)} better, {int(stored.n_worse)} worse of 3"
+    assert rows["no-mixstyle"][3:6] == [f"{stored[f'p_{o}']:.3f}" for o in ("better", "equivalent", "worse")]
+    assert rows["no-mixstyle"][6] == "±0.01"
+    for arm, row in rows.items():
+        assert row[7] == across.loc[arm, "decision"]  # the page's rule at 0.95 agrees with the analysis'
+    text = str(view.tests)
+    assert "a posterior probability of at least 0.95 decides; otherwise undecided" in text
+    assert "the default (the study config sets no analysis.decision_probability)" in text
+    assert "With 3 held-out domains no test across domains can reach p < 0.25" in text
+
+
+def test_the_decision_threshold_comes_from_the_study_config(root, tmp_path):
+    shutil.copytree(root, tmp_path / "root")
+    (tmp_path / "root" / "demo" / "study.yaml").write_text("name: demo\nanalysis:\n  decision_probability: 0.6\n")
+    views = Views(ResultsStore(tmp_path / "root"))
+
+    view = views.ablations("demo", "lodo", None, "all", "auroc")
+
+    across = _tests(tmp_path / "root", metric="macro_auroc", scope="across").set_index("arm")
+    assert "at least 0.6 decides; otherwise undecided" in str(view.tests)
+    assert "the study config's analysis.decision_probability" in str(view.tests)
+    for arm, row in {row[0]: row for row in _table_rows(view.tests, "ablation-across-table")}.items():
+        p = across.loc[arm, ["p_better", "p_equivalent", "p_worse"]]
+        applied = p.idxmax().removeprefix("p_") if p.max() >= 0.6 else "undecided"
+        stored = across.loc[arm, "decision"]
+        assert row[7] == (applied if applied == stored else f"{applied} (table: {stored})")
+    changed = [a for a in across.index if not is_reference(a) and (across.loc[a, ["p_better", "p_equivalent",
+                                                                                 "p_worse"]].max() >= 0.6)
+               != (across.loc[a, "decision"] != "undecided")]
+    assert changed  # the fixture has arms that the lower threshold decides
+    assert ("differ from the rule at 0.6" in _alert_texts(view.status)) == bool(changed)
+
+
+def test_per_domain_rows_are_conditional_with_two_seeds_and_give_no_p(views, root):
+    view = views.ablations("demo", "lodo", None, "all", "f1")
+
+    rows = _table_rows(view.tests, "ablation-tests-table")
+    ablations = [a for a in DEFAULT_ARMS if a != "full" and not is_reference(a)]
+    assert len(rows) == len(ablations) * 3
+    assert all(row[4] == "conditional on the trained models" and row[5] == row[6] == "—" for row in rows)
+    assert "conditional on the trained models" in str(view.tests)
+
+
+@pytest.fixture(scope="module")
+def three_seed_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("three-seeds")
+    make_store(root, n_folds=4, n_trials=8, classes=8, seeds=3, records_per_fold=4, record_views_per_fold=1)
+    return root
+
+
+def test_with_three_seeds_per_domain_rows_show_p_and_holm_p(three_seed_root):
+    view = Views(ResultsStore(three_seed_root)).ablations("demo", "lodo", None, "all", "auroc")
+    stored = _tests(three_seed_root, metric="macro_auroc", scope="fold").set_index(["arm", "fold_id"])
+
+    rows = _table_rows(view.tests, "ablation-tests-table")
+    assert rows and all(row[4] == "seeds and records resampled" for row in rows)
+    for arm, fold, *_, p, holm in rows:
+        assert p == f"{stored.loc[(arm, fold), 'p_value']:.3g}" and holm == f"{stored.loc[(arm, fold), 'p_holm']:.3g}"
+    assert "With 4 held-out domains no test across domains can reach p < 0.125" in str(view.tests)
+
+
+def test_the_baseline_and_the_prevalence_floor_are_shown_apart_as_references(views):
+    view = views.ablations("demo", "lodo", None, "all", "auroc")
+
+    references = _table_rows(view.tests, "ablation-reference-table")
+    assert {row[0] for row in references} == {"baseline", "prevalence"}
+    assert len(references) == 2 * (3 + 1)  # per held-out domain and across
+    family = _table_rows(view.tests, "ablation-tests-table") + _table_rows(view.tests, "ablation-across-table")
+    assert not {row[0] for row in family} & {"baseline", "prevalence"}
+    assert "outside the test family" in str(view.tests)
 
 
 def test_the_arm_and_seed_filters_narrow_the_ablation_view_but_keep_the_prevalence_floor(views):
@@ -88,9 +277,10 @@ def test_the_arm_and_seed_filters_narrow_the_ablation_view_but_keep_the_prevalen
 
     assert [trace.name for trace in view.arms.data] == ["full", "no-se", "prevalence"]
     assert "no-mixstyle" not in str(view.tests)
+    assert {row[0] for row in _table_rows(view.tests, "ablation-across-table")} == {"no-se"}
 
 
-def test_per_class_effects_cover_only_rare_classes(views, root):
+def test_per_class_effects_cover_only_rare_classes_with_their_positive_counts(views, root):
     view = views.ablations("demo", "lodo", None, "all", "auroc")
     effects = view.rare_effects.data[0]
     classes = ResultsStore(root).read("demo", "class_metrics", filters={"protocol": "lodo"})
@@ -98,6 +288,25 @@ def test_per_class_effects_cover_only_rare_classes(views, root):
 
     assert set(effects.x) and all(prevalence[c] < 0.02 for c in effects.x)
     assert "full" not in set(effects.y) and "prevalence" not in set(effects.y)
+    full = classes[(classes["arm"] == "full") & (classes["seed"] == 1) & (classes["selection"] == "val")]
+    first = effects.x[0]
+    assert view.rare_effects.layout.xaxis.ticktext[0] == f"{first}<br>{full.loc[full['class'] == first, 'positives'].sum()} pos."
+
+
+def test_a_rare_class_with_too_few_positives_everywhere_is_greyed_with_its_count(root, tmp_path):
+    shutil.copytree(root, tmp_path / "root")
+    store = ResultsStore(tmp_path / "root")
+    rare = Views(store).ablations("demo", "lodo", None, "all", "auroc").rare_effects.data[0].x[0]
+    classes = store.read("demo", "class_metrics", filters={"class": rare})
+    ResultsWriter(tmp_path / "root" / "demo").write("class_metrics", classes.assign(positives=2, interval_reliable=False))
+
+    figure = Views(ResultsStore(tmp_path / "root")).ablations("demo", "lodo", None, "all", "auroc").rare_effects
+
+    effect, grey = _trace(figure, "effect"), _trace(figure, "too few positives")
+    column = list(effect.x).index(rare)
+    assert all(row[column] is None or np.isnan(row[column]) for row in effect.z)
+    assert all(row[column] == "6 pos." for row in grey.text)  # 2 positives in each of 3 held-out domains
+    assert figure.layout.meta["greyed"] == [rare]
 
 
 def test_sweeps_rebuild_the_optuna_study_and_mark_asha_stopped_trials(views, root):
@@ -159,7 +368,7 @@ def test_export_downloads_the_consensus_as_a_run_file(views):
 @pytest.mark.parametrize("study", ["../../etc", "..", "demo/../../etc", "nope"])
 def test_study_names_outside_the_root_are_refused(views, study):
     with pytest.raises(ViewInputError):
-        views.degradation(study, "auroc", "noisy")
+        views.degradation(study, "noisy")
 
 
 def test_a_failing_view_answers_with_an_alert_not_a_server_error():
@@ -182,7 +391,7 @@ def test_corrupt_and_missing_tables_are_said_on_the_page(tmp_path):
     shutil.rmtree(results / "ablation_tests")
     views = Views(ResultsStore(tmp_path))
 
-    degradation = views.degradation("demo", "auroc", "noisy")
+    degradation = views.degradation("demo", "noisy")
     ablations = views.ablations("demo", "lodo", None, "all", "auroc")
 
     assert "unreadable part" in _alert_texts(degradation.status)
@@ -219,14 +428,13 @@ def test_every_callback_output_exists_in_the_page_or_a_view(root):
 
 def test_a_forged_request_with_a_traversing_study_name_reads_nothing(root):
     client = create_app(str(root), warm=False).server.test_client()
-    outputs = [("degradation-status", "children"), ("degradation-heatmap", "figure"), ("degradation-scatter", "figure"),
+    outputs = [("degradation-status", "children"), ("degradation-heatmap", "figure"), ("degradation-reference", "children"),
                ("decomposition-class", "options"), ("decomposition-domain", "options")]
     payload = {
         "output": "..." .join(f"{i}.{p}" for i, p in outputs).join(["..", ".."]),
         "outputs": [{"id": i, "property": p} for i, p in outputs],
         "inputs": [{"id": "study", "property": "value", "value": "../../../etc"},
                    {"id": "signature", "property": "data", "value": None},
-                   {"id": "metric", "property": "value", "value": "auroc"},
                    {"id": "label-set", "property": "value", "value": "noisy"}],
         "changedPropIds": ["study.value"], "state": [],
     }
@@ -257,12 +465,12 @@ def test_a_token_guards_every_request_and_is_kept_in_a_cookie(root):
 def test_views_are_answered_from_cache_until_the_study_writes_again(tmp_path):
     make_store(tmp_path, n_folds=2, n_trials=10, classes=6, seeds=1)
     views = Views(ResultsStore(tmp_path))
-    first = views.degradation("demo", "auroc", "noisy")
+    first = views.degradation("demo", "noisy")
 
-    assert views.degradation("demo", "auroc", "noisy") is first
+    assert views.degradation("demo", "noisy") is first
     ResultsWriter(tmp_path / "demo").write("importances", pd.DataFrame([dict(
         protocol="lodo", fold_id="lodo:cpsc", param="lr", importance=0.5)]))
-    assert views.degradation("demo", "auroc", "noisy") is not first
+    assert views.degradation("demo", "noisy") is not first
 
 
 def test_signed_attributions_are_shaded_around_zero_and_numbered_stages_named():
@@ -292,9 +500,9 @@ def test_every_view_draws_with_any_one_table_missing(small_root, tmp_path, table
 
     _, record = views.record_options("demo", "lodo:cpsc")
     _, export = views.export_options("demo", "lodo")
-    views.decomposition("demo", "auroc", "noisy", "AF", "cpsc")
+    views.decomposition("demo", "noisy", "AF", "cpsc")
     views.filter_options("demo")
-    statuses = [views.studies("demo").status, views.degradation("demo", "auroc", "noisy").status,
+    statuses = [views.studies("demo").status, views.degradation("demo", "noisy").status,
                 views.ablations("demo", "lodo", None, "all", "f1").status, views.sweeps("demo", "lodo", "lodo:cpsc").status,
                 views.record("demo", "lodo:cpsc", record, True).status, views.export_preview("demo", "lodo", export)[0]]
 
@@ -308,10 +516,71 @@ def test_classes_never_evaluated_in_any_domain_are_left_out_of_the_degradation_v
     store = ResultsStore(tmp_path)
     rows = store.read("demo", "degradation")
     never = rows["class"].iloc[0]
-    blanked = rows.assign(**{c: np.where(rows["class"] == never, np.nan, rows[c]) for c in ("intra", "lodo")})
+    blanked = rows.assign(total=np.where(rows["class"] == never, np.nan, rows["total"]))
     ResultsWriter(tmp_path / "demo").replace("degradation", blanked, where={})
 
-    view = Views(store).degradation("demo", "auroc", "noisy")
+    view = Views(store).degradation("demo", "noisy")
 
     assert never not in view.heatmap.data[0].y
     assert never not in [o["value"] for o in view.class_options]
+
+
+def test_a_record_view_gives_the_class_explained_its_positives_and_an_interval_only_where_reliable(root, tmp_path):
+    shutil.copytree(root, tmp_path / "root")
+    store = ResultsStore(tmp_path / "root")
+    _, first = Views(store).record_options("demo", "lodo:cpsc")
+    record_id, cls = first.split("|")
+    view = store.read("demo", "record_views", filters={"fold_id": "lodo:cpsc", "record_id": record_id, "class": cls}).iloc[0]
+    where = {k: view[k] for k in ("protocol", "fold_id", "arm", "seed", "selection", "trial_id")}
+    metrics = store.read("demo", "class_metrics", filters={**where, "split": "test", "class": cls})
+    row = metrics.iloc[0]
+
+    shown = str(Views(store).record("demo", "lodo:cpsc", first, True).labels)
+    assert row["interval_reliable"] and f"{row['positives']} test positives" in shown
+    assert f"F1 {row['f1']:.3f} [{row['f1_lo']:.3f}, {row['f1_hi']:.3f}]" in shown
+    assert ("fell back" in shown) == bool(row["threshold_fallback"])
+
+    ResultsWriter(tmp_path / "root" / "demo").write("class_metrics", metrics.assign(positives=3, interval_reliable=False))
+    shown = str(Views(ResultsStore(tmp_path / "root")).record("demo", "lodo:cpsc", first, True).labels)
+    assert "3 test positives" in shown and f"F1 {row['f1']:.3f} (3 pos., no interval)" in shown
+    assert f"{row['f1_lo']:.3f}," not in shown
+
+
+def _write_v1_part(results, table: str, frame: pd.DataFrame) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shutil.rmtree(results / table)
+    (results / table).mkdir()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), results / table / "part-00000000000000000001-v1.parquet")
+
+
+def test_a_store_written_by_results_schema_1_says_so_on_every_view(small_root, tmp_path):
+    shutil.copytree(small_root, tmp_path / "root")
+    results = tmp_path / "root" / "demo" / "results"
+    (results / schema.VERSION_FILE).write_text(json.dumps({"schema_version": 1, "tables": sorted(schema.TABLES)}))
+    # v1's analysis tables: other columns, other meanings.
+    _write_v1_part(results, "degradation", pd.DataFrame([dict(
+        study="demo", domain="cpsc", **{"class": "AF"}, metric="f1", label_set="noisy", intra=0.7, lodo=0.6, delta=-0.1,
+        ranking_part=-0.05, threshold_part=-0.03, prevalence_part=-0.02, train_prevalence=0.1, test_prevalence=0.1)]))
+    _write_v1_part(results, "ablation_tests", pd.DataFrame([dict(
+        study="demo", protocol="lodo", arm="no-se", metric="macro_auroc", n_pairs=4, mean_diff=-0.01,
+        wilcoxon_p=0.12, p_holm=0.5)]))
+    views = Views(ResultsStore(tmp_path / "root"))
+
+    _, record = views.record_options("demo", "lodo:cpsc")
+    _, export = views.export_options("demo", "lodo")
+    statuses = [views.studies("demo").status, views.degradation("demo", "noisy").status,
+                views.ablations("demo", "lodo", None, "all", "auroc").status, views.sweeps("demo", "lodo", "lodo:cpsc").status,
+                views.record("demo", "lodo:cpsc", record, True).status, views.export_preview("demo", "lodo", export)[0]]
+
+    message = ("written by results schema 1: its analysis tables are not comparable; rerun the study (or "
+               "`heartbeatai study analyse DIR` once it has validation predictions)")
+    for status in statuses:
+        assert _alert_texts(status).count(message) == 1
+    assert views.degradation("demo", "noisy").heatmap.layout.meta["message"].startswith("no degradation")
+    views.decomposition("demo", "noisy", None, None)  # draws (a message), never raises
+
+
+def test_a_current_store_has_no_schema_alert(views):
+    assert "results schema" not in _alert_texts(views.degradation("demo", "noisy").status)

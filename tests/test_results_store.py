@@ -198,3 +198,28 @@ def test_compaction_merges_parts_without_changing_what_readers_see(tmp_path, wri
     assert after.drop(columns="error").loc[after.trial_id != "t1"].equals(
         before.drop(columns="error").loc[before.trial_id != "t1"])
     assert after.set_index("trial_id").loc["t1", "status"] == "errored"
+
+
+def test_the_stored_schema_version_is_read_and_a_missing_or_damaged_file_reads_as_none(tmp_path, writer):
+    store = ResultsStore(tmp_path)
+    version_file = tmp_path / "demo" / "results" / schema.VERSION_FILE
+
+    assert store.schema_version("demo") == schema.SCHEMA_VERSION
+    version_file.write_text(json.dumps({"schema_version": 1, "tables": []}))
+    assert store.schema_version("demo") == 1
+    version_file.write_text("{not json")
+    assert store.schema_version("demo") is None
+    version_file.unlink()
+    assert store.schema_version("demo") is None
+
+
+def test_analysis_settings_come_from_the_study_config_beside_the_results(tmp_path, writer):
+    store = ResultsStore(tmp_path)
+
+    assert store.analysis_settings("demo") == {}
+    (tmp_path / "demo" / "study.yaml").write_text("name: demo\nanalysis:\n  decision_probability: 0.9\n  rope: 0.02\n")
+    assert store.analysis_settings("demo") == {"decision_probability": 0.9, "rope": 0.02}
+    (tmp_path / "demo" / "study.yaml").write_text("analysis: [not, a, mapping]\n")
+    assert store.analysis_settings("demo") == {}
+    with pytest.raises(ValueError):
+        store.analysis_settings("../etc")

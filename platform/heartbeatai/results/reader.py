@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+import yaml
 
 from heartbeatai.arms import ALIASES
 from heartbeatai.results import schema
@@ -29,6 +30,10 @@ from heartbeatai.results import schema
 log = logging.getLogger(__name__)
 
 Signature = tuple[tuple[str, int, int], ...]
+# The study's config beside its results (study/study_run.py writes it); read for its
+# `analysis` section alone, and only up to this size.
+STUDY_CONFIG = "study.yaml"
+_MAX_SMALL_FILE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class ResultsStore:
         # (study, table) -> {(part, mtime, size): its rows, or why it could not be read}
         self._part_cache: dict[tuple[str, str], dict[tuple[str, int, int], pa.Table | str]] = {}
         self._footers: dict[tuple[str, str, Signature], tuple[int, tuple[str, ...]]] = {}
+        self._small_files: dict[tuple[str, int, int], str | None] = {}
         self._lock = threading.Lock()
 
     # -- discovery ----------------------------------------------------------------------
@@ -86,15 +92,6 @@ class ResultsStore:
                 found.append(info.base_name)
         return sorted(found)
 
-    def schema_version(self, study: str) -> int | None:
-        """The results schema the study was written with (None: nothing written yet)."""
-        schema.check_study_name(study)
-        path = f"{self._root_path}/{study}/{schema.RESULTS_DIR}/{schema.VERSION_FILE}"
-        if self._fs.get_file_info(path).type != pafs.FileType.File:
-            return None
-        with self._fs.open_input_stream(path) as handle:
-            return json.loads(handle.read().decode()).get("schema_version")
-
     def status(self, study: str, table: str) -> TableStatus:
         return self._load(study, table).status
 
@@ -104,6 +101,28 @@ class ResultsStore:
         for name in sorted(tables or schema.TABLES):
             digest.update(repr((name, self._signature(study, name)[1])).encode())
         return digest.hexdigest()
+
+    def schema_version(self, study: str) -> int | None:
+        """The results schema the study's tables were written with (``schema_version.json``);
+        None when the file is absent or unreadable. An older version's analysis tables have
+        other columns and meanings: readers say so rather than compare them."""
+        found = self._small_file(f"{self._study_path(study)}/{schema.RESULTS_DIR}/{schema.VERSION_FILE}")
+        try:
+            version = json.loads(found).get("schema_version") if found is not None else None
+        except (ValueError, AttributeError):
+            return None
+        return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+    def analysis_settings(self, study: str) -> dict[str, Any]:
+        """The ``analysis`` section of the study's ``study.yaml`` (rope, decision_probability,
+        min_positives, ...), or {} when the study has no such file or section."""
+        found = self._small_file(f"{self._study_path(study)}/{STUDY_CONFIG}")
+        try:
+            config = yaml.safe_load(found) if found is not None else None
+        except yaml.YAMLError:
+            return {}
+        section = config.get("analysis") if isinstance(config, dict) else None
+        return dict(section) if isinstance(section, dict) else {}
 
     # -- reading ------------------------------------------------------------------------
 
@@ -178,9 +197,31 @@ class ResultsStore:
         if column not in declaration.columns and not declaration.is_dynamic(column):
             raise ValueError(f"{declaration.name} has no column {column!r}")
 
-    def _table_path(self, study: str, table: str) -> str:
+    def _study_path(self, study: str) -> str:
         schema.check_study_name(study)
-        return f"{self._root_path}/{study}/{schema.RESULTS_DIR}/{schema.table(table).name}"
+        return f"{self._root_path}/{study}"
+
+    def _table_path(self, study: str, table: str) -> str:
+        return f"{self._study_path(study)}/{schema.RESULTS_DIR}/{schema.table(table).name}"
+
+    def _small_file(self, path: str) -> str | None:
+        """A small text file's content, cached by its size and mtime; None when absent,
+        unreadable or too large to be what it claims."""
+        info = self._fs.get_file_info(path)
+        if info.type != pafs.FileType.File or (info.size or 0) > _MAX_SMALL_FILE:
+            return None
+        key = (path, info.mtime_ns or 0, info.size or 0)
+        with self._lock:
+            if key in self._small_files:
+                return self._small_files[key]
+        try:
+            with self._fs.open_input_stream(path) as handle:
+                text = handle.read(_MAX_SMALL_FILE + 1).decode("utf-8")
+        except (OSError, UnicodeDecodeError, pa.ArrowException):
+            text = None
+        with self._lock:
+            self._small_files[key] = text
+        return text
 
     def _signature(self, study: str, table: str) -> tuple[bool, Signature]:
         path = self._table_path(study, table)

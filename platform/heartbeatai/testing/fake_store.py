@@ -1,9 +1,10 @@
-"""A fake results store, generated: every table, for tests, demos and benchmarks.
+"""A fake results store, generated: every table of results schema 2, for tests, demos and benchmarks.
 
 Numbers follow the shapes a real LODO study shows (rare classes degrade most, ASHA stops
-the weak trials early, MixStyle helps a little, the prevalence floor sits at AUROC 0.5)
-so a dashboard can be judged on them, but they are drawn, not trained: nothing here
-needs torch, the data or Ray.
+the weak trials early, MixStyle helps a little, the prevalence floor sits at AUROC 0.5,
+rare classes have too few test positives for an interval to be read) so a dashboard can be
+judged on them, but they are drawn, not trained: nothing here needs torch, the data or Ray.
+The analysis tables (ablation_tests, degradation) come from fake_analysis.py.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from heartbeatai.arms import DEFAULT_ARMS, FULL, PREVALENCE as PREVALENCE_ARM, SEARCH as SEARCH_ARM
+from heartbeatai.ecg import PAPER_DOMAINS
 from heartbeatai.labels import scored_vocabulary
-from heartbeatai.arms import DEFAULT_ARMS, PREVALENCE as PREVALENCE_ARM, SEARCH as SEARCH_ARM
-from heartbeatai.ecg import LEADS, PAPER_DOMAINS
 from heartbeatai.results.schema import CONSENSUS_FOLD, RunKey
 from heartbeatai.results.writer import ResultsWriter
+from heartbeatai.testing import fake_analysis
 
 DOMAINS = (*PAPER_DOMAINS, "ningbo")
 SE_STAGES = {"stage1": 64, "stage2": 128, "stage3": 256, "stage4": 256}
@@ -29,17 +31,27 @@ _RUNGS = (1, 3, 9)
 # How much each arm costs against `full` in AUROC (drawn; signs as ablations usually find).
 _ARM_EFFECT = {"full": 0.0, "no-se": -0.006, "no-concentration": -0.004, "no-mixstyle": -0.015,
                "no-smoothing": -0.004, "loss-bce": -0.01, "baseline": -0.035}
+SEARCH_SEED = 0
+INTRA_K = 5  # the intra protocol's folds per domain; the fake runs the first of them
+VAL_FRACTION = 0.15
+# Classes per fold whose validation split has no positive: their threshold falls back.
+FALLBACK_CLASSES = 2
 
 
 def make_store(root: str | os.PathLike, study: str = "demo", n_folds: int = 4, n_trials: int = 40,
                classes: int | Sequence[str] = 26, seeds: int = 2, arms: Sequence[str] = DEFAULT_ARMS,
                records_per_fold: int = 120, record_views_per_fold: int = 6, in_progress: bool = False,
-               seed: int = 0) -> str:
+               matched_reference: int = 1, rope: float = fake_analysis.ROPE,
+               decision_probability: float = fake_analysis.DECISION_PROBABILITY, seed: int = 0) -> str:
     """Write a study ``study`` under ``root``; returns the study directory.
 
-    ``n_trials`` search trials are spread over the ``n_folds`` LODO folds (one per
-    domain); each domain also has an intra fold, so every class has both figures. With
-    ``in_progress`` the last fold is still searching: no test results yet.
+    ``n_trials`` search trials (seed 0) are spread over the ``n_folds`` LODO folds (one per
+    domain); every arm is retrained at ``seeds`` arm seeds 1..seeds, disjoint from the
+    search seed. Each domain also has an intra fold (the first of 5), so every class has a
+    reference figure; the last ``matched_reference`` domains also have a matched-size
+    `reference` fold, which their degradation split then pairs on. ``records_per_fold``
+    predictions are stored per split (test and validation). With ``in_progress`` the last
+    fold is still searching: no test results and no analysis for it yet.
     """
     if not 1 <= n_folds <= len(DOMAINS):
         raise ValueError(f"n_folds must be 1..{len(DOMAINS)}")
@@ -50,7 +62,9 @@ def make_store(root: str | os.PathLike, study: str = "demo", n_folds: int = 4, n
     prevalence = _prevalences(rng, abbrs, domains)
     writer = ResultsWriter(os.path.join(os.fspath(root), study))
 
-    writer.write("dataset_card", _dataset_card(rng, prevalence))
+    card = _dataset_card(rng, prevalence)
+    writer.write("dataset_card", card)
+    sizes = card.groupby("domain")["n_records"].first()
     lodo_folds = [f"lodo:{d}" for d in domains]
     finished = lodo_folds[:-1] if in_progress else lodo_folds
     best_trials = []
@@ -64,20 +78,30 @@ def make_store(root: str | os.PathLike, study: str = "demo", n_folds: int = 4, n
             writer.write("importances", _importances(rng, fold_id, trials))
             best_trials.append(_best_trial(trials))
             writer.write("best_configs", _best_config(fold_id, best_trials[-1], abbrs))
-    for protocol, folds in (("lodo", finished), ("intra", [f"intra:{d}:0" for d in domains])):
+    held_out = [f.split(":")[1] for f in finished]
+    matched = held_out[len(held_out) - matched_reference:] if matched_reference > 0 and len(domains) > 1 else []
+    arm_seeds = list(range(SEARCH_SEED + 1, SEARCH_SEED + 1 + seeds))
+    lodo_metrics = []
+    for protocol, folds in (("lodo", finished), ("intra", [f"intra:{d}:0" for d in domains]),
+                            ("reference", [f"reference:{d}" for d in matched])):
         for fold_id in folds:
-            fold_arms = list(arms) if protocol == "lodo" else ["full"]
-            runs, fold_metrics, class_metrics = _arm_runs(rng, protocol, fold_id, fold_arms, seeds, abbrs, prevalence)
+            fold_arms = list(arms) if protocol == "lodo" else [FULL]
+            runs, fold_metrics, class_metrics = _arm_runs(rng, protocol, fold_id, fold_arms, arm_seeds, abbrs,
+                                                          prevalence, sizes)
             writer.write("trials", runs)
             writer.write("fold_metrics", fold_metrics)
             writer.write("class_metrics", class_metrics)
             if protocol == "lodo":
-                writer.write("predictions", _predictions(rng, fold_id, abbrs, prevalence, records_per_fold))
-                writer.write("record_views", _record_views(rng, fold_id, abbrs, prevalence, record_views_per_fold))
+                lodo_metrics.append(fold_metrics)
+                writer.write("predictions", _predictions(rng, fold_id, abbrs, prevalence, records_per_fold, arm_seeds[0]))
+                writer.write("record_views", _record_views(rng, fold_id, abbrs, prevalence, record_views_per_fold,
+                                                           arm_seeds[0]))
     if finished:
         writer.write("best_configs", _consensus(best_trials, abbrs))
-        writer.write("degradation", _degradation(rng, [f.split(":")[1] for f in finished], abbrs, prevalence))
-        writer.write("ablation_tests", _ablation_tests(rng, [a for a in arms if a != "full"], len(finished) * seeds))
+        writer.write("degradation", fake_analysis.degradation(rng, held_out, matched, abbrs, prevalence, sizes,
+                                                              seeds, INTRA_K))
+        writer.write("ablation_tests", fake_analysis.ablation_tests(rng, pd.concat(lodo_metrics), rope,
+                                                                    decision_probability))
     return os.path.join(os.fspath(root), study)
 
 
@@ -127,7 +151,7 @@ def _search(rng, fold_id: str, n: int, running: bool) -> tuple[pd.DataFrame, pd.
     trial_ids = [f"{fold_id.split(':')[1]}-{i:05d}" for i in range(n)]
     final = _learning_curve(epochs_run - 1, quality)
     trials = pd.DataFrame(dict(
-        _key("lodo", fold_id, SEARCH_ARM, 0, "search", ""), trial_id=trial_ids, status=status,
+        _key("lodo", fold_id, SEARCH_ARM, SEARCH_SEED, "search", ""), trial_id=trial_ids, status=status,
         error=np.where(status == "errored", "RuntimeError: loss is NaN", None),
         best_epoch=epochs_run - 1, epochs_run=epochs_run, wall_time_s=epochs_run * rng.uniform(20, 40, n),
         val_macro_auroc=final, val_macro_f1=final - 0.25, val_macro_auprc=final - 0.4,
@@ -156,7 +180,7 @@ def _epochs(rng, fold_id: str, trials: pd.DataFrame, quality: np.ndarray) -> pd.
     epoch = np.concatenate([np.arange(k) for k in ran]) if ran.sum() else np.zeros(0, int)
     auroc = _learning_curve(epoch, quality[row]) + rng.normal(0, 0.004, len(row))
     return pd.DataFrame(dict(
-        _key("lodo", fold_id, SEARCH_ARM, 0, "search", ""), trial_id=trials.trial_id.to_numpy()[row], epoch=epoch,
+        _key("lodo", fold_id, SEARCH_ARM, SEARCH_SEED, "search", ""), trial_id=trials.trial_id.to_numpy()[row], epoch=epoch,
         train_loss=0.25 * np.exp(-epoch / 4) + 0.05, val_loss=0.28 * np.exp(-epoch / 5) + 0.07,
         val_macro_auroc=auroc, val_macro_f1=auroc - 0.25, val_macro_auprc=auroc - 0.4, val_challenge_score=auroc - 0.3,
     ))
@@ -198,17 +222,38 @@ def _consensus(best: list[pd.Series], abbrs: list[str]) -> pd.DataFrame:
                               value=float(chosen.selection_value.mean()), run_file=_run_file(CONSENSUS_FOLD, row, abbrs))])
 
 
-def _arm_runs(rng, protocol, fold_id, arms, seeds, abbrs, prevalence):
+def _test_records(protocol: str, domain: str, sizes: pd.Series) -> int:
+    """LODO and the matched reference test the whole held-out domain; an intra fold one part of it."""
+    return int(sizes[domain]) // (INTRA_K if protocol == "intra" else 1)
+
+
+def _arm_runs(rng, protocol, fold_id, arms, arm_seeds, abbrs, prevalence, sizes):
     domain = fold_id.split(":")[1]
     test_prev = prevalence.loc[domain].to_numpy()
-    lodo_train = protocol == "lodo" and len(prevalence) > 1
-    train_prev = prevalence.drop(index=domain).mean().to_numpy() if lodo_train else test_prev
+    if protocol == "lodo" and len(prevalence) > 1:
+        train_prev = prevalence.drop(index=domain).mean().to_numpy()
+        n_val = int(VAL_FRACTION * sizes.drop(index=domain).sum())
+    elif protocol == "reference":  # trained on every domain, d's test records excluded
+        train_prev = prevalence.mean().to_numpy()
+        n_val = int(VAL_FRACTION * sizes.sum())
+    else:
+        train_prev = test_prev
+        n_val = int(VAL_FRACTION * sizes[domain])
     shift = 0.05 if protocol == "lodo" else 0.0
+    n_test = _test_records(protocol, domain, sizes)
+    positives = np.rint(test_prev * n_test).astype(int)
+    present = (positives > 0) & (positives < n_test)
+    reliable = positives >= fake_analysis.MIN_POSITIVES
+    # The rarest training classes find no validation positive: their threshold calls the
+    # training prevalence positive instead of being tuned (flagged, never a silent 0.5).
+    fallback = np.zeros(len(abbrs), bool)
+    fallback[np.argsort(train_prev, kind="stable")[:FALLBACK_CLASSES]] = True
+    val_positives = np.where(fallback, 0, np.maximum(np.rint(train_prev * n_val), 1))
     runs, folds, classes = [], [], []
     for arm in arms:
-        for seed in range(1 if arm == PREVALENCE_ARM else seeds):
+        for seed in arm_seeds[:1] if arm == PREVALENCE_ARM else arm_seeds:
             trial_id = PREVALENCE_ARM if arm == PREVALENCE_ARM else f"{arm}-s{seed}"
-            selections = ["val", "oracle"] if arm == "full" and protocol == "lodo" and seed == 0 else ["val"]
+            selections = ["val", "oracle"] if arm == FULL and protocol == "lodo" and seed == arm_seeds[0] else ["val"]
             for selection in selections:
                 key = _key(protocol, fold_id, arm, seed, selection, trial_id)
                 boost = 0.01 if selection == "oracle" else 0.0
@@ -222,8 +267,6 @@ def _arm_runs(rng, protocol, fold_id, arms, seeds, abbrs, prevalence):
                                     + rng.normal(0, 0.015, len(abbrs)), 0.4, 0.995)
                 f1 = np.clip((auroc - 0.5) * 1.8 * np.sqrt(np.clip(test_prev, 0.01, 1) / 0.3), 0, 0.95)
                 auprc = np.clip(test_prev + (1 - test_prev) * (auroc - 0.5) ** 1.5 * 2.5, 0, 1)
-                positives = np.rint(test_prev * 3000).astype(int)
-                present = positives > 0
                 for split in ("val", "test"):
                     for metric, values in (("macro_auroc", auroc), ("macro_f1", f1), ("macro_auprc", auprc),
                                            ("challenge_score", f1 * 0.9), ("brier", 0.05 + (1 - auroc) * 0.1)):
@@ -232,27 +275,41 @@ def _arm_runs(rng, protocol, fold_id, arms, seeds, abbrs, prevalence):
                         folds.append(dict(key, split=split, label_set="noisy", metric=metric, value=value,
                                           ci_low=value - width, ci_high=value + width,
                                           classes_used=json.dumps([a for a, p in zip(abbrs, present) if p])))
+                # Drawn as a naive method would: narrow at a handful of positives. Below the
+                # minimum the row says the interval is unreliable, and no reader may draw it.
                 half = 0.5 / np.sqrt(np.maximum(positives, 1))
                 for i, abbr in enumerate(abbrs):
+                    figures = {}
+                    if present[i]:
+                        for name, value, h in (("f1", f1[i], half[i]), ("auroc", auroc[i], half[i] / 2),
+                                               ("auprc", auprc[i], half[i])):
+                            figures |= {name: float(value), f"{name}_lo": float(max(value - h, 0)),
+                                        f"{name}_hi": float(min(value + h, 1))}
+                        figures["brier"] = float(0.05 + (1 - auroc[i]) * 0.1)
+                    threshold = 1 - train_prev[i] if fallback[i] else rng.uniform(0.2, 0.6)
                     classes.append(dict(key, split="test", label_set="noisy", **{"class": abbr},
                                         positives=int(positives[i]), train_prevalence=float(train_prev[i]),
                                         test_prevalence=float(test_prev[i]), present=bool(present[i]),
-                                        f1=f1[i], f1_lo=max(f1[i] - half[i], 0), f1_hi=min(f1[i] + half[i], 1),
-                                        auroc=auroc[i], auroc_lo=max(auroc[i] - half[i] / 2, 0),
-                                        auroc_hi=min(auroc[i] + half[i] / 2, 1), auprc=auprc[i],
-                                        auprc_lo=max(auprc[i] - half[i], 0), auprc_hi=min(auprc[i] + half[i], 1),
-                                        brier=float(0.05 + (1 - auroc[i]) * 0.1), threshold=float(rng.uniform(0.2, 0.6))))
+                                        interval_reliable=bool(reliable[i]), threshold=float(threshold),
+                                        threshold_fallback=bool(fallback[i]),
+                                        val_prevalence=float(val_positives[i] / n_val), **figures))
     return pd.DataFrame(runs), pd.DataFrame(folds), pd.DataFrame(classes)
 
 
-def _predictions(rng, fold_id, abbrs, prevalence, n_records) -> pd.DataFrame:
+def _predictions(rng, fold_id, abbrs, prevalence, n_records, seed) -> pd.DataFrame:
+    """The full arm's scores on the held-out test records and on the training domains' validation records."""
     domain = fold_id.split(":")[1]
-    labels = rng.uniform(size=(n_records, len(abbrs))) < prevalence.loc[domain].to_numpy()
-    scores = np.clip(0.55 * labels + rng.beta(2, 5, labels.shape), 0, 1)
-    frame = pd.DataFrame(dict(_key("lodo", fold_id, "full", 0, "val", "full-s0"),
-                              record_id=[f"{domain.upper()}{i:05d}" for i in range(n_records)], domain=domain))
-    wide = {f"p_{a}": scores[:, i] for i, a in enumerate(abbrs)} | {f"y_{a}": labels[:, i] for i, a in enumerate(abbrs)}
-    return pd.concat([frame, pd.DataFrame(wide)], axis=1)
+    training = [d for d in prevalence.index if d != domain] or [domain]
+    frames = []
+    for split, where in (("test", [domain] * n_records), ("val", [training[i % len(training)] for i in range(n_records)])):
+        labels = rng.uniform(size=(n_records, len(abbrs))) < prevalence.loc[where].to_numpy()
+        scores = np.clip(0.55 * labels + rng.beta(2, 5, labels.shape), 0, 1)
+        frame = pd.DataFrame(dict(_key("lodo", fold_id, FULL, seed, "val", f"{FULL}-s{seed}"), split=split,
+                                  record_id=[f"{d.upper()}{'V' if split == 'val' else ''}{i:05d}" for i, d in enumerate(where)], domain=where))
+        wide = ({f"p_{a}": scores[:, i] for i, a in enumerate(abbrs)}
+                | {f"y_{a}": labels[:, i] for i, a in enumerate(abbrs)})
+        frames.append(pd.concat([frame, pd.DataFrame(wide)], axis=1))
+    return pd.concat(frames, ignore_index=True)
 
 
 def synthetic_ecg(rng, fs: int = 250, seconds: float = 4.0, heart_rate: float = 72.0) -> np.ndarray:
@@ -267,7 +324,7 @@ def synthetic_ecg(rng, fs: int = 250, seconds: float = 4.0, heart_rate: float = 
     return gains[:, None] * beat[None, :] + wander + rng.normal(0, 0.01, (12, len(t)))
 
 
-def _record_views(rng, fold_id, abbrs, prevalence, n_views) -> pd.DataFrame:
+def _record_views(rng, fold_id, abbrs, prevalence, n_views, seed) -> pd.DataFrame:
     domain = fold_id.split(":")[1]
     rare_first = list(prevalence.loc[domain].sort_values().index)
     rows = []
@@ -281,50 +338,11 @@ def _record_views(rng, fold_id, abbrs, prevalence, n_views) -> pd.DataFrame:
         probabilities[abbr] = round(float(rng.uniform(0.05, 0.4) if misclassified else rng.uniform(0.6, 0.95)), 3)
         true = sorted({abbr, "NSR"} - ({"NSR"} if abbr != "NSR" and rng.uniform() < 0.7 else set()))
         pred = sorted(a for a, v in probabilities.items() if v >= 0.5)
-        rows.append(dict(_key("lodo", fold_id, "full", 0, "val", "full-s0"), record_id=f"{domain.upper()}{rank:05d}",
+        rows.append(dict(_key("lodo", fold_id, FULL, seed, "val", f"{FULL}-s{seed}"), record_id=f"{domain.upper()}{rank:05d}",
                          **{"class": abbr}, true_labels=json.dumps(true), pred_labels=json.dumps(pred),
                          probabilities=json.dumps(probabilities), fs=250,
                          signal=json.dumps(np.round(signal, 4).tolist()),
                          attribution=json.dumps(np.round(attribution, 3).tolist()),
                          se_gates=json.dumps({s: np.round(rng.beta(5, 3, n), 3).tolist() for s, n in SE_STAGES.items()}),
                          misclassified=misclassified, rank=rank))
-    return pd.DataFrame(rows)
-
-
-def _degradation(rng, domains, abbrs, prevalence) -> pd.DataFrame:
-    rows = []
-    for domain in domains:
-        train_prev = prevalence.drop(index=domain).mean() if len(prevalence) > 1 else prevalence.loc[domain]
-        for abbr in abbrs:
-            test_prev = float(prevalence.loc[domain, abbr])
-            rarity = np.log(0.3 / np.clip(train_prev[abbr], 0.003, 0.3))
-            for metric, intra_level in (("f1", 0.7), ("auroc", 0.93), ("auprc", 0.6)):
-                intra = float(np.clip(intra_level - 0.03 * rarity + rng.normal(0, 0.02), 0.05, 0.99))
-                delta = float(-abs(rng.normal(0.02 + 0.03 * rarity, 0.02)) * (0.5 if metric == "auroc" else 1))
-                ranking = delta * rng.uniform(0.3, 0.7)
-                prevalence_part = 0.0 if metric == "auroc" else delta * rng.uniform(0, 0.3)
-                lodo = intra + delta
-                rows.append(dict(domain=domain, **{"class": abbr}, metric=metric, label_set="noisy",
-                                 intra=intra, intra_lo=intra - 0.03, intra_hi=intra + 0.03,
-                                 lodo=lodo, lodo_lo=lodo - 0.05, lodo_hi=lodo + 0.05, delta=delta,
-                                 train_prevalence=float(train_prev[abbr]), test_prevalence=test_prev,
-                                 ranking_part=ranking, threshold_part=delta - ranking - prevalence_part,
-                                 prevalence_part=prevalence_part))
-    return pd.DataFrame(rows)
-
-
-def _ablation_tests(rng, arms, n_pairs) -> pd.DataFrame:
-    rows = []
-    for metric in ("macro_auroc", "macro_f1", "challenge_score"):
-        p = rng.uniform(0.0005, 0.3, len(arms))
-        order = np.argsort(p)
-        holm = np.minimum(1, np.maximum.accumulate(p[order] * (len(p) - np.arange(len(p)))))
-        p_holm = np.empty_like(p)
-        p_holm[order] = holm
-        for i, arm in enumerate(arms):
-            diff = _ARM_EFFECT.get(arm, -0.4 if arm == PREVALENCE_ARM else -0.005) + rng.normal(0, 0.003)
-            rows.append(dict(protocol="lodo", arm=arm, metric=metric, n_pairs=n_pairs, mean_full=0.88,
-                             mean_arm=0.88 + diff, mean_diff=diff, diff_lo=diff - 0.008, diff_hi=diff + 0.008,
-                             effect_size=diff / 0.01, wilcoxon_p=p[i], bootstrap_p=min(1, p[i] * 1.1),
-                             p_holm=p_holm[i]))
     return pd.DataFrame(rows)

@@ -1,0 +1,245 @@
+"""The Ablations view: each arm against `full`, per held-out domain and across them.
+
+The tests come from the analysis' ablation_tests table (docs/analysis.md): per fold the
+paired difference with its interval (conditional on the trained models below 3 arm
+seeds), the p-value and Holm's where they exist; across folds the sign count and the
+Bayesian signed-rank posteriors, to which the page applies the study's decision rule and
+says which. The baseline and the prevalence floor are shown apart, as references outside
+the test family.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import dash_bootstrap_components as dbc
+import pandas as pd
+import plotly.graph_objects as go
+from dash import html
+
+from heartbeatai.arms import is_reference
+from heartbeatai.dashboard import figures, figures_ablations
+from heartbeatai.dashboard.views.base import ALL_SEEDS, ViewBase, arm_order, per_store_state, table
+from heartbeatai.results import schema
+
+# Rare, for the per-class ablation effects: below 2 % of the training set (at most 12 classes).
+RARE_PREVALENCE = 0.02
+MAX_RARE = 12
+# The analysis' default (docs/analysis.md); a study sets its own as analysis.decision_probability.
+DEFAULT_DECISION_PROBABILITY = 0.95
+OUTCOMES = ("better", "equivalent", "worse")
+NONE = "—"
+
+
+class AblationsView(NamedTuple):
+    status: list
+    arms: go.Figure
+    tests: Any
+    rare_effects: go.Figure
+
+
+class DecisionRule(NamedTuple):
+    threshold: float
+    source: str
+
+    def sentence(self) -> str:
+        return (f"Decision rule: a posterior probability of at least {self.threshold:g} decides; otherwise "
+                f"undecided. The outcomes are: the arm is better than full, equivalent to it (within the ROPE), or "
+                f"worse. Threshold {self.threshold:g}: {self.source}.")
+
+
+class AblationViews(ViewBase):
+    @per_store_state
+    def ablations(self, study: str | None, protocol: str, arms: list[str] | None, seed, metric: str) -> AblationsView:
+        fold_metric = f"macro_{metric}"
+        results = self.store.read(study, "fold_metrics", filters={
+            "protocol": protocol, "split": "test", "label_set": "noisy", "metric": fold_metric, "selection": "val"})
+        classes = self.store.read(study, "class_metrics", filters={
+            "protocol": protocol, "split": "test", "label_set": "noisy", "selection": "val"})
+        if seed not in (None, ALL_SEEDS):
+            # The prevalence floor has one seed: keep it beside any seed.
+            results = results[(results["seed"] == int(seed)) | (results["arm"] == schema.PREVALENCE_ARM)]
+            classes = classes[classes["seed"] == int(seed)]
+        chosen = arm_order(arms or results["arm"].unique())
+        results, classes = results[results["arm"].isin(chosen)], classes[classes["arm"].isin(chosen + ["full"])]
+        tests = self.store.read(study, "ablation_tests", filters={"protocol": protocol, "metric": fold_metric})
+        tests = tests[tests["arm"].isin(chosen)] if arms else tests
+        rule = self.decision_rule(study)
+        disagreeing = _disagreements(tests, rule)
+        status = self.alerts(study, ("fold_metrics", "class_metrics", "ablation_tests"))
+        if disagreeing:
+            status.append(dbc.Alert(
+                f"{len(disagreeing)} stored decision(s) ({', '.join(disagreeing)}) differ from the rule at "
+                f"{rule.threshold:g}: the table was analysed with another threshold; rerun `heartbeatai study "
+                "analyse` to store this one's.", color="warning", className="py-2 decision-alert"))
+        return AblationsView(
+            status=status,
+            arms=figures_ablations.ablation_figure(results, chosen, fold_metric),
+            tests=_tests_panel(tests, rule, fold_metric, protocol),
+            rare_effects=figures_ablations.rare_class_effects_figure(
+                classes[classes["arm"] != schema.PREVALENCE_ARM], metric, _rare_classes(classes)),
+        )
+
+    def decision_rule(self, study: str) -> DecisionRule:
+        """The posterior probability that decides: the study config's, else the analysis' default."""
+        value = self.store.analysis_settings(study).get("decision_probability")
+        if value is None:
+            return DecisionRule(DEFAULT_DECISION_PROBABILITY,
+                                "the default (the study config sets no analysis.decision_probability)")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.5 < value <= 1:
+            return DecisionRule(float(value), "the study config's analysis.decision_probability")
+        return DecisionRule(DEFAULT_DECISION_PROBABILITY,
+                            f"the default (the study config's analysis.decision_probability {value!r} is not a "
+                            "probability above 0.5)")
+
+
+def posterior_decision(row, threshold: float) -> str:
+    """The outcome whose posterior probability reaches the threshold, else undecided."""
+    for outcome in OUTCOMES:
+        p = row.get(f"p_{outcome}")
+        if p is not None and pd.notna(p) and p >= threshold:
+            return outcome
+    return "undecided"
+
+
+def _disagreements(tests: pd.DataFrame, rule: DecisionRule) -> list[str]:
+    across = tests[tests["scope"] == "across"]
+    return [row["arm"] for _, row in across.iterrows()
+            if isinstance(row["decision"], str) and row["decision"] != posterior_decision(row, rule.threshold)]
+
+
+def _p(value) -> str:
+    return f"{value:.3g}" if value is not None and pd.notna(value) else NONE
+
+
+def _posterior(row, outcome: str) -> str:
+    return f"{row[f'p_{outcome}']:.3f}" if pd.notna(row[f"p_{outcome}"]) else NONE
+
+
+def _signs(row) -> str:
+    if pd.isna(row["n_folds"]):
+        return NONE
+    return f"{int(row['n_better'])} better, {int(row['n_worse'])} worse of {int(row['n_folds'])}"
+
+
+def _difference(row) -> str:
+    if pd.isna(row["diff"]):
+        return NONE
+    if pd.isna(row["diff_lo"]) or pd.isna(row["diff_hi"]):
+        return f"{row['diff']:+.4f}"
+    return f"{row['diff']:+.4f} [{row['diff_lo']:+.4f}, {row['diff_hi']:+.4f}]"
+
+
+def _interval_kind(row) -> str:
+    if figures.is_reliable(row["conditional"]):
+        return "conditional on the trained models"
+    return "seeds and records resampled" if pd.notna(row["conditional"]) else NONE
+
+
+def _decision(row, rule: DecisionRule) -> str:
+    applied = posterior_decision(row, rule.threshold)
+    stored = row["decision"]
+    return applied if not isinstance(stored, str) or stored == applied else f"{applied} (table: {stored})"
+
+
+def _ordered(rows: pd.DataFrame) -> pd.DataFrame:
+    rank = {arm: i for i, arm in enumerate(arm_order(rows["arm"]))}
+    return rows.assign(_rank=rows["arm"].map(rank)).sort_values(["_rank", "fold_id"]).drop(columns="_rank")
+
+
+def _across_frame(rows: pd.DataFrame, rule: DecisionRule) -> pd.DataFrame:
+    shown = pd.DataFrame({
+        "arm": rows["arm"],
+        "held-out domains": [_signs(r) for _, r in rows.iterrows()],
+        "mean difference": [f"{d:+.4f}" if pd.notna(d) else NONE for d in rows["diff"]],
+        **{f"P({o})": [_posterior(r, o) for _, r in rows.iterrows()] for o in OUTCOMES},
+        "ROPE": [f"±{r:g}" if pd.notna(r) else NONE for r in rows["rope"]],
+        "decision": [_decision(r, rule) for _, r in rows.iterrows()],
+        "min. attainable p": [_p(p) for p in rows["min_attainable_p"]],
+    })
+    if rows["p_value"].notna().any():
+        shown["p"] = [_p(p) for p in rows["p_value"]]
+    return shown
+
+
+def _fold_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "arm": rows["arm"], "held-out domain": rows["fold_id"],
+        "seeds": [str(int(n)) if pd.notna(n) else NONE for n in rows["n_seeds"]],
+        "difference [95% interval]": [_difference(r) for _, r in rows.iterrows()],
+        "interval": [_interval_kind(r) for _, r in rows.iterrows()],
+        "p": [_p(p) for p in rows["p_value"]], "Holm p": [_p(p) for p in rows["p_holm"]],
+    })
+
+
+def _reference_frame(rows: pd.DataFrame, rule: DecisionRule) -> pd.DataFrame:
+    records = []
+    for _, row in rows.iterrows():
+        across = row["scope"] == "across"
+        records.append({
+            "arm": row["arm"],
+            "held-out domain": f"across ({_signs(row)})" if across else row["fold_id"],
+            "difference": f"{row['diff']:+.4f}" if across and pd.notna(row["diff"]) else _difference(row),
+            "interval": NONE if across else _interval_kind(row),
+            "P(better) / P(equivalent) / P(worse)": " / ".join(_posterior(row, o) for o in OUTCOMES) if across else NONE,
+            "decision": _decision(row, rule) if across else NONE,
+        })
+    return pd.DataFrame(records)
+
+
+def _min_p_sentences(across: pd.DataFrame) -> list[str]:
+    sentences = []
+    for n, group in across.dropna(subset=["n_folds"]).groupby("n_folds"):
+        floor = group["min_attainable_p"].dropna()
+        p = float(floor.iloc[0]) if len(floor) else min(1.0, 2.0 * 2.0 ** -int(n))
+        sentences.append(f"With {int(n)} held-out domains no test across domains can reach p < {p:.3g}: the "
+                         "across-domain result is the sign count and the posterior, not a p-value.")
+    return sentences
+
+
+def _tests_panel(tests: pd.DataFrame, rule: DecisionRule, metric: str, protocol: str) -> html.Div:
+    if tests.empty:
+        return html.Div(html.P(f"No paired tests for {metric} under {protocol} yet.", className="text-muted"))
+    tests = _ordered(tests)
+    reference = tests["reference"].fillna(False).astype(bool) | tests["arm"].map(is_reference)
+    family, references = tests[~reference], tests[reference]
+    across, folds = family[family["scope"] == "across"], family[family["scope"] == "fold"]
+    ropes = sorted(set(tests["rope"].dropna()))
+    methods = sorted(set(tests["method"].dropna()))
+    parts = [
+        html.P(rule.sentence(), id="ablation-rule", className="fw-bold mb-1"),
+        html.P("Differences are arm − full, oriented so that positive means the arm is better (the sign is flipped "
+               "for the Brier score, where lower is better)." + (
+                   f" Region of practical equivalence (ROPE): ±{', ±'.join(f'{r:g}' for r in ropes)}." if ropes
+                   else ""), className="small mb-1"),
+        *[html.P(s, className="small mb-1 ablation-min-p") for s in _min_p_sentences(tests[tests["scope"] == "across"])],
+        html.H6("Across held-out domains", className="mt-3"),
+        table(_across_frame(across, rule), "ablation-across-table") if len(across) else html.P(
+            "No across-domain rows yet.", className="text-muted"),
+        html.H6("Per held-out domain", className="mt-3"),
+        html.P("Holm corrects the per-domain p-values over one metric's family: the ablation arms × held-out "
+               "domains. Where fewer than 3 arm seeds were trained, a domain's interval resamples records only: it "
+               "is conditional on the trained models (seed variance cannot be estimated) and no p-value is given.",
+               className="small mb-1"),
+        table(_fold_frame(folds), "ablation-tests-table") if len(folds) else html.P(
+            "No per-domain rows yet.", className="text-muted"),
+    ]
+    if len(references):
+        parts += [
+            html.H6("References, outside the test family (no Holm correction)", className="mt-3"),
+            html.P("The plain-ResNet baseline and the prevalence floor (the training prevalence as the score) are what "
+                   "the arms stand against, not ablations: they are shown apart and never enter Holm's family.",
+                   className="small mb-1"),
+            table(_reference_frame(references, rule), "ablation-reference-table"),
+        ]
+    if methods:
+        parts.append(html.P("Methods: " + "; ".join(methods) + ".", className="small text-muted mt-1"))
+    return html.Div(parts, id="ablation-tests-panel")
+
+
+def _rare_classes(classes: pd.DataFrame) -> list[str]:
+    if classes.empty:
+        return []
+    prevalence = classes.groupby("class")["train_prevalence"].mean().dropna()
+    rare = [c for c in figures.rare_first(prevalence) if prevalence[c] < RARE_PREVALENCE]
+    return rare[:MAX_RARE] or figures.rare_first(prevalence)[: MAX_RARE // 2]

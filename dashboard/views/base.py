@@ -1,0 +1,141 @@
+"""What every view shares: the store, the study check, the page's alerts, the cache.
+
+``ViewBase`` holds the results store and a cache of built views keyed by the study's
+tables' signature, checks the study a request names, and says on the page how far the
+tables behind a view can be trusted: a study in progress, a table not written yet, a
+damaged part, a store written by an older results schema.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import dash_bootstrap_components as dbc
+import pandas as pd
+from dash import html
+
+from heartbeatai.results import ResultsStore, schema
+
+ALL_SEEDS = "all"
+OLD_SCHEMA = ("written by results schema {version}: its analysis tables are not comparable; rerun the study "
+              "(or `heartbeatai study analyse DIR` once it has validation predictions)")
+NEWER_SCHEMA = ("written by results schema {version}, newer than this dashboard reads ({current}): "
+                "update heartbeatai to read it")
+
+
+class ViewInputError(ValueError):
+    """A request the page cannot answer as asked (no such study, a name that could leave the root)."""
+
+
+def per_store_state(view: Callable) -> Callable:
+    """Answer a view from cache while none of the study's tables changed: a refresh that finds
+    a new part rebuilds, a filter flipped back and forth does not."""
+    @functools.wraps(view)
+    def cached(self: "ViewBase", study: str | None, *args):
+        study = self.study(study)
+        key = (view.__name__, study, json.dumps(args, default=str), self.store.signature(study))
+        return self._cached(key, lambda: view(self, study, *args))
+
+    return cached
+
+
+def options(values) -> list[dict]:
+    return [{"label": str(v), "value": v} for v in values]
+
+
+def table(frame: pd.DataFrame, table_id: str) -> dbc.Table:
+    return dbc.Table.from_dataframe(frame, striped=True, bordered=False, hover=True, size="sm", id=table_id)
+
+
+def unfinished(progress: pd.DataFrame) -> int:
+    return int(progress[["running", "pending"]].to_numpy().sum())
+
+
+def arm_order(arms) -> list[str]:
+    """full first, the prevalence floor last, the others in between by name."""
+    arms = sorted(set(arms))
+    return sorted(arms, key=lambda a: (a != "full", a == schema.PREVALENCE_ARM, a))
+
+
+class ViewBase:
+    def __init__(self, store: ResultsStore):
+        self.store = store
+        self._figures: dict[tuple, Any] = {}
+        self._lock = threading.Lock()
+
+    def study(self, study: str | None) -> str:
+        """The study, checked: a valid name of a study under the root (else a one-line error)."""
+        if not study:
+            raise ViewInputError("no study selected: the results root holds none yet")
+        try:
+            schema.check_study_name(study)
+        except ValueError as err:
+            raise ViewInputError(str(err)) from None
+        if study not in self.store.studies():
+            raise ViewInputError(f"no study named {study!r} under the results root")
+        return study
+
+    def alerts(self, study: str, tables: tuple[str, ...]) -> list:
+        """How far the tables behind a view can be trusted, said on the page."""
+        shown = []
+        version = self.store.schema_version(study)
+        if version is not None and version != schema.SCHEMA_VERSION:
+            text = (OLD_SCHEMA.format(version=version) if version < schema.SCHEMA_VERSION
+                    else NEWER_SCHEMA.format(version=version, current=schema.SCHEMA_VERSION))
+            shown.append(dbc.Alert(text, color="warning", className="py-2 schema-alert"))
+        active = unfinished(self.store.progress(study))
+        if active:
+            shown.append(dbc.Alert(f"Study in progress: {active} trials running or pending; figures follow as "
+                                   "results arrive.", color="info", className="py-2"))
+        for name in tables:
+            status = self.store.status(study, name)
+            if status.state == "corrupt":
+                shown.append(dbc.Alert([html.B(f"{name}: {len(status.corrupt)} unreadable part(s) skipped. "),
+                                        "; ".join(status.corrupt)], color="danger", className="py-2 corrupt-alert"))
+            elif status.state == "missing":
+                shown.append(dbc.Alert(f"{name}: not written yet (the study has not reached this stage).",
+                                       color="warning", className="py-2 missing-alert"))
+        return shown
+
+    def forget(self) -> None:
+        """Drop every cached view (the reader's cache of tables stays)."""
+        with self._lock:
+            self._figures.clear()
+
+    def _cached(self, key: tuple, build: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._figures:
+                return self._figures[key]
+        built = build()
+        with self._lock:
+            if len(self._figures) > 256:
+                self._figures.clear()
+            self._figures[key] = built
+        return built
+
+    # -- page chrome --------------------------------------------------------------------
+
+    def refresh(self, study: str | None, signature: str | None) -> tuple[list, str | None, str | None, Any]:
+        """Study choices, the study to show, and the signature of its tables (unchanged: no re-render)."""
+        studies = self.store.studies()
+        if study not in studies:
+            study = studies[0] if studies else None
+        if study is None:
+            return [], None, None, dbc.Badge("no studies", color="secondary")
+        current = self.store.signature(study)
+        active = unfinished(self.store.progress(study))
+        badge = (dbc.Badge(f"live: {active} trials running or queued", color="info") if active
+                 else dbc.Badge("finished", color="success"))
+        return options(studies), study, (current if current != signature else None), badge
+
+    @per_store_state
+    def filter_options(self, study: str | None) -> tuple[list, list]:
+        """Arms and seeds the study has (arm `search` is the sweep, not an arm)."""
+        runs = self.store.read(study, "trials", columns=["arm", "seed"])
+        arms = [a for a in arm_order(runs["arm"].unique()) if a != schema.SEARCH_ARM]
+        seeds = sorted(int(s) for s in runs.loc[runs["arm"] != schema.SEARCH_ARM, "seed"].unique())
+        return options(arms), [{"label": "all seeds", "value": ALL_SEEDS}, *options(seeds)]

@@ -1,0 +1,136 @@
+"""The Degradation view: the F1 change of leaving a domain out, per class, and its parts.
+
+The heatmap gives every class x held-out domain at once; the chosen domain's classes are
+drawn with the three parts stacked against the total (F1 units) and the AUROC change
+beside them; the chosen class's numbers are spelled out, intervals only where the
+analysis marks them reliable.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import pandas as pd
+import plotly.graph_objects as go
+from dash import html
+
+from heartbeatai.dashboard import figures, figures_degradation as fd
+from heartbeatai.dashboard.views.base import ViewBase, options, per_store_state
+
+
+class DegradationView(NamedTuple):
+    status: list
+    heatmap: go.Figure
+    reference: Any
+    class_options: list
+    domain_options: list
+
+
+class DecompositionView(NamedTuple):
+    parts: go.Figure
+    auroc_change: go.Figure
+    detail: Any
+
+
+class DegradationViews(ViewBase):
+    def _degradation_rows(self, study: str, label_set: str) -> pd.DataFrame:
+        return _split_classes(self.store.read(study, "degradation", filters={"label_set": label_set}))
+
+    @per_store_state
+    def degradation(self, study: str | None, label_set: str) -> DegradationView:
+        rows = self._degradation_rows(study, label_set)
+        return DegradationView(
+            status=self.alerts(study, ("degradation",)),
+            heatmap=fd.total_heatmap(rows),
+            reference=_reference_note(rows),
+            class_options=options(fd.class_order(rows)),
+            domain_options=options(sorted(rows["domain"].unique())),
+        )
+
+    @per_store_state
+    def decomposition(self, study: str | None, label_set: str, cls: str | None,
+                      domain: str | None) -> DecompositionView:
+        """The chosen held-out domain (the first when none is chosen) and class (its rarest)."""
+        rows = self._degradation_rows(study, label_set)
+        if rows.empty:
+            empty = figures.message_figure(fd.NO_SPLIT)
+            return DecompositionView(empty, empty, None)
+        domains = sorted(rows["domain"].unique())
+        domain = domain if domain in domains else domains[0]
+        order = fd.class_order(rows)
+        shown = rows[rows["domain"] == domain]
+        present = [c for c in order if c in set(shown["class"])]
+        cls = cls if cls in present else present[0]
+        return DecompositionView(
+            parts=fd.parts_figure(shown, order, domain, cls),
+            auroc_change=fd.auroc_change_figure(shown, order, domain),
+            detail=_class_detail(shown[shown["class"] == cls].iloc[0]),
+        )
+
+    @staticmethod
+    def picked_cell(click_data: dict | None) -> tuple[str | None, str | None]:
+        """A heatmap click picks the class (y) and held-out domain (x) to decompose."""
+        if not click_data or not click_data.get("points"):
+            return None, None
+        point = click_data["points"][0]
+        return point.get("y"), point.get("x")
+
+
+def _split_classes(rows: pd.DataFrame) -> pd.DataFrame:
+    """Drop classes with no split in any domain (an older store's rows, a class never present),
+    which would otherwise sort as the rarest and push the evaluated rare classes out of sight."""
+    if rows.empty:
+        return rows
+    has_split = rows["total"].notna().groupby(rows["class"]).transform("any")
+    return rows[has_split]
+
+
+def _reference_note(rows: pd.DataFrame) -> html.Div:
+    """Which reference each held-out domain was paired with, on how many shared records."""
+    if rows.empty:
+        return html.Div(id="degradation-reference-note")
+    per_domain = rows.groupby("domain").agg(kind=("reference_kind", "first"), records=("n_records", "max"),
+                                           seeds=("n_seeds", "max"))
+    items = [html.Li(f"held out {domain}: {fd.reference_name(row.kind)}, {_count(row.records)} shared records"
+                     + (f", {_count(row.seeds)} seeds averaged" if pd.notna(row.seeds) else ""))
+             for domain, row in per_domain.iterrows()]
+    return html.Div([
+        html.P(["Each model is scored on the same records of the held-out domain: the LODO model against a "
+                "reference that saw that domain in training. The parts are in F1 units and add up to the total: ",
+                html.I("prevalence"), " (what a prior-shift correction to the EM-estimated test prevalence recovers "
+                "without labels), ", html.I("threshold"), " (from there to each model's best threshold on the test "
+                "records: an upper bound, it uses labels) and ", html.I("ranking"), " (F1 at the best thresholds). "
+                "Where a class has fewer test positives than the study's minimum, its count is shown and no "
+                "interval is drawn."], className="small mb-1"),
+        html.Ul(items, className="small mb-2"),
+    ], id="degradation-reference-note")
+
+
+def _count(value) -> str:
+    return f"{int(value):,}" if pd.notna(value) else "?"
+
+
+def _class_detail(row: pd.Series) -> html.Div:
+    reliable, n = row["interval_reliable"], row["n_positives"]
+
+    def interval(part: str) -> str:
+        return figures.interval_text(row[part], row[f"{part}_lo"], row[f"{part}_hi"], reliable, n)
+
+    header = (f"{row['class']} held out on {row['domain']}: {fd.reference_name(row['reference_kind'])}, "
+              f"{_count(row['n_records'])} shared records, {_count(n)} positives")
+    lines = [
+        f"F1 {row['f1_reference']:.3f} (reference) → {row['f1_lodo']:.3f} (LODO): total {interval('total')}",
+        "= " + " + ".join(f"{part} {interval(part)}" for part in fd.PARTS) + " (F1 units)",
+        f"{fd.RANKING_CHANGE}: AUROC {row['auroc_reference']:.3f} → {row['auroc_lodo']:.3f}, "
+        f"change {interval('auroc_change')}",
+        f"test prevalence {row['test_prevalence']:.2%}; training prevalence {row['train_prevalence_lodo']:.2%} (LODO), "
+        f"{row['train_prevalence_reference']:.2%} (reference); EM estimate {row['em_prevalence_lodo']:.2%} (LODO), "
+        f"{row['em_prevalence_reference']:.2%} (reference)",
+        f"validation calibration error {row['calibration_error_lodo']:.3f} (LODO), "
+        f"{row['calibration_error_reference']:.3f} (reference)",
+    ]
+    if not figures.is_reliable(reliable):
+        lines.append(f"{figures.count_label(n)}: fewer test positives than the study's minimum, so no interval "
+                     "is given; read the figures as counts of a handful of records.")
+    return html.Div([html.H6(header), *[html.Div(line, className="small") for line in lines]],
+                    id="degradation-class-detail", className="border rounded p-2 mt-2")
