@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from heartbeatai.analysis.ablation_stats import fold_comparison, minimum_attainable_p
-from heartbeatai.analysis.ablation_tests import ComparisonSettings, ablation_test_rows, decision
+from heartbeatai.analysis.ablation_stats import decide, fold_comparison, minimum_attainable_p
+from heartbeatai.analysis.ablation_tests import ComparisonSettings, ablation_test_rows
 from heartbeatai.analysis.evaluation import prediction_rows
 from heartbeatai.results.schema import table
 
@@ -122,4 +122,4 @@ def test_fold_comparison_resamples_seeds_only_from_three():
                                              ((0.02, 0.97, 0.01), "equivalent"), ((0.6, 0.3, 0.1), "undecided")])
 def test_the_decision_rule_needs_one_posterior_probability_above_the_threshold(p, expected):
     p_better, p_equivalent, p_worse = p
-    assert decision(p_better, p_equivalent, p_worse, 0.95) == expected
+    assert decide({"p_better": p_better, "p_equivalent": p_equivalent, "p_worse": p_worse}, 0.95) == expected

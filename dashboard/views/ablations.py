@@ -17,6 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from dash import html
 
+from heartbeatai.analysis.ablation_stats import OUTCOMES, decide
 from heartbeatai.arms import is_reference
 from heartbeatai.dashboard import figures, figures_ablations
 from heartbeatai.dashboard.views.base import ALL_SEEDS, ViewBase, arm_order, per_store_state, table
@@ -27,7 +28,6 @@ RARE_PREVALENCE = 0.02
 MAX_RARE = 12
 # The analysis' default (docs/analysis.md); a study sets its own as analysis.decision_probability.
 DEFAULT_DECISION_PROBABILITY = 0.95
-OUTCOMES = ("better", "equivalent", "worse")
 NONE = "—"
 
 
@@ -93,19 +93,10 @@ class AblationViews(ViewBase):
                             "probability above 0.5)")
 
 
-def posterior_decision(row, threshold: float) -> str:
-    """The outcome whose posterior probability reaches the threshold, else undecided."""
-    for outcome in OUTCOMES:
-        p = row.get(f"p_{outcome}")
-        if p is not None and pd.notna(p) and p >= threshold:
-            return outcome
-    return "undecided"
-
-
 def _disagreements(tests: pd.DataFrame, rule: DecisionRule) -> list[str]:
     across = tests[tests["scope"] == "across"]
     return [row["arm"] for _, row in across.iterrows()
-            if isinstance(row["decision"], str) and row["decision"] != posterior_decision(row, rule.threshold)]
+            if isinstance(row["decision"], str) and row["decision"] != decide(row, rule.threshold)]
 
 
 def _p(value) -> str:
@@ -137,7 +128,7 @@ def _interval_kind(row) -> str:
 
 
 def _decision(row, rule: DecisionRule) -> str:
-    applied = posterior_decision(row, rule.threshold)
+    applied = decide(row, rule.threshold)
     stored = row["decision"]
     return applied if not isinstance(stored, str) or stored == applied else f"{applied} (table: {stored})"
 

@@ -22,11 +22,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Mapping
+
 import numpy as np
-from baycomp import SignedRankTest
-from scipy.stats import wilcoxon
 
 MIN_SEEDS_FOR_SEED_VARIANCE = 3
+# The posterior's three outcomes, in the order baycomp gives them.
+OUTCOMES = ("better", "equivalent", "worse")
+
+
+def decide(posterior: Mapping[str, float | None], threshold: float) -> str:
+    """The decision rule applied to an across-fold posterior ({"p_better": ..., ...}): the
+    outcome whose probability reaches `threshold`, else "undecided". With a threshold above
+    0.5 at most one outcome can reach it."""
+    for outcome in OUTCOMES:
+        p = posterior.get(f"p_{outcome}")
+        if p is not None and p == p and p >= threshold:  # p == p: not nan
+            return outcome
+    return "undecided"
 
 
 @dataclass(frozen=True)
@@ -92,6 +105,10 @@ class AcrossFolds:
 def across_folds(differences: np.ndarray, rope: float, seed: int, alpha: float = 0.05,
                  samples: int = 50000) -> AcrossFolds:
     """Sign counts and the Bayesian signed-rank posterior over per-fold differences (arm - full)."""
+    # Imported here: the dashboard imports this module for `decide` and starts fast.
+    from baycomp import SignedRankTest
+    from scipy.stats import wilcoxon
+
     d = np.asarray(differences, dtype=float)
     d = d[np.isfinite(d)]
     n = len(d)

@@ -19,7 +19,7 @@ import pandas as pd
 from statsmodels.stats.multitest import multipletests
 
 from heartbeatai.analysis.ablation_stats import (
-    MIN_SEEDS_FOR_SEED_VARIANCE, FoldComparison, across_folds, fold_comparison, minimum_attainable_p,
+    MIN_SEEDS_FOR_SEED_VARIANCE, FoldComparison, across_folds, decide, fold_comparison, minimum_attainable_p,
 )
 from heartbeatai.analysis.evaluation import prediction_classes, run_predictions
 from heartbeatai.analysis.weighted_metrics import bootstrap_counts, weighted_class_metrics
@@ -42,14 +42,6 @@ class ComparisonSettings:
     # baycomp draws the posterior by Monte Carlo (in Python): 50,000 draws put P(.) within
     # about 0.002; a test can ask for fewer.
     posterior_samples: int = 50_000
-
-
-def decision(p_better: float | None, p_equivalent: float | None, p_worse: float | None, threshold: float) -> str:
-    """The posterior decision rule: one outcome at least `threshold` probable, else undecided."""
-    for name, p in (("better", p_better), ("worse", p_worse), ("equivalent", p_equivalent)):
-        if p is not None and p >= threshold:
-            return name
-    return "undecided"
 
 
 def ablation_test_rows(predictions: pd.DataFrame, class_metrics: pd.DataFrame, study: str,
@@ -123,8 +115,8 @@ def _metric_rows(study, protocol, metric, arms, folds, per_fold, settings) -> li
                 "diff": posterior.mean_difference, "n_better": posterior.n_better, "n_worse": posterior.n_worse,
                 "p_better": posterior.p_better, "p_equivalent": posterior.p_equivalent, "p_worse": posterior.p_worse,
                 "rope": settings.rope, "min_attainable_p": posterior.min_attainable_p, "p_value": posterior.wilcoxon_p,
-                "decision": decision(posterior.p_better, posterior.p_equivalent, posterior.p_worse,
-                                     settings.decision_probability),
+                "decision": decide({"p_better": posterior.p_better, "p_equivalent": posterior.p_equivalent,
+                                    "p_worse": posterior.p_worse}, settings.decision_probability),
                 "method": "Bayesian signed-rank (Benavoli et al. 2017, baycomp) over held-out domains; "
                           + ("Wilcoxon signed-rank p" if posterior.wilcoxon_p is not None else
                              f"no frequentist p: {posterior.n_folds} domains cannot reach p < "

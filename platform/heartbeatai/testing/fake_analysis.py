@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from heartbeatai.analysis.ablation_stats import MIN_SEEDS_FOR_SEED_VARIANCE, decide
 from heartbeatai.arms import FULL, is_reference
 from heartbeatai.metric_names import FOLD_METRICS
 from heartbeatai.results.schema import ACROSS_FOLDS
@@ -22,7 +23,6 @@ from heartbeatai.results.schema import ACROSS_FOLDS
 MIN_POSITIVES = 10
 ROPE = 0.01
 DECISION_PROBABILITY = 0.95
-MIN_SEEDS_FOR_SEED_VARIANCE = 3
 BOOTSTRAP = 2000
 FOLD_METHOD = "paired bootstrap over test records"
 ACROSS_METHOD = "Bayesian signed-rank test (Benavoli et al. 2017), baycomp"
@@ -132,7 +132,7 @@ def _across_row(rng, protocol, metric, arm, per_fold: list[dict], rope: float, d
         draws = float(np.mean(d)) + spread * rng.standard_t(n - 1, 20000)
         better, worse = float(np.mean(draws > rope)), float(np.mean(draws < -rope))
         posterior = dict(p_better=better, p_equivalent=1.0 - better - worse, p_worse=worse)
-        decided = decision(posterior, decision_probability)
+        decided = decide(posterior, decision_probability)
     return dict(protocol=protocol, metric=metric, arm=arm, scope="across", fold_id=ACROSS_FOLDS,
                 reference=is_reference(arm), n_folds=n, n_seeds=min((r["n_seeds"] for r in per_fold), default=None),
                 mean_full=float(np.mean([r["mean_full"] for r in per_fold])) if n else None,
@@ -140,15 +140,6 @@ def _across_row(rng, protocol, metric, arm, per_fold: list[dict], rope: float, d
                 diff=float(d.mean()) if n else None, n_better=int(np.sum(d > 0)), n_worse=int(np.sum(d < 0)),
                 **posterior, rope=rope, min_attainable_p=min(1.0, 2.0 * 2.0 ** -n), decision=decided,
                 method=ACROSS_METHOD)
-
-
-def decision(posterior: dict[str, float | None], threshold: float) -> str:
-    """The outcome whose posterior probability reaches the threshold, else undecided."""
-    for outcome in ("better", "equivalent", "worse"):
-        p = posterior.get(f"p_{outcome}")
-        if p is not None and p >= threshold:
-            return outcome
-    return "undecided"
 
 
 def _holm(rows: list[dict]) -> None:
