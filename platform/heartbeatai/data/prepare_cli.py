@@ -78,8 +78,10 @@ def _check_paths(args: argparse.Namespace) -> None:
         if not source.exists():
             raise UserError(f"source {source} does not exist")
     for label_file in args.labels:
-        if not label_file.is_file():
+        if not label_file.exists():
             raise UserError(f"--labels {label_file}: no such file")
+        if not label_file.is_file():  # a FIFO would block the reader, a device never end
+            raise UserError(f"--labels {label_file}: not a regular file")
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} exists and is not a directory")
     out = args.out.resolve()

@@ -35,26 +35,30 @@ def shown(name: str | os.PathLike, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def resolve_inside(path: str | os.PathLike, root: str | os.PathLike | None, what: str) -> Path:
+def resolve_inside(path: str | os.PathLike, root: str | os.PathLike | None, what: str,
+                   name: str | None = None) -> Path:
     """The real path of `path`, a regular file inside `root` (None: no tree to stay in).
 
-    Only stat is called: nothing is opened, so a FIFO or device is refused without
-    blocking or reading it.
+    Containment is checked first, so nothing outside the tree is even stat'ed (a link to
+    /dev/zero is refused as leading outside); then only stat is called: nothing is opened,
+    so a FIFO or socket inside the tree is refused without blocking on it. `name`: how
+    the reason shows the file (default: its base name).
     """
+    name = shown(name if name is not None else Path(path).name)
     real = Path(os.path.realpath(path))
-    try:
-        info = os.stat(real)
-    except FileNotFoundError:
-        raise RecordError(f"missing {what} {shown(Path(path).name)}") from None
-    except OSError as err:
-        raise RecordError(f"unreadable {what} {shown(Path(path).name)}: {err.strerror or err}") from None
-    if not stat.S_ISREG(info.st_mode):
-        kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
-        raise RecordError(f"{what} {shown(Path(path).name)} is {kind}, not a regular file")
     if root is not None:
         tree = Path(os.path.realpath(root))
         if real != tree and tree not in real.parents:
-            raise RecordError(f"{what} {shown(os.fspath(path))} resolves outside the source folder")
+            raise RecordError(f"{what} {name} resolves outside the source folder")
+    try:
+        info = os.stat(real)
+    except FileNotFoundError:
+        raise RecordError(f"missing {what} {name}") from None
+    except OSError as err:
+        raise RecordError(f"unreadable {what} {name}: {err.strerror or err}") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
+        raise RecordError(f"{what} {name} is {kind}, not a regular file")
     return real
 
 
@@ -64,7 +68,7 @@ def resolve_named(folder: Path, name: str, root: str | os.PathLike | None, what:
         raise RecordError(f"{what} name {shown(name)} in header is not a file name")
     if os.path.isabs(name):
         raise RecordError(f"{what} {shown(name)} is an absolute path: a header names files beside it")
-    return resolve_inside(folder / name, root if root is not None else folder, what)
+    return resolve_inside(folder / name, root if root is not None else folder, what, name)
 
 
 def open_regular(real: Path, what: str) -> BinaryIO:
