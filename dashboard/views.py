@@ -20,15 +20,18 @@ import dash_bootstrap_components as dbc
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from dash import html
+from dash import dash_table, html
 
 from heartbeatai.dashboard import figures, figures_ecg, figures_sweeps
 from heartbeatai.results import ResultsStore, schema
+from heartbeatai.results.summary import COLUMNS as SUMMARY_COLUMNS
+from heartbeatai.results.summary import row as summary_row
 
 # Rare, for the per-class ablation effects: below 2 % of the training set (at most 12 classes).
 RARE_PREVALENCE = 0.02
 MAX_RARE = 12
 ALL_SEEDS = "all"
+WARM_STUDIES = 3  # studies whose sweep figures are built ahead of the first visit
 # The columns whose change redraws a fold's sweep figures.
 _SWEEP_STATE = {"trials": ["trial_id", "status", "selection_value"], "epochs": ["trial_id", "epoch"],
                 "importances": ["param", "importance"]}
@@ -97,6 +100,20 @@ def _table(frame: pd.DataFrame, table_id: str) -> dbc.Table:
     return dbc.Table.from_dataframe(frame, striped=True, bordered=False, hover=True, size="sm", id=table_id)
 
 
+STUDIES_PAGE_SIZE = 20
+
+
+def _paged_table(frame: pd.DataFrame, table_id: str) -> dash_table.DataTable:
+    """A long table drawn a page at a time in the browser (a root may hold thousands of
+    studies): sortable and filterable there, with every row sent once as plain records."""
+    return dash_table.DataTable(
+        id=table_id, data=frame.to_dict("records"), columns=[{"name": c, "id": c} for c in frame.columns],
+        page_size=STUDIES_PAGE_SIZE, page_action="native", sort_action="native", filter_action="native",
+        style_as_list_view=True, style_cell={"fontSize": "0.85rem", "textAlign": "left", "padding": "2px 8px"},
+        style_header={"fontWeight": "bold"},
+    )
+
+
 class Views:
     def __init__(self, store: ResultsStore):
         self.store = store
@@ -113,7 +130,7 @@ class Views:
             schema.check_study_name(study)
         except ValueError as err:
             raise ViewInputError(str(err)) from None
-        if study not in self.store.studies():
+        if not self.store.has_study(study):  # one lookup, not a listing of thousands of studies
             raise ViewInputError(f"no study named {study!r} under the results root")
         return study
 
@@ -176,22 +193,16 @@ class Views:
     # -- Studies ------------------------------------------------------------------------
 
     def studies(self, study: str | None) -> StudiesView:
+        """The list of every study from the per-study summaries (results/summary.py): one
+        small file each, so thousands of studies list in about a second; only the chosen
+        study's own tables are read."""
         study = self.study(study)
-        names = self.store.studies()
-        key = ("studies", study, tuple((name, self.store.signature(name)) for name in names))
-        return self._cached(key, lambda: self._studies(study, names))
+        summaries = self.store.summaries()
+        key = ("studies", study, self.store.signature(study), tuple(s["trials_key"] + s["written_at"] for s in summaries))
+        return self._cached(key, lambda: self._studies(study, summaries))
 
-    def _studies(self, study: str, names: list[str]) -> StudiesView:
-        rows = []
-        for name in names:
-            progress = self.store.progress(name)
-            totals = progress[[*schema.TRIAL_STATUSES, "total"]].sum()
-            inventory = self.store.inventory(name)
-            active = _unfinished(progress)
-            rows.append({"study": name, "folds": progress["fold_id"].nunique(),
-                         **{status: int(totals[status]) for status in (*schema.TRIAL_STATUSES, "total")},
-                         "state": "running" if active else ("finished" if totals["total"] else "empty"),
-                         "damaged tables": ", ".join(inventory.loc[inventory.state == "corrupt", "table"])})
+    def _studies(self, study: str, summaries: list[dict]) -> StudiesView:
+        rows = pd.DataFrame([summary_row(s) for s in summaries], columns=list(SUMMARY_COLUMNS))
         card = self.store.read(study, "dataset_card")
         per_domain = (card.groupby("domain", as_index=False)
                       .agg(records=("n_records", "first"), patients=("n_patients", "first"), fs=("fs", "first"),
@@ -199,7 +210,7 @@ class Views:
         tables = self.store.inventory(study)
         return StudiesView(
             status=self.alerts(study, ("trials", "dataset_card")),
-            studies_table=_table(pd.DataFrame(rows), "studies-list"),
+            studies_table=_paged_table(rows, "studies-list"),
             progress=figures.progress_figure(self.store.progress(study)),
             card=figures.dataset_card_figure(card),
             card_table=html.Div([
@@ -306,8 +317,9 @@ class Views:
                 figures_sweeps.slice_figure(optuna_study, importances, metric))
 
     def warm(self) -> None:
-        """Build the sweep figures of every fold ahead of the first visit (Optuna's plots are slow)."""
-        for study in self.store.studies():
+        """Build the sweep figures of every fold ahead of the first visit (Optuna's plots are slow),
+        for the first studies the page opens on (not all of a root of thousands)."""
+        for study in self.store.studies()[:WARM_STUDIES]:
             for protocol in schema.PROTOCOLS:
                 for option in self.sweep_folds(study, protocol)[0]:
                     self.sweeps(study, protocol, option["value"])
