@@ -442,3 +442,22 @@ def test_counts_reconcile_over_every_hostile_case_together(tmp_path):
         summary = prepare([src], tmp_path / "out", PrepareSettings(), workers=2, progress=False)
     assert summary.found == 7 == summary.prepared + summary.skipped and summary.prepared == 2
     assert str(secret) not in opened
+
+
+@FAST
+def test_a_cpsc_struct_whose_cell_declares_millions_of_elements_is_refused_before_scipy(tmp_path):
+    import struct as binary
+
+    src = _src(tmp_path)
+    folder = src / "cpsc"
+    folder.mkdir()
+    cells = np.empty((3, 5), dtype=object)
+    cells[:] = [[np.zeros(1)] * 5] * 3
+    scipy.io.savemat(folder / "A0001.mat", {"ECG": {"data": cells}})
+    data = (folder / "A0001.mat").read_bytes()
+    dims = binary.pack("<ii", 3, 5)
+    assert data.count(dims) == 1
+    (folder / "A0001.mat").write_bytes(data.replace(dims, binary.pack("<ii", 3, 50_000_000)))
+    (folder / "REFERENCE.csv").write_text("Recording,First_label,Second_label,Third_label\nA0001,1,,\n")
+    _, reasons, _ = _run(tmp_path, src)
+    assert reasons["A0001.mat"] == "A0001.mat: an array declares 150000000 elements in 960 bytes"
