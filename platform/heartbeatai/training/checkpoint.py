@@ -79,15 +79,20 @@ def load_checkpoint(directory: str | os.PathLike) -> dict[str, Any]:
         found = state.get("format_version")
         raise CheckpointError(f"{path}: not a HeartBeatAI checkpoint of format {FORMAT_VERSION} "
                               f"(format_version {str(found)[:20] if found is not None else 'missing'})")
+    return state
+
+
+def check_trained_state(state: dict[str, Any], where: str | os.PathLike) -> None:
+    """What scoring needs of a checkpoint (model, config, classes, thresholds, fs), present
+    and of the right kinds; CheckpointError naming what is missing or wrong otherwise."""
     missing = [key for key in _REQUIRED if key not in state]
     if missing:
-        raise CheckpointError(f"{path}: not a complete HeartBeatAI checkpoint (no {', '.join(missing)})")
+        raise CheckpointError(f"{where}: not a complete HeartBeatAI checkpoint (no {', '.join(missing)})")
     wrong = [key for key, kind in _REQUIRED.items() if not isinstance(state[key], kind)]
     if wrong:
-        raise CheckpointError(f"{path}: damaged HeartBeatAI checkpoint ({', '.join(wrong)} of the wrong type)")
+        raise CheckpointError(f"{where}: damaged HeartBeatAI checkpoint ({', '.join(wrong)} of the wrong type)")
     if not all(isinstance(c, str) for c in state["classes"]) or state["thresholds"].shape != (len(state["classes"]),):
-        raise CheckpointError(f"{path}: damaged HeartBeatAI checkpoint (classes and thresholds disagree)")
-    return state
+        raise CheckpointError(f"{where}: damaged HeartBeatAI checkpoint (classes and thresholds disagree)")
 
 
 def _first_line(err: BaseException) -> str:

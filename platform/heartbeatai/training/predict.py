@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from heartbeatai.config import TrialConfig
 from heartbeatai.data.prepared import PreparedDataset
 from heartbeatai.training.batches import SlidingWindowDataset, max_aggregate, record_set
-from heartbeatai.training.checkpoint import CheckpointError, load_checkpoint
+from heartbeatai.training.checkpoint import CheckpointError, check_trained_state, load_checkpoint
 from heartbeatai.training.factory import model_from_config, signal_transform, window_lengths
 from heartbeatai.training.loop import default_loader_workers, loader_options, window_logits
 
@@ -52,6 +52,7 @@ def load_trained_model(checkpoint_dir: str | Path, device: torch.device) -> tupl
     """The checkpoint's model in eval mode on `device`, and the checkpoint state.
     CheckpointError (one line) when the file is not a checkpoint whose config and weights fit."""
     state = load_checkpoint(checkpoint_dir)
+    check_trained_state(state, checkpoint_dir)
     try:
         trial = TrialConfig.model_validate(state["config"])
     except ValidationError as err:
