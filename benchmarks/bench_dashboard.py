@@ -9,6 +9,19 @@ first page <= 2 s. As a reference measured in the same run, a bare Dash app with
 graph (a 26 x 5 heatmap) is timed the same way: the floor Dash and plotly.js set here.
 
     python -m benchmarks dashboard [--trials 10000] [--folds 5] [--repeats 15] [--no-browser]
+
+A second case times a root of many studies (issue 12: 3,000 studies took 383 s):
+
+    python -m benchmarks dashboard --studies 3000 [--no-browser]
+
+It writes that many small studies (hard-linked copies of one, each with the summary file a
+study writes when its stages end), then times, on a freshly started app, what the first
+Studies view asks of the server (the page's layout and the Studies callback), the same
+view again, the one-time rebuild of summaries for an older store (on a share of the
+studies, scaled up), and the first page in Chromium. Target: first Studies view <= 2 s.
+The references, measured in the same run: a bare Dash callback, reading one study's
+tables the old way (scaled to the root: what the list cost before the summaries), and a
+bare Dash page in the browser.
 """
 
 from __future__ import annotations
@@ -33,10 +46,13 @@ from werkzeug.serving import make_server
 from heartbeatai.dashboard import headless
 from heartbeatai.dashboard.app import create_app
 from heartbeatai.results import ResultsStore
-from heartbeatai.testing.fake_store import make_store
+from heartbeatai.testing.fake_store import make_many_studies, make_store
 
 CALLBACK_TARGET_S = 0.300
 PAGE_TARGET_S = 2.0
+STUDIES_VIEW_TARGET_S = 2.0
+# One small study, copied: the list's cost is per study, not per trial.
+_STUDY = dict(n_folds=2, n_trials=20, classes=6, seeds=1, records_per_fold=6, record_views_per_fold=1)
 
 
 def _values(root: str) -> dict[str, object]:
@@ -168,6 +184,95 @@ def time_first_page(root: str, settle_s: float) -> list[tuple[str, float]]:
     return results
 
 
+def _studies_payload(app: dash.Dash, study: str, signature: str) -> tuple[str, dict]:
+    output = next(o for o in app.callback_map if "studies-table.children" in o)
+    values = {"study.value": study, "signature.data": signature}
+    return output, _payload(output, app.callback_map[output], values)
+
+
+def time_studies_view(root: str, study: str) -> tuple[float, float, float]:
+    """(layout, Studies callback, the callback again) in seconds, on a freshly created app."""
+    app = create_app(root, warm=False)
+    client = app.server.test_client()
+    started = time.perf_counter()
+    layout = client.get("/_dash-layout")
+    layout_s = time.perf_counter() - started
+    if layout.status_code != 200:
+        raise RuntimeError(f"layout: HTTP {layout.status_code}")
+    signature = ResultsStore(root).signature(study)
+    output, payload = _studies_payload(app, study, signature)
+    timings = []
+    for _ in range(2):
+        started = time.perf_counter()
+        response = client.post("/_dash-update-component", json=payload)
+        timings.append(time.perf_counter() - started)
+        if response.status_code != 200 or b"view-error" in response.data:
+            raise RuntimeError(f"studies view: HTTP {response.status_code}: {response.data[:200]!r}")
+    return layout_s, timings[0], timings[1]
+
+
+def time_old_way(root: str, studies: list[str]) -> float:
+    """Seconds per study to list it as the list did before summaries: read its trials and
+    every part's footer (progress + inventory), on a fresh reader."""
+    store = ResultsStore(root)
+    started = time.perf_counter()
+    for study in studies:
+        store.progress(study)
+        store.inventory(study)
+    return (time.perf_counter() - started) / len(studies)
+
+
+def studies_main(args: argparse.Namespace) -> int:
+    n = args.studies
+    with tempfile.TemporaryDirectory(prefix="bench-dashboard-studies-") as scratch:
+        root = args.store or os.path.join(scratch, "root")
+        started = time.perf_counter()
+        names = make_many_studies(root, n, **_STUDY) if not Path(root).exists() else ResultsStore(root).studies()
+        print(f"store: {len(names)} studies (hard-linked copies of one: {_STUDY['n_trials']} search trials, "
+              f"{_STUDY['n_folds']} folds, with summaries), written in {time.perf_counter() - started:.1f} s", flush=True)
+        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)
+
+        layout_s, first_s, again_s = time_studies_view(root, names[0])
+        total = layout_s + first_s
+        print(f"\nfirst Studies view at {len(names)} studies (fresh app): layout {layout_s * 1e3:.0f} ms + "
+              f"Studies callback {first_s * 1e3:.0f} ms = {total:.2f} s (target {STUDIES_VIEW_TARGET_S:.0f} s: "
+              f"{'met' if total <= STUDIES_VIEW_TARGET_S else 'missed'})")
+        print(f"the same view again (summaries cached, trials listed): {again_s * 1e3:.0f} ms")
+
+        share = min(len(names), args.rebuild_share)
+        old_root = os.path.join(scratch, "older")
+        old_names = make_many_studies(old_root, share, summaries=False, **_STUDY)
+        _, rebuild_s, _ = time_studies_view(old_root, old_names[0])
+        print(f"older store without summaries: first view at {share} studies {rebuild_s:.2f} s (summaries rebuilt "
+              f"and written), about {rebuild_s / share * len(names):.0f} s once at {len(names)} studies")
+
+        reference = time_reference_callback(args.repeats)
+        per_study = time_old_way(root, names[: min(50, len(names))])
+        print(f"reference: bare Dash callback p50 {reference[0] * 1e3:.0f} ms; reading one study's tables the old "
+              f"way {per_study * 1e3:.0f} ms, x {len(names)} studies = {per_study * len(names):.0f} s")
+
+        if not args.no_browser and Path(headless.CHROMIUM).exists():
+            import logging
+
+            from playwright.sync_api import sync_playwright
+
+            logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the reference server's access log
+            with sync_playwright() as playwright:
+                browser = headless.launch_chromium(playwright)
+                with _serving_in_thread(reference_app()) as url:
+                    _first_page(browser, url, ["graph"])
+                    bare = _first_page(browser, url, ["graph"])
+                with headless.serving(root) as url:
+                    page = _first_page(browser, url, headless.VIEW_GRAPHS["Studies"], "#studies-list")
+                browser.close()
+            print(f"first page complete in the browser at {len(names)} studies: {page:.2f} s "
+                  f"(reference: bare Dash app, one graph, {bare:.2f} s)")
+        print(json.dumps({"studies": len(names), "layout_ms": layout_s * 1e3, "studies_callback_ms": first_s * 1e3,
+                          "again_ms": again_s * 1e3, "rebuild_s_per_study": rebuild_s / share,
+                          "old_way_s_per_study": per_study}), file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks dashboard", description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10_000)
@@ -177,7 +282,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds to let the server build the sweep figures before the second page")
     parser.add_argument("--no-browser", action="store_true")
     parser.add_argument("--store", help="reuse (or create) the store here instead of a temporary folder")
+    parser.add_argument("--studies", type=int, help="time the Studies view of a root of this many studies instead")
+    parser.add_argument("--rebuild-share", type=int, default=300,
+                        help="with --studies: how many studies of an older store (no summaries) to rebuild")
     args = parser.parse_args(argv)
+    if args.studies:
+        return studies_main(args)
 
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as scratch:
         root = args.store or scratch

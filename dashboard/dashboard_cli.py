@@ -45,10 +45,10 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise UserError(f"port {args.port} is not a TCP port")
 
-    from heartbeatai.dashboard.app import create_app  # Dash loads only when the command runs
+    from heartbeatai.dashboard.app import RedactingRequestHandler, create_app  # Dash loads only now
 
     app = create_app(args.results, token=token)
-    suffix = "?token=<your token>" if token else ""
+    suffix = " (open it and enter the token)" if token else ""
     print(f"heartbeatai dashboard: serving {args.results} at http://{args.host}:{args.port}/{suffix}", flush=True)
-    app.run(host=args.host, port=args.port, debug=False)
+    app.run(host=args.host, port=args.port, debug=False, request_handler=RedactingRequestHandler)
     return 0

@@ -46,13 +46,14 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serving(results_root: str | os.PathLike, log_path: str | os.PathLike | None = None,
-            timeout_s: float = 90.0) -> Iterator[str]:
-    """`heartbeatai dashboard` on 127.0.0.1 in a child process; yields its URL, then stops it."""
+            timeout_s: float = 90.0, args: tuple[str, ...] = ()) -> Iterator[str]:
+    """`heartbeatai dashboard` on 127.0.0.1 in a child process; yields its URL, then stops it.
+    `args`: more command-line arguments (`--token T`: then readiness is a 401 from the page)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     log = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
     server = subprocess.Popen([sys.executable, "-c", _SERVE, "dashboard", "--results", str(results_root),
-                               "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                               "--port", str(port), *args], stdout=log, stderr=subprocess.STDOUT,
                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         _wait_until_serving(url, server, timeout_s)
@@ -77,6 +78,10 @@ def _wait_until_serving(url: str, server: subprocess.Popen, timeout_s: float) ->
             with urllib.request.urlopen(url + "_dash-layout", timeout=5) as response:
                 if response.status == 200:
                     return
+        except urllib.error.HTTPError as err:
+            if err.code == 401:  # serving, and asking for its token
+                return
+            time.sleep(0.3)
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(0.3)
     raise TimeoutError(f"the dashboard was not serving at {url} after {timeout_s:.0f} s")

@@ -449,15 +449,18 @@ def test_a_forged_request_with_a_traversing_study_name_reads_nothing(root):
     assert client.get("/_dash-component-suites/..%2f..%2fetc/passwd").status_code == 404  # Dash alone answers 500
 
 
-def test_a_token_guards_every_request_and_is_kept_in_a_cookie(root):
+def test_a_token_guards_every_request_and_the_login_form_keeps_it_in_a_cookie(root):
     client = create_app(str(root), token="s3cret", warm=False).server.test_client()
 
-    assert client.get("/").status_code == 401
+    page = client.get("/")
+    assert page.status_code == 401 and 'method="post" action="/_login"' in page.get_data(as_text=True)
     assert client.get("/_dash-layout").status_code == 401
-    assert client.get("/?token=wrong").status_code == 401
-    first = client.get("/?token=s3cret")
-    assert first.status_code == 200 and "HttpOnly" in first.headers["Set-Cookie"]
-    assert client.get("/_dash-layout").status_code == 200  # the cookie now carries it
+    assert client.get("/?token=s3cret").status_code == 401  # never from the URL, where logs keep it
+    assert client.post("/_login", data={"token": "wrong"}).status_code == 401
+    login = client.post("/_login", data={"token": "s3cret"})
+    assert login.status_code == 303 and login.headers["Location"] == "/"
+    assert "HttpOnly" in login.headers["Set-Cookie"] and "SameSite=Strict" in login.headers["Set-Cookie"]
+    assert client.get("/").status_code == 200 and client.get("/_dash-layout").status_code == 200  # the cookie
     other = create_app(str(root), token="s3cret", warm=False).server.test_client()
     assert other.get("/_dash-layout", headers={"Authorization": "Bearer s3cret"}).status_code == 200
 

@@ -1,5 +1,8 @@
 """Fuzz: >= 1,000 malformed headers and data files through prepare. No crash; every
-file is accounted for, prepared or skipped with a one-line reason."""
+file is accounted for, prepared or skipped with a one-line reason. The corpus holds the
+hostile cases of issue 12 too (FIFOs, device links, compressed bombs, escaping paths,
+complex and boolean matrices), so it must also finish without a hang and without opening
+a file outside the source tree; test_prepare_hostile.py pins each case's reason."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 import scipy.io
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,9 +19,11 @@ from heartbeatai.data.challenge_reader import parse_header
 from heartbeatai.data.prepare import PrepareSettings, prepare
 from heartbeatai.data.prepared import PreparedDataset
 from heartbeatai.data.raw_record import RecordError
+from hostile_files import native_header, opened_files, write_compressed_bomb
 from quirky_records import LEADS, ecg_like
 
 N_RECORDS = 1100
+N_KINDS = 31
 _GARBAGE = ["", "abc", "-1", "0", "nan", "inf", "1e99", "12.5.3", "\x00", "ü", "99999999999999999999"]
 
 
@@ -29,13 +35,13 @@ def _signal_lines(name: str, leads=LEADS, gain="1000/mV") -> list[str]:
     return [f"{name}.mat 16+24 {gain} 16 0 0 0 0 {lead}" for lead in leads]
 
 
-def _write_case(folder: Path, i: int, rng: np.random.Generator, base: np.ndarray) -> None:
+def _write_case(folder: Path, i: int, rng: np.random.Generator, base: np.ndarray, bomb: bytes, secret: Path) -> None:
     """One malformed (or occasionally still valid) record named E<i>."""
     name = f"E{i:05d}"
     hea, mat = folder / f"{name}.hea", folder / f"{name}.mat"
     val = np.rint(base * 1000).astype(np.int16).T
     header = _header(name, "12", "500", str(val.shape[1]), _signal_lines(name), "426783006")
-    kind = i % 24
+    kind = i % N_KINDS
     garbage = _GARBAGE[rng.integers(len(_GARBAGE))]
     if kind == 0:  # header cut anywhere
         header = header[: rng.integers(0, len(header))]
@@ -104,24 +110,62 @@ def _write_case(folder: Path, i: int, rng: np.random.Generator, base: np.ndarray
         hea.write_bytes(header.encode("utf-8") + b"#Note: \xff\xfe\xe4\n")
         scipy.io.savemat(mat, {"val": val}, format="4")
         return
+    elif kind == 24:  # a FIFO as header, or as a headerless .mat
+        os.mkfifo(hea if rng.random() < 0.5 else mat)
+        return
+    elif kind == 25:  # a header or data file linked to a device
+        os.symlink(str(rng.choice(["/dev/zero", "/dev/urandom"])), hea if rng.random() < 0.5 else mat)
+        if not hea.is_symlink():
+            hea.write_text(header, encoding="utf-8")
+        return
+    elif kind == 26:  # a compressed bomb: 240 MB of zeros in 0.2 MB
+        mat.write_bytes(bomb)
+        hea.write_text(header, encoding="utf-8")
+        return
+    elif kind == 27:  # a data file outside the source tree, relative or absolute
+        target = "../../OUTSIDE/secret.mat" if rng.random() < 0.5 else str(secret)
+        header = _header(name, "12", "500", str(val.shape[1]), _signal_lines(name).copy(), "1")
+        hea.write_text(header.replace(f"{name}.mat 16", f"{target} 16"), encoding="utf-8")
+        return
+    elif kind == 28:  # complex, boolean or absurdly large values
+        choice = rng.integers(3)
+        val = val + 1j * val if choice == 0 else (val > 0 if choice == 1 else val.astype(np.int64) * 10**12)
+    elif kind == 29:  # a native .dat claim of 4e7 samples, or a .dat on /dev/zero
+        length = 40_000_000 if rng.random() < 0.5 else 5000
+        hea.write_text(native_header(name, length), encoding="utf-8")
+        os.symlink("/dev/zero", folder / f"{name}.dat")
+        return
+    elif kind == 30:  # a header naming itself, or a folder, as its data file
+        hea.write_text(header.replace(f"{name}.mat 16", f"{rng.choice([f'{name}.hea', '.', '..'])} 16"),
+                       encoding="utf-8")
+        return
     hea.write_text(header, encoding="utf-8", errors="surrogateescape")
     try:
-        scipy.io.savemat(mat, {"val": val}, format="4" if val.dtype == np.int16 else "5")
+        scipy.io.savemat(mat, {"val": val}, format="4" if val.dtype == np.int16 and kind != 28 else "5")
     except Exception:  # scipy refuses some shapes: then the record has no data file
         pass
     if kind == 6:
         mat.unlink()
 
 
+@pytest.mark.timeout(300)  # a FIFO opened for reading would block forever
 def test_malformed_records_never_crash_prepare_and_every_one_is_reported(tmp_path):
     folder = tmp_path / "src" / "georgia"
     folder.mkdir(parents=True)
+    outside = tmp_path / "OUTSIDE"
+    outside.mkdir()
+    secret = outside / "secret.mat"
     rng = np.random.default_rng(2021)
     base = ecg_like(2, 500)
+    scipy.io.savemat(secret, {"val": np.rint(base * 1000).astype(np.int16).T}, format="4")
+    write_compressed_bomb(tmp_path / "bomb.mat", 12, 10_000_000)
+    bomb = (tmp_path / "bomb.mat").read_bytes()
     for i in range(N_RECORDS):
-        _write_case(folder, i, rng, base)
+        _write_case(folder, i, rng, base, bomb, secret)
 
-    summary = prepare([tmp_path / "src"], tmp_path / "out", PrepareSettings(), workers=1, progress=False)
+    with opened_files() as opened:
+        summary = prepare([tmp_path / "src"], tmp_path / "out", PrepareSettings(), workers=1, progress=False)
+    assert not [p for p in opened if p.startswith(str(outside))]
 
     written = {p.name for p in folder.iterdir()}
     candidates = {n for n in written if n.endswith(".hea")} | {

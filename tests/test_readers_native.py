@@ -138,3 +138,32 @@ def test_malformed_domain_map_is_one_clear_error(spec):
 def test_unresolvable_domain_says_to_use_the_map():
     with pytest.raises(DomainError, match="use --domain-map"):
         resolve_domain("mystery", Path("somewhere/mystery.hea"), None, {})
+
+
+def test_native_signals_read_through_the_memory_map_agree_with_wfdb():
+    import wfdb
+
+    from heartbeatai.data.raw_record import standard_lead_order
+
+    database = load_ptbxl_database(sample("ptbxl_native/ptbxl_database_excerpt.csv"))
+    for path in [sample("ptbxl_native/records100/00000/00001_lr.hea"), sample("ptb_native/s0010_re.hea")]:
+        ours = read_native_wfdb(path, database)
+        reference = wfdb.rdrecord(str(path.with_suffix("")))
+        expected = reference.p_signal[:, standard_lead_order(list(reference.sig_name))]
+        np.testing.assert_allclose(ours.signal, expected, atol=1e-6)
+
+
+def test_other_wfdb_formats_are_decoded_by_wfdb_over_the_checked_window(tmp_path):
+    import wfdb
+
+    from quirky_records import LEADS
+
+    signal = ecg_like(5, 500)
+    wfdb.wrsamp("r212", fs=500, units=["mV"] * 12, sig_name=LEADS, p_signal=signal, fmt=["212"] * 12,
+                adc_gain=[200.0] * 12, baseline=[0] * 12, write_dir=str(tmp_path))
+    record = read_native_wfdb(tmp_path / "r212.hea", {})
+    np.testing.assert_allclose(record.signal, wfdb.rdrecord(str(tmp_path / "r212")).p_signal, atol=1e-6)
+    data = (tmp_path / "r212.dat").read_bytes()
+    (tmp_path / "r212.dat").write_bytes(data[: len(data) // 3])
+    with pytest.raises(RecordError, match="truncated r212.dat"):
+        read_native_wfdb(tmp_path / "r212.hea", {})

@@ -9,8 +9,9 @@ import plotly.graph_objects as go
 from dash import html
 
 from heartbeatai.dashboard import figures
-from heartbeatai.dashboard.views.base import ViewBase, table, unfinished
-from heartbeatai.results import schema
+from heartbeatai.dashboard.views.base import ViewBase, paged_table, table
+from heartbeatai.results.summary import COLUMNS as SUMMARY_COLUMNS
+from heartbeatai.results.summary import row as summary_row
 
 
 class StudiesView(NamedTuple):
@@ -23,22 +24,17 @@ class StudiesView(NamedTuple):
 
 class StudiesViews(ViewBase):
     def studies(self, study: str | None) -> StudiesView:
+        """The list of every study from the per-study summaries (results/summary.py): one
+        small file each, so thousands of studies list in about a second; only the chosen
+        study's own tables are read."""
         study = self.study(study)
-        names = self.store.studies()
-        key = ("studies", study, tuple((name, self.store.signature(name)) for name in names))
-        return self._cached(key, lambda: self._studies(study, names))
+        summaries = self.store.summaries()
+        key = ("studies", study, self.store.signature(study),
+               tuple(s["trials_key"] + s["written_at"] for s in summaries))
+        return self._cached(key, lambda: self._studies(study, summaries))
 
-    def _studies(self, study: str, names: list[str]) -> StudiesView:
-        rows = []
-        for name in names:
-            progress = self.store.progress(name)
-            totals = progress[[*schema.TRIAL_STATUSES, "total"]].sum()
-            inventory = self.store.inventory(name)
-            active = unfinished(progress)
-            rows.append({"study": name, "folds": progress["fold_id"].nunique(),
-                         **{status: int(totals[status]) for status in (*schema.TRIAL_STATUSES, "total")},
-                         "state": "running" if active else ("finished" if totals["total"] else "empty"),
-                         "damaged tables": ", ".join(inventory.loc[inventory.state == "corrupt", "table"])})
+    def _studies(self, study: str, summaries: list[dict]) -> StudiesView:
+        rows = pd.DataFrame([summary_row(s) for s in summaries], columns=list(SUMMARY_COLUMNS))
         card = self.store.read(study, "dataset_card")
         per_domain = (card.groupby("domain", as_index=False)
                       .agg(records=("n_records", "first"), patients=("n_patients", "first"), fs=("fs", "first"),
@@ -46,7 +42,7 @@ class StudiesViews(ViewBase):
         tables = self.store.inventory(study)
         return StudiesView(
             status=self.alerts(study, ("trials", "dataset_card")),
-            studies_table=table(pd.DataFrame(rows), "studies-list"),
+            studies_table=paged_table(rows, "studies-list"),
             progress=figures.progress_figure(self.store.progress(study)),
             card=figures.dataset_card_figure(card),
             card_table=html.Div([

@@ -16,6 +16,9 @@ _SWEEP_STATE = {"trials": ["trial_id", "status", "selection_value"], "epochs": [
                 "importances": ["param", "importance"]}
 
 
+WARM_STUDIES = 3  # studies whose sweep figures are built ahead of the first visit
+
+
 class SweepsView(NamedTuple):
     status: list
     parallel: go.Figure
@@ -59,8 +62,9 @@ class SweepViews(ViewBase):
                 figures_sweeps.slice_figure(optuna_study, importances, metric))
 
     def warm(self) -> None:
-        """Build the sweep figures of every fold ahead of the first visit (Optuna's plots are slow)."""
-        for study in self.store.studies():
+        """Build the sweep figures of every fold ahead of the first visit (Optuna's plots are slow),
+        for the first studies the page opens on (not all of a root of thousands)."""
+        for study in self.store.studies()[:WARM_STUDIES]:
             for protocol in schema.PROTOCOLS:
                 for option in self.sweep_folds(study, protocol)[0]:
                     self.sweeps(study, protocol, option["value"])

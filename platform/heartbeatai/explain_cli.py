@@ -42,11 +42,12 @@ def explain_command(args: argparse.Namespace) -> int:
     from heartbeatai.explain import attribute, attribution_figure
     from heartbeatai.training.batches import read_window
     from heartbeatai.training.factory import signal_transform
+    from heartbeatai.training.checkpoint import CheckpointError
     from heartbeatai.training.predict import load_trained_model
 
     try:
         model, state = load_trained_model(args.checkpoint, torch.device("cpu"))
-    except (FileNotFoundError, ValueError) as err:
+    except CheckpointError as err:
         raise UserError(str(err)) from None
     try:
         dataset = PreparedDataset(args.data)

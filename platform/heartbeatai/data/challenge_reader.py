@@ -5,7 +5,14 @@ the real releases: wfdb rejects the Georgia/PTB-XL headers whose first line carr
 `.mat` suffix (`E07500.mat 12 500 5000`), and it takes ~6 ms per header, more than the
 whole per-record budget of prepare (200 records/s per core). The format itself is
 WFDB's (record line, one line per signal, `#` comments); the data are read with
-scipy.io.loadmat, as the challenge's own example code does.
+scipy.io.loadmat, as the challenge's own example code does, once matlab_file.py has
+checked the matrix's declared class and size against the record-size limit.
+
+Decoding is strict: `val` must be a real, non-boolean numeric matrix. Integer classes are
+the challenge's format; float matrices (some Ningbo records, which hold NaNs) are read as
+microvolts too, their NaNs and infinities set to 0 and flagged by prepare. Complex,
+boolean (logical), char, cell and struct `val`s are skipped with the reason, and so are
+values beyond what the prepared float16 signal can hold (+-60 V).
 
 Units: `val` holds microvolts in every release, whatever the header's gain says (the
 2020 release writes 4880/mV for Georgia, 200/mV for PTB-XL, 2000000/mV for PTB). The
@@ -20,17 +27,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 
+from heartbeatai.data import matlab_file
 from heartbeatai.data.raw_record import (
+    MAX_RECORD_BYTES,
     RawRecord,
     RecordError,
+    check_amplitude,
     check_rate_and_length,
+    check_record_bytes,
     parse_age,
     parse_sex,
     split_dx,
     standard_lead_order,
 )
+from heartbeatai.data.source_files import MAX_HEADER_BYTES, open_regular, read_bounded, resolve_named
 from heartbeatai.labels import parse_dx
 
 CHALLENGE_GAIN_PER_MV = 1000.0  # the stored values are microvolts
@@ -50,14 +61,13 @@ class WfdbHeader:
     gains_per_mv: list[float | None]  # None where the header gives no usable gain
     lead_names: list[str]
     comments: dict[str, str] = field(default_factory=dict)  # lower-cased key -> value
+    signal_tokens: list[list[str]] = field(default_factory=list)  # each signal line, split
 
 
-def read_text(path: Path) -> str:
-    """Header text; a non-UTF-8 byte (seen in hand-edited headers) is not fatal."""
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise RecordError(f"unreadable header: {err.strerror or err}") from None
+def read_text(path: Path, root: str | Path | None = None) -> str:
+    """Header text, read bounded from a regular file inside `root`; a non-UTF-8 byte (seen
+    in hand-edited headers) is not fatal."""
+    data = read_bounded(path, root if root is not None else Path(path).parent, "header", MAX_HEADER_BYTES)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -126,50 +136,76 @@ def parse_header(text: str) -> WfdbHeader:
     signal_lines = body[1 : 1 + n_sig]
     if len(signal_lines) < n_sig:
         raise RecordError(f"header announces {n_sig} signals but describes {len(signal_lines)}")
-    files, formats, gains, names = [], [], [], []
+    files, formats, gains, names, token_lists = [], [], [], [], []
     for line in signal_lines:
         tokens = line.split()
+        token_lists.append(tokens)
         if len(tokens) < 2:
             raise RecordError(f"bad signal line {line[:60]!r}")
         files.append(tokens[0])
         formats.append(tokens[1])
         gains.append(_gain_per_mv(tokens[2]) if len(tokens) > 2 else None)
         names.append(" ".join(tokens[8:]) if len(tokens) > 8 else "")
-    return WfdbHeader(name, n_sig, fs, sig_len, files, formats, gains, names, comments)
+    return WfdbHeader(name, n_sig, fs, sig_len, files, formats, gains, names, comments, token_lists)
+
+
+MAX_MAT_FILE_BYTES = MAX_RECORD_BYTES + (1 << 20)  # the matrix plus headers and small variables
 
 
 def _load_val(mat_path: Path, header: WfdbHeader) -> np.ndarray:
-    if not mat_path.is_file():
-        raise RecordError(f"missing data file {mat_path.name}")
-    try:
-        val = scipy.io.loadmat(mat_path, variable_names=["val"]).get("val")
-    except Exception as err:  # scipy raises ValueError, TypeError, OSError... on damaged files
-        raise RecordError(f"unreadable {mat_path.name}: {str(err).splitlines()[0][:120] if str(err) else type(err).__name__}") from None
-    if val is None:
-        raise RecordError(f"{mat_path.name} holds no 'val' matrix")
+    name = mat_path.name
+    with open_regular(mat_path, "data file") as handle:
+        size = matlab_file.file_size(handle)
+        if size > MAX_MAT_FILE_BYTES:
+            raise RecordError(f"{name} is {size} bytes, beyond the {MAX_MAT_FILE_BYTES / 1e6:.1f} MB limit")
+        found, mat_header = matlab_file.variables(handle, name, wanted={"val"})
+        var = found.get("val")
+        if var is None:
+            raise RecordError(f"{name} holds no 'val' matrix")
+        check_val_declaration(var, header, name)
+        val = matlab_file.load_variable(handle, mat_header, var, MAX_RECORD_BYTES, name)
     val = np.asarray(val)
-    if val.ndim != 2 or not np.issubdtype(val.dtype, np.number):
-        raise RecordError(f"'val' in {mat_path.name} is not a numeric matrix (shape {val.shape})")
-    if val.shape[0] != header.n_sig:
-        raise RecordError(f"'val' has {val.shape[0]} signals, header says {header.n_sig}")
+    if val.ndim != 2 or val.dtype.kind not in "iuf":
+        raise RecordError(f"'val' in {name} is not a numeric matrix (shape {val.shape}, {val.dtype})")
     if header.sig_len is not None:
-        if val.shape[1] < header.sig_len:
-            raise RecordError(f"truncated {mat_path.name}: {val.shape[1]} of {header.sig_len} samples")
         val = val[:, : header.sig_len]
+    check_amplitude(val, 1.0 / CHALLENGE_GAIN_PER_MV, f"'val' in {name}")
     return val
 
 
-def read_challenge(hea_path: str | Path, header: WfdbHeader | None = None) -> RawRecord:
+def check_val_declaration(var: matlab_file.MatVariable, header: WfdbHeader, name: str) -> None:
+    """`val` as the file declares it, before a byte of it is read: class, shape, size."""
+    if var.logical:
+        raise RecordError(f"'val' in {name} is boolean (logical), not microvolts")
+    if var.complex:
+        raise RecordError(f"'val' in {name} is complex ({var.describe()}): not a signal in microvolts")
+    if var.mclass not in matlab_file.NUMERIC_CLASSES:
+        raise RecordError(f"'val' in {name} is a {var.mclass} array ({var.describe()}), not a numeric matrix")
+    if len(var.dims) != 2:
+        raise RecordError(f"'val' in {name} is not a numeric matrix (shape {var.describe()})")
+    signals, samples = var.dims
+    if signals != header.n_sig:
+        raise RecordError(f"'val' has {signals} signals, header says {header.n_sig}")
+    check_record_bytes(samples, signals, var.itemsize or 8, f"'val' in {name}")
+    if header.sig_len is not None and samples < header.sig_len:
+        raise RecordError(f"truncated {name}: {samples} of {header.sig_len} samples")
+    check_rate_and_length(header.fs, samples if header.sig_len is None else header.sig_len)
+
+
+def read_challenge(hea_path: str | Path, header: WfdbHeader | None = None, *, root: str | Path | None = None) -> RawRecord:
     """One challenge-format record; RecordError with the reason when it cannot be read.
-    `header`: the already parsed header of `hea_path`, when the caller has it."""
+    `header`: the already parsed header of `hea_path`, when the caller has it. `root`: the
+    source folder the record was found in (default: the header's folder); the header and
+    its data file must resolve inside it."""
     hea_path = Path(hea_path)
+    root = root if root is not None else hea_path.parent
     if header is None:
-        header = parse_header(read_text(hea_path))
+        header = parse_header(read_text(hea_path, root))
     order = standard_lead_order(header.lead_names)
     data_files = {header.file_names[i] for i in order}
     if len(data_files) != 1:
-        raise RecordError(f"standard leads spread over several files {sorted(data_files)}")
-    mat_path = hea_path.parent / data_files.pop()
+        raise RecordError(f"standard leads spread over several files {sorted(data_files)[:4]}"[:200])
+    mat_path = resolve_named(hea_path.parent, data_files.pop(), root, "data file")
     val = _load_val(mat_path, header)
     check_rate_and_length(header.fs, val.shape[1])
     signal = val[order].T.astype(np.float32) / np.float32(CHALLENGE_GAIN_PER_MV)

@@ -1,16 +1,29 @@
 """CPSC2018 as first published (TrainingSet1-3): a `.mat` per record holding struct `ECG`
 (sex, age, data 12 x samples in mV, leads in standard order, 500 Hz) and one
-`REFERENCE.csv` (Recording, First_label, Second_label, Third_label; codes 1-9)."""
+`REFERENCE.csv` (Recording, First_label, Second_label, Third_label; codes 1-9).
+
+REFERENCE.csv is read row by row (label_table.py): a row whose label is not a code 1-9
+(`A1980,inf,,`) skips that record with the line number, not the file."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import scipy.io
 
-from heartbeatai.data.raw_record import RawRecord, RecordError, check_rate_and_length, parse_age, parse_sex
+from heartbeatai.data import matlab_file
+from heartbeatai.data.label_table import LabelTable, read_label_rows, where, whole_number
+from heartbeatai.data.raw_record import (
+    MAX_RECORD_BYTES,
+    RawRecord,
+    RecordError,
+    check_amplitude,
+    check_rate_and_length,
+    parse_age,
+    parse_sex,
+)
+from heartbeatai.data.source_files import open_regular, resolve_inside
 from heartbeatai.labels import CPSC_REFERENCE_CODES
 
 CPSC_REFERENCE = "REFERENCE.csv"
@@ -22,23 +35,37 @@ def is_cpsc_reference(columns: list[str]) -> bool:
     return "Recording" in columns and "First_label" in columns
 
 
-def load_reference(path: str | Path) -> dict[str, list[int]]:
-    """Recording -> its REFERENCE codes (1-9), in the file's order."""
-    table = pd.read_csv(path, dtype=str)
-    if not is_cpsc_reference(list(table.columns)):
+def load_reference(path: str | Path) -> LabelTable:
+    """Recording -> its REFERENCE codes (1-9), in the file's order; bad and conflicting rows
+    in `.problems` (record -> reason with the line number), file-level remarks in `.notes`."""
+    header, rows = read_label_rows(path)
+    if not is_cpsc_reference(header):
         raise ValueError(f"{path}: not a CPSC2018 REFERENCE.csv (needs Recording, First_label)")
-    reference: dict[str, list[int]] = {}
-    for row in table.itertuples(index=False):
-        codes = []
-        for column in _LABEL_COLUMNS:
-            value = getattr(row, column, None)
-            if isinstance(value, str) and value.strip():
+    table = LabelTable(Path(path).name)
+    for line, row, error in rows:
+        at = where(path, line)
+        if row is None:
+            table.note(f"{at}: {error}; row skipped")
+            continue
+        name = (row.get("Recording") or "").strip()
+        if not name or len(name) > 64 or not name.isprintable():
+            table.note(f"{at}: no usable Recording name; row skipped")
+            continue
+        codes: list[int] = []
+        try:
+            for column in _LABEL_COLUMNS:
+                value = row.get(column) or ""
                 try:
-                    codes.append(int(float(value)))
+                    code = whole_number(value, 1, 9)
                 except ValueError:
-                    raise ValueError(f"{path}: {row.Recording}: label {value!r} is not a code 1-9") from None
-        reference[str(row.Recording).strip()] = codes
-    return reference
+                    raise ValueError(f"{column} {value.strip()[:20]!r} is not a code 1-9") from None
+                if code is not None:
+                    codes.append(code)
+        except ValueError as err:
+            table.reject(name, at, str(err))
+            continue
+        table.add(name, codes, at)
+    return table
 
 
 def _field(struct: np.ndarray, name: str):
@@ -58,27 +85,45 @@ def _scalar_text(value) -> str | None:
     return str(array[0]) if array.size else None
 
 
-def read_cpsc_native(mat_path: str | Path, reference: dict[str, list[int]] | None) -> RawRecord:
+def _load_struct(mat_path: Path, root: str | Path | None) -> np.ndarray:
+    real = resolve_inside(mat_path, root if root is not None else mat_path.parent, ".mat file")
+    with open_regular(real, ".mat file") as handle:
+        size = matlab_file.file_size(handle)
+        if size > MAX_RECORD_BYTES + (1 << 20):
+            raise RecordError(f"{mat_path.name} is {size} bytes, beyond the {MAX_RECORD_BYTES / 1e6:.1f} MB limit")
+        try:
+            found, header = matlab_file.variables(handle, mat_path.name, wanted={"ECG"})
+        except RecordError as err:
+            raise RecordError(f"unreadable .mat without header: {err}") from None
+        var = found.get("ECG")
+        if var is None:
+            raise RecordError("no .hea header and no CPSC2018 'ECG' struct in the .mat")
+        if var.mclass != "struct":
+            raise RecordError(f"CPSC2018 'ECG' is a {var.describe()} array, not a struct")
+        return matlab_file.load_variable(handle, header, var, MAX_RECORD_BYTES, mat_path.name)
+
+
+def read_cpsc_native(mat_path: str | Path, reference: Mapping[str, list[int]] | None, *,
+                     root: str | Path | None = None) -> RawRecord:
+    """A CPSC2018 TrainingSet record; `reference` as `load_reference` returns it (its
+    `.problems` name the rows that could not be used). `root`: the source folder."""
     mat_path = Path(mat_path)
-    try:
-        content = scipy.io.loadmat(mat_path, variable_names=["ECG"])
-    except Exception as err:  # damaged or foreign .mat files raise many types
-        text = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
-        raise RecordError(f"unreadable .mat without header: {text}") from None
-    ecg = content.get("ECG")
-    if ecg is None:
-        raise RecordError("no .hea header and no CPSC2018 'ECG' struct in the .mat")
-    struct = ecg.reshape(-1)[0] if ecg.dtype.names else None
+    ecg = _load_struct(mat_path, root)
+    struct = ecg.reshape(-1)[0] if ecg.dtype.names and ecg.size else None
     data = _field(struct, "data") if struct is not None else None
     if data is None:
         raise RecordError("CPSC2018 'ECG' struct without 'data'")
     data = np.asarray(data)
-    if data.ndim != 2 or not np.issubdtype(data.dtype, np.number):
-        raise RecordError(f"CPSC2018 'ECG.data' is not a numeric matrix (shape {data.shape})")
+    if data.ndim != 2 or data.dtype.kind not in "iuf":
+        raise RecordError(f"CPSC2018 'ECG.data' is not a real numeric matrix (shape {data.shape}, {data.dtype})")
     if data.shape[0] != 12:
         raise RecordError(f"CPSC2018 'ECG.data' has {data.shape[0]} leads, expected 12")
     check_rate_and_length(CPSC_FS, data.shape[1])
+    check_amplitude(data, 1.0, "CPSC2018 'ECG.data'")
     name = mat_path.stem
+    problems = getattr(reference, "problems", {})
+    if name in problems:
+        raise RecordError(f"no labels: {problems[name]}")
     if reference is None or name not in reference:
         raise RecordError(f"no labels: record not in a {CPSC_REFERENCE} next to the records or given with --labels")
     numbers = reference[name]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import sys
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -25,14 +26,14 @@ from heartbeatai.data import signal_hash
 from heartbeatai.data.challenge_reader import parse_header, read_challenge, read_text
 from heartbeatai.data.cpsc_reader import CPSC_REFERENCE, is_cpsc_reference, load_reference, read_cpsc_native
 from heartbeatai.data.domains import DomainError, resolve_domain
+from heartbeatai.data.label_table import MAX_NOTES, LabelTable, read_label_rows
+from heartbeatai.data.prepared import MANIFEST_FILE, RECORDS_FILE
 from heartbeatai.data.prepared_writer import PreparedRecord, PreparedWriter
-from heartbeatai.data.ptbxl_reader import PTBXL_DATABASE, PtbxlEntry, is_ptbxl_database, load_ptbxl_database, read_native_wfdb
-from heartbeatai.data.raw_record import RawRecord, RecordError
+from heartbeatai.data.ptbxl_reader import PTBXL_DATABASE, is_ptbxl_database, load_ptbxl_database, read_native_wfdb
+from heartbeatai.data.raw_record import MAX_ABS_MV, RawRecord, RecordError
 from heartbeatai.labels import scored_vocabulary
 
 ALLOWED_FS = (500, 250, 100)
-# float16 tops out at 65504; a value beyond this many mV is corrupt data, not an ECG.
-_MAX_ABS_MV = 60_000.0
 
 
 @dataclass(frozen=True)
@@ -55,21 +56,24 @@ class PrepareSettings:
 
 @dataclass
 class LabelTables:
-    ptbxl: dict[str, PtbxlEntry] = field(default_factory=dict)
-    cpsc: dict[str, list[int]] = field(default_factory=dict)
+    ptbxl: LabelTable = field(default_factory=lambda: LabelTable(PTBXL_DATABASE))
+    cpsc: LabelTable = field(default_factory=lambda: LabelTable(CPSC_REFERENCE))
 
     def load(self, path: Path) -> None:
-        """Add a PTB-XL database or a CPSC2018 REFERENCE.csv (recognised by its columns)."""
-        try:
-            columns = list(pd.read_csv(path, nrows=0).columns)
-        except (OSError, ValueError, UnicodeDecodeError) as err:
-            raise ValueError(f"{path}: unreadable label file ({str(err).splitlines()[0]})") from None
+        """Add a PTB-XL database or a CPSC2018 REFERENCE.csv (recognised by its columns).
+        Bad rows are kept as reasons (`problems`) of the records they name, not raised."""
+        columns, _ = read_label_rows(path)  # ValueError: not a regular file, too large, not CSV
         if is_ptbxl_database(columns):
-            self.ptbxl.update(load_ptbxl_database(path))
+            self.ptbxl.merge(load_ptbxl_database(path))
         elif is_cpsc_reference(columns):
-            self.cpsc.update(load_reference(path))
+            self.cpsc.merge(load_reference(path))
         else:
-            raise ValueError(f"{path}: neither a PTB-XL database nor a CPSC2018 REFERENCE.csv (columns {columns[:6]})")
+            raise ValueError(f"{path}: neither a PTB-XL database nor a CPSC2018 REFERENCE.csv "
+                             f"(columns {[c[:20] for c in columns[:6]]})")
+
+    @property
+    def notes(self) -> list[str]:
+        return [*self.cpsc.notes, *self.ptbxl.notes]
 
 
 @dataclass(frozen=True)
@@ -77,15 +81,18 @@ class Candidate:
     """A file that should hold a record: a `.hea`, or a `.mat` with no header beside it."""
 
     path: str
-    kind: str  # "hea" | "mat" | "error" (a folder that could not be listed)
+    kind: str  # "hea" | "mat" | "error" (a folder that could not be listed or leads outside)
     error: str = ""
+    root: str = ""  # the source folder it was found in, resolved: its files must stay inside
 
 
 def discover(sources: list[Path]) -> tuple[list[Candidate], list[Path]]:
     """Record candidates and standard-named label files under the sources.
 
     Walks folders itself so symbolic links are followed but a link loop is visited
-    once (os.walk would either skip linked folders or loop).
+    once (os.walk would either skip linked folders or loop). A link to a folder outside
+    the source folder is not followed: it is reported as a skipped entry, since every
+    file of a record must lie inside the tree it was found in (source_files.py).
     """
     candidates: list[Candidate] = []
     label_files: list[Path] = []
@@ -98,6 +105,7 @@ def discover(sources: list[Path]) -> tuple[list[Candidate], list[Path]]:
         if not source.is_dir():
             candidates.append(_file_candidate(source.absolute()))
             continue
+        root = os.path.realpath(source)
         stack = [source.absolute()]
         while stack:
             folder = stack.pop()
@@ -115,31 +123,42 @@ def discover(sources: list[Path]) -> tuple[list[Candidate], list[Path]]:
             for entry in entries:
                 lower = entry.name.lower()
                 if lower.endswith(".hea"):
-                    candidates.append(Candidate(entry.path, "hea"))
+                    candidates.append(Candidate(entry.path, "hea", root=root))
                 elif lower.endswith(".mat"):
                     if entry.name[:-4] + ".hea" not in names:
-                        candidates.append(Candidate(entry.path, "mat"))
+                        candidates.append(Candidate(entry.path, "mat", root=root))
                 elif entry.name in (PTBXL_DATABASE, CPSC_REFERENCE):
                     label_files.append(Path(entry.path))
                 else:
                     try:
-                        if entry.is_dir():
-                            subfolders.append(Path(entry.path))
+                        if not entry.is_dir():
+                            continue
                     except OSError:  # a link loop or dangling link: nothing to read there
-                        pass
+                        continue
+                    if entry.is_symlink() and not _inside(os.path.realpath(entry.path), root):
+                        candidates.append(Candidate(entry.path, "error", "folder link leads outside the source folder",
+                                                    root=root))
+                        continue
+                    subfolders.append(Path(entry.path))
             stack.extend(reversed(subfolders))
     unique = list({c.path: c for c in candidates}.values())  # overlapping sources
     return unique, list(dict.fromkeys(label_files))
 
 
+def _inside(real: str, root: str) -> bool:
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
 def _file_candidate(path: Path) -> Candidate:
-    """A record named on the command line by any of its files (.hea, .mat, .dat)."""
+    """A record named on the command line by any of its files (.hea, .mat, .dat); its
+    source folder is the folder it lies in."""
+    root = os.path.realpath(path.parent)
     header = path.with_suffix(".hea")
     if path.suffix.lower() == ".hea" or header.exists():
-        return Candidate(str(header if header.exists() else path), "hea")
+        return Candidate(str(header if header.exists() else path), "hea", root=root)
     if path.suffix.lower() == ".mat":
-        return Candidate(str(path), "mat")
-    return Candidate(str(path), "error", "not a record file (.hea, or a CPSC2018 .mat)")
+        return Candidate(str(path), "mat", root=root)
+    return Candidate(str(path), "error", "not a record file (.hea, or a CPSC2018 .mat)", root=root)
 
 
 # --- worker side -------------------------------------------------------------------
@@ -155,14 +174,15 @@ def _init_worker(settings: PrepareSettings, labels: LabelTables) -> None:
 
 def read_record(candidate: Candidate, labels: LabelTables) -> RawRecord:
     path = Path(candidate.path)
+    root = candidate.root or os.path.realpath(path.parent)
     if candidate.kind == "error":
         raise RecordError(candidate.error)
     if candidate.kind == "mat":
-        return read_cpsc_native(path, labels.cpsc)
-    header = parse_header(read_text(path))
+        return read_cpsc_native(path, labels.cpsc, root=root)
+    header = parse_header(read_text(path, root))
     if any(name.lower().endswith(".mat") for name in header.file_names):
-        return read_challenge(path, header)
-    return read_native_wfdb(path, labels.ptbxl)
+        return read_challenge(path, header, root=root)
+    return read_native_wfdb(path, labels.ptbxl, root=root, header=header)
 
 
 def preprocess(raw: RawRecord, settings: PrepareSettings) -> PreparedRecord:
@@ -184,7 +204,8 @@ def preprocess(raw: RawRecord, settings: PrepareSettings) -> PreparedRecord:
     margin = math.ceil(raw.fs * 0.2)
     resampled = signal_hash.resample(signal[: cap_original + margin], raw.fs, settings.fs)
     resampled = resampled[: int(settings.max_seconds * settings.fs)]
-    stored = np.clip(resampled, -_MAX_ABS_MV, _MAX_ABS_MV).astype(np.float16)
+    # The readers refuse larger values; what is clipped here is the filter's overshoot.
+    stored = np.clip(resampled, -MAX_ABS_MV, MAX_ABS_MV).astype(np.float16)
     vocabulary = _worker.get("vocabulary") or scored_vocabulary(include_st=True)
     canonical = list(dict.fromkeys(vocabulary.canonical(code) for code in raw.label_codes))
     return PreparedRecord(
@@ -237,6 +258,7 @@ class PrepareSummary:
     domains: dict[str, int]
     reasons: Counter
     fingerprint: str
+    label_notes: int = 0  # label-file rows skipped or repeated that named no skipped record
 
 
 def _results(candidates: list[Candidate], workers: int, settings: PrepareSettings, labels: LabelTables) -> Iterator:
@@ -273,6 +295,24 @@ def _unify_near_duplicates(writer: PreparedWriter, records: pd.DataFrame, fs: in
     return records
 
 
+class NothingPreparedError(ValueError):
+    """No record could be prepared: the one-line reason, and the summary of what was skipped.
+    No prepared dataset is left behind (an empty one would pass for data)."""
+
+    def __init__(self, message: str, summary: PrepareSummary):
+        super().__init__(message)
+        self.summary = summary
+
+
+def _nothing_prepared(sources: list[Path], found: int, reasons: Counter) -> str:
+    if not found:
+        names = ", ".join(str(s) for s in sources[:3]) + (" ..." if len(sources) > 3 else "")
+        return f"no record could be prepared: no record files (.hea, or CPSC2018 .mat) under {names}"
+    reason, count = reasons.most_common(1)[0]
+    return (f"no record could be prepared: all {found} found were skipped; most often ({count} of {found}): "
+            f"{reason}")
+
+
 def prepare(
     sources: list[Path],
     out: Path,
@@ -282,19 +322,27 @@ def prepare(
     label_files: list[Path] = (),
     progress: bool = True,
 ) -> PrepareSummary:
-    """Prepare every record under `sources` into `out` (resuming what is there)."""
+    """Prepare every record under `sources` into `out` (resuming what is there).
+
+    NothingPreparedError when not one record could be prepared: then `out` holds no
+    prepared dataset (removed when this call created it)."""
     labels = LabelTables()
     for path in label_files:
         labels.load(path)  # ValueError for a user-given file: the caller reports it
     candidates, found_labels = discover(sources)
+    label_notes: list[str] = []
     for path in found_labels:
         if path not in label_files:
             try:
                 labels.load(path)
             except ValueError as err:
                 print(f"warning: {err}", file=sys.stderr)
+                label_notes.append(str(err))
+    label_notes.extend(labels.notes)
     vocabulary = scored_vocabulary(include_st=settings.include_st)
+    created = not out.exists()
     writer = PreparedWriter(out, fs=settings.fs, vocabulary=vocabulary, params=settings.params())
+    records = None
     try:
         todo = [c for c in candidates if not writer.is_done(c.path)]
         resumed = len(candidates) - len(todo)
@@ -306,18 +354,30 @@ def prepare(
                 else:
                     writer.add(key, record)
                 bar.update()
-        records = _unify_near_duplicates(writer, writer.index(), settings.fs, progress)
-        records = writer.finish(records, extra={"sources": [str(s.absolute()) for s in sources]})
+        if writer.prepared:
+            records = _unify_near_duplicates(writer, writer.index(), settings.fs, progress)
+            extra = {"sources": [str(s.absolute()) for s in sources],
+                     "label_notes": label_notes[:MAX_NOTES], "label_notes_total": len(label_notes)}
+            records = writer.finish(records, extra=extra)
     finally:
         writer.close()
     reasons = Counter(reason for reason in writer.skipped.values())
-    return PrepareSummary(
+    summary = PrepareSummary(
         out=out,
         found=len(writer.prepared) + len(writer.skipped),
-        prepared=len(records),
+        prepared=0 if records is None else len(records),
         skipped=len(writer.skipped),
         resumed=resumed,
-        domains=records["domain"].value_counts().sort_index().to_dict(),
+        domains={} if records is None else records["domain"].value_counts().sort_index().to_dict(),
         reasons=reasons,
-        fingerprint=writer.manifest["fingerprint"],
+        fingerprint="" if records is None else writer.manifest["fingerprint"],
+        label_notes=len(label_notes),
     )
+    if records is None:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            for name in (MANIFEST_FILE, RECORDS_FILE):  # an earlier empty dataset of an older version
+                (out / name).unlink(missing_ok=True)
+        raise NothingPreparedError(_nothing_prepared(sources, summary.found, reasons), summary)
+    return summary

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from heartbeatai.cli import UserError
 from heartbeatai.data.domains import DomainError, parse_domain_map
-from heartbeatai.data.prepare import ALLOWED_FS, PrepareSettings, PrepareSummary, prepare
+from heartbeatai.data.prepare import ALLOWED_FS, NothingPreparedError, PrepareSettings, PrepareSummary, prepare
 
 
 def _positive_float(text: str) -> float:
@@ -78,8 +78,10 @@ def _check_paths(args: argparse.Namespace) -> None:
         if not source.exists():
             raise UserError(f"source {source} does not exist")
     for label_file in args.labels:
-        if not label_file.is_file():
+        if not label_file.exists():
             raise UserError(f"--labels {label_file}: no such file")
+        if not label_file.is_file():  # a FIFO would block the reader, a device never end
+            raise UserError(f"--labels {label_file}: not a regular file")
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} exists and is not a directory")
     out = args.out.resolve()
@@ -94,8 +96,15 @@ def _report(summary: PrepareSummary) -> None:
         f"prepared {summary.prepared} of {summary.found} records into {summary.out} ({domains}); "
         f"{summary.resumed} from an earlier run; skipped {summary.skipped}; fingerprint {summary.fingerprint}"
     )
+    _report_skipped(summary, "skipped (reasons in manifest.json):")
+    if summary.label_notes:
+        print(f"label files: {summary.label_notes} rows skipped or repeated (manifest.json label_notes)",
+              file=sys.stderr)
+
+
+def _report_skipped(summary: PrepareSummary, title: str) -> None:
     if summary.skipped:
-        print("skipped (reasons in manifest.json):", file=sys.stderr)
+        print(title, file=sys.stderr)
         for reason, count in summary.reasons.most_common(10):
             print(f"  {count:>6}  {reason}", file=sys.stderr)
         if len(summary.reasons) > 10:
@@ -118,10 +127,11 @@ def run(args: argparse.Namespace) -> int:
             label_files=args.labels,
             progress=not args.quiet,
         )
+    except NothingPreparedError as err:  # no dataset written: the reasons, then one line
+        _report_skipped(err.summary, "skipped:")
+        print(f"heartbeatai prepare: error: {err}", file=sys.stderr)
+        return 1
     except ValueError as err:  # a label file or a resumed directory that does not fit
         raise UserError(str(err)) from None
     _report(summary)
-    if summary.prepared == 0:
-        print("heartbeatai prepare: error: no record could be prepared", file=sys.stderr)
-        return 1
     return 1 if args.strict and summary.skipped else 0

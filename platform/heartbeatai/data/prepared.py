@@ -3,7 +3,8 @@
 Layout of a prepared directory::
 
     manifest.json        schema_version, classes, fs, preprocessing, counts, skipped,
-                         duplicate groups, fingerprint, shard table
+                         duplicate groups, fingerprint, shard table, label_notes (label
+                         rows skipped or repeated that named no skipped record)
     records.parquet      one row per record (index 0..N-1, sorted by domain, record_id)
     signals/shard-NNNNN.f16
                          little-endian float16, time-major (samples, 12), records

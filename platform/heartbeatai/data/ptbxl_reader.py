@@ -1,7 +1,11 @@
 """Native WFDB records (`.hea` + `.dat`): PTB-XL (records100/records500) and PTB.
 
-Their headers are well-formed and their gains right, so wfdb.rdrecord reads them as
-the format intends (physical units from the header). Labels: PTB-XL's come from
+Their headers are well-formed and their gains right: physical units come from the header
+(gain, baseline, units, as WFDB defines them). The header is parsed by the same parser as
+the challenge's; every file it names must be a regular file inside the source folder and
+as long as the header says before a byte is read, and only the header's window is read:
+format 16 (every PTB-XL and PTB file) through a memory map, other formats by wfdb.rdrecord
+with `sampto`. Labels: PTB-XL's come from
 `ptbxl_database.csv` (scp_codes is a Python dict literal: statement -> likelihood),
 mapped to SNOMED-CT through the curated table shipped as
 package_data/ptbxl_scp_to_snomed.csv; every statement is used whatever its likelihood,
@@ -14,23 +18,31 @@ from __future__ import annotations
 import ast
 import csv
 import functools
+import math
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import wfdb
+
+from heartbeatai.data.challenge_reader import WfdbHeader, parse_header, read_text
+from heartbeatai.data.label_table import LabelTable, read_label_rows, where, whole_number
 
 from heartbeatai.data.raw_record import (
     RawRecord,
     RecordError,
+    check_amplitude,
     check_rate_and_length,
+    check_record_bytes,
     parse_age,
     parse_sex,
     standard_lead_order,
 )
+from heartbeatai.data.source_files import open_regular, resolve_named, shown
 from heartbeatai.labels import parse_dx
 
 PTBXL_DATABASE = "ptbxl_database.csv"
@@ -58,26 +70,84 @@ def is_ptbxl_database(columns: list[str]) -> bool:
     return _REQUIRED_COLUMNS.issubset(columns)
 
 
-def load_ptbxl_database(path: str | Path) -> dict[str, PtbxlEntry]:
-    """Record name (`00001_lr`, `00001_hr`) -> patient, demographics and SCP statements."""
-    table = pd.read_csv(path, dtype={"scp_codes": str})
-    missing = _REQUIRED_COLUMNS.difference(table.columns)
+_MAX_SCP_TEXT = 4096  # a row's scp_codes literal; PTB-XL's longest is ~100 characters
+
+
+def _scp_codes(text: str) -> tuple[str, ...]:
+    """scp_codes: a dict literal of SCP statement -> likelihood (0-100), else ValueError."""
+    text = text.strip()
+    if len(text) > _MAX_SCP_TEXT:
+        raise ValueError(f"scp_codes is {len(text)} characters long")
+    try:
+        statements = ast.literal_eval(text) if text else {}
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        raise ValueError(f"scp_codes {text[:30]!r} is not a dict literal") from None
+    if not isinstance(statements, dict):
+        raise ValueError(f"scp_codes {text[:30]!r} is a {type(statements).__name__}, not a dict of statement -> likelihood")
+    for key, value in statements.items():
+        if not isinstance(key, str) or not key.strip() or len(key) > 32 or not key.isprintable():
+            raise ValueError(f"scp_codes key {str(key)[:20]!r} is not an SCP statement")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
+            raise ValueError(f"scp_codes likelihood {str(value)[:20]!r} of {key} is not a number 0-100")
+    return tuple(key.strip() for key in statements)
+
+
+def _ptbxl_entry(row: dict[str, str]) -> PtbxlEntry:
+    """One database row, range-checked; ValueError naming the field otherwise."""
+    try:
+        patient = whole_number(row.get("patient_id") or "", 0, 1e9)
+    except ValueError as err:
+        raise ValueError(f"patient_id {err}") from None
+    try:
+        sex_code = whole_number(row.get("sex") or "", 0, 1)
+    except ValueError as err:
+        raise ValueError(f"sex {err} (PTB-XL codes 0 male, 1 female)") from None
+    age_text = (row.get("age") or "").strip()
+    age = None
+    if age_text and age_text.lower() != "nan":
+        try:
+            value = float(age_text)
+        except ValueError:
+            raise ValueError(f"age {age_text[:20]!r} is not a number") from None
+        if not 0 <= value <= 300:  # 300 = over 89 (anonymisation); nan and inf fail too
+            raise ValueError(f"age {age_text[:20]!r} is not 0-120 (or 300, over 89)")
+        age = parse_age(value)
+    # PTB-XL codes sex 0 = male, 1 = female
+    sex = {0: "male", 1: "female"}.get(sex_code) if sex_code is not None else None
+    return PtbxlEntry(f"ptbxl:{patient}" if patient is not None else None, age, sex, _scp_codes(row.get("scp_codes") or ""))
+
+
+def load_ptbxl_database(path: str | Path) -> LabelTable:
+    """Record name (`00001_lr`, `00001_hr`) -> patient, demographics and SCP statements.
+
+    Row by row: a row with a bad field (scp_codes not a dict of statement -> number,
+    patient_id or sex out of range) is skipped with its line number in `.problems`
+    under each record it names; the other rows stand."""
+    header, rows = read_label_rows(path)
+    missing = _REQUIRED_COLUMNS.difference(header)
     if missing:
         raise ValueError(f"{path}: not a PTB-XL database (missing columns {sorted(missing)})")
-    entries: dict[str, PtbxlEntry] = {}
-    for row in table.itertuples(index=False):
+    table = LabelTable(Path(path).name)
+    for line, row, error in rows:
+        at = where(path, line)
+        if row is None:
+            table.note(f"{at}: {error}; row skipped")
+            continue
+        names = [Path(f.strip()).name for f in (row.get("filename_lr") or "", row.get("filename_hr") or "")
+                 if f.strip()]
+        names = [n for n in names if n.isprintable() and len(n) <= 64]
+        if not names:
+            table.note(f"{at}: no filename_lr or filename_hr; row skipped")
+            continue
         try:
-            statements = ast.literal_eval(row.scp_codes) if isinstance(row.scp_codes, str) else {}
-        except (ValueError, SyntaxError):
-            raise ValueError(f"{path}: ecg_id {row.ecg_id}: scp_codes is not a dict literal") from None
-        patient = f"ptbxl:{int(row.patient_id)}" if pd.notna(row.patient_id) else None
-        # PTB-XL codes sex 0 = male, 1 = female
-        sex = {0: "male", 1: "female"}.get(int(row.sex)) if pd.notna(row.sex) else None
-        entry = PtbxlEntry(patient, parse_age(row.age), sex, tuple(statements))
-        for filename in (row.filename_lr, row.filename_hr):
-            if isinstance(filename, str):
-                entries[Path(filename).name] = entry
-    return entries
+            entry = _ptbxl_entry(row)
+        except ValueError as err:
+            for name in names:
+                table.reject(name, at, str(err))
+            continue
+        for name in names:
+            table.add(name, entry, at)
+    return table
 
 
 def _ptb_patient(hea_path: Path) -> str | None:
@@ -85,31 +155,123 @@ def _ptb_patient(hea_path: Path) -> str | None:
     return f"ptb:{folder}" if _PTB_PATIENT.fullmatch(folder) else None
 
 
-def read_native_wfdb(hea_path: str | Path, ptbxl: dict[str, PtbxlEntry] | None = None) -> RawRecord:
-    """A PTB-XL or PTB record. PTB-XL needs its database entry for labels and patient."""
+# WFDB storage formats: bytes per sample. `16` (every PTB-XL and PTB file) is read here
+# through a memory map; the others are decoded by wfdb, over the same checked window.
+_FORMAT_BYTES = {"8": 1.0, "16": 2.0, "24": 3.0, "32": 4.0, "61": 2.0, "80": 1.0, "160": 2.0, "212": 1.5,
+                 "310": 4 / 3, "311": 4 / 3}
+_FORMAT = re.compile(r"^(\d+)(?:\+(\d+))?$")  # format and byte offset (`x` frames and `:` skew: unsupported)
+_MV_PER_UNIT = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "v": 1e3}
+_WFDB_DEFAULT_GAIN = 200.0
+_INVALID_16 = -32768  # WFDB's "no sample" value of format 16
+
+
+@dataclass(frozen=True)
+class _Signal:
+    file: str
+    fmt: str
+    offset: int
+    gain: float  # ADC units per physical unit
+    baseline: float
+    mv_per_unit: float
+
+
+def _signal(line_tokens: list[str]) -> _Signal:
+    """`file fmt gain(baseline)/units adcres adczero ...` -> what decoding needs."""
+    file, fmt_text = line_tokens[0], line_tokens[1]
+    match = _FORMAT.match(fmt_text)
+    if not match or match.group(1) not in _FORMAT_BYTES:
+        raise RecordError(f"unsupported WFDB storage format {fmt_text[:20]!r}")
+    spec = line_tokens[2] if len(line_tokens) > 2 else ""
+    gain_text, _, units = spec.partition("/")
+    gain_text, _, baseline_text = gain_text.partition("(")
+    try:
+        gain = float(gain_text) if gain_text else 0.0
+        zero = float(line_tokens[4]) if len(line_tokens) > 4 else 0.0
+        baseline = float(baseline_text.rstrip(")")) if baseline_text else zero
+    except ValueError:
+        raise RecordError(f"bad gain or baseline {spec[:30]!r} in header") from None
+    if not all(np.isfinite([gain, baseline])):
+        raise RecordError(f"bad gain or baseline {spec[:30]!r} in header")
+    unit = (units.strip() or "mV").lower()
+    if unit not in _MV_PER_UNIT:
+        raise RecordError(f"unsupported units {units.strip()[:20]!r}")
+    return _Signal(file, match.group(1), int(match.group(2) or 0), gain or _WFDB_DEFAULT_GAIN, baseline,
+                   _MV_PER_UNIT[unit])
+
+
+def _read_signals(hea_path: Path, header: WfdbHeader, signals: list[_Signal], order: list[int],
+                  root: str | Path | None) -> np.ndarray:
+    """(samples, 12) float32 mV of the standard leads: every file they live in is checked
+    (regular, inside the source folder, as long as the header says) before it is read, and
+    only the header's window of it is read."""
+    by_file: dict[str, list[int]] = {}
+    for index, sig in enumerate(signals):
+        by_file.setdefault(sig.file, []).append(index)
+    needed = {signals[i].file for i in order}
+    sig_len = header.sig_len
+    columns: dict[int, np.ndarray] = {}
+    for file in sorted(needed):
+        members = by_file[file]
+        fmt, offset = signals[members[0]].fmt, signals[members[0]].offset
+        if any((signals[i].fmt, signals[i].offset) != (fmt, offset) for i in members):
+            raise RecordError(f"signals of {file} disagree on their storage format")
+        real = resolve_named(hea_path.parent, file, root, "signal file")
+        with open_regular(real, "signal file") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            per_sample = _FORMAT_BYTES[fmt] * len(members)
+            if sig_len is None:
+                if fmt != "16":
+                    raise RecordError("header gives no record length")
+                sig_len = max(0, size - offset) // int(per_sample)
+                check_rate_and_length(header.fs, sig_len, header.n_sig)
+            check_record_bytes(sig_len, header.n_sig, math.ceil(_FORMAT_BYTES[fmt]), "header")
+            expected = offset + math.ceil(sig_len * per_sample)
+            if size < expected:
+                held = int(max(0, size - offset) // per_sample)
+                raise RecordError(f"truncated {shown(file)}: {held} of {sig_len} samples")
+            if fmt == "16":
+                window = np.memmap(handle, dtype="<i2", mode="r", offset=offset, shape=(sig_len, len(members)))
+                for position, index in enumerate(members):
+                    if index in order:
+                        sig = signals[index]
+                        digital = window[:, position]
+                        value = (digital.astype(np.float32) - np.float32(sig.baseline)) * np.float32(
+                            sig.mv_per_unit / sig.gain)
+                        value[digital == _INVALID_16] = np.nan
+                        columns[index] = np.asarray(value)
+                del window
+    missing = [i for i in order if i not in columns]
+    if missing:  # other formats: wfdb decodes, reading no more than the window just checked
+        try:
+            record = wfdb.rdrecord(str(hea_path.with_suffix("")), sampto=sig_len, channels=sorted(missing))
+        except Exception as err:  # wfdb raises many types on damaged files
+            first = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+            raise RecordError(f"unreadable WFDB record: {first}") from None
+        for position, index in enumerate(sorted(missing)):
+            columns[index] = record.p_signal[:, position].astype(np.float32) * np.float32(signals[index].mv_per_unit)
+    return np.stack([columns[index] for index in order], axis=1)
+
+
+def read_native_wfdb(hea_path: str | Path, ptbxl: Mapping[str, PtbxlEntry] | None = None, *,
+                     root: str | Path | None = None, header: WfdbHeader | None = None) -> RawRecord:
+    """A PTB-XL or PTB record. PTB-XL needs its database entry for labels and patient
+    (`ptbxl` as `load_ptbxl_database` returns it). `root`: the source folder the record was
+    found in (default: the header's folder); every file it names must resolve inside it."""
     hea_path = Path(hea_path)
     name = hea_path.stem
-    try:
-        record = wfdb.rdrecord(str(hea_path.with_suffix("")))
-    except Exception as err:  # wfdb raises many types on damaged files
-        first = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
-        raise RecordError(f"unreadable WFDB record: {first}") from None
-    if record.p_signal is None or record.fs is None:
-        raise RecordError("WFDB record without physical signal or rate")
-    check_rate_and_length(float(record.fs), len(record.p_signal), record.n_sig)
-    order = standard_lead_order(list(record.sig_name))
-    units = {u.strip().lower() for u in (record.units[i] for i in order)}
-    scale = {"mv": 1.0, "uv": 1e-3, "v": 1e3}
-    if len(units) != 1 or next(iter(units)) not in scale:
-        raise RecordError(f"unsupported units {sorted(units)}")
-    signal = (record.p_signal[:, order] * scale[units.pop()]).astype(np.float32)
-    gains = [float(record.adc_gain[i]) for i in order]
-    comments = {}
-    for line in record.comments:
-        key, sep, value = line.partition(":")
-        if sep:
-            comments.setdefault(key.strip().lower(), value.strip())
+    root = root if root is not None else hea_path.parent
+    if header is None:
+        header = parse_header(read_text(hea_path, root))
+    order = standard_lead_order(header.lead_names)
+    signals = [_signal(tokens) for tokens in header.signal_tokens]
+    signal = _read_signals(hea_path, header, signals, order, root)
+    check_amplitude(signal, 1.0, "signal")
+    gains = [signals[i].gain for i in order]
+    comments = header.comments
 
+    problems = getattr(ptbxl, "problems", {})
+    if name in problems:
+        raise RecordError(f"no labels: {problems[name]}")
     if ptbxl is not None and name in ptbxl:
         entry = ptbxl[name]
         raw = list(entry.scp_codes)
@@ -127,7 +289,7 @@ def read_native_wfdb(hea_path: str | Path, ptbxl: dict[str, PtbxlEntry] | None =
         record_id=name,
         source_path=str(hea_path),
         signal=signal,
-        fs=float(record.fs),
+        fs=float(header.fs),
         label_codes_raw=raw,
         label_codes=codes,
         patient_id=patient,
@@ -135,6 +297,6 @@ def read_native_wfdb(hea_path: str | Path, ptbxl: dict[str, PtbxlEntry] | None =
         sex=sex,
         header_gain=gains[0],
         gain_mismatch=False,  # native headers are right: their gain is what converts to mV
-        leads_original=int(record.n_sig),
+        leads_original=int(header.n_sig),
         source_domain=domain,
     )

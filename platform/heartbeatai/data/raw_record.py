@@ -12,12 +12,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from heartbeatai.ecg import LEADS
+from heartbeatai.ecg import LEADS, N_LEADS
 
 _LEAD_INDEX = {name.upper(): i for i, name in enumerate(LEADS)}
-# Sanity bounds: beyond them a header is corrupt, not an unusual recording.
-MIN_FS, MAX_FS = 50.0, 20_000.0
-MAX_SAMPLES = 50_000_000  # hours at 1 kHz; more is a corrupt header, not a Holter
+
+# --- The record-size limit: declared once, checked before anything is read ---------------
+# A record may declare at most one hour at its own rate, at a rate of at most 2 kHz, and at
+# most MAX_RECORD_BYTES of stored signal data (12 leads x 1 h x 2 kHz of int16, 172.8 MB).
+# Beyond it the header or matrix is corrupt or hostile (a Holter export, a compressed bomb),
+# and the record is skipped with the reason before its data are read or decompressed; below
+# it the record is read whole and cut to --max-seconds as always (INCART's 30 minutes at
+# 257 Hz prepare). A float64 matrix counts 8 bytes a value: 12 leads at 500 Hz fit an hour.
+MIN_FS, MAX_FS = 50.0, 2_000.0
+MAX_RECORD_SECONDS = 3600.0
+MAX_RECORD_BYTES = int(N_LEADS * MAX_RECORD_SECONDS * MAX_FS * 2)
+MAX_SIGNALS = 64  # signals one header may declare (PTB has 15)
+# The prepared float16 signal tops out at 65504; a value beyond this many mV is corrupt.
+MAX_ABS_MV = 60_000.0
 
 
 class RecordError(Exception):
@@ -42,13 +53,42 @@ class RawRecord:
 
 
 def check_rate_and_length(fs: float, samples: int, n_leads: int | None = None) -> None:
-    """Reject absurd header values before allocating anything."""
+    """Reject absurd header values, and records beyond the size limit, before allocating anything."""
     if not math.isfinite(fs) or not MIN_FS <= fs <= MAX_FS:
         raise RecordError(f"absurd sampling rate {fs:g} Hz (expected {MIN_FS:g}-{MAX_FS:g})")
-    if not 1 <= samples <= MAX_SAMPLES:
-        raise RecordError(f"absurd length {samples} samples")
-    if n_leads is not None and not 1 <= n_leads <= 64:
+    if n_leads is not None and not 1 <= n_leads <= MAX_SIGNALS:
         raise RecordError(f"absurd lead count {n_leads}")
+    if samples < 1:
+        raise RecordError(f"absurd length {samples} samples")
+    if samples > MAX_RECORD_SECONDS * fs:
+        raise RecordError(
+            f"declares {samples} samples ({samples / fs / 3600:.3g} h at {fs:g} Hz), beyond the limit of "
+            f"{MAX_RECORD_SECONDS / 3600:g} h at its own rate"
+        )
+
+
+def check_record_bytes(samples: int, n_signals: int, itemsize: int, what: str) -> None:
+    """The declared size of a record's stored matrix against MAX_RECORD_BYTES."""
+    declared = int(samples) * int(n_signals) * int(itemsize)
+    if declared > MAX_RECORD_BYTES:
+        raise RecordError(
+            f"{what} declares {n_signals} x {samples} values of {itemsize} bytes ({declared / 1e6:.1f} MB), "
+            f"beyond the {MAX_RECORD_BYTES / 1e6:.1f} MB limit"
+        )
+
+
+def check_amplitude(values: np.ndarray, to_mv: float, what: str) -> None:
+    """Values beyond +-60 V are corrupt (int64 1e15, a float 1e300), never clipped silently."""
+    if values.size == 0:
+        return
+    if values.dtype.kind == "f":
+        finite = np.abs(values[np.isfinite(values)])
+        peak = float(finite.max()) if finite.size else 0.0
+    else:
+        peak = float(max(abs(int(values.max())), abs(int(values.min()))))
+    if peak * to_mv > MAX_ABS_MV:
+        raise RecordError(f"{what} holds values up to {peak * to_mv:.3g} mV, beyond +-{MAX_ABS_MV:g} mV: "
+                          "not an ECG in the stated units")
 
 
 def standard_lead_order(names: list[str]) -> list[int]:

@@ -6,6 +6,8 @@ reads through ``ResultsStore``, so either side can run without the other's stack
 
 from heartbeatai.results.reader import ResultsStore, TableStatus
 from heartbeatai.results.schema import RUN_KEY, SCHEMA_VERSION, TABLES
+from heartbeatai.results.summary import write_study_summary
 from heartbeatai.results.writer import ResultsWriter
 
-__all__ = ["RUN_KEY", "SCHEMA_VERSION", "TABLES", "ResultsStore", "ResultsWriter", "TableStatus"]
+__all__ = ["RUN_KEY", "SCHEMA_VERSION", "TABLES", "ResultsStore", "ResultsWriter", "TableStatus",
+           "write_study_summary"]

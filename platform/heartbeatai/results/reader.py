@@ -72,6 +72,7 @@ class ResultsStore:
         self._part_cache: dict[tuple[str, str], dict[tuple[str, int, int], pa.Table | str]] = {}
         self._footers: dict[tuple[str, str, Signature], tuple[int, tuple[str, ...]]] = {}
         self._small_files: dict[tuple[str, int, int], str | None] = {}
+        self._summaries: dict[str, dict] = {}  # study -> its summary while its trials key holds
         self._lock = threading.Lock()
 
     # -- discovery ----------------------------------------------------------------------
@@ -80,17 +81,32 @@ class ResultsStore:
         """Studies under the root: directories with a ``results/`` folder and a valid name."""
         if self._fs.get_file_info(self._root_path).type != pafs.FileType.Directory:
             return []
-        found = []
+        names = []
         for info in self._fs.get_file_info(pafs.FileSelector(self._root_path)):
             if info.type != pafs.FileType.Directory:
                 continue
             try:
-                schema.check_study_name(info.base_name)
+                names.append(schema.check_study_name(info.base_name))
             except ValueError:
                 continue
-            if self._fs.get_file_info(f"{info.path}/{schema.RESULTS_DIR}").type == pafs.FileType.Directory:
-                found.append(info.base_name)
-        return sorted(found)
+        # One batched call for every study's results/ folder (thousands of studies).
+        infos = self._fs.get_file_info([self.results_path(name) for name in names])
+        return sorted(name for name, info in zip(names, infos) if info.type == pafs.FileType.Directory)
+
+    def has_study(self, study: str) -> bool:
+        """Whether `study` (a valid name) is a study under the root, without listing the root."""
+        return self._fs.get_file_info(self.results_path(study)).type == pafs.FileType.Directory
+
+    def results_path(self, study: str) -> str:
+        return f"{self._root_path}/{schema.check_study_name(study)}/{schema.RESULTS_DIR}"
+
+    def summaries(self, studies: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Each study's summary (summary.py): read from its small file, rebuilt from the tables
+        (and written back) when missing or stale. The studies list reads only these."""
+        from heartbeatai.results.summary import summary_or_rebuild
+
+        return [summary_or_rebuild(self, study, self._summaries)
+                for study in (self.studies() if studies is None else studies)]
 
     def status(self, study: str, table: str) -> TableStatus:
         return self._load(study, table).status
@@ -202,7 +218,7 @@ class ResultsStore:
         return f"{self._root_path}/{study}"
 
     def _table_path(self, study: str, table: str) -> str:
-        return f"{self._study_path(study)}/{schema.RESULTS_DIR}/{schema.table(table).name}"
+        return f"{self.results_path(study)}/{schema.table(table).name}"
 
     def _small_file(self, path: str) -> str | None:
         """A small text file's content, cached by its size and mtime; None when absent,

@@ -228,6 +228,10 @@ def table(name: str) -> Table:
 
 
 # --- Layout: <storage>/<study>/results/{schema_version.json, <table>/part-*.parquet} ---------
+# Beside the tables, results/study_summary.json: the study's trial counts, folds, state and
+# damaged tables for the studies list, written when its stages end and rebuilt by readers
+# when missing or stale (summary.py). It is derived from the tables, so it is no table and
+# changes no SCHEMA_VERSION.
 
 RESULTS_DIR = "results"
 VERSION_FILE = "schema_version.json"
@@ -241,7 +245,8 @@ _STUDY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 
 def check_study_name(study: str) -> str:
     if not isinstance(study, str) or not _STUDY_NAME.match(study) or set(study) <= {"."}:
-        raise ValueError(f"invalid study name {study!r}: use letters, digits, '.', '_' and '-'")
+        shown = repr(study) if len(repr(study)) <= 60 else repr(study)[:57] + "..."  # never echo a huge name back
+        raise ValueError(f"invalid study name {shown}: use letters, digits, '.', '_' and '-' (at most 128)")
     return study
 
 

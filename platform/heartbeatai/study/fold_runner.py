@@ -26,7 +26,7 @@ import pandas as pd
 from heartbeatai.arms import PREVALENCE, SEARCH, resolve_arms
 from heartbeatai.config import RunFile, TrialConfig
 from heartbeatai.metric_names import fold_metric_of
-from heartbeatai.results import ResultsStore, ResultsWriter
+from heartbeatai.results import ResultsStore, ResultsWriter, write_study_summary
 from heartbeatai.results.schema import RunKey
 from heartbeatai.study.lock import StageJournal
 from heartbeatai.study.sealed_split import SELECTION_STAGE, SealedSplit
@@ -100,6 +100,7 @@ class FoldRunner:
         record = work()
         self.journal.mark(self.fold_id, stage, record if record is not None else True)
         self._compact(COMPACTED_AFTER.get(stage, ()))
+        write_study_summary(self.study.root)  # the dashboard's list of studies reads only this
 
     def _compact(self, tables: tuple[str, ...]) -> None:
         """Merge a finished stage's parts: trials and epochs are written per report, and the

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 
-from heartbeatai.results import ResultsWriter
+from heartbeatai.results import ResultsWriter, write_study_summary
 from heartbeatai.study.fold_runner import FoldRunner, StudyContext
 from heartbeatai.study.lock import StageJournal, StudyLock
 from heartbeatai.study.stage_runner import StageRunner
@@ -127,6 +127,7 @@ def analyse(config: StudyConfig, paths: StudyPaths, journal: StageJournal, progr
 
     written = analyse_study(paths.root, analysis_settings(config), progress)
     journal.mark("study", "analysis", written)
+    write_study_summary(paths.root)
 
 
 def analysis_settings(config: StudyConfig, *, bootstrap: int | None = None, seed: int | None = None):

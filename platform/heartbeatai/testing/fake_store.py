@@ -105,6 +105,30 @@ def make_store(root: str | os.PathLike, study: str = "demo", n_folds: int = 4, n
     return os.path.join(os.fspath(root), study)
 
 
+def make_many_studies(root: str | os.PathLike, n_studies: int, *, summaries: bool = True, **options) -> list[str]:
+    """`n_studies` copies of one generated study under `root` (study-00000, study-00001, ...),
+    hard-linked part for part so that thousands cost seconds; returns their names.
+
+    With `summaries` each has its summary file as the study writes it when its stages end;
+    without, the root is an older store whose summaries the reader must rebuild.
+    `options` go to make_store (sizes of the one study)."""
+    import json
+    import shutil
+
+    from heartbeatai.results.summary import SUMMARY_FILE, write_study_summary
+
+    names = [f"study-{i:05d}" for i in range(n_studies)]
+    first = make_store(root, study=names[0], **options)
+    summary = write_study_summary(first) if summaries else None
+    for name in names[1:]:
+        target = os.path.join(os.fspath(root), name)
+        shutil.copytree(first, target, copy_function=os.link, ignore=shutil.ignore_patterns(SUMMARY_FILE))
+        if summary is not None:  # the parts are the same files, so the trials key is the same too
+            with open(os.path.join(target, "results", SUMMARY_FILE), "w", encoding="utf-8") as handle:
+                json.dump({**summary, "study": name}, handle)
+    return names
+
+
 def _key(protocol: str, fold_id: str, arm: str, seed: int, selection: str, trial_id: str) -> dict:
     """The run key without the study (make_store adds it when writing)."""
     key = RunKey("", protocol, fold_id, arm, seed, selection, trial_id).as_dict()

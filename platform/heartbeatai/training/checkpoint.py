@@ -10,6 +10,7 @@ uninterrupted one exactly on CPU.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,17 @@ import torch
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT_VERSION = 1
+# What every platform checkpoint holds beside its format version, and what each must be.
+_REQUIRED = {"model": dict, "config": dict, "classes": list, "thresholds": torch.Tensor, "fs": int}
+
+
+class CheckpointError(ValueError):
+    """A path that is not a checkpoint of this platform; the message is one line, naming
+    the path and what is wrong (the CLIs print it as is)."""
+
+
+class MissingCheckpointError(CheckpointError, FileNotFoundError):
+    """No checkpoint file where one was named."""
 
 
 def save_checkpoint(directory: str | os.PathLike, state: dict[str, Any]) -> Path:
@@ -33,14 +45,59 @@ def save_checkpoint(directory: str | os.PathLike, state: dict[str, Any]) -> Path
 
 
 def load_checkpoint(directory: str | os.PathLike) -> dict[str, Any]:
-    """The state saved by `save_checkpoint`, tensors on CPU."""
-    path = Path(directory) / CHECKPOINT_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{directory} is not a checkpoint (no {CHECKPOINT_FILE})")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    """The state saved by `save_checkpoint`, tensors on CPU. `directory` is the folder
+    holding checkpoint.pt (or that file itself).
+
+    Always `weights_only=True`: a file with pickled objects is refused, never run. Any
+    file that is not this platform's checkpoint (no file, not a torch file, truncated,
+    foreign classes, another layout) raises CheckpointError with one line saying so."""
+    path = Path(directory)
+    if path.is_dir():
+        path = path / CHECKPOINT_FILE
+        if not path.is_file():
+            raise MissingCheckpointError(f"{directory} is not a checkpoint (no {CHECKPOINT_FILE} in it)")
+    elif not path.is_file():
+        raise MissingCheckpointError(f"{directory} is not a checkpoint (no such file or directory)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        text = str(err)
+        if "Unsupported global" in text:
+            raise CheckpointError(f"{path}: not a HeartBeatAI checkpoint: it holds pickled objects other than "
+                                  "tensors and plain containers (refused unread: weights_only)") from None
+        detail = text.split("WeightsUnpickler error:", 1)[-1].strip().split("\n")[0][:120] or type(err).__name__
+        raise CheckpointError(f"{path}: not a torch checkpoint ({detail})") from None
+    except (EOFError, RuntimeError, OSError, ValueError, TypeError, KeyError, AttributeError) as err:
+        with open(path, "rb") as handle:  # torch's own format is a zip archive
+            is_zip = handle.read(4) == b"PK\x03\x04"
+        detail = _first_line(err)
+        what = "truncated or damaged" if is_zip or isinstance(err, EOFError) else "not a torch checkpoint"
+        raise CheckpointError(f"{path}: {what} ({detail})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a HeartBeatAI checkpoint (holds a {type(state).__name__}, not a dict)")
     if state.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: checkpoint format {state.get('format_version')} is not {FORMAT_VERSION}")
+        found = state.get("format_version")
+        raise CheckpointError(f"{path}: not a HeartBeatAI checkpoint of format {FORMAT_VERSION} "
+                              f"(format_version {str(found)[:20] if found is not None else 'missing'})")
     return state
+
+
+def check_trained_state(state: dict[str, Any], where: str | os.PathLike) -> None:
+    """What scoring needs of a checkpoint (model, config, classes, thresholds, fs), present
+    and of the right kinds; CheckpointError naming what is missing or wrong otherwise."""
+    missing = [key for key in _REQUIRED if key not in state]
+    if missing:
+        raise CheckpointError(f"{where}: not a complete HeartBeatAI checkpoint (no {', '.join(missing)})")
+    wrong = [key for key, kind in _REQUIRED.items() if not isinstance(state[key], kind)]
+    if wrong:
+        raise CheckpointError(f"{where}: damaged HeartBeatAI checkpoint ({', '.join(wrong)} of the wrong type)")
+    if not all(isinstance(c, str) for c in state["classes"]) or state["thresholds"].shape != (len(state["classes"]),):
+        raise CheckpointError(f"{where}: damaged HeartBeatAI checkpoint (classes and thresholds disagree)")
+
+
+def _first_line(err: BaseException) -> str:
+    text = (str(err).strip().splitlines() or [""])[0][:160]
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def capture_rng() -> dict[str, Any]:

@@ -260,17 +260,19 @@ def _write_metrics(out: Path, history: list[dict[str, Any]], selection_metric: s
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-    from heartbeatai.training.checkpoint import load_checkpoint
+    import torch
+
     from heartbeatai.metrics import evaluate_predictions
-    from heartbeatai.training.predict import predict
+    from heartbeatai.training.checkpoint import CheckpointError
+    from heartbeatai.training.predict import load_trained_model, predict
 
     try:
         run = RunFile.load(args.run)
     except ConfigError as err:
         raise UserError(str(err)) from None
-    try:
-        state = load_checkpoint(args.checkpoint)
-    except (FileNotFoundError, ValueError) as err:
+    try:  # the whole model, so a foreign config or weights are one line here, not a traceback later
+        _, state = load_trained_model(args.checkpoint, torch.device("cpu"))
+    except CheckpointError as err:
         raise UserError(str(err)) from None
     classes = list(state["classes"])
     if classes != list(run.classes):

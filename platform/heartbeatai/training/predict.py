@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 from torch.utils.data import DataLoader
 
 from heartbeatai.config import TrialConfig
 from heartbeatai.data.prepared import PreparedDataset
 from heartbeatai.training.batches import SlidingWindowDataset, max_aggregate, record_set
-from heartbeatai.training.checkpoint import load_checkpoint
+from heartbeatai.training.checkpoint import CheckpointError, check_trained_state, load_checkpoint
 from heartbeatai.training.factory import model_from_config, signal_transform, window_lengths
 from heartbeatai.training.loop import default_loader_workers, loader_options, window_logits
 
@@ -48,9 +49,28 @@ def predict(
 
 
 def load_trained_model(checkpoint_dir: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    """The checkpoint's model in eval mode on `device`, and the checkpoint state."""
+    """The checkpoint's model in eval mode on `device`, and the checkpoint state.
+    CheckpointError (one line) when the file is not a checkpoint whose config and weights fit."""
     state = load_checkpoint(checkpoint_dir)
-    trial = TrialConfig.model_validate(state["config"])
+    check_trained_state(state, checkpoint_dir)
+    try:
+        trial = TrialConfig.model_validate(state["config"])
+    except ValidationError as err:
+        first = err.errors()[0] if err.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ())) or "config"
+        raise CheckpointError(f"{checkpoint_dir}: the checkpoint's config is not a valid trial configuration "
+                              f"({where}: {first.get('msg', 'invalid')})") from None
     model = model_from_config(trial, len(state["classes"]))
-    model.load_state_dict(state["model"])
+    weights = state["model"]
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
+        raise CheckpointError(f"{checkpoint_dir}: the checkpoint's weights are not a state dict of tensors")
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError:
+        expected = set(model.state_dict())
+        missing, unexpected = len(expected - set(weights)), len(set(weights) - expected)
+        detail = f"{missing} missing and {unexpected} unexpected keys" if missing or unexpected else "tensor shapes differ"
+        raise CheckpointError(f"{checkpoint_dir}: the checkpoint's weights do not fit the model its config "
+                              f"describes ({detail})") from None
     return model.to(device).eval(), state
+

@@ -1,0 +1,291 @@
+"""MATLAB `.mat` files read with their declared sizes checked first (levels 4 and 5).
+
+`scipy.io.loadmat` allocates what a file declares and decompresses what it holds: a 0.9 MB
+zlib-compressed matrix of 12 x 4e7 zeros becomes 4 GB, and `scipy.io.whosmat` decompresses
+too (311 MB peak on a 187 KB file). So the variable directory is read here from the
+element headers alone: a level-5 compressed element is inflated only for its first bytes
+(a bounded `zlib.decompressobj().decompress(data, n)`) to learn its class, flags and
+dimensions. A variable that passes is then cut out of the file (inflated with a bound when
+compressed) and handed to scipy as a small in-memory file, so scipy never reads more than
+the bound, whatever later tags claim.
+
+Formats: level 4 (the challenge's own files, `savemat(format="4")`) and level 5; level 7.3
+(HDF5) is refused with its reason.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import numpy as np
+import scipy.io
+
+from heartbeatai.data.raw_record import RecordError
+from heartbeatai.data.source_files import file_size
+
+# level-5 data types and array classes (MATLAB "MAT-File Format", tables 1-2 and 1-3)
+_MI_INT8, _MI_INT32, _MI_UINT32, _MI_MATRIX, _MI_COMPRESSED = 1, 5, 6, 14, 15
+_CLASSES = {
+    1: ("cell", None), 2: ("struct", None), 3: ("object", None), 4: ("char", None), 5: ("sparse", None),
+    6: ("double", 8), 7: ("single", 4), 8: ("int8", 1), 9: ("uint8", 1), 10: ("int16", 2), 11: ("uint16", 2),
+    12: ("int32", 4), 13: ("uint32", 4), 14: ("int64", 8), 15: ("uint64", 8), 16: ("function", None),
+    17: ("opaque", None),
+}
+_COMPLEX_FLAG, _LOGICAL_FLAG = 0x08, 0x02
+# level 4: precision digit P of the type code MOPT, and its item size
+_V4_PRECISION = {0: ("double", 8), 1: ("single", 4), 2: ("int32", 4), 3: ("int16", 2), 4: ("uint16", 2), 5: ("uint8", 1)}
+_V4_TYPES = {0: "numeric", 1: "char", 2: "sparse"}
+_PEEK_COMPRESSED = 64 << 10  # compressed bytes read to learn an element's header
+_PEEK_HEADER = 4096  # inflated bytes enough for flags, dims and any sane name
+NUMERIC_CLASSES = frozenset(name for name, size in _CLASSES.values() if size)
+
+
+@dataclass(frozen=True)
+class MatVariable:
+    """One top-level variable as its header declares it; nothing of its data read."""
+
+    name: str
+    mclass: str  # "double", "int16", ..., "struct", "cell", "char", "sparse"
+    dims: tuple[int, ...]
+    itemsize: int | None  # bytes per value of a numeric class
+    complex: bool
+    logical: bool
+    offset: int  # where the element (level 5: its tag; level 4: its header) starts
+    length: int  # bytes of the element in the file (compressed bytes if compressed)
+    compressed: bool
+    inner_length: int  # level 5: bytes of the (inflated) miMATRIX element, tag included
+
+    @property
+    def values(self) -> int:
+        return int(np.prod(self.dims, dtype=np.float64)) if self.dims else 0
+
+    @property
+    def declared_bytes(self) -> int:
+        return self.values * (self.itemsize or 1) * (2 if self.complex else 1)
+
+    def describe(self) -> str:
+        kind = "boolean" if self.logical else ("complex " if self.complex else "") + self.mclass
+        return f"{kind} {'x'.join(str(d) for d in self.dims)}"
+
+
+class _Header:
+    def __init__(self, version: int, endian: str, header: bytes):
+        self.version, self.endian, self.header = version, endian, header
+
+
+def _file_header(handle: BinaryIO, size: int, label: str) -> _Header:
+    handle.seek(0)
+    head = handle.read(128)
+    if len(head) == 128 and head[124:126] in (b"\x00\x01", b"\x01\x00", b"\x00\x02", b"\x02\x00") \
+            and head[126:128] in (b"IM", b"MI"):
+        endian = "<" if head[126:128] == b"IM" else ">"
+        version = struct.unpack(endian + "H", head[124:126])[0]
+        if version == 0x0200 or head.startswith(b"MATLAB 7.3"):
+            raise RecordError(f"{label} is a MATLAB 7.3 (HDF5) file, which is not supported")
+        return _Header(5, endian, head)
+    if head.startswith(b"\x89HDF"):
+        raise RecordError(f"{label} is an HDF5 file, not a MATLAB level 4/5 file")
+    if size < 20:
+        raise RecordError(f"{label} is too short to be a .mat file ({size} bytes)")
+    return _Header(4, "<", b"")
+
+
+def variables(handle: BinaryIO, label: str, wanted: set[str] | None = None) -> tuple[dict[str, MatVariable], _Header]:
+    """The file's top-level variables (stops early once every `wanted` name is found)."""
+    size = file_size(handle)
+    header = _file_header(handle, size, label)
+    found: dict[str, MatVariable] = {}
+    reader = _v5_variables if header.version == 5 else _v4_variables
+    for var in reader(handle, size, header, label):
+        found.setdefault(var.name, var)
+        if wanted and wanted.issubset(found):
+            break
+    return found, header
+
+
+def _v4_variables(handle: BinaryIO, size: int, header: _Header, label: str):
+    position = 0
+    while position + 20 <= size:
+        handle.seek(position)
+        raw = handle.read(20)
+        endian = None
+        for candidate in ("<", ">"):
+            mopt, mrows, ncols, imagf, namlen = struct.unpack(candidate + "5i", raw)
+            if 0 <= mopt < 5000 and mopt // 1000 in (0, 1) and (mopt // 100) % 10 == 0:
+                endian = candidate
+                break
+        if endian is None:
+            raise RecordError(f"{label} is not a MATLAB file (bad level 4 header)")
+        precision, kind = (mopt // 10) % 10, mopt % 10
+        if precision not in _V4_PRECISION or kind not in _V4_TYPES or mrows < 0 or ncols < 0 or not 0 < namlen <= 4096:
+            raise RecordError(f"{label} is not a MATLAB file (bad level 4 header)")
+        name = handle.read(namlen).split(b"\x00", 1)[0].decode("latin-1")
+        mclass, itemsize = _V4_PRECISION[precision]
+        length = 20 + namlen + mrows * ncols * itemsize * (2 if imagf else 1)
+        if kind != 0:
+            mclass, itemsize = _V4_TYPES[kind], None
+        if position + length > size:
+            raise RecordError(f"truncated {label}: variable {name!r} declares {length} bytes, "
+                              f"{size - position} remain")
+        yield MatVariable(name, mclass, (mrows, ncols), itemsize, bool(imagf), False, position, length, False, length)
+        position += length
+
+
+def _tag(data: bytes, at: int, endian: str) -> tuple[int, int, int]:
+    """(type, byte count, offset of the data) of the tag at `at` (small elements included)."""
+    if at + 8 > len(data):
+        raise RecordError("element header cut short")
+    first, second = struct.unpack_from(endian + "II", data, at)
+    if first >> 16:  # small data element: type and count share 4 bytes, data in the next 4
+        return first & 0xFFFF, first >> 16, at + 4
+    return first, second, at + 8
+
+
+def _padded(n: int) -> int:
+    return (n + 7) & ~7
+
+
+def _matrix_header(data: bytes, endian: str, label: str, at: int = 0
+                   ) -> tuple[str, str, tuple[int, ...], int | None, bool, bool, int, int]:
+    """Name, class, dims, itemsize, complex, logical, total length and body offset of the
+    miMATRIX element at `at` (the body is what follows the name)."""
+    try:
+        mtype, nbytes, at = _tag(data, at, endian)
+        if mtype != _MI_MATRIX:
+            raise RecordError(f"{label}: unexpected element type {mtype}")
+        if nbytes == 0:
+            return "", "empty", (), None, False, False, 8, at
+        ftype, fbytes, fat = _tag(data, at, endian)
+        if ftype != _MI_UINT32 or fbytes != 8:
+            raise RecordError(f"{label}: bad array flags")
+        flags = struct.unpack_from(endian + "I", data, fat)[0]
+        at = fat + 8
+        dtype_, dbytes, dat = _tag(data, at, endian)
+        if dtype_ != _MI_INT32 or dbytes % 4 or not 4 <= dbytes <= 128:
+            raise RecordError(f"{label}: bad dimensions")
+        if dat + dbytes > len(data):
+            raise RecordError("element header cut short")
+        dims = struct.unpack_from(f"{endian}{dbytes // 4}i", data, dat)
+        at = dat + (_padded(dbytes) if dat == at + 8 else 4)
+        ntype, nlen, nat = _tag(data, at, endian)
+        if ntype != _MI_INT8 or nlen > 4096 or nat + nlen > len(data):
+            raise RecordError(f"{label}: bad variable name")
+        name = data[nat:nat + nlen].decode("latin-1")
+        body = nat + (_padded(nlen) if nat == at + 8 else 4)
+    except struct.error:
+        raise RecordError(f"{label}: element header cut short") from None
+    if any(d < 0 for d in dims):
+        raise RecordError(f"{label}: negative dimension in {name!r}")
+    mclass, itemsize = _CLASSES.get(flags & 0xFF, (f"class {flags & 0xFF}", None))
+    flag_bits = (flags >> 8) & 0xFF
+    return (name, mclass, tuple(dims), itemsize, bool(flag_bits & _COMPLEX_FLAG), bool(flag_bits & _LOGICAL_FLAG),
+            8 + nbytes, body)
+
+
+def _check_tree(data: bytes, at: int, endian: str, label: str, depth: int = 0) -> int:
+    """Check that every nested array (struct fields, cells) fits the bytes that hold it:
+    scipy allocates what dimensions declare (an object array per cell or struct) before
+    reading, so a cell declaring 1e9 elements in 100 bytes is refused here. Returns the end."""
+    if depth > 16:
+        raise RecordError(f"{label}: arrays nested deeper than 16 levels")
+    name, mclass, dims, _, _, _, length, body = _matrix_header(data, endian, label, at)
+    end = at + length
+    if end > len(data):
+        raise RecordError(f"{label}: {name or 'an array'} declares more bytes than the file holds")
+    if mclass == "empty":
+        return end
+    values = int(np.prod(dims, dtype=np.float64))
+    children = 0
+    try:
+        if mclass in ("struct", "object"):
+            if mclass == "object":
+                _, cbytes, cat = _tag(data, body, endian)
+                body = cat + (_padded(cbytes) if cat == body + 8 else 4)
+            _, _, lat = _tag(data, body, endian)
+            field_length = struct.unpack_from(endian + "i", data, lat)[0]
+            _, fbytes, fat = _tag(data, lat + 4, endian)
+            fields = fbytes // field_length if field_length > 0 else 0
+            body = fat + _padded(fbytes)
+            children = values * fields
+        elif mclass == "cell":
+            children = values
+    except struct.error:
+        raise RecordError(f"{label}: element header cut short") from None
+    if children:
+        if children * 8 > end - body:
+            raise RecordError(f"{label}: {name or 'an array'} declares {children} elements in {end - body} bytes")
+        for _ in range(children):
+            body = _check_tree(data, body, endian, label, depth + 1)
+    elif values > end - body:  # every value takes at least one byte, however it is stored
+        raise RecordError(f"{label}: {name or 'an array'} declares {values} values in {end - body} bytes")
+    return at + _padded(length)
+
+
+def _inflate_start(compressed: bytes, limit: int) -> bytes:
+    try:
+        return zlib.decompressobj().decompress(compressed, limit)
+    except zlib.error as err:
+        raise RecordError(f"damaged compressed data ({err})") from None
+
+
+def _v5_variables(handle: BinaryIO, size: int, header: _Header, label: str):
+    endian = header.endian
+    position = 128
+    while position + 8 <= size:
+        handle.seek(position)
+        tag = handle.read(8)
+        mtype, nbytes = struct.unpack(endian + "II", tag)
+        if mtype >> 16:
+            raise RecordError(f"{label}: small element at top level")
+        end = position + 8 + (nbytes if mtype == _MI_COMPRESSED else _padded(nbytes))
+        if position + 8 + nbytes > size:
+            raise RecordError(f"truncated {label}: an element declares {nbytes} bytes, {size - position - 8} remain")
+        if mtype == _MI_COMPRESSED:
+            start = _inflate_start(handle.read(min(nbytes, _PEEK_COMPRESSED)), _PEEK_HEADER)
+            try:
+                name, mclass, dims, itemsize, cplx, logical, inner, _ = _matrix_header(start, endian, label)
+            except RecordError as err:
+                raise RecordError(f"{label}: compressed element: {err}") from None
+            yield MatVariable(name, mclass, dims, itemsize, cplx, logical, position, 8 + nbytes, True, inner)
+        elif mtype == _MI_MATRIX:
+            start = tag + handle.read(min(nbytes, _PEEK_HEADER))
+            name, mclass, dims, itemsize, cplx, logical, inner, _ = _matrix_header(start, endian, label)
+            yield MatVariable(name, mclass, dims, itemsize, cplx, logical, position, 8 + nbytes, False, inner)
+        position = end
+
+
+def load_variable(handle: BinaryIO, header: _Header, var: MatVariable, max_bytes: int, label: str) -> Any:
+    """The variable's value, reading at most its element (inflated to at most `max_bytes`)."""
+    if var.inner_length > max_bytes + 4096:
+        raise RecordError(f"{label}: {var.name!r} declares {var.inner_length} bytes, "
+                          f"beyond the {max_bytes / 1e6:.1f} MB limit")
+    handle.seek(var.offset)
+    element = handle.read(var.length)
+    if len(element) != var.length:
+        raise RecordError(f"truncated {label}")
+    if var.compressed:
+        inflater = zlib.decompressobj()
+        try:
+            element = inflater.decompress(element[8:], var.inner_length)
+        except zlib.error as err:
+            raise RecordError(f"{label}: damaged compressed data ({err})") from None
+        if inflater.unconsumed_tail and inflater.decompress(inflater.unconsumed_tail, 1):
+            raise RecordError(f"{label}: {var.name!r} inflates beyond the {var.inner_length} bytes it declares")
+        if len(element) < var.inner_length:
+            raise RecordError(f"truncated {label}: {var.name!r} inflates to {len(element)} of "
+                              f"{var.inner_length} bytes")
+    if header.version == 5 and var.mclass not in NUMERIC_CLASSES:
+        _check_tree(element, 0, header.endian, label)
+    buffer = io.BytesIO(header.header + element)
+    try:
+        content = scipy.io.loadmat(buffer, variable_names=[var.name], mat_dtype=False)
+    except Exception as err:  # noqa: BLE001 - scipy raises ValueError, TypeError... on damaged data
+        text = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise RecordError(f"unreadable {label}: {text}") from None
+    if var.name not in content:
+        raise RecordError(f"unreadable {label}: {var.name!r} could not be read")
+    return content[var.name]

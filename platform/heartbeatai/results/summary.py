@@ -1,0 +1,141 @@
+"""A study's summary: what a list of studies shows, in one small file per study.
+
+``<storage>/<study>/results/study_summary.json`` holds a study's trial counts by status,
+its folds, its state (running, finished, empty) and the tables with unreadable parts,
+computed from the store's own tables by ``write_study_summary(study_dir)``. The study
+writes it when its stages end; a reader that finds it missing (an older store), stale or
+unreadable rebuilds it on first read and writes it back where it may (read-only stores keep
+it in memory). So a root of thousands of studies lists them from one small file each,
+instead of reading every study's trials and every part's footer.
+
+Stale means: the `trials` table's parts (names, sizes, modification times) are no longer
+the ones the summary was computed from, as when a study in progress writes trials. One
+listing of that folder per study tells it. The damaged-table list is as of the summary's
+writing; the chosen study's own table health is always read live (``inventory``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import pyarrow.fs as pafs
+
+from heartbeatai.results import schema
+
+if TYPE_CHECKING:
+    from heartbeatai.results.reader import ResultsStore
+
+SUMMARY_FILE = "study_summary.json"
+SUMMARY_VERSION = 1
+_MAX_SUMMARY_BYTES = 1 << 16
+# The columns of the studies list, in order (trial counts by status in between).
+COLUMNS = ("study", "folds", *schema.TRIAL_STATUSES, "total", "state", "damaged tables")
+
+
+def trials_key(filesystem: pafs.FileSystem, results_path: str) -> str:
+    """A short hash of the trials table's part listing: what a summary is stale against."""
+    path = f"{results_path}/{schema.table('trials').name}"
+    info = filesystem.get_file_info(path)
+    listing: list = []
+    if info.type == pafs.FileType.Directory:
+        listing = sorted((i.base_name, i.mtime_ns or 0, i.size or 0)
+                         for i in filesystem.get_file_info(pafs.FileSelector(path)) if schema.is_part_name(i.base_name))
+    return hashlib.blake2b(repr(listing).encode(), digest_size=8).hexdigest()
+
+
+def compute_summary(store: "ResultsStore", study: str) -> dict[str, Any]:
+    """The summary of `study` from its tables (the key is taken first: a trial written while
+    this runs makes the summary stale, never silently missed)."""
+    key = trials_key(store._fs, store.results_path(study))
+    progress = store.progress(study)
+    totals = {status: int(progress[status].sum()) for status in (*schema.TRIAL_STATUSES, "total")}
+    active = totals["running"] + totals["pending"]
+    inventory = store.inventory(study)
+    return {
+        "summary_version": SUMMARY_VERSION,
+        "study": study,
+        "trials_key": key,
+        "folds": int(progress["fold_id"].nunique()),
+        "trials": totals,
+        "state": "running" if active else ("finished" if totals["total"] else "empty"),
+        "damaged_tables": sorted(inventory.loc[inventory.state == "corrupt", "table"]),
+        "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_study_summary(study_dir: str | os.PathLike) -> dict[str, Any]:
+    """Compute the summary of the study at `study_dir` (``<storage>/<study>``, a path or a
+    URL) from its tables and write it atomically; returns it. Call when a stage ends."""
+    from heartbeatai.results.reader import ResultsStore
+
+    text = os.fspath(study_dir).rstrip("/")
+    root, study = text.rsplit("/", 1) if "://" in text else os.path.split(os.path.abspath(text))
+    store = ResultsStore(root)
+    summary = compute_summary(store, schema.check_study_name(study))
+    store._fs.create_dir(store.results_path(study), recursive=True)
+    _write(store._fs, store.results_path(study), summary)
+    return summary
+
+
+def read_summary(store: "ResultsStore", study: str, key: str | None = None) -> dict[str, Any] | None:
+    """The stored summary if it is present, readable and current (`key`: the trials key now,
+    when the caller has it); else None."""
+    results = store.results_path(study)
+    key = key if key is not None else trials_key(store._fs, results)
+    try:
+        with store._fs.open_input_stream(f"{results}/{SUMMARY_FILE}") as handle:
+            data = handle.read(_MAX_SUMMARY_BYTES + 1)
+        summary = json.loads(data) if len(data) <= _MAX_SUMMARY_BYTES else None
+    except (OSError, ValueError):  # absent, unreadable, not JSON
+        return None
+    if not _valid(summary, study) or summary["trials_key"] != key:
+        return None
+    return summary
+
+
+def summary_or_rebuild(store: "ResultsStore", study: str, cache: dict[str, dict] | None = None) -> dict[str, Any]:
+    """The current summary of `study`: from `cache` or its file while the trials key holds,
+    else rebuilt from the tables (and written back where the store is writable)."""
+    key = trials_key(store._fs, store.results_path(study))
+    known = (cache or {}).get(study)
+    if known is not None and known["trials_key"] == key:
+        return known
+    summary = read_summary(store, study, key)
+    if summary is None:
+        summary = compute_summary(store, study)
+        try:
+            _write(store._fs, store.results_path(study), summary)
+        except OSError:  # a read-only store: serve it from memory
+            pass
+    if cache is not None:
+        cache[study] = summary
+    return summary
+
+
+def row(summary: dict[str, Any]) -> dict[str, Any]:
+    """One line of the studies list."""
+    return {"study": summary["study"], "folds": summary["folds"], **summary["trials"], "state": summary["state"],
+            "damaged tables": ", ".join(summary["damaged_tables"])}
+
+
+def _valid(summary: Any, study: str) -> bool:
+    if not isinstance(summary, dict) or summary.get("summary_version") != SUMMARY_VERSION:
+        return False
+    trials = summary.get("trials")
+    return (summary.get("study") == study and isinstance(summary.get("trials_key"), str)
+            and isinstance(summary.get("folds"), int) and isinstance(trials, dict)
+            and all(isinstance(trials.get(s), int) for s in (*schema.TRIAL_STATUSES, "total"))
+            and summary.get("state") in ("running", "finished", "empty")
+            and isinstance(summary.get("damaged_tables"), list))
+
+
+def _write(filesystem: pafs.FileSystem, results_path: str, summary: dict[str, Any]) -> None:
+    tmp = f"{results_path}/.{SUMMARY_FILE}.{uuid.uuid4().hex[:8]}.tmp"
+    with filesystem.open_output_stream(tmp) as handle:
+        handle.write(json.dumps(summary, indent=1).encode())
+    filesystem.move(tmp, f"{results_path}/{SUMMARY_FILE}")

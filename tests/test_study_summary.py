@@ -1,0 +1,124 @@
+"""The per-study summary behind the studies list (results/summary.py): written from the
+store's tables, rebuilt when missing, stale or damaged, and the only thing the studies
+list reads of any study but the chosen one."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from heartbeatai.dashboard.views import Views
+from heartbeatai.results import ResultsStore, ResultsWriter, schema, summary as summary_module, write_study_summary
+from heartbeatai.results.summary import SUMMARY_FILE
+from heartbeatai.testing.fake_store import make_many_studies, make_store
+
+SMALL = dict(n_folds=2, n_trials=12, classes=6, seeds=1, records_per_fold=6, record_views_per_fold=1)
+
+
+def _file(root, study="demo"):
+    return root / study / "results" / SUMMARY_FILE
+
+
+def test_the_summary_counts_what_the_tables_hold(tmp_path):
+    study_dir = make_store(tmp_path, in_progress=True, **SMALL)
+    written = write_study_summary(study_dir)
+
+    progress = ResultsStore(tmp_path).progress("demo")
+    assert json.loads(_file(tmp_path).read_text()) == written
+    assert written["trials"] == {s: int(progress[s].sum()) for s in (*schema.TRIAL_STATUSES, "total")}
+    assert written["folds"] == progress["fold_id"].nunique() and written["state"] == "running"
+    assert written["damaged_tables"] == [] and written["study"] == "demo"
+
+
+def test_a_missing_summary_is_rebuilt_on_first_read_and_written_back(tmp_path, monkeypatch):
+    make_store(tmp_path, **SMALL)  # an older store: no summary
+    computed = []
+    real = summary_module.compute_summary
+    monkeypatch.setattr(summary_module, "compute_summary", lambda store, study: computed.append(study) or real(store, study))
+
+    [first] = ResultsStore(tmp_path).summaries()
+    assert computed == ["demo"] and _file(tmp_path).is_file() and first["state"] == "finished"
+    [again] = ResultsStore(tmp_path).summaries()  # a new reader: from the file
+    assert again == first and computed == ["demo"]
+
+
+def test_a_stale_summary_is_rebuilt_when_the_study_writes_trials(tmp_path):
+    study_dir = make_store(tmp_path, **SMALL)
+    before = write_study_summary(study_dir)
+    store = ResultsStore(tmp_path)
+    assert store.summaries() == [before]
+
+    trials = store.read("demo", "trials").head(1).assign(trial_id="extra", status="running")
+    ResultsWriter(study_dir).write("trials", trials)
+
+    [after] = store.summaries()
+    assert after["trials"]["running"] == before["trials"]["running"] + 1 and after["state"] == "running"
+    assert json.loads(_file(tmp_path).read_text())["trials_key"] == after["trials_key"] != before["trials_key"]
+
+
+@pytest.mark.parametrize("damage", ["not json", "other version", "other study", "wrong types", "huge"])
+def test_a_damaged_summary_is_rebuilt_never_trusted(tmp_path, damage):
+    study_dir = make_store(tmp_path, **SMALL)
+    good = write_study_summary(study_dir)
+    text = {"not json": "{half", "other version": json.dumps({**good, "summary_version": 99}),
+            "other study": json.dumps({**good, "study": "other"}),
+            "wrong types": json.dumps({**good, "trials": {"total": "many"}}),
+            "huge": json.dumps({**good, "pad": "x" * 200_000})}[damage]
+    _file(tmp_path).write_text(text)
+    [read] = ResultsStore(tmp_path).summaries()
+    assert {k: v for k, v in read.items() if k != "written_at"} == {k: v for k, v in good.items() if k != "written_at"}
+
+
+def test_a_read_only_store_serves_rebuilt_summaries_from_memory(tmp_path, monkeypatch):
+    make_store(tmp_path, **SMALL)
+
+    def refuse(*_args):
+        raise PermissionError("read-only")
+
+    monkeypatch.setattr(summary_module, "_write", refuse)
+    [read] = ResultsStore(tmp_path).summaries()
+    assert read["study"] == "demo" and not _file(tmp_path).exists()
+
+
+def test_a_damaged_table_is_named_in_the_summary(tmp_path):
+    study_dir = make_store(tmp_path, **SMALL)
+    part = next((tmp_path / "demo" / "results" / "degradation").glob("part-*.parquet"))
+    part.write_bytes(b"not parquet")
+    assert write_study_summary(study_dir)["damaged_tables"] == ["degradation"]
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory):
+    root = tmp_path_factory.mktemp("many")
+    return root, make_many_studies(root, 300, **SMALL)
+
+
+def test_the_first_studies_view_of_300_studies_reads_only_summaries(many, monkeypatch):
+    root, names = many
+    store = ResultsStore(root)
+    read_studies = set()
+    for method in ("_read_parts", "_read_footers"):
+        real = getattr(ResultsStore, method)
+
+        def spy(self, study, table, *args, _real=real):
+            read_studies.add(study)
+            return _real(self, study, table, *args)
+
+        monkeypatch.setattr(ResultsStore, method, spy)
+    monkeypatch.setattr(summary_module, "compute_summary", lambda *_: pytest.fail("a summary was recomputed"))
+
+    view = Views(store).studies(names[7])
+
+    assert read_studies == {names[7]}  # the chosen study's own figures and table health, nothing else
+    assert [row["study"] for row in view.studies_table.data] == names
+    assert view.studies_table.page_size < len(names)  # the browser draws a page at a time
+
+
+def test_an_older_root_of_many_studies_gets_its_summaries_once(tmp_path):
+    names = make_many_studies(tmp_path, 20, summaries=False, **SMALL)
+    assert not any(_file(tmp_path, n).exists() for n in names)
+    rows = Views(ResultsStore(tmp_path)).studies(names[0]).studies_table.data
+    assert len(rows) == 20 and all(_file(tmp_path, n).exists() for n in names)
+    assert pd.DataFrame(rows)["state"].eq("finished").all()
