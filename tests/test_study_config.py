@@ -108,3 +108,23 @@ def test_a_file_that_is_not_yaml_is_one_line_with_its_position(tmp_path):
         load_study_config(broken)
     assert "not valid YAML" in str(error.value) and "line" in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_arm_seeds_must_be_disjoint_from_the_search_seed():
+    with pytest.raises(ConfigError, match="seeds: the search seed 0 is among the arm seeds"):
+        config(search_seed=0, seeds=[0, 1])
+    assert config(search_seed=3, seeds=[0, 1]).seeds == [0, 1]
+
+
+def test_selecting_on_a_threshold_tuned_metric_warns_and_auroc_does_not():
+    f1 = config(selection={"metric": "val_macro_f1"}, seeds=[1, 2, 3])
+    assert any("tuned on the same validation records" in w for w in f1.warnings())
+    assert config(seeds=[1, 2, 3]).warnings() == []
+    assert any("conditional on the trained models" in w for w in config(seeds=[1, 2]).warnings())
+
+
+def test_the_v1_top_level_bootstrap_reads_as_the_analysis_bootstrap():
+    assert config(bootstrap=123).analysis.bootstrap == 123
+    assert config(analysis={"rope": 0.02}).analysis.rope == 0.02
+    with pytest.raises(ConfigError, match="analysis.decision_probability"):
+        config(analysis={"decision_probability": 0.4})

@@ -70,6 +70,8 @@ def _run(args: argparse.Namespace) -> int:
     from heartbeatai.study.study_run import start_study
 
     config = _config(args.config)
+    for warning in config.warnings():
+        _say(f"warning: {warning}")
     try:
         start_study(config, args.storage, progress=_say)
     except _user_errors() as err:
@@ -178,6 +180,10 @@ def _plan(args: argparse.Namespace) -> int:
     plan = plan_study(config, args.storage, calibrate_record_cost(config, fs), cpus)
     sched = config.scheduler
     print(f"study {config.name} -> {plan.study_dir}")
+    print(f"seeds: the search trains at seed {config.search_seed}; every arm, full included, retrains at "
+          f"seeds {', '.join(map(str, config.seeds))} (disjoint, so full is never the selected draw itself)")
+    for warning in config.warnings():
+        print(f"warning: {warning}")
     print(f"search per fold: {config.search.trials_per_fold} trials over {', '.join(config.search.space)}; "
           + (f"ASHA (grace {sched.grace_period}, reduction {sched.reduction_factor:g}) expects "
              f"{plan.search_epochs:.0f} of {config.search.trials_per_fold * plan.epochs} epochs"

@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from heartbeatai.config import ConfigError, TrialConfig, describe_validation_error, flatten_config, load_validated_yaml
 from heartbeatai.arms import BUILTIN_ARMS, DEFAULT_ARMS, canonical_arm
-from heartbeatai.metric_names import DEFAULT_SELECTION_METRIC, VALIDATION_METRICS, fold_metric_of, metric_mode
+from heartbeatai.metric_names import (
+    DEFAULT_SELECTION_METRIC, THRESHOLD_DEPENDENT, VALIDATION_METRICS, fold_metric_of, metric_mode,
+)
 from heartbeatai.study.search_space import DEFAULT_SPACE, Distribution
 
 Protocol = Literal["lodo", "intra"]
@@ -248,6 +250,18 @@ class StudyConfig(_Strict):
             except ValueError as err:  # heartbeatai.config.ConfigError names the dotted key
                 raise ValueError(f"user_arms.{arm}: {err}") from None
         return self
+
+    def warnings(self) -> list[str]:
+        """What is valid but deserves a second look, one line each (`study plan` and `run` print them)."""
+        found = []
+        if self.selection.metric in THRESHOLD_DEPENDENT:
+            found.append(f"selection.metric {self.selection.metric}: its thresholds are tuned on the same "
+                         "validation records that then select the model, so the selected value is optimistic; "
+                         "val_macro_auroc or val_macro_auprc select without a threshold")
+        if len(self.seeds) < 3:
+            found.append(f"seeds: {len(self.seeds)} arm seed(s): per-fold ablation intervals are conditional on "
+                         "the trained models and carry no p-value (seed variance needs at least 3)")
+        return found
 
     # Derived paths -------------------------------------------------------------------------
 

@@ -1,0 +1,61 @@
+"""`heartbeatai study analyse` recomputes a finished study's analysis tables from the store
+alone, identically for the same seed, and with another bootstrap size on request."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from heartbeatai.cli import main as cli_main
+from heartbeatai.results import ResultsStore
+from heartbeatai.study.study_run import start_study
+from heartbeatai.testing.fake_stage_runner import FakeStageRunner
+from study_fixtures import one_torch_thread, tiny_study
+from train_fixtures import write_planted_dataset
+
+TABLES = ("class_metrics", "fold_metrics", "ablation_tests", "best_configs")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    one_torch_thread()
+    tmp = tmp_path_factory.mktemp("analyse")
+    data = write_planted_dataset(tmp / "data", records_per_domain=24)
+    config = tiny_study(data, tmp / "runs", name="analysed", arms=["full", "no-se", "prevalence"],
+                        seeds=[1, 2, 3], analysis={"bootstrap": 50})
+    start_study(config, progress=lambda _: None, stage_runner=FakeStageRunner(tmp / "fake"))
+    return tmp / "runs"
+
+
+def _tables(storage) -> dict[str, pd.DataFrame]:
+    store = ResultsStore(str(storage))
+    return {name: _sorted(store.read("analysed", name)) for name in TABLES}
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(list(frame.columns[:8]), kind="stable").reset_index(drop=True).sort_index(axis=1)
+
+
+def test_analyse_reproduces_the_tables_the_run_wrote(finished, capsys):
+    before = _tables(finished)
+    assert not before["ablation_tests"].empty and before["ablation_tests"]["p_value"].notna().any()
+    assert cli_main(["study", "analyse", str(finished / "analysed")]) == 0
+    assert "analysis written" in capsys.readouterr().out
+    after = _tables(finished)
+    for name in TABLES:
+        pd.testing.assert_frame_equal(after[name], before[name], check_dtype=False, obj=name)
+
+
+def test_another_bootstrap_size_changes_the_intervals_not_the_estimates(finished):
+    before = _tables(finished)["ablation_tests"]
+    assert cli_main(["study", "analyse", str(finished / "analysed"), "--bootstrap", "30"]) == 0
+    after = _tables(finished)["ablation_tests"]
+    pd.testing.assert_series_equal(after["diff"], before["diff"])
+    folds = after["scope"] == "fold"
+    assert not after.loc[folds, "diff_lo"].equals(before.loc[folds, "diff_lo"])
+    assert cli_main(["study", "analyse", str(finished / "analysed")]) == 0  # back to the study's own
+
+
+def test_analyse_refuses_a_folder_that_is_not_a_study(tmp_path, capsys):
+    assert cli_main(["study", "analyse", str(tmp_path)]) == 2
+    assert "not a study directory" in capsys.readouterr().err
