@@ -22,7 +22,9 @@ sqrt(0.95 x 0.05 / R) (0.010 at R = 500), near 0.05 the same; both are printed.
 from __future__ import annotations
 
 import argparse
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -88,41 +90,41 @@ def _truths(scenario: Scenario, n_records: int, rng: np.random.Generator) -> dic
     return truth
 
 
-def class_interval_coverage(reps: int, rng: np.random.Generator, n_records: int = 300) -> dict[str, dict]:
-    """scenario -> metric -> {positives: coverage}."""
-    out = {}
-    for scenario in SCENARIOS:
-        truth = _truths(scenario, n_records, rng)
-        table = {"auroc": {}, "f1": {}, "auprc": {}}
-        for k in POSITIVES:
-            pi = k / n_records
-            f1_true = 2 * pi * truth["tpr"] / (2 * pi * truth["tpr"] + (1 - pi) * truth["fpr"] + pi * (1 - truth["tpr"]))
-            hits = {"auroc": 0, "f1": 0, "auprc": 0}
-            counted = {"auroc": 0, "f1": 0, "auprc": 0}
-            for _ in range(reps):
-                y = np.zeros(n_records, bool)
-                y[:k] = True
-                s = np.r_[scenario.positive(rng, k), scenario.negative(rng, n_records - k)]
-                a = auroc_interval(y, s)
-                called = s >= truth["threshold"]
-                f = f1_interval(int((y & called).sum()), int((~y & called).sum()), int((y & ~called).sum()))
-                p = average_precision_interval(float(average_precision_score(y, s)), k)
-                for name, interval, target in (("auroc", a, truth["auroc"]), ("f1", f, f1_true),
-                                               ("auprc", p, truth["ap"][k])):
-                    if np.isfinite(interval.low):
-                        counted[name] += 1
-                        hits[name] += interval.low <= target <= interval.high
-            for name in table:
-                table[name][k] = hits[name] / max(counted[name], 1)
-        out[scenario.name] = table
-    return out
+def class_interval_coverage(scenario_index: int, reps: int, seed: int, n_records: int = 300) -> dict[str, dict]:
+    """metric -> {positives: coverage} for one scenario (a cell of the benchmark's process pool)."""
+    rng = np.random.default_rng([seed, scenario_index])
+    scenario = SCENARIOS[scenario_index]
+    truth = _truths(scenario, n_records, rng)
+    table = {"auroc": {}, "f1": {}, "auprc": {}}
+    for k in POSITIVES:
+        pi = k / n_records
+        f1_true = 2 * pi * truth["tpr"] / (2 * pi * truth["tpr"] + (1 - pi) * truth["fpr"] + pi * (1 - truth["tpr"]))
+        hits = {"auroc": 0, "f1": 0, "auprc": 0}
+        counted = {"auroc": 0, "f1": 0, "auprc": 0}
+        for _ in range(reps):
+            y = np.zeros(n_records, bool)
+            y[:k] = True
+            s = np.r_[scenario.positive(rng, k), scenario.negative(rng, n_records - k)]
+            a = auroc_interval(y, s)
+            called = s >= truth["threshold"]
+            f = f1_interval(int((y & called).sum()), int((~y & called).sum()), int((y & ~called).sum()))
+            p = average_precision_interval(float(average_precision_score(y, s)), k)
+            for name, interval, target in (("auroc", a, truth["auroc"]), ("f1", f, f1_true),
+                                           ("auprc", p, truth["ap"][k])):
+                if np.isfinite(interval.low):
+                    counted[name] += 1
+                    hits[name] += interval.low <= target <= interval.high
+        for name in table:
+            table[name][k] = hits[name] / max(counted[name], 1)
+    return table
 
 
 # ----------------------------------------------------------------- 2. macro intervals
 
 
-def macro_interval_coverage(reps: int, rng: np.random.Generator) -> dict[str, float]:
+def macro_interval_coverage(reps: int, seed: int) -> dict[str, float]:
     """Coverage of the fold_metrics macro intervals over 12 classes of 2-200 positives in 400 records."""
+    rng = np.random.default_rng([seed, 100])
     n = 400
     counts = np.array([2, 3, 5, 8, 10, 15, 25, 40, 60, 100, 150, 200])
     aurocs = np.array([0.97, 0.95, 0.9, 0.98, 0.85, 0.96, 0.93, 0.97, 0.9, 0.95, 0.92, 0.99])
@@ -162,7 +164,7 @@ class Design:
 
 
 DESIGNS = (Design("demo (4 domains x 2 arm seeds, 200 test records)", 4, 2, 200),
-           Design("paper (4 domains x 3 arm seeds, 1000 test records)", 4, 3, 1000))
+           Design("paper (4 domains x 3 arm seeds, 500 test records)", 4, 3, 500))
 PREVALENCES = np.array([0.3, 0.15, 0.08, 0.05, 0.03])
 RECORD_SD, MODEL_SD, SEED_SD = 0.7, 0.7, 0.12  # shared difficulty, model noise, seed quality (d' units)
 
@@ -194,9 +196,11 @@ def _fold_metrics(rng: np.random.Generator, design: Design, effect: float, n_boo
     return runs(base), runs(base - effect), seed_draws
 
 
-def ablation_rates(design: Design, effect: float, reps: int, n_boot: int, rng: np.random.Generator) -> dict:
+def ablation_rates(design_index: int, effect: float, reps: int, n_boot: int, seed: int) -> dict:
     """How often each test says "different": per fold (p < alpha), Holm family-wise over the
     folds, and the across-fold posterior decision (P(worse) or P(better) >= DECISION)."""
+    rng = np.random.default_rng([seed, 200 + design_index, int(effect * 1000)])
+    design = DESIGNS[design_index]
     per_fold = family = decided = worse_decided = conditional_rejections = 0
     tested_folds = 0
     for _ in range(reps):
@@ -231,7 +235,8 @@ def ablation_rates(design: Design, effect: float, reps: int, n_boot: int, rng: n
 # ----------------------------------------------------------------- 4. degradation invariants
 
 
-def degradation_invariants(rng: np.random.Generator) -> dict[str, float]:
+def degradation_invariants(seed: int) -> dict[str, float]:
+    rng = np.random.default_rng([seed, 300])
     n = 3000
     y = (rng.random(n) < 0.08)[:, None]
     log_lr = (2.0 * (rng.normal(size=n) + 2.0 * y[:, 0]) - 2.0)[:, None]
@@ -273,60 +278,69 @@ def _covers_from(row: dict[int, float], level: float) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks statistics", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=None, help="simulated replicates per cell (default 500; --quick 60)")
+    parser.add_argument("--reps", type=int, default=None, help="simulated replicates per cell (default 400; --quick 60)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few replicates, wide Monte-Carlo error")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                        help="processes for the independent cells (default: the usable cores)")
     args = parser.parse_args(argv)
-    reps = args.reps or (60 if args.quick else 500)
-    ablation_reps, n_boot = (20, 100) if args.quick else (max(100, reps // 2), 400)
-    rng = np.random.default_rng(args.seed)
+    reps = args.reps or (60 if args.quick else 400)
+    ablation_reps, n_boot = (20, 100) if args.quick else (max(60, reps // 3), 200)
     started = time.perf_counter()
     failed = []
+    effects = (0.0, 0.01, 0.02, 0.05)
+    with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:
+        class_cells = [pool.submit(class_interval_coverage, i, reps, args.seed) for i in range(len(SCENARIOS))]
+        macro_cell = pool.submit(macro_interval_coverage, reps, args.seed)
+        ablation_cells = {(d, e): pool.submit(ablation_rates, d, e, ablation_reps, n_boot, args.seed)
+                          for d in range(len(DESIGNS)) for e in effects}
+        invariants_cell = pool.submit(degradation_invariants, args.seed)
 
-    mc = np.sqrt(0.95 * 0.05 / reps)
-    print(f"1. per-class interval coverage at nominal 0.95 ({reps} replicates per cell, MC error ~{mc:.3f}); "
-          "300 test records")
-    coverage = class_interval_coverage(reps, rng)
-    header = "   " + f"{'positives':<12}" + "".join(f"{k:>7}" for k in POSITIVES)
-    smallest_reliable = 1
-    for scenario, table in coverage.items():
-        print(f"   {scenario}")
-        print(header)
-        for metric, row in table.items():
-            print("   " + f"{metric:<12}" + "".join(f"{row[k]:>7.3f}" for k in POSITIVES))
-            for k, target in COVERAGE_TARGETS.items():
-                if row[k] < target - 2 * mc:
-                    failed.append(f"{metric} coverage {row[k]:.3f} at {k} positives in '{scenario}' (target {target})")
-            smallest_reliable = max(smallest_reliable, _covers_from(row, 0.90))
-    print(f"   smallest count from which every method covers >= 0.90 in every scenario: {smallest_reliable} "
-          f"(the default analysis.min_positives is {DEFAULT_MIN_POSITIVES}, measured so with 500 replicates)")
+        mc = np.sqrt(0.95 * 0.05 / reps)
+        print(f"1. per-class interval coverage at nominal 0.95 ({reps} replicates per cell, MC error ~{mc:.3f}); "
+              "300 test records")
+        header = "   " + f"{'positives':<12}" + "".join(f"{k:>7}" for k in POSITIVES)
+        smallest_reliable = 1
+        for scenario, cell in zip(SCENARIOS, class_cells):
+            table = cell.result()
+            print(f"   {scenario.name}")
+            print(header)
+            for metric, row in table.items():
+                print("   " + f"{metric:<12}" + "".join(f"{row[k]:>7.3f}" for k in POSITIVES))
+                for k, target in COVERAGE_TARGETS.items():
+                    if row[k] < target - 2 * mc:
+                        failed.append(f"{metric} coverage {row[k]:.3f} at {k} positives in '{scenario.name}' "
+                                      f"(target {target})")
+                smallest_reliable = max(smallest_reliable, _covers_from(row, 0.90))
+        print(f"   smallest count from which every method covers >= 0.90 in every scenario: {smallest_reliable} "
+              f"(the default analysis.min_positives is {DEFAULT_MIN_POSITIVES})")
 
-    print(f"\n2. macro (fold_metrics) interval coverage at nominal 0.95, 12 classes of 2-200 positives "
-          f"in 400 records ({reps} replicates)")
-    for name, value in macro_interval_coverage(reps, rng).items():
-        flag = "" if value >= 0.93 - 2 * mc else "  <- below 0.93"
-        print(f"   {name:<12} {value:.3f}{flag}")
+        print(f"\n2. macro (fold_metrics) interval coverage at nominal 0.95, 12 classes of 2-200 positives "
+              f"in 400 records ({reps} replicates)")
+        for name, value in macro_cell.result().items():
+            flag = "" if value >= 0.93 - 2 * mc else "  <- below 0.93"
+            print(f"   {name:<12} {value:.3f}{flag}")
 
-    print(f"\n3. ablation tests at alpha {ALPHA}: type-I error under a planted null and power "
-          f"({ablation_reps} simulated studies per cell, {n_boot} bootstrap replicates; ROPE {ROPE}, "
-          f"decision P >= {DECISION})")
-    for design in DESIGNS:
-        print(f"   {design.name}")
-        for effect in (0.0, 0.01, 0.02, 0.05):
-            rates = ablation_rates(design, effect, ablation_reps, n_boot, rng)
-            label = "null (type-I error)" if effect == 0 else f"effect -{effect:.2f} AUROC (power)"
-            shown = "; ".join(f"{k}: {v:.3f}" for k, v in rates.items() if v is not None)
-            print(f"     {label:<28} {shown}")
-            if effect == 0:
-                se = np.sqrt(ALPHA * (1 - ALPHA) / ablation_reps)
-                for key in ("per-fold bootstrap p < 0.05", f"across folds P(better or worse) >= {DECISION}"):
-                    if rates.get(key) is not None and rates[key] > ALPHA + 2 * se:
-                        failed.append(f"{design.name}: {key} = {rates[key]:.3f} under the null")
+        print(f"\n3. ablation tests at alpha {ALPHA}: type-I error under a planted null and power "
+              f"({ablation_reps} simulated studies per cell, {n_boot} bootstrap replicates; ROPE {ROPE}, "
+              f"decision P >= {DECISION})")
+        se = np.sqrt(ALPHA * (1 - ALPHA) / ablation_reps)
+        for d, design in enumerate(DESIGNS):
+            print(f"   {design.name}")
+            for effect in effects:
+                rates = ablation_cells[(d, effect)].result()
+                label = "null (type-I error)" if effect == 0 else f"effect -{effect:.2f} AUROC (power)"
+                shown = "; ".join(f"{k}: {v:.3f}" for k, v in rates.items() if v is not None)
+                print(f"     {label:<28} {shown}")
+                if effect == 0:
+                    for key in ("per-fold bootstrap p < 0.05", f"across folds P(better or worse) >= {DECISION}"):
+                        if rates.get(key) is not None and rates[key] > ALPHA + 2 * se:
+                            failed.append(f"{design.name}: {key} = {rates[key]:.3f} under the null")
 
-    print("\n4. degradation split invariants")
-    for name, value in degradation_invariants(rng).items():
-        print(f"   {name:<44} {value:+.2e}")
+        print("\n4. degradation split invariants")
+        for name, value in invariants_cell.result().items():
+            print(f"   {name:<44} {value:+.2e}")
 
-    print(f"\nstatistics benchmark: {time.perf_counter() - started:.0f} s; "
+    print(f"\nstatistics benchmark: {time.perf_counter() - started:.0f} s on {args.workers} process(es); "
           + ("every target met" if not failed else "MISSED: " + "; ".join(failed)))
     return 0
