@@ -65,8 +65,15 @@ def fold_comparison(full: np.ndarray, arm: np.ndarray, seed_draws: np.ndarray | 
     arm_b, full_b = arm[1:], full[1:]
     resample_seeds = seed_draws is not None and n_seeds >= MIN_SEEDS_FOR_SEED_VARIANCE
     if resample_seeds:
+        # Resampling S seeds with replacement spreads their mean by (S - 1)/S of its true
+        # variance; widening each draw's seed deviation by sqrt(S / (S - 1)) restores it
+        # (the usual small-sample correction of a bootstrap of means), so 3 seeds do not
+        # understate the seed variance by a third.
         rows = np.arange(len(arm_b))[:, None]
-        replicates = arm_b[rows, seed_draws].mean(axis=1) - full_b[rows, seed_draws].mean(axis=1)
+        per_seed = arm_b - full_b
+        centre = per_seed.mean(axis=1)
+        drawn = per_seed[rows, seed_draws].mean(axis=1)
+        replicates = centre + np.sqrt(n_seeds / (n_seeds - 1)) * (drawn - centre)
     else:
         replicates = arm_b.mean(axis=1) - full_b.mean(axis=1)
     replicates = replicates[np.isfinite(replicates)]
