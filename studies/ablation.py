@@ -8,13 +8,26 @@
 either at the path given or by name among the study configs shipped with that
 installation (smoke, demo, paper). A study that already exists under the storage is
 resumed: submitting the same command again continues an interrupted study.
+
+It never imports from its own folder: `ray submit` copies it into the home folder, where a
+checkout named `heartbeatai/` (the cluster file's mount before it was renamed
+`heartbeatai-src`) would otherwise be imported in place of the installed package, as a
+namespace package without its package data. Ray's workers get the driver's working
+directory on their path too: heartbeatai.study.ray_start keeps such a folder off it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+
+
+def without_own_folder(path: list[str], script: str) -> list[str]:
+    """sys.path less the script's own folder (Python puts it first for `python FILE`)."""
+    own = os.path.dirname(os.path.realpath(script))
+    return [p for p in path if os.path.realpath(p or os.curdir) != own]
 
 
 def shipped_configs() -> dict[str, Path]:
@@ -47,18 +60,32 @@ def main(argv: list[str] | None = None) -> int:
     from heartbeatai.study.ray_start import prefer_loopback
 
     prefer_loopback()  # before Ray is imported
+    from heartbeatai.study.lock import StudyLocked
+    from heartbeatai.study.preflight import check_study
+    from heartbeatai.study.resources import ResourceError
+    from heartbeatai.study.study_config import ConfigError, load_study_config
     from heartbeatai.study.study_run import CONFIG_NAME, resume_study, start_study
-    from heartbeatai.study.study_config import load_study_config
 
-    config = load_study_config(resolve_config(args.config))
-    study_dir = Path(config.study_dir(args.storage)).expanduser().resolve()
-    if (study_dir / CONFIG_NAME).is_file():
-        print(f"resuming the study in {study_dir}", flush=True)
-        resume_study(study_dir, progress=lambda m: print(m, flush=True))
-    else:
-        start_study(config, args.storage, progress=lambda m: print(m, flush=True))
+    def say(message: str) -> None:
+        print(message, flush=True)
+
+    try:
+        config = load_study_config(resolve_config(args.config))
+        study_dir = Path(config.study_dir(args.storage)).expanduser().resolve()
+        if (study_dir / CONFIG_NAME).is_file():
+            say(f"resuming the study in {study_dir}")
+            resume_study(study_dir, progress=say)
+        else:
+            for warning in config.warnings() + check_study(config).warnings:  # before anything is created
+                say(f"warning: {warning}")
+            start_study(config, args.storage, progress=say)
+    except (ConfigError, StudyLocked, ResourceError, FileNotFoundError) as err:
+        for line in str(err).splitlines():
+            print(f"ablation.py: error: {line}", file=sys.stderr)
+        return 2
     return 0
 
 
 if __name__ == "__main__":
+    sys.path[:] = without_own_folder(sys.path, __file__)
     sys.exit(main())

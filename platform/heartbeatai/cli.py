@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as err:
-        print(f"heartbeatai {args.command}: error: {err}", file=sys.stderr)
+        for line in str(err).splitlines() or [""]:  # several problems: one line each
+            print(f"heartbeatai {args.command}: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"heartbeatai {args.command}: interrupted", file=sys.stderr)

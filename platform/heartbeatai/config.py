@@ -21,13 +21,14 @@ what `export` writes and `train --config` runs as it is.
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
-import re
 import importlib.metadata
 import json
+import re
 import subprocess
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Iterable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -219,9 +220,19 @@ class ConfigError(ValueError):
     """Invalid configuration: the message starts with the dotted key at fault."""
 
 
+def did_you_mean(name: Any, known: Iterable[Any]) -> str:
+    """"; did you mean 'georgia'?" for a close known name (difflib), else ""."""
+    known = [str(k) for k in known]
+    close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
+    if not close:
+        lowered = {k.lower(): k for k in known}
+        close = [lowered[str(name).lower()]] if str(name).lower() in lowered else []
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 # Cross-field validators start their message with the field at fault ("depths: ..."),
 # since pydantic can only place them at the enclosing section.
-_FIELD_PREFIX = re.compile(r"^Value error, ([A-Za-z_][\w.]*): (.*)$", re.S)
+_FIELD_PREFIX = re.compile(r"^Value error, ([A-Za-z_][\w.]*(?:\[\d+\])?): (.*)$", re.S)
 
 
 def describe_validation_error(err: ValidationError) -> str:
@@ -244,8 +255,13 @@ def describe_validation_error(err: ValidationError) -> str:
     return "; ".join(lines)
 
 
-def load_validated_yaml(model: type[BaseModel], path: str | Path, what: str) -> Any:
-    """Read a YAML mapping from `path` into `model`; every failure is one ConfigError line."""
+def load_validated_yaml(model: type[BaseModel], path: str | Path, what: str,
+                        wrong_kind: Callable[[dict[str, Any]], str | None] | None = None) -> Any:
+    """Read a YAML mapping from `path` into `model`; every failure is one ConfigError line.
+
+    `wrong_kind` looks at a mapping that does not validate and names the kind of config it
+    is instead (a study config given to `train`), so the user gets that, not every extra key.
+    """
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -260,7 +276,17 @@ def load_validated_yaml(model: type[BaseModel], path: str | Path, what: str) -> 
     try:
         return model.model_validate(raw)
     except ValidationError as err:
+        hint = wrong_kind(raw) if wrong_kind is not None else None
+        if hint:
+            raise ConfigError(f"{path} is not a {what}: {hint}") from None
         raise ConfigError(f"{what} {path}: {describe_validation_error(err)}") from None
+
+
+def _study_config_given(raw: dict[str, Any]) -> str | None:
+    # `name` is what every study config has and no run file does.
+    if "name" in raw and "fold_id" not in raw:
+        return "this is a study config; use `heartbeatai study run` (or `study plan`)"
+    return None
 
 
 # --------------------------------------------------------------------------- run files
@@ -330,7 +356,7 @@ class RunFile(_Strict):
     @classmethod
     def load(cls, path: str | Path) -> RunFile:
         """Read a YAML run file; errors are `ConfigError`s naming the dotted key."""
-        return load_validated_yaml(cls, path, "run file")
+        return load_validated_yaml(cls, path, "run file", wrong_kind=_study_config_given)
 
     def dump(self, path: str | Path) -> Path:
         path = Path(path)
