@@ -7,7 +7,7 @@ from pathlib import Path
 
 from heartbeatai.cli import UserError
 from heartbeatai.study.ray_start import prefer_loopback
-from heartbeatai.training.threads import add_threads_argument
+from heartbeatai.training.threads import add_threads_argument, apply_threads
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -166,7 +166,7 @@ def _export(args: argparse.Namespace) -> int:
     if not Path(args.study_dir).is_dir():
         raise UserError(f"no study directory {args.study_dir}")
     if args.check:
-        _set_threads(args.threads)
+        apply_threads(args.threads)
     try:
         for path in export_study(args.study_dir, args.out, check=args.check):
             print(path)
@@ -235,12 +235,3 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _say(message: str) -> None:
     print(message, flush=True)
-
-
-def _set_threads(threads: int | None) -> None:
-    from heartbeatai.training.threads import set_torch_threads
-
-    try:
-        _say(f"torch threads: {set_torch_threads(threads)}")
-    except ValueError as err:
-        raise UserError(str(err)) from None

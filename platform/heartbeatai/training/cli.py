@@ -26,6 +26,7 @@ from typing import Any
 
 from heartbeatai.cli import UserError
 from heartbeatai.config import ConfigError, Provenance, RunFile
+from heartbeatai.training.threads import add_threads_argument, apply_threads
 
 CHECKPOINT_DIR = "checkpoint"
 BEST_CHECKPOINT_DIR = "best_checkpoint"
@@ -47,6 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="train although the dataset's fingerprint differs from the run file's")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run in OUT")
     train.add_argument("--out", required=True, type=Path, metavar="DIR")
+    add_threads_argument(train)
     train.set_defaults(func=train_command)
 
     evaluate = subparsers.add_parser("evaluate", help="run a run file's checkpoint on another prepared dataset")
@@ -55,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--data", required=True, type=Path, metavar="DIR", help="prepared dataset: all its records")
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--out", required=True, type=Path, metavar="DIR")
+    add_threads_argument(evaluate)
     evaluate.set_defaults(func=evaluate_command)
 
 
@@ -68,6 +71,8 @@ def train_command(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise UserError("--workers must be at least 1")
     device = _local_device(args.gpus_per_worker) if args.workers == 1 else None
+    if args.workers == 1:  # Ray sets its workers' threads from the CPUs each is given
+        apply_threads(args.threads)
     folds_file = _folds_file(dataset.path, run.protocol, run.fold_id)
     run = run.model_copy(update={
         "data": run.data.model_copy(update={"fingerprint": dataset.fingerprint}),
@@ -262,6 +267,7 @@ def _write_metrics(out: Path, history: list[dict[str, Any]], selection_metric: s
 def evaluate_command(args: argparse.Namespace) -> int:
     import torch
 
+    apply_threads(args.threads)
     from heartbeatai.metrics import evaluate_predictions
     from heartbeatai.training.checkpoint import CheckpointError
     from heartbeatai.training.predict import load_trained_model, predict

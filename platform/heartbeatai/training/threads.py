@@ -62,3 +62,15 @@ def set_torch_threads(threads: int | None) -> int:
     count = idle_cores() if threads is None else threads
     torch.set_num_threads(count)
     return count
+
+
+def apply_threads(threads: int | None) -> int:
+    """A command's `--threads`, set before torch does any work and printed; bad values are one line."""
+    from heartbeatai.cli import UserError
+
+    try:
+        count = set_torch_threads(threads)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    print(f"torch threads: {count}" + ("" if threads else " (--threads to set)"), flush=True)
+    return count
