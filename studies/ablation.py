@@ -36,8 +36,9 @@ def shipped_configs() -> dict[str, Path]:
     from importlib import resources
 
     folder = resources.files("heartbeatai.study_configs")
+    # run_*.yaml there are example run files (heartbeatai train), not studies.
     return {Path(p.name).stem: Path(str(p)) for p in sorted(folder.iterdir(), key=lambda p: p.name)
-            if p.name.endswith(".yaml")}
+            if p.name.endswith(".yaml") and not p.name.startswith("run_")}
 
 
 def resolve_config(name_or_path: str) -> Path:

@@ -80,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"heartbeatai {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `heartbeatai data records DIR | head`: the reader has gone; so does the output, quietly.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

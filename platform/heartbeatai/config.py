@@ -14,32 +14,21 @@ These are the only defaults and checks of a trial's values: the modules they con
 check. Per-stage lists default to None, valid for any number of stages, which
 `TrialConfig.resolved()` alone turns into numbers for the model at hand.
 
-A run file wraps one trial configuration with the data, fold, classes and provenance:
-what `export` writes and `train --config` runs as it is.
+A run file (run_file.py) wraps one trial configuration with the data, fold, classes and
+provenance: what `export` writes and `train --config` runs as it is.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
-import hashlib
-import importlib.metadata
 import json
 import re
-import subprocess
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from heartbeatai.metric_names import DEFAULT_SELECTION_METRIC
-
-RUN_FILE_SCHEMA_VERSION = 1
-
-# Packages whose versions a run file records: the ones that change numbers.
-_PROVENANCE_PACKAGES = ("torch", "numpy", "scipy", "scikit-learn", "ray", "optuna", "pandas")
-
 
 class _Strict(BaseModel):
     """Unknown keys are errors: a misspelt `mixstyle.pp` must not silently do nothing."""
@@ -282,99 +271,6 @@ def load_validated_yaml(model: type[BaseModel], path: str | Path, what: str,
         raise ConfigError(f"{what} {path}: {describe_validation_error(err)}") from None
 
 
-def _study_config_given(raw: dict[str, Any]) -> str | None:
-    # `name` is what every study config has and no run file does.
-    if "name" in raw and "fold_id" not in raw:
-        return "this is a study config; use `heartbeatai study run` (or `study plan`)"
-    return None
-
-
-# --------------------------------------------------------------------------- run files
-
-
-class DataRef(_Strict):
-    """Where the training data is: a prepared dataset's path, or a synthetic spec."""
-
-    path: str | None = None
-    synthetic: dict[str, Any] | None = None
-    fingerprint: str | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> DataRef:
-        if (self.path is None) == (self.synthetic is None):
-            raise ValueError("path: give exactly one of data.path and data.synthetic")
-        return self
-
-
-class Provenance(_Strict):
-    git_commit: str | None = None
-    packages: dict[str, str] = {}
-    dataset_fingerprint: str | None = None
-    folds_hash: str | None = None
-    classes: tuple[str, ...] = ()
-
-    @classmethod
-    def collect(
-        cls,
-        *,
-        dataset_fingerprint: str | None,
-        folds_file: Path | None,
-        classes: tuple[str, ...] | list[str],
-    ) -> Provenance:
-        return cls(
-            git_commit=_git_commit(),
-            packages=_package_versions(),
-            dataset_fingerprint=dataset_fingerprint,
-            folds_hash=file_sha256(folds_file) if folds_file is not None else None,
-            classes=tuple(classes),
-        )
-
-
-class RunFile(_Strict):
-    schema_version: int = RUN_FILE_SCHEMA_VERSION
-    data: DataRef
-    fold_id: str
-    classes: tuple[str, ...] = Field(min_length=1)
-    selection_metric: str = DEFAULT_SELECTION_METRIC
-    trial: TrialConfig = TrialConfig()
-    provenance: Provenance = Provenance()
-
-    @model_validator(mode="after")
-    def _known_version_and_fold(self) -> RunFile:
-        if self.schema_version > RUN_FILE_SCHEMA_VERSION:
-            raise ValueError(
-                f"schema_version: {self.schema_version} is newer than this installation "
-                f"reads ({RUN_FILE_SCHEMA_VERSION})"
-            )
-        fold_protocol(self.fold_id)
-        return self
-
-    @property
-    def protocol(self) -> str:
-        return fold_protocol(self.fold_id)
-
-    @classmethod
-    def load(cls, path: str | Path) -> RunFile:
-        """Read a YAML run file; errors are `ConfigError`s naming the dotted key."""
-        return load_validated_yaml(cls, path, "run file", wrong_kind=_study_config_given)
-
-    def dump(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = yaml.safe_dump(_plain(self.model_dump(mode="json")), sort_keys=False)
-        path.write_text(text, encoding="utf-8")
-        return path
-
-    def with_fields(self, **fields: Any) -> RunFile:
-        """A validated copy with top-level fields replaced (command-line overrides)."""
-        tree = self.model_dump(mode="python")
-        tree.update({k: v for k, v in fields.items() if v is not None})
-        try:
-            return RunFile.model_validate(tree)
-        except ValidationError as err:
-            raise ConfigError(describe_validation_error(err)) from None
-
-
 def fold_protocol(fold_id: str) -> str:
     """`lodo:georgia` -> `lodo`; `intra:cpsc:2` -> `intra`."""
     protocol, _, rest = fold_id.partition(":")
@@ -383,43 +279,14 @@ def fold_protocol(fold_id: str) -> str:
     return protocol
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+# Run files live in run_file.py; their names stay importable from here (PEP 562), where
+# every part has always found them.
+_RUN_FILE_NAMES = ("RUN_FILE_SCHEMA_VERSION", "DataRef", "Provenance", "RunFile", "file_sha256")
 
 
-def _plain(node: Any) -> Any:
-    """Tuples as lists, so the YAML stays free of Python tags."""
-    if isinstance(node, dict):
-        return {k: _plain(v) for k, v in node.items()}
-    if isinstance(node, (list, tuple)):
-        return [_plain(v) for v in node]
-    return node
+def __getattr__(name: str) -> Any:
+    if name in _RUN_FILE_NAMES:
+        from heartbeatai import run_file
 
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
-def _package_versions() -> dict[str, str]:
-    versions = {}
-    for name in _PROVENANCE_PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
+        return getattr(run_file, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
