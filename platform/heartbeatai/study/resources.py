@@ -4,23 +4,33 @@ Tune only sees the resources of a trial's driver; a multi-worker trial's Ray Tra
 are requested later by the TorchTrainer it builds. Launching more trials than the workers
 can find room for deadlocks (every driver holds resources, no worker group starts), so the
 concurrency is computed here from the whole need of a trial and the cluster at its largest:
-the autoscaler's maximum where the cluster launcher left its config on the head, else the
-resources present now. A laptop with 2 CPUs and a 64-GPU cluster need no edit of the config.
+the bounds of the cluster's live autoscaler where there is one, else the resources present
+now. A laptop with 2 CPUs and a 64-GPU cluster need no edit of the config.
+
+The live autoscaler is asked, never a file that may be stale: the GCS's cluster config (what
+autoscaler v2 and KubeRay report), else the status the cluster launcher's (v1) monitor keeps
+in the GCS, which names the monitor's process; its `--autoscaling-config` is the file it
+reads (`ray up` puts it at ~/ray_bootstrap_config.yaml on the head). A leftover
+ray_bootstrap_config.yaml with no monitor behind it sizes nothing.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import yaml
 
 from heartbeatai.training.ray_train import DRIVER_CPU, worker_cpus
 
-# Written on the head node by `ray up` (the cluster launcher).
-AUTOSCALER_CONFIG = Path("~/ray_bootstrap_config.yaml").expanduser()
+# Written on the head node by `ray up` (the cluster launcher); read only while a monitor runs.
+LAUNCHER_CONFIG_NAME = "ray_bootstrap_config.yaml"
+# The v1 monitor rewrites its status every few seconds; an older one is not a live autoscaler's.
+STATUS_MAX_AGE_S = 300.0
 
 
 class ResourceError(ValueError):
@@ -98,7 +108,7 @@ def max_concurrent_trials(resources: TrialResources, capacity: Capacity) -> int:
 
 
 def cluster_capacity() -> Capacity:
-    """The cluster at its largest: autoscaler bounds on a launched cluster, else what Ray sees now."""
+    """The cluster at its largest: the live autoscaler's bounds where one runs, else what Ray sees now."""
     import ray
 
     nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
@@ -106,11 +116,63 @@ def cluster_capacity() -> Capacity:
         total=dict(ray.cluster_resources()),
         largest_node=max(nodes, key=lambda r: (r.get("GPU", 0.0), r.get("CPU", 0.0)), default={}),
     )
-    if AUTOSCALER_CONFIG.is_file():
-        bounds = autoscaler_capacity(yaml.safe_load(AUTOSCALER_CONFIG.read_text()))
-        if bounds is not None:
-            return _larger(current, bounds)
-    return current
+    bounds = live_autoscaler_capacity()
+    return _larger(current, bounds) if bounds is not None else current
+
+
+def live_autoscaler_capacity() -> Capacity | None:
+    """The bounds of the connected cluster's autoscaler, asked through the GCS; None when none runs."""
+    try:
+        from ray._private.ray_constants import DEBUG_AUTOSCALING_STATUS
+        from ray._private.state import state
+        from ray.experimental.internal_kv import _internal_kv_get
+
+        groups = state.get_cluster_config()
+        status = _internal_kv_get(DEBUG_AUTOSCALING_STATUS)
+    except Exception:  # Ray's private state API moved: size from the resources present
+        return None
+    if groups is not None and groups.node_group_configs:
+        return node_group_capacity([(dict(g.resources), g.max_count) for g in groups.node_group_configs],
+                                   dict(groups.max_resources))
+    path = launcher_config_path(json.loads(status) if status else None)
+    return autoscaler_capacity(yaml.safe_load(path.read_text())) if path is not None else None
+
+
+def launcher_config_path(status: Mapping[str, Any] | None, *, now: float | None = None,
+                         proc: Path = Path("/proc"), home: Path | None = None) -> Path | None:
+    """The config file a live cluster-launcher monitor reads, from the status it keeps in the GCS."""
+    if not status or "autoscaler_report" not in status:
+        return None  # no monitor, or one without an autoscaler (a plain `ray start --head`)
+    if (now if now is not None else time.time()) - float(status.get("time", 0.0)) > STATUS_MAX_AGE_S:
+        return None
+    try:  # the monitor runs on the head, where `ray submit` runs the driver too
+        argv = (proc / str(int(status["monitor_pid"])) / "cmdline").read_bytes().split(b"\0")
+        for arg in (a.decode() for a in argv):
+            if arg.startswith("--autoscaling-config="):
+                return Path(arg.split("=", 1)[1]).expanduser()
+    except (OSError, KeyError, ValueError):
+        pass
+    fallback = (home if home is not None else Path.home()) / LAUNCHER_CONFIG_NAME
+    return fallback if fallback.is_file() else None
+
+
+def node_group_capacity(groups: list[tuple[Mapping[str, float], int]],
+                        max_resources: Mapping[str, float] | None = None) -> Capacity | None:
+    """Capacity of node groups (resources per node, max nodes; -1: unbounded) under a cluster cap."""
+    total: dict[str, float] = {}
+    largest: dict[str, float] = {}
+    for resources, max_count in groups:
+        count = math.inf if max_count == -1 else max_count
+        if not count:
+            continue
+        for key, value in resources.items():
+            total[key] = total.get(key, 0.0) + count * value
+        if (resources.get("GPU", 0), resources.get("CPU", 0)) > (largest.get("GPU", 0), largest.get("CPU", 0)):
+            largest = dict(resources)
+    for key, cap in (max_resources or {}).items():
+        if key in total:
+            total[key] = min(total[key], cap)
+    return Capacity(total, largest) if total else None
 
 
 def autoscaler_capacity(cluster_config: Mapping) -> Capacity | None:

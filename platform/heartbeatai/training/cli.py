@@ -156,7 +156,7 @@ def _train_on_ray(spec, out: Path, workers: int, gpus_per_worker: float, *, resu
     if joining:
         ray.init()  # RAY_ADDRESS
     else:
-        ray.init(include_dashboard=False)
+        ray.init(address="local", include_dashboard=False)  # never a stale recorded head
     try:
         result = fit_with_ray_train(spec, workers=workers, gpus_per_worker=gpus_per_worker,
                                     storage_path=(out / RAY_DIR).resolve(), name=RAY_RUN_NAME)
