@@ -58,6 +58,7 @@ def test_the_script_beside_a_heartbeatai_checkout_imports_the_installed_package(
     assert "shipped: demo, paper, smoke" in done.stderr  # package data found: the installed package
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_a_study_runs_from_the_ray_submit_home_layout(tmp_path):
     """Driver and Ray workers alike import the installed package, though the working directory
