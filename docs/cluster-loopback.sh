@@ -12,15 +12,25 @@ set -euo pipefail
 
 REPO=$(pwd)
 WORK=${WORK:-/tmp/hbc}
+CLUSTER_FILE=${CLUSTER_FILE:-$REPO/ray_cluster.yaml}  # another cluster file, e.g. an older one
+SCRIPT=${SCRIPT:-studies/ablation.py}
 VENV_SITE=$("$REPO/.venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 HEAD_HOME=$WORK/home
 USER_NAME=hbray
 free_port() { "$REPO/.venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
+# `ray up` leaves an ssh ControlPath folder and a config cache in /tmp: removed at the end.
+SSH_CONTROL_BEFORE=$(ls -d /tmp/ray_ssh_* 2>/dev/null || true)
+
 cleanup() {
   set +e
+  for dir in /tmp/ray_ssh_*; do
+    case " $SSH_CONTROL_BEFORE " in *" $dir "*) ;; *) rm -rf "$dir" ;; esac
+  done
+  grep -l "hbc-loopback" /tmp/ray-config-* 2>/dev/null | xargs -r rm -f
   if [ -n "${SSHD_PID:-}" ]; then kill "$SSHD_PID"; fi
   for pid in $(ps -u "$USER_NAME" -o pid= 2>/dev/null); do kill -9 "$pid"; done  # the head's Ray, by id
+  for _ in $(seq 20); do ps -u "$USER_NAME" -o pid= >/dev/null 2>&1 || break; sleep 0.5; done
   if [ "${KEEP:-0}" != 1 ]; then
     userdel "$USER_NAME" 2>/dev/null
     rm -rf "$WORK"
@@ -36,6 +46,7 @@ chmod 755 "$WORK"
 # on its path (a .pth: their own .pth files, the editable install's finder among them, stay off),
 # and `ray` on PATH. The cluster file's setup_commands install heartbeatai itself, non-editable.
 useradd --home-dir "$HEAD_HOME" --create-home --shell /bin/bash "$USER_NAME"
+usermod -p "*" "$USER_NAME"  # no password, yet not "locked": sshd then takes its key
 su "$USER_NAME" -c "/usr/bin/python3.11 -m venv --without-pip $HEAD_HOME/venv"
 echo "$VENV_SITE" > "$HEAD_HOME/venv/lib/python3.11/site-packages/checkout-deps.pth"
 printf '#!%s\nfrom ray.scripts.scripts import main\nmain()\n' "$HEAD_HOME/venv/bin/python" > "$HEAD_HOME/venv/bin/ray"
@@ -72,7 +83,7 @@ ssh -q -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -i "$WORK/key
 # The local-provider copy: the shipped file's mounts, excludes and install step; its AWS parts
 # (provider, node types, EFS, apt) replaced; the head started without `ray stop`, on free ports.
 GCS=$(free_port); DASH=$(free_port); CLIENT=$(free_port)
-"$REPO/.venv/bin/python" - "$REPO/ray_cluster.yaml" "$WORK/cluster-local.yaml" <<EOF
+"$REPO/.venv/bin/python" - "$CLUSTER_FILE" "$WORK/cluster-local.yaml" <<EOF
 import sys, yaml
 shipped = yaml.safe_load(open(sys.argv[1]))
 install = [c for c in shipped["setup_commands"] if "pip install" in c and "constraints.txt" in c]
@@ -101,12 +112,14 @@ start=$(date +%s)
 "$REPO/.venv/bin/ray" up -y --no-config-cache "$WORK/cluster-local.yaml" 2>&1 | tee "$WORK/ray-up.log" | tail -5
 echo "ray up: $(( $(date +%s) - start )) s"
 start=$(date +%s)
-"$REPO/.venv/bin/ray" submit "$WORK/cluster-local.yaml" studies/ablation.py -- --config smoke \
+"$REPO/.venv/bin/ray" submit "$WORK/cluster-local.yaml" "$SCRIPT" -- --config smoke \
   --storage "$HEAD_HOME/runs" 2>&1 | tee "$WORK/ray-submit.log" | tail -8
 echo "ray submit: $(( $(date +%s) - start )) s"
 
 # What the study recorded: tested arms, and the stamped commit in the provenance of its run files.
-su "$USER_NAME" -c "cd $HEAD_HOME && $HEAD_HOME/venv/bin/python -c \"
+# (The head's environment first: `ray.init(address="auto")` would join any GCS that `ps` shows on
+# this shared machine; ensure_ray joins the head's recorded, answering address.)
+su "$USER_NAME" -c ". $HEAD_HOME/.bashrc && cd $HEAD_HOME && $HEAD_HOME/venv/bin/python -c \"
 from heartbeatai.results import ResultsStore
 from heartbeatai.analysis.consensus import parse_run_file
 store = ResultsStore('$HEAD_HOME/runs')
@@ -115,6 +128,12 @@ print('tested arms:', sorted(set(tested['arm'])))
 commits = {parse_run_file(t).provenance.git_commit for t in store.read('smoke', 'best_configs')['run_file']}
 print('provenance git_commit:', commits, 'stamp:', '$STAMP', 'match:', commits == {'$STAMP'})
 import heartbeatai; print('heartbeatai imported from', heartbeatai.__file__)
+from heartbeatai.study.ray_start import cluster_address, ensure_ray
+print('joins', cluster_address()); ensure_ray()
+from heartbeatai.study.resources import cluster_capacity, launcher_config_path, live_autoscaler_capacity
+import ray; print('the live monitor reads', launcher_config_path(ray.get_runtime_context().gcs_address))
+print('live autoscaler bounds:', live_autoscaler_capacity(), '; cluster capacity:', cluster_capacity())
+from ray._private.state import state; print('GCS cluster config:', state.get_cluster_config())
 \""
 PIDS=$(ps -u "$USER_NAME" -o pid= | xargs | tr ' ' '|')
 echo "the head's processes listen on: $(ss -ltnp | grep -E "pid=($PIDS)," | awk '{print $4}' | sort -u | xargs)"

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -72,25 +71,30 @@ def test_ray_address_decides_whatever_the_files_say(stale, monkeypatch):
     assert ray_start.cluster_address() == "10.0.0.5:6379"
 
 
+def _process(proc: Path, pid: int, *argv: str) -> None:
+    (proc / str(pid)).mkdir(parents=True)
+    (proc / str(pid) / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
+
+
 def test_a_leftover_launcher_config_sizes_nothing_without_a_live_monitor(stale, tmp_path):
     home, _ = stale
-    assert launcher_config_path(None, home=home) is None
-    # A monitor without an autoscaler (plain `ray start --head`), and one that stopped long ago.
-    assert launcher_config_path({"time": time.time(), "monitor_pid": 1}, home=home) is None
-    old = {"time": time.time() - 3600, "monitor_pid": 1, "autoscaler_report": {}}
-    assert launcher_config_path(old, home=home) is None
+    assert (home / "ray_bootstrap_config.yaml").is_file()
+    proc = tmp_path / "proc"
+    _process(proc, 10, "/usr/bin/python", "something_else.py")
+    # A monitor of another cluster's GCS, and one with no autoscaling config (a plain ray.init()).
+    _process(proc, 11, "python", "/x/ray/autoscaler/v2/monitor.py", "--gcs-address=127.0.0.1:7000",
+             "--autoscaling-config=~/ray_bootstrap_config.yaml")
+    _process(proc, 12, "python", "/x/ray/autoscaler/_private/monitor.py", "--gcs-address=127.0.0.1:6379")
+    assert launcher_config_path("127.0.0.1:6379", proc=proc) is None
 
 
-def test_a_live_monitor_names_the_config_it_reads(stale, tmp_path):
+@pytest.mark.parametrize("monitor", ["autoscaler/v2/monitor.py", "autoscaler/_private/monitor.py"])
+def test_the_live_monitor_of_the_joined_gcs_names_the_config_it_reads(stale, tmp_path, monitor):
     home, _ = stale
     proc = tmp_path / "proc"
-    (proc / "4242").mkdir(parents=True)
-    (proc / "4242" / "cmdline").write_bytes(b"python\0monitor.py\0--autoscaling-config=/opt/cluster.yaml\0")
-    live = {"time": time.time(), "monitor_pid": 4242, "autoscaler_report": {"active_nodes": {}}}
-    assert launcher_config_path(live, proc=proc, home=home) == Path("/opt/cluster.yaml")
-    # Its process not on this node: the launcher's copy on the head, where one is.
-    assert launcher_config_path({**live, "monitor_pid": 99}, proc=proc, home=home) == \
-        home / "ray_bootstrap_config.yaml"
+    _process(proc, 4242, "/usr/bin/python3", f"/site/ray/{monitor}", "--logs-dir=/tmp/x",
+             "--gcs-address=10.0.0.1:6379", "--autoscaling-config=~/ray_bootstrap_config.yaml")
+    assert launcher_config_path("10.0.0.1:6379", proc=proc) == home / "ray_bootstrap_config.yaml"
 
 
 def test_gcs_node_groups_give_the_bounds_capped_by_the_cluster_maximum():

@@ -7,30 +7,23 @@ concurrency is computed here from the whole need of a trial and the cluster at i
 the bounds of the cluster's live autoscaler where there is one, else the resources present
 now. A laptop with 2 CPUs and a 64-GPU cluster need no edit of the config.
 
-The live autoscaler is asked, never a file that may be stale: the GCS's cluster config (what
-autoscaler v2 and KubeRay report), else the status the cluster launcher's (v1) monitor keeps
-in the GCS, which names the monitor's process; its `--autoscaling-config` is the file it
-reads (`ray up` puts it at ~/ray_bootstrap_config.yaml on the head). A leftover
-ray_bootstrap_config.yaml with no monitor behind it sizes nothing.
+The live autoscaler is asked, never a file that may be stale: on the head, the running
+monitor of the connected cluster's GCS names the config it reads on its command line (`ray
+up` puts it at ~/ray_bootstrap_config.yaml); elsewhere, the node groups an autoscaler reports
+to the GCS (KubeRay). A leftover ray_bootstrap_config.yaml with no monitor behind it sizes
+nothing.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import yaml
 
 from heartbeatai.training.ray_train import DRIVER_CPU, worker_cpus
-
-# Written on the head node by `ray up` (the cluster launcher); read only while a monitor runs.
-LAUNCHER_CONFIG_NAME = "ray_bootstrap_config.yaml"
-# The v1 monitor rewrites its status every few seconds; an older one is not a live autoscaler's.
-STATUS_MAX_AGE_S = 300.0
 
 
 class ResourceError(ValueError):
@@ -121,39 +114,50 @@ def cluster_capacity() -> Capacity:
 
 
 def live_autoscaler_capacity() -> Capacity | None:
-    """The bounds of the connected cluster's autoscaler, asked through the GCS; None when none runs."""
+    """The bounds of the connected cluster's live autoscaler; None when none runs (or none is seen)."""
     try:
-        from ray._private.ray_constants import DEBUG_AUTOSCALING_STATUS
+        import ray
+
+        gcs_address = ray.get_runtime_context().gcs_address
+    except Exception:
+        return None
+    path = launcher_config_path(gcs_address)
+    if path is not None:
+        try:
+            return autoscaler_capacity(yaml.safe_load(path.read_text()))
+        except (OSError, yaml.YAMLError):
+            return None
+    try:  # KubeRay and other autoscalers report their node groups to the GCS
         from ray._private.state import state
-        from ray.experimental.internal_kv import _internal_kv_get
 
         groups = state.get_cluster_config()
-        status = _internal_kv_get(DEBUG_AUTOSCALING_STATUS)
     except Exception:  # Ray's private state API moved: size from the resources present
         return None
-    if groups is not None and groups.node_group_configs:
-        return node_group_capacity([(dict(g.resources), g.max_count) for g in groups.node_group_configs],
-                                   dict(groups.max_resources))
-    path = launcher_config_path(json.loads(status) if status else None)
-    return autoscaler_capacity(yaml.safe_load(path.read_text())) if path is not None else None
-
-
-def launcher_config_path(status: Mapping[str, Any] | None, *, now: float | None = None,
-                         proc: Path = Path("/proc"), home: Path | None = None) -> Path | None:
-    """The config file a live cluster-launcher monitor reads, from the status it keeps in the GCS."""
-    if not status or "autoscaler_report" not in status:
-        return None  # no monitor, or one without an autoscaler (a plain `ray start --head`)
-    if (now if now is not None else time.time()) - float(status.get("time", 0.0)) > STATUS_MAX_AGE_S:
+    if groups is None or not groups.node_group_configs:
         return None
-    try:  # the monitor runs on the head, where `ray submit` runs the driver too
-        argv = (proc / str(int(status["monitor_pid"])) / "cmdline").read_bytes().split(b"\0")
-        for arg in (a.decode() for a in argv):
-            if arg.startswith("--autoscaling-config="):
-                return Path(arg.split("=", 1)[1]).expanduser()
-    except (OSError, KeyError, ValueError):
-        pass
-    fallback = (home if home is not None else Path.home()) / LAUNCHER_CONFIG_NAME
-    return fallback if fallback.is_file() else None
+    return node_group_capacity([(dict(g.resources), g.max_count) for g in groups.node_group_configs],
+                               dict(groups.max_resources))
+
+
+def launcher_config_path(gcs_address: str, proc: Path = Path("/proc")) -> Path | None:
+    """The config the cluster launcher's autoscaler of this GCS reads: found on the running monitor
+    process's command line (`monitor.py --gcs-address=... --autoscaling-config=...`, autoscaler v1
+    or v2), on the head, where `ray submit` and `ray job submit` run the driver."""
+    wanted = f"--gcs-address={gcs_address}"
+    try:
+        entries = [p for p in proc.iterdir() if p.name.isdigit()]
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            argv = [a.decode(errors="replace") for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if wanted in argv and any(a.endswith("monitor.py") for a in argv):
+            for arg in argv:
+                if arg.startswith("--autoscaling-config="):
+                    return Path(arg.split("=", 1)[1]).expanduser()
+    return None
 
 
 def node_group_capacity(groups: list[tuple[Mapping[str, float], int]],
