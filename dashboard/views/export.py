@@ -8,6 +8,11 @@ from heartbeatai.dashboard.views.base import ViewBase, per_store_state
 from heartbeatai.results import schema
 
 
+# The store keeps a run file's data.path relative to the study's folder (analysis/consensus.py).
+STORED_PATH_NOTE = ("# data.path is relative to the study's folder (<storage>/<study>); "
+                    "`heartbeatai export` writes it relative to each file it writes\n")
+
+
 class ExportViews(ViewBase):
     @per_store_state
     def export_options(self, study: str | None, protocol: str) -> tuple[list, str | None]:
@@ -25,7 +30,7 @@ class ExportViews(ViewBase):
         if rows.empty:
             return None
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{study}_{fold}_{selection}") + ".yaml"
-        return name, rows.iloc[0]["run_file"]
+        return name, STORED_PATH_NOTE + rows.iloc[0]["run_file"]
 
     def export_preview(self, study: str | None, protocol: str, choice: str | None) -> tuple[list, str]:
         study = self.study(study)
