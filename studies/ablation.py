@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage", help="storage root shared by every node (overrides the config's)")
     args = parser.parse_args(argv)
 
-    from heartbeatai.study.ray_start import prefer_loopback
+    from heartbeatai.study.ray_start import joining_cluster, prefer_loopback
 
     prefer_loopback()  # before Ray is imported
     from heartbeatai.study.lock import StudyLocked
@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from heartbeatai.study.resources import ResourceError
     from heartbeatai.study.study_config import ConfigError, load_study_config
     from heartbeatai.study.study_run import CONFIG_NAME, resume_study, start_study
+    from heartbeatai.training.threads import usable_cores
 
     def say(message: str) -> None:
         print(message, flush=True)
@@ -77,7 +78,10 @@ def main(argv: list[str] | None = None) -> int:
             say(f"resuming the study in {study_dir}")
             resume_study(study_dir, progress=say)
         else:
-            for warning in config.warnings() + check_study(config).warnings:  # before anything is created
+            # Every config error before anything is created; a trial too big for this machine too
+            # when no cluster is joined (on a cluster, its size decides).
+            local = None if joining_cluster() else float(usable_cores())
+            for warning in config.warnings() + check_study(config, local_cpus=local).warnings:
                 say(f"warning: {warning}")
             start_study(config, args.storage, progress=say)
     except (ConfigError, StudyLocked, ResourceError, FileNotFoundError) as err:
