@@ -7,8 +7,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 STUDY_CONFIG ?= studies/configs/demo.yaml
 STORAGE ?= runs
+CLUSTER ?= ray_cluster.yaml
+# The cluster's file mounts leave .git behind: the commit travels in this file (docs/cluster.md).
+COMMIT_STAMP ?= platform/heartbeatai/_build_commit.txt
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo test test-slow bench clean commit-stamp cluster-up
 
 $(STAMP): pyproject.toml setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,3 +42,11 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+# Run on the client before `ray up` (cluster-up does both): provenance reads the commit
+# from this file where the source tree has no .git.
+commit-stamp:
+	git rev-parse HEAD > $(COMMIT_STAMP)
+
+cluster-up: commit-stamp
+	ray up -y $(CLUSTER)

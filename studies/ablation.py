@@ -8,13 +8,26 @@
 either at the path given or by name among the study configs shipped with that
 installation (smoke, demo, paper). A study that already exists under the storage is
 resumed: submitting the same command again continues an interrupted study.
+
+It never imports from its own folder: `ray submit` copies it into the home folder, where a
+checkout named `heartbeatai/` (the cluster file's mount before it was renamed
+`heartbeatai-src`) would otherwise be imported in place of the installed package, as a
+namespace package without its package data. Ray's workers get the driver's working
+directory on their path too: heartbeatai.study.ray_start keeps such a folder off it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+
+
+def without_own_folder(path: list[str], script: str) -> list[str]:
+    """sys.path less the script's own folder (Python puts it first for `python FILE`)."""
+    own = os.path.dirname(os.path.realpath(script))
+    return [p for p in path if os.path.realpath(p or os.curdir) != own]
 
 
 def shipped_configs() -> dict[str, Path]:
@@ -23,8 +36,9 @@ def shipped_configs() -> dict[str, Path]:
     from importlib import resources
 
     folder = resources.files("heartbeatai.study_configs")
+    # run_*.yaml there are example run files (heartbeatai train), not studies.
     return {Path(p.name).stem: Path(str(p)) for p in sorted(folder.iterdir(), key=lambda p: p.name)
-            if p.name.endswith(".yaml")}
+            if p.name.endswith(".yaml") and not p.name.startswith("run_")}
 
 
 def resolve_config(name_or_path: str) -> Path:
@@ -44,21 +58,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage", help="storage root shared by every node (overrides the config's)")
     args = parser.parse_args(argv)
 
-    from heartbeatai.study.ray_start import prefer_loopback
+    from heartbeatai.study.ray_start import joining_cluster, prefer_loopback
 
     prefer_loopback()  # before Ray is imported
+    from heartbeatai.study.lock import StudyLocked
+    from heartbeatai.study.preflight import check_study
+    from heartbeatai.study.resources import ResourceError
+    from heartbeatai.study.study_config import ConfigError, load_study_config
     from heartbeatai.study.study_run import CONFIG_NAME, resume_study, start_study
-    from heartbeatai.study.study_config import load_study_config
+    from heartbeatai.training.threads import usable_cores
 
-    config = load_study_config(resolve_config(args.config))
-    study_dir = Path(config.study_dir(args.storage)).expanduser().resolve()
-    if (study_dir / CONFIG_NAME).is_file():
-        print(f"resuming the study in {study_dir}", flush=True)
-        resume_study(study_dir, progress=lambda m: print(m, flush=True))
-    else:
-        start_study(config, args.storage, progress=lambda m: print(m, flush=True))
+    def say(message: str) -> None:
+        print(message, flush=True)
+
+    try:
+        config = load_study_config(resolve_config(args.config))
+        study_dir = Path(config.study_dir(args.storage)).expanduser().resolve()
+        if (study_dir / CONFIG_NAME).is_file():
+            say(f"resuming the study in {study_dir}")
+            resume_study(study_dir, progress=say)
+        else:
+            # Every config error before anything is created; a trial too big for this machine too
+            # when no cluster is joined (on a cluster, its size decides).
+            local = None if joining_cluster() else float(usable_cores())
+            for warning in config.warnings() + check_study(config, local_cpus=local).warnings:
+                say(f"warning: {warning}")
+            start_study(config, args.storage, progress=say)
+    except (ConfigError, StudyLocked, ResourceError, FileNotFoundError) as err:
+        for line in str(err).splitlines():
+            print(f"ablation.py: error: {line}", file=sys.stderr)
+        return 2
     return 0
 
 
 if __name__ == "__main__":
+    sys.path[:] = without_own_folder(sys.path, __file__)
     sys.exit(main())

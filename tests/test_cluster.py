@@ -49,6 +49,21 @@ def test_ray_cluster_yaml_is_valid_for_the_cluster_launcher():
     assert capacity.total["GPU"] == min(cluster["max_workers"], types["gpu_worker"]["max_workers"])
 
 
+def test_the_cluster_file_mounts_nothing_that_can_shadow_the_installed_package():
+    """`ray submit` runs the script from the home folder, whose entries are on the driver's and the
+    workers' paths: a mount there must have a name no `import` can take, and the package is a
+    regular (non-editable) install that no namespace folder on a path can shadow."""
+    cluster = yaml.safe_load((REPO / "ray_cluster.yaml").read_text())
+    for target in cluster["file_mounts"]:
+        name = Path(target).name
+        assert not name.isidentifier(), f"file mount {target} could be imported as a package"
+    installs = [c for c in cluster["setup_commands"] if "pip install" in c and "constraints.txt" in c]
+    assert installs and all(" -e " not in f" {c} " for c in installs)
+    mount = next(iter(cluster["file_mounts"]))
+    assert any(mount in c for c in installs)
+    assert ".git" in cluster["rsync_exclude"]  # the commit travels in _build_commit.txt (make commit-stamp)
+
+
 def _free_ports(n: int) -> list[int]:
     sockets = [socket.socket() for _ in range(n)]
     try:

@@ -163,3 +163,37 @@ def test_a_row_written_with_explicit_stages_reads_back_under_the_none_defaults()
                      "cfg.model.concentration_stages": "[1, 2, 3]"})
     read = config_of_row(row, TrialConfig())
     assert read.mixstyle.layers == (1, 2, 3) and read.resolved() == TrialConfig().resolved()
+
+
+def test_the_commit_comes_from_the_stamp_where_the_tree_has_no_git(tmp_path, monkeypatch):
+    import subprocess
+
+    from heartbeatai import run_file
+
+    def no_git(*args, **kwargs):
+        raise subprocess.CalledProcessError(128, "git")  # as in a file mount without .git
+
+    stamp = tmp_path / "_build_commit.txt"
+    monkeypatch.setattr(run_file.subprocess, "run", no_git)
+    monkeypatch.setattr(run_file, "BUILD_COMMIT_FILE", stamp)
+    assert run_file.git_commit() is None
+    stamp.write_text("0123456789abcdef0123456789abcdef01234567\n")
+    assert run_file.git_commit() == "0123456789abcdef0123456789abcdef01234567"
+    assert run_file.Provenance.collect(dataset_fingerprint=None, folds_file=None, classes=["AF"]).git_commit == \
+        "0123456789abcdef0123456789abcdef01234567"
+    stamp.write_text("not a commit; rm -rf /\n")
+    assert run_file.git_commit() is None
+
+
+def test_the_make_target_stamps_the_commit_the_provenance_reads(tmp_path):
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    if shutil.which("make") is None or not (repo / ".git").exists():
+        pytest.skip("needs make and a git checkout")
+    target = tmp_path / "commit.txt"
+    subprocess.run(["make", "-s", "commit-stamp", f"COMMIT_STAMP={target}"], cwd=repo, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    assert target.read_text().strip() == head

@@ -359,6 +359,8 @@ def test_export_downloads_the_consensus_as_a_run_file(views):
     download = views.export_download("demo", "lodo", first)
 
     assert first == "consensus|val"
+    assert options[0]["label"] == "consensus (val selection, not trained: a consensus of the folds' selections)"
+    assert all("nan" not in o["label"] for o in options)
     assert yaml.safe_load(download["content"])["fold_id"] == "consensus"
     assert download["filename"] == "demo_consensus_val.yaml"
     fold = views.export_download("demo", "lodo", "lodo:cpsc|val")

@@ -10,7 +10,9 @@ import torch
 from heartbeatai.config import RunFile, TrialConfig
 from heartbeatai.results import ResultsStore, ResultsWriter
 from heartbeatai.analysis.consensus import consensus_config, consensus_value
-from heartbeatai.analysis.consensus import best_config_rows, consensus_rows, run_file_text
+from heartbeatai.analysis.consensus import (
+    NOT_TRAINED, best_config_rows, consensus_rows, parse_run_file, run_file_text,
+)
 from heartbeatai.study.export import ExportError, export_study
 
 from train_fixtures import tiny_run_file, write_planted_dataset
@@ -84,8 +86,12 @@ def test_a_consensus_recorded_by_the_study_is_exported_as_recorded(tmp_path):
     stored = store.read("st", "best_configs", filters={"fold_id": "consensus"})
     assert sorted(stored["protocol"]) == ["intra", "lodo"]
     export_study(tmp_path / "st", tmp_path / "out")
-    exported = (tmp_path / "out" / "consensus.yaml").read_text()
-    assert exported == rows.set_index("protocol").loc["lodo", "run_file"]
+    exported = RunFile.load(tmp_path / "out" / "consensus.yaml")
+    recorded = parse_run_file(rows.set_index("protocol").loc["lodo", "run_file"], tmp_path / "st")
+    assert exported.data.path == recorded.data.path == "/data/prepared"  # the same dataset, however written
+    assert exported.model_dump(exclude={"data"}) == recorded.model_dump(exclude={"data"})
+    assert exported.provenance.consensus_of == ("lodo:cpsc", "lodo:georgia", "lodo:ptbxl")
+    assert exported.provenance.trial_id is None and exported.provenance.selected_value is None
 
 
 def test_exporting_a_study_without_selections_is_a_one_line_error(tmp_path):
@@ -125,3 +131,41 @@ def test_check_reruns_an_exported_run_file_and_compares_its_metric(tmp_path, pla
         "off", "lodo", run.fold_id, "val", run_file_text(run), run.selection_metric, recorded - 0.3))
     with pytest.raises(ExportError, match="check failed"):
         export_study(tmp_path / "off", tmp_path / "out_off", check=True)
+
+
+def test_a_stored_selection_names_its_study_trial_and_value_and_its_data_relative_to_the_study(tmp_path, planted):
+    study_dir = tmp_path / "storage" / "st"
+    row = best_config_rows("st", "lodo", "lodo:gamma", "val", tiny_run_file(planted), "val_macro_auroc", 0.875,
+                           trial_id="abc_00001", study_dir=study_dir)
+    text = row["run_file"].iloc[0]
+    assert str(tmp_path) not in text
+    stored = parse_run_file(text, study_dir)
+    assert stored.data.path == str(planted.resolve())
+    assert (stored.provenance.study, stored.provenance.selection, stored.provenance.trial_id,
+            stored.provenance.selected_value) == ("st", "val", "abc_00001", 0.875)
+
+
+def test_the_consensus_row_says_it_was_never_trained(tmp_path):
+    _store_with_selections(tmp_path)
+    rows = consensus_rows(ResultsStore(str(tmp_path)), "st")
+    assert (rows["metric"] == NOT_TRAINED).all() and rows["value"].isna().all()
+
+
+def test_exported_files_hold_no_path_of_this_machine_and_say_which_classes_had_positives(tmp_path, planted):
+    from heartbeatai.data.folds import fold_records, read_folds
+    from heartbeatai.data.prepared import PreparedDataset
+
+    study_dir = tmp_path / "storage" / "st"
+    run = tiny_run_file(planted).model_copy(update={"classes": ("AF", "RBBB", "LAD")})
+    ResultsWriter(study_dir).write("best_configs", best_config_rows(
+        "st", "lodo", run.fold_id, "val", run, "val_macro_auroc", 0.8, trial_id="t1", study_dir=study_dir))
+    written = export_study(study_dir, tmp_path / "moved" / "best")
+    dataset = PreparedDataset(planted)
+    train = fold_records(read_folds(planted, "lodo")[0], run.fold_id)["train"]
+    expected = dict(zip(run.classes, dataset.labels(run.classes)[dataset.index_of(train)].sum(axis=0).tolist()))
+    for path in written:
+        text = path.read_text()
+        assert str(tmp_path) not in text and "/tmp/" not in text, text
+        exported = RunFile.load(path)
+        assert exported.data.path == str(planted.resolve())
+        assert exported.provenance.train_positives == expected and expected["LAD"] == 0 < expected["AF"]

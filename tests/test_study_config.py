@@ -6,6 +6,7 @@ from pathlib import Path
 
 import optuna.distributions as od
 import pytest
+import yaml
 
 from heartbeatai.arms import BUILTIN_ARMS, resolve_arms
 from heartbeatai.study.search_space import DEFAULT_SPACE, Distribution, optuna_space
@@ -19,10 +20,23 @@ def config(**fields):
     return parse_study_config({**MINIMAL, **fields})
 
 
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
+# studies/configs holds study configs and, named run_*.yaml, example run files.
+STUDY_CONFIGS = sorted(p for p in CONFIGS.glob("*.yaml") if not p.name.startswith("run_"))
+
+
+@pytest.mark.parametrize("path", STUDY_CONFIGS, ids=lambda p: p.stem)
 def test_every_shipped_study_config_validates(path):
     loaded = load_study_config(path)
     assert loaded.name == path.stem
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("run_*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_run_file_validates_and_names_its_data_relative_to_itself(path):
+    from heartbeatai.run_file import RunFile
+
+    run = RunFile.load(path)
+    assert Path(run.data.path) == (path.parent / yaml.safe_load(path.read_text())["data"]["path"]).resolve()
+    assert not Path(yaml.safe_load(path.read_text())["data"]["path"]).is_absolute()
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from heartbeatai.cli import main
 from heartbeatai.config import RunFile
@@ -83,6 +84,7 @@ def test_evaluate_scores_every_record_of_a_dataset_with_the_checkpoint(trained, 
     assert per_class["class"].tolist() == list(CLASSES)
     macro = json.loads((out / "metrics.json").read_text())
     assert macro["records"] == 300 and macro["macro_auroc"] >= 0.7
+    assert (out / macro["data"]).resolve() == planted.resolve() and not Path(macro["data"]).is_absolute()
 
 
 def test_an_interrupted_train_resumes_with_resume_and_ends_as_an_uninterrupted_one(trained, planted, tmp_path,
@@ -135,3 +137,61 @@ def test_best_checkpoint_follows_the_selection_metrics_direction(planted, tmp_pa
     assert summary["best"]["val_loss"] == min(losses)
     best_state = torch.load(tmp_path / "o" / "best_checkpoint" / "checkpoint.pt", weights_only=True)
     assert best_state["epoch"] == summary["best"]["epoch"]
+
+
+def test_train_into_an_existing_run_asks_for_resume_or_force(trained, planted, tmp_path, capsys):
+    tiny_run_file(planted, **{"optim.epochs": 1}).dump(tmp_path / "run.yaml")
+    out = tmp_path / "o"
+    args = ["train", "--config", str(tmp_path / "run.yaml"), "--out", str(out)]
+    assert main(args) == 0
+    before = (out / "metrics.json").read_text()
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"heartbeatai train: error: --out {out} holds a run already (metrics.json, checkpoint, "
+                   "best_checkpoint): --resume continues it, --force replaces it"]
+    assert (out / "metrics.json").read_text() == before
+    assert main(args + ["--resume", "--force"]) == 2
+    assert main(args + ["--force"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["final"]["epoch"] == 1
+
+
+def test_the_written_run_file_names_its_data_relative_to_itself(trained, planted):
+    text = (trained / "run.yaml").read_text()
+    assert str(planted) not in text and str(trained) not in text
+    assert RunFile.load(trained / "run.yaml").data.path == str(planted.resolve())
+
+
+def test_a_run_file_moved_with_its_dataset_still_finds_it(planted, tmp_path):
+    import shutil
+
+    shutil.copytree(planted, tmp_path / "here" / "data")
+    tiny_run_file(tmp_path / "here" / "data").dump(tmp_path / "here" / "runs" / "run.yaml")
+    shutil.move(tmp_path / "here", tmp_path / "there")
+    assert RunFile.load(tmp_path / "there" / "runs" / "run.yaml").data.path == str((tmp_path / "there" / "data"))
+
+
+def test_a_run_file_naming_no_classes_takes_those_with_positives_and_says_so(planted, tmp_path, capsys):
+    run = tiny_run_file(planted, **{"optim.epochs": 1}).model_copy(update={"classes": None})
+    run.dump(tmp_path / "run.yaml")
+    assert "classes" not in yaml.safe_load((tmp_path / "run.yaml").read_text()) or \
+        yaml.safe_load((tmp_path / "run.yaml").read_text())["classes"] is None
+    assert main(["train", "--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    written = RunFile.load(tmp_path / "o" / "run.yaml")
+    assert set(CLASSES) <= set(written.classes) <= {"AF", "RBBB", "NSR"}  # the planted dataset's positives
+    assert f"classes: the run file names none; taking the {len(written.classes)} with positives in lodo:gamma's " \
+           f"training split: {', '.join(written.classes)}" in out
+
+
+def test_the_readme_flow_trains_the_example_run_file_and_explains_a_listed_record(planted, tmp_path, capsys):
+    example = Path(__file__).resolve().parents[1] / "studies" / "configs" / "run_example.yaml"
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(example), "--data", str(planted), "--fold", "lodo:gamma",
+                 "--epochs", "1", "--out", str(out)]) == 0
+    assert "classes: the run file names none" in capsys.readouterr().out
+    assert main(["data", "records", str(planted), "--domain", "gamma", "--class", "AF"]) == 0
+    record = capsys.readouterr().out.splitlines()[1].split("\t")[0]
+    assert main(["explain", "--checkpoint", str(out / "best_checkpoint"), "--data", str(planted), "--record", record,
+                 "--steps", "2", "--out", str(tmp_path / "explain")]) == 0
+    assert (tmp_path / "explain" / f"{record}.npz").is_file()

@@ -8,12 +8,17 @@ from heartbeatai.dashboard.views.base import ViewBase, per_store_state
 from heartbeatai.results import schema
 
 
+# The store keeps a run file's data.path relative to the study's folder (analysis/consensus.py).
+STORED_PATH_NOTE = ("# data.path is relative to the study's folder (<storage>/<study>); "
+                    "`heartbeatai export` writes it relative to each file it writes\n")
+
+
 class ExportViews(ViewBase):
     @per_store_state
     def export_options(self, study: str | None, protocol: str) -> tuple[list, str | None]:
         best = self.store.read(study, "best_configs", filters={"protocol": protocol})
         best = best.assign(first=best["fold_id"] != schema.CONSENSUS_FOLD).sort_values(["first", "fold_id", "selection"])
-        options = [{"label": f"{r['fold_id']} ({r['selection']} selection, {r['metric']} = {r['value']:.4f})",
+        options = [{"label": f"{r['fold_id']} ({r['selection']} selection, {_metric_text(r)})",
                     "value": f"{r['fold_id']}|{r['selection']}"} for r in best.to_dict("records")]
         return options, (options[0]["value"] if options else None)
 
@@ -25,7 +30,7 @@ class ExportViews(ViewBase):
         if rows.empty:
             return None
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{study}_{fold}_{selection}") + ".yaml"
-        return name, rows.iloc[0]["run_file"]
+        return name, STORED_PATH_NOTE + rows.iloc[0]["run_file"]
 
     def export_preview(self, study: str | None, protocol: str, choice: str | None) -> tuple[list, str]:
         study = self.study(study)
@@ -38,3 +43,12 @@ class ExportViews(ViewBase):
             return None
         name, text = found
         return {"content": text, "filename": name, "type": "application/x-yaml", "base64": False}
+
+
+def _metric_text(row: dict) -> str:
+    """`val_macro_auroc = 0.8123`; a consensus, never trained, has no value to show."""
+    value = row.get("value")
+    if value is not None and value == value:  # not NaN
+        return f"{row['metric']} = {value:.4f}"
+    return "not trained: a consensus of the folds' selections" if row["fold_id"] == schema.CONSENSUS_FOLD \
+        else f"{row['metric']}: no value"

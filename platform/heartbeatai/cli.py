@@ -74,11 +74,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as err:
-        print(f"heartbeatai {args.command}: error: {err}", file=sys.stderr)
+        for line in str(err).splitlines() or [""]:  # several problems: one line each
+            print(f"heartbeatai {args.command}: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"heartbeatai {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `heartbeatai data records DIR | head`: the reader has gone; so does the output, quietly.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -14,31 +14,21 @@ These are the only defaults and checks of a trial's values: the modules they con
 check. Per-stage lists default to None, valid for any number of stages, which
 `TrialConfig.resolved()` alone turns into numbers for the model at hand.
 
-A run file wraps one trial configuration with the data, fold, classes and provenance:
-what `export` writes and `train --config` runs as it is.
+A run file (run_file.py) wraps one trial configuration with the data, fold, classes and
+provenance: what `export` writes and `train --config` runs as it is.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import re
-import importlib.metadata
+import difflib
 import json
-import subprocess
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Iterable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from heartbeatai.metric_names import DEFAULT_SELECTION_METRIC
-
-RUN_FILE_SCHEMA_VERSION = 1
-
-# Packages whose versions a run file records: the ones that change numbers.
-_PROVENANCE_PACKAGES = ("torch", "numpy", "scipy", "scikit-learn", "ray", "optuna", "pandas")
-
 
 class _Strict(BaseModel):
     """Unknown keys are errors: a misspelt `mixstyle.pp` must not silently do nothing."""
@@ -219,9 +209,19 @@ class ConfigError(ValueError):
     """Invalid configuration: the message starts with the dotted key at fault."""
 
 
+def did_you_mean(name: Any, known: Iterable[Any]) -> str:
+    """"; did you mean 'georgia'?" for a close known name (difflib), else ""."""
+    known = [str(k) for k in known]
+    close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
+    if not close:
+        lowered = {k.lower(): k for k in known}
+        close = [lowered[str(name).lower()]] if str(name).lower() in lowered else []
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 # Cross-field validators start their message with the field at fault ("depths: ..."),
 # since pydantic can only place them at the enclosing section.
-_FIELD_PREFIX = re.compile(r"^Value error, ([A-Za-z_][\w.]*): (.*)$", re.S)
+_FIELD_PREFIX = re.compile(r"^Value error, ([A-Za-z_][\w.]*(?:\[\d+\])?): (.*)$", re.S)
 
 
 def describe_validation_error(err: ValidationError) -> str:
@@ -244,8 +244,13 @@ def describe_validation_error(err: ValidationError) -> str:
     return "; ".join(lines)
 
 
-def load_validated_yaml(model: type[BaseModel], path: str | Path, what: str) -> Any:
-    """Read a YAML mapping from `path` into `model`; every failure is one ConfigError line."""
+def load_validated_yaml(model: type[BaseModel], path: str | Path, what: str,
+                        wrong_kind: Callable[[dict[str, Any]], str | None] | None = None) -> Any:
+    """Read a YAML mapping from `path` into `model`; every failure is one ConfigError line.
+
+    `wrong_kind` looks at a mapping that does not validate and names the kind of config it
+    is instead (a study config given to `train`), so the user gets that, not every extra key.
+    """
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -260,93 +265,10 @@ def load_validated_yaml(model: type[BaseModel], path: str | Path, what: str) -> 
     try:
         return model.model_validate(raw)
     except ValidationError as err:
+        hint = wrong_kind(raw) if wrong_kind is not None else None
+        if hint:
+            raise ConfigError(f"{path} is not a {what}: {hint}") from None
         raise ConfigError(f"{what} {path}: {describe_validation_error(err)}") from None
-
-
-# --------------------------------------------------------------------------- run files
-
-
-class DataRef(_Strict):
-    """Where the training data is: a prepared dataset's path, or a synthetic spec."""
-
-    path: str | None = None
-    synthetic: dict[str, Any] | None = None
-    fingerprint: str | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> DataRef:
-        if (self.path is None) == (self.synthetic is None):
-            raise ValueError("path: give exactly one of data.path and data.synthetic")
-        return self
-
-
-class Provenance(_Strict):
-    git_commit: str | None = None
-    packages: dict[str, str] = {}
-    dataset_fingerprint: str | None = None
-    folds_hash: str | None = None
-    classes: tuple[str, ...] = ()
-
-    @classmethod
-    def collect(
-        cls,
-        *,
-        dataset_fingerprint: str | None,
-        folds_file: Path | None,
-        classes: tuple[str, ...] | list[str],
-    ) -> Provenance:
-        return cls(
-            git_commit=_git_commit(),
-            packages=_package_versions(),
-            dataset_fingerprint=dataset_fingerprint,
-            folds_hash=file_sha256(folds_file) if folds_file is not None else None,
-            classes=tuple(classes),
-        )
-
-
-class RunFile(_Strict):
-    schema_version: int = RUN_FILE_SCHEMA_VERSION
-    data: DataRef
-    fold_id: str
-    classes: tuple[str, ...] = Field(min_length=1)
-    selection_metric: str = DEFAULT_SELECTION_METRIC
-    trial: TrialConfig = TrialConfig()
-    provenance: Provenance = Provenance()
-
-    @model_validator(mode="after")
-    def _known_version_and_fold(self) -> RunFile:
-        if self.schema_version > RUN_FILE_SCHEMA_VERSION:
-            raise ValueError(
-                f"schema_version: {self.schema_version} is newer than this installation "
-                f"reads ({RUN_FILE_SCHEMA_VERSION})"
-            )
-        fold_protocol(self.fold_id)
-        return self
-
-    @property
-    def protocol(self) -> str:
-        return fold_protocol(self.fold_id)
-
-    @classmethod
-    def load(cls, path: str | Path) -> RunFile:
-        """Read a YAML run file; errors are `ConfigError`s naming the dotted key."""
-        return load_validated_yaml(cls, path, "run file")
-
-    def dump(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = yaml.safe_dump(_plain(self.model_dump(mode="json")), sort_keys=False)
-        path.write_text(text, encoding="utf-8")
-        return path
-
-    def with_fields(self, **fields: Any) -> RunFile:
-        """A validated copy with top-level fields replaced (command-line overrides)."""
-        tree = self.model_dump(mode="python")
-        tree.update({k: v for k, v in fields.items() if v is not None})
-        try:
-            return RunFile.model_validate(tree)
-        except ValidationError as err:
-            raise ConfigError(describe_validation_error(err)) from None
 
 
 def fold_protocol(fold_id: str) -> str:
@@ -357,43 +279,14 @@ def fold_protocol(fold_id: str) -> str:
     return protocol
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+# Run files live in run_file.py; their names stay importable from here (PEP 562), where
+# every part has always found them.
+_RUN_FILE_NAMES = ("RUN_FILE_SCHEMA_VERSION", "DataRef", "Provenance", "RunFile", "file_sha256")
 
 
-def _plain(node: Any) -> Any:
-    """Tuples as lists, so the YAML stays free of Python tags."""
-    if isinstance(node, dict):
-        return {k: _plain(v) for k, v in node.items()}
-    if isinstance(node, (list, tuple)):
-        return [_plain(v) for v in node]
-    return node
+def __getattr__(name: str) -> Any:
+    if name in _RUN_FILE_NAMES:
+        from heartbeatai import run_file
 
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
-def _package_versions() -> dict[str, str]:
-    versions = {}
-    for name in _PROVENANCE_PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
+        return getattr(run_file, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from heartbeatai.cli import UserError
+from heartbeatai.training.threads import add_threads_argument, apply_threads
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--classes", help="comma-separated class abbreviations to attribute (default: predicted)")
     parser.add_argument("--steps", type=int, default=50, help="Integrated Gradients steps (default 50)")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR")
+    add_threads_argument(parser)
     parser.set_defaults(func=explain_command)
 
 
@@ -45,6 +47,7 @@ def explain_command(args: argparse.Namespace) -> int:
     from heartbeatai.training.checkpoint import CheckpointError
     from heartbeatai.training.predict import load_trained_model
 
+    apply_threads(args.threads)
     try:
         model, state = load_trained_model(args.checkpoint, torch.device("cpu"))
     except CheckpointError as err:

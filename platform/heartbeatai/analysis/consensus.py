@@ -5,6 +5,12 @@ to train on all sources afterwards: per field of the trial configuration, the me
 of the folds' values when the field is numeric, the most frequent value otherwise
 (loss kind, booleans, stage lists, fields that are off (None) in some folds). Ties go
 to the value of the fold listed first, so the result does not depend on dict order.
+
+A stored run file's provenance names its study, selection, trial and selected value, and
+its data.path is relative to the study directory (`<storage>/<study>`), so a store moved
+to another machine or mount names no path of the first one; export rewrites it relative
+to the exported file. The consensus was never trained: its row's metric says so and its
+value is empty.
 """
 
 from __future__ import annotations
@@ -13,12 +19,13 @@ from collections import Counter
 from numbers import Real
 from typing import Any, Sequence
 
+from pathlib import Path
+
 import numpy as np
-
 import pandas as pd
-import yaml
 
-from heartbeatai.config import RunFile, TrialConfig, flatten_config
+from heartbeatai.config import TrialConfig, flatten_config
+from heartbeatai.run_file import RunFile
 from heartbeatai.results import ResultsStore
 from heartbeatai.results.schema import CONSENSUS_FOLD
 
@@ -48,14 +55,18 @@ def consensus_config(configs: Sequence[TrialConfig]) -> TrialConfig:
     return configs[0].with_overrides(consensus)
 
 
-def run_file_text(run_file: RunFile) -> str:
-    """The YAML text `RunFile.dump` writes, for the best_configs table."""
-    return yaml.safe_dump(run_file.model_dump(mode="json"), sort_keys=False)
+# The consensus row's metric: it was never trained, so it has no value of its own.
+NOT_TRAINED = "not trained (consensus of the folds' selections)"
 
 
-def parse_run_file(text: str) -> RunFile:
-    """A stored run file's YAML text, validated."""
-    return RunFile.model_validate(yaml.safe_load(text))
+def run_file_text(run_file: RunFile, study_dir: str | Path | None = None) -> str:
+    """The YAML text of a run file for the best_configs table, data.path relative to the study directory."""
+    return run_file.text(relative_to=study_dir)
+
+
+def parse_run_file(text: str, study_dir: str | Path | None = None) -> RunFile:
+    """A stored run file's YAML text, validated; data.path resolved against the study directory if given."""
+    return RunFile.from_text(text, study_dir)
 
 
 def best_config_rows(
@@ -66,34 +77,50 @@ def best_config_rows(
     run_file: RunFile | str,
     metric: str | None,
     value: float | None,
+    *,
+    trial_id: str | None = None,
+    study_dir: str | Path | None = None,
 ) -> pd.DataFrame:
-    """One best_configs row: a fold's selected run file (or the consensus) and its metric."""
-    text = run_file if isinstance(run_file, str) else run_file_text(run_file)
+    """One best_configs row: a fold's selected run file (or the consensus) and its metric.
+
+    A fold's run file gets the study, selection, trial and selected value into its provenance,
+    and its data.path relative to `study_dir` (the study's folder) when given.
+    """
+    if not isinstance(run_file, str):
+        if fold_id != CONSENSUS_FOLD:
+            origin = {"study": study, "selection": selection, "trial_id": trial_id,
+                      "selected_value": None if value is None else float(value)}
+            run_file = run_file.model_copy(update={"provenance": run_file.provenance.model_copy(update=origin)})
+        run_file = run_file_text(run_file, study_dir)
     return pd.DataFrame([{
         "study": study, "protocol": protocol, "fold_id": fold_id, "selection": selection,
-        "metric": metric, "value": None if value is None else float(value), "run_file": text,
+        "metric": metric, "value": None if value is None else float(value), "run_file": run_file,
     }])
 
 
-def consensus_run_file(run_files: list[RunFile]) -> RunFile:
-    """The first run file with its trial configuration replaced by the folds' consensus."""
+def consensus_run_file(run_files: list[RunFile], study: str | None = None) -> RunFile:
+    """The first run file with its trial configuration replaced by the folds' consensus, and a
+    provenance naming the folds it merges (no trial, no selected value: it was never trained)."""
     trial = consensus_config([r.trial for r in run_files])
-    return run_files[0].model_copy(update={"trial": trial})
+    provenance = run_files[0].provenance.model_copy(update={
+        "study": study or run_files[0].provenance.study, "selection": CONSENSUS_FOLD, "trial_id": None,
+        "selected_value": None, "consensus_of": tuple(r.fold_id for r in run_files)})
+    return run_files[0].model_copy(update={"trial": trial, "provenance": provenance})
 
 
 def consensus_rows(store: ResultsStore, study: str) -> pd.DataFrame:
     """best_configs rows (fold_id "consensus") per protocol from the folds' val selections.
 
-    The consensus was never trained, so its metric is the folds' selection metric and
-    its value is left empty.
+    The consensus was never trained: its metric says so (NOT_TRAINED) and its value is empty,
+    never a number to read beside the folds' validated ones.
     """
     folds = fold_selections(store, study)
     frames = []
     for protocol, rows in folds.groupby("protocol", sort=True):
-        run_files = [parse_run_file(text) for text in rows["run_file"]]
-        consensus = consensus_run_file(run_files)
+        run_files = [parse_run_file(text) for text in rows["run_file"]]  # data.path stays as stored
+        consensus = consensus_run_file(run_files, study)
         frames.append(best_config_rows(study, protocol, CONSENSUS_FOLD, EXPORTED_SELECTION,
-                                       consensus, consensus.selection_metric, None))
+                                       consensus, NOT_TRAINED, None))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 

@@ -1,4 +1,5 @@
-"""`heartbeatai data folds|card DIR`: plan the folds of a prepared dataset, show its card."""
+"""`heartbeatai data folds|card|records DIR`: plan the folds of a prepared dataset, show its card,
+list its records (the ids `explain --record` takes)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     card.add_argument("dataset", type=Path, metavar="DIR", help="prepared dataset directory")
     card.add_argument("--out", type=Path, help="output directory (default DIR/card)")
     card.set_defaults(func=run_card)
+
+    records = commands.add_parser("records", help="list record ids with their domain and labels (for explain --record)")
+    records.add_argument("dataset", type=Path, metavar="DIR", help="prepared dataset directory")
+    records.add_argument("--domain", action="append", metavar="D", help="only this domain (repeatable)")
+    records.add_argument("--class", dest="classes", action="append", metavar="C",
+                         help="only records positive for this class abbreviation (repeatable: any of them)")
+    records.set_defaults(func=run_records)
 
 
 def _open(path: Path) -> PreparedDataset:
@@ -75,4 +83,32 @@ def run_card(args: argparse.Namespace) -> int:
     text, paths = card_lib.write_card(dataset.records, dataset.classes, args.out or args.dataset / "card", title)
     print(text)
     print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def run_records(args: argparse.Namespace) -> int:
+    from heartbeatai.config import did_you_mean
+
+    dataset = _open(args.dataset)
+    records = dataset.records
+    keep = pd.Series(True, index=records.index)
+    domains = sorted(records["domain"].astype(str).unique())
+    for domain in args.domain or []:
+        if domain not in domains:
+            raise UserError(f"--domain: unknown domain {domain!r}{did_you_mean(domain, domains)} "
+                            f"({args.dataset} has {', '.join(domains)})")
+    if args.domain:
+        keep &= records["domain"].astype(str).isin(args.domain)
+    for name in args.classes or []:
+        if name not in dataset.classes:
+            raise UserError(f"--class: {name!r} is not a class of {args.dataset}{did_you_mean(name, dataset.classes)}")
+    labels = dataset.labels(dataset.classes)
+    if args.classes:
+        wanted = [dataset.classes.index(c) for c in args.classes]
+        keep &= labels[:, wanted].any(axis=1)
+    print("record_id\tdomain\tlabels")
+    for row in records.index[keep.to_numpy()]:
+        positive = [c for c, on in zip(dataset.classes, labels[row]) if on]
+        print(f"{records.at[row, 'record_id']}\t{records.at[row, 'domain']}\t{','.join(positive) or '-'}")
+    print(f"{int(keep.sum())} of {len(records)} records", file=sys.stderr)
     return 0

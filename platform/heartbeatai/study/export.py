@@ -1,14 +1,21 @@
 """Best configurations as run files: what `heartbeatai export` writes and `train --config` runs.
 
 The study records each fold's selected run file (YAML text) in the best_configs table,
-and one consensus per protocol (fold_id "consensus"). Export writes them out unchanged:
+and one consensus per protocol (fold_id "consensus"). Export writes them out as
 ``<protocol>__<fold>.yaml`` per fold (':' in fold ids becomes '_') and ``consensus.yaml``
 (the LODO consensus; an intra-source one, if any, beside it as
 ``intra__consensus.yaml``). Only training-domain-validation selections are exported:
 the oracle selection is an upper bound, never a configuration to deploy.
 
-A consensus run file keeps the data, classes and provenance of the first fold's run
-file, and its fold id: it trains on that fold as it is, on any other with ``--fold``.
+Each file is the stored one with data.path rewritten relative to the exported file (the
+store keeps it relative to the study directory; a store of an older version, absolute),
+and with `provenance.train_positives`: the positives per class in the fold's training
+split, read from the prepared dataset when it is reachable, so a class that was never
+positive is visible as such. Provenance names the study, selection, trial and selected
+value (a consensus: the folds it merges).
+
+A consensus run file keeps the data and classes of the first fold's run file, and its
+fold id: it trains on that fold as it is, on any other with ``--fold``.
 """
 
 from __future__ import annotations
@@ -19,11 +26,11 @@ from typing import Any
 
 import pandas as pd
 
-from heartbeatai.config import RunFile
 from heartbeatai.metric_names import metric_mode
 from heartbeatai.results import ResultsStore
 from heartbeatai.results.schema import CONSENSUS_FOLD
 from heartbeatai.analysis.consensus import EXPORTED_SELECTION, consensus_rows, fold_selections, parse_run_file
+from heartbeatai.run_file import RunFile
 
 CONSENSUS_FILE = "consensus.yaml"
 # A rerun on CPU with the same seed repeats exactly; a study trained with several Ray
@@ -52,16 +59,18 @@ def export_study(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
+    study_path = Path(root or ".") / study
     written = []
     for row in folds.itertuples(index=False):
-        written.append(_write(out / f"{row.protocol}__{row.fold_id.replace(':', '_')}.yaml", row.run_file))
+        written.append(_write(out / f"{row.protocol}__{row.fold_id.replace(':', '_')}.yaml", row.run_file,
+                              study_path))
     stored = store.read(study, "best_configs", filters={"fold_id": CONSENSUS_FOLD,
                                                         "selection": EXPORTED_SELECTION})
     consensus = stored if not stored.empty else consensus_rows(store, study)
     main_protocol = "lodo" if "lodo" in set(consensus["protocol"]) else consensus["protocol"].iloc[0]
     for row in consensus.sort_values("protocol").itertuples(index=False):
         name = CONSENSUS_FILE if row.protocol == main_protocol else f"{row.protocol}__{CONSENSUS_FILE}"
-        written.append(_write(out / name, row.run_file))
+        written.append(_write(out / name, row.run_file, study_path))
 
     if check:
         ordered = folds.assign(not_lodo=folds["protocol"] != "lodo").sort_values(["not_lodo", "fold_id"])
@@ -106,10 +115,29 @@ def check_run_file(path: Path, recorded: float, tolerance: float) -> float:
     return rerun
 
 
-def _write(path: Path, text: str) -> Path:
-    """Write a stored run file's text as it is, after validating it."""
-    parse_run_file(text)
-    path.write_text(text, encoding="utf-8")
-    return path
+def _write(path: Path, text: str, study_dir: Path) -> Path:
+    """A stored run file, validated, written with data.path relative to it and its training positives."""
+    run = parse_run_file(text, study_dir)
+    positives = train_positives(run)
+    if positives is not None:
+        run = run.model_copy(update={"provenance": run.provenance.model_copy(update={"train_positives": positives})})
+    return run.dump(path)
+
+
+def train_positives(run: RunFile) -> dict[str, int] | None:
+    """Positives per class of the run file in its fold's training split; None when the data is not here."""
+    from heartbeatai.data.folds import fold_records, read_folds
+    from heartbeatai.data.prepared import NotPreparedError, PreparedDataset
+
+    if run.data.path is None or run.classes is None:
+        return None
+    try:
+        dataset = PreparedDataset(run.data.path)
+        table, _ = read_folds(dataset.path, run.protocol)
+        train = fold_records(table, run.fold_id)["train"]
+        labels = dataset.labels(run.classes)[dataset.index_of(train)]
+    except (NotPreparedError, FileNotFoundError, KeyError):
+        return None
+    return {name: int(count) for name, count in zip(run.classes, labels.sum(axis=0))}
 
 

@@ -285,7 +285,8 @@ class FoldRunner:
                                           folds_file=folds_path(self.data_path, self.protocol), classes=self.classes),
         )
         self.writer.write("best_configs", best_config_rows(
-            self.config.name, self.protocol, self.fold_id, selection_kind, run_file, selection.metric, selection.value))
+            self.config.name, self.protocol, self.fold_id, selection_kind, run_file, selection.metric, selection.value,
+            trial_id=selection.trial_id, study_dir=self.study.root))
 
     def _record_views(self, selection: Selection) -> None:
         from heartbeatai.study.record_views import pick_record_views, record_view_rows

@@ -69,10 +69,12 @@ class StudyPlan:
 
 @dataclass(frozen=True)
 class RecordCost:
-    """CPU-seconds per record and epoch: a training crop's step, a validation record's windows."""
+    """CPU-seconds per record and epoch: a training crop's step, a validation record's windows,
+    timed at `threads` torch threads (wall time x threads)."""
 
     train_s: float
     eval_s: float
+    threads: int = 1
 
 
 def asha_expected_epochs(trials: int, max_t: int, grace: int, eta: float) -> float:
@@ -131,9 +133,16 @@ def _planned_fold_sizes(config: StudyConfig, protocol: str) -> list[tuple[str, i
             for d in sorted(domains) for i in range(used)]
 
 
-def calibrate_record_cost(config: StudyConfig, fs: int, repeats: int = 3) -> RecordCost:
-    """Time the study's base model on this machine, one thread: a training step per crop, and a
-    forward pass per validation window (records of 10 s, windows every eval_stride_seconds)."""
+def trial_threads(config: StudyConfig) -> int:
+    """The torch threads one trial worker runs with: Ray sets them from the CPUs it is given."""
+    cpus = config.resources.cpus_per_worker
+    return max(1, int(cpus)) if cpus is not None else 1
+
+
+def calibrate_record_cost(config: StudyConfig, fs: int, repeats: int = 3, threads: int = 1) -> RecordCost:
+    """Time the study's base model on this machine at `threads` torch threads (by default one, as
+    a one-CPU trial runs): a training step per crop, and a forward pass per validation window
+    (records of 10 s, windows every eval_stride_seconds)."""
     import time
 
     import torch
@@ -143,8 +152,8 @@ def calibrate_record_cost(config: StudyConfig, fs: int, repeats: int = 3) -> Rec
     cfg = TrialConfig.model_validate(config.trial)
     samples = int(cfg.preprocess.crop_seconds * fs)
     batch = min(cfg.optim.batch_size, 16)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
         model = model_from_config(cfg, len(config.classes) if config.classes else 26)
         x = torch.randn(batch, 12, samples)
@@ -162,6 +171,6 @@ def calibrate_record_cost(config: StudyConfig, fs: int, repeats: int = 3) -> Rec
         with torch.no_grad():
             forward_s = best_of(lambda: model(x))
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(previous)
     windows = max(1.0, 1 + (10.0 - cfg.preprocess.crop_seconds) / cfg.preprocess.eval_stride_seconds)
-    return RecordCost(train_s=train_s, eval_s=forward_s * windows)
+    return RecordCost(train_s=train_s * threads, eval_s=forward_s * windows * threads, threads=threads)

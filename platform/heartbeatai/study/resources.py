@@ -4,8 +4,14 @@ Tune only sees the resources of a trial's driver; a multi-worker trial's Ray Tra
 are requested later by the TorchTrainer it builds. Launching more trials than the workers
 can find room for deadlocks (every driver holds resources, no worker group starts), so the
 concurrency is computed here from the whole need of a trial and the cluster at its largest:
-the autoscaler's maximum where the cluster launcher left its config on the head, else the
-resources present now. A laptop with 2 CPUs and a 64-GPU cluster need no edit of the config.
+the bounds of the cluster's live autoscaler where there is one, else the resources present
+now. A laptop with 2 CPUs and a 64-GPU cluster need no edit of the config.
+
+The live autoscaler is asked, never a file that may be stale: on the head, the running
+monitor of the connected cluster's GCS names the config it reads on its command line (`ray
+up` puts it at ~/ray_bootstrap_config.yaml); elsewhere, the node groups an autoscaler reports
+to the GCS (KubeRay). A leftover ray_bootstrap_config.yaml with no monitor behind it sizes
+nothing.
 """
 
 from __future__ import annotations
@@ -18,9 +24,6 @@ from typing import Mapping
 import yaml
 
 from heartbeatai.training.ray_train import DRIVER_CPU, worker_cpus
-
-# Written on the head node by `ray up` (the cluster launcher).
-AUTOSCALER_CONFIG = Path("~/ray_bootstrap_config.yaml").expanduser()
 
 
 class ResourceError(ValueError):
@@ -98,7 +101,7 @@ def max_concurrent_trials(resources: TrialResources, capacity: Capacity) -> int:
 
 
 def cluster_capacity() -> Capacity:
-    """The cluster at its largest: autoscaler bounds on a launched cluster, else what Ray sees now."""
+    """The cluster at its largest: the live autoscaler's bounds where one runs, else what Ray sees now."""
     import ray
 
     nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
@@ -106,11 +109,74 @@ def cluster_capacity() -> Capacity:
         total=dict(ray.cluster_resources()),
         largest_node=max(nodes, key=lambda r: (r.get("GPU", 0.0), r.get("CPU", 0.0)), default={}),
     )
-    if AUTOSCALER_CONFIG.is_file():
-        bounds = autoscaler_capacity(yaml.safe_load(AUTOSCALER_CONFIG.read_text()))
-        if bounds is not None:
-            return _larger(current, bounds)
-    return current
+    bounds = live_autoscaler_capacity()
+    return _larger(current, bounds) if bounds is not None else current
+
+
+def live_autoscaler_capacity() -> Capacity | None:
+    """The bounds of the connected cluster's live autoscaler; None when none runs (or none is seen)."""
+    try:
+        import ray
+
+        gcs_address = ray.get_runtime_context().gcs_address
+    except Exception:
+        return None
+    path = launcher_config_path(gcs_address)
+    if path is not None:
+        try:
+            return autoscaler_capacity(yaml.safe_load(path.read_text()))
+        except (OSError, yaml.YAMLError):
+            return None
+    try:  # KubeRay and other autoscalers report their node groups to the GCS
+        from ray._private.state import state
+
+        groups = state.get_cluster_config()
+    except Exception:  # Ray's private state API moved: size from the resources present
+        return None
+    if groups is None or not groups.node_group_configs:
+        return None
+    return node_group_capacity([(dict(g.resources), g.max_count) for g in groups.node_group_configs],
+                               dict(groups.max_resources))
+
+
+def launcher_config_path(gcs_address: str, proc: Path = Path("/proc")) -> Path | None:
+    """The config the cluster launcher's autoscaler of this GCS reads: found on the running monitor
+    process's command line (`monitor.py --gcs-address=... --autoscaling-config=...`, autoscaler v1
+    or v2), on the head, where `ray submit` and `ray job submit` run the driver."""
+    wanted = f"--gcs-address={gcs_address}"
+    try:
+        entries = [p for p in proc.iterdir() if p.name.isdigit()]
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            argv = [a.decode(errors="replace") for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if wanted in argv and any(a.endswith("monitor.py") for a in argv):
+            for arg in argv:
+                if arg.startswith("--autoscaling-config="):
+                    return Path(arg.split("=", 1)[1]).expanduser()
+    return None
+
+
+def node_group_capacity(groups: list[tuple[Mapping[str, float], int]],
+                        max_resources: Mapping[str, float] | None = None) -> Capacity | None:
+    """Capacity of node groups (resources per node, max nodes; -1: unbounded) under a cluster cap."""
+    total: dict[str, float] = {}
+    largest: dict[str, float] = {}
+    for resources, max_count in groups:
+        count = math.inf if max_count == -1 else max_count
+        if not count:
+            continue
+        for key, value in resources.items():
+            total[key] = total.get(key, 0.0) + count * value
+        if (resources.get("GPU", 0), resources.get("CPU", 0)) > (largest.get("GPU", 0), largest.get("CPU", 0)):
+            largest = dict(resources)
+    for key, cap in (max_resources or {}).items():
+        if key in total:
+            total[key] = min(total[key], cap)
+    return Capacity(total, largest) if total else None
 
 
 def autoscaler_capacity(cluster_config: Mapping) -> Capacity | None:

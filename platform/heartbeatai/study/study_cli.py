@@ -7,6 +7,7 @@ from pathlib import Path
 
 from heartbeatai.cli import UserError
 from heartbeatai.study.ray_start import prefer_loopback
+from heartbeatai.training.threads import add_threads_argument, apply_threads
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,6 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     plan = verbs.add_parser("plan", help="print the runs a study will make and an estimate of its time")
     plan.add_argument("config", help="study config YAML")
     plan.add_argument("--storage", help="storage root (overrides the config's storage)")
+    plan.add_argument("--threads", type=int, metavar="N",
+                      help="torch threads to time the model with (default: the CPUs one trial worker gets)")
     plan.set_defaults(func=_plan)
 
     run = verbs.add_parser("run", help="run a new study (refuses an existing one)")
@@ -43,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("study_dir", help="<storage>/<study>")
     export.add_argument("--out", required=True, help="folder for the run files")
     export.add_argument("--check", action="store_true", help="rerun one exported run and compare its metric")
+    add_threads_argument(export)
     export.set_defaults(func=_export)
 
 
@@ -53,6 +57,21 @@ def _config(path: str):
         return load_study_config(path)
     except ConfigError as err:
         raise UserError(str(err)) from None
+
+
+def _preflight(config, *, local: bool = False):
+    """Every config error before anything is created (study/preflight.py); warnings printed."""
+    from heartbeatai.study.preflight import PreflightError, check_study
+    from heartbeatai.study.ray_start import joining_cluster
+    from heartbeatai.training.threads import usable_cores
+
+    try:
+        checked = check_study(config, local_cpus=float(usable_cores()) if local and not joining_cluster() else None)
+    except PreflightError as err:
+        raise UserError(str(err)) from None
+    for warning in config.warnings() + checked.warnings:
+        _say(f"warning: {warning}")
+    return checked
 
 
 def _user_errors():
@@ -70,8 +89,7 @@ def _run(args: argparse.Namespace) -> int:
     from heartbeatai.study.study_run import start_study
 
     config = _config(args.config)
-    for warning in config.warnings():
-        _say(f"warning: {warning}")
+    _preflight(config, local=True)
     try:
         start_study(config, args.storage, progress=_say)
     except _user_errors() as err:
@@ -147,6 +165,8 @@ def _export(args: argparse.Namespace) -> int:
 
     if not Path(args.study_dir).is_dir():
         raise UserError(f"no study directory {args.study_dir}")
+    if args.check:
+        apply_threads(args.threads)
     try:
         for path in export_study(args.study_dir, args.out, check=args.check):
             print(path)
@@ -156,13 +176,15 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    import os
-
     from heartbeatai.arms import resolve_arms
-    from heartbeatai.study.plan import calibrate_record_cost, plan_study
+    from heartbeatai.study.plan import calibrate_record_cost, plan_study, trial_threads
     from heartbeatai.study.resources import Capacity, ResourceError, max_concurrent_trials, plan_trial_resources
+    from heartbeatai.training.threads import usable_cores
 
     config = _config(args.config)
+    _preflight(config)
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads: at least 1, got {args.threads}")
     if config.data.synthetic is not None:
         spec = config.data.synthetic
         fs = spec.fs
@@ -176,14 +198,13 @@ def _plan(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as err:
             raise UserError(f"data.path: {err}") from None
         print(f"data: {config.data.path} at {fs} Hz")
-    cpus = float(os.cpu_count() or 1)
-    plan = plan_study(config, args.storage, calibrate_record_cost(config, fs), cpus)
+    cpus = float(usable_cores())
+    threads = args.threads or trial_threads(config)
+    plan = plan_study(config, args.storage, calibrate_record_cost(config, fs, threads=threads), cpus)
     sched = config.scheduler
     print(f"study {config.name} -> {plan.study_dir}")
     print(f"seeds: the search trains at seed {config.search_seed}; every arm, full included, retrains at "
           f"seeds {', '.join(map(str, config.seeds))} (disjoint, so full is never the selected draw itself)")
-    for warning in config.warnings():
-        print(f"warning: {warning}")
     print(f"search per fold: {config.search.trials_per_fold} trials over {', '.join(config.search.space)}; "
           + (f"ASHA (grace {sched.grace_period}, reduction {sched.reduction_factor:g}) expects "
              f"{plan.search_epochs:.0f} of {config.search.trials_per_fold * plan.epochs} epochs"
@@ -207,7 +228,8 @@ def _plan(args: argparse.Namespace) -> int:
     training, overhead = plan.training_seconds(), plan.overhead_seconds(concurrent, res.workers > 1)
     print(f"estimate on this machine ({cpus:g} CPUs, {concurrent} trial(s) at a time): "
           f"~{(training + overhead) / 60:.1f} min = {training / 60:.1f} min training "
-          f"({plan.cost.train_s * 1e3:.1f} ms per record-epoch, timed now) + {overhead / 60:.1f} min start-up and tests")
+          f"({plan.cost.train_s * 1e3:.1f} CPU-ms per record-epoch, timed now at {plan.cost.threads} thread(s)) + "
+          f"{overhead / 60:.1f} min start-up and tests")
     return 0
 
 

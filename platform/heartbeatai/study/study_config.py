@@ -15,7 +15,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from heartbeatai.config import ConfigError, TrialConfig, describe_validation_error, flatten_config, load_validated_yaml
+from heartbeatai.config import (
+    ConfigError, RunFile, TrialConfig, describe_validation_error, did_you_mean, flatten_config, load_validated_yaml,
+)
 from heartbeatai.arms import BUILTIN_ARMS, DEFAULT_ARMS, canonical_arm
 from heartbeatai.metric_names import (
     DEFAULT_SELECTION_METRIC, THRESHOLD_DEPENDENT, VALIDATION_METRICS, fold_metric_of, metric_mode,
@@ -114,8 +116,9 @@ class SelectionConfig(_Strict):
     @model_validator(mode="after")
     def _recorded_metric(self) -> "SelectionConfig":
         if self.metric not in VALIDATION_METRICS:
-            raise ValueError(f"metric: {self.metric!r} is not recorded per epoch; "
-                             f"choose one of {', '.join(VALIDATION_METRICS)}")
+            raise ValueError(f"metric: {self.metric!r} is not recorded per epoch"
+                             f"{did_you_mean(self.metric, VALIDATION_METRICS)} (choose one of "
+                             f"{', '.join(VALIDATION_METRICS)})")
         if self.mode != metric_mode(self.metric):
             raise ValueError(f"mode: {self.metric} improves towards {metric_mode(self.metric)}, not {self.mode}; "
                              "leave mode out to derive it")
@@ -227,7 +230,8 @@ class StudyConfig(_Strict):
         known = set(BUILTIN_ARMS) | set(self.user_arms)
         for i, arm in enumerate(self.arms):
             if arm not in known:
-                raise ValueError(f"arms[{i}]: unknown arm {arm!r}; known: {sorted(known)}")
+                raise ValueError(f"arms[{i}]: unknown arm {arm!r}{did_you_mean(arm, known)} "
+                                 f"(known: {', '.join(sorted(known))})")
         if "full" not in self.arms:
             raise ValueError("arms must include 'full': every other arm is compared against it")
         return self
@@ -244,7 +248,7 @@ class StudyConfig(_Strict):
         named |= {f"user_arms.{a}.{k}": k for a, o in self.user_arms.items() for k in o}
         for where, dotted in named.items():
             if dotted not in keys:
-                raise ValueError(f"{where}: {dotted!r} is not a trial configuration key")
+                raise ValueError(f"{where}: {dotted!r} is not a trial configuration key{did_you_mean(dotted, keys)}")
         for arm, overrides in self.user_arms.items():
             try:
                 base.with_overrides(overrides)
@@ -282,7 +286,15 @@ def parse_study_config(raw: dict[str, Any], source: str = "study config") -> Stu
 
 
 def load_study_config(path: str | Path) -> StudyConfig:
-    return load_validated_yaml(StudyConfig, path, "study config")
+    return load_validated_yaml(StudyConfig, path, "study config", wrong_kind=_run_file_given)
+
+
+def _run_file_given(raw: dict[str, Any]) -> str | None:
+    # A mapping whose keys all belong to a run file, one of them a run file's own (fold_id, ...).
+    own = set(raw) - set(StudyConfig.model_fields)
+    if own and own <= set(RunFile.model_fields):
+        return "this is a run file; use `heartbeatai train --config FILE`"
+    return None
 
 
 def dump_study_config(config: StudyConfig) -> str:

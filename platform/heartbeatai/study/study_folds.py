@@ -9,6 +9,7 @@ parameters than its config names, so two studies that claim the same folds have 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from heartbeatai.study.study_config import ConfigError, StudyConfig
 
@@ -23,12 +24,23 @@ def planned_folds(config: StudyConfig, data_path: Path, protocol: str) -> list[s
         write_folds(data_path, protocol, k=folds.k or 5, val_fraction=folds.val_fraction or 0.15,
                     seed=folds.seed or 0)
     table, params = read_folds(data_path, protocol)
+    check_fold_parameters(config, params, data_path, protocol)
+    return select_folds(config, list(dict.fromkeys(table["fold_id"])), protocol)
+
+
+def check_fold_parameters(config: StudyConfig, params: dict[str, Any], data_path: Path, protocol: str) -> None:
+    """The folds file's parameters agree with those the config names (left out: any)."""
+    folds = config.folds
     wanted = {"val_fraction": folds.val_fraction, "fold_seed": folds.seed, "k": folds.k if protocol == "intra" else None}
     differing = {k: (params.get(k), v) for k, v in wanted.items() if v is not None and params.get(k) != v}
     if differing:
         raise ConfigError(f"folds: {protocol} folds of {data_path} were planned with other parameters "
                           f"(stored, config): {differing}; plan them again with `heartbeatai data folds`")
-    fold_ids = list(dict.fromkeys(table["fold_id"]))
+
+
+def select_folds(config: StudyConfig, fold_ids: list[str], protocol: str) -> list[str]:
+    """The fold ids of a plan that the study runs, in plan order."""
+    folds = config.folds
     if folds.domains is not None:
         fold_ids = [f for f in fold_ids if f.split(":")[1] in folds.domains]
     if protocol == "intra" and folds.intra_per_domain is not None:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from heartbeatai.analysis.consensus import NOT_TRAINED
 from heartbeatai.arms import DEFAULT_ARMS, FULL, PREVALENCE as PREVALENCE_ARM, SEARCH as SEARCH_ARM
 from heartbeatai.ecg import PAPER_DOMAINS
 from heartbeatai.labels import scored_vocabulary
@@ -242,8 +243,9 @@ def _consensus(best: list[pd.Series], abbrs: list[str]) -> pd.DataFrame:
     row = pd.Series({column: (chosen[column].mode().iloc[0] if chosen[column].dtype == object or
                               pd.api.types.is_string_dtype(chosen[column]) else float(chosen[column].median()))
                      for column in chosen.columns if column.startswith("cfg.")})
-    return pd.DataFrame([dict(protocol="lodo", fold_id=CONSENSUS_FOLD, selection="val", metric="val_macro_auroc",
-                              value=float(chosen.selection_value.mean()), run_file=_run_file(CONSENSUS_FOLD, row, abbrs))])
+    # As the real one (analysis/consensus.py): never trained, so no value of its own.
+    return pd.DataFrame([dict(protocol="lodo", fold_id=CONSENSUS_FOLD, selection="val", metric=NOT_TRAINED,
+                              value=None, run_file=_run_file(CONSENSUS_FOLD, row, abbrs))])
 
 
 def _test_records(protocol: str, domain: str, sizes: pd.Series) -> int:

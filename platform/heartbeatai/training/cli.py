@@ -25,7 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from heartbeatai.cli import UserError
-from heartbeatai.config import ConfigError, Provenance, RunFile
+from heartbeatai.config import ConfigError
+from heartbeatai.run_file import Provenance, RunFile
+from heartbeatai.training import run_inputs
+from heartbeatai.training.threads import add_threads_argument, apply_threads
 
 CHECKPOINT_DIR = "checkpoint"
 BEST_CHECKPOINT_DIR = "best_checkpoint"
@@ -46,7 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--allow-other-data", action="store_true",
                        help="train although the dataset's fingerprint differs from the run file's")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run in OUT")
+    train.add_argument("--force", action="store_true", help="replace the run OUT holds (default: refuse)")
     train.add_argument("--out", required=True, type=Path, metavar="DIR")
+    add_threads_argument(train)
     train.set_defaults(func=train_command)
 
     evaluate = subparsers.add_parser("evaluate", help="run a run file's checkpoint on another prepared dataset")
@@ -55,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--data", required=True, type=Path, metavar="DIR", help="prepared dataset: all its records")
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--out", required=True, type=Path, metavar="DIR")
+    add_threads_argument(evaluate)
     evaluate.set_defaults(func=evaluate_command)
 
 
@@ -62,19 +68,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    run = _effective_run_file(args)
-    dataset = _open_prepared(Path(run.data.path))
-    _check_data(run, dataset, allow_other=args.allow_other_data)
+    run = run_inputs.effective_run_file(args)
+    dataset = run_inputs.open_prepared(Path(run.data.path))
+    run_inputs.check_data(run, dataset, allow_other=args.allow_other_data)
     if args.workers < 1:
         raise UserError("--workers must be at least 1")
-    device = _local_device(args.gpus_per_worker) if args.workers == 1 else None
-    folds_file = _folds_file(dataset.path, run.protocol, run.fold_id)
+    out: Path = args.out
+    replaced = run_inputs.claim_out_dir(out, resume=args.resume, force=args.force)
+    device = run_inputs.local_device(args.gpus_per_worker) if args.workers == 1 else None
+    folds_file = run_inputs.folds_file(dataset.path, run.protocol, run.fold_id)
+    run = run_inputs.settle_classes(run, dataset)
     run = run.model_copy(update={
         "data": run.data.model_copy(update={"fingerprint": dataset.fingerprint}),
         "provenance": Provenance.collect(dataset_fingerprint=dataset.fingerprint, folds_file=folds_file,
-                                         classes=run.classes),
+                                         classes=run.classes, origin=run.provenance),
     })
-    out: Path = args.out
+    if args.workers == 1:  # Ray sets its workers' threads from the CPUs each is given
+        apply_threads(args.threads)
     from heartbeatai.training.spec import TrainSpec
 
     try:
@@ -85,6 +95,7 @@ def train_command(args: argparse.Namespace) -> int:
     resume_from = out / CHECKPOINT_DIR if args.workers == 1 else out / RAY_DIR / RAY_RUN_NAME
     if args.resume and not resume_from.is_dir():
         raise UserError(f"--resume: nothing to resume in {resume_from}")
+    run_inputs.clear(replaced)  # --force: the run OUT held, now that every check has passed
     out.mkdir(parents=True, exist_ok=True)
     run.dump(out / "run.yaml")
     print(f"training {run.fold_id} on {dataset.path} ({len(run.classes)} classes, "
@@ -99,64 +110,6 @@ def train_command(args: argparse.Namespace) -> int:
     print(f"done: best epoch {best.get('epoch')} {run.selection_metric} {best.get(run.selection_metric, float('nan')):.4f}; "
           f"checkpoints in {out / CHECKPOINT_DIR} and {out / BEST_CHECKPOINT_DIR}", flush=True)
     return 0
-
-
-def _effective_run_file(args: argparse.Namespace) -> RunFile:
-    try:
-        run = RunFile.load(args.config)
-        if args.data is not None:
-            run = run.with_fields(data={"path": str(args.data), "fingerprint": run.data.fingerprint})
-        run = run.with_fields(fold_id=args.fold, selection_metric=args.selection_metric)
-        if args.epochs is not None:
-            run = run.with_fields(trial=run.trial.with_overrides({"optim.epochs": args.epochs}))
-    except ConfigError as err:
-        raise UserError(str(err)) from None
-    if run.data.path is None:
-        raise UserError("the run file names a synthetic benchmark, not a prepared dataset: "
-                        "write it with `heartbeatai synth`, prepare it, and pass --data")
-    return run
-
-
-def _open_prepared(path: Path):
-    from heartbeatai.data.prepared import NotPreparedError, PreparedDataset
-
-    try:
-        return PreparedDataset(path)
-    except NotPreparedError as err:
-        raise UserError(str(err)) from None
-
-
-def _check_data(run: RunFile, dataset, *, allow_other: bool) -> None:
-    expected = run.data.fingerprint or run.provenance.dataset_fingerprint
-    if expected and expected != dataset.fingerprint and not allow_other:
-        raise UserError(f"{dataset.path} has fingerprint {dataset.fingerprint}, the run file was made on "
-                        f"{expected}; pass --allow-other-data to train on it anyway")
-    missing = [c for c in run.classes if c not in dataset.classes]
-    if missing:
-        raise UserError(f"classes {missing} are not in {dataset.path} (it has {', '.join(dataset.classes)})")
-
-
-def _folds_file(dataset_dir: Path, protocol: str, fold_id: str) -> Path:
-    from heartbeatai.data.folds import fold_ids, folds_path
-
-    path = folds_path(dataset_dir, protocol)
-    if not path.is_file():
-        raise UserError(f"no {protocol} folds in {dataset_dir}: run `heartbeatai data folds {dataset_dir} "
-                        f"--protocol {protocol}` first")
-    known = fold_ids(dataset_dir, protocol)
-    if fold_id not in known:
-        raise UserError(f"no fold {fold_id} in {path}; it has {', '.join(known)}")
-    return path
-
-
-def _local_device(gpus: float):
-    import torch
-
-    if not gpus:
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise UserError("--gpus-per-worker: this machine has no CUDA GPU visible to torch")
-    return torch.device("cuda")
 
 
 def _train_in_process(spec, out: Path, resume: Path | None, device) -> list[dict[str, Any]]:
@@ -203,7 +156,7 @@ def _train_on_ray(spec, out: Path, workers: int, gpus_per_worker: float, *, resu
     if joining:
         ray.init()  # RAY_ADDRESS
     else:
-        ray.init(include_dashboard=False)
+        ray.init(address="local", include_dashboard=False)  # never a stale recorded head
     try:
         result = fit_with_ray_train(spec, workers=workers, gpus_per_worker=gpus_per_worker,
                                     storage_path=(out / RAY_DIR).resolve(), name=RAY_RUN_NAME)
@@ -262,6 +215,7 @@ def _write_metrics(out: Path, history: list[dict[str, Any]], selection_metric: s
 def evaluate_command(args: argparse.Namespace) -> int:
     import torch
 
+    apply_threads(args.threads)
     from heartbeatai.metrics import evaluate_predictions
     from heartbeatai.training.checkpoint import CheckpointError
     from heartbeatai.training.predict import load_trained_model, predict
@@ -275,9 +229,9 @@ def evaluate_command(args: argparse.Namespace) -> int:
     except CheckpointError as err:
         raise UserError(str(err)) from None
     classes = list(state["classes"])
-    if classes != list(run.classes):
+    if run.classes is not None and classes != list(run.classes):
         raise UserError(f"checkpoint classes {classes} differ from the run file's {list(run.classes)}")
-    dataset = _open_prepared(args.data)
+    dataset = run_inputs.open_prepared(args.data)
     missing = [c for c in classes if c not in dataset.classes]
     if missing:
         raise UserError(f"classes {missing} are not in {dataset.path}")
@@ -300,7 +254,10 @@ def evaluate_command(args: argparse.Namespace) -> int:
     import pandas as pd
 
     pd.DataFrame(predictions).to_parquet(out / "predictions.parquet", index=False)
-    summary = {"checkpoint": str(args.checkpoint), "data": str(dataset.path), "data_fingerprint": dataset.fingerprint,
+    # Paths relative to OUT: no written file names a path of the machine it was made on.
+    summary = {"checkpoint": os.path.relpath(Path(args.checkpoint).resolve(), out.resolve()),
+               "data": os.path.relpath(Path(dataset.path).resolve(), out.resolve()),
+               "data_fingerprint": dataset.fingerprint,
                "records": len(record_ids), **result.macro}
     (out / "metrics.json").write_text(json.dumps(summary, indent=1, default=float), encoding="utf-8")
     macro = result.macro
