@@ -47,7 +47,11 @@ class StudyPaths:
 
 def start_study(config: StudyConfig, storage: str | None = None, progress: Progress = print,
                 stage_runner: StageRunner | None = None) -> Path:
-    """`study run`: a new study directory; refuses one that exists."""
+    """`study run`: a new study directory; refuses one that exists, and a config that cannot run
+    (study/preflight.py) before anything is created."""
+    from heartbeatai.study.preflight import check_study
+
+    check_study(config)
     paths = StudyPaths(Path(config.study_dir(storage)).resolve())
     if paths.config.exists():
         raise StudyExists(f"{paths.root} already holds a study: `heartbeatai study resume {paths.root}`")
