@@ -6,6 +6,7 @@ Blocks take explicit arguments; the network (se_resnet.py) decides how to stack 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -19,7 +20,10 @@ class SqueezeExcitation1d(nn.Module):
     def __init__(self, channels: int, reduction: int) -> None:
         super().__init__()
         hidden = max(channels // reduction, 1)
-        self.squeeze = nn.AdaptiveAvgPool1d(1)
+        # The excitation's weights are those of two 1x1 convolutions (checkpoints keep their
+        # layout), but they act on the pooled (B, C) vector as plain matrix products: a 1x1
+        # convolution over a length-1 signal costs a oneDNN convolution call forward and two
+        # backward, which made SE 8% of a CPU training step (benchmarks/bench_model.py).
         self.excite = nn.Sequential(
             nn.Conv1d(channels, hidden, kernel_size=1),
             nn.ReLU(inplace=True),
@@ -28,7 +32,10 @@ class SqueezeExcitation1d(nn.Module):
         self.gate = nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(self.excite(self.squeeze(x)))
+        reduce, relu, expand = self.excite
+        squeezed = x.mean(dim=-1)
+        hidden = relu(F.linear(squeezed, reduce.weight.squeeze(-1), reduce.bias))
+        return x * self.gate(F.linear(hidden, expand.weight.squeeze(-1), expand.bias)).unsqueeze(-1)
 
 
 class ResidualBlock1d(nn.Module):
