@@ -31,7 +31,7 @@ from heartbeatai.results.schema import RunKey
 from heartbeatai.study.lock import StageJournal
 from heartbeatai.study.sealed_split import SELECTION_STAGE, SealedSplit
 from heartbeatai.study.selection import Selection, TestDomainOracle, TrainingDomainValidation
-from heartbeatai.study.stage_runner import ArmsStage, FoldContext, SearchStage, StageRunner
+from heartbeatai.study.stage_runner import ArmsStage, FoldContext, SearchStage, StageRunner, fold_sampler_seed
 from heartbeatai.study.study_config import StudyConfig
 from heartbeatai.study.trial_rows import TrialRows
 
@@ -130,7 +130,7 @@ class FoldRunner:
         sched = self.config.scheduler
         stage = SearchStage(
             space=self.config.search.space, trials=self.config.search.trials_per_fold,
-            sampler_seed=self.config.search_seed, optuna_storage=self.study.optuna_storage,
+            sampler_seed=fold_sampler_seed(self.config.search_seed, self.fold_id), optuna_storage=self.study.optuna_storage,
             grace_period=sched.grace_period, reduction_factor=sched.reduction_factor, asha=sched.kind == "asha",
         )
         self.progress(f"[{self.fold_id}] search: {stage.trials} trials, {self.study.stage_runner.concurrent} at a time")
