@@ -153,12 +153,13 @@ class FoldRunner:
     def _importances(self, context: FoldContext) -> None:
         from heartbeatai.study.importances import importance_rows, search_importances
 
-        importances, finished = search_importances(self.study.optuna_storage, context.optuna_study_name,
+        importances, distinct = search_importances(self.study.optuna_storage, context.optuna_study_name,
                                                    seed=self.config.search_seed)
         if importances is None:
-            self.progress(f"[{self.fold_id}] importances skipped: {finished} finished trial(s)")
+            self.progress(f"[{self.fold_id}] importances skipped: {distinct} distinct completed trial(s)")
             return
-        self.writer.write("importances", importance_rows(self.config.name, self.protocol, self.fold_id, importances))
+        self.writer.write("importances", importance_rows(self.config.name, self.protocol, self.fold_id, importances,
+                                                         distinct))
 
     def _search_trials(self):
         return self.store.read(self.config.name, "trials",
