@@ -132,8 +132,11 @@ class FoldRunner:
             space=self.config.search.space, trials=self.config.search.trials_per_fold,
             sampler_seed=fold_sampler_seed(self.config.search_seed, self.fold_id), optuna_storage=self.study.optuna_storage,
             grace_period=sched.grace_period, reduction_factor=sched.reduction_factor, asha=sched.kind == "asha",
+            one_at_a_time=self.config.search.reproducible,
         )
-        self.progress(f"[{self.fold_id}] search: {stage.trials} trials, {self.study.stage_runner.concurrent} at a time")
+        at_a_time = 1 if stage.one_at_a_time else self.study.stage_runner.concurrent
+        self.progress(f"[{self.fold_id}] search: {stage.trials} trials, {at_a_time} at a time"
+                      + (" (search.reproducible)" if stage.one_at_a_time else ""))
         self.study.stage_runner.run(stage, context, self._rows(context, SEARCH, "search"))
         self._close_abandoned({"arm": SEARCH})
         self._importances(context)

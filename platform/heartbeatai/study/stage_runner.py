@@ -71,6 +71,7 @@ class SearchStage:
     grace_period: int
     reduction_factor: float
     asha: bool
+    one_at_a_time: bool = False  # search.reproducible: no trial's timing can change another's fate
     name: str = "search"
 
 

@@ -267,7 +267,9 @@ class TuneStageRunner:
 
     def run(self, stage: Stage, context: FoldContext, rows: TrialRows) -> None:
         experiment = search_stage(stage, context) if isinstance(stage, SearchStage) else arms_stage(stage)
-        run_stage(experiment, context, self.launch, self.experiment_root, self.concurrent,
+        # Arms trials are fixed configurations without a scheduler: their order changes nothing.
+        concurrent = 1 if isinstance(stage, SearchStage) and stage.one_at_a_time else self.concurrent
+        run_stage(experiment, context, self.launch, self.experiment_root, concurrent,
                   [TrialRowsCallback(rows), *self.callbacks])
 
 
