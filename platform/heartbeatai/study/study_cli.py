@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from heartbeatai.cli import UserError
 from heartbeatai.study.ray_start import prefer_loopback
@@ -72,11 +75,12 @@ def _run(args: argparse.Namespace) -> int:
     config = _config(args.config)
     for warning in config.warnings():
         _say(f"warning: {warning}")
-    try:
-        start_study(config, args.storage, progress=_say)
-    except _user_errors() as err:
-        raise UserError(str(err)) from None
-    return 0
+    with _interruptible(Path(config.study_dir(args.storage)).resolve()) as stopped:
+        try:
+            start_study(config, args.storage, progress=_say)
+        except _user_errors() as err:
+            raise UserError(str(err)) from None
+    return stopped.status
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -85,11 +89,32 @@ def _resume(args: argparse.Namespace) -> int:
 
     if not (Path(args.study_dir) / CONFIG_NAME).is_file():
         raise UserError(f"{args.study_dir} is not a study directory (no {CONFIG_NAME})")
+    with _interruptible(Path(args.study_dir).resolve()) as stopped:
+        try:
+            resume_study(args.study_dir, progress=_say)
+        except _user_errors() as err:
+            raise UserError(str(err)) from None
+    return stopped.status
+
+
+class _Stopped:
+    status = 0
+
+
+@contextmanager
+def _interruptible(study_dir: Path) -> Iterator[_Stopped]:
+    """An interrupted study ends with one line saying how to continue, and a signal's exit status."""
+    from heartbeatai.study.interrupts import StudyInterrupted, resume_hint
+
+    stopped = _Stopped()
     try:
-        resume_study(args.study_dir, progress=_say)
-    except _user_errors() as err:
-        raise UserError(str(err)) from None
-    return 0
+        yield stopped
+    except StudyInterrupted as err:
+        print(resume_hint(study_dir), file=sys.stderr, flush=True)
+        stopped.status = err.exit_status
+    except KeyboardInterrupt:  # a second signal, or one outside the study's safe points
+        print(resume_hint(study_dir), file=sys.stderr, flush=True)
+        stopped.status = 130
 
 
 def _status(args: argparse.Namespace) -> int:

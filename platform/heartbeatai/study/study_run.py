@@ -14,7 +14,9 @@ from typing import Callable, Iterator
 
 
 from heartbeatai.results import ResultsWriter, write_study_summary
+from heartbeatai.study import interrupts
 from heartbeatai.study.fold_runner import FoldRunner, StudyContext
+from heartbeatai.study.interrupts import catching_interrupts
 from heartbeatai.study.lock import StageJournal, StudyLock
 from heartbeatai.study.stage_runner import StageRunner
 from heartbeatai.study.study_config import StudyConfig, dump_study_config, load_study_config
@@ -47,22 +49,29 @@ class StudyPaths:
 
 def start_study(config: StudyConfig, storage: str | None = None, progress: Progress = print,
                 stage_runner: StageRunner | None = None) -> Path:
-    """`study run`: a new study directory; refuses one that exists."""
+    """`study run`: a new study directory; refuses one that exists.
+
+    Both ways in catch SIGINT and SIGTERM (interrupts.py): the study stops at its next safe
+    point and raises StudyInterrupted, with nothing marked done that did not finish.
+    """
     paths = StudyPaths(Path(config.study_dir(storage)).resolve())
     if paths.config.exists():
         raise StudyExists(f"{paths.root} already holds a study: `heartbeatai study resume {paths.root}`")
     paths.root.mkdir(parents=True, exist_ok=True)
-    with StudyLock(paths.root):
+    with StudyLock(paths.root), catching_interrupts():
         paths.config.write_text(dump_study_config(config))
         _run(config, paths, progress, stage_runner)
     return paths.root
 
 
 def resume_study(study_dir: str | Path, progress: Progress = print, stage_runner: StageRunner | None = None) -> Path:
-    """`study resume`: finish what an earlier driver left; finished stages are not rerun."""
+    """`study resume`: finish what an earlier driver left; finished stages are not rerun.
+
+    The config is read only under the lock: a driver still running may not have written it.
+    """
     paths = StudyPaths(Path(study_dir).resolve())
-    config = load_study_config(paths.config)
-    with StudyLock(paths.root):
+    with StudyLock(paths.root), catching_interrupts():
+        config = load_study_config(paths.config)
         _run(config, paths, progress, stage_runner)
     return paths.root
 
@@ -125,7 +134,8 @@ def analyse(config: StudyConfig, paths: StudyPaths, journal: StageJournal, progr
         return
     from heartbeatai.analysis.study_analysis import analyse_study
 
-    written = analyse_study(paths.root, analysis_settings(config), progress)
+    # Its progress lines are its safe points: an interrupt stops it before its next table.
+    written = analyse_study(paths.root, analysis_settings(config), interrupts.checking(progress))
     journal.mark("study", "analysis", written)
     write_study_summary(paths.root)
 

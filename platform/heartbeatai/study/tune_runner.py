@@ -13,7 +13,9 @@ writes the same rows without Tune.
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -21,6 +23,7 @@ from typing import Any, Callable
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+from heartbeatai.study import interrupts
 from heartbeatai.study.resources import TrialResources
 from heartbeatai.study.study_config import StudyConfig
 from heartbeatai.study.stage_runner import ARM_KEY, SEED_KEY, ArmsStage, FoldContext, SearchStage, Stage
@@ -91,6 +94,16 @@ class TrialRowsCallback(tune.Callback):
     def __init__(self, rows: TrialRows):
         self.rows = rows
 
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        # A SIGINT or SIGTERM the study recorded (interrupts.py) ends fit() the way Tune's own
+        # SIGINT handler would: through its SIGUSR1 handler, which fit() installs and which saves
+        # the experiment state before returning. fit() then returns; run() raises.
+        if interrupts.interrupted() is not None and not getattr(self, "_stopping", False):
+            self._stopping = True
+            stop = signal.getsignal(signal.SIGUSR1)
+            if callable(stop):
+                stop(signal.SIGUSR1, None)
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.rows.started(_ref(trial))
 
@@ -110,8 +123,6 @@ class TrialRowsCallback(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.rows.errored(_ref(trial), _error_text(trial), _finished(trials, trial))
 
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self.rows.flush()
 
 
 def _ref(trial: Any) -> TrialRef:
@@ -124,8 +135,46 @@ def _finished(trials: list, trial: Any) -> int:
     return sum(t.status in done for t in trials) + (trial.status not in done)
 
 
+def replay_finished(grid: tune.ResultGrid, rows: TrialRows) -> None:
+    """Every trial of a finished experiment re-told to `rows` from Tune's own records (its result
+    log and kept checkpoints): rows a damaged store lost are written again, others left alone."""
+    for result in grid:
+        metrics = result.metrics or {}
+        trial_id = metrics.get("trial_id")
+        if trial_id is None:
+            continue
+        frame = result.metrics_dataframe
+        reported = frame.to_dict("records") if frame is not None else []
+        checkpoints = [(c.path, m) for c, m in (result.best_checkpoints or [])]
+        error = _error_text_at(os.path.join(result.path, "error.txt")) if result.error is not None else None
+        rows.replay(TrialRef(trial_id, result.config, result.path), reported, checkpoints, error=error,
+                    wall_time_s=metrics.get("time_total_s"))
+
+
+class _TuneHints(logging.Filter):
+    """Tune's advice for its own users ("Resume experiment with: Tuner.restore(...)", its stop
+    notice) is wrong here: an interrupted study says `heartbeatai study resume` itself."""
+
+    HINTS = ("Tuner.restore(", "Stop signal received", "has been interrupted")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if any(hint in message for hint in self.HINTS):
+            return False
+        return not (interrupts.interrupted() is not None and message.startswith("Trials did not complete"))
+
+
+def _quiet_tune_hints() -> None:
+    log = logging.getLogger("ray.tune.tune")
+    if not any(isinstance(f, _TuneHints) for f in log.filters):
+        log.addFilter(_TuneHints())
+
+
 def _error_text(trial: Any) -> str:
-    path = trial.error_file
+    return _error_text_at(trial.error_file)
+
+
+def _error_text_at(path: str | None) -> str:
     if path and os.path.exists(path):
         text = Path(path).read_text(errors="replace").strip()
         # The last line of a traceback is the error itself; keep a little context.
@@ -201,10 +250,12 @@ def run_stage(
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     name = f"{context.fold_id.replace(':', '_')}-{stage.name}"
     path = f"{experiment_root.rstrip('/')}/{name}"
+    _quiet_tune_hints()
     if tune.Tuner.can_restore(path):
-        # The restored experiment keeps the callbacks pickled with it (TrialRows drops its
-        # writer and progress callable when pickled; restored rows print).
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        # The restored tuner holds the callbacks pickled when the first driver made it, with that
+        # driver's (empty) TrialRows: this driver's, which read the store, take their place.
+        tuner._local_tuner.get_run_config().callbacks = list(callbacks)
     else:
         tuner = tune.Tuner(
             trainable,
@@ -269,8 +320,10 @@ class TuneStageRunner:
         experiment = search_stage(stage, context) if isinstance(stage, SearchStage) else arms_stage(stage)
         # Arms trials are fixed configurations without a scheduler: their order changes nothing.
         concurrent = 1 if isinstance(stage, SearchStage) and stage.one_at_a_time else self.concurrent
-        run_stage(experiment, context, self.launch, self.experiment_root, concurrent,
-                  [TrialRowsCallback(rows), *self.callbacks])
+        grid = run_stage(experiment, context, self.launch, self.experiment_root, concurrent,
+                         [TrialRowsCallback(rows), *self.callbacks])
+        interrupts.check()  # Tune stopped early for a signal: the stage is not done
+        replay_finished(grid, rows)
 
 
 def mlflow_callback(tracking_uri: str | None, experiment_name: str) -> Any:
