@@ -132,6 +132,7 @@ def analyse(config: StudyConfig, paths: StudyPaths, journal: StageJournal, progr
     so a resumed study does not redo it; `study analyse` reruns it on demand."""
     if journal.done("study", "analysis"):
         return
+    interrupts.check()
     from heartbeatai.analysis.study_analysis import analyse_study
 
     # Its progress lines are its safe points: an interrupt stops it before its next table.

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import signal
 import traceback
@@ -48,6 +49,7 @@ from heartbeatai.study.stage_runner import ArmsStage, FoldContext, SearchStage, 
 from heartbeatai.study.trial_rows import TrialRef, TrialRows
 
 STATE_FILE = "fake_experiment_state.json"
+SAMPLER_FILE = "fake_sampler.pkl"
 
 
 class DriverKilled(RuntimeError):
@@ -94,9 +96,10 @@ class FakeStageRunner:
         from heartbeatai.study.search_space import optuna_space
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sampler = state.sampler(stage.sampler_seed)
         study = optuna.create_study(
             study_name=context.optuna_study_name, storage=stage.optuna_storage, load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=stage.sampler_seed),
+            sampler=sampler,
             direction="maximize" if context.mode == "max" else "minimize",
         )
         space = optuna_space(dict(stage.space))
@@ -112,6 +115,7 @@ class FakeStageRunner:
                 study.tell(number, state=optuna.trial.TrialState.FAIL)
             else:
                 study.tell(number, float(value))
+            state.keep_sampler(sampler)
 
         for trial_id, paused in list(state.paused.items()):  # Tuner.restore resumes these first
             trial = state.trial(trial_id)
@@ -120,6 +124,7 @@ class FakeStageRunner:
             interrupts.check()  # Tune starts no trial once stopped
             asked = study.ask(space)
             trial = state.new_trial(stage.name, context, dict(asked.params))
+            state.keep_sampler(sampler)  # Tune's searcher state, saved with the experiment's
             tell(asked.number, self._train(trial, context, rows, state, asha, optuna_number=asked.number))
 
     def _arms(self, stage: ArmsStage, context: FoldContext, rows: TrialRows, state: "_ExperimentState") -> None:
@@ -229,6 +234,19 @@ class _ExperimentState:
         (self.folder / trial_id).mkdir(parents=True, exist_ok=True)
         self._save()  # the id is spent even if the driver dies in this trial
         return self.trial(trial_id)
+
+    def sampler(self, seed: int):
+        """The search's TPE sampler as last kept (its random state included), or a new one."""
+        import optuna
+
+        path = self.folder / SAMPLER_FILE
+        return pickle.loads(path.read_bytes()) if path.is_file() else optuna.samplers.TPESampler(seed=seed)
+
+    def keep_sampler(self, sampler) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / f".{SAMPLER_FILE}.tmp"
+        tmp.write_bytes(pickle.dumps(sampler))
+        os.replace(tmp, self.folder / SAMPLER_FILE)
 
     def trial(self, trial_id: str) -> TrialRef:
         return TrialRef(trial_id, dict(self.configs[trial_id]), str(self.folder / trial_id))
