@@ -91,6 +91,12 @@ def fold_runners(config: StudyConfig, paths: StudyPaths, progress: Progress,
     from heartbeatai.data.prepared import PreparedDataset
 
     journal = StageJournal(paths.root)
+    if stage_runner is None:
+        from heartbeatai.processes import watch_descendants
+
+        # Whatever this driver starts (the synthetic data's pool, the local Ray) stops with it,
+        # even when it is killed: Ray's agents outlive a SIGKILLed driver otherwise.
+        watch_descendants()
     data_path = prepared_dataset(config, paths.root.parent, progress)
     if stage_runner is None:
         from heartbeatai.study.tune_runner import TuneStageRunner
