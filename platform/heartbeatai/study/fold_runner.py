@@ -328,7 +328,7 @@ class FoldRunner:
         self.writer.write("best_configs", best_config_rows(
             self.config.name, self.protocol, self.fold_id, selection_kind, run_file, selection.metric, selection.value))
 
-    def _record_views(self, selection: Selection) -> None:
+    def _record_views(self, selection: Selection) -> int:
         from heartbeatai.study.record_views import pick_record_views, record_view_rows
 
         key = self.run_key(SEARCH, self.base.seed, "val", selection.trial_id)
@@ -337,5 +337,7 @@ class FoldRunner:
         thresholds = thresholds.set_index("class")["threshold"].reindex(self.classes).to_numpy()
         picks = pick_record_views(predictions, thresholds, self.classes, self._train_prevalence(),
                                   self.config.record_views)
-        self.writer.write("record_views", record_view_rows(selection.checkpoint_path, self.dataset, predictions,
-                                                           thresholds, self.classes, picks, key))
+        views = record_view_rows(selection.checkpoint_path, self.dataset, predictions, thresholds, self.classes,
+                                 picks, key)
+        self.writer.write("record_views", views)
+        return len(views)  # the journal keeps it: the store check knows how many rows to expect

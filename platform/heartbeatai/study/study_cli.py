@@ -118,7 +118,10 @@ def _interruptible(study_dir: Path) -> Iterator[_Stopped]:
 
 
 def _status(args: argparse.Namespace) -> int:
+    """Exits 1 when the store holds a damaged part (named with the command that repairs it)."""
     from heartbeatai.results import ResultsStore
+    from heartbeatai.study import store_check
+    from heartbeatai.study.fold_runner import ARM_RETRIES
     from heartbeatai.study.lock import StageJournal
     from heartbeatai.study.study_run import CONFIG_NAME
 
@@ -126,13 +129,17 @@ def _status(args: argparse.Namespace) -> int:
     if not (study_dir / CONFIG_NAME).is_file():
         raise UserError(f"{args.study_dir} is not a study directory (no {CONFIG_NAME})")
     store = ResultsStore(str(study_dir.parent))
+    journal = StageJournal(study_dir)
+    damage = store_check.describe(study_dir, _config(str(study_dir / CONFIG_NAME)), journal)
     progress = store.progress(study_dir.name)
-    stages = StageJournal(study_dir).stages()
+    stages = journal.stages()
     print(f"study {study_dir.name} ({study_dir})")
-    if progress.empty:
+    for line in damage:
+        print(line)
+    if progress.empty and not damage:
         print("  no trials yet")
     for row in progress.itertuples():
-        done = [s for s in stages.get(row.fold_id, {}) if not s.startswith("tested:")]
+        done = [s for s in stages.get(row.fold_id, {}) if not s.startswith("tested:") and s != ARM_RETRIES]
         print(f"  {row.fold_id:<24} trials {row.total:>3}: completed {row.completed}, early-stopped "
               f"{row.early_stopped}, running {row.running}, errored {row.errored}; stages done: "
               f"{', '.join(done) or 'none'}")
@@ -143,7 +150,7 @@ def _status(args: argparse.Namespace) -> int:
         for row in errored.itertuples():
             last_line = (row.error or "").strip().splitlines()[-1:] or ["(no error text)"]
             print(f"  errored {row.fold_id} {row.arm} seed {row.seed} trial {row.trial_id}: {last_line[0]}")
-    return 0
+    return 1 if damage else 0
 
 
 def _analyse(args: argparse.Namespace) -> int:

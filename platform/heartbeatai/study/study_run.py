@@ -70,8 +70,12 @@ def resume_study(study_dir: str | Path, progress: Progress = print, stage_runner
     The config is read only under the lock: a driver still running may not have written it.
     """
     paths = StudyPaths(Path(study_dir).resolve())
+    from heartbeatai.study.store_check import repair
+
     with StudyLock(paths.root), catching_interrupts():
         config = load_study_config(paths.config)
+        # A damaged part is never silently read past: its stages are redone (store_check.py).
+        repair(paths.root, config, StageJournal(paths.root), progress)
         _run(config, paths, progress, stage_runner)
     return paths.root
 
