@@ -47,16 +47,25 @@ def main(argv: list[str] | None = None) -> int:
     from heartbeatai.study.ray_start import prefer_loopback
 
     prefer_loopback()  # before Ray is imported
+    from heartbeatai.study.interrupts import StudyInterrupted, resume_hint
+    from heartbeatai.study.lock import StudyLocked
     from heartbeatai.study.study_run import CONFIG_NAME, resume_study, start_study
     from heartbeatai.study.study_config import load_study_config
 
     config = load_study_config(resolve_config(args.config))
     study_dir = Path(config.study_dir(args.storage)).expanduser().resolve()
-    if (study_dir / CONFIG_NAME).is_file():
-        print(f"resuming the study in {study_dir}", flush=True)
-        resume_study(study_dir, progress=lambda m: print(m, flush=True))
-    else:
-        start_study(config, args.storage, progress=lambda m: print(m, flush=True))
+    try:
+        if (study_dir / CONFIG_NAME).is_file():
+            print(f"resuming the study in {study_dir}", flush=True)
+            resume_study(study_dir, progress=lambda m: print(m, flush=True))
+        else:
+            start_study(config, args.storage, progress=lambda m: print(m, flush=True))
+    except StudyLocked as err:  # the one line `heartbeatai study run` gives
+        print(f"ablation.py: error: {err}", file=sys.stderr)
+        return 2
+    except (StudyInterrupted, KeyboardInterrupt) as err:
+        print(resume_hint(study_dir), file=sys.stderr)
+        return err.exit_status if isinstance(err, StudyInterrupted) else 130
     return 0
 
 
