@@ -74,6 +74,14 @@ def catching_interrupts() -> Iterator[None]:
             os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = previous_tune
 
 
+def rearm() -> None:
+    """Install the study's handlers again: `ray.init` puts a handler of its own on SIGTERM (one
+    that aborts the driver), so the Tune stage runner calls this once Ray is up."""
+    if _active is not None and threading.current_thread() is threading.main_thread():
+        for s in _SIGNALS:
+            signal.signal(s, _active.handle)
+
+
 def interrupted() -> int | None:
     """The signal received so far, or None."""
     return _active.received if _active is not None else None

@@ -26,7 +26,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--storage", help="storage root (overrides the config's storage)")
     run.set_defaults(func=_run)
 
-    resume = verbs.add_parser("resume", help="finish a study an earlier driver left; done stages are kept")
+    resume = verbs.add_parser(
+        "resume", help="finish a study an earlier driver left; done stages are kept",
+        description="Finish a study an earlier (interrupted or killed) driver left: stages the journal marks "
+                    "done are kept, damaged results parts are moved aside and the stages that wrote them "
+                    "rerun. Security: resuming unpickles Ray Tune's experiment state (tuner.pkl and the "
+                    "searcher's state) from the study directory, so resuming a study directory from an "
+                    "untrusted source can run arbitrary code. Resume only studies you or your cluster wrote.")
     resume.add_argument("study_dir", help="<storage>/<study>")
     resume.set_defaults(func=_resume)
 

@@ -156,6 +156,17 @@ class TrialRows:
         self._write_trial(trial, "errored" if error is not None else self._status(trial, None), error=error)
         return True
 
+    def history(self, metric: str) -> dict[str, list[tuple[int, float]]]:
+        """(epoch, value of `metric`) of every trial of the stage the store holds, in epoch order:
+        what a scheduler saw of them before a restore."""
+        root, study = os.path.split(os.path.abspath(self.study_dir))
+        if not os.path.isdir(os.path.join(self.study_dir, "results")):
+            return {}
+        epochs = ResultsStore(root).read(study, "epochs", filters=self._where())
+        epochs = epochs.dropna(subset=[metric]).sort_values(["trial_id", "epoch"])
+        return {trial_id: [(int(e), float(v)) for e, v in zip(rows["epoch"], rows[metric])]
+                for trial_id, rows in epochs.groupby("trial_id")}
+
     def flush(self) -> None:
         """Nothing is buffered any more (rows are written at each report); kept for runners."""
 
@@ -222,14 +233,18 @@ class TrialRows:
         self.writer.write("trials", pd.DataFrame([row]))
         self._stored[trial.trial_id] = (status, int(last.get("epoch", 0)))
 
+    def _where(self) -> dict[str, Any]:
+        where = {"protocol": self.context.protocol, "fold_id": self.context.fold_id, "selection": self.selection}
+        if self.stage_arm:
+            where["arm"] = self.stage_arm
+        return where
+
     def _restore_from_store(self) -> None:
         """What earlier drivers recorded of this stage's trials: their rows are the memory."""
         root, study = os.path.split(os.path.abspath(self.study_dir))
         if not os.path.isdir(os.path.join(self.study_dir, "results")):
             return
-        where = {"protocol": self.context.protocol, "fold_id": self.context.fold_id, "selection": self.selection}
-        if self.stage_arm:
-            where["arm"] = self.stage_arm
+        where = self._where()
         store = ResultsStore(root)
         trials = store.read(study, "trials", filters=where)
         epochs = store.read(study, "epochs", columns=["trial_id", "epoch"], filters=where)

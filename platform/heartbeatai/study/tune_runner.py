@@ -193,7 +193,26 @@ class TuneStage:
     scheduler: Any = None
 
 
-def search_stage(stage: SearchStage, context: FoldContext) -> TuneStage:
+class ResumableASHA(ASHAScheduler):
+    """ASHA whose rungs survive Tuner.restore. Tune saves no scheduler state (TuneController's
+    __getstate__ drops it; the restored tuner holds the scheduler as it was made), so after a
+    restore ASHA would judge the next trials against empty rungs and stop others than an
+    uninterrupted run stops. Each trial Tune restores is told to its bracket again, epoch by
+    epoch, from `history` (the epochs the store holds of it), so the rungs are as they were."""
+
+    def __init__(self, *args: Any, history: dict[str, list[tuple[int, float]]] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._history = dict(history or {})
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        super().on_trial_add(tune_controller, trial)
+        bracket = self._trial_info[trial.trial_id]
+        for epoch, value in self._history.pop(trial.trial_id, ()):
+            bracket.on_result(trial, epoch, self._metric_op * value)
+
+
+def search_stage(stage: SearchStage, context: FoldContext,
+                 history: dict[str, list[tuple[int, float]]] | None = None) -> TuneStage:
     """Seeded TPE over the space, persisted in an Optuna RDB (optuna-dashboard opens it), plus ASHA."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
@@ -210,11 +229,12 @@ def search_stage(stage: SearchStage, context: FoldContext) -> TuneStage:
     )
     max_epochs = context.epochs
     scheduler = (
-        ASHAScheduler(
+        ResumableASHA(
             time_attr="epoch",
             max_t=max_epochs,
             grace_period=min(stage.grace_period, max_epochs),
             reduction_factor=stage.reduction_factor,
+            history=history,
         )
         if stage.asha
         else FIFOScheduler()
@@ -253,9 +273,12 @@ def run_stage(
     _quiet_tune_hints()
     if tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
-        # The restored tuner holds the callbacks pickled when the first driver made it, with that
-        # driver's (empty) TrialRows: this driver's, which read the store, take their place.
+        # The restored tuner holds the callbacks and scheduler pickled when the first driver made
+        # it, with that driver's (empty) TrialRows and ASHA rungs: this driver's, which read the
+        # store, take their place (Ray has no public way to hand them to a restored tuner).
         tuner._local_tuner.get_run_config().callbacks = list(callbacks)
+        if stage.scheduler is not None:
+            tuner._local_tuner._tune_config.scheduler = stage.scheduler
     else:
         tuner = tune.Tuner(
             trainable,
@@ -303,6 +326,7 @@ class TuneStageRunner:
         from heartbeatai.study.resources import cluster_capacity, max_concurrent_trials, plan_trial_resources
 
         ensure_ray()
+        interrupts.rearm()  # Ray's own SIGTERM handler would abort the driver mid-write
         capacity = cluster_capacity()
         res = plan_trial_resources(
             config.resources.workers, config.resources.gpus_per_worker, config.resources.cpus_per_worker, capacity
@@ -317,7 +341,10 @@ class TuneStageRunner:
         return cls(launch, concurrent, str(experiment_root), callbacks)
 
     def run(self, stage: Stage, context: FoldContext, rows: TrialRows) -> None:
-        experiment = search_stage(stage, context) if isinstance(stage, SearchStage) else arms_stage(stage)
+        if isinstance(stage, SearchStage):
+            experiment = search_stage(stage, context, rows.history(context.metric))
+        else:
+            experiment = arms_stage(stage)
         # Arms trials are fixed configurations without a scheduler: their order changes nothing.
         concurrent = 1 if isinstance(stage, SearchStage) and stage.one_at_a_time else self.concurrent
         grid = run_stage(experiment, context, self.launch, self.experiment_root, concurrent,
