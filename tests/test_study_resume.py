@@ -137,6 +137,15 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_lock(planted, tmp_
     assert "being written by another process" in capsys.readouterr().err
 
 
+def test_resume_reads_the_study_config_only_under_the_lock(tmp_path):
+    from heartbeatai.study.lock import StudyLocked
+
+    study_dir = tmp_path / "runs" / "starting"
+    study_dir.mkdir(parents=True)  # a first driver holds the lock and has not written study.yaml yet
+    with StudyLock(study_dir), pytest.raises(StudyLocked):
+        resume_study(study_dir, progress=print, stage_runner=FakeStageRunner(tmp_path / "fake"))
+
+
 def test_a_second_ablation_script_on_a_locked_study_says_one_line(planted, tmp_path, capsys):
     import importlib.util
 

@@ -156,18 +156,21 @@ class _TuneHints(logging.Filter):
     notice) is wrong here: an interrupted study says `heartbeatai study resume` itself."""
 
     HINTS = ("Tuner.restore(", "Stop signal received", "has been interrupted")
+    # Tune's reports on the trials it stopped for the interrupt: expected, and resumed.
+    STOPPED = ("Trials did not complete", "Failed to fetch metrics")
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if any(hint in message for hint in self.HINTS):
             return False
-        return not (interrupts.interrupted() is not None and message.startswith("Trials did not complete"))
+        return not (interrupts.interrupted() is not None and message.startswith(self.STOPPED))
 
 
 def _quiet_tune_hints() -> None:
-    log = logging.getLogger("ray.tune.tune")
-    if not any(isinstance(f, _TuneHints) for f in log.filters):
-        log.addFilter(_TuneHints())
+    for name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _TuneHints) for f in log.filters):
+            log.addFilter(_TuneHints())
 
 
 def _error_text(trial: Any) -> str:
