@@ -231,8 +231,8 @@ class FoldRunner:
         while True:
             self.study.stage_runner.run(stage, context, self._rows(context, None, "val"))
             self._close_abandoned({"selection": "val"})
-            errored = self._arm_runs()
-            errored = errored[(errored["status"] == "errored") & ~errored["error"].fillna("").str.startswith("abandoned")]
+            runs = self._arm_runs()
+            errored = runs[(runs["status"] == "errored") & ~runs["error"].fillna("").str.startswith("abandoned")]
             if errored.empty:
                 return []
             if retries >= self.config.max_failures:
