@@ -23,6 +23,9 @@ SLICE_PARAMS = ("mixstyle.p", "label_smoothing", "loss.kind")
 # does the same so its plots match what the sampler saw.
 _SCORED = ("completed", "early_stopped")
 PARALLEL_MAX_TRIALS = 300
+# Importances of fewer distinct completed trials are noise (4 identical trials once ranked
+# label_smoothing first where optuna-dashboard ranked mixstyle.p first): not drawn.
+MIN_IMPORTANCE_TRIALS = 8
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -114,9 +117,16 @@ def slice_figure(study: optuna.Study, importances: pd.DataFrame, target_name: st
 
 
 def importances_figure(importances: pd.DataFrame) -> go.Figure:
-    """The fold's stored Optuna importances (computed once when the fold finished)."""
+    """The fold's stored Optuna importances (computed once when the fold finished), shown only
+    when they rest on MIN_IMPORTANCE_TRIALS distinct completed trials or more."""
     if importances.empty:
         return message_figure("importances are computed when the fold's search finishes")
+    counts = importances["n_distinct_trials"].dropna() if "n_distinct_trials" in importances else pd.Series([])
+    if counts.empty:
+        return message_figure("importances not shown: this store does not record how many trials they rest on")
+    if int(counts.min()) < MIN_IMPORTANCE_TRIALS:
+        return message_figure(f"importances not shown: they rest on {int(counts.min())} distinct completed "
+                              f"trial(s), and below {MIN_IMPORTANCE_TRIALS} their ranking is noise")
     ordered = importances.sort_values("importance")
     figure = go.Figure(go.Bar(x=ordered["importance"], y=ordered["param"], orientation="h",
                               text=ordered["importance"].map(lambda v: f"{v:.2f}"), marker_color="#1565c0",

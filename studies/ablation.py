@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from heartbeatai.study.ray_start import joining_cluster, prefer_loopback
 
     prefer_loopback()  # before Ray is imported
+    from heartbeatai.study.interrupts import StudyInterrupted, resume_hint
     from heartbeatai.study.lock import StudyLocked
     from heartbeatai.study.preflight import check_study
     from heartbeatai.study.resources import ResourceError
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     def say(message: str) -> None:
         print(message, flush=True)
 
+    study_dir = None
     try:
         config = load_study_config(resolve_config(args.config))
         study_dir = Path(config.study_dir(args.storage)).expanduser().resolve()
@@ -85,9 +87,15 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"warning: {warning}")
             start_study(config, args.storage, progress=say)
     except (ConfigError, StudyLocked, ResourceError, FileNotFoundError) as err:
+        # StudyLocked: the one line `heartbeatai study run` gives
         for line in str(err).splitlines():
             print(f"ablation.py: error: {line}", file=sys.stderr)
         return 2
+    except (StudyInterrupted, KeyboardInterrupt) as err:
+        if study_dir is None:
+            return 130
+        print(resume_hint(study_dir), file=sys.stderr)
+        return err.exit_status if isinstance(err, StudyInterrupted) else 130
     return 0
 
 

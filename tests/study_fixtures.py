@@ -47,3 +47,36 @@ def one_torch_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+# Columns that differ between two runs of the same seeds by design: times, and where things are.
+UNREPEATABLE = ("wall_time_s", "epoch_seconds", "checkpoint_path", "provenance", "study")
+
+
+def comparable_tables(store, study: str, trial_ids=lambda trial_id: trial_id) -> dict:
+    """Every table of `study` as a frame sorted by its identity, without the columns that differ
+    between runs of the same seeds by design, and with trial ids mapped through `trial_ids`
+    (Tune names trials after a random experiment id; pass a function keeping their index)."""
+    import yaml
+
+    from heartbeatai.results import schema
+
+    tables = {}
+    for name in schema.TABLES:
+        frame = store.read(study, name)
+        assert not frame.attrs["corrupt"], (name, frame.attrs["corrupt"])
+        if "trial_id" in frame.columns:
+            frame = frame.assign(trial_id=frame["trial_id"].map(trial_ids))
+        if "run_file" in frame.columns:  # its trial configuration; its data and provenance are paths
+            frame = frame.assign(run_file=frame["run_file"].map(lambda text: repr(yaml.safe_load(text)["trial"])))
+        frame = frame.drop(columns=[c for c in UNREPEATABLE if c in frame.columns])
+        identity = [c for c in schema.table(name).identity if c in frame.columns]
+        tables[name] = frame.sort_values(identity, kind="stable").reset_index(drop=True).sort_index(axis=1)
+    return tables
+
+
+def assert_same_tables(got: dict, expected: dict) -> None:
+    import pandas as pd
+
+    for name, frame in expected.items():
+        pd.testing.assert_frame_equal(got[name], frame, check_dtype=False, obj=name)

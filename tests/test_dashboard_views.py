@@ -589,3 +589,18 @@ def test_a_store_written_by_results_schema_1_says_so_on_every_view(small_root, t
 
 def test_a_current_store_has_no_schema_alert(views):
     assert "results schema" not in _alert_texts(views.degradation("demo", "noisy").status)
+
+
+@pytest.mark.parametrize("distinct, shown", [(None, False), (7, False), (8, True)])
+def test_importances_are_drawn_only_when_enough_distinct_trials_completed(distinct, shown):
+    from heartbeatai.dashboard.figures_sweeps import MIN_IMPORTANCE_TRIALS, importances_figure
+
+    rows = pd.DataFrame(dict(param=["mixstyle.p", "lr"], importance=[0.6, 0.4]))
+    if distinct is not None:
+        rows["n_distinct_trials"] = distinct
+    figure = importances_figure(rows)
+    assert MIN_IMPORTANCE_TRIALS == 8
+    assert (len(figure.data) == 1 and figure.data[0].type == "bar") is shown
+    if not shown:
+        text = figure.layout.annotations[0].text
+        assert "not shown" in text and (distinct is None or f"rest on {distinct} distinct" in text)

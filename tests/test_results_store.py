@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
 import pytest
 
 from heartbeatai.results import ResultsStore, ResultsWriter, schema
@@ -198,6 +200,83 @@ def test_compaction_merges_parts_without_changing_what_readers_see(tmp_path, wri
     assert after.drop(columns="error").loc[after.trial_id != "t1"].equals(
         before.drop(columns="error").loc[before.trial_id != "t1"])
     assert after.set_index("trial_id").loc["t1", "status"] == "errored"
+
+
+def test_compaction_never_shows_a_reader_fewer_rows(tmp_path, writer, monkeypatch):
+    for i, status in enumerate(["pending", "running", "completed", "errored"]):
+        writer.write("trials", pd.DataFrame([_trial(f"other{i}", "running"), _trial("t0", status)]))
+    expected = ResultsStore(tmp_path).read("demo", "trials").sort_values("trial_id").reset_index(drop=True)
+    seen = []
+
+    class LookingFileSystem(pafs.LocalFileSystem):
+        def delete_file(self, path):  # a reader between every step of the compaction
+            seen.append(ResultsStore(tmp_path).read("demo", "trials").sort_values("trial_id").reset_index(drop=True))
+            super().delete_file(path)
+
+    monkeypatch.setattr(writer, "_fs", LookingFileSystem())
+    merged = writer.compact("trials")
+    seen.append(ResultsStore(tmp_path).read("demo", "trials").sort_values("trial_id").reset_index(drop=True))
+
+    assert len(seen) == 5 and all(frame.equals(expected) for frame in seen)
+    names = sorted(p.name for p in (tmp_path / "demo" / "results" / "trials").glob("part-*.parquet"))
+    assert names == [merged.rsplit("/", 1)[1]]
+    writer.write("trials", pd.DataFrame([_trial("t0", "completed")]))  # sorts after the merged part
+    writer.compact("trials")  # and a compaction of a compaction still sorts after it
+    assert ResultsStore(tmp_path).read("demo", "trials").set_index("trial_id").loc["t0", "status"] == "completed"
+
+
+def test_a_part_and_its_folder_entry_are_on_disk_when_the_write_returns(tmp_path, writer, monkeypatch):
+    import os
+    import stat
+
+    from heartbeatai.results import writer as writer_module
+
+    synced = []
+    fsync = os.fsync
+
+    def recording(fd):
+        synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        fsync(fd)
+
+    monkeypatch.setattr(writer_module.os, "fsync", recording)
+    writer.write("trials", pd.DataFrame([_trial("t1", "completed")]))
+    assert synced == ["file", "dir"]  # the data before the rename, then the rename
+
+
+def test_a_reader_that_lists_parts_a_compaction_then_deletes_lists_again(tmp_path, writer, monkeypatch):
+    from heartbeatai.results import reader
+
+    for i in range(3):
+        writer.write("trials", pd.DataFrame([_trial(f"t{i}", "completed")]))
+    read_table = reader.pq.read_table
+    compacted = []
+
+    def compaction_under_the_read(*args, **kwargs):
+        if not compacted:
+            compacted.append(None)  # pq is the writer's module too
+            compacted[0] = writer.compact("trials")
+        return read_table(*args, **kwargs)
+
+    monkeypatch.setattr(reader.pq, "read_table", compaction_under_the_read)
+    assert sorted(ResultsStore(tmp_path).read("demo", "trials")["trial_id"]) == ["t0", "t1", "t2"]
+    assert compacted[0] is not None
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda t: t.set_column(t.schema.get_field_index("status"), "status", pa.array([1], pa.int64())), "is int64"),
+    (lambda t: t.append_column("bogus", pa.array([1.0])), "not in the trials table"),
+    (lambda t: t.drop_columns(["status"]), "required column 'status' is missing"),
+    (lambda t: t.set_column(t.schema.get_field_index("status"), "status", pa.array(["lost"])), "not one of"),
+])
+def test_a_readable_part_the_schema_does_not_allow_is_reported_as_damaged(tmp_path, writer, change, problem):
+    import pyarrow.parquet as pq
+
+    writer.write("trials", pd.DataFrame([_trial("t1", "completed")]))
+    path = writer.write("trials", pd.DataFrame([_trial("t2", "completed")]))
+    pq.write_table(change(pq.read_table(path)), path)
+    frame = ResultsStore(tmp_path).read("demo", "trials")
+    assert list(frame["trial_id"]) == ["t1"]
+    assert len(frame.attrs["corrupt"]) == 1 and problem in frame.attrs["corrupt"][0]
 
 
 def test_the_stored_schema_version_is_read_and_a_missing_or_damaged_file_reads_as_none(tmp_path, writer):

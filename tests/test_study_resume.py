@@ -137,6 +137,32 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_lock(planted, tmp_
     assert "being written by another process" in capsys.readouterr().err
 
 
+def test_resume_reads_the_study_config_only_under_the_lock(tmp_path):
+    from heartbeatai.study.lock import StudyLocked
+
+    study_dir = tmp_path / "runs" / "starting"
+    study_dir.mkdir(parents=True)  # a first driver holds the lock and has not written study.yaml yet
+    with StudyLock(study_dir), pytest.raises(StudyLocked):
+        resume_study(study_dir, progress=print, stage_runner=FakeStageRunner(tmp_path / "fake"))
+
+
+def test_a_second_ablation_script_on_a_locked_study_says_one_line(planted, tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ablation_script", Path(__file__).parents[1] / "studies" / "ablation.py")
+    ablation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation)
+    config = tiny_study(planted, tmp_path / "runs", name="locked-script")
+    study_dir = tmp_path / "runs" / "locked-script"
+    study_dir.mkdir(parents=True)
+    config_file = study_dir / "study.yaml"
+    config_file.write_text(dump_study_config(config))
+    with StudyLock(study_dir):
+        assert ablation.main(["--config", str(config_file)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "being written by another process" in err and "Traceback" not in err
+
+
 # -- the real driver and its Ray -------------------------------------------------------------
 
 

@@ -123,3 +123,5 @@ def test_every_validation_metric_selects_the_best_checkpoint_in_its_own_directio
     assert set(trials["status"]) <= {"completed", "early_stopped"}
     importances = store.read("by-metric", "importances")
     assert not importances.empty and set(importances["param"]) <= set(config.search.space)
+    distinct = len(trials.drop_duplicates([f"cfg.{p}" for p in config.search.space]))
+    assert set(importances["n_distinct_trials"]) == {distinct}  # what they rest on

@@ -45,3 +45,22 @@ def test_a_spec_is_generated_once_and_clean_labels_come_from_its_manifest(tmp_pa
 def test_data_that_is_not_the_benchmark_has_no_clean_labels(tmp_path):
     dataset = PreparedDataset(write_planted_dataset(tmp_path / "planted", records_per_domain=4))
     assert clean_labels(dataset, list(dataset.records["record_id"][:3]), list(CLASSES)) is None
+
+
+def test_two_studies_with_one_spec_generate_it_once_and_neither_breaks_the_other(tmp_path):
+    import subprocess
+    import sys
+
+    script = ("import sys, json; from pathlib import Path; "
+              "from heartbeatai.data.synthetic_cache import prepared_synthetic; "
+              f"print(prepared_synthetic(Path(sys.argv[1]), 'same', **json.loads(sys.argv[2]), "
+              "progress=lambda m: print(m.split(' (')[0].split(' in ')[0], flush=True)))")
+    runs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), json.dumps(SPEC)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert all(run.returncode == 0 for run in runs), [err[-2000:] for _, err in outputs]
+    said = "".join(out for out, _ in outputs)
+    assert said.count("generating the synthetic benchmark") == 1
+    paths = {out.strip().splitlines()[-1] for out, _ in outputs}
+    assert paths == {str(tmp_path / "_data" / "synthetic-same" / "prepared")}
+    assert len(PreparedDataset(paths.pop()).records) == SPEC["records"]

@@ -70,15 +70,57 @@ def test_the_cfg_columns_read_back_as_the_configuration_the_trial_ran(tmp_path):
     assert not ran.model.se and ran.seed == 7 and ran.mixstyle.p == 0.25
 
 
-def test_epoch_rows_carry_every_epoch_column_and_reach_the_store_when_the_trial_ends(tmp_path):
+def test_every_report_reaches_the_store_at_once_with_the_best_checkpoint_so_far(tmp_path):
     rows = _rows(tmp_path)
     trial = TrialRef("t1", {})
-    _report(rows, trial, [0.3, 0.4, 0.5], "val_macro_auroc")
+    _report(rows, trial, [0.3, 0.5, 0.4], "val_macro_auroc")
     store = ResultsStore(str(tmp_path))
-    assert store.read("rows", "epochs").empty  # buffered until a flush
-    rows.errored(trial, "Traceback ...\nValueError: boom", finished=1)
-    epochs = store.read("rows", "epochs")
+    epochs = store.read("rows", "epochs")  # no flush: a killed driver loses no report
     assert list(epochs["epoch"]) == [1, 2, 3]
     assert {c for c in EPOCH_COLUMNS if c not in ("val_classes_used", "epoch_seconds")} <= set(epochs.columns)
     row = _latest(tmp_path).iloc[0]
+    assert (row["status"], row["best_epoch"], row["checkpoint_path"], row["epochs_run"]) == ("running", 2,
+                                                                                          "/ckpt/t1/2", 3)
+    rows.errored(trial, "Traceback ...\nValueError: boom", finished=1)
+    row = _latest(tmp_path).iloc[0]
     assert row["status"] == "errored" and row["error"].endswith("ValueError: boom")
+
+
+def test_rows_of_a_resumed_stage_keep_the_best_checkpoint_and_wall_time_of_the_killed_driver(tmp_path, monkeypatch):
+    from heartbeatai.study import trial_rows
+
+    clock = [1000.0]
+    monkeypatch.setattr(trial_rows.time, "time", lambda: clock[0])
+    first = _rows(tmp_path)
+    trial = TrialRef("t1", {})
+    first.started(trial)
+    clock[0] += 30
+    _report(first, trial, [0.7, 0.2], "val_macro_auroc")  # then the driver dies
+    clock[0] += 500  # down for a while: not the trial's time
+
+    resumed = _rows(tmp_path)  # a new driver; Tune restores the trial from its epoch-2 checkpoint
+    resumed.started(trial)
+    clock[0] += 10
+    resumed.result(trial, {c: 0.5 for c in EPOCH_COLUMNS} | {"epoch": 3, "val_macro_auroc": 0.6})
+    resumed.checkpoint(trial, "/ckpt/t1/3")
+    assert resumed.finished(trial, finished=1) == "completed"
+
+    row = _latest(tmp_path).iloc[0]
+    assert (row["best_epoch"], row["checkpoint_path"]) == (1, "/ckpt/t1/1")  # epoch 1 still the best
+    assert row["selection_value"] == pytest.approx(0.7)
+    assert row["wall_time_s"] == pytest.approx(40.0)
+    assert list(ResultsStore(str(tmp_path)).read("rows", "epochs")["epoch"]) == [1, 2, 3]
+
+
+def test_a_replayed_trial_is_written_only_when_the_store_lacks_it(tmp_path):
+    rows = _rows(tmp_path)
+    trial = TrialRef("t1", {})
+    results = [{c: 0.5 for c in EPOCH_COLUMNS} | {"epoch": e, "val_macro_auroc": v}
+               for e, v in ((1, 0.4), (2, 0.6), (3, 0.5))]
+    checkpoints = [("/ckpt/t1/2", results[1]), ("/ckpt/t1/3", results[2])]  # what Ray kept: best and latest
+    assert rows.replay(trial, results, checkpoints, wall_time_s=12.0)
+    row = _latest(tmp_path).iloc[0]
+    assert (row["status"], row["best_epoch"], row["checkpoint_path"]) == ("completed", 2, "/ckpt/t1/2")
+    assert row["wall_time_s"] == pytest.approx(12.0, abs=1.0)
+    assert not _rows(tmp_path).replay(trial, results, checkpoints)  # already there
+    assert list(ResultsStore(str(tmp_path)).read("rows", "epochs")["epoch"]) == [1, 2, 3]

@@ -32,6 +32,7 @@ from heartbeatai.data.prepared_writer import PreparedRecord, PreparedWriter
 from heartbeatai.data.ptbxl_reader import PTBXL_DATABASE, is_ptbxl_database, load_ptbxl_database, read_native_wfdb
 from heartbeatai.data.raw_record import MAX_ABS_MV, RawRecord, RecordError
 from heartbeatai.labels import scored_vocabulary
+from heartbeatai.processes import die_with_parent
 
 ALLOWED_FS = (500, 250, 100)
 
@@ -166,7 +167,9 @@ def _file_candidate(path: Path) -> Candidate:
 _worker: dict = {}
 
 
-def _init_worker(settings: PrepareSettings, labels: LabelTables) -> None:
+def _init_worker(settings: PrepareSettings, labels: LabelTables, pooled: bool = False) -> None:
+    if pooled:  # a killed prepare leaves no pool worker behind
+        die_with_parent()
     _worker["settings"] = settings
     _worker["labels"] = labels
     _worker["vocabulary"] = scored_vocabulary(include_st=True)
@@ -267,7 +270,7 @@ def _results(candidates: list[Candidate], workers: int, settings: PrepareSetting
         yield from map(prepare_one, candidates)
         return
     chunksize = max(1, min(32, len(candidates) // (workers * 8)))
-    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(settings, labels)) as pool:
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(settings, labels, True)) as pool:
         try:
             yield from pool.map(prepare_one, candidates, chunksize=chunksize)
         except BaseException:

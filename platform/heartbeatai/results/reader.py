@@ -34,6 +34,8 @@ Signature = tuple[tuple[str, int, int], ...]
 # `analysis` section alone, and only up to this size.
 STUDY_CONFIG = "study.yaml"
 _MAX_SMALL_FILE = 1 << 20
+# Listings of a table retried when parts vanish under a read (a compaction in progress).
+_RELISTS = 20
 
 
 @dataclass(frozen=True)
@@ -249,13 +251,20 @@ class ResultsStore:
         ))
 
     def _load(self, study: str, table: str) -> _Cached:
-        exists, signature = self._signature(study, table)
         key = (study, table)
-        with self._lock:
-            cached = self._cache.get(key)
-            if cached is not None and cached.signature == signature and cached.status.exists == exists:
-                return cached
-        loaded = self._read_parts(study, table, exists, signature)
+        for _ in range(_RELISTS):
+            exists, signature = self._signature(study, table)
+            with self._lock:
+                cached = self._cache.get(key)
+                if cached is not None and cached.signature == signature and cached.status.exists == exists:
+                    return cached
+            loaded = self._read_parts(study, table, exists, signature)
+            if loaded is not None:
+                break
+            # A part listed was gone when read: a compaction replaced it by a merged part
+            # written before the deletion, so listing again finds every row.
+        else:
+            raise OSError(f"results {study}/{table}: its parts kept changing while read")
         with self._lock:
             self._cache[key] = loaded
         return loaded
@@ -273,7 +282,7 @@ class ResultsStore:
                 corrupt.append(f"{name}: {_first_line(err, path)}")
         return written, tuple(corrupt)
 
-    def _read_parts(self, study: str, table: str, exists: bool, signature: Signature) -> _Cached:
+    def _read_parts(self, study: str, table: str, exists: bool, signature: Signature) -> _Cached | None:
         declaration = schema.table(table)
         path = self._table_path(study, table)
         parts, corrupt = [], []
@@ -287,11 +296,14 @@ class ResultsStore:
                 try:
                     part = pq.read_table(f"{path}/{name}", filesystem=self._fs)
                 except FileNotFoundError:
-                    continue  # replaced between listing and reading; the next read sees the new state
+                    return None  # replaced between listing and reading: list again
                 except (OSError, pa.ArrowException) as err:
                     # A damaged part must not take the study's page down: report and go on.
                     part = _first_line(err, path)
-                    log.warning("results %s/%s: skipping unreadable part %s (%s)", study, table, name, part)
+                else:
+                    part = _schema_problem(declaration, part) or part
+                if isinstance(part, str):
+                    log.warning("results %s/%s: skipping damaged part %s (%s)", study, table, name, part)
             current[entry] = part
             if isinstance(part, str):
                 corrupt.append(f"{name}: {part}")
@@ -319,6 +331,30 @@ class ResultsStore:
             frame = frame.drop_duplicates(list(declaration.identity), keep="last", ignore_index=True)
         status = TableStatus(table, exists, len(signature), len(frame), tuple(corrupt))
         return _Cached(signature, frame, status)
+
+
+def _schema_problem(declaration: schema.Table, part: pa.Table) -> str | None:
+    """Why a readable part is not one the writer could have written, or None: a declared column
+    of another type, a column the table does not have, a required column missing or null, a
+    value outside a column's allowed set. Declared columns may be absent (older writers)."""
+    for name in part.column_names:
+        declared = declaration.columns.get(name)
+        if declared is None:
+            if not declaration.is_dynamic(name):
+                return f"column {name!r} is not in the {declaration.name} table"
+        elif part.schema.field(name).type != declared:
+            return f"column {name!r} is {part.schema.field(name).type}, the schema says {declared}"
+    for name in declaration.required:
+        if name not in part.column_names:
+            return f"required column {name!r} is missing"
+        if part.column(name).null_count:
+            return f"required column {name!r} has null values"
+    for name, allowed in declaration.allowed.items():
+        if name in part.column_names:
+            found = set(part.column(name).drop_null().unique().to_pylist()) - set(allowed)
+            if found:
+                return f"column {name!r} holds {sorted(found)[:3]}, not one of {list(allowed)}"
+    return None
 
 
 def _first_line(err: Exception, path: str) -> str:

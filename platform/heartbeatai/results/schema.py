@@ -159,7 +159,9 @@ TABLES: dict[str, Table] = {
         ),
         Table(
             "importances",
-            {"study": _S, "protocol": _S, "fold_id": _S, "param": _S, "importance": _F},
+            # n_distinct_trials: the completed trials of distinct configurations they rest on
+            # (absent in stores written before it was recorded).
+            {"study": _S, "protocol": _S, "fold_id": _S, "param": _S, "importance": _F, "n_distinct_trials": _I},
             identity=("study", "protocol", "fold_id", "param"),
             required=("study", "protocol", "fold_id", "param", "importance"),
             allowed={"protocol": PROTOCOLS},

@@ -1,10 +1,12 @@
 """Append validated rows to a study's results tables as Parquet parts.
 
-Each write is one new part, written under a temporary dot-name and renamed into place:
-a reader never sees half a file, and a study in progress is readable at any moment. A
-later part overrides rows of an earlier one with the same identity (schema.Table), so
-rerunning a trial rewrites it logically without touching what is already there.
-One writer per study at a time: the study holds the lock (DESIGN.md, Results store).
+Each write is one new part, written under a temporary dot-name, fsynced, and renamed into
+place (the folder fsynced too, on a local file system): a reader never sees half a file, a
+study in progress is readable at any moment, and a part whose write returned survives a
+power loss, so the journal may mark its stage. A later part overrides rows of an earlier
+one with the same identity (schema.Table), so rerunning a trial rewrites it logically
+without touching what is already there. One writer per study at a time: the study holds
+the lock (DESIGN.md, Results store).
 """
 
 from __future__ import annotations
@@ -31,13 +33,27 @@ _clock_lock = threading.Lock()
 _last_ns = 0
 
 
-def _monotonic_part_name() -> str:
-    """Part names sort in write order: the reader's "latest part wins" relies on it."""
+def _next_stamp() -> int:
     global _last_ns
     with _clock_lock:
         _last_ns = max(time.time_ns(), _last_ns + 1)
-        stamp = _last_ns
-    return f"{schema.PART_PREFIX}{stamp:020d}-{uuid.uuid4().hex[:8]}{schema.PART_SUFFIX}"
+        return _last_ns
+
+
+def _monotonic_part_name() -> str:
+    """Part names sort in write order: the reader's "latest part wins" relies on it."""
+    return f"{schema.PART_PREFIX}{_next_stamp():020d}-{uuid.uuid4().hex[:8]}{schema.PART_SUFFIX}"
+
+
+def _merged_part_name(newest: str) -> str:
+    """The name of a compaction of parts up to `newest`: it sorts right after `newest` (and after
+    an earlier compaction of it), and before any part written later, whose stamp is larger."""
+    stem = newest[: -len(schema.PART_SUFFIX)].split(_MERGED_MARK)[0]
+    return f"{stem}{_MERGED_MARK}{_next_stamp():020d}{schema.PART_SUFFIX}"
+
+
+# "~" sorts after "." (the suffix) and after every character of a stamp or its hex tag.
+_MERGED_MARK = "~"
 
 
 class ResultsWriter:
@@ -96,10 +112,11 @@ class ResultsWriter:
         """Merge the table's readable parts into one, keeping only the rows a reader would see.
 
         A study that writes per trial and per epoch leaves thousands of small parts; call this
-        from the process holding the study's lock (when a fold finishes, say). Appends by other
-        processes may go on meanwhile: the merged part takes the place of the newest part it
-        read, so anything written later still sorts after it and still wins. Unreadable parts
-        are left where they are, for the reader to keep reporting.
+        from the process holding the study's lock (when a fold finishes, say). The merged part
+        is written under a new name that sorts right after the newest part it read, before the
+        merged ones are deleted: a reader in between sees both, and the merged rows win by the
+        identity rule, so no reader ever sees fewer rows; anything written later sorts after it
+        and still wins. Unreadable parts are left where they are, for the reader to keep reporting.
         """
         declaration = schema.table(table)
         readable, tables = [], []
@@ -114,11 +131,12 @@ class ResultsWriter:
         merged = pa.concat_tables(tables, promote_options="permissive")
         identities = merged.select(list(declaration.identity)).to_pandas()
         merged = merged.filter(pa.array(~identities.duplicated(keep="last").to_numpy()))
-        newest = readable[-1].path
-        self._atomic_write(merged, newest)
-        for info in readable[:-1]:
+        directory, newest = posixpath.split(readable[-1].path)
+        path = f"{directory}/{_merged_part_name(newest)}"
+        self._atomic_write(merged, path)
+        for info in readable:
             self._fs.delete_file(info.path)
-        return newest
+        return path
 
     # -- validation ---------------------------------------------------------------------
 
@@ -199,4 +217,18 @@ class ResultsWriter:
         directory, name = posixpath.split(path)
         tmp = f"{directory}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
         pq.write_table(arrow, tmp, filesystem=self._fs, compression="zstd")
+        local = isinstance(self._fs, pafs.LocalFileSystem)
+        if local:  # an object store's put is durable once it returns
+            _fsync(tmp)
         self._fs.move(tmp, path)
+        if local:
+            _fsync(directory)  # the rename itself
+
+
+def _fsync(path: str) -> None:
+    """Flush a file's (or a folder's entries') data to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -28,10 +28,11 @@ from heartbeatai.config import RunFile, TrialConfig
 from heartbeatai.metric_names import fold_metric_of
 from heartbeatai.results import ResultsStore, ResultsWriter, write_study_summary
 from heartbeatai.results.schema import RunKey
+from heartbeatai.study import interrupts
 from heartbeatai.study.lock import StageJournal
 from heartbeatai.study.sealed_split import SELECTION_STAGE, SealedSplit
 from heartbeatai.study.selection import Selection, TestDomainOracle, TrainingDomainValidation
-from heartbeatai.study.stage_runner import ArmsStage, FoldContext, SearchStage, StageRunner
+from heartbeatai.study.stage_runner import ArmsStage, FoldContext, SearchStage, StageRunner, fold_sampler_seed
 from heartbeatai.study.study_config import StudyConfig
 from heartbeatai.study.trial_rows import TrialRows
 
@@ -39,6 +40,8 @@ Progress = Callable[[str], None]
 # Tables written per trial, epoch or tested run, compacted when the stage writing them ends.
 PER_RUN_TABLES = ("trials", "epochs", "fold_metrics", "class_metrics", "predictions")
 COMPACTED_AFTER = {"search": ("trials", "epochs"), "arms": PER_RUN_TABLES}
+# The journal's count of arms-stage retries of errored runs, per fold.
+ARM_RETRIES = "arms_retries"
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ class FoldRunner:
     def _once(self, stage: str, work: Callable[[], object]) -> None:
         if self.journal.done(self.fold_id, stage):
             return
+        interrupts.check()  # between stages: a safe point
         record = work()
         self.journal.mark(self.fold_id, stage, record if record is not None else True)
         self._compact(COMPACTED_AFTER.get(stage, ()))
@@ -125,18 +129,22 @@ class FoldRunner:
 
     # -- stages ----------------------------------------------------------------------------
 
-    def _search(self) -> None:
+    def _search(self) -> dict:
         context = self.context(self.base)
         sched = self.config.scheduler
         stage = SearchStage(
             space=self.config.search.space, trials=self.config.search.trials_per_fold,
-            sampler_seed=self.config.search_seed, optuna_storage=self.study.optuna_storage,
+            sampler_seed=fold_sampler_seed(self.config.search_seed, self.fold_id),
+            optuna_storage=self.study.optuna_storage,
             grace_period=sched.grace_period, reduction_factor=sched.reduction_factor, asha=sched.kind == "asha",
+            one_at_a_time=self.config.search.reproducible,
         )
-        self.progress(f"[{self.fold_id}] search: {stage.trials} trials, {self.study.stage_runner.concurrent} at a time")
+        at_a_time = 1 if stage.one_at_a_time else self.study.stage_runner.concurrent
+        self.progress(f"[{self.fold_id}] search: {stage.trials} trials, {at_a_time} at a time"
+                      + (" (search.reproducible)" if stage.one_at_a_time else ""))
         self.study.stage_runner.run(stage, context, self._rows(context, SEARCH, "search"))
         self._close_abandoned({"arm": SEARCH})
-        self._importances(context)
+        return {"importances": self._importances(context)}
 
     def _close_abandoned(self, where: dict) -> None:
         """Once a stage has finished, a trial still marked running was lost with a killed driver
@@ -150,15 +158,19 @@ class FoldRunner:
             self.writer.write("trials", stale.assign(
                 status="errored", error="abandoned: the driver stopped before Tune recorded this trial"))
 
-    def _importances(self, context: FoldContext) -> None:
+    def _importances(self, context: FoldContext) -> int:
+        """Writes the fold's importances; returns their rows (the journal keeps it, so a damaged
+        store's check knows what to expect)."""
         from heartbeatai.study.importances import importance_rows, search_importances
 
-        importances, finished = search_importances(self.study.optuna_storage, context.optuna_study_name,
+        importances, distinct = search_importances(self.study.optuna_storage, context.optuna_study_name,
                                                    seed=self.config.search_seed)
         if importances is None:
-            self.progress(f"[{self.fold_id}] importances skipped: {finished} finished trial(s)")
-            return
-        self.writer.write("importances", importance_rows(self.config.name, self.protocol, self.fold_id, importances))
+            self.progress(f"[{self.fold_id}] importances skipped: {distinct} distinct completed trial(s)")
+            return 0
+        self.writer.write("importances", importance_rows(self.config.name, self.protocol, self.fold_id, importances,
+                                                         distinct))
+        return len(importances)
 
     def _search_trials(self):
         return self.store.read(self.config.name, "trials",
@@ -180,6 +192,7 @@ class FoldRunner:
         test_metric = fold_metric_of(self.config.selection.metric)  # the config refuses an oracle without one
         values = {}
         for row in trials[trials["checkpoint_path"].notna()].itertuples():
+            interrupts.check()
             ids, probs, thresholds = self._predict(row.checkpoint_path, test_ids)
             values[row.trial_id] = float(evaluate_predictions(y, probs, thresholds, self.classes).macro[test_metric])
         oracle = TestDomainOracle().select(values, trials, self.base, test_metric, self.config.selection.mode)
@@ -188,27 +201,55 @@ class FoldRunner:
         self._write_best_config("oracle", oracle)
         return oracle.record()
 
-    def _arms(self, selection: Selection) -> None:
+    def _arms(self, selection: Selection) -> dict:
         arms = resolve_arms(self.config.arms if self.protocol == "lodo" else ["full"], self.config.user_arms)
         trained = [a for a in arms if a.trained]
-        base = TrialConfig.model_validate(selection.trial)
-        context = self.context(base, {a.name: dict(a.overrides) for a in trained})
+        errored: list[str] = []
         if trained:
             stage = ArmsStage(tuple(a.name for a in trained), tuple(self.config.seeds))
             self.progress(f"[{self.fold_id}] arms: {len(trained)} arm(s) x {len(self.config.seeds)} seed(s)")
-            self.study.stage_runner.run(stage, context, self._rows(context, None, "val"))
-            self._close_abandoned({"selection": "val"})
-        runs = self.store.read(self.config.name, "trials", filters={
-            "protocol": self.protocol, "fold_id": self.fold_id, "selection": "val"})
-        for run in runs.drop_duplicates("trial_id", keep="last").itertuples():
-            if self.journal.done(self.fold_id, f"tested:{run.trial_id}"):
+            errored = self._train_arms(stage, TrialConfig.model_validate(selection.trial),
+                                       {a.name: dict(a.overrides) for a in trained})
+        for run in self._arm_runs().itertuples():
+            if self.journal.done(self.fold_id, f"tested:{run.trial_id}") or run.trial_id in errored:
                 continue
+            interrupts.check()  # between tested runs
             if run.status in ("completed", "early_stopped") and isinstance(run.checkpoint_path, str):
                 self._test_checkpoint(run.checkpoint_path, run.arm, int(run.seed), "val", run.trial_id)
             self.journal.mark(self.fold_id, f"tested:{run.trial_id}")
         if any(a.name == PREVALENCE for a in arms):
             for seed in self.config.seeds:  # one row per seed, so it pairs like every other arm
                 self._test_prevalence(seed)
+        return {"errored": errored}
+
+    def _train_arms(self, stage: ArmsStage, base: TrialConfig, overrides: dict) -> list[str]:
+        """Train the arm runs; an errored run is retried (Tune restores it from its last checkpoint),
+        up to the study's max_failures times, counted across drivers in the journal. Returns the
+        runs still errored after that, each reported."""
+        context = self.context(base, overrides)
+        retries = self.journal.get(self.fold_id, ARM_RETRIES) if self.journal.done(self.fold_id, ARM_RETRIES) else 0
+        while True:
+            self.study.stage_runner.run(stage, context, self._rows(context, None, "val"))
+            self._close_abandoned({"selection": "val"})
+            runs = self._arm_runs()
+            errored = runs[(runs["status"] == "errored") & ~runs["error"].fillna("").str.startswith("abandoned")]
+            if errored.empty:
+                return []
+            if retries >= self.config.max_failures:
+                for run in errored.itertuples():
+                    last = (run.error or "").strip().splitlines()[-1:] or ["no error text"]
+                    self.progress(f"[{self.fold_id}] {run.arm} seed {run.seed} {run.trial_id} errored "
+                                  f"{retries + 1} time(s); it is left untested: {last[0]}")
+                return sorted(errored["trial_id"])
+            retries += 1
+            self.journal.mark(self.fold_id, ARM_RETRIES, retries)
+            self.progress(f"[{self.fold_id}] {len(errored)} arm run(s) errored: retry {retries} of "
+                          f"{self.config.max_failures} (max_failures)")
+
+    def _arm_runs(self) -> pd.DataFrame:
+        runs = self.store.read(self.config.name, "trials", filters={
+            "protocol": self.protocol, "fold_id": self.fold_id, "selection": "val"})
+        return runs.drop_duplicates("trial_id", keep="last")
 
     # -- testing ---------------------------------------------------------------------------
 
@@ -288,7 +329,7 @@ class FoldRunner:
             self.config.name, self.protocol, self.fold_id, selection_kind, run_file, selection.metric, selection.value,
             trial_id=selection.trial_id, study_dir=self.study.root))
 
-    def _record_views(self, selection: Selection) -> None:
+    def _record_views(self, selection: Selection) -> int:
         from heartbeatai.study.record_views import pick_record_views, record_view_rows
 
         key = self.run_key(SEARCH, self.base.seed, "val", selection.trial_id)
@@ -297,5 +338,7 @@ class FoldRunner:
         thresholds = thresholds.set_index("class")["threshold"].reindex(self.classes).to_numpy()
         picks = pick_record_views(predictions, thresholds, self.classes, self._train_prevalence(),
                                   self.config.record_views)
-        self.writer.write("record_views", record_view_rows(selection.checkpoint_path, self.dataset, predictions,
-                                                           thresholds, self.classes, picks, key))
+        views = record_view_rows(selection.checkpoint_path, self.dataset, predictions, thresholds, self.classes,
+                                 picks, key)
+        self.writer.write("record_views", views)
+        return len(views)  # the journal keeps it: the store check knows how many rows to expect

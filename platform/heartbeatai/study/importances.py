@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-# fANOVA needs a few finished trials that differ in their parameters.
+# fANOVA needs a few finished trials that differ in their parameters; the dashboard shows
+# them only from heartbeatai.dashboard.figures_sweeps.MIN_IMPORTANCE_TRIALS on.
 MIN_FINISHED_TRIALS = 3
 
 
@@ -29,20 +30,24 @@ def param_importances(study, seed: int) -> dict[str, float]:
 
 
 def search_importances(optuna_storage: str, optuna_study: str, seed: int) -> tuple[dict[str, float] | None, int]:
-    """(importances, finished trials) of the search persisted as `optuna_study`; the importances
-    are None when too few trials finished or none searched a parameter."""
+    """(importances, distinct completed trials) of the search persisted as `optuna_study`; the
+    importances are None when too few distinct configurations completed or none searched a
+    parameter. Trials of one configuration count once: repeats say nothing of a parameter."""
     import optuna
 
     study = optuna.load_study(study_name=optuna_study, storage=optuna_storage)
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if len(finished) < MIN_FINISHED_TRIALS or not study.best_trial.params:
-        return None, len(finished)
-    return param_importances(study, seed=seed), len(finished)
+    distinct = len({tuple(sorted((k, repr(v)) for k, v in t.params.items())) for t in finished})
+    if distinct < MIN_FINISHED_TRIALS or not study.best_trial.params:
+        return None, distinct
+    return param_importances(study, seed=seed), distinct
 
 
-def importance_rows(study: str, protocol: str, fold_id: str, importances: dict[str, float]) -> pd.DataFrame:
-    """The importances table's rows of one fold."""
+def importance_rows(study: str, protocol: str, fold_id: str, importances: dict[str, float],
+                    distinct_trials: int) -> pd.DataFrame:
+    """The importances table's rows of one fold, each with the number of trials they rest on."""
     return pd.DataFrame([
-        {"study": study, "protocol": protocol, "fold_id": fold_id, "param": param, "importance": float(value)}
+        {"study": study, "protocol": protocol, "fold_id": fold_id, "param": param, "importance": float(value),
+         "n_distinct_trials": int(distinct_trials)}
         for param, value in importances.items()
     ])

@@ -64,6 +64,11 @@ class StageJournal:
         self._stages.setdefault(fold_id, {})[stage] = record
         self._write()
 
+    def unmark(self, fold_id: str, stage: str) -> None:
+        """Forget a stage (its rows were lost): the next run does it again."""
+        if self._stages.get(fold_id, {}).pop(stage, None) is not None:
+            self._write()
+
     def stages(self) -> dict[str, dict[str, Any]]:
         return {fold: dict(stages) for fold, stages in self._stages.items()}
 

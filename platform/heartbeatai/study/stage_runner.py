@@ -12,6 +12,7 @@ Everything here is plain values: Ray ships a FoldContext to every trial process.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Protocol, Union
 
@@ -70,6 +71,7 @@ class SearchStage:
     grace_period: int
     reduction_factor: float
     asha: bool
+    one_at_a_time: bool = False  # search.reproducible: no trial's timing can change another's fate
     name: str = "search"
 
 
@@ -87,6 +89,14 @@ class ArmsStage:
 
 
 Stage = Union[SearchStage, ArmsStage]
+
+
+def fold_sampler_seed(search_seed: int, fold_id: str) -> int:
+    """The Optuna sampler seed of one fold's search: a stable hash of the study's search seed and
+    the fold id (not Python's hash(), salted per process), so folds explore different points and
+    a rerun repeats them. Only the sampler's: trials still train at the search seed."""
+    digest = hashlib.sha256(f"{int(search_seed)}/{fold_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 class StageRunner(Protocol):

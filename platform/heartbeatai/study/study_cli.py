@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from heartbeatai.cli import UserError
 from heartbeatai.study.ray_start import prefer_loopback
@@ -26,7 +29,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--storage", help="storage root (overrides the config's storage)")
     run.set_defaults(func=_run)
 
-    resume = verbs.add_parser("resume", help="finish a study an earlier driver left; done stages are kept")
+    resume = verbs.add_parser(
+        "resume", help="finish a study an earlier driver left; done stages are kept",
+        description="Finish a study an earlier (interrupted or killed) driver left: stages the journal marks "
+                    "done are kept, damaged results parts are moved aside and the stages that wrote them "
+                    "rerun. Security: resuming unpickles Ray Tune's experiment state (tuner.pkl and the "
+                    "searcher's state) from the study directory, so resuming a study directory from an "
+                    "untrusted source can run arbitrary code. Resume only studies you or your cluster wrote.")
     resume.add_argument("study_dir", help="<storage>/<study>")
     resume.set_defaults(func=_resume)
 
@@ -90,11 +99,12 @@ def _run(args: argparse.Namespace) -> int:
 
     config = _config(args.config)
     _preflight(config, local=True)
-    try:
-        start_study(config, args.storage, progress=_say)
-    except _user_errors() as err:
-        raise UserError(str(err)) from None
-    return 0
+    with _interruptible(Path(config.study_dir(args.storage)).resolve()) as stopped:
+        try:
+            start_study(config, args.storage, progress=_say)
+        except _user_errors() as err:
+            raise UserError(str(err)) from None
+    return stopped.status
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -103,15 +113,39 @@ def _resume(args: argparse.Namespace) -> int:
 
     if not (Path(args.study_dir) / CONFIG_NAME).is_file():
         raise UserError(f"{args.study_dir} is not a study directory (no {CONFIG_NAME})")
+    with _interruptible(Path(args.study_dir).resolve()) as stopped:
+        try:
+            resume_study(args.study_dir, progress=_say)
+        except _user_errors() as err:
+            raise UserError(str(err)) from None
+    return stopped.status
+
+
+class _Stopped:
+    status = 0
+
+
+@contextmanager
+def _interruptible(study_dir: Path) -> Iterator[_Stopped]:
+    """An interrupted study ends with one line saying how to continue, and a signal's exit status."""
+    from heartbeatai.study.interrupts import StudyInterrupted, resume_hint
+
+    stopped = _Stopped()
     try:
-        resume_study(args.study_dir, progress=_say)
-    except _user_errors() as err:
-        raise UserError(str(err)) from None
-    return 0
+        yield stopped
+    except StudyInterrupted as err:
+        print(resume_hint(study_dir), file=sys.stderr, flush=True)
+        stopped.status = err.exit_status
+    except KeyboardInterrupt:  # a second signal, or one outside the study's safe points
+        print(resume_hint(study_dir), file=sys.stderr, flush=True)
+        stopped.status = 130
 
 
 def _status(args: argparse.Namespace) -> int:
+    """Exits 1 when the store holds a damaged part (named with the command that repairs it)."""
     from heartbeatai.results import ResultsStore
+    from heartbeatai.study import store_check
+    from heartbeatai.study.fold_runner import ARM_RETRIES
     from heartbeatai.study.lock import StageJournal
     from heartbeatai.study.study_run import CONFIG_NAME
 
@@ -119,13 +153,17 @@ def _status(args: argparse.Namespace) -> int:
     if not (study_dir / CONFIG_NAME).is_file():
         raise UserError(f"{args.study_dir} is not a study directory (no {CONFIG_NAME})")
     store = ResultsStore(str(study_dir.parent))
+    journal = StageJournal(study_dir)
+    damage = store_check.describe(study_dir, _config(str(study_dir / CONFIG_NAME)), journal)
     progress = store.progress(study_dir.name)
-    stages = StageJournal(study_dir).stages()
+    stages = journal.stages()
     print(f"study {study_dir.name} ({study_dir})")
-    if progress.empty:
+    for line in damage:
+        print(line)
+    if progress.empty and not damage:
         print("  no trials yet")
     for row in progress.itertuples():
-        done = [s for s in stages.get(row.fold_id, {}) if not s.startswith("tested:")]
+        done = [s for s in stages.get(row.fold_id, {}) if not s.startswith("tested:") and s != ARM_RETRIES]
         print(f"  {row.fold_id:<24} trials {row.total:>3}: completed {row.completed}, early-stopped "
               f"{row.early_stopped}, running {row.running}, errored {row.errored}; stages done: "
               f"{', '.join(done) or 'none'}")
@@ -136,7 +174,7 @@ def _status(args: argparse.Namespace) -> int:
         for row in errored.itertuples():
             last_line = (row.error or "").strip().splitlines()[-1:] or ["(no error text)"]
             print(f"  errored {row.fold_id} {row.arm} seed {row.seed} trial {row.trial_id}: {last_line[0]}")
-    return 0
+    return 1 if damage else 0
 
 
 def _analyse(args: argparse.Namespace) -> int:

@@ -78,6 +78,10 @@ class FoldsConfig(_Strict):
 class SearchConfig(_Strict):
     space: dict[str, Distribution] = Field(default_factory=lambda: dict(DEFAULT_SPACE))
     trials_per_fold: int = Field(default=16, ge=1)
+    # One search trial at a time: TPE then always proposes from the same finished trials and
+    # ASHA judges each rung in the same order, so a rerun (or a resume) repeats the search
+    # exactly, at the cost of concurrency (docs/extending.md, Reproducible searches).
+    reproducible: bool = False
 
 
 class SchedulerConfig(_Strict):

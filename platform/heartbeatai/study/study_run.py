@@ -14,7 +14,9 @@ from typing import Callable, Iterator
 
 
 from heartbeatai.results import ResultsWriter, write_study_summary
+from heartbeatai.study import interrupts
 from heartbeatai.study.fold_runner import FoldRunner, StudyContext
+from heartbeatai.study.interrupts import catching_interrupts
 from heartbeatai.study.lock import StageJournal, StudyLock
 from heartbeatai.study.stage_runner import StageRunner
 from heartbeatai.study.study_config import StudyConfig, dump_study_config, load_study_config
@@ -48,7 +50,11 @@ class StudyPaths:
 def start_study(config: StudyConfig, storage: str | None = None, progress: Progress = print,
                 stage_runner: StageRunner | None = None) -> Path:
     """`study run`: a new study directory; refuses one that exists, and a config that cannot run
-    (study/preflight.py) before anything is created."""
+    (study/preflight.py) before anything is created.
+
+    Both ways in catch SIGINT and SIGTERM (interrupts.py): the study stops at its next safe
+    point and raises StudyInterrupted, with nothing marked done that did not finish.
+    """
     from heartbeatai.study.preflight import check_study
 
     check_study(config)
@@ -56,17 +62,24 @@ def start_study(config: StudyConfig, storage: str | None = None, progress: Progr
     if paths.config.exists():
         raise StudyExists(f"{paths.root} already holds a study: `heartbeatai study resume {paths.root}`")
     paths.root.mkdir(parents=True, exist_ok=True)
-    with StudyLock(paths.root):
+    with StudyLock(paths.root), catching_interrupts():
         paths.config.write_text(dump_study_config(config))
         _run(config, paths, progress, stage_runner)
     return paths.root
 
 
 def resume_study(study_dir: str | Path, progress: Progress = print, stage_runner: StageRunner | None = None) -> Path:
-    """`study resume`: finish what an earlier driver left; finished stages are not rerun."""
+    """`study resume`: finish what an earlier driver left; finished stages are not rerun.
+
+    The config is read only under the lock: a driver still running may not have written it.
+    """
     paths = StudyPaths(Path(study_dir).resolve())
-    config = load_study_config(paths.config)
-    with StudyLock(paths.root):
+    from heartbeatai.study.store_check import repair
+
+    with StudyLock(paths.root), catching_interrupts():
+        config = load_study_config(paths.config)
+        # A damaged part is never silently read past: its stages are redone (store_check.py).
+        repair(paths.root, config, StageJournal(paths.root), progress)
         _run(config, paths, progress, stage_runner)
     return paths.root
 
@@ -86,6 +99,12 @@ def fold_runners(config: StudyConfig, paths: StudyPaths, progress: Progress,
     from heartbeatai.data.prepared import PreparedDataset
 
     journal = StageJournal(paths.root)
+    if stage_runner is None:
+        from heartbeatai.processes import watch_descendants
+
+        # Whatever this driver starts (the synthetic data's pool, the local Ray) stops with it,
+        # even when it is killed: Ray's agents outlive a SIGKILLed driver otherwise.
+        watch_descendants()
     data_path = prepared_dataset(config, paths.root.parent, progress)
     if stage_runner is None:
         from heartbeatai.study.tune_runner import TuneStageRunner
@@ -127,9 +146,11 @@ def analyse(config: StudyConfig, paths: StudyPaths, journal: StageJournal, progr
     so a resumed study does not redo it; `study analyse` reruns it on demand."""
     if journal.done("study", "analysis"):
         return
+    interrupts.check()
     from heartbeatai.analysis.study_analysis import analyse_study
 
-    written = analyse_study(paths.root, analysis_settings(config), progress)
+    # Its progress lines are its safe points: an interrupt stops it before its next table.
+    written = analyse_study(paths.root, analysis_settings(config), interrupts.checking(progress))
     journal.mark("study", "analysis", written)
     write_study_summary(paths.root)
 

@@ -6,27 +6,33 @@ what the store holds: the run key, the status (a trial that stopped before its f
 was early-stopped, by ASHA), the `cfg.<dotted>` columns, and the best checkpoint by the
 selection metric, which is what the fold runner later selects and tests.
 
-Rows reach the store as trials run, so a study in progress is readable; epoch rows are
-buffered for up to EPOCH_FLUSH_SECONDS, so a killed driver loses at most those.
+Rows reach the store at every report (the epoch's row, and the trial's row with its best
+checkpoint so far), so a killed driver loses nothing a trial reported. A TrialRows made for a
+stage the store already holds rows of (a resumed study) takes its trials' best checkpoints,
+last results and wall times from those rows: a trial Tune restores from its checkpoint keeps
+its earlier best, and its wall time counts on from where the killed driver left it. A runner
+re-tells its finished trials from its own records (`replay`), which restores rows a damaged
+store lost.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
 from heartbeatai.config import flatten_config
 from heartbeatai.metric_names import VALIDATION_METRICS
-from heartbeatai.results import ResultsWriter
+from heartbeatai.results import ResultsStore, ResultsWriter
 from heartbeatai.results.schema import RUN_KEY, RunKey
 from heartbeatai.results.schema import table as results_table
 from heartbeatai.study.stage_runner import ARM_KEY, SEED_KEY, FoldContext
 
-EPOCH_FLUSH_SECONDS = 20.0
+FINISHED = ("completed", "early_stopped", "errored")
 # The epochs table's own columns (beyond the run key), as the schema declares them.
 EPOCH_TABLE_COLUMNS = tuple(c for c in results_table("epochs").columns if c not in RUN_KEY)
 
@@ -56,11 +62,12 @@ class TrialRows:
         self.selection = selection
         self.progress = progress
         self._writer: ResultsWriter | None = None
-        self._epochs: dict[str, list[dict[str, Any]]] = {}
         self._last: dict[str, dict[str, Any]] = {}  # latest result per trial
         self._best: dict[str, tuple[float, int, str | None]] = {}  # value, epoch, checkpoint
-        self._started: dict[str, float] = {}
-        self._last_flush = time.monotonic()
+        self._elapsed: dict[str, float] = {}  # wall seconds of earlier drivers
+        self._started: dict[str, float] = {}  # when this driver started the trial
+        self._stored: dict[str, tuple[str, int]] = {}  # status, epoch rows in the store
+        self._restore_from_store()
 
     # Ray pickles its callbacks, and so these rows, into the experiment state; the writer holds
     # a filesystem handle, and the progress callable may not pickle (restored rows print).
@@ -92,34 +99,31 @@ class TrialRows:
         self._write_trial(trial, "running")
 
     def restored(self, trial: TrialRef, last_result: Mapping[str, Any], checkpoint_path: str | None) -> None:
-        """A trial resumed from its latest checkpoint; earlier ones are known only to its runner."""
+        """A trial resumed from its latest checkpoint; earlier ones are in its stored row."""
         if checkpoint_path is not None and last_result:
             self._offer(trial.trial_id, last_result, checkpoint_path)
 
     def result(self, trial: TrialRef, result: Mapping[str, Any]) -> None:
-        """One epoch's report. A Ray Train run names its own persisted checkpoint in it."""
+        """One epoch's report, written at once. A Ray Train run names its own persisted
+        checkpoint in it; an in-process trial's checkpoint follows (`checkpoint`)."""
         if "epoch" not in result:
             return
         self._last[trial.trial_id] = dict(result)
-        self._epochs.setdefault(trial.trial_id, []).append(
-            {**self.key(trial), **{k: result.get(k) for k in EPOCH_TABLE_COLUMNS}}
-        )
+        self._write_epochs(trial, [result])
         if "checkpoint_path" in result:
             self._offer(trial.trial_id, result, result["checkpoint_path"])
-        if time.monotonic() - self._last_flush > EPOCH_FLUSH_SECONDS:
-            self.flush()
+            self._write_trial(trial, "running")
 
     def checkpoint(self, trial: TrialRef, path: str) -> None:
         """The persisted checkpoint of the trial's latest result."""
         last = self._last.get(trial.trial_id)
         if last is not None:
             self._offer(trial.trial_id, last, path)
+            self._write_trial(trial, "running")
 
     def finished(self, trial: TrialRef, finished: int, last_result: Mapping[str, Any] | None = None) -> str:
         """The trial ended without error; returns its status. `finished`: trials of the stage done, this one included."""
-        epochs_run = int(self._last.get(trial.trial_id, last_result or {}).get("epoch", 0))
-        planned = self.context.trial_config(trial.config).optim.epochs
-        status = "completed" if epochs_run >= planned else "early_stopped"
+        status = self._status(trial, last_result)
         self._write_trial(trial, status)
         self._say_finished(trial, status, finished)
         return status
@@ -128,12 +132,43 @@ class TrialRows:
         self._write_trial(trial, "errored", error=error)
         self._say_finished(trial, "errored", finished, error)
 
+    def replay(self, trial: TrialRef, results: Sequence[Mapping[str, Any]],
+               checkpoints: Sequence[tuple[str, Mapping[str, Any]]] = (), error: str | None = None,
+               wall_time_s: float | None = None) -> bool:
+        """A finished trial re-told from its runner's own records (Tune's result log): written
+        only when the store lacks its final row or some of its epochs. Returns whether it was."""
+        epochs = {int(r["epoch"]): dict(r) for r in results if pd.notna(r.get("epoch"))}
+        status, stored_epochs = self._stored.get(trial.trial_id, (None, 0))
+        if status in FINISHED and stored_epochs >= len(epochs):
+            return False
+        ordered = [epochs[e] for e in sorted(epochs)]
+        self._best.pop(trial.trial_id, None)
+        for result in ordered:
+            if isinstance(result.get("checkpoint_path"), str):
+                self._offer(trial.trial_id, result, result["checkpoint_path"])
+        for path, metrics in checkpoints:
+            self._offer(trial.trial_id, metrics, path)
+        if ordered:
+            self._last[trial.trial_id] = ordered[-1]
+            self._write_epochs(trial, ordered)
+        if wall_time_s is not None:
+            self._elapsed[trial.trial_id], self._started[trial.trial_id] = float(wall_time_s), time.time()
+        self._write_trial(trial, "errored" if error is not None else self._status(trial, None), error=error)
+        return True
+
+    def history(self, metric: str) -> dict[str, list[tuple[int, float]]]:
+        """(epoch, value of `metric`) of every trial of the stage the store holds, in epoch order:
+        what a scheduler saw of them before a restore."""
+        root, study = os.path.split(os.path.abspath(self.study_dir))
+        if not os.path.isdir(os.path.join(self.study_dir, "results")):
+            return {}
+        epochs = ResultsStore(root).read(study, "epochs", filters=self._where())
+        epochs = epochs.dropna(subset=[metric]).sort_values(["trial_id", "epoch"])
+        return {trial_id: [(int(e), float(v)) for e, v in zip(rows["epoch"], rows[metric])]
+                for trial_id, rows in epochs.groupby("trial_id")}
+
     def flush(self) -> None:
-        rows = [row for buffered in self._epochs.values() for row in buffered]
-        self._epochs.clear()
-        self._last_flush = time.monotonic()
-        if rows:
-            self.writer.write("epochs", pd.DataFrame(rows))
+        """Nothing is buffered any more (rows are written at each report); kept for runners."""
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -147,7 +182,7 @@ class TrialRows:
             outcome = f"no {self.context.metric} reported"
         else:
             outcome = f"{self.context.metric} = {value:.4f} (epoch {best_epoch})"
-        elapsed = time.time() - self._started.get(trial.trial_id, time.time())
+        elapsed = self._wall_time(trial.trial_id)
         say = self.progress or print
         say(f"[{self.context.fold_id}] {who} {trial.trial_id} {status} after {elapsed:.0f} s "
             f"({finished} finished): {outcome}")
@@ -163,9 +198,21 @@ class TrialRows:
         if best is None or sign * value >= sign * best[0]:
             self._best[trial_id] = (float(value), int(result.get("epoch", 0)), path)
 
+    def _status(self, trial: TrialRef, last_result: Mapping[str, Any] | None) -> str:
+        epochs_run = int(self._last.get(trial.trial_id, last_result or {}).get("epoch", 0))
+        planned = self.context.trial_config(trial.config).optim.epochs
+        return "completed" if epochs_run >= planned else "early_stopped"
+
+    def _wall_time(self, trial_id: str) -> float:
+        started = self._started.get(trial_id)
+        return self._elapsed.get(trial_id, 0.0) + (time.time() - started if started is not None else 0.0)
+
+    def _write_epochs(self, trial: TrialRef, results: Sequence[Mapping[str, Any]]) -> None:
+        key = self.key(trial)
+        self.writer.write("epochs", pd.DataFrame([{**key, **{k: r.get(k) for k in EPOCH_TABLE_COLUMNS}}
+                                                  for r in results]))
+
     def _write_trial(self, trial: TrialRef, status: str, error: str | None = None) -> None:
-        if status != "running":
-            self.flush()
         cfg = self.context.trial_config(trial.config)
         last = self._last.get(trial.trial_id, {})
         value, best_epoch, checkpoint = self._best.get(trial.trial_id, (None, None, None))
@@ -175,7 +222,7 @@ class TrialRows:
             "error": error,
             "best_epoch": best_epoch,
             "epochs_run": int(last.get("epoch", 0)),
-            "wall_time_s": time.time() - self._started.get(trial.trial_id, time.time()),
+            "wall_time_s": self._wall_time(trial.trial_id),
             **{m: last.get(m) for m in VALIDATION_METRICS},
             "selection_metric": self.context.metric,
             "selection_value": value,
@@ -184,3 +231,34 @@ class TrialRows:
             **{f"cfg.{k}": json.dumps(v) if isinstance(v, list) else v for k, v in flatten_config(cfg).items()},
         }
         self.writer.write("trials", pd.DataFrame([row]))
+        self._stored[trial.trial_id] = (status, int(last.get("epoch", 0)))
+
+    def _where(self) -> dict[str, Any]:
+        where = {"protocol": self.context.protocol, "fold_id": self.context.fold_id, "selection": self.selection}
+        if self.stage_arm:
+            where["arm"] = self.stage_arm
+        return where
+
+    def _restore_from_store(self) -> None:
+        """What earlier drivers recorded of this stage's trials: their rows are the memory."""
+        root, study = os.path.split(os.path.abspath(self.study_dir))
+        if not os.path.isdir(os.path.join(self.study_dir, "results")):
+            return
+        where = self._where()
+        store = ResultsStore(root)
+        trials = store.read(study, "trials", filters=where)
+        epochs = store.read(study, "epochs", columns=["trial_id", "epoch"], filters=where)
+        counts = epochs.groupby("trial_id")["epoch"].nunique().to_dict() if not epochs.empty else {}
+        for row in trials.itertuples(index=False):
+            row = row._asdict()
+            trial_id = row["trial_id"]
+            self._stored[trial_id] = (row["status"], int(counts.get(trial_id, 0)))
+            if pd.notna(row["selection_value"]):
+                epoch = int(row["best_epoch"]) if pd.notna(row["best_epoch"]) else 0
+                path = row["checkpoint_path"] if isinstance(row["checkpoint_path"], str) else None
+                self._best[trial_id] = (float(row["selection_value"]), epoch, path)
+            if pd.notna(row["wall_time_s"]):
+                self._elapsed[trial_id] = float(row["wall_time_s"])
+            if pd.notna(row["epochs_run"]) and int(row["epochs_run"]) > 0:
+                self._last[trial_id] = {"epoch": int(row["epochs_run"]),
+                                        **{m: row[m] for m in VALIDATION_METRICS if pd.notna(row.get(m))}}

@@ -13,7 +13,9 @@ writes the same rows without Tune.
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -21,6 +23,7 @@ from typing import Any, Callable
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+from heartbeatai.study import interrupts
 from heartbeatai.study.resources import TrialResources
 from heartbeatai.study.study_config import StudyConfig
 from heartbeatai.study.stage_runner import ARM_KEY, SEED_KEY, ArmsStage, FoldContext, SearchStage, Stage
@@ -91,6 +94,16 @@ class TrialRowsCallback(tune.Callback):
     def __init__(self, rows: TrialRows):
         self.rows = rows
 
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        # A SIGINT or SIGTERM the study recorded (interrupts.py) ends fit() the way Tune's own
+        # SIGINT handler would: through its SIGUSR1 handler, which fit() installs and which saves
+        # the experiment state before returning. fit() then returns; run() raises.
+        if interrupts.interrupted() is not None and not getattr(self, "_stopping", False):
+            self._stopping = True
+            stop = signal.getsignal(signal.SIGUSR1)
+            if callable(stop):
+                stop(signal.SIGUSR1, None)
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.rows.started(_ref(trial))
 
@@ -110,8 +123,6 @@ class TrialRowsCallback(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.rows.errored(_ref(trial), _error_text(trial), _finished(trials, trial))
 
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self.rows.flush()
 
 
 def _ref(trial: Any) -> TrialRef:
@@ -124,8 +135,49 @@ def _finished(trials: list, trial: Any) -> int:
     return sum(t.status in done for t in trials) + (trial.status not in done)
 
 
+def replay_finished(grid: tune.ResultGrid, rows: TrialRows) -> None:
+    """Every trial of a finished experiment re-told to `rows` from Tune's own records (its result
+    log and kept checkpoints): rows a damaged store lost are written again, others left alone."""
+    for result in grid:
+        metrics = result.metrics or {}
+        trial_id = metrics.get("trial_id")
+        if trial_id is None:
+            continue
+        frame = result.metrics_dataframe
+        reported = frame.to_dict("records") if frame is not None else []
+        checkpoints = [(c.path, m) for c, m in (result.best_checkpoints or [])]
+        error = _error_text_at(os.path.join(result.path, "error.txt")) if result.error is not None else None
+        rows.replay(TrialRef(trial_id, result.config, result.path), reported, checkpoints, error=error,
+                    wall_time_s=metrics.get("time_total_s"))
+
+
+class _TuneHints(logging.Filter):
+    """Tune's advice for its own users ("Resume experiment with: Tuner.restore(...)", its stop
+    notice) is wrong here: an interrupted study says `heartbeatai study resume` itself."""
+
+    HINTS = ("Tuner.restore(", "Stop signal received", "has been interrupted")
+    # Tune's reports on the trials it stopped for the interrupt: expected, and resumed.
+    STOPPED = ("Trials did not complete", "Failed to fetch metrics")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if any(hint in message for hint in self.HINTS):
+            return False
+        return not (interrupts.interrupted() is not None and message.startswith(self.STOPPED))
+
+
+def _quiet_tune_hints() -> None:
+    for name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _TuneHints) for f in log.filters):
+            log.addFilter(_TuneHints())
+
+
 def _error_text(trial: Any) -> str:
-    path = trial.error_file
+    return _error_text_at(trial.error_file)
+
+
+def _error_text_at(path: str | None) -> str:
     if path and os.path.exists(path):
         text = Path(path).read_text(errors="replace").strip()
         # The last line of a traceback is the error itself; keep a little context.
@@ -144,7 +196,26 @@ class TuneStage:
     scheduler: Any = None
 
 
-def search_stage(stage: SearchStage, context: FoldContext) -> TuneStage:
+class ResumableASHA(ASHAScheduler):
+    """ASHA whose rungs survive Tuner.restore. Tune saves no scheduler state (TuneController's
+    __getstate__ drops it; the restored tuner holds the scheduler as it was made), so after a
+    restore ASHA would judge the next trials against empty rungs and stop others than an
+    uninterrupted run stops. Each trial Tune restores is told to its bracket again, epoch by
+    epoch, from `history` (the epochs the store holds of it), so the rungs are as they were."""
+
+    def __init__(self, *args: Any, history: dict[str, list[tuple[int, float]]] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._history = dict(history or {})
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        super().on_trial_add(tune_controller, trial)
+        bracket = self._trial_info[trial.trial_id]
+        for epoch, value in self._history.pop(trial.trial_id, ()):
+            bracket.on_result(trial, epoch, self._metric_op * value)
+
+
+def search_stage(stage: SearchStage, context: FoldContext,
+                 history: dict[str, list[tuple[int, float]]] | None = None) -> TuneStage:
     """Seeded TPE over the space, persisted in an Optuna RDB (optuna-dashboard opens it), plus ASHA."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
@@ -161,11 +232,12 @@ def search_stage(stage: SearchStage, context: FoldContext) -> TuneStage:
     )
     max_epochs = context.epochs
     scheduler = (
-        ASHAScheduler(
+        ResumableASHA(
             time_attr="epoch",
             max_t=max_epochs,
             grace_period=min(stage.grace_period, max_epochs),
             reduction_factor=stage.reduction_factor,
+            history=history,
         )
         if stage.asha
         else FIFOScheduler()
@@ -201,10 +273,15 @@ def run_stage(
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     name = f"{context.fold_id.replace(':', '_')}-{stage.name}"
     path = f"{experiment_root.rstrip('/')}/{name}"
+    _quiet_tune_hints()
     if tune.Tuner.can_restore(path):
-        # The restored experiment keeps the callbacks pickled with it (TrialRows drops its
-        # writer and progress callable when pickled; restored rows print).
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        # The restored tuner holds the callbacks and scheduler pickled when the first driver made
+        # it, with that driver's (empty) TrialRows and ASHA rungs: this driver's, which read the
+        # store, take their place (Ray has no public way to hand them to a restored tuner).
+        tuner._local_tuner.get_run_config().callbacks = list(callbacks)
+        if stage.scheduler is not None:
+            tuner._local_tuner._tune_config.scheduler = stage.scheduler
     else:
         tuner = tune.Tuner(
             trainable,
@@ -252,6 +329,7 @@ class TuneStageRunner:
         from heartbeatai.study.resources import cluster_capacity, max_concurrent_trials, plan_trial_resources
 
         ensure_ray()
+        interrupts.rearm()  # Ray's own SIGTERM handler would abort the driver mid-write
         capacity = cluster_capacity()
         res = plan_trial_resources(
             config.resources.workers, config.resources.gpus_per_worker, config.resources.cpus_per_worker, capacity
@@ -266,9 +344,16 @@ class TuneStageRunner:
         return cls(launch, concurrent, str(experiment_root), callbacks)
 
     def run(self, stage: Stage, context: FoldContext, rows: TrialRows) -> None:
-        experiment = search_stage(stage, context) if isinstance(stage, SearchStage) else arms_stage(stage)
-        run_stage(experiment, context, self.launch, self.experiment_root, self.concurrent,
-                  [TrialRowsCallback(rows), *self.callbacks])
+        if isinstance(stage, SearchStage):
+            experiment = search_stage(stage, context, rows.history(context.metric))
+        else:
+            experiment = arms_stage(stage)
+        # Arms trials are fixed configurations without a scheduler: their order changes nothing.
+        concurrent = 1 if isinstance(stage, SearchStage) and stage.one_at_a_time else self.concurrent
+        grid = run_stage(experiment, context, self.launch, self.experiment_root, concurrent,
+                         [TrialRowsCallback(rows), *self.callbacks])
+        interrupts.check()  # Tune stopped early for a signal: the stage is not done
+        replay_finished(grid, rows)
 
 
 def mlflow_callback(tracking_uri: str | None, experiment_name: str) -> Any:

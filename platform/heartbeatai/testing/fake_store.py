@@ -214,7 +214,10 @@ def _epochs(rng, fold_id: str, trials: pd.DataFrame, quality: np.ndarray) -> pd.
 def _importances(rng, fold_id: str, trials: pd.DataFrame) -> pd.DataFrame:
     params = [c[len("cfg."):] for c in trials.columns if c.startswith("cfg.")]
     weights = rng.dirichlet(np.linspace(3, 0.5, len(params)))
-    return pd.DataFrame(dict(protocol="lodo", fold_id=fold_id, param=params, importance=weights))
+    completed = trials[trials.status.isin(["completed", "early_stopped"])]
+    distinct = len(completed.drop_duplicates([f"cfg.{p}" for p in params]))
+    return pd.DataFrame(dict(protocol="lodo", fold_id=fold_id, param=params, importance=weights,
+                             n_distinct_trials=distinct))
 
 
 def _run_file(fold_id: str, row: pd.Series, abbrs: list[str]) -> str:
