@@ -23,7 +23,7 @@ _WANDER_COMPONENTS = 4
 
 def electrode_noise(
     n: int, fs: float, *, mains_hz: float, mains_mv: float, emg_mv: float, wander_mv: float,
-    motion: bool, rng: np.random.Generator,
+    motion: bool, rng: np.random.Generator, contact_mv: float = 0.0,
 ) -> np.ndarray:
     """(n, 9) noise in mV."""
     t = np.arange(n) / fs
@@ -37,6 +37,11 @@ def electrode_noise(
     weights[-1] *= mains_mv
     noise = basis @ weights
     noise += emg_mv * rng.standard_normal((n, 9))
+    if contact_mv > 0:
+        # Skin-contact noise of suction chest electrodes: white noise through a one-pole
+        # low-pass near 3 Hz, so its power sits inside the ECG's own band (1-10 Hz).
+        b, a = _contact_filter(float(fs))
+        noise[:, 3:] += contact_mv * signal.lfilter(b, a, rng.standard_normal((n, 6)), axis=0)
     if motion:
         electrode = rng.integers(9)
         for _ in range(rng.integers(1, 4)):
@@ -45,18 +50,27 @@ def electrode_noise(
     return noise
 
 
+@functools.lru_cache(maxsize=8)
+def _contact_filter(fs: float) -> tuple[np.ndarray, np.ndarray]:
+    pole = np.exp(-2 * np.pi * 3.0 / fs)
+    return np.array([np.sqrt(1 - pole**2)]), np.array([1.0, -pole])  # unit output variance
+
+
 @functools.lru_cache(maxsize=64)
-def _band_sos(fs: float, highpass_hz: float, lowpass_hz: float) -> tuple[np.ndarray, np.ndarray]:
+def _band_sos(fs: float, highpass_hz: float, lowpass_hz: float, order: int) -> tuple[np.ndarray, np.ndarray]:
     """(sos, steady-state initial conditions per unit input) of the device's band."""
     high = signal.butter(1, highpass_hz, "highpass", fs=fs, output="sos")
-    low = signal.butter(2, min(lowpass_hz, 0.45 * fs), "lowpass", fs=fs, output="sos")
+    low = signal.butter(order, min(lowpass_hz, 0.45 * fs), "lowpass", fs=fs, output="sos")
     sos = np.vstack([high, low])
     return sos, signal.sosfilt_zi(sos)
 
 
-def acquisition_filter(x: np.ndarray, fs: float, highpass_hz: float, lowpass_hz: float) -> np.ndarray:
-    """Causal band-pass along time, started in steady state (no switch-on transient)."""
-    sos, zi_unit = _band_sos(float(fs), float(highpass_hz), float(lowpass_hz))
+def acquisition_filter(x: np.ndarray, fs: float, highpass_hz: float, lowpass_hz: float, order: int = 2) -> np.ndarray:
+    """Causal band-pass along time, started in steady state (no switch-on transient).
+
+    The low-pass order is the device's: a steep Butterworth (order 4-6, a "muscle
+    filter" near 40 Hz) rings after the QRS, a first-order one rounds it off."""
+    sos, zi_unit = _band_sos(float(fs), float(highpass_hz), float(lowpass_hz), int(order))
     zi = zi_unit[:, :, None] * x[0][None, None, :]
     return signal.sosfilt(sos, x, axis=0, zi=zi)[0]
 
