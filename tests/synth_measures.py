@@ -212,6 +212,13 @@ def terminal_qrs_mv(ecg: np.ndarray, fs: float, lead: str, ms: float = 40.0) -> 
     return float(tail.max() if tail.max() > -tail.min() else tail.min())
 
 
+def late_r_mv(ecg: np.ndarray, fs: float, lead: str) -> float:
+    """The largest positive deflection in the second half of the QRS in `lead` (an R')."""
+    qrs, _, _ = _qrs(ecg, fs)
+    x = qrs[:, LEADS.index(lead)]
+    return float(max(0.0, x[x.size // 2:].max()))
+
+
 def terminal_area_mv(ecg: np.ndarray, fs: float, lead: str) -> float:
     """Mean of the last third of the QRS in `lead`: the sign of the terminal forces
     (a wide S reads negative, an R' positive) without hanging on one sample."""
@@ -253,12 +260,13 @@ def q_wave(ecg: np.ndarray, fs: float, lead: str) -> tuple[float, float]:
 
 def p_wave_mv(ecg: np.ndarray, fs: float, lead: str = "II") -> float:
     """Signed P amplitude of the median beat: the larger excursion 60-300 ms before the QRS
-    against the level 300-350 ms before it (the TP segment)."""
+    against the PR segment (the 15 ms before the QRS; the TP segment is inside the
+    previous T wave at fast rates)."""
     beat, centre = median_beat(ecg, fs)
     onset, _ = qrs_bounds(beat, centre, fs)
     x = beat[:, LEADS.index(lead)]
     window = x[onset - int(0.30 * fs):onset - int(0.06 * fs)]
-    level = x[onset - int(0.35 * fs):onset - int(0.30 * fs)].mean()
+    level = x[onset - int(0.015 * fs):onset].mean()
     window = window - level
     return float(window.max() if window.max() > -window.min() else window.min())
 

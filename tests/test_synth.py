@@ -68,13 +68,14 @@ def test_written_records_are_challenge_format_with_lead_relations_within_roundin
 def test_label_noise_changes_only_the_headers():
     # shift 0 leaves every domain at the mean noise rate; shift 4 on label noise alone
     # makes georgia's headers much noisier and must not touch a signal or a true label
-    mean_rate = generate(40, fs=100, seconds=3, seed=2, shift=4.0, shift_kinds=())
-    noisier = generate(40, fs=100, seconds=3, seed=2, shift=4.0, shift_kinds=("label_noise",))
+    mean_rate = generate(200, fs=100, seconds=2, seed=2, shift=4.0, shift_kinds=())
+    noisier = generate(200, fs=100, seconds=2, seed=2, shift=4.0, shift_kinds=("label_noise",))
     for a, b in zip(mean_rate.signals, noisier.signals):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(mean_rate.labels, noisier.labels)
-    flips = (noisier.header_labels != noisier.labels).sum(), (mean_rate.header_labels != mean_rate.labels).sum()
-    assert flips[0] > flips[1]
+    georgia = noisier.domains == "georgia"  # 18.5 % per label at shift 4 against the mean 4.5 %
+    flips = [(d.header_labels[georgia] != d.labels[georgia]).sum() for d in (noisier, mean_rate)]
+    assert flips[0] > 2 * flips[1], flips
 
 
 def test_shift_zero_makes_every_domain_the_same_distribution():

@@ -108,9 +108,9 @@ def _qrs_waves(conduction: str, labels: set[str], r_vector: np.ndarray, s: float
     if conduction == RBBB:
         waves += [("S", 0.03, 0.011, terminal[3]), ("R'", 0.072, 0.015, s * np.array([-0.25, 0.05, -0.8]))]
     elif conduction == IRBBB:
-        waves += [("S", 0.028, 0.010, terminal[3]), ("R'", 0.056, 0.011, s * np.array([-0.18, 0.03, -0.5]))]
+        waves += [("S", 0.028, 0.010, terminal[3]), ("R'", 0.056, 0.011, s * np.array([-0.2, 0.03, -0.65]))]
     elif conduction == BBB:
-        waves = [septal, ("R", 0.0, 0.015, r_vector), ("R'", 0.072, 0.016, s * np.array([0.8, -0.1, -0.9]))]
+        waves = [septal, ("R", 0.0, 0.015, r_vector), ("R'", 0.072, 0.016, s * np.array([0.8, -0.1, -1.1]))]
     else:
         waves.append(terminal)
     if conduction == NSIVCB:  # slow conduction everywhere: the same sequence, stretched in time
@@ -144,10 +144,10 @@ def draw_morphology(labels: set[str], age: float, female: bool, rng: np.random.G
 
     t_dir = _unit(0.5 * r_dir + np.array([0.55, 0.45, -0.45]))
     t_amp = rng.uniform(0.3, 0.45)
-    if conduction in (LBBB, BBB, PACED):  # secondary repolarisation: T opposite the QRS
+    if conduction in (LBBB, PACED):  # secondary repolarisation: T opposite the QRS
         t_dir, t_amp = -_unit(net_qrs), 0.35
-    elif conduction in (RBBB, IRBBB):
-        t_dir = _unit(t_dir + np.array([0.1, 0.0, 0.6 if conduction == RBBB else 0.3]))
+    elif conduction in (RBBB, IRBBB, BBB):  # T opposite the late right-ventricular forces
+        t_dir = _unit(t_dir + np.array([0.1, 0.0, 0.3 if conduction == IRBBB else 0.6]))
     if "TInv" in labels:
         t_dir = -t_dir
     elif "TAb" in labels:

@@ -106,7 +106,7 @@ def electrode_projection(angles_deg: np.ndarray, gain: float, precordial_shift: 
 
 def form_leads(electrodes: np.ndarray) -> np.ndarray:
     """(samples, 9) electrode potentials -> (samples, 12) leads in standard order."""
-    return electrodes @ LEAD_FORMATION
+    return electrodes @ LEAD_FORMATION.astype(electrodes.dtype, copy=False)  # no mixed-type product
 
 
 def frontal_axis_deg(vector: np.ndarray) -> float:

@@ -107,13 +107,13 @@ def default_profiles(include_st: bool = False) -> dict[str, DomainProfile]:
             age_sd=17.0, female_share=0.48, label_noise=0.05, **common),
         "georgia": DomainProfile(
             "georgia", prev["georgia"], {500: 1.0}, {60: 1.0}, highpass_hz=0.05, lowpass_hz=100.0, lowpass_order=2,
-            gain=1.15, mains_mv=0.04, emg_mv=0.04, contact_mv=0.0, wander_mv=0.25, motion_rate=0.25,
-            placement_deg=(0.0, 8.0, -8.0), precordial_shift=-0.45, length_spread=0.0, age_mean=66.0,
+            gain=1.15, mains_mv=0.04, emg_mv=0.05, contact_mv=0.0, wander_mv=0.25, motion_rate=0.25,
+            placement_deg=(0.0, 8.0, -8.0), precordial_shift=-0.6, length_spread=0.0, age_mean=66.0,
             age_sd=14.0, female_share=0.45, label_noise=0.08, **common),
         "chapman": DomainProfile(
             "chapman", prev["chapman"], {500: 1.0}, {50: 1.0}, highpass_hz=0.67, lowpass_hz=35.0, lowpass_order=1,
-            gain=1.0, mains_mv=0.005, emg_mv=0.006, contact_mv=0.05, wander_mv=0.04, motion_rate=0.05,
-            placement_deg=(0.0, 10.0, 5.0), precordial_shift=0.2, length_spread=0.0, age_mean=58.0,
+            gain=1.0, mains_mv=0.005, emg_mv=0.006, contact_mv=0.08, wander_mv=0.04, motion_rate=0.05,
+            placement_deg=(0.0, 10.0, 5.0), precordial_shift=-0.25, length_spread=0.0, age_mean=58.0,
             age_sd=18.0, female_share=0.44, label_noise=0.03, **common),
         # Not a paper domain (not in the reference); Ningbo and Chapman came from one
         # group's devices, so this one differs from chapman mainly in its sources' labels.

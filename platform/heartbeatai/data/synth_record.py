@@ -71,14 +71,16 @@ def synthesize_record(profile: DomainProfile, fs: int, seconds: float, rng: np.r
     atrial_p = bool(set(WITH_P_WAVES) & labels)
     centres, sigmas, vectors = synth_beats.beat_waves(beats, morphology, atrial_p)
     dipole = synth_beats.render_dipole(centres, sigmas, vectors, n_native, native_fs)
-    t = np.arange(n_native) / native_fs
-    if "AF" in labels:
-        dipole += np.outer(synth_rhythm.fibrillation_waves(t, rng), rng.uniform(0.05, 0.12) * _AF_VECTOR)
-    elif "AFL" in labels:
-        dipole += np.outer(synth_rhythm.flutter_waves(t, flutter_hz, flutter_phase), rng.uniform(0.12, 0.22) * _FLUTTER_VECTOR)
+    if "AF" in labels or "AFL" in labels:
+        t = np.arange(n_native) / native_fs
+        waves = (synth_rhythm.fibrillation_waves(t, rng) if "AF" in labels
+                 else synth_rhythm.flutter_waves(t, flutter_hz, flutter_phase))
+        vector = rng.uniform(0.05, 0.12) * _AF_VECTOR if "AF" in labels else rng.uniform(0.12, 0.22) * _FLUTTER_VECTOR
+        dipole += np.outer(waves, vector)
 
     angles = np.asarray(profile.placement_deg) + profile.placement_jitter_deg * rng.standard_normal(3)
-    electrodes = dipole @ electrode_projection(angles, 1.0, profile.precordial_shift)
+    # float32 from here on: the files hold int16 microvolts
+    electrodes = dipole.astype(np.float32) @ electrode_projection(angles, 1.0, profile.precordial_shift).astype(np.float32)
     electrodes += synth_noise.electrode_noise(
         n_native, native_fs, mains_hz=mains_hz, mains_mv=profile.mains_mv, emg_mv=profile.emg_mv,
         wander_mv=profile.wander_mv, motion=bool(rng.random() < profile.motion_rate), rng=rng,
@@ -86,7 +88,7 @@ def synthesize_record(profile: DomainProfile, fs: int, seconds: float, rng: np.r
     electrodes = synth_noise.acquisition_filter(electrodes, native_fs, profile.highpass_hz, profile.lowpass_hz,
                                                 int(round(profile.lowpass_order)))
     electrodes = synth_noise.resample(electrodes, native_fs, fs)
-    leads = (profile.gain * form_leads(electrodes)).astype(np.float32)
+    leads = form_leads(electrodes) * np.float32(profile.gain)
     return SyntheticRecord(
         signal=leads,
         labels=frozenset(labels),
