@@ -73,3 +73,124 @@ def separability(n_records: int = 800, *, shift: float = 1.0, fs: int = 100, sec
     return {"balanced_accuracy": float(balanced_accuracy_score(data.domains, predicted)),
             "chance": 1.0 / len(names), "domains": names,
             "confusion": confusion_matrix(data.domains, predicted, labels=names)}
+
+
+# -- learnability: the platform's own model, within and across domains -------------------
+
+
+def _trial(epochs: int | None):
+    """The demo study's trial (studies/configs/demo.yaml), optionally with more epochs."""
+    import yaml
+    from pathlib import Path
+
+    from heartbeatai.config import TrialConfig
+
+    demo = Path(__file__).resolve().parents[1] / "studies" / "configs" / "demo.yaml"
+    trial = TrialConfig.model_validate(yaml.safe_load(demo.read_text())["trial"])
+    return trial.with_overrides({"optim.epochs": epochs}) if epochs else trial
+
+
+def _clean_labels(raw_dir, record_ids: list[str], classes: list[str]) -> np.ndarray:
+    """True (pre-noise) labels from the generator's manifest."""
+    import json
+    from pathlib import Path
+
+    from heartbeatai.data.domains import SYNTHETIC_MANIFEST
+    from heartbeatai.labels import scored_vocabulary
+
+    manifest = json.loads((Path(raw_dir) / SYNTHETIC_MANIFEST).read_text())
+    truth = {row["record"]: set(row["label_codes"]) for row in manifest["records"]}
+    codes = [c.code for c in scored_vocabulary().select(classes).classes]
+    return np.array([[code in truth[r] for code in codes] for r in record_ids], dtype=bool)
+
+
+def _train_and_predict(data, fold_id: str, classes: list[str], trial, out, test_ids: list[str]):
+    """Train one fold in-process, keep the best-validation epoch, return its probabilities
+    on `test_ids` and its validation-tuned thresholds."""
+    import shutil
+    from pathlib import Path
+
+    import torch
+
+    from heartbeatai.training.loop import run_training
+    from heartbeatai.training.predict import predict
+    from heartbeatai.training.spec import TrainSpec
+
+    spec = TrainSpec(trial=trial, data_path=str(data), fold_id=fold_id, classes=tuple(classes), out_dir=str(out))
+    keep, best = Path(out) / fold_id.replace(":", "_"), {"value": -np.inf}
+
+    def report(metrics: dict, checkpoint_dir) -> None:
+        if checkpoint_dir is not None and metrics[spec.selection_metric] > best["value"]:
+            best["value"] = metrics[spec.selection_metric]
+            shutil.rmtree(keep, ignore_errors=True)
+            shutil.copytree(checkpoint_dir, keep)
+
+    run_training(spec, report=report, device=torch.device("cpu"), loader_workers=0)
+    _, probabilities, thresholds = predict(keep, data, test_ids, device=torch.device("cpu"))
+    return probabilities, thresholds
+
+
+def _auroc(truth: np.ndarray, score: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(truth, score)) if 0 < truth.sum() < truth.size else float("nan")
+
+
+def learnability(n_records: int = 800, *, held_out: str = "georgia", parts: int = 1, epochs: int | None = None,
+                 seed: int = 0, shift: float = 1.0, workers: int = 1, out_dir=None, min_positives: int = 10) -> dict:
+    """Per-class F1 of the platform's model (the demo's trial) on the held-out domain's
+    records, trained within distribution (`reference:<d>:<i>` folds: every domain, d's
+    other parts included, at LODO's training size) and across domains (`lodo:<d>`),
+    both scored on the same records (the union of the first `parts` reference tests)
+    against the true labels. The benchmark is generated and prepared at the demo's size
+    and rate (100 Hz, 10 s) through the platform's own prepare and fold planner."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+    from sklearn.metrics import f1_score
+
+    from heartbeatai.data.folds import fold_records, read_folds, write_folds
+    from heartbeatai.data.prepare import PrepareSettings, prepare
+    from heartbeatai.data.synthetic import write_benchmark
+    from heartbeatai.labels import scored_vocabulary
+
+    torch.set_num_threads(max(1, workers))
+    classes = scored_vocabulary().abbrs
+    trial = _trial(epochs)
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        tmp = Path(tmp)
+        raw = write_benchmark(tmp / "raw", n_records, shift=shift, fs=100, seconds=10.0, seed=seed, workers=workers)
+        data = tmp / "prepared"
+        prepare([raw], data, PrepareSettings(fs=100, max_seconds=10.0), workers=workers, progress=False)
+        write_folds(data, "lodo")
+        write_folds(data, "reference")
+        reference, _ = read_folds(data, "reference")
+        lodo, _ = read_folds(data, "lodo")
+        test_ids, within = [], []
+        for part in range(parts):
+            fold_id = f"reference:{held_out}:{part}"
+            ids = fold_records(reference, fold_id)["test"]
+            within.append(_train_and_predict(data, fold_id, classes, trial, tmp / "runs", ids))
+            test_ids += ids
+        across = _train_and_predict(data, f"lodo:{held_out}", classes, trial, tmp / "runs", test_ids)
+        truth = _clean_labels(raw, test_ids, classes)
+        train_ids = fold_records(lodo, f"lodo:{held_out}")["train"]
+        train_prevalence = _clean_labels(raw, train_ids, classes).mean(axis=0)
+    within_p = np.concatenate([p for p, _ in within])
+    within_y = np.concatenate([p >= t for p, t in within])
+    across_p, across_y = across[0], across[0] >= across[1]
+    rows = []
+    for j, abbr in enumerate(classes):
+        positives = int(truth[:, j].sum())
+        if positives == 0:
+            continue
+        rows.append({"class": abbr, "positives": positives, "lodo_train_prevalence": float(train_prevalence[j]),
+                     "within": f1_score(truth[:, j], within_y[:, j], zero_division=0),
+                     "across": f1_score(truth[:, j], across_y[:, j], zero_division=0),
+                     "within_auroc": _auroc(truth[:, j], within_p[:, j]),
+                     "across_auroc": _auroc(truth[:, j], across_p[:, j])})
+    scored = [r for r in rows if r["positives"] >= min_positives]
+    return {"held_out": held_out, "records": len(test_ids), "classes": rows, "min_positives": min_positives,
+            "macro_within": float(np.mean([r["within"] for r in scored])) if scored else float("nan"),
+            "macro_across": float(np.mean([r["across"] for r in scored])) if scored else float("nan")}

@@ -69,15 +69,16 @@ def qrs_duration_ms(ecg: np.ndarray, fs: float) -> float:
 
 def pr_interval_ms(ecg: np.ndarray, fs: float) -> float:
     """P onset to QRS onset, with the P onset taken 50 ms (half a normal P wave) before
-    the lead-II P peak found in the 60-300 ms before the QRS."""
+    the lead-II P peak (upright or inverted) found in the 60-300 ms before the QRS."""
     return _pr_interval_ms(*median_beat(ecg, fs), fs)
 
 
 def _pr_interval_ms(beat: np.ndarray, centre: int, fs: float) -> float:
     onset, _ = qrs_bounds(beat, centre, fs)
     lead_ii = beat[:, LEADS.index("II")]
-    lo, hi = onset - int(0.30 * fs), onset - int(0.06 * fs)
-    p_peak = lo + int(np.argmax(lead_ii[lo:hi]))
+    lo, hi = max(0, onset - int(0.34 * fs)), onset - int(0.06 * fs)
+    window = lead_ii[lo:hi] - lead_ii[onset - int(0.015 * fs):onset].mean()  # against the PR segment
+    p_peak = lo + int(np.argmax(np.abs(window)))
     return 1000.0 * (onset - p_peak) / fs + 50.0
 
 
@@ -117,9 +118,10 @@ def _atrial_activity_ratio(x: np.ndarray, peaks: np.ndarray, fs: float) -> float
 
 
 def record_features(ecg: np.ndarray, fs: float) -> np.ndarray:
-    """A fixed-length description of one record for simple classifiers: rhythm figures,
-    intervals, axis, per-lead QRS and T amplitudes, the most premature beat's timing and
-    shape, atrial activity, and the median beat itself at 25 Hz."""
+    """A fixed-length description of one record for simple classifiers: rhythm figures
+    (rate, irregularity, RR spread), intervals, axis, per-lead R and S, initial and
+    terminal QRS forces and T amplitudes, the most premature beat's timing and shape,
+    atrial activity, the largest spike residual (pacing), and the median beat at 25 Hz."""
     x = _filter(ecg, fs, 0.5, 40.0)
     peaks = r_peaks(ecg, fs)
     rr = np.diff(peaks) / fs
@@ -154,14 +156,16 @@ def record_features(ecg: np.ndarray, fs: float) -> np.ndarray:
     p_window = lead_ii[max(0, onset - int(0.3 * fs)):onset - int(0.06 * fs)]
     decimated = signal.resample_poly(beat, 25, int(fs), axis=0)
     irregularity = float(np.sqrt(np.mean(np.diff(rr) ** 2)) / np.mean(rr)) if rr.size > 1 else 0.0
+    spread = float(np.subtract(*np.percentile(rr, [90, 10])) / np.mean(rr)) if rr.size > 1 else 0.0
+    spikes = np.abs(ecg - despiked(ecg)).max()
     return np.concatenate([
-        [60.0 / median_rr, irregularity, prematurity, pause, shape,
+        [60.0 / median_rr, irregularity, spread, prematurity, pause, shape,
          1000.0 * (offset - onset) / fs, _pr_interval_ms(beat, before, fs), p_window.max(), p_window.min(),
          _frontal_axis_deg(beat, before, fs), (t_peak - onset) / fs / np.sqrt(median_rr),
          _atrial_activity_ratio(x[:, LEADS.index("V1")], peaks, fs),
-         _atrial_activity_ratio(x[:, LEADS.index("II")], peaks, fs)],
-        qrs.max(axis=0) - qrs.min(axis=0), qrs[-int(0.04 * fs):].mean(axis=0), t_amplitude,
-        decimated.ravel(),
+         _atrial_activity_ratio(x[:, LEADS.index("II")], peaks, fs), spikes],
+        qrs.max(axis=0), qrs.min(axis=0), qrs[:int(0.03 * fs)].mean(axis=0), qrs[-int(0.04 * fs):].mean(axis=0),
+        t_amplitude, decimated.ravel(),
     ])
 
 

@@ -46,11 +46,13 @@ _CONDUCTION_OF = (("PR", PACED), ("RBBB", RBBB), ("IRBBB", IRBBB), ("LBBB", LBBB
 AXIS_RANGES = {"normal": (10.0, 70.0), "LAD": (-85.0, -50.0), "RAD": (105.0, 150.0), "LAnFB": (-85.0, -60.0)}
 # PR: IAVB and LPR are one finding under two sources' codes; they are kept apart by
 # degree so that each code is a function of the signal.
-PR_RANGES = {"normal": (0.12, 0.17), "LPR": (0.21, 0.24), "IAVB": (0.26, 0.34)}
-QTC_RANGES = {"normal": (0.36, 0.42), "LQT": (0.49, 0.57)}
+PR_RANGES = {"normal": (0.12, 0.17), "LPR": (0.21, 0.25), "IAVB": (0.28, 0.36)}
+QTC_RANGES = {"normal": (0.36, 0.42), "LQT": (0.50, 0.60)}
 NSIVCB_STRETCH = (1.55, 1.8)
 
 _AVF_ROW = DOWER[1] - DOWER[0] / 2
+_PVC_WAVES = ((0.0, 0.02), (0.05, 0.02))  # (offset, sigma) of each half
+_SIGMA_P, _SIGMA_T, _SIGMA_ST, _SIGMA_SPIKE = 0.02, 0.042, 0.045, 0.0015
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class Morphology:
     qrs_vectors: np.ndarray  # (k, 3) mV
     qrs_onset: float  # s from the R reference time (negative)
     t_vector: np.ndarray  # (3,)
+    t_sigma: float  # s: broader in long QT
     p_vector: np.ndarray  # (3,) the record's atrial P (sinus, or ectopic for ARH)
     pac_p_vector: np.ndarray  # (3,) ectopic atrial P of premature beats
     pvc_vectors: np.ndarray  # (2, 3) ectopic ventricular QRS: early and late halves
@@ -148,10 +151,13 @@ def draw_morphology(labels: set[str], age: float, female: bool, rng: np.random.G
         t_dir, t_amp = -_unit(net_qrs), 0.35
     elif conduction in (RBBB, IRBBB, BBB):  # T opposite the late right-ventricular forces
         t_dir = _unit(t_dir + np.array([0.1, 0.0, 0.3 if conduction == IRBBB else 0.6]))
+    t_sigma = _SIGMA_T
+    if "LQT" in labels:  # long-QT repolarisation is slow as well as late: a broad-based, lower T
+        t_sigma, t_amp = _SIGMA_T * rng.uniform(1.3, 1.5), t_amp * 0.8
     if "TInv" in labels:
         t_dir = -t_dir
     elif "TAb" in labels:
-        t_amp *= rng.uniform(0.15, 0.3)  # flattened, still above the noise of a median beat
+        t_amp *= rng.uniform(0.1, 0.25)  # flattened, still above the noise of a median beat
 
     st_vector = np.zeros(3)
     if "STE" in labels or "STD" in labels:
@@ -176,7 +182,8 @@ def draw_morphology(labels: set[str], age: float, female: bool, rng: np.random.G
         qrs_vectors=vectors,
         qrs_onset=float(np.min(offsets - 3.0 * sigmas)),
         t_vector=t_amp * t_dir,
-        p_vector=rng.uniform(0.1, 0.16) * _unit(p_direction + 0.1 * rng.normal(size=3)),
+        t_sigma=t_sigma,
+        p_vector=rng.uniform(0.12, 0.2) * _unit(p_direction + 0.1 * rng.normal(size=3)),
         pac_p_vector=rng.uniform(0.08, 0.14) * _unit(np.array([0.3, -0.8, 0.2]) + 0.2 * rng.normal(size=3)),
         pvc_vectors=rng.uniform(1.2, 1.8) * np.stack([pvc_early, 0.8 * pvc_late]),
         st_vector=st_vector,
@@ -185,10 +192,6 @@ def draw_morphology(labels: set[str], age: float, female: bool, rng: np.random.G
         pr=rng.uniform(*PR_RANGES[pr_class]),
         qtc=rng.uniform(*QTC_RANGES["LQT" if "LQT" in labels else "normal"]) + (0.01 if female else 0.0),
     )
-
-
-_PVC_WAVES = ((0.0, 0.02), (0.05, 0.02))  # (offset, sigma) of each half
-_SIGMA_P, _SIGMA_T, _SIGMA_ST, _SIGMA_SPIKE = 0.02, 0.042, 0.045, 0.0015
 
 
 def beat_waves(beats: BeatTrain, m: Morphology, atrial_p: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -213,8 +216,8 @@ def beat_waves(beats: BeatTrain, m: Morphology, atrial_p: bool) -> tuple[np.ndar
 
     # QT by Bazett on the preceding RR; the T wave ends 2.5 sigma after its peak.
     qt = m.qtc * np.sqrt(np.clip(beats.rr_before, 0.3, 2.0))
-    t_peak = r + m.qrs_onset + qt - 2.5 * _SIGMA_T
-    add(t_peak[supra], _SIGMA_T, m.t_vector)
+    t_peak = r + m.qrs_onset + qt - 2.5 * m.t_sigma
+    add(t_peak[supra], m.t_sigma, m.t_vector)
     add(t_peak[ventricular] + 0.03, _SIGMA_T * 1.2, -0.3 * m.pvc_vectors.sum(axis=0))
     if np.any(m.st_vector):
         add(r[supra] + 0.11, _SIGMA_ST, m.st_vector)

@@ -61,7 +61,9 @@ def synthesize_record(profile: DomainProfile, fs: int, seconds: float, rng: np.r
         kinds = np.zeros(rr.size, dtype=np.int8)
         for abbr, kind in (("PAC", PAC), ("PVC", PVC)):
             if abbr in labels:
-                rr, kinds = synth_rhythm.insert_ectopics(rr, kinds, int(rng.integers(1, 4)), kind, duration, rng)
+                # 2-4 per 10 s: a random 5 s training crop still holds one more often than not
+                count = max(1, int(round(rng.integers(2, 5) * duration / 10.0)))
+                rr, kinds = synth_rhythm.insert_ectopics(rr, kinds, count, kind, duration, rng)
                 if not (kinds == kind).any():  # a record too short to hold one: no label without the beat
                     labels.discard(abbr)
         beats = synth_rhythm.beats_from_rr(rr, kinds, duration, rng)

@@ -25,9 +25,9 @@ SINUS, PAC, PVC = 0, 1, 2
 RATE_RANGES = {"NSR": (62.0, 95.0), "SB": (40.0, 54.0), "STach": (106.0, 150.0), "AF": (60.0, 150.0),
                "ARH": (62.0, 95.0), "Brady": (38.0, 52.0), "PR": (60.0, 80.0)}
 # Relative amplitude of each HRV band: ordinary sinus rhythm swings the RR a few per cent;
-# sinus arrhythmia (SA) swings it with respiration by 12-25 % (P-P variation > 0.12 s
+# sinus arrhythmia (SA) swings it with respiration by 25-40 % (P-P variation > 0.12 s
 # at ordinary rates), and a junctional escape focus barely varies.
-HRV_AMPLITUDE = {"sinus": (0.003, 0.012), "SA": (0.1, 0.16), "junctional": (0.002, 0.006)}
+HRV_AMPLITUDE = {"sinus": (0.003, 0.012), "SA": (0.12, 0.2), "junctional": (0.002, 0.006)}
 FLUTTER_RATE = (250.0, 330.0)  # atrial, per minute
 FLUTTER_CONDUCTION = (2, 3, 4)  # ventricular beats every m-th flutter wave
 
