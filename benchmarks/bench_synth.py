@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _separability(args) -> int:
-    from benchmarks.synth_probes import separability
+    from benchmarks.synth_probes import FEATURE_GROUPS, separability
 
     n = args.records or 800
     print(f"domain classifier (random forest, 4-fold CV) on preprocessed windows: {n} records, style shift only, "
@@ -84,6 +84,9 @@ def _separability(args) -> int:
         print("    confusion (rows true, columns predicted):", ", ".join(result["domains"]))
         for name, row in zip(result["domains"], result["confusion"]):
             print(f"    {name:8s} {' '.join(f'{v:4d}' for v in row)}")
+    for group in FEATURE_GROUPS:
+        alone = separability(n, shift=1.0, seed=11 + args.seed, workers=args.workers, groups=(group,))
+        print(f"  shift 1, {group} alone: balanced accuracy {alone['balanced_accuracy']:.3f}")
     return 0
 
 
