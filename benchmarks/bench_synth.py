@@ -32,10 +32,24 @@ def _rates(n: int, fn) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks synth", description=__doc__)
-    parser.add_argument("--records", type=int, default=1000)
+    parser.add_argument("--records", type=int, default=None, help="speed: 1000; separability: 800; learnability: 800")
     parser.add_argument("--fs", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--separability", action="store_true",
+                        help="instead: domain classifier after the study's preprocessing, shift 0 and 1")
+    parser.add_argument("--learnability", action="store_true",
+                        help="instead: train the platform's model (demo trial) within and across domains")
+    parser.add_argument("--held-out", default="georgia", help="learnability: the held-out domain")
+    parser.add_argument("--parts", type=int, default=1, help="learnability: reference parts to train (1-5)")
+    parser.add_argument("--epochs", type=int, default=None, help="learnability: epochs (default: the demo's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
+    if args.separability:
+        return _separability(args)
+    if args.learnability:
+        return _learnability(args)
+    args.records = args.records or 1000
     n = args.records
     generate(8, fs=args.fs, seconds=args.seconds)  # warm caches (filter designs, imports)
 
@@ -55,4 +69,44 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:30s} {cpu:12.0f}   {wall:14.0f}")
     print(f"  per-core generation {status} the {TARGET_PER_CORE:.0f} records/s target; 20,000 records take "
           f"{20000 / in_memory[0]:.0f} CPU-s to generate, {20000 / written[0]:.0f} CPU-s with writing")
+    return 0
+
+
+def _separability(args) -> int:
+    from benchmarks.synth_probes import FEATURE_GROUPS, separability
+
+    n = args.records or 800
+    print(f"domain classifier (random forest, 4-fold CV) on preprocessed windows: {n} records, style shift only, "
+          "100 Hz, 0.5-45 Hz band-pass, per-lead z-score over 5 s")
+    for shift in (0.0, 1.0):
+        result = separability(n, shift=shift, seed=11 + args.seed, workers=args.workers)
+        print(f"  shift {shift:g}: balanced accuracy {result['balanced_accuracy']:.3f} (chance {result['chance']:.2f})")
+        print("    confusion (rows true, columns predicted):", ", ".join(result["domains"]))
+        for name, row in zip(result["domains"], result["confusion"]):
+            print(f"    {name:8s} {' '.join(f'{v:4d}' for v in row)}")
+    for group in FEATURE_GROUPS:
+        alone = separability(n, shift=1.0, seed=11 + args.seed, workers=args.workers, groups=(group,))
+        print(f"  shift 1, {group} alone: balanced accuracy {alone['balanced_accuracy']:.3f}")
+    return 0
+
+
+def _learnability(args) -> int:
+    from benchmarks.synth_probes import learnability
+
+    n = args.records or 800
+    cpu = time.process_time()
+    wall = time.perf_counter()
+    result = learnability(n, held_out=args.held_out, parts=args.parts, epochs=args.epochs, seed=args.seed,
+                          workers=args.workers)
+    print(f"per-class F1 on {result['records']} {result['held_out']} records (true labels), benchmark of {n} "
+          f"records: within = reference:{result['held_out']}:<part> (all domains, LODO's size), "
+          f"across = lodo:{result['held_out']}")
+    print(f"  {'class':7s} {'pos':>4s} {'LODO train prev':>15s} {'F1 within':>9s} {'across':>7s} "
+          f"{'AUROC within':>12s} {'across':>7s}")
+    for row in sorted(result["classes"], key=lambda r: -r["positives"]):
+        print(f"  {row['class']:7s} {row['positives']:4d} {row['lodo_train_prevalence']:15.3f} "
+              f"{row['within']:9.2f} {row['across']:7.2f} {row['within_auroc']:12.2f} {row['across_auroc']:7.2f}")
+    print(f"  macro-F1 over classes with >= {result['min_positives']} positives: within "
+          f"{result['macro_within']:.3f}, across {result['macro_across']:.3f}")
+    print(f"  ({time.process_time() - cpu:.0f} CPU-s, {time.perf_counter() - wall:.0f} s)")
     return 0

@@ -69,15 +69,16 @@ def qrs_duration_ms(ecg: np.ndarray, fs: float) -> float:
 
 def pr_interval_ms(ecg: np.ndarray, fs: float) -> float:
     """P onset to QRS onset, with the P onset taken 50 ms (half a normal P wave) before
-    the lead-II P peak found in the 60-300 ms before the QRS."""
+    the lead-II P peak (upright or inverted) found in the 60-300 ms before the QRS."""
     return _pr_interval_ms(*median_beat(ecg, fs), fs)
 
 
 def _pr_interval_ms(beat: np.ndarray, centre: int, fs: float) -> float:
     onset, _ = qrs_bounds(beat, centre, fs)
     lead_ii = beat[:, LEADS.index("II")]
-    lo, hi = onset - int(0.30 * fs), onset - int(0.06 * fs)
-    p_peak = lo + int(np.argmax(lead_ii[lo:hi]))
+    lo, hi = max(0, onset - int(0.34 * fs)), onset - int(0.06 * fs)
+    window = lead_ii[lo:hi] - lead_ii[onset - int(0.015 * fs):onset].mean()  # against the PR segment
+    p_peak = lo + int(np.argmax(np.abs(window)))
     return 1000.0 * (onset - p_peak) / fs + 50.0
 
 
@@ -117,9 +118,10 @@ def _atrial_activity_ratio(x: np.ndarray, peaks: np.ndarray, fs: float) -> float
 
 
 def record_features(ecg: np.ndarray, fs: float) -> np.ndarray:
-    """A fixed-length description of one record for simple classifiers: rhythm figures,
-    intervals, axis, per-lead QRS and T amplitudes, the most premature beat's timing and
-    shape, atrial activity, and the median beat itself at 25 Hz."""
+    """A fixed-length description of one record for simple classifiers: rhythm figures
+    (rate, irregularity, RR spread), intervals, axis, per-lead R and S, initial and
+    terminal QRS forces and T amplitudes, the most premature beat's timing and shape,
+    atrial activity, the largest spike residual (pacing), and the median beat at 25 Hz."""
     x = _filter(ecg, fs, 0.5, 40.0)
     peaks = r_peaks(ecg, fs)
     rr = np.diff(peaks) / fs
@@ -154,14 +156,16 @@ def record_features(ecg: np.ndarray, fs: float) -> np.ndarray:
     p_window = lead_ii[max(0, onset - int(0.3 * fs)):onset - int(0.06 * fs)]
     decimated = signal.resample_poly(beat, 25, int(fs), axis=0)
     irregularity = float(np.sqrt(np.mean(np.diff(rr) ** 2)) / np.mean(rr)) if rr.size > 1 else 0.0
+    spread = float(np.subtract(*np.percentile(rr, [90, 10])) / np.mean(rr)) if rr.size > 1 else 0.0
+    spikes = np.abs(ecg - despiked(ecg)).max()
     return np.concatenate([
-        [60.0 / median_rr, irregularity, prematurity, pause, shape,
+        [60.0 / median_rr, irregularity, spread, prematurity, pause, shape,
          1000.0 * (offset - onset) / fs, _pr_interval_ms(beat, before, fs), p_window.max(), p_window.min(),
          _frontal_axis_deg(beat, before, fs), (t_peak - onset) / fs / np.sqrt(median_rr),
          _atrial_activity_ratio(x[:, LEADS.index("V1")], peaks, fs),
-         _atrial_activity_ratio(x[:, LEADS.index("II")], peaks, fs)],
-        qrs.max(axis=0) - qrs.min(axis=0), qrs[-int(0.04 * fs):].mean(axis=0), t_amplitude,
-        decimated.ravel(),
+         _atrial_activity_ratio(x[:, LEADS.index("II")], peaks, fs), spikes],
+        qrs.max(axis=0), qrs.min(axis=0), qrs[:int(0.03 * fs)].mean(axis=0), qrs[-int(0.04 * fs):].mean(axis=0),
+        t_amplitude, decimated.ravel(),
     ])
 
 
@@ -192,3 +196,126 @@ def qt_peak_corrected_s(ecg: np.ndarray, fs: float) -> float:
     baseline = beat[onset - int(0.03 * fs):onset].mean(axis=0)
     magnitude = np.linalg.norm(beat[offset + int(0.05 * fs):end] - baseline, axis=1)
     return (offset + int(0.05 * fs) + int(np.argmax(magnitude)) - onset) / fs / np.sqrt(rr)
+
+
+# -- measurements for the conduction, Q-wave, R-progression, pacing and atrial classes -----
+
+
+def _qrs(ecg: np.ndarray, fs: float) -> tuple[np.ndarray, int, int]:
+    """(median-beat QRS against the PR-segment baseline, onset, offset) of a record."""
+    beat, centre = median_beat(ecg, fs)
+    onset, offset = qrs_bounds(beat, centre, fs)
+    baseline = beat[onset - int(0.03 * fs):onset].mean(axis=0)
+    return beat[onset:offset] - baseline, onset, offset
+
+
+def terminal_qrs_mv(ecg: np.ndarray, fs: float, lead: str, ms: float = 40.0) -> float:
+    """The largest excursion of the last `ms` of the QRS in `lead`, signed (R' > 0, S < 0)."""
+    qrs, _, _ = _qrs(ecg, fs)
+    tail = qrs[-max(1, int(ms / 1000 * fs)):, LEADS.index(lead)]
+    return float(tail.max() if tail.max() > -tail.min() else tail.min())
+
+
+def late_r_mv(ecg: np.ndarray, fs: float, lead: str) -> float:
+    """The largest positive deflection in the second half of the QRS in `lead` (an R')."""
+    qrs, _, _ = _qrs(ecg, fs)
+    x = qrs[:, LEADS.index(lead)]
+    return float(max(0.0, x[x.size // 2:].max()))
+
+
+def terminal_area_mv(ecg: np.ndarray, fs: float, lead: str) -> float:
+    """Mean of the last third of the QRS in `lead`: the sign of the terminal forces
+    (a wide S reads negative, an R' positive) without hanging on one sample."""
+    qrs, _, _ = _qrs(ecg, fs)
+    x = qrs[:, LEADS.index(lead)]
+    return float(x[-max(1, x.size // 3):].mean())
+
+
+def r_amplitude_mv(ecg: np.ndarray, fs: float, lead: str) -> float:
+    """The largest positive deflection of `lead` in the first 100 ms of the QRS (its R
+    wave; 0 for a QS complex). The cap keeps an early T wave, which a velocity-threshold
+    offset can take in, from reading as an R."""
+    qrs, _, _ = _qrs(ecg, fs)
+    return float(max(0.0, qrs[:int(0.1 * fs), LEADS.index(lead)].max()))
+
+
+def initial_deflection(ecg: np.ndarray, fs: float, lead: str) -> tuple[float, float, float]:
+    """(first wave's peak mV, its duration ms, the opposite-signed largest later peak mV) of
+    `lead`'s QRS: a q then R reads (negative, ms, positive), an r then S (positive, ms, negative)."""
+    qrs, _, _ = _qrs(ecg, fs)
+    x = qrs[:, LEADS.index(lead)]
+    threshold = 0.03  # mV: below this the trace has not left the baseline
+    start = int(np.argmax(np.abs(x) > threshold)) if np.any(np.abs(x) > threshold) else 0
+    sign = np.sign(x[start]) or 1.0
+    end = start + int(np.argmax(sign * x[start:] <= 0)) if np.any(sign * x[start:] <= 0) else x.size
+    first = sign * np.abs(x[:end]).max() if end > 0 else 0.0
+    later = x[end:]
+    opposite = float(later.max() if sign < 0 else later.min()) if later.size else 0.0
+    return float(first), 1000.0 * end / fs, opposite
+
+
+def q_wave(ecg: np.ndarray, fs: float, lead: str) -> tuple[float, float]:
+    """(Q duration ms, Q depth over the R amplitude) of `lead`; (0, 0) when the QRS opens upward."""
+    first, duration, later = initial_deflection(ecg, fs, lead)
+    if first >= 0:
+        return 0.0, 0.0
+    return duration, -first / max(later, 1e-3)
+
+
+def p_wave_mv(ecg: np.ndarray, fs: float, lead: str = "II") -> float:
+    """Signed P amplitude of the median beat: the larger excursion 60-300 ms before the QRS
+    against the PR segment (the 15 ms before the QRS; the TP segment is inside the
+    previous T wave at fast rates)."""
+    beat, centre = median_beat(ecg, fs)
+    onset, _ = qrs_bounds(beat, centre, fs)
+    x = beat[:, LEADS.index(lead)]
+    window = x[onset - int(0.30 * fs):onset - int(0.06 * fs)]
+    level = x[onset - int(0.015 * fs):onset].mean()
+    window = window - level
+    return float(window.max() if window.max() > -window.min() else window.min())
+
+
+def p_before_every_qrs(ecg: np.ndarray, fs: float, lead: str = "II") -> float:
+    """Share of beats with the record's P wave before them: the median of the 60-300 ms
+    before each QRS is the P template (flat when there is none: AF's f-waves and noise
+    average out), and a beat has the P when its own window follows the template
+    (correlation > 0.5). 0 when the template is below 0.05 mV peak to peak."""
+    x = _filter(ecg, fs, 0.5, 40.0)[:, LEADS.index(lead)]
+    lo, hi = int(0.30 * fs), int(0.06 * fs)
+    peaks = [p for p in r_peaks(ecg, fs) if p - lo >= 0]
+    if len(peaks) < 2:
+        return 0.0
+    windows = np.stack([x[p - lo:p - hi] - x[p - lo:p - hi].mean() for p in peaks])
+    template = np.median(windows, axis=0)
+    if np.ptp(template) < 0.05:
+        return 0.0
+    return float(np.mean([np.corrcoef(w, template)[0, 1] > 0.5 for w in windows]))
+
+
+def rr_relative_range(ecg: np.ndarray, fs: float) -> float:
+    """Spread of the RR intervals (10th to 90th percentile) over their mean: sinus
+    arrhythmia swings it by well over 10 %; percentiles keep one missed beat from counting."""
+    rr = rr_intervals(ecg, fs)
+    low, high = np.percentile(rr, [10, 90])
+    return float((high - low) / rr.mean())
+
+
+def despiked(ecg: np.ndarray, width: int = 5) -> np.ndarray:
+    """The record through a `width`-sample running median: removes pacing spikes, keeps the QRS."""
+    return signal.medfilt(ecg, (width, 1))
+
+
+def spike_residual_mv(ecg: np.ndarray, fs: float) -> np.ndarray:
+    """Per QRS, the largest departure of the record from its 5-sample running median within
+    150 ms before to 50 ms after the detected QRS: a few-millisecond pacing spike stands out
+    whole, while the median follows any wave the heart makes (an R wave loses ~5 %)."""
+    residual = np.abs(ecg - despiked(ecg)).max(axis=1)
+    before, after = int(0.15 * fs), int(0.05 * fs)
+    peaks = [p for p in r_peaks(despiked(ecg), fs) if p - before >= 0 and p + after <= residual.size]
+    return np.array([residual[p - before:p + after].max() for p in peaks])
+
+
+def pacing_spikes(ecg: np.ndarray, fs: float, mv: float = 0.5) -> float:
+    """Share of QRS complexes with a pacing spike (a spike residual of at least `mv`)."""
+    residual = spike_residual_mv(ecg, fs)
+    return float(np.mean(residual >= mv)) if residual.size else 0.0

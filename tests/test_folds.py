@@ -20,8 +20,10 @@ from heartbeatai.data.folds import (
     lodo_folds,
     present_classes,
     read_folds,
+    reference_folds,
     write_folds,
 )
+from heartbeatai.config import fold_protocol
 
 VOCAB = scored_vocabulary()
 CLASSES = ["AF", "RBBB", "LBBB", "PAC", "STach"]
@@ -217,10 +219,81 @@ def test_intra_folds_of_tiny_domains_never_have_an_empty_split(n_patients, k, se
     assert sorted(folds.loc[folds["split"] == "test", "record_id"]) == sorted(records["record_id"])
 
 
+# ----------------------------------------------------------------------------- reference
+
+
+def _reference_parts(folds: pd.DataFrame, domain: str) -> list[dict[str, list[str]]]:
+    ids = [f for f in dict.fromkeys(folds["fold_id"]) if f.startswith(f"reference:{domain}:")]
+    return [fold_records(folds, f) for f in ids]
+
+
+def test_reference_never_puts_a_record_patient_or_signal_on_two_sides(records):
+    assert_no_leakage(records, reference_folds(records, k=3))
+
+
+def test_reference_tests_together_are_exactly_lodos_test_and_its_duplicates_stay_excluded(records):
+    lodo, reference = lodo_folds(records), reference_folds(records, k=3)
+    for domain in "abc":
+        parts = _reference_parts(reference, domain)
+        assert len(parts) == 3
+        tested = [r for part in parts for r in part["test"]]
+        assert len(tested) == len(set(tested))  # each record of d tested once
+        assert sorted(tested) == sorted(fold_records(lodo, f"lodo:{domain}")["test"])
+        mine = reference["fold_id"].str.startswith(f"reference:{domain}:").to_numpy(bool)
+        rows = reference[mine & (reference["reason"] == "duplicate").fillna(False).to_numpy(bool)]
+        assert sorted(rows["record_id"]) == sorted(fold_records(lodo, f"lodo:{domain}")["excluded"])
+
+
+def test_reference_parts_are_intras_test_parts(records):
+    reference, intra = reference_folds(records, k=4, seed=2), intra_folds(records, k=4, seed=2)
+    lodo_excluded = set(lodo_folds(records, seed=2).query("split == 'excluded'")["record_id"])
+    for domain in "abc":
+        for i in range(4):
+            expected = set(fold_records(intra, f"intra:{domain}:{i}")["test"]) - lodo_excluded
+            assert set(fold_records(reference, f"reference:{domain}:{i}")["test"]) == expected
+
+
+def test_reference_trains_on_every_domain_with_lodos_amount_of_data():
+    records = make_records({"a": 300, "b": 200, "c": 120}, records_per_patient=2)
+    lodo, reference = lodo_folds(records), reference_folds(records, k=5)
+    domain_of = records.set_index("record_id")["domain"]
+    for domain in "abc":
+        target = fold_records(lodo, f"lodo:{domain}")
+        for part in _reference_parts(reference, domain):
+            # patients of two records move together: sizes match within one patient
+            assert abs(len(part["train"]) - len(target["train"])) <= 1
+            assert abs(len(part["val"]) - len(target["val"])) <= 1
+            used = domain_of[part["train"] + part["val"]]
+            assert set(used) == {"a", "b", "c"}  # d's other parts train too
+            # stratified on domain: each domain's share of the sample is its share of the pool
+            pool = records[~records["record_id"].isin(part["test"])]
+            expected = pool["domain"].value_counts(normalize=True)
+            assert (used.value_counts(normalize=True) - expected).abs().max() < 0.03
+            everything = part["train"] + part["val"] + part["test"] + part["excluded"]
+            assert sorted(everything) == sorted(records["record_id"])  # every record has one row
+
+
+def test_reference_sample_keeps_class_shares():
+    records = make_records({"a": 500, "b": 500}, records_per_patient=1)
+    reference = reference_folds(records, k=5)
+    part = fold_records(reference, "reference:a:0")
+    pool = records[~records["record_id"].isin(part["test"])]
+    sample = records[records["record_id"].isin(part["train"])]
+    for abbr in CLASSES:
+        assert sample[f"cls_{abbr}"].mean() == pytest.approx(pool[f"cls_{abbr}"].mean(), abs=0.02), abbr
+
+
+def test_reference_fold_ids_name_their_protocol():
+    assert fold_protocol("reference:ptbxl:0") == "reference"
+    for bad in ("reference:ptbxl", "reference:", "reference"):
+        with pytest.raises(ValueError, match="reference:<domain>:<i>"):
+            fold_protocol(bad)
+
+
 # ----------------------------------------------------------------------------- both
 
 
-@pytest.mark.parametrize("plan", [lodo_folds, intra_folds])
+@pytest.mark.parametrize("plan", [lodo_folds, intra_folds, reference_folds])
 def test_folds_are_deterministic_for_a_seed_and_change_with_it(records, plan):
     first = plan(records, seed=3)
     shuffled = records.sample(frac=1.0, random_state=1)
@@ -241,7 +314,8 @@ def test_no_split_ever_leaks_under_random_duplicate_links(n, links, seed):
         if column == "patient_id" and records.at[i, "domain"] != records.at[j, "domain"]:
             continue  # patient ids are per source; across sources only signals link
         records.at[j, column] = records.at[i, column]
-    for folds in (lodo_folds(records, seed=seed), intra_folds(records, k=3, seed=seed)):
+    for folds in (lodo_folds(records, seed=seed), intra_folds(records, k=3, seed=seed),
+                  reference_folds(records, k=3, seed=seed)):
         assert_no_leakage(records, folds)
 
 
@@ -346,6 +420,14 @@ def test_cli_folds_reports_bad_input_in_one_line(dataset_dir, capsys, extra, mes
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if "error" in line]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in err
+
+
+def test_cli_folds_writes_the_reference_protocol(dataset_dir, small_records, capsys):
+    assert main(["data", "folds", str(dataset_dir), "--protocol", "reference", "--k", "3"]) == 0
+    assert "reference:c:2" in capsys.readouterr().out
+    table, params = read_folds(dataset_dir, "reference")
+    assert params["protocol"] == "reference" and params["folds_per_domain"] == {"a": 3, "b": 3, "c": 3}
+    pd.testing.assert_frame_equal(table, reference_folds(small_records, k=3))
 
 
 def test_cli_folds_refuses_a_directory_that_is_not_a_prepared_dataset(tmp_path, capsys):

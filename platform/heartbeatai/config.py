@@ -272,10 +272,12 @@ def load_validated_yaml(model: type[BaseModel], path: str | Path, what: str,
 
 
 def fold_protocol(fold_id: str) -> str:
-    """`lodo:georgia` -> `lodo`; `intra:cpsc:2` -> `intra`."""
+    """`lodo:georgia` -> `lodo`; `intra:cpsc:2` -> `intra`; `reference:ptbxl:0` -> `reference`."""
     protocol, _, rest = fold_id.partition(":")
-    if protocol not in ("lodo", "intra") or not rest:
-        raise ValueError(f"fold_id: {fold_id!r} is not lodo:<domain> or intra:<domain>:<k>")
+    domain, _, part = rest.partition(":")
+    # reference folds are cross-fitted over the held-out domain (data/folds.py): a part is required
+    if protocol not in ("lodo", "intra", "reference") or not rest or (protocol == "reference" and not (domain and part)):
+        raise ValueError(f"fold_id: {fold_id!r} is not lodo:<domain>, intra:<domain>:<i> or reference:<domain>:<i>")
     return protocol
 
 

@@ -50,9 +50,14 @@ def _open(path: Path) -> PreparedDataset:
 
 
 def _fold_summary(table: pd.DataFrame) -> pd.DataFrame:
-    counts = table.groupby(["fold_id", "split"], sort=False).size().unstack(fill_value=0)
-    counts = counts.reindex(columns=list(folds_lib.SPLITS), fill_value=0)
-    return counts.rename(columns={"excluded": "excluded (duplicates)"})
+    # Excluded rows are counted by reason: duplicates (every protocol) and, for the
+    # reference, pool records outside the size-matched sample.
+    column = table["split"].where(table["split"] != "excluded", "excluded (" + table["reason"].fillna("") + ")")
+    column = column.replace({f"excluded ({folds_lib.DUPLICATE})": "excluded (duplicates)"})
+    counts = table.assign(column=column).groupby(["fold_id", "column"], sort=False).size().unstack(fill_value=0)
+    order = ["train", "val", "test", "excluded (duplicates)"]
+    order += sorted(c for c in counts.columns if c not in order)
+    return counts.reindex(columns=order, fill_value=0).rename_axis(columns=None)
 
 
 def run_folds(args: argparse.Namespace) -> int:

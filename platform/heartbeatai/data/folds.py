@@ -1,8 +1,11 @@
-"""Leak-free evaluation folds: leave-one-domain-out (LODO) and intra-source k-fold.
+"""Leak-free evaluation folds: leave-one-domain-out (LODO), intra-source k-fold, and the
+matched in-distribution reference.
 
 A fold table has one row per (fold, record): ``fold_id, record_id, split, reason`` with
-split in train | val | test | excluded. Fold ids are ``lodo:<domain>`` and
-``intra:<domain>:<i>``. Training and studies read the table written by `write_folds`;
+split in train | val | test | excluded. Fold ids are ``lodo:<domain>``,
+``intra:<domain>:<i>`` and ``reference:<domain>:<i>`` (see `reference_folds` for why the
+reference is cross-fitted over the held-out domain's parts). Training and studies read
+the table written by `write_folds`;
 they never recompute folds, and folds never depend on a trial's seed.
 
 Leakage control. Records are grouped into connected components of "same patient" (within
@@ -37,15 +40,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from heartbeatai.data.group_splits import (
     MIN_INTRA_GROUPS, FoldPlanError, derived_seed, duplicate_groups, stratified_group_holdout, stratified_group_kfold,
+    stratified_group_sample,
 )
 from heartbeatai.data.prepared import PreparedDataset
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("lodo", "intra")
+PROTOCOLS = ("lodo", "intra", "reference")
 SPLITS = ("train", "val", "test", "excluded")
 FOLD_COLUMNS = ["fold_id", "record_id", "split", "reason"]
 DUPLICATE = "duplicate"
+UNSAMPLED = "unsampled"  # reference: a pool record outside the size-matched sample
 FOLDS_SCHEMA_VERSION = 1
 _METADATA_KEY = b"heartbeatai.folds"
 # ----------------------------------------------------------------------------- labels
@@ -167,6 +172,12 @@ def lodo_folds(
     return _assemble(frames)
 
 
+def _domain_parts(labels: np.ndarray, groups: np.ndarray, members: np.ndarray, name: str, k: int, seed: int) -> np.ndarray:
+    """Part index (0..n-1) of each of a domain's records: the test shares of intra's folds,
+    which `reference_folds` reuses so both protocols test on the same parts."""
+    return stratified_group_kfold(labels[members], groups[members], k, derived_seed(seed, "intra", name))
+
+
 def intra_folds(records: pd.DataFrame, k: int = 5, val_fraction: float = 0.15, seed: int = 0) -> pd.DataFrame:
     """k-fold cross-validation within each domain: folds ``intra:<domain>:<i>``.
 
@@ -191,7 +202,7 @@ def intra_folds(records: pd.DataFrame, k: int = 5, val_fraction: float = 0.15, s
             skipped[name] = f"{n_groups} patient/signal group(s): at least {MIN_INTRA_GROUPS} needed for test, val and train"
             log.warning("intra: no folds for domain %s (%s)", name, skipped[name])
             continue
-        fold_of = stratified_group_kfold(labels[members], groups[members], k, derived_seed(seed, "intra", name))
+        fold_of = _domain_parts(labels, groups, members, name, k, seed)
         n_folds = int(fold_of.max()) + 1
         if n_folds < k:
             log.warning("intra: domain %s has %d groups, so %d folds instead of %d", name, n_groups, n_folds, k)
@@ -206,6 +217,77 @@ def intra_folds(records: pd.DataFrame, k: int = 5, val_fraction: float = 0.15, s
                 _fold_frame(fold_id, ids[rest[~held]], "train"),
                 _fold_frame(fold_id, ids[rest[held]], "val"),
                 _fold_frame(fold_id, ids[members[fold_of == fold]], "test"),
+            ]
+    table = _assemble(frames)
+    table.attrs["folds_per_domain"] = folds_per_domain
+    table.attrs["skipped_domains"] = skipped
+    return table
+
+
+def reference_folds(
+    records: pd.DataFrame,
+    domains: Sequence[str] | None = None,
+    k: int = 5,
+    val_fraction: float = 0.15,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Matched in-distribution reference for each held-out domain: folds ``reference:<d>:<i>``.
+
+    LODO against intra confounds domain shift with data volume; this protocol trains on a
+    mixture of every domain with LODO's amount of data. `lodo:<d>` tests all of d, so a
+    model that has seen d can only be tested on d out of fold: d is cut into intra's k
+    parts (the same partition as ``intra:<d>:<i>``), and fold i tests part i, minus the
+    records LODO excludes as cross-domain duplicates (excluded here too, reason
+    ``duplicate``). The union of a domain's reference tests is exactly ``lodo:<d>``'s
+    test, record for record, so the two pair on every record of d when all k folds run.
+    Train and val are drawn from every domain's records outside part i (d's other parts
+    included), group-whole and stratified on labels and domain, to the sizes of
+    ``lodo:<d>``'s train and val; the pool's remaining records are ``excluded`` with reason
+    ``unsampled``. A domain with fewer than 3 groups gets no reference folds.
+    """
+    if k < 2:
+        raise FoldPlanError(f"k must be at least 2, got {k}")
+    records = _checked(records, val_fraction)
+    domains = _known_domains(records, domains)
+    lodo = lodo_folds(records, domains=domains, val_fraction=val_fraction, seed=seed)
+    records = records[records["domain"].isin(domains)].reset_index(drop=True)
+    groups = duplicate_groups(records)
+    labels = _labels(records)
+    domain = records["domain"].astype(str).to_numpy()
+    ids = records["record_id"].astype(str).to_numpy()
+    # Stratify the mixture on the domains as well: it keeps each domain's share of the pool.
+    strata = np.hstack([labels, domain[:, None] == np.array(domains)[None, :]])
+
+    frames, folds_per_domain, skipped = [], {}, {}
+    for held_out in domains:
+        lodo_split = fold_records(lodo, f"lodo:{held_out}")
+        sizes = {split: len(lodo_split[split]) for split in ("train", "val")}
+        duplicate = np.isin(ids, lodo_split["excluded"])
+        members = np.flatnonzero(domain == held_out)
+        n_groups = len(np.unique(groups[members]))
+        if n_groups < MIN_INTRA_GROUPS:
+            skipped[held_out] = f"{n_groups} patient/signal group(s): at least {MIN_INTRA_GROUPS} needed for parts to test"
+            log.warning("reference: no folds for domain %s (%s)", held_out, skipped[held_out])
+            continue
+        part_of = _domain_parts(labels, groups, members, held_out, k, seed)
+        folds_per_domain[held_out] = int(part_of.max()) + 1
+        for part in range(folds_per_domain[held_out]):
+            fold_id = f"reference:{held_out}:{part}"
+            in_part = np.zeros(len(records), dtype=bool)
+            in_part[members[part_of == part]] = True
+            pool = np.flatnonzero(~in_part)
+            val = pool[stratified_group_sample(strata[pool], groups[pool], sizes["val"],
+                                               derived_seed(seed, "reference-val", held_out, str(part)))]
+            rest = np.setdiff1d(pool, val)
+            train = rest[stratified_group_sample(strata[rest], groups[rest], sizes["train"],
+                                                 derived_seed(seed, "reference-train", held_out, str(part)))]
+            unsampled = np.setdiff1d(rest, train)
+            frames += [
+                _fold_frame(fold_id, ids[train], "train"),
+                _fold_frame(fold_id, ids[val], "val"),
+                _fold_frame(fold_id, ids[in_part & ~duplicate], "test"),
+                _fold_frame(fold_id, ids[in_part & duplicate], "excluded", DUPLICATE),
+                _fold_frame(fold_id, ids[unsampled], "excluded", UNSAMPLED),
             ]
     table = _assemble(frames)
     table.attrs["folds_per_domain"] = folds_per_domain
@@ -241,6 +323,8 @@ def write_folds(
     records = dataset.records
     if protocol == "lodo":
         table = lodo_folds(records, domains=domains, val_fraction=val_fraction, seed=seed)
+    elif protocol == "reference":
+        table = reference_folds(records, domains=domains, k=k, val_fraction=val_fraction, seed=seed)
     else:
         if domains is not None:
             records = records[records["domain"].isin(_known_domains(records, domains))]

@@ -126,3 +126,40 @@ def stratified_group_holdout(labels: np.ndarray, groups: np.ndarray, fraction: f
         # target size); stratification means little there, so draw the share at random.
         held = np.random.default_rng(seed).choice(len(unique), size=n_held, replace=False)
     return np.isin(groups, unique[held])
+
+
+def stratified_group_sample(labels: np.ndarray, groups: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Boolean mask of a label-stratified, group-whole subset of `size` records.
+
+    The groups are stratified at the share `size / records`, then whole groups are
+    added or dropped (the one that brings the count closest first, ties in seeded order)
+    until no single group moves the count closer: with singleton groups the size is
+    exact, otherwise within the smallest group that could still be moved.
+    """
+    n = len(groups)
+    if size >= n:
+        return np.ones(n, dtype=bool)
+    if size <= 0:
+        return np.zeros(n, dtype=bool)
+    unique, group_labels = _group_label_matrix(labels, groups)
+    counts = np.bincount(np.searchsorted(unique, groups), minlength=len(unique))
+    chosen = np.zeros(len(unique), dtype=bool)
+    if len(unique) > 1:
+        n_take = int(np.clip(round(size / n * len(unique)), 1, len(unique) - 1))
+        splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=n_take, random_state=seed)
+        _, take = next(splitter.split(np.zeros(len(unique)), group_labels))
+        chosen[take] = True
+    rank = np.random.default_rng(seed).permutation(len(unique))  # tie-break, seeded
+    total = int(counts[chosen].sum())
+    while total != size:
+        removing = total > size
+        candidates = np.flatnonzero(chosen if removing else ~chosen)
+        after = total - counts[candidates] if removing else total + counts[candidates]
+        gap = np.abs(after - size)
+        best = candidates[np.lexsort((rank[candidates], gap))[0]]
+        new_total = total - counts[best] if removing else total + counts[best]
+        if abs(new_total - size) >= abs(total - size):
+            break
+        chosen[best] = not removing
+        total = int(new_total)
+    return np.isin(groups, unique[chosen])

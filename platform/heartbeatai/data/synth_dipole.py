@@ -79,14 +79,34 @@ def rotation(angles_deg: np.ndarray) -> np.ndarray:
     return rz @ ry @ rx
 
 
-def electrode_projection(angles_deg: np.ndarray, gain: float) -> np.ndarray:
+def displaced_chest_electrodes(shift: float) -> np.ndarray:
+    """(9, 3) electrode lead vectors with V1..V6 moved `shift` electrode spacings along
+    their row (positive: laterally, towards V6), interpolating between neighbouring
+    electrodes' lead vectors and extrapolating past the ends.
+
+    Chest electrodes are the ones most often misplaced, and consistently so within a
+    hospital's practice (e.g. V1/V2 one space too high or too far apart); moving them
+    changes how the precordial leads relate to each other and to the limb leads, which
+    a per-lead normalisation cannot undo.
+    """
+    if shift == 0.0:
+        return ELECTRODE_LEAD_VECTORS
+    chest = ELECTRODE_LEAD_VECTORS[3:]
+    position = np.arange(6) + shift
+    lower = np.clip(np.floor(position).astype(int), 0, 4)
+    fraction = (position - lower)[:, None]
+    moved = (1 - fraction) * chest[lower] + fraction * chest[lower + 1]
+    return np.vstack([ELECTRODE_LEAD_VECTORS[:3], moved])
+
+
+def electrode_projection(angles_deg: np.ndarray, gain: float, precordial_shift: float = 0.0) -> np.ndarray:
     """(3, 9): dipole (rows X, Y, Z) -> electrode potentials, rotated and scaled."""
-    return gain * (ELECTRODE_LEAD_VECTORS @ rotation(angles_deg)).T
+    return gain * (displaced_chest_electrodes(precordial_shift) @ rotation(angles_deg)).T
 
 
 def form_leads(electrodes: np.ndarray) -> np.ndarray:
     """(samples, 9) electrode potentials -> (samples, 12) leads in standard order."""
-    return electrodes @ LEAD_FORMATION
+    return electrodes @ LEAD_FORMATION.astype(electrodes.dtype, copy=False)  # no mixed-type product
 
 
 def frontal_axis_deg(vector: np.ndarray) -> float:

@@ -23,40 +23,39 @@ from importlib import resources
 
 import numpy as np
 
+from heartbeatai.ecg import PAPER_DOMAINS
 from heartbeatai.labels import scored_vocabulary
 
 SHIFT_KINDS = ("style", "prevalence", "label_noise")
 
-# Classes the generator draws, with their physiology in synth_beats / synth_rhythm.
-# NSR is what remains of the rhythm draw (sinus at a normal rate), never drawn itself.
-RHYTHMS = ("SB", "STach", "AF", "AFL")
-CLASSES = ("NSR", "SB", "STach", "AF", "AFL", "IAVB", "RBBB", "LBBB", "PAC", "PVC",
-           "LAD", "RAD", "TInv", "TAb", "LQT", "LQRSV")
+# Classes the generator draws: every scored class of 2021, in the vocabulary's order
+# (physiology in synth_beats / synth_rhythm, co-occurrence rules in synth_labels).
+CLASSES = tuple(scored_vocabulary().abbrs)
 ST_CLASSES = ("STD", "STE")
 
-# Columns of dx_mapping_scored.csv and the record totals of each source (challenge 2021).
-_SOURCE_COLUMNS = {"cpsc": ("CPSC", 6877), "ptbxl": ("PTB_XL", 21837), "georgia": ("Georgia", 10344),
-                   "chapman": ("Chapman_Shaoxing", 10247)}
-# CPSC2018 REFERENCE.csv counts of ST depression (869) / elevation (220) of 6877 records;
-# the other sources do not label ST changes in the challenge release.
-_ST_PREVALENCE = {"cpsc": {"STD": 869 / 6877, "STE": 220 / 6877}}
+# The paper's four domains are the defaults (and define the reference hospital);
+# ningbo is available as a fifth, the only source with PRWP.
+SOURCE_COUNTS = "synthetic/source_counts.csv"
 
 
 @dataclass(frozen=True)
 class DomainProfile:
     name: str
-    prevalence: dict[str, float]  # class abbreviation -> probability (NSR implied)
+    prevalence: dict[str, float]  # class abbreviation -> probability
     native_fs: dict[int, float]  # device sampling rate -> share of records
     mains_hz: dict[int, float]  # 50 or 60 Hz -> share of records
-    highpass_hz: float
-    lowpass_hz: float
+    highpass_hz: float  # device band: causal first-order high-pass ...
+    lowpass_hz: float  # ... and Butterworth low-pass of `lowpass_order`
+    lowpass_order: float  # rounded; a steep one rings after the QRS, a gentle one blunts it
     gain: float  # calibration error of the amplifier
     mains_mv: float
     emg_mv: float
+    contact_mv: float  # low-frequency skin-contact noise on the chest electrodes (suction cups)
     wander_mv: float
     motion_rate: float  # records with an electrode-motion artefact
     placement_deg: tuple[float, float, float]  # systematic rotation about X, Y, Z
     placement_jitter_deg: float
+    precordial_shift: float  # chest electrodes displaced along V1..V6, in electrode spacings (+ lateral)
     length_spread: float  # sd of log record length
     age_mean: float
     age_sd: float
@@ -71,25 +70,25 @@ class DomainProfile:
 
 
 @functools.lru_cache(maxsize=None)
-def source_prevalence(include_st: bool = False) -> dict[str, dict[str, float]]:
-    """domain -> class -> prevalence, from the challenge's per-source counts."""
-    vocab = scored_vocabulary(include_st=False)
-    path = resources.files("heartbeatai") / "package_data" / "evaluation-2021" / "dx_mapping_scored.csv"
+def source_counts() -> dict[str, dict[str, int]]:
+    """domain -> class (and "records") -> count, as shipped in package data.
+
+    The table is derived from the challenge's dx_mapping_scored.csv / _unscored.csv
+    (equivalent codes summed) and the per-source record totals; tests/test_synth.py
+    rederives it from those files.
+    """
+    path = resources.files("heartbeatai") / "package_data" / SOURCE_COUNTS
     with path.open(newline="", encoding="utf-8") as handle:
-        rows = {row["SNOMEDCTCode"]: row for row in csv.DictReader(handle)}
-    table: dict[str, dict[str, float]] = {}
-    for domain, (column, total) in _SOURCE_COLUMNS.items():
-        prevalence = {}
-        for abbr in CLASSES:
-            if abbr == "NSR":
-                continue
-            # Equivalent codes (RBBB|CRBBB, ...) are summed: a record rarely carries both.
-            codes = vocab.select([abbr]).classes[0].codes
-            prevalence[abbr] = sum(int(rows[c][column]) for c in codes if c in rows) / total
-        if include_st:
-            prevalence.update({k: _ST_PREVALENCE.get(domain, {}).get(k, 0.0) for k in ST_CLASSES})
-        table[domain] = prevalence
-    return table
+        rows = list(csv.DictReader(handle))
+    domains = [c for c in rows[0] if c not in ("class", "codes", "source")]
+    return {d: {row["class"]: int(row[d]) for row in rows} for d in domains}
+
+
+@functools.lru_cache(maxsize=None)
+def source_prevalence(include_st: bool = False) -> dict[str, dict[str, float]]:
+    """domain -> class -> prevalence: the source's count over its records."""
+    abbrs = CLASSES + (ST_CLASSES if include_st else ())
+    return {d: {a: counts[a] / counts["records"] for a in abbrs} for d, counts in source_counts().items()}
 
 
 def default_profiles(include_st: bool = False) -> dict[str, DomainProfile]:
@@ -97,31 +96,42 @@ def default_profiles(include_st: bool = False) -> dict[str, DomainProfile]:
     common = dict(placement_jitter_deg=4.0)
     return {
         "cpsc": DomainProfile(
-            "cpsc", prev["cpsc"], {500: 1.0}, {50: 1.0}, highpass_hz=0.5, lowpass_hz=75.0, gain=1.0,
-            mains_mv=0.03, emg_mv=0.012, wander_mv=0.08, motion_rate=0.1, placement_deg=(0.0, -8.0, 8.0),
-            length_spread=0.35, age_mean=55.0, age_sd=19.0, female_share=0.46, label_noise=0.02, **common),
+            "cpsc", prev["cpsc"], {500: 1.0}, {50: 1.0}, highpass_hz=0.5, lowpass_hz=40.0, lowpass_order=5,
+            gain=1.0, mains_mv=0.03, emg_mv=0.012, contact_mv=0.0, wander_mv=0.08, motion_rate=0.1,
+            placement_deg=(0.0, -8.0, 8.0), precordial_shift=0.45, length_spread=0.35, age_mean=55.0,
+            age_sd=19.0, female_share=0.46, label_noise=0.02, **common),
         "ptbxl": DomainProfile(
-            "ptbxl", prev["ptbxl"], {400: 1.0}, {50: 1.0}, highpass_hz=0.05, lowpass_hz=150.0, gain=0.85,
-            mains_mv=0.01, emg_mv=0.02, wander_mv=0.2, motion_rate=0.15, placement_deg=(0.0, 0.0, 0.0),
-            length_spread=0.0, age_mean=62.0, age_sd=17.0, female_share=0.48, label_noise=0.05, **common),
+            "ptbxl", prev["ptbxl"], {400: 1.0}, {50: 1.0}, highpass_hz=0.05, lowpass_hz=150.0, lowpass_order=2,
+            gain=0.85, mains_mv=0.01, emg_mv=0.02, contact_mv=0.0, wander_mv=0.2, motion_rate=0.15,
+            placement_deg=(0.0, 0.0, 0.0), precordial_shift=0.0, length_spread=0.0, age_mean=62.0,
+            age_sd=17.0, female_share=0.48, label_noise=0.05, **common),
         "georgia": DomainProfile(
-            "georgia", prev["georgia"], {500: 1.0}, {60: 1.0}, highpass_hz=0.05, lowpass_hz=100.0, gain=1.15,
-            mains_mv=0.04, emg_mv=0.025, wander_mv=0.25, motion_rate=0.25, placement_deg=(0.0, 8.0, -8.0),
-            length_spread=0.0, age_mean=66.0, age_sd=14.0, female_share=0.45, label_noise=0.08, **common),
+            "georgia", prev["georgia"], {500: 1.0}, {60: 1.0}, highpass_hz=0.05, lowpass_hz=100.0, lowpass_order=2,
+            gain=1.15, mains_mv=0.04, emg_mv=0.05, contact_mv=0.0, wander_mv=0.25, motion_rate=0.25,
+            placement_deg=(0.0, 8.0, -8.0), precordial_shift=-0.6, length_spread=0.0, age_mean=66.0,
+            age_sd=14.0, female_share=0.45, label_noise=0.08, **common),
         "chapman": DomainProfile(
-            "chapman", prev["chapman"], {500: 1.0}, {50: 1.0}, highpass_hz=0.67, lowpass_hz=45.0, gain=1.0,
-            mains_mv=0.005, emg_mv=0.006, wander_mv=0.04, motion_rate=0.05, placement_deg=(0.0, 10.0, 5.0),
-            length_spread=0.0, age_mean=58.0, age_sd=18.0, female_share=0.44, label_noise=0.03, **common),
+            "chapman", prev["chapman"], {500: 1.0}, {50: 1.0}, highpass_hz=0.67, lowpass_hz=35.0, lowpass_order=1,
+            gain=1.0, mains_mv=0.005, emg_mv=0.006, contact_mv=0.08, wander_mv=0.04, motion_rate=0.05,
+            placement_deg=(0.0, 10.0, 5.0), precordial_shift=-0.25, length_spread=0.0, age_mean=58.0,
+            age_sd=18.0, female_share=0.44, label_noise=0.03, **common),
+        # Not a paper domain (not in the reference); Ningbo and Chapman came from one
+        # group's devices, so this one differs from chapman mainly in its sources' labels.
+        "ningbo": DomainProfile(
+            "ningbo", prev["ningbo"], {500: 1.0}, {50: 1.0}, highpass_hz=0.67, lowpass_hz=35.0, lowpass_order=1,
+            gain=1.0, mains_mv=0.005, emg_mv=0.008, contact_mv=0.04, wander_mv=0.05, motion_rate=0.05,
+            placement_deg=(0.0, 6.0, 2.0), precordial_shift=0.1, length_spread=0.0, age_mean=57.0,
+            age_sd=17.0, female_share=0.47, label_noise=0.03, **common),
     }
 
 
 # How each field interpolates: "log" for scales and frequencies (ratios matter), "share"
 # for categorical mixtures, "lin" otherwise. Which shift kind governs it:
 _STYLE_FIELDS = {
-    "native_fs": "share", "mains_hz": "share", "highpass_hz": "log", "lowpass_hz": "log", "gain": "log",
-    "mains_mv": "log", "emg_mv": "log", "wander_mv": "log", "motion_rate": "lin", "placement_deg": "lin",
-    "placement_jitter_deg": "lin", "length_spread": "lin", "age_mean": "lin", "age_sd": "lin",
-    "female_share": "lin",
+    "native_fs": "share", "mains_hz": "share", "highpass_hz": "log", "lowpass_hz": "log", "lowpass_order": "lin",
+    "gain": "log", "mains_mv": "log", "emg_mv": "log", "contact_mv": "lin", "wander_mv": "log", "motion_rate": "lin",
+    "placement_deg": "lin", "placement_jitter_deg": "lin", "precordial_shift": "lin", "length_spread": "lin",
+    "age_mean": "lin", "age_sd": "lin", "female_share": "lin",
 }
 _KIND_FIELDS = {"style": _STYLE_FIELDS, "prevalence": {"prevalence": "share_independent"},
                 "label_noise": {"label_noise": "lin"}}
@@ -133,8 +143,8 @@ def _mean_share(dicts: list[dict]) -> dict:
 
 
 def reference_profile(include_st: bool = False) -> DomainProfile:
-    """The mean of the four default hospitals: every domain at shift 0."""
-    profiles = list(default_profiles(include_st).values())
+    """The mean of the paper's four hospitals: every domain at shift 0."""
+    profiles = [p for name, p in default_profiles(include_st).items() if name in PAPER_DOMAINS]
     values = {}
     for f in fields(DomainProfile):
         items = [getattr(p, f.name) for p in profiles]
@@ -183,5 +193,7 @@ def shifted(profile: DomainProfile, reference: DomainProfile, shift: float, kind
         placement_jitter_deg=max(0.0, moved.placement_jitter_deg),
         label_noise=float(np.clip(moved.label_noise, 0.0, 0.5)),
         highpass_hz=max(0.01, moved.highpass_hz),
+        lowpass_order=max(1.0, moved.lowpass_order),
+        contact_mv=max(0.0, moved.contact_mv),
         age_sd=max(1.0, moved.age_sd),
     )

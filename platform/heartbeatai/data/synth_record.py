@@ -15,7 +15,7 @@ import numpy as np
 from heartbeatai.data import synth_beats, synth_noise, synth_rhythm
 from heartbeatai.data.synth_dipole import electrode_projection, form_leads
 from heartbeatai.data.synth_domains import DomainProfile
-from heartbeatai.data.synth_labels import corrupt_labels, draw_labels
+from heartbeatai.data.synth_labels import ATRIAL_RHYTHM, RHYTHMS, WITH_P_WAVES, corrupt_labels, draw_labels
 from heartbeatai.data.synth_rhythm import PAC, PVC
 
 _AF_VECTOR = np.array([-0.3, 0.3, -0.9]) / np.linalg.norm([-0.3, 0.3, -0.9])  # seen best in V1
@@ -49,34 +49,48 @@ def synthesize_record(profile: DomainProfile, fs: int, seconds: float, rng: np.r
     if "AFL" in labels:
         beats, flutter_hz, flutter_phase = synth_rhythm.flutter_beats(duration, rng)
     else:
-        rhythm = "AF" if "AF" in labels else next((r for r in ("SB", "STach") if r in labels), "NSR")
+        rhythm = next(r for r in (*RHYTHMS, ATRIAL_RHYTHM) if r in labels)
         rate = synth_rhythm.heart_rate(rhythm, age, rng)
-        rr = synth_rhythm.af_rr(duration, rate, rng) if rhythm == "AF" else synth_rhythm.sinus_rr(duration, rate, rng)
+        if rhythm == "AF":
+            rr = synth_rhythm.af_rr(duration, rate, rng)
+        elif rhythm == "PR":
+            rr = synth_rhythm.paced_rr(duration, rate)
+        else:
+            hrv = "junctional" if rhythm == "Brady" else "SA" if "SA" in labels else "sinus"
+            rr = synth_rhythm.sinus_rr(duration, rate, rng, hrv)
         kinds = np.zeros(rr.size, dtype=np.int8)
         for abbr, kind in (("PAC", PAC), ("PVC", PVC)):
             if abbr in labels:
-                rr, kinds = synth_rhythm.insert_ectopics(rr, kinds, int(rng.integers(1, 4)), kind, duration, rng)
+                # 2-4 per 10 s: a random 5 s training crop still holds one more often than not
+                count = max(1, int(round(rng.integers(2, 5) * duration / 10.0)))
+                rr, kinds = synth_rhythm.insert_ectopics(rr, kinds, count, kind, duration, rng)
                 if not (kinds == kind).any():  # a record too short to hold one: no label without the beat
                     labels.discard(abbr)
         beats = synth_rhythm.beats_from_rr(rr, kinds, duration, rng)
 
-    atrial_p = not ({"AF", "AFL"} & labels)
+    # Atrial activity: P waves for the rhythms that have them; none in AF and flutter
+    # (their own waves below), in a junctional escape rhythm or under ventricular pacing.
+    atrial_p = bool(set(WITH_P_WAVES) & labels)
     centres, sigmas, vectors = synth_beats.beat_waves(beats, morphology, atrial_p)
     dipole = synth_beats.render_dipole(centres, sigmas, vectors, n_native, native_fs)
-    t = np.arange(n_native) / native_fs
-    if "AF" in labels:
-        dipole += np.outer(synth_rhythm.fibrillation_waves(t, rng), rng.uniform(0.05, 0.12) * _AF_VECTOR)
-    elif "AFL" in labels:
-        dipole += np.outer(synth_rhythm.flutter_waves(t, flutter_hz, flutter_phase), rng.uniform(0.12, 0.22) * _FLUTTER_VECTOR)
+    if "AF" in labels or "AFL" in labels:
+        t = np.arange(n_native) / native_fs
+        waves = (synth_rhythm.fibrillation_waves(t, rng) if "AF" in labels
+                 else synth_rhythm.flutter_waves(t, flutter_hz, flutter_phase))
+        vector = rng.uniform(0.05, 0.12) * _AF_VECTOR if "AF" in labels else rng.uniform(0.12, 0.22) * _FLUTTER_VECTOR
+        dipole += np.outer(waves, vector)
 
     angles = np.asarray(profile.placement_deg) + profile.placement_jitter_deg * rng.standard_normal(3)
-    electrodes = dipole @ electrode_projection(angles, 1.0)
+    # float32 from here on: the files hold int16 microvolts
+    electrodes = dipole.astype(np.float32) @ electrode_projection(angles, 1.0, profile.precordial_shift).astype(np.float32)
     electrodes += synth_noise.electrode_noise(
         n_native, native_fs, mains_hz=mains_hz, mains_mv=profile.mains_mv, emg_mv=profile.emg_mv,
-        wander_mv=profile.wander_mv, motion=bool(rng.random() < profile.motion_rate), rng=rng)
-    electrodes = synth_noise.acquisition_filter(electrodes, native_fs, profile.highpass_hz, profile.lowpass_hz)
+        wander_mv=profile.wander_mv, motion=bool(rng.random() < profile.motion_rate), rng=rng,
+        contact_mv=profile.contact_mv)
+    electrodes = synth_noise.acquisition_filter(electrodes, native_fs, profile.highpass_hz, profile.lowpass_hz,
+                                                int(round(profile.lowpass_order)))
     electrodes = synth_noise.resample(electrodes, native_fs, fs)
-    leads = (profile.gain * form_leads(electrodes)).astype(np.float32)
+    leads = form_leads(electrodes) * np.float32(profile.gain)
     return SyntheticRecord(
         signal=leads,
         labels=frozenset(labels),

@@ -22,7 +22,12 @@ SINUS, PAC, PVC = 0, 1, 2
 
 # Rates (bpm) drawn for each rhythm class; the gaps between the ranges keep a class
 # defined by its rate well away from its neighbour's boundary.
-RATE_RANGES = {"NSR": (62.0, 95.0), "SB": (40.0, 54.0), "STach": (106.0, 150.0), "AF": (60.0, 150.0)}
+RATE_RANGES = {"NSR": (62.0, 95.0), "SB": (40.0, 54.0), "STach": (106.0, 150.0), "AF": (60.0, 150.0),
+               "ARH": (62.0, 95.0), "Brady": (38.0, 52.0), "PR": (60.0, 80.0)}
+# Relative amplitude of each HRV band: ordinary sinus rhythm swings the RR a few per cent;
+# sinus arrhythmia (SA) swings it with respiration by 25-40 % (P-P variation > 0.12 s
+# at ordinary rates), and a junctional escape focus barely varies.
+HRV_AMPLITUDE = {"sinus": (0.003, 0.012), "SA": (0.12, 0.2), "junctional": (0.002, 0.006)}
 FLUTTER_RATE = (250.0, 330.0)  # atrial, per minute
 FLUTTER_CONDUCTION = (2, 3, 4)  # ventricular beats every m-th flutter wave
 
@@ -38,22 +43,31 @@ def heart_rate(rhythm: str, age: float, rng: np.random.Generator) -> float:
     """Mean ventricular rate for the record; resting sinus rate falls slowly with age."""
     low, high = RATE_RANGES[rhythm]
     rate = rng.uniform(low, high)
-    if rhythm == "NSR":
+    if rhythm in ("NSR", "ARH"):
         rate = float(np.clip(rate - 0.08 * (age - 50.0), low, high))
     return rate
 
 
-def sinus_rr(duration: float, rate: float, rng: np.random.Generator, hrv_scale: float = 1.0) -> np.ndarray:
-    """RR intervals covering `duration` (plus a beat either side) from the two-band model."""
+def sinus_rr(duration: float, rate: float, rng: np.random.Generator, hrv: str = "sinus") -> np.ndarray:
+    """RR intervals covering `duration` (plus a beat either side) from the two-band model;
+    `hrv` picks the band amplitudes (HRV_AMPLITUDE): SA's respiratory band dominates."""
     mean_rr = 60.0 / rate
     n = int(duration / mean_rr) + 4
     beat_t = np.arange(n) * mean_rr  # integral-pulse approximation: beat k near k * mean RR
     lf = rng.uniform(0.08, 0.12)
     hf = rng.uniform(0.2, 0.3)
-    lf_amp, hf_amp = hrv_scale * rng.uniform(0.01, 0.03, size=2)
+    lf_amp, hf_amp = rng.uniform(*HRV_AMPLITUDE["junctional" if hrv == "junctional" else "sinus"], size=2)
+    if hrv == "SA":
+        hf_amp = rng.uniform(*HRV_AMPLITUDE["SA"])
     phase = rng.uniform(0, 2 * np.pi, size=2)
     modulation = lf_amp * np.sin(2 * np.pi * lf * beat_t + phase[0]) + hf_amp * np.sin(2 * np.pi * hf * beat_t + phase[1])
-    return mean_rr * (1.0 + modulation + 0.005 * rng.standard_normal(n))
+    return mean_rr * (1.0 + modulation + 0.003 * rng.standard_normal(n))
+
+
+def paced_rr(duration: float, rate: float) -> np.ndarray:
+    """A demand pacemaker at its programmed rate: every interval the same."""
+    mean_rr = 60.0 / rate
+    return np.full(int(duration / mean_rr) + 4, mean_rr)
 
 
 def af_rr(duration: float, rate: float, rng: np.random.Generator) -> np.ndarray:

@@ -31,12 +31,13 @@ from threadpoolctl import threadpool_limits
 from heartbeatai.data.synth_domains import (
     CLASSES, SHIFT_KINDS, ST_CLASSES, DomainProfile, default_profiles, reference_profile, shifted,
 )
+from heartbeatai.data.synth_labels import ATRIAL_RHYTHM, ATRIAL_RHYTHM_CODE
 from heartbeatai.data.synth_record import SyntheticRecord, synthesize_record
 from heartbeatai.data.domains import SYNTHETIC_MANIFEST
 from heartbeatai.ecg import LEADS, PAPER_DOMAINS
 from heartbeatai.labels import scored_vocabulary
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "2.0"
 _CHUNK = 64  # records per task: amortises process hand-off, bounds memory when writing
 
 
@@ -178,15 +179,21 @@ def _write_record(folder: Path, name: str, fs: int, record: SyntheticRecord, cod
     (folder / f"{name}.hea").write_text(_header(name, microvolts, fs, record, codes))
 
 
+def _codes(labels: frozenset[str], code_of: dict[str, str]) -> list[str]:
+    """SNOMED codes of a label set: the classes in vocabulary order, then the unscored
+    atrial rhythm (kept in the header as real sources keep their unscored codes)."""
+    codes = [code_of[a] for a in code_of if a in labels]
+    return codes + ([ATRIAL_RHYTHM_CODE] if ATRIAL_RHYTHM in labels else [])
+
+
 def _write_chunk(args: tuple) -> list[dict]:
     out_dir, code_of, chunk_args = args
     rows = []
     for name, domain, record in _synthesize(chunk_args):
-        header = [code_of[a] for a in code_of if a in record.header_labels]
+        header = _codes(record.header_labels, code_of)
         _write_record(out_dir / domain, name, chunk_args[1], record, header)
         rows.append({"record": name, "domain": domain, "age": record.age, "sex": record.sex,
-                     "label_codes": [code_of[a] for a in code_of if a in record.labels],
-                     "header_label_codes": header})
+                     "label_codes": _codes(record.labels, code_of), "header_label_codes": header})
     return rows
 
 

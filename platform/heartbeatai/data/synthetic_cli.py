@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder (one sub-folder per domain)")
     parser.add_argument("--records", required=True, type=int, help="number of records, spread evenly over domains")
     parser.add_argument("--domains", type=_csv, default=list(PAPER_DOMAINS),
-                        help=f"comma-separated hospital profiles (default {','.join(PAPER_DOMAINS)})")
+                        help=f"comma-separated hospital profiles (default {','.join(PAPER_DOMAINS)}; ningbo is a fifth)")
     parser.add_argument("--shift", type=float, default=1.0,
                         help="scale of every domain difference: 0 identical domains, 1 default, >1 harsher")
     parser.add_argument("--shift-kinds", type=_csv, default=None,

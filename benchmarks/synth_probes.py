@@ -1,0 +1,201 @@
+"""Probes of the synthetic benchmark that need more than the generator: how well its
+domains can be told apart after the study's own preprocessing (`separability`), and how
+well the platform's own model learns its classes within and across domains
+(`learnability`, in bench_synth_learn.py).
+
+The domain classifier is deliberately independent of the generator: scikit-learn on
+features a convolutional network can see in a preprocessed window (inter-lead
+correlations, in-band spectra, the median beat's shape), never the generator's
+parameters. Windows are what a trial feeds its model: the study's sampling rate,
+`SignalTransform` with `PreprocessConfig`'s band-pass and per-lead z-score over the
+window, so per-lead gains, out-of-band noise and mains are gone before it looks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import signal
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.metrics import balanced_accuracy_score, confusion_matrix
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+from heartbeatai.config import PreprocessConfig
+from heartbeatai.data.synthetic import generate
+from heartbeatai.training.transforms import SignalTransform
+
+BANDS_HZ = ((0.5, 3.0), (3.0, 8.0), (8.0, 15.0), (15.0, 25.0), (25.0, 35.0), (35.0, 45.0))
+
+
+def preprocess(signal_mv: np.ndarray, fs: float, seconds: float) -> np.ndarray:
+    """(12, T) model input: the first `seconds` of a (samples, 12) record through the
+    trial preprocessing with its default settings."""
+    config = PreprocessConfig()
+    transform = SignalTransform(fs, bandpass_low_hz=config.bandpass_low_hz,
+                                bandpass_high_hz=config.bandpass_high_hz, normalize=config.normalize)
+    return transform(np.ascontiguousarray(signal_mv[:int(seconds * fs)].T, dtype=np.float32))
+
+
+def _beats(x: np.ndarray, fs: float) -> list[int]:
+    energy = np.sum(np.diff(x, axis=1) ** 2, axis=0)
+    width = max(1, int(0.08 * fs))
+    envelope = np.convolve(energy, np.ones(width) / width, mode="same")
+    peaks, _ = signal.find_peaks(envelope, height=0.15 * np.percentile(envelope, 99), distance=int(0.25 * fs))
+    return [int(p) for p in peaks]
+
+
+FEATURE_GROUPS = ("correlations", "bands", "beats")
+
+
+def domain_features(x: np.ndarray, fs: float, groups: tuple[str, ...] = FEATURE_GROUPS) -> np.ndarray:
+    """Features of one preprocessed (12, T) window: the 66 inter-lead correlations, log
+    power of each lead in six bands of 0.5-45 Hz, and the median beat of every lead
+    (-250..+400 ms around each QRS, at 50 Hz); `groups` picks among them."""
+    correlations = np.corrcoef(x)[np.triu_indices(12, 1)]
+    f, pxx = signal.welch(x, fs=fs, nperseg=min(x.shape[1], int(1.28 * fs)), axis=-1)
+    powers = np.stack([np.log(pxx[:, (f >= lo) & (f < hi)].sum(axis=1) + 1e-12) for lo, hi in BANDS_HZ], axis=1)
+    before, after = int(0.25 * fs), int(0.4 * fs)
+    peaks = [p for p in _beats(x, fs) if p - before >= 0 and p + after <= x.shape[1]]
+    beat = np.median(np.stack([x[:, p - before:p + after] for p in peaks]), axis=0) if peaks \
+        else np.zeros((12, before + after))
+    step = max(1, int(round(fs / 50)))
+    parts = {"correlations": correlations, "bands": powers.ravel(), "beats": beat[:, ::step].ravel()}
+    return np.concatenate([parts[g] for g in groups])
+
+
+def separability(n_records: int = 800, *, shift: float = 1.0, fs: int = 100, seconds: float = 5.0, seed: int = 11,
+                 domains=("cpsc", "ptbxl", "georgia", "chapman"), folds: int = 4, workers: int = 1,
+                 groups: tuple[str, ...] = FEATURE_GROUPS) -> dict:
+    """Balanced accuracy of a cross-validated random forest telling the domains apart from
+    preprocessed windows, with only the style shift on (every domain at the same
+    prevalences, so a label gives no domain away). Chance is 1 / domains."""
+    data = generate(n_records, domains=domains, shift=shift, shift_kinds=("style",), fs=fs, seconds=10.0,
+                    seed=seed, workers=workers)
+    features = np.stack([domain_features(preprocess(s, fs, seconds), fs, groups) for s in data.signals])
+    forest = RandomForestClassifier(n_estimators=300, max_features="sqrt", random_state=0, n_jobs=workers)
+    predicted = cross_val_predict(forest, features, data.domains,
+                                  cv=StratifiedKFold(folds, shuffle=True, random_state=0))
+    names = sorted(set(data.domains))
+    return {"balanced_accuracy": float(balanced_accuracy_score(data.domains, predicted)),
+            "chance": 1.0 / len(names), "domains": names,
+            "confusion": confusion_matrix(data.domains, predicted, labels=names)}
+
+
+# -- learnability: the platform's own model, within and across domains -------------------
+
+
+def _trial(epochs: int | None):
+    """The demo study's trial (studies/configs/demo.yaml), optionally with more epochs."""
+    import yaml
+    from pathlib import Path
+
+    from heartbeatai.config import TrialConfig
+
+    demo = Path(__file__).resolve().parents[1] / "studies" / "configs" / "demo.yaml"
+    trial = TrialConfig.model_validate(yaml.safe_load(demo.read_text())["trial"])
+    return trial.with_overrides({"optim.epochs": epochs}) if epochs else trial
+
+
+def _clean_labels(raw_dir, record_ids: list[str], classes: list[str]) -> np.ndarray:
+    """True (pre-noise) labels from the generator's manifest."""
+    import json
+    from pathlib import Path
+
+    from heartbeatai.data.domains import SYNTHETIC_MANIFEST
+    from heartbeatai.labels import scored_vocabulary
+
+    manifest = json.loads((Path(raw_dir) / SYNTHETIC_MANIFEST).read_text())
+    truth = {row["record"]: set(row["label_codes"]) for row in manifest["records"]}
+    codes = [c.code for c in scored_vocabulary().select(classes).classes]
+    return np.array([[code in truth[r] for code in codes] for r in record_ids], dtype=bool)
+
+
+def _train_and_predict(data, fold_id: str, classes: list[str], trial, out, test_ids: list[str]):
+    """Train one fold in-process, keep the best-validation epoch, return its probabilities
+    on `test_ids` and its validation-tuned thresholds."""
+    import shutil
+    from pathlib import Path
+
+    import torch
+
+    from heartbeatai.training.loop import run_training
+    from heartbeatai.training.predict import predict
+    from heartbeatai.training.spec import TrainSpec
+
+    spec = TrainSpec(trial=trial, data_path=str(data), fold_id=fold_id, classes=tuple(classes), out_dir=str(out))
+    keep, best = Path(out) / fold_id.replace(":", "_"), {"value": -np.inf}
+
+    def report(metrics: dict, checkpoint_dir) -> None:
+        if checkpoint_dir is not None and metrics[spec.selection_metric] > best["value"]:
+            best["value"] = metrics[spec.selection_metric]
+            shutil.rmtree(keep, ignore_errors=True)
+            shutil.copytree(checkpoint_dir, keep)
+
+    run_training(spec, report=report, device=torch.device("cpu"), loader_workers=0)
+    _, probabilities, thresholds = predict(keep, data, test_ids, device=torch.device("cpu"))
+    return probabilities, thresholds
+
+
+def _auroc(truth: np.ndarray, score: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(truth, score)) if 0 < truth.sum() < truth.size else float("nan")
+
+
+def learnability(n_records: int = 800, *, held_out: str = "georgia", parts: int = 1, epochs: int | None = None,
+                 seed: int = 0, shift: float = 1.0, workers: int = 1, out_dir=None, min_positives: int = 10) -> dict:
+    """Per-class F1 of the platform's model (the demo's trial) on the held-out domain's
+    records, trained within distribution (`reference:<d>:<i>` folds: every domain, d's
+    other parts included, at LODO's training size) and across domains (`lodo:<d>`),
+    both scored on the same records (the union of the first `parts` reference tests)
+    against the true labels. The benchmark is generated and prepared at the demo's size
+    and rate (100 Hz, 10 s) through the platform's own prepare and fold planner."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+    from sklearn.metrics import f1_score
+
+    from heartbeatai.data.folds import fold_records, read_folds, write_folds
+    from heartbeatai.data.prepare import PrepareSettings, prepare
+    from heartbeatai.data.synthetic import write_benchmark
+    from heartbeatai.labels import scored_vocabulary
+
+    torch.set_num_threads(max(1, workers))
+    classes = scored_vocabulary().abbrs
+    trial = _trial(epochs)
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        tmp = Path(tmp)
+        raw = write_benchmark(tmp / "raw", n_records, shift=shift, fs=100, seconds=10.0, seed=seed, workers=workers)
+        data = tmp / "prepared"
+        prepare([raw], data, PrepareSettings(fs=100, max_seconds=10.0), workers=workers, progress=False)
+        write_folds(data, "lodo")
+        write_folds(data, "reference")
+        reference, _ = read_folds(data, "reference")
+        lodo, _ = read_folds(data, "lodo")
+        test_ids, within = [], []
+        for part in range(parts):
+            fold_id = f"reference:{held_out}:{part}"
+            ids = fold_records(reference, fold_id)["test"]
+            within.append(_train_and_predict(data, fold_id, classes, trial, tmp / "runs", ids))
+            test_ids += ids
+        across = _train_and_predict(data, f"lodo:{held_out}", classes, trial, tmp / "runs", test_ids)
+        truth = _clean_labels(raw, test_ids, classes)
+        train_ids = fold_records(lodo, f"lodo:{held_out}")["train"]
+        train_prevalence = _clean_labels(raw, train_ids, classes).mean(axis=0)
+    within_p = np.concatenate([p for p, _ in within])
+    within_y = np.concatenate([p >= t for p, t in within])
+    across_p, across_y = across[0], across[0] >= across[1]
+    rows = []
+    for j, abbr in enumerate(classes):
+        positives = int(truth[:, j].sum())
+        if positives == 0:
+            continue
+        rows.append({"class": abbr, "positives": positives, "lodo_train_prevalence": float(train_prevalence[j]),
+                     "within": f1_score(truth[:, j], within_y[:, j], zero_division=0),
+                     "across": f1_score(truth[:, j], across_y[:, j], zero_division=0),
+                     "within_auroc": _auroc(truth[:, j], within_p[:, j]),
+                     "across_auroc": _auroc(truth[:, j], across_p[:, j])})
+    scored = [r for r in rows if r["positives"] >= min_positives]
+    return {"held_out": held_out, "records": len(test_ids), "classes": rows, "min_positives": min_positives,
+            "macro_within": float(np.mean([r["within"] for r in scored])) if scored else float("nan"),
+            "macro_across": float(np.mean([r["across"] for r in scored])) if scored else float("nan")}
