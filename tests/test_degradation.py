@@ -76,7 +76,7 @@ def test_parts_add_up_to_the_total_and_rows_carry_the_store_schema():
     study = _Study()
     study.add("lodo:alpha", ids, y, _scores(rng, y, separation=1.0, prior=0.4), val_y,
               _scores(rng, val_y, separation=1.0, prior=0.4), threshold=0.4)
-    study.add("reference:alpha", ids, y, _scores(rng, y), val_y, _scores(rng, val_y), threshold=0.3)
+    study.add("reference:alpha:0", ids, y, _scores(rng, y), val_y, _scores(rng, val_y), threshold=0.3)
     rows = study.rows()
     declared = table("degradation")
     assert set(rows.columns) <= set(declared.columns) and set(declared.required) <= set(rows.columns)
@@ -91,9 +91,29 @@ def test_the_matched_size_reference_is_used_where_the_study_ran_it():
     ids, y = _domain(rng)
     val_y = rng.random((200, 3)) < PREVALENCE
     study = _Study()
-    for fold in ("lodo:alpha", "intra:alpha:0", "reference:alpha"):
+    for fold in ("lodo:alpha", "intra:alpha:0", "reference:alpha:0"):
         study.add(fold, ids, y, _scores(rng, y), val_y, _scores(rng, val_y))
     assert set(study.rows()["reference_kind"]) == {"reference"}
+
+
+def test_the_reference_parts_are_pooled_so_lodo_pairs_on_every_record_they_tested():
+    """reference:<d>:<i> folds each test one part of d (data/folds.py): pooled, they pair with
+    LODO on the union of their records, each scored by the part's own model."""
+    rng = np.random.default_rng(6)
+    ids, y = _domain(rng)
+    val_y = rng.random((200, 3)) < PREVALENCE
+    study = _Study()
+    study.add("lodo:alpha", ids, y, _scores(rng, y), val_y, _scores(rng, val_y))
+    half = len(ids) // 2
+    study.add("reference:alpha:0", ids[:half], y[:half], _scores(rng, y[:half]), val_y, _scores(rng, val_y))
+    study.add("reference:alpha:1", ids[half:], y[half:], _scores(rng, y[half:]), val_y, _scores(rng, val_y))
+    rows = study.rows()
+    assert set(rows["reference_kind"]) == {"reference"}
+    assert (rows["n_records"] == len(ids)).all()
+    only_one = _Study()
+    only_one.add("lodo:alpha", ids, y, _scores(rng, y), val_y, _scores(rng, val_y))
+    only_one.add("reference:alpha:0", ids[:half], y[:half], _scores(rng, y[:half]), val_y, _scores(rng, val_y))
+    assert (only_one.rows()["n_records"] == half).all()  # a part that did not run pairs on nothing
 
 
 def test_a_domain_without_any_reference_is_left_out():
@@ -114,7 +134,7 @@ def test_label_smoothing_is_undone_before_em_estimates_the_test_prevalence():
     study = _Study()
     study.add("lodo:alpha", ids, y, _scores(rng, y, smoothing=0.2), val_y, _scores(rng, val_y, smoothing=0.2),
               smoothing=0.2)
-    study.add("reference:alpha", ids, y, _scores(rng, y), val_y, _scores(rng, val_y))
+    study.add("reference:alpha:0", ids, y, _scores(rng, y), val_y, _scores(rng, val_y))
     rows = study.rows().set_index("class")
     assert rows.loc["RBBB", "em_prevalence_lodo"] == pytest.approx(y[:, 1].mean(), abs=0.03)
 
@@ -126,5 +146,5 @@ def test_classes_without_a_positive_in_the_shared_records_are_not_split():
     val_y = rng.random((200, 3)) < PREVALENCE
     study = _Study()
     study.add("lodo:alpha", ids, y, _scores(rng, y), val_y, _scores(rng, val_y))
-    study.add("reference:alpha", ids, y, _scores(rng, y), val_y, _scores(rng, val_y))
+    study.add("reference:alpha:0", ids, y, _scores(rng, y), val_y, _scores(rng, val_y))
     assert sorted(study.rows()["class"]) == ["AF", "NSR"]

@@ -112,7 +112,7 @@ def test_degradation_pairs_on_the_matched_reference_where_the_study_has_one_else
     references = set(store.read("demo", "trials", filters={"protocol": "reference"})["fold_id"])
 
     assert kinds == {"cpsc": ["intra"], "ptbxl": ["intra"], "georgia": ["intra"], "chapman": ["reference"]}
-    assert references == {"reference:chapman"}
+    assert references == {"reference:chapman:0"}
     card = store.read("demo", "dataset_card").groupby("domain")["n_records"].first()
     per_domain = rows.groupby("domain")["n_records"].first()
     assert per_domain["chapman"] == card["chapman"] and per_domain["cpsc"] < card["cpsc"]

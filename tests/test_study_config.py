@@ -142,3 +142,20 @@ def test_the_v1_top_level_bootstrap_reads_as_the_analysis_bootstrap():
     assert config(analysis={"rope": 0.02}).analysis.rope == 0.02
     with pytest.raises(ConfigError, match="analysis.decision_probability"):
         config(analysis={"decision_probability": 0.4})
+
+
+def test_reference_folds_train_full_only_and_run_the_parts_asked_for():
+    from heartbeatai.study.plan import _planned_fold_sizes
+    from heartbeatai.study.study_folds import select_folds
+
+    study = config(data={"synthetic": {"records": 400, "domains": ["a", "b", "c", "d"]}},
+                   protocols=["lodo", "reference"], folds={"reference_per_domain": 2},
+                   arms=["full", "no-se", "baseline"])
+    assert [a.name for a in study.fold_arms("lodo")] == ["full", "no-se", "baseline"]
+    assert [a.name for a in study.fold_arms("reference")] == ["full"]
+    assert [a.name for a in study.fold_arms("intra")] == ["full"]
+    ids = [f"reference:{d}:{i}" for d in "abcd" for i in range(5)]
+    assert select_folds(study, ids, "reference") == [f"reference:{d}:{i}" for d in "abcd" for i in range(2)]
+    sizes = {f: (n_train, n_val) for f, n_train, n_val in _planned_fold_sizes(study, "reference")}
+    lodo = {f: (n_train, n_val) for f, n_train, n_val in _planned_fold_sizes(study, "lodo")}
+    assert len(sizes) == 8 and sizes["reference:c:1"] == lodo["lodo:c"]  # LODO's amount of data

@@ -1,8 +1,9 @@
 """The degradation table: each class's F1 drop on each held-out domain, split (docs/analysis.md).
 
 For held-out domain d, the LODO model (arm `full`, fold lodo:<d>) and the reference are
-scored on the same records of d. The reference is the matched-size `reference:<d>` fold's
-model where the study ran that protocol, else the intra-source folds of d, pooled: each
+scored on the same records of d. The reference is the matched-size `reference:<d>:<i>` folds'
+models, pooled (each record scored by the part's model that tested it), where the study ran
+that protocol, else the intra-source folds of d, pooled: each
 record scored by the intra fold model that tested it. Only the seeds both sides ran are
 paired (seed s with seed s), and only the records both sides scored. Every model's
 probabilities are un-smoothed with its own label smoothing, Platt-scaled on its own
@@ -62,7 +63,7 @@ def degradation_rows(predictions: pd.DataFrame, class_metrics: pd.DataFrame, tri
 
 
 def _reference_runs(runs: pd.DataFrame, domain: str) -> tuple[str, pd.DataFrame]:
-    matched = runs[runs["fold_id"] == f"reference:{domain}"]
+    matched = runs[runs["fold_id"].str.startswith(f"reference:{domain}:")]
     if not matched.empty:
         return "reference", matched
     return "intra", runs[runs["fold_id"].str.startswith(f"intra:{domain}:")]

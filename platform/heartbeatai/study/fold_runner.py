@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from heartbeatai.arms import PREVALENCE, SEARCH, resolve_arms
+from heartbeatai.arms import PREVALENCE, SEARCH
 from heartbeatai.config import RunFile, TrialConfig
 from heartbeatai.metric_names import fold_metric_of
 from heartbeatai.results import ResultsStore, ResultsWriter, write_study_summary
@@ -202,7 +202,7 @@ class FoldRunner:
         return oracle.record()
 
     def _arms(self, selection: Selection) -> dict:
-        arms = resolve_arms(self.config.arms if self.protocol == "lodo" else ["full"], self.config.user_arms)
+        arms = self.config.fold_arms(self.protocol)
         trained = [a for a in arms if a.trained]
         errored: list[str] = []
         if trained:

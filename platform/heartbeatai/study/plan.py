@@ -16,7 +16,6 @@ from typing import Callable
 
 import pandas as pd
 
-from heartbeatai.arms import resolve_arms
 from heartbeatai.config import TrialConfig
 from heartbeatai.study.study_config import StudyConfig
 from heartbeatai.study.study_folds import planned_folds
@@ -95,7 +94,7 @@ def plan_study(config: StudyConfig, storage: str | None, cost: RecordCost, cpus:
     folds = []
     for protocol in config.protocols:
         for fold_id, n_train, n_val in _planned_fold_sizes(config, protocol):
-            arms = resolve_arms(config.arms if protocol == "lodo" else ["full"], config.user_arms)
+            arms = config.fold_arms(protocol)
             folds.append(FoldPlan(protocol, fold_id, config.search.trials_per_fold,
                                   sum(a.trained for a in arms) * len(config.seeds), n_train, n_val))
     epochs = TrialConfig.model_validate(config.trial).optim.epochs
@@ -123,12 +122,15 @@ def _planned_fold_sizes(config: StudyConfig, protocol: str) -> list[tuple[str, i
         spec = config.data.synthetic
         per_domain = {d: spec.records / len(spec.domains) for d in spec.domains}
     domains = [d for d in per_domain if config.folds.domains is None or d in config.folds.domains]
+    total = sum(per_domain.values())
     if protocol == "lodo":
-        total = sum(per_domain.values())
         return [(f"lodo:{d}", int((total - per_domain[d]) * (1 - val)), int((total - per_domain[d]) * val))
                 for d in sorted(domains)]
     k = config.folds.k or 5
-    used = min(k, config.folds.intra_per_domain or k)
+    used = min(k, config.folds.parts_per_domain(protocol) or k)
+    if protocol == "reference":  # LODO's sizes, drawn from every domain (data/folds.py)
+        return [(f"reference:{d}:{i}", int((total - per_domain[d]) * (1 - val)), int((total - per_domain[d]) * val))
+                for d in sorted(domains) for i in range(used)]
     return [(f"intra:{d}:{i}", int(per_domain[d] * (k - 1) / k * (1 - val)), int(per_domain[d] * (k - 1) / k * val))
             for d in sorted(domains) for i in range(used)]
 

@@ -184,7 +184,7 @@ def _check_folds(config: StudyConfig, data: DataFacts, problems: list[str]) -> d
         else:
             k = config.folds.k or 5
             ids = ([f"lodo:{d}" for d in data.domains] if protocol == "lodo"
-                   else [f"intra:{d}:{i}" for d in data.domains for i in range(k)])
+                   else [f"{protocol}:{d}:{i}" for d in data.domains for i in range(k)])
         folds[protocol] = select_folds(config, ids, protocol)
         if not folds[protocol] and len(problems) == before:  # else those problems say why
             problems.append(f"folds: the {protocol} protocol has 0 folds to run in {data.where}")

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from heartbeatai.analysis.study_analysis import ANALYSIS_TABLES
-from heartbeatai.arms import PREVALENCE, SEARCH, resolve_arms
+from heartbeatai.arms import PREVALENCE, SEARCH
 from heartbeatai.results import ResultsStore, schema
 from heartbeatai.study.lock import StageJournal
 from heartbeatai.study.sealed_split import SELECTION_STAGE
@@ -131,7 +131,7 @@ def _has_rows(config: StudyConfig, fold: str, stage: str, record, stages: dict, 
                                                         record_trial(stages, "oracle"))
     if stage == "arms":
         protocol = fold.split(":")[0]
-        arms = resolve_arms(config.arms if protocol == "lodo" else ["full"], config.user_arms)
+        arms = config.fold_arms(protocol)
         runs = _finished(trials[trials["selection"] == "val"])
         trained = {(a.name, s) for a in arms if a.trained for s in config.seeds}
         prevalence = all(_tested(rows, PREVALENCE, s, "val", PREVALENCE) for s in config.seeds

@@ -214,7 +214,6 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from heartbeatai.arms import resolve_arms
     from heartbeatai.study.plan import calibrate_record_cost, plan_study, trial_threads
     from heartbeatai.study.resources import Capacity, ResourceError, max_concurrent_trials, plan_trial_resources
     from heartbeatai.training.threads import usable_cores
@@ -248,7 +247,7 @@ def _plan(args: argparse.Namespace) -> int:
              f"{plan.search_epochs:.0f} of {config.search.trials_per_fold * plan.epochs} epochs"
              if sched.kind == "asha" else f"{config.search.trials_per_fold * plan.epochs} epochs"))
     for protocol in config.protocols:
-        arms = resolve_arms(config.arms if protocol == "lodo" else ["full"], config.user_arms)
+        arms = config.fold_arms(protocol)
         print(f"{protocol}: arms {', '.join(a.name for a in arms)} x seeds {config.seeds}")
         for fold in (f for f in plan.folds if f.protocol == protocol):
             print(f"  {fold.fold_id:<24} ~{fold.train_records} train / ~{fold.val_records} val records; "

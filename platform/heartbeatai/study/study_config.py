@@ -18,13 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from heartbeatai.config import (
     ConfigError, RunFile, TrialConfig, describe_validation_error, did_you_mean, flatten_config, load_validated_yaml,
 )
-from heartbeatai.arms import BUILTIN_ARMS, DEFAULT_ARMS, canonical_arm
+from heartbeatai.arms import BUILTIN_ARMS, DEFAULT_ARMS, FULL, Arm, canonical_arm, resolve_arms
 from heartbeatai.metric_names import (
     DEFAULT_SELECTION_METRIC, THRESHOLD_DEPENDENT, VALIDATION_METRICS, fold_metric_of, metric_mode,
 )
 from heartbeatai.study.search_space import DEFAULT_SPACE, Distribution
 
-Protocol = Literal["lodo", "intra"]
+Protocol = Literal["lodo", "intra", "reference"]
+# Protocols whose folds train every arm; the others (intra, the matched reference) train `full`
+# only, as the figure LODO's `full` is compared with (degradation).
+ARM_PROTOCOLS = ("lodo",)
 
 
 class _Strict(BaseModel):
@@ -73,6 +76,13 @@ class FoldsConfig(_Strict):
     # Intra-source folds per domain actually run (k folds are planned; running all k per
     # domain multiplies the study's cost by k, which a laptop study cannot afford).
     intra_per_domain: int | None = Field(default=None, ge=1)
+    # Reference folds per held-out domain actually run (each trains on LODO's amount of data;
+    # the degradation split pairs LODO with the parts that ran, on their records).
+    reference_per_domain: int | None = Field(default=None, ge=1)
+
+    def parts_per_domain(self, protocol: str) -> int | None:
+        """How many of a domain's k parts the study runs for a cross-fitted protocol (None: all)."""
+        return {"intra": self.intra_per_domain, "reference": self.reference_per_domain}.get(protocol)
 
 
 class SearchConfig(_Strict):
@@ -271,6 +281,10 @@ class StudyConfig(_Strict):
             found.append(f"seeds: {len(self.seeds)} arm seed(s): per-fold ablation intervals are conditional on "
                          "the trained models and carry no p-value (seed variance needs at least 3)")
         return found
+
+    def fold_arms(self, protocol: str) -> list[Arm]:
+        """The arms a fold of `protocol` trains (ARM_PROTOCOLS: every arm; else `full` only)."""
+        return resolve_arms(self.arms if protocol in ARM_PROTOCOLS else [FULL], self.user_arms)
 
     # Derived paths -------------------------------------------------------------------------
 

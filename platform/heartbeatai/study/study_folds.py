@@ -31,7 +31,7 @@ def planned_folds(config: StudyConfig, data_path: Path, protocol: str) -> list[s
 def check_fold_parameters(config: StudyConfig, params: dict[str, Any], data_path: Path, protocol: str) -> None:
     """The folds file's parameters agree with those the config names (left out: any)."""
     folds = config.folds
-    wanted = {"val_fraction": folds.val_fraction, "fold_seed": folds.seed, "k": folds.k if protocol == "intra" else None}
+    wanted = {"val_fraction": folds.val_fraction, "fold_seed": folds.seed, "k": folds.k if protocol in ("intra", "reference") else None}
     differing = {k: (params.get(k), v) for k, v in wanted.items() if v is not None and params.get(k) != v}
     if differing:
         raise ConfigError(f"folds: {protocol} folds of {data_path} were planned with other parameters "
@@ -43,6 +43,7 @@ def select_folds(config: StudyConfig, fold_ids: list[str], protocol: str) -> lis
     folds = config.folds
     if folds.domains is not None:
         fold_ids = [f for f in fold_ids if f.split(":")[1] in folds.domains]
-    if protocol == "intra" and folds.intra_per_domain is not None:
-        fold_ids = [f for f in fold_ids if int(f.split(":")[2]) < folds.intra_per_domain]
+    parts = folds.parts_per_domain(protocol)
+    if parts is not None:
+        fold_ids = [f for f in fold_ids if int(f.split(":")[2]) < parts]
     return fold_ids

@@ -84,7 +84,7 @@ def make_store(root: str | os.PathLike, study: str = "demo", n_folds: int = 4, n
     arm_seeds = list(range(SEARCH_SEED + 1, SEARCH_SEED + 1 + seeds))
     lodo_metrics = []
     for protocol, folds in (("lodo", finished), ("intra", [f"intra:{d}:0" for d in domains]),
-                            ("reference", [f"reference:{d}" for d in matched])):
+                            ("reference", [f"reference:{d}:0" for d in matched])):
         for fold_id in folds:
             fold_arms = list(arms) if protocol == "lodo" else [FULL]
             runs, fold_metrics, class_metrics = _arm_runs(rng, protocol, fold_id, fold_arms, arm_seeds, abbrs,
@@ -252,7 +252,8 @@ def _consensus(best: list[pd.Series], abbrs: list[str]) -> pd.DataFrame:
 
 
 def _test_records(protocol: str, domain: str, sizes: pd.Series) -> int:
-    """LODO and the matched reference test the whole held-out domain; an intra fold one part of it."""
+    """LODO tests the whole held-out domain, an intra fold one part of it; the fake runs one
+    reference fold per matched domain and lets it stand for all its parts, pooled (the whole domain)."""
     return int(sizes[domain]) // (INTRA_K if protocol == "intra" else 1)
 
 
