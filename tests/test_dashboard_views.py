@@ -604,3 +604,11 @@ def test_importances_are_drawn_only_when_enough_distinct_trials_completed(distin
     if not shown:
         text = figure.layout.annotations[0].text
         assert "not shown" in text and (distinct is None or f"rest on {distinct} distinct" in text)
+
+
+def test_the_degradation_view_states_the_rare_against_common_contrast_the_analysis_stored(views, root):
+    contrast = ResultsStore(root).read("demo", "rarity_contrast", filters={"label_set": "noisy"}).iloc[0]
+    note = str(views.degradation("demo", "noisy").reference)
+    assert "Rare against common" in note
+    assert f"{contrast['drop_rare']:+.3f}" in note and f"[{contrast['contrast_lo']:+.3f}, " in note
+    assert f"{int(contrast['n_cells'])} class x domain cells" in note

@@ -39,10 +39,11 @@ class DegradationViews(ViewBase):
     @per_store_state
     def degradation(self, study: str | None, label_set: str) -> DegradationView:
         rows = self._degradation_rows(study, label_set)
+        contrast = self.store.read(study, "rarity_contrast", filters={"label_set": label_set}) if study else None
         return DegradationView(
-            status=self.alerts(study, ("degradation",)),
+            status=self.alerts(study, ("degradation", "rarity_contrast")),
             heatmap=fd.total_heatmap(rows),
-            reference=_reference_note(rows),
+            reference=_reference_note(rows, contrast),
             class_options=options(fd.class_order(rows)),
             domain_options=options(sorted(rows["domain"].unique())),
         )
@@ -85,7 +86,28 @@ def _split_classes(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[has_split]
 
 
-def _reference_note(rows: pd.DataFrame) -> html.Div:
+def _contrast_line(contrast: pd.DataFrame | None) -> html.P | None:
+    """The rare-against-common contrast (analysis/rarity_contrast.py), when the analysis has one."""
+    if contrast is None or contrast.empty:
+        return None
+    r = contrast.iloc[0]
+    if pd.isna(r.get("contrast")):
+        return html.P(f"Rare against common: fewer than 3 class x domain cells with at least "
+                      f"{int(r['min_positives'])} test positives, so no thirds to compare.",
+                      id="degradation-rarity-contrast", className="small mb-1")
+    verdict = ("worse on rare classes" if r["contrast_lo"] > 0 else
+               "better on rare classes" if r["contrast_hi"] < 0 else "no rare-class difference shown")
+    return html.P([html.B("Rare against common: "),
+                   f"over {int(r['n_cells'])} class x domain cells with at least {int(r['min_positives'])} test "
+                   f"positives, the F1 drop (reference minus LODO) is {r['drop_rare']:+.3f} on the rarest third "
+                   f"(training prevalence up to {r['rare_prevalence_max']:.1%}) and {r['drop_common']:+.3f} on the "
+                   f"commonest third (from {r['common_prevalence_min']:.1%}): difference {r['contrast']:+.3f}, 95% "
+                   f"interval [{r['contrast_lo']:+.3f}, {r['contrast_hi']:+.3f}] ({verdict}). Macro-F1 over those "
+                   f"cells: reference {r['f1_reference_macro']:.3f}, LODO {r['f1_lodo_macro']:.3f}."],
+                  id="degradation-rarity-contrast", className="small mb-1")
+
+
+def _reference_note(rows: pd.DataFrame, contrast: pd.DataFrame | None = None) -> html.Div:
     """Which reference each held-out domain was paired with, on how many shared records."""
     if rows.empty:
         return html.Div(id="degradation-reference-note")
@@ -103,6 +125,7 @@ def _reference_note(rows: pd.DataFrame) -> html.Div:
                 "Where a class has fewer test positives than the study's minimum, its count is shown and no "
                 "interval is drawn."], className="small mb-1"),
         html.Ul(items, className="small mb-2"),
+        _contrast_line(contrast),
     ], id="degradation-reference-note")
 
 

@@ -25,6 +25,7 @@ import pandas as pd
 from heartbeatai.analysis.degradation_split import ScoredRecords, split_parts, three_evaluations
 from heartbeatai.analysis.evaluation import prediction_classes
 from heartbeatai.analysis.prior_shift import expected_calibration_error, fit_platt, unsmooth
+from heartbeatai.analysis.rarity_contrast import ContrastCell
 from heartbeatai.analysis.weighted_metrics import bootstrap_counts, percentile_interval, weighted_class_metrics
 from heartbeatai.arms import FULL
 from heartbeatai.results.schema import DEGRADATION_PARTS
@@ -42,8 +43,10 @@ class _Model:
 
 def degradation_rows(predictions: pd.DataFrame, class_metrics: pd.DataFrame, trials: pd.DataFrame, study: str,
                      *, n_boot: int, seed: int, min_positives: int,
-                     progress: Callable[[str], None] = lambda _: None) -> pd.DataFrame:
-    """Every row of the degradation table for `study` (empty without LODO and a reference)."""
+                     progress: Callable[[str], None] = lambda _: None,
+                     cells: list[ContrastCell] | None = None) -> pd.DataFrame:
+    """Every row of the degradation table for `study` (empty without LODO and a reference).
+    `cells`, when given, receives each row's bootstrap replicates for rarity_contrast.py."""
     arm_runs = predictions[(predictions["arm"] == FULL) & (predictions["selection"] == "val")]
     metrics = class_metrics[(class_metrics["label_set"] == "noisy") & (class_metrics["arm"] == FULL)
                             & (class_metrics["selection"] == "val")]
@@ -58,7 +61,8 @@ def degradation_rows(predictions: pd.DataFrame, class_metrics: pd.DataFrame, tri
         lodo_runs = arm_runs[arm_runs["fold_id"] == lodo_fold]
         progress(f"degradation: {domain} against the {reference_kind} reference")
         rows += _domain_rows(study, domain, reference_kind, lodo_runs, reference_runs, metrics, smoothing,
-                             n_boot=n_boot, seed=seed, min_positives=min_positives)
+                             n_boot=n_boot, seed=seed, min_positives=min_positives,
+                             cells=cells if cells is not None else [])
     return pd.DataFrame(rows)
 
 
@@ -78,7 +82,7 @@ def _label_smoothing(trials: pd.DataFrame) -> dict[str, float]:
 
 
 def _domain_rows(study, domain, reference_kind, lodo_runs, reference_runs, metrics, smoothing, *,
-                 n_boot, seed, min_positives) -> list[dict]:
+                 n_boot, seed, min_positives, cells: list[ContrastCell]) -> list[dict]:
     classes = prediction_classes(lodo_runs)
     seeds = sorted(set(lodo_runs["seed"]) & set(reference_runs["seed"]))
     lodo_models = {s: [_model(run, metrics, smoothing, classes)
@@ -140,6 +144,9 @@ def _domain_rows(study, domain, reference_kind, lodo_runs, reference_runs, metri
                          "train_prevalence_lodo", "train_prevalence_reference"):
                 row[name] = float(summed[name][0, j])
             rows.append(row)
+            cells.append(ContrastCell(domain, classes[c], label_set, reference_kind, int(positives[j]),
+                                      float(summed["train_prevalence_lodo"][0, j]),
+                                      summed["f1_lodo"][:, j].copy(), summed["f1_reference"][:, j].copy()))
     return rows
 
 

@@ -3,7 +3,7 @@
 The stored runs (their predictions of the validation and test records, their deployed
 thresholds and training prevalences, the trials' configurations) are all it reads: no
 torch, no Ray, no prepared dataset. It rewrites the test intervals of every tested run
-(class_metrics, fold_metrics), ablation_tests, degradation and the consensus row of
+(class_metrics, fold_metrics), ablation_tests, degradation, rarity_contrast and the consensus row of
 best_configs, each from the same seed, so a rerun writes identical tables and a researcher
 can re-analyse with another bootstrap size or ROPE without retraining. `study run` ends
 with the same function.
@@ -20,13 +20,15 @@ import pandas as pd
 from heartbeatai.analysis.ablation_tests import ComparisonSettings, ablation_test_rows
 from heartbeatai.analysis.consensus import consensus_rows
 from heartbeatai.analysis.degradation import degradation_rows, degradation_summary
+from heartbeatai.analysis.rarity_contrast import contrast_summary, rarity_contrast_rows
 from heartbeatai.analysis.evaluation import evaluate_run, prediction_classes, run_predictions
 from heartbeatai.results import ResultsStore, ResultsWriter
 from heartbeatai.results.schema import RUN_KEY, SCHEMA_VERSION
 
 Progress = Callable[[str], None]
 # The tables this stage owns, in the order it writes them.
-ANALYSIS_TABLES = ("class_metrics", "fold_metrics", "ablation_tests", "degradation", "best_configs")
+ANALYSIS_TABLES = ("class_metrics", "fold_metrics", "ablation_tests", "degradation", "rarity_contrast",
+                   "best_configs")
 
 
 class AnalysisError(RuntimeError):
@@ -71,12 +73,17 @@ def analyse_study(study_dir: str | Path, settings: AnalysisSettings, progress: P
     written["ablation_tests"] = len(tests)
     progress(f"ablation tests: {len(tests)} rows")
 
+    cells: list = []
     degradation = degradation_rows(predictions, class_metrics, store.read(study, "trials"), study,
                                    n_boot=settings.n_boot, seed=settings.seed, min_positives=settings.min_positives,
-                                   progress=progress)
+                                   progress=progress, cells=cells)
     writer.replace("degradation", degradation, where={"study": study})
     written["degradation"] = len(degradation)
     progress(degradation_summary(degradation))
+    contrast = rarity_contrast_rows(cells, study)
+    writer.replace("rarity_contrast", contrast, where={"study": study})
+    written["rarity_contrast"] = len(contrast)
+    progress(contrast_summary(contrast))
 
     consensus = consensus_rows(store, study)
     writer.write("best_configs", consensus)

@@ -202,6 +202,18 @@ TABLES: dict[str, Table] = {
             required=("study", "domain", "class", "label_set", "reference_kind"),
             allowed={"label_set": LABEL_SETS, "reference_kind": ("reference", "intra")},
         ),
+        # Whether the LODO drop is worst on rare classes (analysis/rarity_contrast.py): one row
+        # per label set, over the degradation cells with enough test positives.
+        Table(
+            "rarity_contrast",
+            {"study": _S, "label_set": _S, "reference_kind": _S, "min_positives": _I, "n_cells": _I,
+             "n_rare": _I, "n_common": _I, "n_domains": _I, "rare_prevalence_max": _F, "common_prevalence_min": _F,
+             "f1_reference_macro": _F, "f1_lodo_macro": _F, "drop_rare": _F, "drop_common": _F,
+             **_with_interval("contrast"), "ratio": _F},
+            identity=("study", "label_set"),
+            required=("study", "label_set"),
+            allowed={"label_set": LABEL_SETS},
+        ),
         # One row per protocol x metric x arm, per held-out domain (scope "fold") and across
         # them (scope "across", fold_id "all"). Differences are arm - full, oriented so that
         # positive means the arm is better (negated for metrics that are minimised).

@@ -4,7 +4,7 @@ Numbers follow the shapes a real LODO study shows (rare classes degrade most, AS
 the weak trials early, MixStyle helps a little, the prevalence floor sits at AUROC 0.5,
 rare classes have too few test positives for an interval to be read) so a dashboard can be
 judged on them, but they are drawn, not trained: nothing here needs torch, the data or Ray.
-The analysis tables (ablation_tests, degradation) come from fake_analysis.py.
+The analysis tables (ablation_tests, degradation, rarity_contrast) come from fake_analysis.py.
 """
 
 from __future__ import annotations
@@ -99,8 +99,11 @@ def make_store(root: str | os.PathLike, study: str = "demo", n_folds: int = 4, n
                                                            arm_seeds[0]))
     if finished:
         writer.write("best_configs", _consensus(best_trials, abbrs))
-        writer.write("degradation", fake_analysis.degradation(rng, held_out, matched, abbrs, prevalence, sizes,
-                                                              seeds, INTRA_K))
+        degradation = fake_analysis.degradation(rng, held_out, matched, abbrs, prevalence, sizes, seeds, INTRA_K)
+        writer.write("degradation", degradation)
+        contrast = fake_analysis.rarity_contrast(rng, degradation.assign(study=study))
+        if not contrast.empty:
+            writer.write("rarity_contrast", contrast)
         writer.write("ablation_tests", fake_analysis.ablation_tests(rng, pd.concat(lodo_metrics), rope,
                                                                     decision_probability))
     return os.path.join(os.fspath(root), study)
