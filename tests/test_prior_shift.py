@@ -9,7 +9,7 @@ import pytest
 from scipy.special import expit, logit
 
 from heartbeatai.analysis.prior_shift import (
-    adjust_to_prior, em_prior, expected_calibration_error, fit_platt, unsmooth,
+    adjust_to_prior, em_prior, em_priors, expected_calibration_error, fit_platt, unsmooth,
 )
 
 
@@ -30,6 +30,20 @@ def test_em_recovers_the_planted_test_prevalence(source, target):
     q = expit(1.5 * x - 1.5 ** 2 / 2 + logit(source))
     estimate = em_prior(q[:, None], np.array([source]))
     assert estimate[0] == pytest.approx(target, abs=0.01)
+
+
+def test_the_vectorised_em_over_bootstrap_replicates_agrees_with_one_em_per_replicate():
+    """em_priors stops each (replicate, class) on its own change; em_prior on the largest of a
+    replicate's classes. Both stop within tol's reach of the same fixed point."""
+    rng = np.random.default_rng(3)
+    source = np.array([0.01, 0.05, 0.2, 0.5])
+    q = np.column_stack([_calibrated_posteriors(rng, 400, p)[1] for p in (0.002, 0.1, 0.2, 0.7)])
+    weights = np.vstack([np.ones(400), rng.poisson(1.0, size=(30, 400))]).astype(float)
+    one_by_one = np.array([em_prior(q, source, weights=w) for w in weights])
+    np.testing.assert_allclose(em_priors(q, source, weights), one_by_one, atol=1e-6)
+    per_record = np.broadcast_to(source, q.shape)  # a pooled model: source priors per record
+    np.testing.assert_allclose(em_priors(q, per_record, weights[:3]),
+                               [em_prior(q, per_record, weights=w) for w in weights[:3]], atol=1e-6)
 
 
 def test_adjusting_to_a_prior_and_back_is_the_identity_and_the_source_prior_changes_nothing():

@@ -30,6 +30,8 @@ from heartbeatai.analysis.weighted_metrics import bootstrap_counts, percentile_i
 from heartbeatai.arms import FULL
 from heartbeatai.results.schema import DEGRADATION_PARTS
 
+REFERENCE_NAMES = {"reference": "the matched-size reference", "intra": "the intra-source folds"}
+
 
 @dataclass(frozen=True)
 class _Model:
@@ -59,7 +61,7 @@ def degradation_rows(predictions: pd.DataFrame, class_metrics: pd.DataFrame, tri
         if reference_runs.empty:
             continue
         lodo_runs = arm_runs[arm_runs["fold_id"] == lodo_fold]
-        progress(f"degradation: {domain} against the {reference_kind} reference")
+        progress(f"degradation: {domain}, LODO against {REFERENCE_NAMES[reference_kind]}")
         rows += _domain_rows(study, domain, reference_kind, lodo_runs, reference_runs, metrics, smoothing,
                              n_boot=n_boot, seed=seed, min_positives=min_positives,
                              cells=cells if cells is not None else [])

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from heartbeatai.analysis.prior_shift import adjust_to_prior, em_prior
+from heartbeatai.analysis.prior_shift import adjust_to_prior, em_priors
 
 PARTS = ("prevalence", "threshold", "ranking")
 
@@ -89,16 +89,16 @@ def best_f1(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarra
 
 def three_evaluations(y: np.ndarray, model: ScoredRecords, weights: np.ndarray) -> dict[str, np.ndarray]:
     """F(dep), F(pc) and F(best) of one model, each (B, C), plus the EM prevalence estimate."""
-    n_boot = weights.shape[0]
-    n_records, n_classes = y.shape
     dep = weighted_f1(y, model.dep_calls, weights)
-    pc = np.empty((n_boot, n_classes))
-    corrected = np.empty((n_boot, n_records, n_classes))
-    prevalence = np.empty((n_boot, n_classes))
-    for b in range(n_boot):
-        prevalence[b] = em_prior(model.calibrated, model.source_prior, weights=weights[b])
-        corrected[b] = adjust_to_prior(model.calibrated, model.source_prior, prevalence[b])
-        pc[b] = weighted_f1(y, corrected[b] >= model.cut, weights[b : b + 1])[0]
+    prevalence = em_priors(model.calibrated, model.source_prior, weights)
+    corrected = adjust_to_prior(model.calibrated[None], model.source_prior[None], prevalence[:, None, :])
+    calls = corrected >= model.cut[None]
+    # weighted_f1 of each replicate's own calls under its own weights
+    tp = np.einsum("bn,nc,bnc->bc", weights, y.astype(float), calls)
+    fp = np.einsum("bn,nc,bnc->bc", weights, (~y).astype(float), calls)
+    positives = weights @ y
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pc = np.where(positives > 0, 2 * tp / (2 * tp + fp + (positives - tp)), np.nan)
     return {"dep": dep, "pc": pc, "best": best_f1(y, corrected, weights), "prevalence_estimate": prevalence}
 
 

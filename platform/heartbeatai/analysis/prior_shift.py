@@ -104,6 +104,39 @@ def adjust_to_prior(q: np.ndarray, source_prior: np.ndarray, target_prior: np.nd
     return up / np.maximum(up + down, 1e-300)
 
 
+def em_priors(q: np.ndarray, source_prior: np.ndarray, weights: np.ndarray,
+              tol: float = 1e-8, max_iter: int = 1000) -> np.ndarray:
+    """`em_prior` for every row of `weights` (B, records) at once: (B, classes).
+
+    The EM update of a class's prior depends on that class's column alone, so each
+    (replicate, class) cell iterates until its own change falls below `tol` and then
+    stays; only the cells still moving are computed. A bootstrap of B replicates thus
+    costs one vectorised EM instead of B Python loops of up to `max_iter` steps, and a
+    slow rare class no longer keeps every other class iterating.
+    """
+    q = np.atleast_2d(np.asarray(q, dtype=float))
+    w = np.asarray(weights, dtype=float)
+    w = w / w.sum(axis=1, keepdims=True)
+    source = np.broadcast_to(np.clip(np.asarray(source_prior, dtype=float), _EPS, 1 - _EPS), q.shape)
+    # The first step starts from the source prior, record by record (it may differ per record).
+    prior = np.clip(w @ adjust_to_prior(q, source, source), _EPS, 1 - _EPS)
+    moving = np.max(np.abs(prior[:, None, :] - source[None]), axis=1) >= tol  # (B, C)
+    replicate, cls = np.nonzero(moving)
+    q_t, source_t = q.T, source.T  # (C, records)
+    for _ in range(max_iter - 1):
+        if not len(replicate):
+            break
+        current = prior[replicate, cls][:, None]
+        column, source_column = q_t[cls], source_t[cls]
+        up = column * (current / source_column)
+        down = (1 - column) * ((1 - current) / (1 - source_column))
+        updated = np.clip(np.sum(w[replicate] * (up / np.maximum(up + down, 1e-300)), axis=1), _EPS, 1 - _EPS)
+        still = np.abs(updated - current[:, 0]) >= tol
+        prior[replicate, cls] = updated
+        replicate, cls = replicate[still], cls[still]
+    return prior
+
+
 def em_prior(q: np.ndarray, source_prior: np.ndarray, weights: np.ndarray | None = None,
              tol: float = 1e-8, max_iter: int = 1000) -> np.ndarray:
     """Saerens et al. (2002)'s EM estimate of each class's prevalence on unlabeled records.
