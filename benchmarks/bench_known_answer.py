@@ -102,6 +102,12 @@ def _effect_size(args) -> int:
     return 0
 
 
+def _stage_lines(message: str) -> None:
+    """The study's progress, one line per stage (not per trial)."""
+    if any(key in message for key in ("] search:", "] arms:", "analysis:", "ablation tests:")):
+        print(f"  {message}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks known_answer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -131,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in range(args.first_seed, args.first_seed + args.repeats):
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="known-answer-") as tmp:
-            tests = run_known_answer(seed, Path(tmp), args.records)
+            tests = run_known_answer(seed, Path(tmp), args.records, progress=_stage_lines)
         folds = tests[(tests["scope"] == "fold") & (tests["metric"] == args.metric)]
         per_fold = folds.pivot_table(index="fold_id", columns="arm", values="diff")
         result = verdicts(tests, args.metric, probability)

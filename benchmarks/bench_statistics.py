@@ -13,7 +13,10 @@ with a planted truth (no training, no data) and prints:
    domains x 2 arm seeds) and the paper design (4 x 3), and their power for planted
    effects of 0.01, 0.02 and 0.05 AUROC;
 4. the degradation split's invariants (identical models give zeros; parts add up; a pure
-   prior shift has a zero ranking part).
+   prior shift has a zero ranking part);
+5. coverage of the rarity contrast's interval (rarest third's F1 drop minus the
+   commonest third's, analysis/rarity_contrast.py) under a planted drop and under no drop,
+   against the population value of the contrast.
 
 Monte-Carlo error: with R replicates a rate near 0.95 carries a standard error of about
 sqrt(0.95 x 0.05 / R) (0.010 at R = 500), near 0.05 the same; both are printed.
@@ -34,12 +37,14 @@ from scipy.stats import norm
 from sklearn.metrics import average_precision_score
 
 from heartbeatai.analysis.ablation_stats import across_folds, fold_comparison
-from heartbeatai.analysis.degradation_split import ScoredRecords, split_parts, three_evaluations
+from heartbeatai.analysis.degradation_split import ScoredRecords, split_parts, three_evaluations, weighted_f1
 from heartbeatai.analysis.intervals import auroc_interval, average_precision_interval, f1_interval
 from heartbeatai.analysis.macro_intervals import macro_intervals
 from heartbeatai.analysis.prior_shift import adjust_to_prior
+from heartbeatai.analysis.rarity_contrast import ContrastCell, rarity_contrast_rows
 from heartbeatai.study.study_config import AnalysisConfig
-from heartbeatai.analysis.weighted_metrics import weighted_class_metrics
+from heartbeatai.analysis.weighted_metrics import bootstrap_counts
+from heartbeatai.metrics import weighted_class_metrics
 
 POSITIVES = (1, 2, 3, 5, 10, 30, 100)
 COVERAGE_TARGETS = {10: 0.90, 30: 0.93}
@@ -262,6 +267,55 @@ def degradation_invariants(seed: int) -> dict[str, float]:
     }
 
 
+# ----------------------------------------------------------------- 5. rarity contrast
+
+# Two held-out domains x six classes; test prevalence = training prevalence (the ranking);
+# deployed calls drawn with a class's sensitivity and a specificity of 0.97.
+CONTRAST_PREVALENCES = (0.04, 0.05, 0.06, 0.15, 0.2, 0.3)
+CONTRAST_SENSITIVITY = {"reference": (0.85,) * 6,
+                        "planted drop": (0.5, 0.55, 0.6, 0.8, 0.8, 0.85),  # LODO loses most on rare classes
+                        "no drop": (0.85,) * 6}
+CONTRAST_SPECIFICITY = 0.97
+
+
+def _population_f1(prevalence: float, sensitivity: float, specificity: float) -> float:
+    tp, fn, fp = prevalence * sensitivity, prevalence * (1 - sensitivity), (1 - prevalence) * (1 - specificity)
+    return 2 * tp / (2 * tp + fp + fn)
+
+
+def rarity_contrast_coverage(lodo: str, reps: int, seed: int, n_records: int = 500, n_boot: int = 300) -> dict:
+    """Coverage of the contrast's percentile interval, and the point estimate's mean error."""
+    rng = np.random.default_rng([seed, 500, len(lodo)])
+    prevalence = np.array(CONTRAST_PREVALENCES)
+    covered, errors = 0, []
+    for rep in range(reps):
+        cells, truth = [], {}
+        for d, domain in enumerate(("a", "b")):
+            y = rng.random((n_records, len(prevalence))) < prevalence
+            f1 = {}
+            for model, sensitivity in (("reference", CONTRAST_SENSITIVITY["reference"]),
+                                       ("lodo", CONTRAST_SENSITIVITY[lodo])):
+                u = rng.random(y.shape)
+                calls = np.where(y, u < np.array(sensitivity), u < 1 - CONTRAST_SPECIFICITY)
+                weights = np.vstack([np.ones(n_records), bootstrap_counts(n_records, n_boot, [seed, rep, d])])
+                f1[model] = weighted_f1(y, calls, weights)
+                for j, p in enumerate(prevalence):
+                    truth[(domain, j, model)] = _population_f1(p, sensitivity[j], CONTRAST_SPECIFICITY)
+            for j, p in enumerate(prevalence):
+                cells.append(ContrastCell(domain, f"c{j}", "noisy", "reference", int(y[:, j].sum()), float(p),
+                                          f1["lodo"][:, j], f1["reference"][:, j]))
+        row = rarity_contrast_rows(cells, "simulated").iloc[0]
+        eligible = sorted((c for c in cells if c.n_positives >= row["min_positives"]),
+                          key=lambda c: (c.train_prevalence, c.domain, c.cls))
+        third = len(eligible) // 3
+        drop = lambda group: np.mean([truth[(c.domain, int(c.cls[1:]), "reference")]  # noqa: E731
+                                      - truth[(c.domain, int(c.cls[1:]), "lodo")] for c in group])
+        true_contrast = drop(eligible[:third]) - drop(eligible[-third:])
+        covered += row["contrast_lo"] <= true_contrast <= row["contrast_hi"]
+        errors.append(row["contrast"] - true_contrast)
+    return {"coverage": covered / reps, "mean error": float(np.mean(errors)), "truth": float(true_contrast)}
+
+
 # ------------------------------------------------------------------------------ report
 
 
@@ -295,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         ablation_cells = {(d, e): pool.submit(ablation_rates, d, e, ablation_reps, n_boot, args.seed)
                           for d in range(len(DESIGNS)) for e in effects}
         invariants_cell = pool.submit(degradation_invariants, args.seed)
+        contrast_cells = {lodo: pool.submit(rarity_contrast_coverage, lodo, reps, args.seed)
+                          for lodo in ("planted drop", "no drop")}
 
         mc = np.sqrt(0.95 * 0.05 / reps)
         print(f"1. per-class interval coverage at nominal 0.95 ({reps} replicates per cell, MC error ~{mc:.3f}); "
@@ -320,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, value in macro_cell.result().items():
             flag = "" if value >= 0.93 - 2 * mc else "  <- below 0.93"
             print(f"   {name:<12} {value:.3f}{flag}")
+            if flag:
+                failed.append(f"{name} macro coverage {value:.3f} (target 0.93)")
 
         print(f"\n3. ablation tests at alpha {ALPHA}: type-I error under a planted null and power "
               f"({ablation_reps} simulated studies per cell, {n_boot} bootstrap replicates; ROPE {ROPE}, "
@@ -340,6 +398,16 @@ def main(argv: list[str] | None = None) -> int:
         print("\n4. degradation split invariants")
         for name, value in invariants_cell.result().items():
             print(f"   {name:<44} {value:+.2e}")
+
+        print(f"\n5. rarity contrast interval coverage at nominal 0.95 ({reps} replicates; 2 domains x 6 classes "
+              "of 4-30 % prevalence, 500 records each, 300 bootstrap replicates)")
+        for lodo, cell in contrast_cells.items():
+            result = cell.result()
+            flag = "" if result["coverage"] >= 0.93 - 2 * mc else "  <- below 0.93"
+            print(f"   LODO {lodo:<13} true contrast {result['truth']:+.3f}: coverage {result['coverage']:.3f}, "
+                  f"mean error of the estimate {result['mean error']:+.4f}{flag}")
+            if flag:
+                failed.append(f"rarity contrast coverage {result['coverage']:.3f} ({lodo})")
 
     print(f"\nstatistics benchmark: {time.perf_counter() - started:.0f} s on {args.workers} process(es); "
           + ("every target met" if not failed else "MISSED: " + "; ".join(failed)))

@@ -10,7 +10,7 @@ import pytest
 from heartbeatai.analysis.macro_intervals import (
     auroc_influence, average_precision_influence, f1_influence, macro_intervals,
 )
-from heartbeatai.analysis.weighted_metrics import weighted_class_metrics
+from heartbeatai.metrics import weighted_class_metrics
 
 
 def _numeric_derivative(y, s, called, metric, eps=1e-6):

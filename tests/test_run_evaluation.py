@@ -13,7 +13,8 @@ from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 from heartbeatai.analysis.evaluation import (
     RunPredictions, evaluate_run, prediction_rows, prevalence_scores, prevalence_thresholds, run_predictions,
 )
-from heartbeatai.analysis.weighted_metrics import bootstrap_counts, challenge_scores, weighted_class_metrics
+from heartbeatai.analysis.weighted_metrics import bootstrap_counts, challenge_scores
+from heartbeatai.metrics import weighted_class_metrics
 from heartbeatai.metrics import challenge_score, class_codes, evaluate_predictions, tune_thresholds
 from heartbeatai.results import ResultsStore, ResultsWriter
 from heartbeatai.results.schema import table

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, brier_score_loss, f1_score, precision_recall_curve, roc_auc_score
+from sklearn.metrics import precision_recall_curve
 
 from heartbeatai.labels import challenge_weights, scored_vocabulary
 
@@ -68,6 +68,67 @@ def fallback_threshold(scores: np.ndarray, prevalence: float) -> float:
     return float(np.quantile(scores, 1.0 - min(prevalence, 1.0), method="higher"))
 
 
+def weighted_class_metrics(
+    y_true: np.ndarray, scores: np.ndarray, predicted: np.ndarray, weights: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per-class F1, AUROC, AUPRC and Brier under record weights.
+
+    y_true (N, C) bool, scores (N, C), predicted (N, C) bool (the calls F1 scores:
+    ``scores >= thresholds``, or calls pooled from runs with their own thresholds),
+    weights (B, N): one row per weighting (a row of ones is the plain metric). Returns
+    name -> (B, C) arrays, nan where a weighting leaves a class without a positive or
+    without a negative; "positives" and "present" come along.
+    """
+    y = np.asarray(y_true, dtype=bool)
+    s = np.asarray(scores, dtype=float)
+    w = np.atleast_2d(np.asarray(weights, dtype=float))
+    predicted = np.asarray(predicted, dtype=bool)
+
+    positives = w @ y
+    negatives = w @ ~y
+    present = (positives > 0) & (negatives > 0)
+    tp = w @ (y & predicted)
+    fp = w @ (~y & predicted)
+    f1 = 2 * tp / np.maximum(2 * tp + fp + (positives - tp), np.finfo(float).tiny)
+    brier = (w @ (s - y) ** 2) / w.sum(axis=1, keepdims=True)
+
+    auroc = np.empty_like(positives)
+    auprc = np.empty_like(positives)
+    for c in range(y.shape[1]):
+        auroc[:, c], auprc[:, c] = _weighted_ranking(y[:, c], s[:, c], w)
+
+    nan_unless_present = lambda values: np.where(present, values, np.nan)  # noqa: E731
+    return {
+        "f1": nan_unless_present(f1),
+        "auroc": nan_unless_present(auroc),
+        "auprc": nan_unless_present(auprc),
+        "brier": nan_unless_present(brier),
+        "positives": positives,
+        "present": present,
+    }
+
+
+def _weighted_ranking(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """AUROC (ties count one half) and average precision of one class, per weighting row."""
+    order = np.argsort(-s, kind="stable")
+    s_desc = s[order]
+    # Records with equal scores form one threshold step, as in scikit-learn's curves.
+    starts = np.flatnonzero(np.r_[True, s_desc[1:] != s_desc[:-1]])
+    w_desc = w[:, order]
+    pos = np.add.reduceat(w_desc * y[order], starts, axis=1)
+    neg = np.add.reduceat(w_desc * ~y[order], starts, axis=1)
+    n_pos = pos.sum(axis=1)
+    n_neg = neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        neg_below = n_neg[:, None] - np.cumsum(neg, axis=1)
+        auroc = (pos * (neg_below + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
+        tp = np.cumsum(pos, axis=1)
+        called = tp + np.cumsum(neg, axis=1)
+        precision = np.divide(tp, called, out=np.zeros_like(tp), where=called > 0)
+        auprc = (pos * precision).sum(axis=1) / n_pos
+    return auroc, auprc
+
+
 @dataclass(frozen=True)
 class EvaluationResult:
     per_class: pd.DataFrame  # class, positives, negatives, present, f1, auroc, auprc, brier, threshold
@@ -94,6 +155,9 @@ def evaluate_predictions(
                          f"got {t.shape[0] if t.ndim else t} thresholds and {len(classes)} names")
     predicted = s >= t
     present = present_classes(y)
+    # One vectorised pass (the same values as scikit-learn's per-class scorers, ties included:
+    # tests/test_metrics.py), instead of four validated sklearn calls per class and epoch.
+    figures = weighted_class_metrics(y, s, predicted, np.ones((1, len(y))))
     rows = []
     for c, name in enumerate(classes):
         row = {
@@ -108,10 +172,7 @@ def evaluate_predictions(
             "threshold": float(t[c]),
         }
         if present[c]:
-            row["f1"] = f1_score(y[:, c], predicted[:, c])
-            row["auroc"] = roc_auc_score(y[:, c], s[:, c])
-            row["auprc"] = average_precision_score(y[:, c], s[:, c])
-            row["brier"] = brier_score_loss(y[:, c], s[:, c])
+            row.update({name: float(figures[name][0, c]) for name in ("f1", "auroc", "auprc", "brier")})
         rows.append(row)
     per_class = pd.DataFrame(rows)
     used = per_class[per_class["present"]]

@@ -22,9 +22,10 @@ from heartbeatai.analysis.ablation_stats import (
     MIN_SEEDS_FOR_SEED_VARIANCE, FoldComparison, across_folds, decide, fold_comparison, minimum_attainable_p,
 )
 from heartbeatai.analysis.evaluation import prediction_classes, run_predictions
-from heartbeatai.analysis.weighted_metrics import bootstrap_counts, weighted_class_metrics
+from heartbeatai.analysis.weighted_metrics import bootstrap_counts
 from heartbeatai.arms import FULL, SEARCH, canonical_arm, is_reference
 from heartbeatai.metric_names import metric_mode
+from heartbeatai.metrics import weighted_class_metrics
 from heartbeatai.results.schema import ACROSS_FOLDS
 
 # Metrics the arms are compared on: weighted metrics the bootstrap can recompute per replicate.
