@@ -172,9 +172,17 @@ def lodo_folds(
     return _assemble(frames)
 
 
-def _domain_parts(labels: np.ndarray, groups: np.ndarray, members: np.ndarray, name: str, k: int, seed: int) -> np.ndarray:
+def _domain_parts(labels: np.ndarray, groups: np.ndarray, members: np.ndarray, name: str, k: int, seed: int,
+                  protocol: str, skipped: dict[str, str]) -> np.ndarray | None:
     """Part index (0..n-1) of each of a domain's records: the test shares of intra's folds,
-    which `reference_folds` reuses so both protocols test on the same parts."""
+    which `reference_folds` reuses so both protocols test on the same parts. None, with the
+    reason in `skipped`, for a domain with too few patient/signal groups to part."""
+    n_groups = len(np.unique(groups[members]))
+    if n_groups < MIN_INTRA_GROUPS:
+        skipped[name] = (f"{n_groups} patient/signal group(s): at least {MIN_INTRA_GROUPS} needed for "
+                         + ("test, val and train" if protocol == "intra" else "parts to test"))
+        log.warning("%s: no folds for domain %s (%s)", protocol, name, skipped[name])
+        return None
     return stratified_group_kfold(labels[members], groups[members], k, derived_seed(seed, "intra", name))
 
 
@@ -197,15 +205,12 @@ def intra_folds(records: pd.DataFrame, k: int = 5, val_fraction: float = 0.15, s
     frames, folds_per_domain, skipped = [], {}, {}
     for name in sorted(set(domain)):
         members = np.flatnonzero(domain == name)
-        n_groups = len(np.unique(groups[members]))
-        if n_groups < MIN_INTRA_GROUPS:
-            skipped[name] = f"{n_groups} patient/signal group(s): at least {MIN_INTRA_GROUPS} needed for test, val and train"
-            log.warning("intra: no folds for domain %s (%s)", name, skipped[name])
+        fold_of = _domain_parts(labels, groups, members, name, k, seed, "intra", skipped)
+        if fold_of is None:
             continue
-        fold_of = _domain_parts(labels, groups, members, name, k, seed)
         n_folds = int(fold_of.max()) + 1
         if n_folds < k:
-            log.warning("intra: domain %s has %d groups, so %d folds instead of %d", name, n_groups, n_folds, k)
+            log.warning("intra: domain %s has %d groups, so %d folds instead of %d", name, len(np.unique(groups[members])), n_folds, k)
         folds_per_domain[name] = n_folds
         for fold in range(n_folds):
             fold_id = f"intra:{name}:{fold}"
@@ -264,12 +269,9 @@ def reference_folds(
         sizes = {split: len(lodo_split[split]) for split in ("train", "val")}
         duplicate = np.isin(ids, lodo_split["excluded"])
         members = np.flatnonzero(domain == held_out)
-        n_groups = len(np.unique(groups[members]))
-        if n_groups < MIN_INTRA_GROUPS:
-            skipped[held_out] = f"{n_groups} patient/signal group(s): at least {MIN_INTRA_GROUPS} needed for parts to test"
-            log.warning("reference: no folds for domain %s (%s)", held_out, skipped[held_out])
+        part_of = _domain_parts(labels, groups, members, held_out, k, seed, "reference", skipped)
+        if part_of is None:
             continue
-        part_of = _domain_parts(labels, groups, members, held_out, k, seed)
         folds_per_domain[held_out] = int(part_of.max()) + 1
         for part in range(folds_per_domain[held_out]):
             fold_id = f"reference:{held_out}:{part}"
