@@ -25,6 +25,9 @@ the benchmark creates, in one process with our model, the same step function and
 same interleaving: this file runs there on its own (`--worker torch_ecg`), which is why
 heartbeatai is imported lazily. torch_ecg is not a platform dependency.
 
+One module (over 400 lines) because it must run on its own inside torch_ecg's venv as
+the `--worker`, with the same step function and timing loop as the main run.
+
 Speed-ups are measured here; whether bf16 keeps accuracy (validation macro-AUROC within
 0.01 of fp32 on the synthetic benchmark) is the training run's check, not this one's.
 """

@@ -18,6 +18,9 @@ with a planted truth (no training, no data) and prints:
    commonest third's, analysis/rarity_contrast.py) under a planted drop and under no drop,
    against the population value of the contrast.
 
+One module for all five sections (over 400 lines): they share the simulated score
+distributions, the process pool and the one summary line whose "MISSED" a test reads.
+
 Monte-Carlo error: with R replicates a rate near 0.95 carries a standard error of about
 sqrt(0.95 x 0.05 / R) (0.010 at R = 500), near 0.05 the same; both are printed.
 """

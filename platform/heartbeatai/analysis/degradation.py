@@ -25,13 +25,11 @@ import pandas as pd
 from heartbeatai.analysis.degradation_split import ScoredRecords, split_parts, three_evaluations
 from heartbeatai.analysis.evaluation import prediction_classes
 from heartbeatai.analysis.prior_shift import expected_calibration_error, fit_platt, unsmooth
-from heartbeatai.analysis.rarity_contrast import ContrastCell
+from heartbeatai.analysis.rarity_contrast import REFERENCE_NAMES, ContrastCell
 from heartbeatai.analysis.weighted_metrics import bootstrap_counts, percentile_interval
 from heartbeatai.arms import FULL
 from heartbeatai.metrics import weighted_class_metrics
 from heartbeatai.results.schema import DEGRADATION_PARTS
-
-REFERENCE_NAMES = {"reference": "the matched-size reference", "intra": "the intra-source folds"}
 
 
 @dataclass(frozen=True)

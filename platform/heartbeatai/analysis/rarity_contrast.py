@@ -23,6 +23,7 @@ from heartbeatai.analysis.weighted_metrics import percentile_interval
 # The §4 contrast of the known-answer benchmark counts classes with at least 10 positives in
 # the held-out domain: below that an F1 moves by a tenth with one record (docs/analysis.md).
 CONTRAST_MIN_POSITIVES = 10
+REFERENCE_NAMES = {"reference": "the matched-size reference", "intra": "the intra-source folds"}
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ def contrast_summary(rows: pd.DataFrame) -> str:
         return (f"rarity contrast: fewer than 3 class x domain cells with >= {CONTRAST_MIN_POSITIVES} "
                 "test positives")
     r = noisy.iloc[0]
-    return (f"rarity contrast ({r['n_cells']} cells, reference {r['reference_kind']}): F1 drop on the rarest third "
+    paired = " and ".join(REFERENCE_NAMES.get(kind, kind) for kind in str(r["reference_kind"]).split("+"))
+    return (f"rarity contrast ({r['n_cells']} cells, LODO against {paired}): F1 drop on the rarest third "
             f"{r['drop_rare']:+.3f}, commonest third {r['drop_common']:+.3f}, difference {r['contrast']:+.3f} "
             f"[{r['contrast_lo']:+.3f}, {r['contrast_hi']:+.3f}]; reference macro-F1 {r['f1_reference_macro']:.3f}, "
             f"LODO {r['f1_lodo_macro']:.3f}")
