@@ -6,7 +6,7 @@
 `ray submit` uploads only this file, so it imports everything from the installed
 `heartbeatai` package (the cluster file's setup_commands install it) and finds a config
 either at the path given or by name among the study configs shipped with that
-installation (smoke, demo, paper). A study that already exists under the storage is
+installation (smoke, demo, known_answer, paper). A study that already exists under the storage is
 resumed: submitting the same command again continues an interrupted study.
 
 It never imports from its own folder: `ray submit` copies it into the home folder, where a

@@ -1,1 +1,1 @@
-"""The study configs shipped with the package (smoke, demo, paper): `studies/ablation.py --config NAME`."""
+"""The study configs shipped with the package (smoke, demo, known_answer, paper): `studies/ablation.py --config NAME`."""
