@@ -20,8 +20,8 @@ import pandas as pd
 
 from heartbeatai.analysis.weighted_metrics import percentile_interval
 
-# The §4 contrast of the known-answer benchmark counts classes with at least 10 positives in
-# the held-out domain: below that an F1 moves by a tenth with one record (docs/analysis.md).
+# Cells need at least 10 test positives in the held-out domain: below that one record moves an
+# F1 by a tenth, and the demo's phenomenon check counts the same cells (docs/analysis.md).
 CONTRAST_MIN_POSITIVES = 10
 REFERENCE_NAMES = {"reference": "the matched-size reference", "intra": "the intra-source folds"}
 
