@@ -16,7 +16,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
 
 import jsonschema
@@ -112,7 +112,9 @@ def _listening_addresses(pids: list[int]) -> set[str]:
 def _wait_for(url: str, head: subprocess.Popen, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        assert head.poll() is None, "the Ray head exited"
+        if head.poll() is not None:
+            output = head.stdout.read().decode(errors="replace") if head.stdout else ""
+            raise AssertionError(f"the Ray head exited ({head.returncode}): {output[-3000:]}")
         try:
             with closing(urllib.request.urlopen(url, timeout=2)):
                 return
@@ -130,8 +132,13 @@ def test_ablation_script_runs_as_a_ray_job_on_a_local_head(tmp_path):
     config_file = tmp_path / "cluster-study.yaml"
     config_file.write_text(dump_study_config(tiny_study(data, storage, name="onjob")))
 
-    gcs, dashboard, client, agent, agent_grpc, metrics, node_manager, object_manager, runtime_env = _free_ports(9)
+    ports = _free_ports(9)
+    gcs, dashboard, client, agent, agent_grpc, metrics, node_manager, object_manager, runtime_env = ports
+    # Ray refuses to start when a component's port falls inside the worker port range: draw the
+    # range's start until none of the nine does (random free ports overlapped it about 1 run in 15).
     worker_low = _free_ports(1)[0]
+    while any(worker_low <= port <= worker_low + 200 for port in ports):
+        worker_low = _free_ports(1)[0]
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's unix sockets live under it
     # The head and the client share a token made here, never ~/.ray/auth_token: a fresh HOME has
     # none, and `ray get-auth-token --generate` would write one there (as Ray's own
@@ -169,13 +176,15 @@ def test_ablation_script_runs_as_a_ray_job_on_a_local_head(tmp_path):
         listening = _listening_addresses(_session_pids(head.pid))
         assert listening and listening <= {"127.0.0.1"}, f"the head listens beyond loopback: {listening}"
     finally:
-        os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops the processes it started
+        with suppress(ProcessLookupError):  # a head that exited by itself has no group left to signal
+            os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops the processes it started
         try:
             head.wait(timeout=30)
         except subprocess.TimeoutExpired:
             pass
         for pid in _session_pids(head.pid):
-            os.kill(pid, signal.SIGKILL)
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         head.wait()
         shutil.rmtree(temp_dir, ignore_errors=True)
 
