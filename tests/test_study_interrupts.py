@@ -135,3 +135,33 @@ def test_an_errored_arm_run_is_retried_up_to_max_failures_then_reported(planted,
     assert store.read("failing", "fold_metrics", filters={"arm": "full", "seed": 1}).empty
     assert not store.read("failing", "fold_metrics", filters={"arm": "full", "seed": 2}).empty
     assert fold_runner.ARM_RETRIES in _journal(storage / "failing")[FOLD]
+
+
+def test_tunes_failed_state_save_during_an_interrupt_is_one_line_not_a_traceback():
+    """Tune's experiment-state save can race its search generator's temporary file on an
+    interrupt (its next save succeeds): the study shows one warning line, no traceback; the
+    same record outside an interrupt is left as Tune wrote it."""
+    import logging
+    import os
+    import signal
+    import sys
+
+    from heartbeatai.study import interrupts
+    from heartbeatai.study.tune_runner import _TuneHints
+
+    def record():
+        try:
+            raise FileNotFoundError("Failed to open local file '...-tmp-basic-variant'")
+        except FileNotFoundError:
+            return logging.LogRecord("ray.tune.execution.experiment_state", logging.ERROR, __file__, 1,
+                                     "Saving experiment state to storage at '%s' failed with exception: ",
+                                     ("/runs/x",), sys.exc_info())
+
+    untouched = record()
+    assert _TuneHints().filter(untouched) and untouched.exc_info is not None and untouched.levelno == logging.ERROR
+    with interrupts.catching_interrupts():
+        os.kill(os.getpid(), signal.SIGINT)
+        shortened = record()
+        assert _TuneHints().filter(shortened)
+    assert shortened.exc_info is None and shortened.levelno == logging.WARNING
+    assert "raced the interrupt" in shortened.getMessage() and "Traceback" not in logging.Formatter().format(shortened)

@@ -159,15 +159,27 @@ class _TuneHints(logging.Filter):
     # Tune's reports on the trials it stopped for the interrupt: expected, and resumed.
     STOPPED = ("Trials did not complete", "Failed to fetch metrics")
 
+    # On an interrupt Tune saves its experiment state while its search generator is still
+    # replacing a temporary file beside it; the copy of that file fails with a traceback and
+    # Tune's next save, logged right after, succeeds. One line, not a traceback, then.
+    SYNC_RACE = "Saving experiment state to storage"
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if any(hint in message for hint in self.HINTS):
             return False
-        return not (interrupts.interrupted() is not None and message.startswith(self.STOPPED))
+        if interrupts.interrupted() is None:
+            return True
+        if message.startswith(self.SYNC_RACE):
+            record.msg, record.args = "Tune's experiment-state save raced the interrupt; its next save follows", ()
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            return True
+        return not message.startswith(self.STOPPED)
 
 
 def _quiet_tune_hints() -> None:
-    for name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
+    for name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis", "ray.tune.execution.experiment_state"):
         log = logging.getLogger(name)
         if not any(isinstance(f, _TuneHints) for f in log.filters):
             log.addFilter(_TuneHints())
