@@ -88,7 +88,7 @@ def _effect_size(args) -> int:
     base = TrialConfig.model_validate(config.trial)
     if args.epochs:
         base = base.with_overrides({"optim.epochs": args.epochs})
-    arms = {"full": {}, EFFECT_ARM: {"mixstyle.p": 0.0}, **{a: dict(config.user_arms[a]) for a in config.user_arms}}
+    arms = {arm.name: dict(arm.overrides) for arm in config.fold_arms("lodo")}  # the arms registry's overrides
     seeds = tuple(int(s) for s in args.seeds.split(","))
     print(f"{CONFIG.name} arms outside the study: {spec.records} records, shift {spec.shift} ({spec.shift_kinds}), "
           f"{base.optim.epochs} epochs, seeds {seeds}; {os.cpu_count()} CPU(s), torch {torch.__version__}")

@@ -14,15 +14,15 @@ import plotly.graph_objects as go
 
 from heartbeatai.dashboard.figures import (LAYOUT, UNRELIABLE_GREY, count_label, interval_text, is_reliable,
                                            message_figure, rare_first)
+from heartbeatai.results.schema import DEGRADATION_PARTS, REFERENCE_KINDS
 
-PARTS = ("prevalence", "threshold", "ranking")
+PARTS = DEGRADATION_PARTS[1:]  # the total is drawn apart from its parts
 PART_NAMES = {
     "prevalence": "prevalence (prior shift: recoverable without labels)",
     "threshold": "threshold (to the best threshold: an upper bound, uses test labels)",
     "ranking": "ranking (F1 at the best thresholds)",
 }
 PART_COLOURS = {"prevalence": "#8e24aa", "threshold": "#fb8c00", "ranking": "#1e88e5"}
-REFERENCE_KINDS = {"reference": "matched-size reference", "intra": "intra-source folds"}
 F1_UNITS = "F1 change, LODO − reference (F1 units)"
 RANKING_CHANGE = "threshold-free ranking change (AUROC)"
 NO_SPLIT = "no degradation figures: the analysis has not split any class yet"

@@ -10,14 +10,20 @@ from heartbeatai.study.study_config import StudyConfig, parse_study_config
 from train_fixtures import CLASSES, tiny_trial
 
 
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any, sep: str = ".") -> dict[str, Any]:
+    """tree["a"]["b"] = value for dotted "a.b", creating the levels in between; returns tree."""
+    *parents, leaf = dotted.split(sep)
+    node = tree
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+    return tree
+
+
 def nested(flat: dict[str, Any]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for dotted, value in flat.items():
-        *parents, leaf = dotted.split(".")
-        node = tree
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
+        set_dotted(tree, dotted, value)
     return tree
 
 

@@ -12,7 +12,7 @@ from heartbeatai import cli
 from heartbeatai.study.preflight import PreflightError, check_study, check_search_space
 from heartbeatai.study.study_config import dump_study_config, parse_study_config
 from heartbeatai.config import TrialConfig
-from study_fixtures import tiny_study
+from study_fixtures import set_dotted, tiny_study
 from train_fixtures import write_planted_dataset
 
 SCRIPT = Path(__file__).resolve().parents[1] / "studies" / "ablation.py"
@@ -26,11 +26,7 @@ def planted(tmp_path_factory) -> Path:
 def _raw(planted: Path, storage: Path, **changes) -> dict:
     raw = yaml.safe_load(dump_study_config(tiny_study(planted, storage, name="bad")))
     for dotted, value in changes.items():
-        node = raw
-        *parents, leaf = dotted.split("__")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
+        set_dotted(raw, dotted, value, sep="__")
     return raw
 
 

@@ -25,11 +25,11 @@ import pandas as pd
 from heartbeatai.analysis.degradation_split import ScoredRecords, split_parts, three_evaluations
 from heartbeatai.analysis.evaluation import prediction_classes
 from heartbeatai.analysis.prior_shift import expected_calibration_error, fit_platt, unsmooth
-from heartbeatai.analysis.rarity_contrast import REFERENCE_NAMES, ContrastCell
+from heartbeatai.analysis.rarity_contrast import ContrastCell
 from heartbeatai.analysis.weighted_metrics import bootstrap_counts, percentile_interval
 from heartbeatai.arms import FULL
 from heartbeatai.metrics import weighted_class_metrics
-from heartbeatai.results.schema import DEGRADATION_PARTS
+from heartbeatai.results.schema import DEGRADATION_PARTS, REFERENCE_KINDS
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def degradation_rows(predictions: pd.DataFrame, class_metrics: pd.DataFrame, tri
         if reference_runs.empty:
             continue
         lodo_runs = arm_runs[arm_runs["fold_id"] == lodo_fold]
-        progress(f"degradation: {domain}, LODO against {REFERENCE_NAMES[reference_kind]}")
+        progress(f"degradation: {domain}, LODO against the {REFERENCE_KINDS[reference_kind]}")
         rows += _domain_rows(study, domain, reference_kind, lodo_runs, reference_runs, metrics, smoothing,
                              n_boot=n_boot, seed=seed, min_positives=min_positives,
                              cells=cells if cells is not None else [])

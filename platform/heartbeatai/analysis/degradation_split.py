@@ -52,9 +52,14 @@ class ScoredRecords:
 
 
 def weighted_f1(y: np.ndarray, calls: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """(B, C) F1 of fixed calls under record weights (B, N); nan without a weighted positive."""
-    tp = weights @ (y & calls)
-    fp = weights @ (~y & calls)
+    """(B, C) F1 of calls under record weights (B, N); nan without a weighted positive.
+    `calls` are (N, C), or (B, N, C) when each replicate has its own (prior-corrected) calls."""
+    if calls.ndim == 3:
+        tp = np.einsum("bn,nc,bnc->bc", weights, y.astype(float), calls)
+        fp = np.einsum("bn,nc,bnc->bc", weights, (~y).astype(float), calls)
+    else:
+        tp = weights @ (y & calls)
+        fp = weights @ (~y & calls)
     positives = weights @ y
     denominator = 2 * tp + fp + (positives - tp)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -92,13 +97,7 @@ def three_evaluations(y: np.ndarray, model: ScoredRecords, weights: np.ndarray) 
     dep = weighted_f1(y, model.dep_calls, weights)
     prevalence = em_priors(model.calibrated, model.source_prior, weights)
     corrected = adjust_to_prior(model.calibrated[None], model.source_prior[None], prevalence[:, None, :])
-    calls = corrected >= model.cut[None]
-    # weighted_f1 of each replicate's own calls under its own weights
-    tp = np.einsum("bn,nc,bnc->bc", weights, y.astype(float), calls)
-    fp = np.einsum("bn,nc,bnc->bc", weights, (~y).astype(float), calls)
-    positives = weights @ y
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pc = np.where(positives > 0, 2 * tp / (2 * tp + fp + (positives - tp)), np.nan)
+    pc = weighted_f1(y, corrected >= model.cut[None], weights)
     return {"dep": dep, "pc": pc, "best": best_f1(y, corrected, weights), "prevalence_estimate": prevalence}
 
 

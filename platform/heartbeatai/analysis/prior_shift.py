@@ -142,15 +142,9 @@ def em_prior(q: np.ndarray, source_prior: np.ndarray, weights: np.ndarray | None
     """Saerens et al. (2002)'s EM estimate of each class's prevalence on unlabeled records.
 
     `q` are calibrated posteriors (records, classes) under `source_prior`; `weights`
-    (records,) lets a bootstrap replicate reuse the records. Returns the prior estimate.
+    (records,) lets a bootstrap replicate reuse the records. Returns the prior estimate
+    (`em_priors` for one replicate).
     """
     q = np.atleast_2d(np.asarray(q, dtype=float))
     w = np.ones(len(q)) if weights is None else np.asarray(weights, dtype=float)
-    w = w / w.sum()
-    prior = np.clip(np.asarray(source_prior, dtype=float), _EPS, 1 - _EPS).copy()
-    for _ in range(max_iter):
-        updated = np.clip(w @ adjust_to_prior(q, source_prior, prior), _EPS, 1 - _EPS)
-        if np.max(np.abs(updated - prior)) < tol:
-            return updated
-        prior = updated
-    return prior
+    return em_priors(q, source_prior, w[None, :], tol=tol, max_iter=max_iter)[0]

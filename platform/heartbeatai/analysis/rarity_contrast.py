@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 
 from heartbeatai.analysis.weighted_metrics import percentile_interval
+from heartbeatai.results.schema import REFERENCE_KINDS
 
 # Cells need at least 10 test positives in the held-out domain: below that one record moves an
 # F1 by a tenth, and the demo's phenomenon check counts the same cells (docs/analysis.md).
 CONTRAST_MIN_POSITIVES = 10
-REFERENCE_NAMES = {"reference": "the matched-size reference", "intra": "the intra-source folds"}
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def contrast_summary(rows: pd.DataFrame) -> str:
         return (f"rarity contrast: fewer than 3 class x domain cells with >= {CONTRAST_MIN_POSITIVES} "
                 "test positives")
     r = noisy.iloc[0]
-    paired = " and ".join(REFERENCE_NAMES.get(kind, kind) for kind in str(r["reference_kind"]).split("+"))
+    paired = " and ".join("the " + REFERENCE_KINDS.get(kind, kind) for kind in str(r["reference_kind"]).split("+"))
     return (f"rarity contrast ({r['n_cells']} cells, LODO against {paired}): F1 drop on the rarest third "
             f"{r['drop_rare']:+.3f}, commonest third {r['drop_common']:+.3f}, difference {r['contrast']:+.3f} "
             f"[{r['contrast_lo']:+.3f}, {r['contrast_hi']:+.3f}]; reference macro-F1 {r['f1_reference_macro']:.3f}, "

@@ -55,6 +55,8 @@ LABEL_SETS = ("noisy", "clean")
 FOLD_METRICS = tuple(_FOLD_METRIC_REGISTRY)
 CLASS_METRICS = tuple(_CLASS_METRIC_REGISTRY)
 DEGRADATION_PARTS = ("total", "prevalence", "threshold", "ranking")
+# What LODO is paired with in the degradation split, and how a reader names it.
+REFERENCE_KINDS = {"reference": "matched-size reference", "intra": "intra-source folds"}
 TEST_SCOPES = ("fold", "across")
 ACROSS_FOLDS = "all"
 DECISIONS = ("better", "worse", "equivalent", "undecided")
@@ -200,7 +202,7 @@ TABLES: dict[str, Table] = {
              "calibration_error_lodo": _F, "calibration_error_reference": _F},
             identity=("study", "domain", "class", "label_set"),
             required=("study", "domain", "class", "label_set", "reference_kind"),
-            allowed={"label_set": LABEL_SETS, "reference_kind": ("reference", "intra")},
+            allowed={"label_set": LABEL_SETS, "reference_kind": tuple(REFERENCE_KINDS)},
         ),
         # Whether the LODO drop is worst on rare classes (analysis/rarity_contrast.py): one row
         # per label set, over the degradation cells with enough test positives.

@@ -123,14 +123,13 @@ def _planned_fold_sizes(config: StudyConfig, protocol: str) -> list[tuple[str, i
         per_domain = {d: spec.records / len(spec.domains) for d in spec.domains}
     domains = [d for d in per_domain if config.folds.domains is None or d in config.folds.domains]
     total = sum(per_domain.values())
+    lodo = {d: (int((total - per_domain[d]) * (1 - val)), int((total - per_domain[d]) * val)) for d in domains}
     if protocol == "lodo":
-        return [(f"lodo:{d}", int((total - per_domain[d]) * (1 - val)), int((total - per_domain[d]) * val))
-                for d in sorted(domains)]
+        return [(f"lodo:{d}", *lodo[d]) for d in sorted(domains)]
     k = config.folds.k or 5
     used = min(k, config.folds.parts_per_domain(protocol) or k)
     if protocol == "reference":  # LODO's sizes, drawn from every domain (data/folds.py)
-        return [(f"reference:{d}:{i}", int((total - per_domain[d]) * (1 - val)), int((total - per_domain[d]) * val))
-                for d in sorted(domains) for i in range(used)]
+        return [(f"reference:{d}:{i}", *lodo[d]) for d in sorted(domains) for i in range(used)]
     return [(f"intra:{d}:{i}", int(per_domain[d] * (k - 1) / k * (1 - val)), int(per_domain[d] * (k - 1) / k * val))
             for d in sorted(domains) for i in range(used)]
 

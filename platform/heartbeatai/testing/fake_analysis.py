@@ -84,12 +84,12 @@ def rarity_contrast(rng, degradation_rows: pd.DataFrame, n_boot: int = 200) -> p
     from heartbeatai.analysis.rarity_contrast import ContrastCell, rarity_contrast_rows
 
     cells = []
-    for row in degradation_rows.itertuples(index=False):
-        sd = (row.total_hi - row.total_lo) / (2 * 1.96)
+    for row in degradation_rows.to_dict("records"):
+        sd = (row["total_hi"] - row["total_lo"]) / (2 * 1.96)
         noise = np.concatenate([[0.0], rng.normal(0, sd / np.sqrt(2), n_boot)])
-        cells.append(ContrastCell(row.domain, getattr(row, "_1"), row.label_set, row.reference_kind,
-                                  int(row.n_positives), float(row.train_prevalence_lodo),
-                                  row.f1_lodo + noise, row.f1_reference - noise))
+        cells.append(ContrastCell(row["domain"], row["class"], row["label_set"], row["reference_kind"],
+                                  int(row["n_positives"]), float(row["train_prevalence_lodo"]),
+                                  row["f1_lodo"] + noise, row["f1_reference"] - noise))
     study = degradation_rows["study"].iloc[0] if "study" in degradation_rows and len(degradation_rows) else "fake"
     return rarity_contrast_rows(cells, study)
 
