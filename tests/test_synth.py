@@ -11,10 +11,10 @@ import scipy.io
 import wfdb
 
 from heartbeatai.cli import main as cli_main
-from heartbeatai.data.synth_domains import (
+from heartbeatai.data.synthetic.domains import (
     CLASSES, SHIFT_KINDS, default_profiles, reference_profile, shifted, source_counts,
 )
-from heartbeatai.data.synth_labels import ATRIAL_RHYTHM, ATRIAL_RHYTHM_CODE, EXCLUSIVE, IMPLIES, RHYTHMS, WITH_P_WAVES, draw_labels
+from heartbeatai.data.synthetic.labels import ATRIAL_RHYTHM, ATRIAL_RHYTHM_CODE, EXCLUSIVE, IMPLIES, RHYTHMS, WITH_P_WAVES, draw_labels
 from heartbeatai.data.domains import SYNTHETIC_MANIFEST
 from heartbeatai.data.synthetic import domain_profiles, generate, write_benchmark
 from heartbeatai.labels import scored_vocabulary
@@ -187,7 +187,7 @@ def test_prepare_ingests_the_benchmark_with_folder_domains_and_header_labels(tmp
 
 
 def test_electrodes_formed_into_leads_reproduce_dowers_vcg_to_ecg_transform():
-    from heartbeatai.data.synth_dipole import DOWER, electrode_projection, form_leads
+    from heartbeatai.data.synthetic.dipole import DOWER, electrode_projection, form_leads
 
     dipole = np.random.default_rng(0).normal(size=(50, 3))
     leads = form_leads(dipole @ electrode_projection(np.zeros(3), 1.0))

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import synth_measures as measure
-from heartbeatai.data.synth_domains import reference_profile
-from heartbeatai.data.synth_record import synthesize_record
+from heartbeatai.data.synthetic.domains import reference_profile
+from heartbeatai.data.synthetic.record import synthesize_record
 
 FS = 250
 

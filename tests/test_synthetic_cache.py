@@ -11,7 +11,7 @@ from heartbeatai.data import synthetic
 from heartbeatai.data.domains import SYNTHETIC_MANIFEST
 from heartbeatai.data.prepared import PreparedDataset
 from heartbeatai.data.synthetic import clean_labels
-from heartbeatai.data.synthetic_cache import prepared_synthetic
+from heartbeatai.data.synthetic.cache import prepared_synthetic
 from heartbeatai.labels import scored_vocabulary
 from train_fixtures import CLASSES, write_planted_dataset
 
@@ -52,7 +52,7 @@ def test_two_studies_with_one_spec_generate_it_once_and_neither_breaks_the_other
     import sys
 
     script = ("import sys, json; from pathlib import Path; "
-              "from heartbeatai.data.synthetic_cache import prepared_synthetic; "
+              "from heartbeatai.data.synthetic.cache import prepared_synthetic; "
               f"print(prepared_synthetic(Path(sys.argv[1]), 'same', **json.loads(sys.argv[2]), "
               "progress=lambda m: print(m.split(' (')[0].split(' in ')[0], flush=True)))")
     runs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), json.dumps(SPEC)], stdout=subprocess.PIPE,

@@ -14,7 +14,7 @@ import sys
 
 # command -> module that registers it. Order is the order of the flow in DESIGN.md.
 COMMANDS: dict[str, str] = {
-    "synth": "heartbeatai.data.synthetic_cli",
+    "synth": "heartbeatai.data.synthetic.cli",
     "prepare": "heartbeatai.data.prepare_cli",
     "data": "heartbeatai.data.data_cli",
     "train": "heartbeatai.training.cli",

@@ -86,7 +86,7 @@ def check_study(config: StudyConfig, *, local_cpus: float | None = None) -> Pref
 def data_facts(config: StudyConfig, problems: list[str]) -> DataFacts | None:
     if config.data.path is not None:
         return _prepared_facts(config, problems)
-    from heartbeatai.data.synth_domains import CLASSES, default_profiles
+    from heartbeatai.data.synthetic.domains import CLASSES, default_profiles
     from heartbeatai.labels import scored_vocabulary
 
     spec = config.data.synthetic

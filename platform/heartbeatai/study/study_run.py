@@ -127,7 +127,7 @@ def fold_runners(config: StudyConfig, paths: StudyPaths, progress: Progress,
 
 def prepared_dataset(config: StudyConfig, storage_root: Path, progress: Progress) -> Path:
     """The prepared dataset of the study: its path, or the synthetic spec generated and prepared once
-    (heartbeatai.data.synthetic_cache, shared by every study under the same storage)."""
+    (heartbeatai.data.synthetic.cache, shared by every study under the same storage)."""
     if config.data.path is not None:
         from heartbeatai.data.prepared import RECORDS_FILE
 
@@ -135,7 +135,7 @@ def prepared_dataset(config: StudyConfig, storage_root: Path, progress: Progress
         if not (path / RECORDS_FILE).is_file():
             raise FileNotFoundError(f"data.path {path} is not a prepared dataset (no {RECORDS_FILE})")
         return path
-    from heartbeatai.data.synthetic_cache import prepared_synthetic
+    from heartbeatai.data.synthetic.cache import prepared_synthetic
 
     spec = config.data.synthetic
     return prepared_synthetic(storage_root, spec.fingerprint(), **spec.model_dump(), progress=progress)

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from heartbeatai.data import synth_beats, synth_noise, synth_rhythm
-from heartbeatai.data.synth_dipole import electrode_projection, form_leads
-from heartbeatai.data.synth_domains import DomainProfile
-from heartbeatai.data.synth_labels import ATRIAL_RHYTHM, RHYTHMS, WITH_P_WAVES, corrupt_labels, draw_labels
-from heartbeatai.data.synth_rhythm import PAC, PVC
+from heartbeatai.data.synthetic import beats as synth_beats, noise as synth_noise, rhythm as synth_rhythm
+from heartbeatai.data.synthetic.dipole import electrode_projection, form_leads
+from heartbeatai.data.synthetic.domains import DomainProfile
+from heartbeatai.data.synthetic.labels import ATRIAL_RHYTHM, RHYTHMS, WITH_P_WAVES, corrupt_labels, draw_labels
+from heartbeatai.data.synthetic.rhythm import PAC, PVC
 
 _AF_VECTOR = np.array([-0.3, 0.3, -0.9]) / np.linalg.norm([-0.3, 0.3, -0.9])  # seen best in V1
 _FLUTTER_VECTOR = np.array([0.15, 0.95, 0.25]) / np.linalg.norm([0.15, 0.95, 0.25])  # inferior leads

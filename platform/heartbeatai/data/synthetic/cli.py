@@ -16,7 +16,7 @@ def _csv(text: str) -> list[str]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from heartbeatai.data.synth_domains import SHIFT_KINDS
+    from heartbeatai.data.synthetic.domains import SHIFT_KINDS
     from heartbeatai.ecg import PAPER_DOMAINS
 
     parser = subparsers.add_parser(

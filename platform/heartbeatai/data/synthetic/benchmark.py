@@ -28,11 +28,11 @@ import numpy as np
 import scipy.io
 from threadpoolctl import threadpool_limits
 
-from heartbeatai.data.synth_domains import (
+from heartbeatai.data.synthetic.domains import (
     CLASSES, SHIFT_KINDS, ST_CLASSES, DomainProfile, default_profiles, reference_profile, shifted,
 )
-from heartbeatai.data.synth_labels import ATRIAL_RHYTHM, ATRIAL_RHYTHM_CODE
-from heartbeatai.data.synth_record import SyntheticRecord, synthesize_record
+from heartbeatai.data.synthetic.labels import ATRIAL_RHYTHM, ATRIAL_RHYTHM_CODE
+from heartbeatai.data.synthetic.record import SyntheticRecord, synthesize_record
 from heartbeatai.data.domains import SYNTHETIC_MANIFEST
 from heartbeatai.ecg import LEADS, PAPER_DOMAINS
 from heartbeatai.labels import scored_vocabulary

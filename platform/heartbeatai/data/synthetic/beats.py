@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from heartbeatai.data.synth_dipole import DOWER
-from heartbeatai.data.synth_rhythm import PAC, PVC, BeatTrain
+from heartbeatai.data.synthetic.dipole import DOWER
+from heartbeatai.data.synthetic.rhythm import PAC, PVC, BeatTrain
 
 NORMAL, RBBB, IRBBB, LBBB, BBB, NSIVCB, PACED = "normal", "RBBB", "IRBBB", "LBBB", "BBB", "NSIVCB", "paced"
 _CONDUCTION_OF = (("PR", PACED), ("RBBB", RBBB), ("IRBBB", IRBBB), ("LBBB", LBBB), ("BBB", BBB), ("NSIVCB", NSIVCB))

@@ -29,7 +29,7 @@ from heartbeatai.labels import scored_vocabulary
 SHIFT_KINDS = ("style", "prevalence", "label_noise")
 
 # Classes the generator draws: every scored class of 2021, in the vocabulary's order
-# (physiology in synth_beats / synth_rhythm, co-occurrence rules in synth_labels).
+# (physiology in beats.py / rhythm.py, co-occurrence rules in labels.py).
 CLASSES = tuple(scored_vocabulary().abbrs)
 ST_CLASSES = ("STD", "STE")
 
