@@ -135,5 +135,5 @@ def test_evaluate_and_explain_name_a_foreign_checkpoint_in_one_line(planted, tmp
 def test_the_checkpoint_file_itself_may_be_named(tmp_path):
     save_checkpoint(tmp_path, _state())
     assert load_checkpoint(tmp_path / CHECKPOINT_FILE)["classes"] == list(CLASSES)
-    model, state = load_trained_model(tmp_path, torch.device("cpu"))
+    model, state, _ = load_trained_model(tmp_path, torch.device("cpu"))
     assert state["fs"] == 100 and not model.training

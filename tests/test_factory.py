@@ -1,14 +1,13 @@
 """Every trial-config field reaches the module it configures; defaults fit any model shape.
 
 The wiring test is parametrised over the config classes' own fields (pydantic
-`model_fields`), so a field added to ModelConfig, MixStyleConfig, LossConfig or
-PreprocessConfig fails here until training/factory.py maps it and WIRING says how to
-see it in the built object.
+`model_fields`) and over every registered loss's and algorithm's parameters, so a field
+added to ModelConfig, MixStyleConfig, PreprocessConfig, a loss or an algorithm fails here
+until training/factory.py maps it and WIRING says how to see it in the built object.
 """
 
 from __future__ import annotations
 
-import typing
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -18,10 +17,12 @@ import torch
 from torch import nn
 
 from heartbeatai.arms import BUILTIN_ARMS, FULL
-from heartbeatai.config import LossConfig, MixStyleConfig, ModelConfig, PreprocessConfig, TrialConfig
+from heartbeatai.config import VARIANTS, MixStyleConfig, ModelConfig, PreprocessConfig, TrialConfig
+from heartbeatai.losses import LOSSES
 from heartbeatai.model.blocks import SqueezeExcitation1d
 from heartbeatai.training.factory import (
     N_DEMOGRAPHICS,
+    algorithm_from_config,
     loss_from_config,
     model_from_config,
     signal_transform,
@@ -47,15 +48,20 @@ class Built:
     transform: Any
     windows: tuple[int, int]
     sampler: Any
+    algorithm: Any
 
 
 def build(trial: TrialConfig) -> Built:
+    model = model_from_config(trial, N_CLASSES)
+    loss = loss_from_config(trial, TRAIN_LABELS)
     return Built(
-        model=model_from_config(trial, N_CLASSES),
-        loss=loss_from_config(trial, TRAIN_LABELS),
+        model=model,
+        loss=loss,
         transform=signal_transform(trial, FS),
         windows=window_lengths(trial, FS),
         sampler=train_sampler(trial, TRAIN_DOMAINS, TRAIN_LENGTHS, 500, 8),
+        algorithm=algorithm_from_config(trial, model, model, loss, steps_per_epoch=4, n_domains=2,
+                                        device=torch.device("cpu")),
     )
 
 
@@ -95,15 +101,20 @@ WIRING: dict[str, Wire] = {
         "crossdomain", lambda b: (b.model.mixstyle.mix, type(b.sampler).__name__), ("crossdomain", "TwoDomainBatchSampler")
     ),
     # loss: the loss module (asl by default)
-    "loss.kind": Wire("focal", lambda b: type(b.loss).__name__, "FocalLoss"),
-    "loss.focal_gamma": Wire(3.0, lambda b: b.loss.gamma, 3.0, context={"loss.kind": "focal"}),
-    "loss.focal_alpha": Wire(0.4, lambda b: b.loss.alpha, 0.4, context={"loss.kind": "focal"}),
-    "loss.asl_gamma_neg": Wire(2.0, lambda b: b.loss.gamma_neg, 2.0),
-    "loss.asl_gamma_pos": Wire(1.0, lambda b: b.loss.gamma_pos, 1.0),
-    "loss.asl_clip": Wire(0.1, lambda b: b.loss.clip, 0.1),
+    "loss.kind": Wire("focal", lambda b: type(b.loss.params).__name__, "Focal"),
+    "loss.gamma": Wire(3.0, lambda b: b.loss.params.gamma, 3.0, context={"loss.kind": "focal"}),
+    "loss.alpha": Wire(0.4, lambda b: b.loss.params.alpha, 0.4, context={"loss.kind": "focal"}),
+    "loss.gamma_neg": Wire(2.0, lambda b: b.loss.params.gamma_neg, 2.0, context={"loss.kind": "asl"}),
+    "loss.gamma_pos": Wire(1.0, lambda b: b.loss.params.gamma_pos, 1.0, context={"loss.kind": "asl"}),
+    "loss.clip": Wire(0.1, lambda b: b.loss.params.clip, 0.1, context={"loss.kind": "asl"}),
     "loss.pos_weight": Wire(
         True, lambda b: None if b.loss.pos_weight is None else b.loss.pos_weight.tolist(), [1.0, 3.0]
     ),
+    # algorithm: the step the loop calls
+    "algorithm.kind": Wire("vrex", lambda b: type(b.algorithm).__name__, "VREx"),
+    "algorithm.penalty_weight": Wire(3.0, lambda b: b.algorithm.params.penalty_weight, 3.0,
+                                     context={"algorithm.kind": "vrex"}),
+    "algorithm.anneal_steps": Wire(7, lambda b: b.algorithm.params.anneal_steps, 7, context={"algorithm.kind": "vrex"}),
     # preprocess: the signal transform and the loop's window lengths (samples at FS)
     "preprocess.bandpass_low_hz": Wire(1.0, lambda b: b.transform.low_hz, 1.0),
     "preprocess.bandpass_high_hz": Wire(30.0, lambda b: b.transform.high_hz, 30.0),
@@ -112,8 +123,11 @@ WIRING: dict[str, Wire] = {
     "preprocess.eval_stride_seconds": Wire(2.0, lambda b: b.windows[1], 200),
 }
 
-SECTIONS = {"model": ModelConfig, "mixstyle": MixStyleConfig, "loss": LossConfig, "preprocess": PreprocessConfig}
+SECTIONS = {"model": ModelConfig, "mixstyle": MixStyleConfig, "preprocess": PreprocessConfig}
 FIELDS = [f"{section}.{name}" for section, config in SECTIONS.items() for name in config.model_fields]
+# Variant sections: every registered kind's parameters; `kind` itself where there is a choice.
+FIELDS += sorted({f"{section}.{name}" for section, registry in VARIANTS.items() for model in registry.values()
+                  for name in model.model_fields if name != "kind" or len(registry) > 1})
 
 
 @pytest.mark.parametrize("field", FIELDS)
@@ -162,7 +176,8 @@ def test_a_config_that_only_sets_widths_validates_and_builds(widths, inner):
     assert model(torch.randn(2, 12, 500)).shape == (2, N_CLASSES)
 
 
-@pytest.mark.parametrize("kind", typing.get_args(LossConfig.model_fields["kind"].annotation))
-def test_every_loss_kind_the_config_admits_builds(kind):
+@pytest.mark.parametrize("kind", list(LOSSES))
+def test_every_registered_loss_builds_and_computes_its_own_formula(kind):
     loss = loss_from_config(BASE.with_overrides({"loss.kind": kind}), TRAIN_LABELS)
+    assert loss.params.kind == kind
     assert torch.isfinite(loss(torch.zeros(4, N_CLASSES), torch.from_numpy(TRAIN_LABELS)))

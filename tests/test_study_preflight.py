@@ -38,7 +38,7 @@ MISCONFIGURATIONS = {
     "class not prepared": ({"classes": ["AF", "STD"]}, "classes[1]: STD has no label column in"),
     "misspelt choice": ({"search__space": {"loss.kind": {"choice": ["bce", "focall"]}}},
                         "search.space.loss.kind: choice ['bce', 'focall']: 'focall' is not a valid loss.kind: "
-                        "Input should be 'bce', 'focal' or 'asl'; did you mean 'focal'?"),
+                        "unknown kind 'focall'; did you mean 'focal'? (known: bce, focal, asl)"),
     "bound out of range": ({"search__space": {"mixstyle.p": {"uniform": [0, 2]}}},
                            "search.space.mixstyle.p: uniform [0.0, 2.0]: 2.0 is not a valid mixstyle.p: "
                            "Input should be less than or equal to 1"),

@@ -30,7 +30,7 @@ def test_validation_selection_takes_the_best_finished_trial_including_asha_stopp
     ])
     chosen = TrainingDomainValidation().select(trials, TrialConfig(), "max")
     assert chosen.trial_id == "b" and chosen.value == pytest.approx(0.80)
-    assert chosen.trial["mixstyle"]["p"] == pytest.approx(0.2) and chosen.trial["loss"]["kind"] == "bce"
+    assert chosen.trial.mixstyle.p == pytest.approx(0.2) and chosen.trial.loss.kind == "bce"
     assert TrainingDomainValidation().select(trials, TrialConfig(), "min").trial_id == "a"
 
 

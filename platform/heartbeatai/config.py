@@ -1,9 +1,11 @@
 """Trial configuration and run files (DESIGN.md, Trial configuration).
 
 One nested, validated object says everything a training run needs besides the data:
-model, MixStyle, loss, label smoothing, preprocessing, optimiser, seed. Search spaces
-and ablation arms address its fields by dotted path (`mixstyle.p`, `loss.kind`), so
-`with_overrides` and `flatten_config` are the only two ways a study touches it.
+model, MixStyle, loss, label smoothing, preprocessing, optimiser, algorithm, seed. Search
+spaces and ablation arms address its fields by dotted path (`mixstyle.p`, `loss.kind`), so
+`with_overrides` and `flatten_config` are the only two ways a study touches it. The `loss`
+and `algorithm` sections are variants: their fields are those of the kind in force, each
+kind's parameter model declared once in its registry (losses/, training/algorithms/).
 
 Model defaults follow the reference network (Zhao et al., CinC 2020 runner-up: stem
 64 channels, kernel 15; four SE stages 64-512, kernel 7; about 8.8 M parameters).
@@ -25,15 +27,14 @@ import difflib
 import json
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal
+from typing import Annotated, Any, Callable, Iterable, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-class _Strict(BaseModel):
-    """Unknown keys are errors: a misspelt `mixstyle.pp` must not silently do nothing."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from heartbeatai.hparams import StrictModel as _Strict
+from heartbeatai.losses import DEFAULT_LOSS, LOSSES
+from heartbeatai.training.algorithms import ALGORITHM_PARAMS, DEFAULT_ALGORITHM
 
 
 DEFAULT_DEPTH = 2  # residual blocks per stage when `model.depths` is unset
@@ -102,15 +103,41 @@ class MixStyleConfig(_Strict):
     _per_stage_lists = field_validator("layers", mode="before")(_json_list)
 
 
-class LossConfig(_Strict):
-    kind: Literal["bce", "focal", "asl"] = "asl"
-    focal_gamma: float = Field(2.0, ge=0.0)
-    focal_alpha: float | None = Field(0.25, ge=0.0, le=1.0)
-    # Ridnik et al. 2021, multi-label defaults.
-    asl_gamma_neg: float = Field(4.0, ge=0.0)
-    asl_gamma_pos: float = Field(0.0, ge=0.0)
-    asl_clip: float = Field(0.05, ge=0.0, lt=1.0)
-    pos_weight: bool = False
+def _union(registry: dict[str, type[BaseModel]]) -> Any:
+    """The registry's parameter models as one field type, told apart by `kind`."""
+    members = tuple(registry.values())
+    if len(members) == 1:  # pydantic refuses a discriminator on a union of one
+        return members[0]
+    return Annotated[Union[members], Field(discriminator="kind")]
+
+
+# Sections whose fields depend on their `kind`: each kind's parameter model comes from a
+# registry (losses/, training/algorithms/), never from a list typed here.
+VARIANTS: dict[str, dict[str, type[BaseModel]]] = {"loss": LOSSES, "algorithm": ALGORITHM_PARAMS}
+DEFAULT_KINDS = {"loss": DEFAULT_LOSS, "algorithm": DEFAULT_ALGORITHM}
+LossConfig = _union(LOSSES)
+AlgorithmConfig = _union(ALGORITHM_PARAMS)
+# Before each loss had its own parameters, every kind's lived flat in one section
+# (checkpoints, run files and trials tables of that time): key -> (kind, parameter).
+_LEGACY_LOSS_KEYS = {
+    "focal_gamma": ("focal", "gamma"), "focal_alpha": ("focal", "alpha"),
+    "asl_gamma_neg": ("asl", "gamma_neg"), "asl_gamma_pos": ("asl", "gamma_pos"), "asl_clip": ("asl", "clip"),
+}
+
+
+def _section_of_kind(section: str, raw: Any) -> Any:
+    """A variant section as given (YAML, a checkpoint) with its kind made explicit, and the
+    flat loss keys of older files moved to their kind's own names (other kinds' dropped)."""
+    if not isinstance(raw, dict):
+        return raw
+    raw = {"kind": DEFAULT_KINDS[section], **raw}
+    if section == "loss":
+        for old, (kind, name) in _LEGACY_LOSS_KEYS.items():
+            if old in raw:
+                value = raw.pop(old)
+                if raw["kind"] == kind:
+                    raw.setdefault(name, value)
+    return raw
 
 
 class PreprocessConfig(_Strict):
@@ -142,11 +169,19 @@ class OptimConfig(_Strict):
 class TrialConfig(_Strict):
     model: ModelConfig = ModelConfig()
     mixstyle: MixStyleConfig = MixStyleConfig()
-    loss: LossConfig = LossConfig()
+    loss: LossConfig = LOSSES[DEFAULT_LOSS]()
     label_smoothing: float = Field(0.1, ge=0.0, lt=0.5)
     preprocess: PreprocessConfig = PreprocessConfig()
     optim: OptimConfig = OptimConfig()
+    algorithm: AlgorithmConfig = ALGORITHM_PARAMS[DEFAULT_ALGORITHM]()
     seed: int = Field(0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kinds_explicit(cls, raw: Any) -> Any:
+        if isinstance(raw, dict):
+            raw = {**raw, **{section: _section_of_kind(section, raw[section]) for section in VARIANTS if section in raw}}
+        return raw
 
     @model_validator(mode="after")
     def _mixstyle_fits_model(self) -> TrialConfig:
@@ -167,15 +202,66 @@ class TrialConfig(_Strict):
         layers = inner if self.mixstyle.layers is None else self.mixstyle.layers
         return self.model_copy(update={"model": model, "mixstyle": self.mixstyle.model_copy(update={"layers": layers})})
 
-    def with_overrides(self, overrides: dict[str, Any]) -> TrialConfig:
-        """A validated copy with dotted keys replaced: {"mixstyle.p": 0.0, "loss.kind": "bce"}."""
+    def with_overrides(self, overrides: dict[str, Any], *, inactive: str = "error") -> TrialConfig:
+        """A validated copy with dotted keys replaced: {"mixstyle.p": 0.0, "loss.kind": "bce"}.
+
+        A section's `kind` is set first: the new kind starts from its own defaults, keeping
+        the values of fields both kinds have (`loss.pos_weight`). A parameter of another
+        kind than the one set (`loss.gamma` while `loss.kind` is asl) is an error, or with
+        inactive="drop" is left out: a search samples every key of its space, and a
+        conditional parameter only acts under its own kind.
+        """
         tree = self.model_dump(mode="python")
-        for dotted, value in overrides.items():
-            _set_dotted(tree, dotted, value)
+        kinds_first = sorted(overrides, key=lambda dotted: not dotted.endswith(".kind"))
+        for dotted in kinds_first:
+            value = overrides[dotted]
+            section, _, leaf = dotted.rpartition(".")
+            if section not in VARIANTS:
+                _set_dotted(tree, dotted, value)
+            elif leaf == "kind":
+                tree[section] = _switch_kind(section, tree[section], value)
+            else:
+                leaf = _current_name(section, tree[section]["kind"], leaf)
+                if leaf is not None:  # a kind just set holds only what it shares with the old one
+                    tree[section][leaf] = copy.deepcopy(value)
+                elif inactive != "drop":
+                    raise ConfigError(f"{dotted}: {_owner_text(section, dotted.rpartition('.')[2])}, "
+                                      f"not {section}.kind {tree[section]['kind']!r}")
         try:
             return TrialConfig.model_validate(tree)
         except ValidationError as err:
             raise ConfigError(describe_validation_error(err)) from None
+
+
+def _switch_kind(section: str, current: dict[str, Any], kind: Any) -> dict[str, Any]:
+    registry = VARIANTS[section]
+    if kind not in registry:
+        raise ConfigError(f"{section}.kind: unknown kind {kind!r}{did_you_mean(kind, registry)} "
+                          f"(known: {', '.join(registry)})")
+    if kind == current["kind"]:
+        return current
+    shared = set(registry[kind].model_fields) & set(registry[current["kind"]].model_fields)
+    return {**{k: v for k, v in current.items() if k in shared}, "kind": kind}
+
+
+def _current_name(section: str, kind: str, leaf: str) -> str | None:
+    """`leaf` as the current kind names it (a legacy flat loss key maps to its kind's own
+    name), or None when it is another kind's parameter. Unknown everywhere: an error."""
+    if section == "loss" and leaf in _LEGACY_LOSS_KEYS:
+        legacy_kind, leaf = _LEGACY_LOSS_KEYS[leaf]
+        return leaf if legacy_kind == kind else None
+    if leaf in VARIANTS[section][kind].model_fields:
+        return leaf
+    if any(leaf in model.model_fields for model in VARIANTS[section].values()):
+        return None
+    raise ConfigError(f"{section}.{leaf}: unknown key{did_you_mean(leaf, variant_keys(section))}")
+
+
+def _owner_text(section: str, leaf: str) -> str:
+    owners = [kind for kind, model in VARIANTS[section].items() if leaf in model.model_fields]
+    if section == "loss" and leaf in _LEGACY_LOSS_KEYS:
+        owners = [_LEGACY_LOSS_KEYS[leaf][0]]
+    return f"a parameter of {section}.kind {' / '.join(map(repr, owners))}"
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -188,6 +274,19 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     if leaf not in node:
         raise ConfigError(f"{dotted}: unknown key")
     node[leaf] = copy.deepcopy(value)
+
+
+def variant_keys(section: str) -> list[str]:
+    """Every parameter name any kind of a variant section has."""
+    return sorted({name for model in VARIANTS[section].values() for name in model.model_fields})
+
+
+def trial_keys(base: TrialConfig) -> set[str]:
+    """Every dotted key a search space or an arm may set: `base`'s own, and every kind's
+    parameters of the variant sections (active under their own kind only)."""
+    keys = set(flatten_config(base))
+    keys |= {f"{section}.{name}" for section in VARIANTS for name in variant_keys(section)}
+    return keys
 
 
 def flatten_config(cfg: TrialConfig) -> dict[str, Any]:
@@ -228,7 +327,7 @@ def describe_validation_error(err: ValidationError) -> str:
     """Problems joined by "; ", each starting with its dotted key: `mixstyle.p: ...`."""
     lines = []
     for problem in err.errors():
-        parts = [str(part) for part in problem["loc"]]
+        parts = _without_kind_tags([str(part) for part in problem["loc"]])
         message = problem["msg"]
         prefixed = _FIELD_PREFIX.match(message)
         if prefixed:
@@ -242,6 +341,13 @@ def describe_validation_error(err: ValidationError) -> str:
             "missing", "extra_forbidden", "value_error") else f" (got {given!r})"
         lines.append(f"{'.'.join(parts) or '(top level)'}: {message}{shown}")
     return "; ".join(lines)
+
+
+def _without_kind_tags(parts: list[str]) -> list[str]:
+    """pydantic places a union member's error under its tag (`loss.focal.gamma`); the
+    user's key is `loss.gamma`."""
+    return [part for i, part in enumerate(parts)
+            if not (i > 0 and parts[i - 1] in VARIANTS and part in VARIANTS[parts[i - 1]])]
 
 
 def load_validated_yaml(model: type[BaseModel], path: str | Path, what: str,

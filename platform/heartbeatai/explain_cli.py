@@ -38,7 +38,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def explain_command(args: argparse.Namespace) -> int:
     import torch
 
-    from heartbeatai.config import TrialConfig
     from heartbeatai.data.prepared import NotPreparedError, PreparedDataset
     from heartbeatai.ecg import LEADS
     from heartbeatai.explain import attribute, attribution_figure
@@ -49,7 +48,7 @@ def explain_command(args: argparse.Namespace) -> int:
 
     apply_threads(args.threads)
     try:
-        model, state = load_trained_model(args.checkpoint, torch.device("cpu"))
+        model, state, trial = load_trained_model(args.checkpoint, torch.device("cpu"))
     except CheckpointError as err:
         raise UserError(str(err)) from None
     try:
@@ -61,8 +60,6 @@ def explain_command(args: argparse.Namespace) -> int:
         raise UserError(err.args[0]) from None
     if int(dataset.fs) != int(state["fs"]):
         raise UserError(f"{dataset.path} is prepared at {dataset.fs} Hz, the model was trained at {state['fs']} Hz")
-
-    trial = TrialConfig.model_validate(state["config"])
     classes = list(state["classes"])
     thresholds = state["thresholds"].numpy()
     length = int(dataset.records["length"].iloc[row])

@@ -50,9 +50,11 @@ def consensus_config(configs: Sequence[TrialConfig]) -> TrialConfig:
     if not configs:
         raise ValueError("no selected configurations to build a consensus from")
     flats = [flatten_config(c) for c in configs]
-    keys = flats[0].keys()
-    consensus = {key: consensus_value([flat[key] for flat in flats]) for key in keys}
-    return configs[0].with_overrides(consensus)
+    # Folds that selected different loss kinds have different parameter keys: each key's
+    # consensus is over the folds that have it, and only the winning kind's then act.
+    keys = list(dict.fromkeys(key for flat in flats for key in flat))
+    consensus = {key: consensus_value([flat[key] for flat in flats if key in flat]) for key in keys}
+    return configs[0].with_overrides(consensus, inactive="drop")
 
 
 # The consensus row's metric: it was never trained, so it has no value of its own.

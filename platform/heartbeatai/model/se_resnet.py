@@ -77,13 +77,14 @@ class SEResNet1d(nn.Module):
         """The deepest convolutional stage: the layer Grad-CAM attributes at."""
         return self.stages[-1]
 
-    def forward(
+    def features(
         self,
         x: torch.Tensor,
         demographics: torch.Tensor | None = None,
         domains: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(B, leads, T) float signal -> (B, n_classes) logits."""
+        """(B, leads, T) float signal -> (B, F) representation: the pooled last stage and the
+        concentration head's pooled taps, what feature-alignment algorithms align."""
         if (demographics is None) != (self.demographics == 0):
             given = "none" if demographics is None else tuple(demographics.shape)
             raise ValueError(f"model was built for {self.demographics} demographic inputs, forward got {given}")
@@ -97,6 +98,25 @@ class SEResNet1d(nn.Module):
         pooled = [self.pool(h).flatten(1)]
         if self.concentration is not None:
             pooled.append(self.concentration(tapped))
+        return torch.cat(pooled, dim=1) if len(pooled) > 1 else pooled[0]
+
+    def classify(self, features: torch.Tensor, demographics: torch.Tensor | None = None) -> torch.Tensor:
+        """Representation (+ demographics, joined here: they describe the patient, not the
+        signal, so no algorithm aligns them) -> (B, n_classes) logits."""
         if demographics is not None:
-            pooled.append(demographics.to(pooled[0].dtype))
-        return self.classifier(torch.cat(pooled, dim=1))
+            features = torch.cat([features, demographics.to(features.dtype)], dim=1)
+        return self.classifier(features)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        demographics: torch.Tensor | None = None,
+        domains: torch.Tensor | None = None,
+        *,
+        with_features: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """(B, leads, T) float signal -> (B, n_classes) logits; with_features: (features, logits),
+        so an algorithm that needs the representation gets it through DDP's forward."""
+        features = self.features(x, demographics, domains)
+        logits = self.classify(features, demographics)
+        return (features, logits) if with_features else logits

@@ -77,7 +77,7 @@ class FoldRunner:
         self.dataset = PreparedDataset(study.data_path)
         # The search trains at the search seed; the arms retrain at the arm seeds, disjoint from
         # it, so `full` is never the validation-selected draw with its seed luck (DESIGN.md, Study).
-        self.base = TrialConfig.model_validate(self.config.trial).with_overrides({"seed": self.config.search_seed})
+        self.base = self.config.trial.with_overrides({"seed": self.config.search_seed})
         self.store = study.store
 
     def run(self) -> None:
@@ -118,7 +118,7 @@ class FoldRunner:
     def context(self, base: TrialConfig, arm_overrides: dict | None = None) -> FoldContext:
         return FoldContext(
             study=self.config.name, protocol=self.protocol, fold_id=self.fold_id, data_path=str(self.data_path),
-            classes=tuple(self.classes), base_trial=base.model_dump(mode="json"),
+            classes=tuple(self.classes), base_trial=base,
             metric=self.config.selection.metric, mode=self.config.selection.mode,
             arm_overrides=arm_overrides or {},
         )
@@ -208,7 +208,7 @@ class FoldRunner:
         if trained:
             stage = ArmsStage(tuple(a.name for a in trained), tuple(self.config.seeds))
             self.progress(f"[{self.fold_id}] arms: {len(trained)} arm(s) x {len(self.config.seeds)} seed(s)")
-            errored = self._train_arms(stage, TrialConfig.model_validate(selection.trial),
+            errored = self._train_arms(stage, selection.trial,
                                        {a.name: dict(a.overrides) for a in trained})
         for run in self._arm_runs().itertuples():
             if self.journal.done(self.fold_id, f"tested:{run.trial_id}") or run.trial_id in errored:
@@ -321,7 +321,7 @@ class FoldRunner:
             data={"path": str(self.data_path), "fingerprint": dataset.fingerprint},
             # The run's own metric is the study's validation metric, also for the oracle's pick.
             fold_id=self.fold_id, classes=tuple(self.classes), selection_metric=self.config.selection.metric,
-            trial=TrialConfig.model_validate(selection.trial),
+            trial=selection.trial,
             provenance=Provenance.collect(dataset_fingerprint=dataset.fingerprint,
                                           folds_file=folds_path(self.data_path, self.protocol), classes=self.classes),
         )

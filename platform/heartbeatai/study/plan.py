@@ -97,7 +97,7 @@ def plan_study(config: StudyConfig, storage: str | None, cost: RecordCost, cpus:
             arms = config.fold_arms(protocol)
             folds.append(FoldPlan(protocol, fold_id, config.search.trials_per_fold,
                                   sum(a.trained for a in arms) * len(config.seeds), n_train, n_val))
-    epochs = TrialConfig.model_validate(config.trial).optim.epochs
+    epochs = config.trial.optim.epochs
     sched = config.scheduler
     per_fold = (asha_expected_epochs(config.search.trials_per_fold, epochs, sched.grace_period, sched.reduction_factor)
                 if sched.kind == "asha" else config.search.trials_per_fold * epochs)
@@ -150,7 +150,7 @@ def calibrate_record_cost(config: StudyConfig, fs: int, repeats: int = 3, thread
 
     from heartbeatai.training.factory import model_from_config
 
-    cfg = TrialConfig.model_validate(config.trial)
+    cfg = config.trial
     samples = int(cfg.preprocess.crop_seconds * fs)
     batch = min(cfg.optim.batch_size, 16)
     previous = torch.get_num_threads()

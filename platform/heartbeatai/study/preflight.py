@@ -25,9 +25,9 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from heartbeatai.config import ConfigError, TrialConfig, did_you_mean
+from heartbeatai.config import VARIANTS, ConfigError, TrialConfig, did_you_mean
 from heartbeatai.study.study_config import StudyConfig
 from heartbeatai.study.study_folds import check_fold_parameters, select_folds
 
@@ -70,7 +70,7 @@ def check_study(config: StudyConfig, *, local_cpus: float | None = None) -> Pref
         raise PreflightError(problems)
     warnings = _check_classes(config, data, problems)
     folds = _check_folds(config, data, problems)
-    base = TrialConfig.model_validate(config.trial)  # the config validated it already
+    base = config.trial
     problems += check_search_space(base, config.search.space)
     problems += _check_crossdomain(config, base, data)
     if local_cpus is not None:
@@ -206,19 +206,38 @@ def check_search_space(base: TrialConfig, space: dict[str, Any]) -> list[str]:
             problems.append(f"{where}: {key} takes integers; use randint or lograndint")
             continue
         choices = _literal_values(annotation)
+        under = _base_where_active(base, key)
         for value in given:
             try:
-                base.with_overrides({key: value})
+                under.with_overrides({key: value})
             except ConfigError as err:
                 reason = str(err).removeprefix(f"{key}: ")
                 reason = reason.split(" (got ")[0] if " (got " in reason else reason
-                hint = did_you_mean(value, choices) if kind == "choice" and choices else ""
+                hint = did_you_mean(value, choices) if kind == "choice" and choices and "did you mean" not in reason else ""
                 problems.append(f"{where}: {value!r} is not a valid {key}: {reason}{hint}")
     return problems
 
 
+def _base_where_active(base: TrialConfig, dotted: str) -> TrialConfig:
+    """`base`, or, for a parameter of another kind than base's (`loss.gamma` under ASL), base
+    switched to the first kind that has it: where a sampled value would act."""
+    section, _, leaf = dotted.rpartition(".")
+    if section not in VARIANTS or leaf == "kind" or leaf in type(getattr(base, section)).model_fields:
+        return base
+    owner = next((kind for kind, model in VARIANTS[section].items() if leaf in model.model_fields), None)
+    return base if owner is None else base.with_overrides({f"{section}.kind": owner})
+
+
 def field_annotation(dotted: str) -> Any:
-    """The type annotation of a dotted trial-configuration key (`loss.kind` -> Literal[...])."""
+    """The type annotation of a dotted trial-configuration key (`loss.kind` -> Literal[...]).
+    In a variant section (`loss`, `algorithm`), `kind` is the Literal of every registered
+    kind and a parameter has the annotation of the first kind declaring it."""
+    section, _, leaf = dotted.rpartition(".")
+    if section in VARIANTS:
+        if leaf == "kind":
+            return Literal[tuple(VARIANTS[section])]
+        owner = next(model for model in VARIANTS[section].values() if leaf in model.model_fields)
+        return owner.model_fields[leaf].annotation
     model: Any = TrialConfig
     annotation: Any = None
     for part in dotted.split("."):

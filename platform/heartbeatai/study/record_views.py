@@ -54,14 +54,12 @@ def record_view_rows(checkpoint: str | Path, dataset, predictions: pd.DataFrame,
     """The record_views rows of `picks`: signal excerpt, labels, calls and attributions of each."""
     import torch
 
-    from heartbeatai.config import TrialConfig
     from heartbeatai.explain import attribute
     from heartbeatai.training.factory import signal_transform
     from heartbeatai.training.predict import load_trained_model
 
     probs, truth, called = _calls(predictions, thresholds, classes)
-    model, state = load_trained_model(checkpoint, torch.device("cpu"))
-    trial = TrialConfig.model_validate(state["config"])
+    model, state, trial = load_trained_model(checkpoint, torch.device("cpu"))
     transform = signal_transform(trial, dataset.fs)
     rows = []
     for rank, pick in enumerate(picks):

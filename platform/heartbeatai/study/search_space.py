@@ -15,6 +15,10 @@ from __future__ import annotations
 import optuna.distributions as od
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from heartbeatai.config import VARIANTS
+from heartbeatai.hparams import declared_search
+from heartbeatai.losses import LOSSES
+
 
 class Distribution(BaseModel):
     """Exactly one of the fields is set."""
@@ -60,8 +64,15 @@ class Distribution(BaseModel):
 DEFAULT_SPACE: dict[str, Distribution] = {
     "mixstyle.p": Distribution(uniform=(0.0, 1.0)),
     "label_smoothing": Distribution(uniform=(0.0, 0.2)),
-    "loss.kind": Distribution(choice=["bce", "focal", "asl"]),
+    "loss.kind": Distribution(choice=list(LOSSES)),  # every registered loss, in registry order
 }
+
+
+def declared_space(section: str, kind: str) -> dict[str, Distribution]:
+    """The search distributions a registered loss or algorithm declares for its parameters
+    (heartbeatai.hparams), keyed `<section>.<parameter>`: what `heartbeatai algorithms`
+    lists and what an algorithm arm's own search draws from."""
+    return {key: Distribution(**dist) for key, dist in declared_search(VARIANTS[section][kind], section).items()}
 
 
 def optuna_space(space: dict[str, Distribution]) -> dict[str, od.BaseDistribution]:

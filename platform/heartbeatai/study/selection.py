@@ -29,14 +29,16 @@ class Selection:
     checkpoint_path: str
     metric: str
     value: float
-    trial: dict[str, Any]  # the selected TrialConfig as a plain dict
+    trial: TrialConfig
 
     def record(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain data, for the journal."""
+        return {**asdict(self), "trial": self.trial.model_dump(mode="json")}
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> "Selection":
-        return cls(**record)
+        """From the journal (a boundary: its trial is validated here)."""
+        return cls(**{**record, "trial": TrialConfig.model_validate(record["trial"])})
 
 
 class TrainingDomainValidation:
@@ -57,7 +59,7 @@ class TrainingDomainValidation:
             checkpoint_path=str(best["checkpoint_path"]),
             metric=str(best["selection_metric"]),
             value=float(best["selection_value"]),
-            trial=config_of_row(best, base).model_dump(mode="json"),
+            trial=config_of_row(best, base),
         )
 
 
@@ -77,19 +79,25 @@ class TestDomainOracle:
             checkpoint_path=str(row["checkpoint_path"]),
             metric=metric,
             value=float(test_values[pick]),
-            trial=config_of_row(row, base).model_dump(mode="json"),
+            trial=config_of_row(row, base),
         )
 
 
 def config_of_row(row: pd.Series, base: TrialConfig) -> TrialConfig:
-    """The trial configuration a trials row was run with, from its cfg.<dotted> columns."""
+    """The trial configuration a trials row was run with, from its cfg.<dotted> columns.
+
+    Every cfg column the row has a value in counts, not only `base`'s keys: a row may have run
+    another loss kind than the base, with that kind's own parameters (the others are empty)."""
+    lists = {key for key, default in flatten_config(base).items() if isinstance(default, list)}
     overrides = {}
-    for key, default in flatten_config(base).items():
-        value = row.get(f"cfg.{key}")
+    for column, value in row.items():
+        if not str(column).startswith("cfg."):
+            continue
         if value is None or (not isinstance(value, (list, str)) and pd.isna(value)):
             continue
         if hasattr(value, "item"):  # numpy scalars from the Parquet row
             value = value.item()
+        key = str(column)[len("cfg."):]
         # List-valued fields travel as JSON text in the flat cfg columns.
-        overrides[key] = json.loads(value) if isinstance(default, list) and isinstance(value, str) else value
-    return base.with_overrides(overrides)
+        overrides[key] = json.loads(value) if key in lists and isinstance(value, str) else value
+    return base.with_overrides(overrides, inactive="drop")

@@ -35,7 +35,7 @@ class FoldContext:
     fold_id: str
     data_path: str
     classes: tuple[str, ...]
-    base_trial: Mapping[str, Any]  # TrialConfig as a plain dict
+    base_trial: TrialConfig
     metric: str
     mode: str
     arm_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -48,15 +48,20 @@ class FoldContext:
     @property
     def epochs(self) -> int:
         """The full budget of a trial: ASHA's max_t, and what tells completed from early-stopped."""
-        return TrialConfig.model_validate(dict(self.base_trial)).optim.epochs
+        return self.base_trial.optim.epochs
 
     def trial_config(self, stage_config: Mapping[str, Any]) -> TrialConfig:
-        """The base configuration with the arm's overrides, then sampled values, then the seed."""
+        """The resolver: the base configuration with the arm's overrides, then sampled values,
+        then the seed; the one place a trial's configuration is built from plain values.
+
+        A parameter of another kind than the one in force (a sampled `loss.gamma` while the
+        sampled `loss.kind` is bce, an arm's focal parameter on a fold that selected ASL) does
+        not act, as in any conditional search space."""
         overrides = dict(self.arm_overrides.get(stage_config.get(ARM_KEY), {}))
         overrides.update({k: v for k, v in stage_config.items() if k not in (ARM_KEY, SEED_KEY)})
         if SEED_KEY in stage_config:
             overrides["seed"] = stage_config[SEED_KEY]
-        return TrialConfig.model_validate(dict(self.base_trial)).with_overrides(overrides)
+        return self.base_trial.with_overrides(overrides, inactive="drop")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from heartbeatai.config import (
-    ConfigError, RunFile, TrialConfig, describe_validation_error, did_you_mean, flatten_config, load_validated_yaml,
+    ConfigError, RunFile, TrialConfig, describe_validation_error, did_you_mean, load_validated_yaml, trial_keys,
 )
 from heartbeatai.arms import BUILTIN_ARMS, DEFAULT_ARMS, FULL, Arm, canonical_arm, resolve_arms
 from heartbeatai.metric_names import (
@@ -167,7 +167,7 @@ class StudyConfig(_Strict):
     classes: list[str] | None = None  # abbreviations; None: every class of the dataset
     protocols: list[Protocol] = Field(default_factory=lambda: ["lodo"], min_length=1)
     folds: FoldsConfig = FoldsConfig()
-    trial: dict[str, Any] = Field(default_factory=dict)  # base TrialConfig, validated below
+    trial: TrialConfig = TrialConfig()  # the base every fold's search starts from
     search: SearchConfig = SearchConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     resources: ResourcesConfig = ResourcesConfig()
@@ -252,12 +252,8 @@ class StudyConfig(_Strict):
 
     @model_validator(mode="after")
     def _trial_and_overrides_validate(self) -> "StudyConfig":
-
-        try:
-            base = TrialConfig.model_validate(self.trial)
-        except ValidationError as err:
-            raise ValueError(f"trial.{describe_validation_error(err)}") from None
-        keys = set(flatten_config(base))
+        base = self.trial
+        keys = trial_keys(base)
         named = {f"search.space.{k}": k for k in self.search.space}
         named |= {f"user_arms.{a}.{k}": k for a, o in self.user_arms.items() for k in o}
         for where, dotted in named.items():

@@ -87,7 +87,7 @@ class TrialRows:
             protocol=self.context.protocol,
             fold_id=self.context.fold_id,
             arm=self.stage_arm or cfg[ARM_KEY],
-            seed=int(cfg.get(SEED_KEY, self.context.base_trial.get("seed", 0))),
+            seed=int(cfg.get(SEED_KEY, self.context.base_trial.seed)),
             selection=self.selection,
             trial_id=trial.trial_id,
         ).as_dict()

@@ -1,8 +1,10 @@
 """One training run, one job per module (DESIGN.md, Training run).
 
     spec         what a run trains (TrainSpec): plain data, no torch
-    factory      the trial configuration -> model, transform, loss, optimiser, schedule
+    factory      the trial configuration -> model, transform, loss, optimiser, schedule, algorithm
+    algorithms/  the training step: ERM, V-REx, ... (one module each, one registry line)
     loop         the plain-PyTorch loop (in-process, or inside a Ray Train worker)
+    precision    autocast
     batches      records -> crops, sliding windows and samplers
     transforms   band-pass and normalisation of a window (numpy only)
     checkpoint   weights_only-safe checkpoints and RNG state

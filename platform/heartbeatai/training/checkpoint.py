@@ -17,6 +17,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ValidationError
+
+from heartbeatai.config import TrialConfig, describe_validation_error
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT_VERSION = 1
@@ -93,6 +96,16 @@ def check_trained_state(state: dict[str, Any], where: str | os.PathLike) -> None
         raise CheckpointError(f"{where}: damaged HeartBeatAI checkpoint ({', '.join(wrong)} of the wrong type)")
     if not all(isinstance(c, str) for c in state["classes"]) or state["thresholds"].shape != (len(state["classes"]),):
         raise CheckpointError(f"{where}: damaged HeartBeatAI checkpoint (classes and thresholds disagree)")
+
+
+def checkpoint_trial(state: dict[str, Any], where: str | os.PathLike) -> TrialConfig:
+    """The trial configuration a checkpoint was trained with (the checkpoint boundary: validated
+    here once); CheckpointError naming the first bad key when it is not a valid one."""
+    try:
+        return TrialConfig.model_validate(state["config"])
+    except ValidationError as err:
+        raise CheckpointError(f"{where}: the checkpoint's config is not a valid trial configuration "
+                              f"({describe_validation_error(err).split('; ')[0]})") from None
 
 
 def _first_line(err: BaseException) -> str:

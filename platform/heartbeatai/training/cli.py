@@ -225,7 +225,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     except ConfigError as err:
         raise UserError(str(err)) from None
     try:  # the whole model, so a foreign config or weights are one line here, not a traceback later
-        _, state = load_trained_model(args.checkpoint, torch.device("cpu"))
+        state = load_trained_model(args.checkpoint, torch.device("cpu")).state
     except CheckpointError as err:
         raise UserError(str(err)) from None
     classes = list(state["classes"])

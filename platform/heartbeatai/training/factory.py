@@ -3,7 +3,7 @@
 Every field of the trial configuration that configures a module is mapped to it here
 and nowhere else, so tests/test_factory.py can check that each field reaches its
 module: the model, the signal transform, the window lengths, the training sampler, the
-loss, the optimiser and the schedule.
+loss, the optimiser, the schedule and the training algorithm.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import torch
 
 from heartbeatai.config import TrialConfig
 from heartbeatai.ecg import N_LEADS
-from heartbeatai.losses import build_loss
+from heartbeatai.losses.module import build_loss
 from heartbeatai.model import build_model
+from heartbeatai.training.algorithms import Algorithm, StepParts, build_algorithm
 from heartbeatai.training.batches import CropSampler, TwoDomainBatchSampler
 from heartbeatai.training.transforms import SignalTransform
 
@@ -104,16 +105,7 @@ def loss_from_config(trial: TrialConfig, train_labels: np.ndarray) -> torch.nn.M
         positives = train_labels.sum(axis=0)
         ratio = (len(train_labels) - positives) / np.maximum(positives, 1.0)
         pos_weight = torch.from_numpy(np.clip(ratio, 1.0, _MAX_POS_WEIGHT).astype(np.float32))
-    return build_loss(
-        loss.kind,
-        label_smoothing=trial.label_smoothing,
-        pos_weight=pos_weight,
-        focal_gamma=loss.focal_gamma,
-        focal_alpha=loss.focal_alpha,
-        asl_gamma_neg=loss.asl_gamma_neg,
-        asl_gamma_pos=loss.asl_gamma_pos,
-        asl_clip=loss.asl_clip,
-    )
+    return build_loss(loss, label_smoothing=trial.label_smoothing, pos_weight=pos_weight)
 
 
 def optimizer_from_config(model: torch.nn.Module, trial: TrialConfig) -> torch.optim.Optimizer:
@@ -134,3 +126,16 @@ def scheduler_from_config(optimizer: torch.optim.Optimizer, trial: TrialConfig, 
     if trial.optim.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=trial.optim.lr, total_steps=total)
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+
+
+def algorithm_from_config(trial: TrialConfig, model: torch.nn.Module, network: torch.nn.Module,
+                          loss: torch.nn.Module, *, steps_per_epoch: int, n_domains: int,
+                          device: torch.device) -> Algorithm:
+    """The configured algorithm around `model` (`network`: the same, DDP-wrapped when distributed),
+    with the optimiser and per-batch schedule of `trial` over whatever it trains."""
+    parts = StepParts(
+        model=model, network=network, loss=loss, n_domains=n_domains, device=device,
+        make_optimizer=lambda trainable: optimizer_from_config(trainable, trial),
+        make_scheduler=lambda optimizer: scheduler_from_config(optimizer, trial, steps_per_epoch),
+    )
+    return build_algorithm(trial.algorithm, parts)

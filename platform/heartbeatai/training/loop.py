@@ -37,16 +37,19 @@ from heartbeatai.training.batches import (
     max_aggregate,
     record_set,
 )
-from heartbeatai.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint, seed_everything
+from heartbeatai.training.algorithms import Algorithm
+from heartbeatai.training.checkpoint import (
+    capture_rng, checkpoint_trial, load_checkpoint, restore_rng, save_checkpoint, seed_everything,
+)
 from heartbeatai.training.factory import (
+    algorithm_from_config,
     loss_from_config,
     model_from_config,
-    optimizer_from_config,
-    scheduler_from_config,
     signal_transform,
     train_sampler,
     window_lengths,
 )
+from heartbeatai.training.precision import autocast
 from heartbeatai.training.spec import TrainSpec
 from heartbeatai.training.transforms import SignalTransform
 
@@ -108,17 +111,16 @@ def run_training(
     model = model_from_config(trial, len(spec.classes)).to(device)
     train_prevalence = train_set.labels.mean(axis=0)
     loss_fn = loss_from_config(trial, train_set.labels).to(device)
-    optimizer = optimizer_from_config(model, trial)
-    steps_per_epoch = len(train_loader)
-    scheduler = scheduler_from_config(optimizer, trial, steps_per_epoch)
+    net = _distributed(model, device) if world > 1 else model
+    # Domain ids number the training domains only (_fold_record_sets): the held-out one has none.
+    algorithm = algorithm_from_config(trial, model, net, loss_fn, steps_per_epoch=len(train_loader),
+                                      n_domains=len(np.unique(train_set.domains)), device=device)
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if resume_checkpoint is not None:
         state = load_checkpoint(resume_checkpoint)
         _check_resumable(state, spec)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        algorithm.restore(state)
         sampler.load_state_dict(state["sampler"])
         if len(state["rng"]) == world:
             restore_rng(state["rng"][rank])
@@ -126,17 +128,16 @@ def run_training(
             seed_everything(trial.seed * 1000 + rank + 7919 * state["epoch"])
         history = list(state["history"])
         start_epoch = int(state["epoch"])
-    net = _distributed(model, device) if world > 1 else model
 
     for epoch in range(start_epoch, trial.optim.epochs):
         started = time.perf_counter()
         sampler.set_epoch(epoch)
-        train_loss = _train_epoch(net, train_loader, loss_fn, optimizer, scheduler, device)
-        val_metrics, thresholds = _validate(model, val_loader, val_set, train_prevalence, loss_fn, spec.classes,
+        train_scalars = _train_epoch(algorithm, train_loader, device)
+        val_metrics, thresholds = _validate(algorithm.predict_network(), val_loader, val_set, train_prevalence, loss_fn, spec.classes,
                                             device, world)
         metrics = {
             "epoch": epoch + 1,
-            "train_loss": train_loss,
+            **{f"train_{name}": value for name, value in train_scalars.items()},
             **val_metrics,
             "epoch_seconds": time.perf_counter() - started,
         }
@@ -149,9 +150,7 @@ def run_training(
             save_checkpoint(
                 staging,
                 {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
+                    **algorithm.checkpoint_state(),  # model (what predicts), optimiser, schedule, its own
                     "epoch": epoch + 1,
                     "sampler": {**sampler.state_dict(), "epoch": epoch + 1},
                     "rng": rng_states,
@@ -261,40 +260,29 @@ def _check_resumable(state: dict[str, Any], spec: TrainSpec) -> None:
         )
     # Compared as built: a checkpoint written before the stage lists defaulted to None
     # (with (1, 2, 3) spelt out) resumes under the equivalent default.
-    if TrialConfig.model_validate(state["config"]).resolved() != spec.trial.resolved():
+    if checkpoint_trial(state, "checkpoint").resolved() != spec.trial.resolved():
         raise ValueError("checkpoint was trained with another trial configuration")
 
 
-def _autocast(device: torch.device):
-    # bf16 on GPU; on CPU fp32 until benchmarks/ shows bf16 pays at equal accuracy.
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+def _on_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
 
 
-def _batch_inputs(batch: dict[str, torch.Tensor], device: torch.device):
-    x = batch["x"].to(device, non_blocking=True)
-    demographics = batch.get("demographics")
-    if demographics is not None:
-        demographics = demographics.to(device, non_blocking=True)
-    return x, demographics, batch["domain"].to(device, non_blocking=True)
-
-
-def _train_epoch(net, loader, loss_fn, optimizer, scheduler, device) -> float:
-    net.train()
-    total = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, items
+def _train_epoch(algorithm: Algorithm, loader, device) -> dict[str, float]:
+    """The algorithm's scalars (its objective as `loss` first), each averaged over the epoch's items."""
+    algorithm.train()
+    sums: dict[str, torch.Tensor] = {}
+    items = torch.zeros((), dtype=torch.float64, device=device)
     for batch in loader:
-        x, demographics, domains = _batch_inputs(batch, device)
-        y = batch["y"].to(device, non_blocking=True)
-        with _autocast(device):
-            logits = net(x, demographics, domains)
-        loss = loss_fn(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        total += torch.stack([loss.detach().double() * len(y), torch.tensor(len(y), device=device)])
+        batch = _on_device(batch, device)
+        n = len(batch["y"])
+        for name, value in algorithm.update(batch).items():
+            sums[name] = sums.get(name, torch.zeros((), dtype=torch.float64, device=device)) + value.double() * n
+        items += n
+    total = torch.stack([*sums.values(), items])
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(total)
-    return float(total[0] / total[1])
+    return {name: float(total[i] / total[-1]) for i, name in enumerate(sums)}
 
 
 @torch.no_grad()
@@ -303,9 +291,10 @@ def window_logits(model, loader: Iterable, device: torch.device) -> tuple[np.nda
     model.eval()
     records, logits = [], []
     for batch in loader:
-        x, demographics, _ = _batch_inputs(batch, device)
-        with _autocast(device):
-            out = model(x, demographics, None)
+        demographics = batch.get("demographics")
+        with autocast(device):
+            out = model(batch["x"].to(device, non_blocking=True),
+                        None if demographics is None else demographics.to(device, non_blocking=True), None)
         records.append(batch["record"].numpy())
         logits.append(out.float().cpu().numpy())
     if not records:

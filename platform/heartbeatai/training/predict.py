@@ -8,16 +8,16 @@ no run file beside it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
-from pydantic import ValidationError
 from torch.utils.data import DataLoader
 
 from heartbeatai.config import TrialConfig
 from heartbeatai.data.prepared import PreparedDataset
 from heartbeatai.training.batches import SlidingWindowDataset, max_aggregate, record_set
-from heartbeatai.training.checkpoint import CheckpointError, check_trained_state, load_checkpoint
+from heartbeatai.training.checkpoint import CheckpointError, check_trained_state, checkpoint_trial, load_checkpoint
 from heartbeatai.training.factory import model_from_config, signal_transform, window_lengths
 from heartbeatai.training.loop import default_loader_workers, loader_options, window_logits
 
@@ -32,8 +32,7 @@ def predict(
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(record_ids, probabilities (N, C), thresholds (C,)) of a checkpoint on any records."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model, state = load_trained_model(checkpoint_dir, device)
-    trial = TrialConfig.model_validate(state["config"])
+    model, state, trial = load_trained_model(checkpoint_dir, device)
     dataset = PreparedDataset(data_path)
     if int(dataset.fs) != int(state["fs"]):
         raise ValueError(f"{data_path} is prepared at {dataset.fs} Hz, the model was trained at {state['fs']} Hz")
@@ -48,18 +47,18 @@ def predict(
     return list(record_ids), 1.0 / (1.0 + np.exp(-logits)), state["thresholds"].numpy()
 
 
-def load_trained_model(checkpoint_dir: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    """The checkpoint's model in eval mode on `device`, and the checkpoint state.
-    CheckpointError (one line) when the file is not a checkpoint whose config and weights fit."""
+class TrainedModel(NamedTuple):
+    model: torch.nn.Module  # in eval mode, on the device asked for
+    state: dict  # the checkpoint as loaded
+    trial: TrialConfig  # the configuration it was trained with
+
+
+def load_trained_model(checkpoint_dir: str | Path, device: torch.device) -> TrainedModel:
+    """The checkpoint's model, state and trial configuration. CheckpointError (one line)
+    when the file is not a checkpoint whose config and weights fit."""
     state = load_checkpoint(checkpoint_dir)
     check_trained_state(state, checkpoint_dir)
-    try:
-        trial = TrialConfig.model_validate(state["config"])
-    except ValidationError as err:
-        first = err.errors()[0] if err.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ())) or "config"
-        raise CheckpointError(f"{checkpoint_dir}: the checkpoint's config is not a valid trial configuration "
-                              f"({where}: {first.get('msg', 'invalid')})") from None
+    trial = checkpoint_trial(state, checkpoint_dir)
     model = model_from_config(trial, len(state["classes"]))
     weights = state["model"]
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
@@ -72,5 +71,5 @@ def load_trained_model(checkpoint_dir: str | Path, device: torch.device) -> tupl
         detail = f"{missing} missing and {unexpected} unexpected keys" if missing or unexpected else "tensor shapes differ"
         raise CheckpointError(f"{checkpoint_dir}: the checkpoint's weights do not fit the model its config "
                               f"describes ({detail})") from None
-    return model.to(device).eval(), state
+    return TrainedModel(model.to(device).eval(), state, trial)
 

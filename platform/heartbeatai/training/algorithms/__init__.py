@@ -1,0 +1,32 @@
+"""The registry of training algorithms: one module per algorithm, one line here.
+
+Everything else derives from ALGORITHMS: the trial configuration's `algorithm` section (a
+union discriminated by `kind`), `heartbeatai algorithms`, the loop's choice of step and the
+tests parametrised over the registry. Adding an algorithm: a module with an `Algorithm`
+subclass and its `AlgorithmParams` (docs/extending.md), then one line below. Importing
+this registry imports no torch; an algorithm's step does, when it runs.
+"""
+
+from __future__ import annotations
+
+from heartbeatai.hparams import variant_registry
+from heartbeatai.training.algorithms.base import Algorithm, AlgorithmParams, StepParts
+from heartbeatai.training.algorithms.erm import ERM
+from heartbeatai.training.algorithms.vrex import VREx
+
+_ALGORITHMS: tuple[type[Algorithm], ...] = (
+    ERM,
+    VREx,
+)
+
+ALGORITHM_PARAMS = variant_registry([a.Params for a in _ALGORITHMS], "algorithm")
+ALGORITHMS: dict[str, type[Algorithm]] = {a.Params.model_fields["kind"].default: a for a in _ALGORITHMS}
+DEFAULT_ALGORITHM = "erm"
+
+
+def build_algorithm(params: AlgorithmParams, parts: StepParts) -> Algorithm:
+    return ALGORITHMS[params.kind](params, parts)
+
+
+__all__ = ["ALGORITHMS", "ALGORITHM_PARAMS", "DEFAULT_ALGORITHM", "Algorithm", "AlgorithmParams", "StepParts",
+           "build_algorithm"]

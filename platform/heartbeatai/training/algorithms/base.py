@@ -1,0 +1,124 @@
+"""What a training algorithm is: it owns the step (DomainBed's `Algorithm.update`), the loop owns the rest.
+
+The loop (training/loop.py) builds the network and the configured multi-label loss, hands
+them to the algorithm, and per batch calls `update(batch)`; epochs, validation, checkpoints,
+DDP and reporting stay in the loop. An algorithm owns:
+- its objective: the configured per-class loss (BCE, focal or ASL, label smoothing
+  included) plus whatever penalty it adds. Softmax cross-entropy on multi-hot targets
+  appears nowhere: a multi-label ECG has several true classes at once;
+- its extra modules (a domain discriminator, an averaged copy of the weights), built in
+  `__init__` and optimised by the optimiser it makes through `parts.make_optimizer`;
+- its state in the checkpoint (`checkpoint_state` / `restore`), so a resumed run
+  repeats an uninterrupted one exactly on CPU;
+- the network used for prediction (`predict_network`): what is tested and exported.
+
+Batches carry domain ids of the training domains only (batch["domain"]); the held-out
+domain is never in a training batch. Parameter models (`AlgorithmParams`) import no torch,
+so the trial configuration that holds them stays light.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+from heartbeatai.hparams import StrictModel
+
+if TYPE_CHECKING:
+    import torch
+
+
+class AlgorithmParams(StrictModel):
+    """An algorithm's parameters; `kind` (a one-value Literal) selects it in `algorithm.kind`."""
+
+    kind: str
+    # How the algorithm's objective stays correct for sigmoid outputs and multi-hot targets
+    # (`heartbeatai algorithms` lists it).
+    multilabel: ClassVar[str]
+    paper: ClassVar[str]
+
+
+@dataclass
+class StepParts:
+    """What the loop hands an algorithm."""
+
+    model: "torch.nn.Module"  # the network, unwrapped: predicted with and checkpointed
+    network: "torch.nn.Module"  # the same network, wrapped in DDP when there are several workers
+    loss: "torch.nn.Module"  # the configured multi-label loss: loss(logits, targets) -> mean
+    make_optimizer: Callable[["torch.nn.Module"], "torch.optim.Optimizer"]
+    make_scheduler: Callable[["torch.optim.Optimizer"], Any]
+    n_domains: int  # training domains; batch["domain"] is in range(n_domains)
+    device: "torch.device"
+
+
+class Algorithm:
+    """ERM's bookkeeping, which every algorithm shares; subclasses define `update`."""
+
+    Params: ClassVar[type[AlgorithmParams]]
+
+    def __init__(self, params: AlgorithmParams, parts: StepParts) -> None:
+        self.params = params
+        self.model, self.network, self.loss = parts.model, parts.network, parts.loss
+        self.device, self.n_domains = parts.device, parts.n_domains
+        self.optimizer = parts.make_optimizer(self.trainable())
+        self.scheduler = parts.make_scheduler(self.optimizer)
+
+    def trainable(self) -> "torch.nn.Module":
+        """What the optimiser updates: the network, and any module the algorithm adds."""
+        return self.model
+
+    def train(self) -> None:
+        """Training mode for everything the step runs (validation leaves the network in eval)."""
+        self.network.train()
+        self.trainable().train()
+
+    def update(self, batch: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
+        """One optimisation step on a batch already on the device; returns scalar tensors,
+        `loss` (the objective) first. The loop averages each over the epoch as train_<name>."""
+        raise NotImplementedError
+
+    def step(self, objective: "torch.Tensor") -> None:
+        """Backward, optimiser and the per-batch learning-rate schedule."""
+        self.optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+
+    def predict_network(self) -> "torch.nn.Module":
+        return self.model
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The checkpoint's entries this algorithm owns: `model` (what predicts) and
+        whatever resuming needs. Plain containers and tensors only (weights_only)."""
+        return {
+            "model": self.predict_network().state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "algorithm": {"kind": self.params.kind, **self.extra_state()},
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        extra = dict(state.get("algorithm") or {})
+        if extra.pop("kind", self.params.kind) != self.params.kind:
+            raise ValueError(f"checkpoint was trained with algorithm {state['algorithm']['kind']!r}, "
+                             f"not {self.params.kind!r}")
+        self.load_extra_state(extra)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def domain_risks(per_record: "torch.Tensor", domains: "torch.Tensor", n_domains: int) -> "torch.Tensor":
+    """The mean of `per_record` over each training domain present in the batch, (D_present,)."""
+    import torch
+
+    sums = torch.zeros(n_domains, dtype=per_record.dtype, device=per_record.device).index_add(0, domains, per_record)
+    counts = torch.bincount(domains, minlength=n_domains)
+    present = counts > 0
+    return sums[present] / counts[present].to(per_record.dtype)
