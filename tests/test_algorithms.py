@@ -4,13 +4,16 @@ is tested the day it is registered."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from heartbeatai.config import TrialConfig
+from heartbeatai.config import VARIANTS, TrialConfig
+from heartbeatai.study.search_space import declared_space
 from heartbeatai.training.algorithms import ALGORITHMS
 from heartbeatai.training.checkpoint import load_checkpoint, save_checkpoint
 from heartbeatai.training.factory import algorithm_from_config, loss_from_config, model_from_config
@@ -154,3 +157,28 @@ def test_vrex_with_one_domain_in_the_batch_is_erm():
     assert float(scalars["penalty"]) == 0.0
     torch.testing.assert_close(scalars["loss"], erm.update(batch)["loss"])
     torch.testing.assert_close(vrex_net.linear.weight, erm_net.linear.weight)
+
+
+@pytest.mark.parametrize(("section", "kind"), [(s, k) for s, registry in VARIANTS.items() for k in registry])
+def test_every_declared_search_distribution_lies_inside_its_parameters_bounds(section, kind):
+    """A search must never propose a value the trial config then refuses: both ends of every
+    declared distribution validate under that kind."""
+    for key, dist in declared_space(section, kind).items():
+        ends = next(v for v in dist.__dict__.values() if v is not None)
+        for value in ends:
+            TrialConfig().with_overrides({f"{section}.kind": kind, key: value})
+
+
+def test_heartbeatai_algorithms_lists_every_registered_kind_with_its_parameters(capsys):
+    from heartbeatai.cli import main
+
+    assert main(["algorithms", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    for section, registry in VARIANTS.items():
+        listed = {entry["kind"]: entry for entry in listing[section]}
+        assert list(listed) == list(registry)
+        for kind, model in registry.items():
+            assert set(listed[kind]["parameters"]) == {f"{section}.{n}" for n in model.model_fields if n != "kind"}
+            assert {k: p["search"] for k, p in listed[kind]["parameters"].items() if p["search"]} == {
+                k: {name: list(v) for name, v in d.model_dump().items() if v is not None}
+                for k, d in declared_space(section, kind).items()}
