@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from heartbeatai.arms import BUILTIN_ARMS, FULL, PREVALENCE, SEARCH
+from heartbeatai.config import VARIANTS
 from heartbeatai.metric_names import FOLD_METRICS
 from heartbeatai.results import ResultsStore
 from heartbeatai.study.study_run import start_study
@@ -74,7 +75,25 @@ def test_every_trained_arm_retrains_the_selection_with_its_overrides_and_nothing
     selected = selected[(selected["arm"] == SEARCH) & (selected["selection"] == "val")]["trial_id"].iloc[0]
     chosen = trials[trials["trial_id"] == selected].iloc[0]
     for column in (c for c in trials.columns if c.startswith("cfg.") and c[4:] not in overrides and c != "cfg.seed"):
-        assert (runs[column].astype(str) == str(chosen[column])).all(), column
+        expected = _expected_value(column[4:], chosen, overrides)
+        if pd.isna(expected):
+            assert runs[column].isna().all(), column
+        else:
+            assert (runs[column].astype(str) == str(expected)).all(), column
+
+
+def _expected_value(key: str, chosen: pd.Series, overrides: dict):
+    """The selected trial's value, except in a variant section whose kind the arm switches
+    (loss-bce on a fold that selected focal): there the new kind's own defaults, fields both
+    kinds have kept, and nothing of the kind switched away from."""
+    section, _, name = key.rpartition(".")
+    new_kind = overrides.get(f"{section}.kind")
+    if section not in VARIANTS or new_kind is None or new_kind == chosen[f"cfg.{section}.kind"]:
+        return chosen[f"cfg.{key}"]
+    new, old = VARIANTS[section][new_kind].model_fields, VARIANTS[section][chosen[f"cfg.{section}.kind"]].model_fields
+    if name not in new:
+        return float("nan")
+    return chosen[f"cfg.{key}"] if name in old else new[name].default
 
 
 @pytest.mark.parametrize("arm", [a for a in ARMS if a != FULL])

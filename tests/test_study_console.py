@@ -22,7 +22,7 @@ def test_an_errored_tune_trial_says_its_error_on_the_progress_line(tmp_path):
 
     context = FoldContext(
         study="console", protocol="lodo", fold_id=FOLD, data_path=str(tmp_path), classes=CLASSES,
-        base_trial=tiny_trial().model_dump(mode="json"), metric="val_macro_auroc", mode="max",
+        base_trial=tiny_trial(), metric="val_macro_auroc", mode="max",
     )
     error_file = tmp_path / "error.txt"
     error_file.write_text("Traceback (most recent call last):\n  ...\nRuntimeError: CUDA out of memory\n")

@@ -18,7 +18,7 @@ EPOCHS = 3
 def _rows(tmp_path, metric: str = "val_macro_auroc", stage_arm: str | None = "search") -> TrialRows:
     context = FoldContext(
         study="rows", protocol="lodo", fold_id=FOLD, data_path=str(tmp_path / "data"), classes=CLASSES,
-        base_trial=tiny_trial(**{"optim.epochs": EPOCHS}).model_dump(mode="json"), metric=metric,
+        base_trial=tiny_trial(**{"optim.epochs": EPOCHS}), metric=metric,
         mode=metric_mode(metric), arm_overrides={"no-se": {"model.se": False}},
     )
     return TrialRows(context, str(tmp_path / "rows"), stage_arm=stage_arm,

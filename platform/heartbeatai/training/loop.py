@@ -133,8 +133,8 @@ def run_training(
         started = time.perf_counter()
         sampler.set_epoch(epoch)
         train_scalars = _train_epoch(algorithm, train_loader, device)
-        val_metrics, thresholds = _validate(algorithm.predict_network(), val_loader, val_set, train_prevalence, loss_fn, spec.classes,
-                                            device, world)
+        val_metrics, thresholds = _validate(algorithm.predict_network(), val_loader, val_set, train_prevalence,
+                                            loss_fn, spec.classes, device, world)
         metrics = {
             "epoch": epoch + 1,
             **{f"train_{name}": value for name, value in train_scalars.items()},
