@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 
 from heartbeatai.dashboard import figures, figures_sweeps
 from heartbeatai.dashboard.views.base import ViewBase, options, per_store_state
+from heartbeatai.protocols import PROTOCOLS
 from heartbeatai.results import schema
 
 # The columns whose change redraws a fold's sweep figures.
@@ -65,7 +66,7 @@ class SweepViews(ViewBase):
         """Build the sweep figures of every fold ahead of the first visit (Optuna's plots are slow),
         for the first studies the page opens on (not all of a root of thousands)."""
         for study in self.store.studies()[:WARM_STUDIES]:
-            for protocol in schema.PROTOCOLS:
+            for protocol in PROTOCOLS:
                 for option in self.sweep_folds(study, protocol)[0]:
                     self.sweeps(study, protocol, option["value"])
 

@@ -29,6 +29,7 @@ from heartbeatai.analysis.rarity_contrast import ContrastCell
 from heartbeatai.analysis.weighted_metrics import bootstrap_counts, percentile_interval
 from heartbeatai.arms import FULL
 from heartbeatai.metrics import weighted_class_metrics
+from heartbeatai.protocols import INTRA, LODO, REFERENCE, parse_fold_id
 from heartbeatai.results.schema import DEGRADATION_PARTS, REFERENCE_KINDS
 
 
@@ -53,9 +54,9 @@ def degradation_rows(predictions: pd.DataFrame, class_metrics: pd.DataFrame, tri
                             & (class_metrics["selection"] == "val")]
     smoothing = _label_smoothing(trials)
     rows = []
-    lodo_folds = sorted(f for f in arm_runs.loc[arm_runs["protocol"] == "lodo", "fold_id"].unique())
+    lodo_folds = sorted(f for f in arm_runs.loc[arm_runs["protocol"] == LODO, "fold_id"].unique())
     for lodo_fold in lodo_folds:
-        domain = lodo_fold.split(":", 1)[1]
+        domain = parse_fold_id(lodo_fold).domain
         reference_kind, reference_runs = _reference_runs(arm_runs, domain)
         if reference_runs.empty:
             continue
@@ -68,10 +69,11 @@ def degradation_rows(predictions: pd.DataFrame, class_metrics: pd.DataFrame, tri
 
 
 def _reference_runs(runs: pd.DataFrame, domain: str) -> tuple[str, pd.DataFrame]:
-    matched = runs[runs["fold_id"].str.startswith(f"reference:{domain}:")]
+    held_out = runs["fold_id"].map({f: parse_fold_id(f).domain for f in runs["fold_id"].unique()})
+    matched = runs[(runs["protocol"] == REFERENCE) & (held_out == domain)]
     if not matched.empty:
-        return "reference", matched
-    return "intra", runs[runs["fold_id"].str.startswith(f"intra:{domain}:")]
+        return REFERENCE, matched
+    return INTRA, runs[(runs["protocol"] == INTRA) & (held_out == domain)]
 
 
 def _label_smoothing(trials: pd.DataFrame) -> dict[str, float]:

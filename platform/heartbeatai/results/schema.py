@@ -21,6 +21,7 @@ from heartbeatai.arms import SEARCH as SEARCH_ARM
 from heartbeatai.metric_names import CLASS_METRICS as _CLASS_METRIC_REGISTRY
 from heartbeatai.metric_names import FOLD_METRICS as _FOLD_METRIC_REGISTRY
 from heartbeatai.metric_names import VALIDATION_METRICS
+from heartbeatai.protocols import INTRA, PROTOCOLS, REFERENCE
 
 # 2: predictions of the validation split beside the test split; class intervals with their
 # reliability and threshold fallback; the analysis' ablation_tests and degradation tables.
@@ -46,8 +47,6 @@ class RunKey:
 
 RUN_KEY: tuple[str, ...] = tuple(f.name for f in fields(RunKey))
 
-# reference: a matched-size model trained on every domain (DESIGN.md, Folds).
-PROTOCOLS = ("lodo", "intra", "reference")
 SELECTIONS = ("search", "val", "oracle")
 TRIAL_STATUSES = ("pending", "running", "completed", "early_stopped", "errored")
 SPLITS = ("val", "test")
@@ -56,7 +55,7 @@ FOLD_METRICS = tuple(_FOLD_METRIC_REGISTRY)
 CLASS_METRICS = tuple(_CLASS_METRIC_REGISTRY)
 DEGRADATION_PARTS = ("total", "prevalence", "threshold", "ranking")
 # What LODO is paired with in the degradation split, and how a reader names it.
-REFERENCE_KINDS = {"reference": "matched-size reference", "intra": "intra-source folds"}
+REFERENCE_KINDS = {REFERENCE: "matched-size reference", INTRA: "intra-source folds"}
 TEST_SCOPES = ("fold", "across")
 ACROSS_FOLDS = "all"
 DECISIONS = ("better", "worse", "equivalent", "undecided")

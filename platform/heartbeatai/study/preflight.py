@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from heartbeatai.config import ConfigError, TrialConfig, did_you_mean
+from heartbeatai.protocols import CROSS_FITTED, fold_id, parse_fold_id
 from heartbeatai.study.study_config import StudyConfig
 from heartbeatai.study.study_folds import check_fold_parameters, select_folds
 
@@ -174,7 +175,7 @@ def _check_folds(config: StudyConfig, data: DataFacts, problems: list[str]) -> d
                 check_fold_parameters(config, params, data.path, protocol)
             except ConfigError as err:
                 problems.append(str(err))
-            planned = {f.split(":")[1] for f in ids}
+            planned = {parse_fold_id(f).domain for f in ids}
             skipped = params.get("skipped_domains") or {}
             for i, domain in enumerate(chosen or []):
                 if domain in data.domains and domain not in planned:
@@ -183,8 +184,8 @@ def _check_folds(config: StudyConfig, data: DataFacts, problems: list[str]) -> d
                                     f"{domain} ({reason})")
         else:
             k = config.folds.k or 5
-            ids = ([f"lodo:{d}" for d in data.domains] if protocol == "lodo"
-                   else [f"{protocol}:{d}:{i}" for d in data.domains for i in range(k)])
+            ids = ([fold_id(protocol, d, i) for d in data.domains for i in range(k)] if protocol in CROSS_FITTED
+                   else [fold_id(protocol, d) for d in data.domains])
         folds[protocol] = select_folds(config, ids, protocol)
         if not folds[protocol] and len(problems) == before:  # else those problems say why
             problems.append(f"folds: the {protocol} protocol has 0 folds to run in {data.where}")

@@ -22,6 +22,7 @@ import pandas as pd
 
 from heartbeatai.analysis.study_analysis import ANALYSIS_TABLES
 from heartbeatai.arms import PREVALENCE, SEARCH
+from heartbeatai.protocols import fold_protocol
 from heartbeatai.results import ResultsStore, schema
 from heartbeatai.study.lock import StageJournal
 from heartbeatai.study.sealed_split import SELECTION_STAGE
@@ -130,8 +131,7 @@ def _has_rows(config: StudyConfig, fold: str, stage: str, record, stages: dict, 
         return _best_config(rows, "oracle") and _tested(rows, SEARCH, config.search_seed, "oracle",
                                                         record_trial(stages, "oracle"))
     if stage == "arms":
-        protocol = fold.split(":")[0]
-        arms = config.fold_arms(protocol)
+        arms = config.fold_arms(fold_protocol(fold))
         runs = _finished(trials[trials["selection"] == "val"])
         trained = {(a.name, s) for a in arms if a.trained for s in config.seeds}
         prevalence = all(_tested(rows, PREVALENCE, s, "val", PREVALENCE) for s in config.seeds

@@ -22,12 +22,10 @@ from heartbeatai.arms import BUILTIN_ARMS, DEFAULT_ARMS, FULL, Arm, canonical_ar
 from heartbeatai.metric_names import (
     DEFAULT_SELECTION_METRIC, THRESHOLD_DEPENDENT, VALIDATION_METRICS, fold_metric_of, metric_mode,
 )
+from heartbeatai.protocols import ARM_PROTOCOLS, LODO, PROTOCOLS
 from heartbeatai.study.search_space import DEFAULT_SPACE, Distribution
 
-Protocol = Literal["lodo", "intra", "reference"]
-# Protocols whose folds train every arm; the others (intra, the matched reference) train `full`
-# only, as the figure LODO's `full` is compared with (degradation).
-ARM_PROTOCOLS = ("lodo",)
+Protocol = Literal[PROTOCOLS]
 
 
 class _Strict(BaseModel):
@@ -165,7 +163,7 @@ class StudyConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     data: DataConfig
     classes: list[str] | None = None  # abbreviations; None: every class of the dataset
-    protocols: list[Protocol] = Field(default_factory=lambda: ["lodo"], min_length=1)
+    protocols: list[Protocol] = Field(default_factory=lambda: [LODO], min_length=1)
     folds: FoldsConfig = FoldsConfig()
     trial: dict[str, Any] = Field(default_factory=dict)  # base TrialConfig, validated below
     search: SearchConfig = SearchConfig()
