@@ -48,7 +48,13 @@ class RunKey:
 RUN_KEY: tuple[str, ...] = tuple(f.name for f in fields(RunKey))
 
 SELECTIONS = ("search", "val", "oracle")
-TRIAL_STATUSES = ("pending", "running", "completed", "early_stopped", "errored")
+# A trial's status in the trials table. "early_stopped" is ASHA's stop, which Ray's
+# OptunaSearch reports to Optuna as COMPLETE: such a trial has a score like a completed one.
+PENDING, RUNNING, COMPLETED, EARLY_STOPPED, ERRORED = "pending", "running", "completed", "early_stopped", "errored"
+TRIAL_STATUSES = (PENDING, RUNNING, COMPLETED, EARLY_STOPPED, ERRORED)
+ACTIVE_STATUSES = (PENDING, RUNNING)  # the trial may still report: its study is in progress
+SCORED_STATUSES = (COMPLETED, EARLY_STOPPED)  # ended with a selection value: selectable
+FINISHED_STATUSES = (*SCORED_STATUSES, ERRORED)
 SPLITS = ("val", "test")
 LABEL_SETS = ("noisy", "clean")
 FOLD_METRICS = tuple(_FOLD_METRIC_REGISTRY)

@@ -54,7 +54,7 @@ def compute_summary(store: "ResultsStore", study: str) -> dict[str, Any]:
     key = trials_key(store._fs, store.results_path(study))
     progress = store.progress(study)
     totals = {status: int(progress[status].sum()) for status in (*schema.TRIAL_STATUSES, "total")}
-    active = totals["running"] + totals["pending"]
+    active = sum(totals[status] for status in schema.ACTIVE_STATUSES)
     inventory = store.inventory(study)
     return {
         "summary_version": SUMMARY_VERSION,

@@ -144,6 +144,7 @@ def _interruptible(study_dir: Path) -> Iterator[_Stopped]:
 def _status(args: argparse.Namespace) -> int:
     """Exits 1 when the store holds a damaged part (named with the command that repairs it)."""
     from heartbeatai.results import ResultsStore
+    from heartbeatai.results.schema import ERRORED
     from heartbeatai.study import store_check
     from heartbeatai.study.fold_runner import ARM_RETRIES
     from heartbeatai.study.lock import StageJournal
@@ -170,7 +171,7 @@ def _status(args: argparse.Namespace) -> int:
     trials = store.read(study_dir.name, "trials")
     if not trials.empty:
         latest = trials.drop_duplicates("trial_id", keep="last")
-        errored = latest[latest["status"] == "errored"]
+        errored = latest[latest["status"] == ERRORED]
         for row in errored.itertuples():
             last_line = (row.error or "").strip().splitlines()[-1:] or ["(no error text)"]
             print(f"  errored {row.fold_id} {row.arm} seed {row.seed} trial {row.trial_id}: {last_line[0]}")
