@@ -30,7 +30,7 @@ from heartbeatai.analysis.weighted_metrics import bootstrap_counts, percentile_i
 from heartbeatai.arms import FULL
 from heartbeatai.metrics import weighted_class_metrics
 from heartbeatai.protocols import INTRA, LODO, REFERENCE, parse_fold_id
-from heartbeatai.results.schema import DEGRADATION_PARTS, REFERENCE_KINDS
+from heartbeatai.results.schema import DEGRADATION_PARTS, DEGRADATION_TOTAL, REFERENCE_KINDS
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ def _domain_rows(study, domain, reference_kind, lodo_runs, reference_runs, metri
                    "reference_kind": reference_kind, "n_records": n, "n_positives": int(positives[j]),
                    "n_seeds": len(seeds), "interval_reliable": bool(positives[j] >= min_positives),
                    "test_prevalence": float(positives[j] / n)}
-            for name in (*DEGRADATION_PARTS, "auroc_change"):
+            for name in (DEGRADATION_TOTAL, *DEGRADATION_PARTS, "auroc_change"):
                 low, high = percentile_interval(summed[name][1:, j])
                 row.update({name: float(summed[name][0, j]), f"{name}_lo": float(low), f"{name}_hi": float(high)})
             for name in ("f1_lodo", "f1_reference", "auroc_lodo", "auroc_reference", "em_prevalence_lodo",

@@ -59,7 +59,14 @@ SPLITS = ("val", "test")
 LABEL_SETS = ("noisy", "clean")
 FOLD_METRICS = tuple(_FOLD_METRIC_REGISTRY)
 CLASS_METRICS = tuple(_CLASS_METRIC_REGISTRY)
-DEGRADATION_PARTS = ("total", "prevalence", "threshold", "ranking")
+# The degradation split (analysis/degradation_split.py): the total F1 change, LODO minus
+# reference on the same records, and the parts that sum to it exactly, each with its meaning.
+DEGRADATION_TOTAL = "total"
+DEGRADATION_PARTS = {
+    "prevalence": "prior shift: recoverable without labels",
+    "threshold": "to the best threshold: an upper bound, uses test labels",
+    "ranking": "F1 at the best thresholds",
+}
 # What LODO is paired with in the degradation split, and how a reader names it.
 REFERENCE_KINDS = {REFERENCE: "matched-size reference", INTRA: "intra-source folds"}
 TEST_SCOPES = ("fold", "across")
@@ -200,7 +207,8 @@ TABLES: dict[str, Table] = {
             {"study": _S, "domain": _S, "class": _S, "label_set": _S, "reference_kind": _S,
              "n_records": _I, "n_positives": _I, "n_seeds": _I, "interval_reliable": _B,
              "f1_reference": _F, "f1_lodo": _F,
-             **{column: dtype for part in DEGRADATION_PARTS for column, dtype in _with_interval(part).items()},
+             **{column: dtype for part in (DEGRADATION_TOTAL, *DEGRADATION_PARTS)
+                for column, dtype in _with_interval(part).items()},
              "auroc_reference": _F, "auroc_lodo": _F, **_with_interval("auroc_change"),
              "test_prevalence": _F, "train_prevalence_lodo": _F, "train_prevalence_reference": _F,
              "em_prevalence_lodo": _F, "em_prevalence_reference": _F,
