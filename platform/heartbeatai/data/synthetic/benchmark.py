@@ -29,7 +29,7 @@ import scipy.io
 from threadpoolctl import threadpool_limits
 
 from heartbeatai.data.synthetic.domains import (
-    CLASSES, SHIFT_KINDS, ST_CLASSES, DomainProfile, default_profiles, reference_profile, shifted,
+    SHIFT_KINDS, DomainProfile, default_profiles, drawn_classes, reference_profile, shifted,
 )
 from heartbeatai.data.synthetic.labels import ATRIAL_RHYTHM, ATRIAL_RHYTHM_CODE
 from heartbeatai.data.synthetic.record import SyntheticRecord, synthesize_record
@@ -65,8 +65,7 @@ class SyntheticSet:
 def class_codes(include_st: bool = False) -> dict[str, str]:
     """Abbreviation -> canonical code of every class the generator draws."""
     vocab = scored_vocabulary(include_st=include_st)
-    abbrs = CLASSES + (ST_CLASSES if include_st else ())
-    return {c.abbr: c.code for c in vocab.select(list(abbrs)).classes}
+    return {c.abbr: c.code for c in vocab.select(list(drawn_classes(include_st))).classes}
 
 
 def domain_profiles(domains: Sequence[str], shift: float, shift_kinds: Sequence[str] | None,
