@@ -19,6 +19,7 @@ from heartbeatai.config import (
     ConfigError, RunFile, TrialConfig, describe_validation_error, did_you_mean, flatten_config, load_validated_yaml,
 )
 from heartbeatai.arms import BUILTIN_ARMS, DEFAULT_ARMS, FULL, Arm, canonical_arm, resolve_arms
+from heartbeatai.ecg import PAPER_DOMAINS
 from heartbeatai.metric_names import (
     DEFAULT_SELECTION_METRIC, THRESHOLD_DEPENDENT, VALIDATION_METRICS, fold_metric_of, metric_mode,
 )
@@ -36,7 +37,7 @@ class SyntheticData(_Strict):
     """Arguments of heartbeatai.data.synthetic.write_benchmark, plus the rate to prepare at."""
 
     records: int = Field(gt=0)
-    domains: list[str] = Field(default_factory=lambda: ["cpsc", "ptbxl", "georgia", "chapman"], min_length=2)
+    domains: list[str] = Field(default_factory=lambda: list(PAPER_DOMAINS), min_length=2)
     shift: float = Field(default=1.0, ge=0.0)
     shift_kinds: list[Literal["style", "prevalence", "label_noise"]] | None = None
     fs: int = Field(default=100, gt=0)
