@@ -15,6 +15,7 @@ from scipy import stats
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from heartbeatai.dashboard.figures import STATUS_COLOURS, message_figure
+from heartbeatai.metric_names import metric_mode
 from heartbeatai.results.schema import COMPLETED, EARLY_STOPPED, ERRORED, RUNNING, SCORED_STATUSES
 
 CFG = "cfg."
@@ -86,7 +87,8 @@ def optuna_study(trials: pd.DataFrame, direction: str = "maximize") -> optuna.St
 
 
 def direction_of(selection_metric: str) -> str:
-    return "minimize" if any(word in selection_metric for word in ("loss", "brier")) else "maximize"
+    """Optuna's direction for a metric, from the metric registry (a name it lacks is an error)."""
+    return {"max": "maximize", "min": "minimize"}[metric_mode(selection_metric)]
 
 
 def parallel_coordinates_figure(study: optuna.Study, target_name: str, max_trials: int = PARALLEL_MAX_TRIALS) -> go.Figure:

@@ -12,10 +12,11 @@ import yaml
 from dash import Output
 
 from heartbeatai.arms import DEFAULT_ARMS, is_reference
-from heartbeatai.dashboard import callbacks, layout
+from heartbeatai.dashboard import callbacks, figures_sweeps, layout
 from heartbeatai.dashboard.app import create_app
 from heartbeatai.dashboard.figures_ecg import LEADS
 from heartbeatai.dashboard.views import ViewInputError, Views
+from heartbeatai.metric_names import VALIDATION_METRICS, metric_mode
 from heartbeatai.results import ResultsStore, ResultsWriter, schema
 from heartbeatai.testing.fake_store import make_store
 
@@ -321,6 +322,35 @@ def test_sweeps_rebuild_the_optuna_study_and_mark_asha_stopped_trials(views, roo
                                                                 if k.startswith("xaxis")]}
     importances = ResultsStore(root).read("demo", "importances", filters={"fold_id": "lodo:cpsc"})
     assert sorted(view.importances.data[0].y) == sorted(importances.param)
+
+
+@pytest.mark.parametrize("metric", list(VALIDATION_METRICS))
+def test_the_rebuilt_search_calls_best_the_trial_best_in_its_metrics_direction(root, metric):
+    trials = ResultsStore(root).read("demo", "trials", filters={"fold_id": "lodo:cpsc", "arm": "search"})
+    scored = trials[trials.status.isin(schema.SCORED_STATUSES)].dropna(subset=["selection_value"])
+
+    study = figures_sweeps.optuna_study(trials.assign(selection_metric=metric), figures_sweeps.direction_of(metric))
+
+    best = scored.selection_value.max() if metric_mode(metric) == "max" else scored.selection_value.min()
+    assert study.best_value == pytest.approx(best)
+
+
+def test_sweeps_follow_the_selection_metric_the_store_holds(views, root, tmp_path):
+    shutil.copytree(root, tmp_path / "root")
+    trials = ResultsStore(root).read("demo", "trials", filters={"fold_id": "lodo:georgia", "arm": "search"})
+    ResultsWriter(tmp_path / "root" / "demo").write("trials", trials.assign(
+        selection_metric="val_loss", selection_value=trials["val_macro_auroc"].rsub(1.0)))
+
+    maximised = views.sweeps("demo", "lodo", "lodo:georgia")
+    minimised = Views(ResultsStore(tmp_path / "root")).sweeps("demo", "lodo", "lodo:georgia")
+
+    assert maximised.curves.layout.yaxis.title.text == "val macro auroc"
+    assert minimised.curves.layout.yaxis.title.text == "val loss"
+    assert minimised.parallel.layout.xaxis.ticktext[0] == "val_loss"
+    # Optuna reverses the colour scale of a minimised objective, so the best trials stay the dark ones.
+    scales = [next(t.marker for t in view.parallel.data if t.marker.showscale) for view in (maximised, minimised)]
+    assert scales[0].colorbar.title.text == "val_macro_auroc" and scales[1].colorbar.title.text == "val_loss"
+    assert not scales[0].reversescale and scales[1].reversescale
 
 
 def test_sweep_figures_are_built_once_per_state_of_the_store(views, root):
