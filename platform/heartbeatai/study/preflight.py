@@ -14,8 +14,8 @@ against the prepared dataset's index (or the synthetic spec) and TrialConfig its
 - `mixstyle.mix: crossdomain` where a protocol's folds train on one domain (intra);
 - where asked (`study run` on this machine), that a trial fits the machine.
 
-`study plan`, `study run` and studies/ablation.py call `check_study` before the study
-folder exists, so a config that fails leaves nothing behind. Each problem is one line
+`study plan` and `start_study` (behind `study run` and studies/ablation.py) call `check_study`
+once, before the study folder exists, so a config that fails leaves nothing behind. Each problem is one line
 that starts with the key at fault and, for a misspelt name, says which one was meant.
 """
 
