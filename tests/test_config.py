@@ -11,11 +11,11 @@ from pydantic import ValidationError
 
 from heartbeatai.config import (
     ConfigError,
-    RunFile,
     TrialConfig,
     describe_validation_error,
     flatten_config,
 )
+from heartbeatai.run_file import RunFile
 
 
 def _error_text(raw: dict) -> str:

@@ -24,10 +24,11 @@ import numpy as np
 import pandas as pd
 
 from heartbeatai.arms import PREVALENCE, SEARCH
-from heartbeatai.config import RunFile, TrialConfig
+from heartbeatai.config import TrialConfig
 from heartbeatai.metric_names import fold_metric_of
 from heartbeatai.results import ResultsStore, ResultsWriter, write_study_summary
 from heartbeatai.results.schema import ACTIVE_STATUSES, ERRORED, SCORED_STATUSES, RunKey
+from heartbeatai.run_file import RunFile
 from heartbeatai.study import interrupts
 from heartbeatai.study.lock import StageJournal
 from heartbeatai.study.sealed_split import SELECTION_STAGE, SealedSplit
@@ -312,7 +313,7 @@ class FoldRunner:
         return self._labels(list(self.sealed.train_ids)).mean(axis=0)
 
     def _write_best_config(self, selection_kind: str, selection: Selection) -> None:
-        from heartbeatai.config import Provenance
+        from heartbeatai.run_file import Provenance
         from heartbeatai.data.folds import folds_path
         from heartbeatai.analysis.consensus import best_config_rows
 

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from heartbeatai.config import (
-    ConfigError, RunFile, TrialConfig, describe_validation_error, did_you_mean, flatten_config, load_validated_yaml,
+    ConfigError, TrialConfig, describe_validation_error, did_you_mean, flatten_config, load_validated_yaml,
 )
 from heartbeatai.arms import BUILTIN_ARMS, DEFAULT_ARMS, FULL, Arm, canonical_arm, resolve_arms
 from heartbeatai.ecg import PAPER_DOMAINS
@@ -24,6 +24,7 @@ from heartbeatai.metric_names import (
     DEFAULT_SELECTION_METRIC, THRESHOLD_DEPENDENT, VALIDATION_METRICS, fold_metric_of, metric_mode,
 )
 from heartbeatai.protocols import ARM_PROTOCOLS, LODO, PROTOCOLS
+from heartbeatai.run_file import RunFile
 from heartbeatai.study.search_space import DEFAULT_SPACE, Distribution
 
 Protocol = Literal[PROTOCOLS]
