@@ -10,9 +10,8 @@ installation (smoke, demo, known_answer, paper). A study that already exists und
 resumed: submitting the same command again continues an interrupted study.
 
 It never imports from its own folder: `ray submit` copies it into the home folder, where a
-checkout named `heartbeatai/` (the cluster file's mount before it was renamed
-`heartbeatai-src`) would otherwise be imported in place of the installed package, as a
-namespace package without its package data. Ray's workers get the driver's working
+folder named `heartbeatai/` would otherwise be imported in place of the installed package,
+as a namespace package without its package data. Ray's workers get the driver's working
 directory on their path too: heartbeatai.study.ray_start keeps such a folder off it.
 """
 
