@@ -22,6 +22,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from heartbeatai.config import PreprocessConfig
 from heartbeatai.data.synthetic import generate
+from heartbeatai.ecg import PAPER_DOMAINS
 from heartbeatai.training.transforms import SignalTransform
 
 BANDS_HZ = ((0.5, 3.0), (3.0, 8.0), (8.0, 15.0), (15.0, 25.0), (25.0, 35.0), (35.0, 45.0))
@@ -64,7 +65,7 @@ def domain_features(x: np.ndarray, fs: float, groups: tuple[str, ...] = FEATURE_
 
 
 def separability(n_records: int = 800, *, shift: float = 1.0, fs: int = 100, seconds: float = 5.0, seed: int = 11,
-                 domains=("cpsc", "ptbxl", "georgia", "chapman"), folds: int = 4, workers: int = 1,
+                 domains=PAPER_DOMAINS, folds: int = 4, workers: int = 1,
                  groups: tuple[str, ...] = FEATURE_GROUPS) -> dict:
     """Balanced accuracy of a cross-validated random forest telling the domains apart from
     preprocessed windows, with only the style shift on (every domain at the same

@@ -13,10 +13,10 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 
-from heartbeatai.results.schema import TRIAL_STATUSES
+from heartbeatai.results.schema import COMPLETED, EARLY_STOPPED, ERRORED, PENDING, RUNNING, TRIAL_STATUSES
 
-STATUS_COLOURS = {"completed": "#2e7d32", "early_stopped": "#f9a825", "errored": "#c62828",
-                  "running": "#1565c0", "pending": "#b0bec5"}
+STATUS_COLOURS = {COMPLETED: "#2e7d32", EARLY_STOPPED: "#f9a825", ERRORED: "#c62828", RUNNING: "#1565c0",
+                  PENDING: "#b0bec5"}
 METRIC_NAMES = {"f1": "F1", "auroc": "AUROC", "auprc": "AUPRC", "challenge_score": "challenge score"}
 LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50))
 # Where an interval may not be read: cells and bars greyed, markers open.

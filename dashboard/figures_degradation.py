@@ -16,12 +16,7 @@ from heartbeatai.dashboard.figures import (LAYOUT, UNRELIABLE_GREY, count_label,
                                            message_figure, rare_first)
 from heartbeatai.results.schema import DEGRADATION_PARTS, REFERENCE_KINDS
 
-PARTS = DEGRADATION_PARTS[1:]  # the total is drawn apart from its parts
-PART_NAMES = {
-    "prevalence": "prevalence (prior shift: recoverable without labels)",
-    "threshold": "threshold (to the best threshold: an upper bound, uses test labels)",
-    "ranking": "ranking (F1 at the best thresholds)",
-}
+PART_NAMES = {part: f"{part} ({meaning})" for part, meaning in DEGRADATION_PARTS.items()}
 PART_COLOURS = {"prevalence": "#8e24aa", "threshold": "#fb8c00", "ranking": "#1e88e5"}
 F1_UNITS = "F1 change, LODO − reference (F1 units)"
 RANKING_CHANGE = "threshold-free ranking change (AUROC)"
@@ -116,7 +111,7 @@ def parts_figure(rows: pd.DataFrame, order: list[str], domain: str, chosen: str 
     reliable = _reliable(classes)
     names = list(classes.index)
     figure = go.Figure(layout=LAYOUT)
-    for part in PARTS:
+    for part in DEGRADATION_PARTS:
         hover = [f"{c}: {part} part {interval_text(v, lo, hi, ok, n)} F1" for c, v, lo, hi, ok, n in zip(
             names, classes[part], classes[f"{part}_lo"], classes[f"{part}_hi"], reliable, classes["n_positives"])]
         figure.add_bar(y=names, x=classes[part], name=PART_NAMES[part], customdata=hover, orientation="h",

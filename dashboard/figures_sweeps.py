@@ -15,13 +15,12 @@ from scipy import stats
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from heartbeatai.dashboard.figures import STATUS_COLOURS, message_figure
+from heartbeatai.metric_names import metric_mode
+from heartbeatai.results.schema import COMPLETED, EARLY_STOPPED, ERRORED, RUNNING, SCORED_STATUSES
 
 CFG = "cfg."
 # The knobs the study is about (DESIGN.md, Study): sliced first when the sweep has them.
 SLICE_PARAMS = ("mixstyle.p", "label_smoothing", "loss.kind")
-# Ray's OptunaSearch reports ASHA-stopped trials to Optuna as COMPLETE; the rebuilt study
-# does the same so its plots match what the sampler saw.
-_SCORED = ("completed", "early_stopped")
 PARALLEL_MAX_TRIALS = 300
 # Importances of fewer distinct completed trials are noise (4 identical trials once ranked
 # label_smoothing first where optuna-dashboard ranked mixstyle.p first): not drawn.
@@ -62,7 +61,9 @@ def _param_value(value, distribution: BaseDistribution):
 
 def optuna_study(trials: pd.DataFrame, direction: str = "maximize") -> optuna.Study:
     """An in-memory Optuna study holding the scored trials of one fold's search."""
-    scored = trials[trials["status"].isin(_SCORED) & np.isfinite(trials["selection_value"].astype(float))]
+    # Ray's OptunaSearch reports ASHA-stopped trials to Optuna as COMPLETE; the rebuilt study
+    # does the same so its plots match what the sampler saw.
+    scored = trials[trials["status"].isin(SCORED_STATUSES) & np.isfinite(trials["selection_value"].astype(float))]
     columns = [c for c in trials.columns if c.startswith(CFG)]
     distributions = {}
     for column in columns:
@@ -86,7 +87,8 @@ def optuna_study(trials: pd.DataFrame, direction: str = "maximize") -> optuna.St
 
 
 def direction_of(selection_metric: str) -> str:
-    return "minimize" if any(word in selection_metric for word in ("loss", "brier")) else "maximize"
+    """Optuna's direction for a metric, from the metric registry (a name it lacks is an error)."""
+    return {"max": "maximize", "min": "minimize"}[metric_mode(selection_metric)]
 
 
 def parallel_coordinates_figure(study: optuna.Study, target_name: str, max_trials: int = PARALLEL_MAX_TRIALS) -> go.Figure:
@@ -141,9 +143,9 @@ def learning_curves_figure(epochs: pd.DataFrame, trials: pd.DataFrame, metric: s
         return message_figure("no epochs reported yet")
     status = trials.set_index("trial_id")["status"]
     curves = epochs[["trial_id", "epoch", metric]].dropna().sort_values(["trial_id", "epoch"])
-    curves = curves.assign(status=curves["trial_id"].map(status).fillna("running"))
+    curves = curves.assign(status=curves["trial_id"].map(status).fillna(RUNNING))
     figure = go.Figure(layout=dict(template="plotly_white"))
-    for state in ("completed", "running", "early_stopped", "errored"):
+    for state in (COMPLETED, RUNNING, EARLY_STOPPED, ERRORED):  # a pending trial has no epochs
         group = curves[curves["status"] == state]
         if group.empty:
             continue
@@ -156,7 +158,7 @@ def learning_curves_figure(epochs: pd.DataFrame, trials: pd.DataFrame, metric: s
         xs[positions], ys[positions] = group["epoch"].to_numpy(float), group[metric].to_numpy(float)
         figure.add_scattergl(x=xs, y=ys, mode="lines", name=state.replace("_", " "),
                              line=dict(width=1, color=STATUS_COLOURS[state]), opacity=0.5, hoverinfo="skip")
-        if state == "early_stopped":
+        if state == EARLY_STOPPED:
             stops = group[last]
             figure.add_scattergl(x=stops["epoch"], y=stops[metric], mode="markers", name="stopped by ASHA",
                                  marker=dict(symbol="x", size=7, color=STATUS_COLOURS[state]), text=stops["trial_id"],

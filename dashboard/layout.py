@@ -9,7 +9,7 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
-from heartbeatai.results.schema import PROTOCOLS
+from heartbeatai.protocols import LODO, PROTOCOLS
 
 VIEWS = {
     "studies": "Studies",
@@ -37,7 +37,7 @@ def filters(studies: list[str]) -> dbc.Row:
             _labelled("Study", dcc.Dropdown(id="study", options=studies, value=studies[0] if studies else None,
                                             clearable=False), 3),
             _labelled("Protocol", dbc.RadioItems(id="protocol", options=[{"label": p, "value": p} for p in PROTOCOLS],
-                                                 value="lodo", inline=True)),
+                                                 value=LODO, inline=True)),
             _labelled("Arms", dcc.Dropdown(id="arms", multi=True, placeholder="all arms"), 3),
             _labelled("Seed", dcc.Dropdown(id="seed", options=[{"label": "all seeds", "value": "all"}], value="all",
                                            clearable=False)),

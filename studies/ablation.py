@@ -10,9 +10,8 @@ installation (smoke, demo, known_answer, paper). A study that already exists und
 resumed: submitting the same command again continues an interrupted study.
 
 It never imports from its own folder: `ray submit` copies it into the home folder, where a
-checkout named `heartbeatai/` (the cluster file's mount before it was renamed
-`heartbeatai-src`) would otherwise be imported in place of the installed package, as a
-namespace package without its package data. Ray's workers get the driver's working
+folder named `heartbeatai/` would otherwise be imported in place of the installed package,
+as a namespace package without its package data. Ray's workers get the driver's working
 directory on their path too: heartbeatai.study.ray_start keeps such a folder off it.
 """
 
@@ -63,7 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     prefer_loopback()  # before Ray is imported
     from heartbeatai.study.interrupts import StudyInterrupted, resume_hint
     from heartbeatai.study.lock import StudyLocked
-    from heartbeatai.study.preflight import check_study
     from heartbeatai.study.resources import ResourceError
     from heartbeatai.study.study_config import ConfigError, load_study_config
     from heartbeatai.study.study_run import CONFIG_NAME, resume_study, start_study
@@ -80,12 +78,10 @@ def main(argv: list[str] | None = None) -> int:
             say(f"resuming the study in {study_dir}")
             resume_study(study_dir, progress=say)
         else:
-            # Every config error before anything is created; a trial too big for this machine too
-            # when no cluster is joined (on a cluster, its size decides).
+            # A trial too big for this machine is an error only when no cluster is joined (on a
+            # cluster, its size decides).
             local = None if joining_cluster() else float(usable_cores())
-            for warning in config.warnings() + check_study(config, local_cpus=local).warnings:
-                say(f"warning: {warning}")
-            start_study(config, args.storage, progress=say)
+            start_study(config, args.storage, progress=say, local_cpus=local)
     except (ConfigError, StudyLocked, ResourceError, FileNotFoundError) as err:
         # StudyLocked: the one line `heartbeatai study run` gives
         for line in str(err).splitlines():

@@ -11,11 +11,13 @@ from pydantic import ValidationError
 
 from heartbeatai.config import (
     ConfigError,
-    RunFile,
     TrialConfig,
     describe_validation_error,
     flatten_config,
 )
+from heartbeatai.metric_names import DEFAULT_SELECTION_METRIC
+from heartbeatai.protocols import PROTOCOLS, REGISTRY as PROTOCOL_REGISTRY, fold_id
+from heartbeatai.run_file import RunFile
 
 
 def _error_text(raw: dict) -> str:
@@ -46,12 +48,6 @@ def test_inconsistent_sections_are_errors_naming_the_section():
     # MixStyle after the last stage would mix label-bearing statistics.
     text = _error_text({"model": two_stages, "mixstyle": {"layers": [2]}})
     assert text.startswith("mixstyle.layers:")
-
-
-def test_defaults_are_the_reference_network():
-    cfg = TrialConfig()
-    assert cfg.model.widths == (64, 128, 256, 512)
-    assert cfg.model.stem_kernel == 15 and cfg.model.kernel == 7 and cfg.model.se_reduction == 16
 
 
 def test_overrides_replace_dotted_fields_and_revalidate():
@@ -86,7 +82,7 @@ def test_run_file_round_trips_through_plain_yaml(tmp_path):
     path = run.dump(tmp_path / "run.yaml")
     assert "!!python" not in path.read_text()
     assert RunFile.load(path) == run
-    assert run.protocol == "lodo" and run.selection_metric == "val_macro_auroc"
+    assert run.protocol == "lodo" and run.selection_metric == DEFAULT_SELECTION_METRIC
 
 
 def test_run_file_errors_name_the_key_and_the_file(tmp_path):
@@ -99,17 +95,25 @@ def test_run_file_errors_name_the_key_and_the_file(tmp_path):
         RunFile.load(tmp_path / "missing.yaml")
 
 
-def test_run_file_needs_exactly_one_data_source_and_a_known_fold_protocol():
+def test_run_file_needs_exactly_one_data_source():
     with pytest.raises(ValidationError, match="exactly one"):
         _run_file(data={"path": "x", "synthetic": {"records": 10}})
-    with pytest.raises(ValidationError, match="fold_id"):
-        _run_file(fold_id="georgia")
 
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_run_file_takes_every_protocols_fold_ids_and_refuses_them_off_the_grammar(protocol):
+    cross_fitted = PROTOCOL_REGISTRY[protocol].cross_fitted
+    fold = fold_id(protocol, "georgia", 2 if cross_fitted else None)
+    assert _run_file(fold_id=fold).protocol == protocol
+    off_grammar = fold_id(protocol, "georgia", None if cross_fitted else 2)
+    for bad in (off_grammar, "georgia", f"{protocol}:"):
+        with pytest.raises(ValidationError, match="fold_id"):
+            _run_file(fold_id=bad)
 
 
 def test_command_line_fields_override_the_run_file():
     run = _run_file().with_fields(fold_id="lodo:cpsc", selection_metric=None)
-    assert run.fold_id == "lodo:cpsc" and run.selection_metric == "val_macro_auroc"
+    assert run.fold_id == "lodo:cpsc" and run.selection_metric == DEFAULT_SELECTION_METRIC
     with pytest.raises(ConfigError, match="fold_id"):
         _run_file().with_fields(fold_id="nope")
 

@@ -9,13 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from dash import Output
+from dash import Output, html
 
 from heartbeatai.arms import DEFAULT_ARMS, is_reference
-from heartbeatai.dashboard import callbacks, layout
+from heartbeatai.dashboard import callbacks, figures_sweeps, layout
 from heartbeatai.dashboard.app import create_app
 from heartbeatai.dashboard.figures_ecg import LEADS
 from heartbeatai.dashboard.views import ViewInputError, Views
+from heartbeatai.metric_names import VALIDATION_METRICS, metric_mode
 from heartbeatai.results import ResultsStore, ResultsWriter, schema
 from heartbeatai.testing.fake_store import make_store
 
@@ -33,7 +34,33 @@ def views(root):
 
 
 def _alert_texts(components) -> str:
-    return " ".join(str(c.children) for c in components)
+    return " ".join(_shown(c) for c in components)
+
+
+def _walk(component):
+    """Every component of a Dash tree, depth first (a component keeps its own in `children`)."""
+    yield component
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, (list, tuple)) else [children]:
+        if child is not None and not isinstance(child, (str, int, float)):
+            yield from _walk(child)
+
+
+def _by_id(component, component_id: str):
+    [found] = [c for c in _walk(component) if getattr(c, "id", None) == component_id]
+    return found
+
+
+def _all(component, kind, class_name: str | None = None) -> list:
+    return [c for c in _walk(component) if isinstance(c, kind)
+            and (class_name is None or class_name in (getattr(c, "className", None) or "").split())]
+
+
+def _shown(component) -> str:
+    """The text a component shows: its string children in order, inline ones (B, I) included."""
+    children = getattr(component, "children", None)
+    return "".join(child if isinstance(child, str) else _shown(child)
+                   for child in (children if isinstance(children, (list, tuple)) else [children]) if child is not None)
 
 
 def _degradation(root, **filters) -> pd.DataFrame:
@@ -122,12 +149,15 @@ def test_the_auroc_change_is_beside_the_split_labelled_as_the_threshold_free_ran
 
 
 def test_the_view_says_which_reference_each_domain_was_paired_with_and_on_how_many_records(views, root):
-    note = str(views.degradation("demo", "noisy").reference)
+    note = views.degradation("demo", "noisy").reference
     rows = _degradation(root).groupby("domain")["n_records"].first()
 
-    assert f"held out georgia: matched-size reference, {rows['georgia']:,} shared records" in note
-    assert f"held out cpsc: intra-source folds, {rows['cpsc']:,} shared records" in note
-    assert "F1 units" in note
+    items = {_shown(item).split(":")[0]: _shown(item) for item in _all(note, html.Li)}
+    assert set(items) == {f"held out {domain}" for domain in rows.index}
+    assert items["held out georgia"].startswith(f"held out georgia: matched-size reference, {rows['georgia']:,} "
+                                                "shared records")
+    assert items["held out cpsc"].startswith(f"held out cpsc: intra-source folds, {rows['cpsc']:,} shared records")
+    assert "The parts are in F1 units and add up to the total" in _shown(_all(note, html.P)[0])
 
 
 def test_the_chosen_class_is_spelled_out_with_intervals_only_where_reliable(views, root):
@@ -135,14 +165,17 @@ def test_the_chosen_class_is_spelled_out_with_intervals_only_where_reliable(view
     sure = rows[rows["interval_reliable"].astype(bool)].iloc[0]
     unsure = _unreliable_class(root, "cpsc")
 
-    reliable = str(views.decomposition("demo", "noisy", sure["class"], "ptbxl").detail)
-    unreliable = str(views.decomposition("demo", "noisy", unsure["class"], "cpsc").detail)
+    reliable = views.decomposition("demo", "noisy", sure["class"], "ptbxl").detail
+    unreliable = views.decomposition("demo", "noisy", unsure["class"], "cpsc").detail
 
-    assert f"{sure['class']} held out on ptbxl" in reliable
-    assert f"total {sure['total']:+.3f} [{sure['total_lo']:+.3f}, {sure['total_hi']:+.3f}]" in reliable
-    assert "threshold-free ranking change (AUROC)" in reliable
-    assert f"total {unsure['total']:+.3f} ({unsure['n_positives']} pos., no interval)" in unreliable
-    assert f"{unsure['total_lo']:+.3f}" not in unreliable
+    [header] = _all(reliable, html.H6)
+    lines = [_shown(line) for line in _all(reliable, html.Div, "small")]
+    assert _shown(header).startswith(f"{sure['class']} held out on ptbxl")
+    assert lines[0].endswith(f"total {sure['total']:+.3f} [{sure['total_lo']:+.3f}, {sure['total_hi']:+.3f}]")
+    assert any(line.startswith("threshold-free ranking change (AUROC)") for line in lines)
+    unsure_lines = [_shown(line) for line in _all(unreliable, html.Div, "small")]
+    assert unsure_lines[0].endswith(f"total {unsure['total']:+.3f} ({unsure['n_positives']} pos., no interval)")
+    assert not any(f"{unsure['total_lo']:+.3f}" in line for line in unsure_lines)
 
 
 def test_without_a_choice_the_first_domain_and_its_rarest_class_are_shown(views):
@@ -150,7 +183,7 @@ def test_without_a_choice_the_first_domain_and_its_rarest_class_are_shown(views)
 
     assert "Held out cpsc" in view.parts.layout.title.text
     first = view.parts.data[0].y[0]
-    assert f"{first} held out on cpsc" in str(view.detail)
+    assert _shown(_all(view.detail, html.H6)[0]).startswith(f"{first} held out on cpsc")
 
 
 def test_a_heatmap_click_picks_the_class_and_domain_to_decompose():
@@ -205,10 +238,11 @@ def test_the_across_domain_rows_show_signs_posteriors_the_rope_and_the_decision(
     assert rows["no-mixstyle"][6] == "±0.01"
     for arm, row in rows.items():
         assert row[7] == across.loc[arm, "decision"]  # the page's rule at 0.95 agrees with the analysis'
-    text = str(view.tests)
-    assert "a posterior probability of at least 0.95 decides; otherwise undecided" in text
-    assert "the default (the study config sets no analysis.decision_probability)" in text
-    assert "With 3 held-out domains no test across domains can reach p < 0.25" in text
+    rule = _shown(_by_id(view.tests, "ablation-rule"))
+    assert rule.startswith("Decision rule: a posterior probability of at least 0.95 decides; otherwise undecided")
+    assert rule.endswith("Threshold 0.95: the default (the study config sets no analysis.decision_probability).")
+    [floor] = [_shown(p) for p in _all(view.tests, html.P, "ablation-min-p")]
+    assert floor.startswith("With 3 held-out domains no test across domains can reach p < 0.25")
 
 
 def test_the_decision_threshold_comes_from_the_study_config(root, tmp_path):
@@ -219,8 +253,9 @@ def test_the_decision_threshold_comes_from_the_study_config(root, tmp_path):
     view = views.ablations("demo", "lodo", None, "all", "auroc")
 
     across = _tests(tmp_path / "root", metric="macro_auroc", scope="across").set_index("arm")
-    assert "at least 0.6 decides; otherwise undecided" in str(view.tests)
-    assert "the study config's analysis.decision_probability" in str(view.tests)
+    rule = _shown(_by_id(view.tests, "ablation-rule"))
+    assert "at least 0.6 decides; otherwise undecided" in rule
+    assert rule.endswith("Threshold 0.6: the study config's analysis.decision_probability.")
     for arm, row in {row[0]: row for row in _table_rows(view.tests, "ablation-across-table")}.items():
         p = across.loc[arm, ["p_better", "p_equivalent", "p_worse"]]
         applied = p.idxmax().removeprefix("p_") if p.max() >= 0.6 else "undecided"
@@ -240,7 +275,6 @@ def test_per_domain_rows_are_conditional_with_two_seeds_and_give_no_p(views, roo
     ablations = [a for a in DEFAULT_ARMS if a != "full" and not is_reference(a)]
     assert len(rows) == len(ablations) * 3
     assert all(row[4] == "conditional on the trained models" and row[5] == row[6] == "—" for row in rows)
-    assert "conditional on the trained models" in str(view.tests)
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +292,8 @@ def test_with_three_seeds_per_domain_rows_show_p_and_holm_p(three_seed_root):
     assert rows and all(row[4] == "seeds and records resampled" for row in rows)
     for arm, fold, *_, p, holm in rows:
         assert p == f"{stored.loc[(arm, fold), 'p_value']:.3g}" and holm == f"{stored.loc[(arm, fold), 'p_holm']:.3g}"
-    assert "With 4 held-out domains no test across domains can reach p < 0.125" in str(view.tests)
+    [floor] = [_shown(p) for p in _all(view.tests, html.P, "ablation-min-p")]
+    assert floor.startswith("With 4 held-out domains no test across domains can reach p < 0.125")
 
 
 def test_the_baseline_and_the_prevalence_floor_are_shown_apart_as_references(views):
@@ -269,15 +304,16 @@ def test_the_baseline_and_the_prevalence_floor_are_shown_apart_as_references(vie
     assert len(references) == 2 * (3 + 1)  # per held-out domain and across
     family = _table_rows(view.tests, "ablation-tests-table") + _table_rows(view.tests, "ablation-across-table")
     assert not {row[0] for row in family} & {"baseline", "prevalence"}
-    assert "outside the test family" in str(view.tests)
+    assert "References, outside the test family (no Holm correction)" in [_shown(h) for h in _all(view.tests, html.H6)]
 
 
 def test_the_arm_and_seed_filters_narrow_the_ablation_view_but_keep_the_prevalence_floor(views):
     view = views.ablations("demo", "lodo", ["full", "no-se", "prevalence"], 1, "f1")
 
     assert [trace.name for trace in view.arms.data] == ["full", "no-se", "prevalence"]
-    assert "no-mixstyle" not in str(view.tests)
     assert {row[0] for row in _table_rows(view.tests, "ablation-across-table")} == {"no-se"}
+    assert {row[0] for row in _table_rows(view.tests, "ablation-tests-table")} == {"no-se"}
+    assert {row[0] for row in _table_rows(view.tests, "ablation-reference-table")} == {"prevalence"}
 
 
 def test_per_class_effects_cover_only_rare_classes_with_their_positive_counts(views, root):
@@ -321,6 +357,35 @@ def test_sweeps_rebuild_the_optuna_study_and_mark_asha_stopped_trials(views, roo
                                                                 if k.startswith("xaxis")]}
     importances = ResultsStore(root).read("demo", "importances", filters={"fold_id": "lodo:cpsc"})
     assert sorted(view.importances.data[0].y) == sorted(importances.param)
+
+
+@pytest.mark.parametrize("metric", list(VALIDATION_METRICS))
+def test_the_rebuilt_search_calls_best_the_trial_best_in_its_metrics_direction(root, metric):
+    trials = ResultsStore(root).read("demo", "trials", filters={"fold_id": "lodo:cpsc", "arm": "search"})
+    scored = trials[trials.status.isin(schema.SCORED_STATUSES)].dropna(subset=["selection_value"])
+
+    study = figures_sweeps.optuna_study(trials.assign(selection_metric=metric), figures_sweeps.direction_of(metric))
+
+    best = scored.selection_value.max() if metric_mode(metric) == "max" else scored.selection_value.min()
+    assert study.best_value == pytest.approx(best)
+
+
+def test_sweeps_follow_the_selection_metric_the_store_holds(views, root, tmp_path):
+    shutil.copytree(root, tmp_path / "root")
+    trials = ResultsStore(root).read("demo", "trials", filters={"fold_id": "lodo:georgia", "arm": "search"})
+    ResultsWriter(tmp_path / "root" / "demo").write("trials", trials.assign(
+        selection_metric="val_loss", selection_value=trials["val_macro_auroc"].rsub(1.0)))
+
+    maximised = views.sweeps("demo", "lodo", "lodo:georgia")
+    minimised = Views(ResultsStore(tmp_path / "root")).sweeps("demo", "lodo", "lodo:georgia")
+
+    assert maximised.curves.layout.yaxis.title.text == "val macro auroc"
+    assert minimised.curves.layout.yaxis.title.text == "val loss"
+    assert minimised.parallel.layout.xaxis.ticktext[0] == "val_loss"
+    # Optuna reverses the colour scale of a minimised objective, so the best trials stay the dark ones.
+    scales = [next(t.marker for t in view.parallel.data if t.marker.showscale) for view in (maximised, minimised)]
+    assert scales[0].colorbar.title.text == "val_macro_auroc" and scales[1].colorbar.title.text == "val_loss"
+    assert not scales[0].reversescale and scales[1].reversescale
 
 
 def test_sweep_figures_are_built_once_per_state_of_the_store(views, root):
@@ -399,8 +464,8 @@ def test_corrupt_and_missing_tables_are_said_on_the_page(tmp_path):
     assert "unreadable part" in _alert_texts(degradation.status)
     assert degradation.heatmap.layout.meta["message"].startswith("no degradation")
     assert "ablation_tests: not written yet" in _alert_texts(ablations.status)
-    assert "damaged tables" in str(views.studies("demo").studies_table) and "degradation" in str(
-        views.studies("demo").studies_table)
+    [listed] = [row for row in views.studies("demo").studies_table.data if row["study"] == "demo"]
+    assert listed["damaged tables"] == "degradation"
 
 
 def test_a_study_in_progress_is_announced_and_refresh_reports_only_changes(tmp_path):
@@ -408,7 +473,7 @@ def test_a_study_in_progress_is_announced_and_refresh_reports_only_changes(tmp_p
     views = Views(ResultsStore(tmp_path))
 
     options, study, signature, badge = views.refresh(None, None)
-    assert study == "demo" and "live" in str(badge.children)
+    assert study == "demo" and badge.children.startswith("live: ") and badge.color == "info"
     assert views.refresh("demo", signature)[2] is None
     assert "in progress" in _alert_texts(views.sweeps("demo", "lodo", "lodo:ptbxl").status)
 
@@ -608,7 +673,7 @@ def test_importances_are_drawn_only_when_enough_distinct_trials_completed(distin
 
 def test_the_degradation_view_states_the_rare_against_common_contrast_the_analysis_stored(views, root):
     contrast = ResultsStore(root).read("demo", "rarity_contrast", filters={"label_set": "noisy"}).iloc[0]
-    note = str(views.degradation("demo", "noisy").reference)
-    assert "Rare against common" in note
-    assert f"{contrast['drop_rare']:+.3f}" in note and f"[{contrast['contrast_lo']:+.3f}, " in note
-    assert f"{int(contrast['n_cells'])} class x domain cells" in note
+    line = _shown(_by_id(views.degradation("demo", "noisy").reference, "degradation-rarity-contrast"))
+    assert line.startswith(f"Rare against common: over {int(contrast['n_cells'])} class x domain cells")
+    assert f"is {contrast['drop_rare']:+.3f} on the rarest third" in line
+    assert f"95% interval [{contrast['contrast_lo']:+.3f}, {contrast['contrast_hi']:+.3f}]" in line

@@ -1,12 +1,12 @@
-"""The degradation split's invariants (DESIGN.md, Analysis): identical models give zeros,
-the parts always add up to the total, and a pure prior shift lands in the prevalence part
-with a ranking part of zero."""
+"""The degradation split (DESIGN.md, Analysis): its F1 figures agree with sklearn's, identical
+models give zeros, and a pure prior shift lands in the prevalence part with a ranking part of zero."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from scipy.special import expit, logit
+from sklearn.metrics import f1_score, precision_recall_curve
 
 from heartbeatai.analysis.degradation_split import (
     ScoredRecords, best_f1, split_parts, three_evaluations, weighted_f1,
@@ -42,15 +42,40 @@ def test_identical_models_give_a_zero_total_and_zero_parts():
         assert np.all(values == 0), name
 
 
+def _sklearn_evaluations(y, model, weights, prevalence):
+    """F(dep), F(pc) and F(best) of one model under record weights, computed by sklearn: F(pc)
+    at the deployed cut after Bayes' rule moves the calibrated probabilities from the model's
+    source prior to `prevalence`; F(best) the best F1 over the thresholds of the precision-recall
+    curve (a prior correction is monotone, so it ranks as the calibrated probabilities do)."""
+    y, calibrated = y[:, 0], model.calibrated[:, 0]
+    shift = logit(prevalence) - logit(model.source_prior[:, 0])
+    corrected = expit(logit(calibrated) + shift)
+    precision, recall, _ = precision_recall_curve(y, calibrated, sample_weight=weights)
+    with np.errstate(invalid="ignore"):
+        best = np.nanmax(2 * precision * recall / (precision + recall))
+    return {"dep": f1_score(y, model.dep_calls[:, 0], sample_weight=weights),
+            "pc": f1_score(y, corrected >= model.cut[:, 0], sample_weight=weights), "best": best}
+
+
 @pytest.mark.parametrize("seed", range(3))
-def test_parts_add_up_to_the_total_exactly(seed):
+def test_the_total_and_every_part_agree_with_f1_scores_computed_by_sklearn(seed):
     rng = np.random.default_rng(seed)
     y, log_lr = _records(rng)
     noisy = log_lr + rng.normal(0, 1.0, log_lr.shape)  # a worse ranker
     lodo, reference = _model(noisy, 0.3, 0.4), _model(log_lr, 0.08, 0.3)
-    weights = _weights(rng, len(y))
-    parts = split_parts(three_evaluations(y, lodo, weights), three_evaluations(y, reference, weights))
-    np.testing.assert_allclose(parts["prevalence"] + parts["threshold"] + parts["ranking"], parts["total"], atol=1e-9)
+    weights = _weights(rng, len(y), n_boot=3)
+    evaluations = {"lodo": three_evaluations(y, lodo, weights), "reference": three_evaluations(y, reference, weights)}
+    parts = split_parts(evaluations["lodo"], evaluations["reference"])
+
+    for b, w in enumerate(weights):  # the point estimate and each bootstrap replicate
+        lo, ref = (_sklearn_evaluations(y, model, w, evaluations[side]["prevalence_estimate"][b, 0])
+                   for side, model in (("lodo", lodo), ("reference", reference)))
+        expected = {"total": lo["dep"] - ref["dep"],
+                    "prevalence": (lo["dep"] - lo["pc"]) - (ref["dep"] - ref["pc"]),
+                    "threshold": (lo["pc"] - lo["best"]) - (ref["pc"] - ref["best"]),
+                    "ranking": lo["best"] - ref["best"]}
+        for name, value in expected.items():
+            assert parts[name][b, 0] == pytest.approx(value, abs=1e-9), (b, name)
     assert parts["ranking"][0, 0] < -0.05  # the worse ranker loses F1 even at its best threshold
 
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 
-from heartbeatai.config import RunFile, TrialConfig
+from heartbeatai.config import TrialConfig
+from heartbeatai.run_file import RunFile
 from heartbeatai.results import ResultsStore, ResultsWriter
 from heartbeatai.analysis.consensus import consensus_config, consensus_value
 from heartbeatai.analysis.consensus import (

@@ -23,7 +23,7 @@ from heartbeatai.data.folds import (
     reference_folds,
     write_folds,
 )
-from heartbeatai.config import fold_protocol
+from heartbeatai.protocols import fold_protocol
 
 VOCAB = scored_vocabulary()
 CLASSES = ["AF", "RBBB", "LBBB", "PAC", "STach"]

@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss, f1_score, roc_auc_score
 
 from heartbeatai.labels import scored_vocabulary
-from heartbeatai.metrics import challenge_score, evaluate_predictions, present_classes, tune_thresholds
+from heartbeatai.metrics import challenge_score, evaluate_predictions, present_mask, tune_thresholds
 
 # --- Official challenge-metric functions, vendored verbatim for this test only. -------
 # Source: physionetchallenges/evaluation-2021, evaluate_model.py, final release (classes
@@ -155,7 +155,7 @@ def test_absent_classes_are_reported_absent_and_left_out_of_macro_averages():
     scores = rng.random((50, 4))
     result = evaluate_predictions(y, scores, np.full(4, 0.5), classes)
     table = result.per_class.set_index("class")
-    assert list(present_classes(y)) == [True, True, False, False]
+    assert list(present_mask(y)) == [True, True, False, False]
     assert not table.loc["PVC", "present"] and np.isnan(table.loc["PVC", "auroc"])
     assert result.macro["classes_used"] == ["AF", "RBBB"]
     assert result.macro["macro_auroc"] == pytest.approx(roc_auc_score(y[:, :2], scores[:, :2], average="macro"))

@@ -302,3 +302,54 @@ def test_analysis_settings_come_from_the_study_config_beside_the_results(tmp_pat
     assert store.analysis_settings("demo") == {}
     with pytest.raises(ValueError):
         store.analysis_settings("../etc")
+
+
+def test_the_part_listing_names_every_finished_part_and_nothing_in_progress(tmp_path, writer):
+    store = ResultsStore(tmp_path)
+    assert store.parts("demo", "trials") == ()
+    writer.write("trials", pd.DataFrame([_trial("t1", "running")]))
+    writer.write("trials", pd.DataFrame([_trial("t1", "completed")]))
+    (tmp_path / "demo" / "results" / "trials" / ".part-half-written.parquet.tmp").write_bytes(b"PAR1")
+
+    on_disk = sorted(p for p in (tmp_path / "demo" / "results" / "trials").iterdir() if p.name.startswith("part-"))
+    assert [(name, size) for name, _, size in store.parts("demo", "trials")] == \
+        [(p.name, p.stat().st_size) for p in on_disk]
+
+
+def test_a_file_beside_the_tables_is_written_whole_and_read_back(tmp_path, writer, monkeypatch):
+    writer.write("trials", pd.DataFrame([_trial("t1", "running")]))
+    store = ResultsStore(tmp_path)
+    store.write_results_file("demo", "notes.json", '{"a": 1}')
+    assert ResultsStore(tmp_path).read_results_file("demo", "notes.json") == '{"a": 1}'
+    assert ResultsStore(tmp_path).read_results_file("demo", "absent.json") is None
+
+    class NoRename:  # the filesystem fails between writing the temporary file and the rename
+        def __init__(self, filesystem):
+            self.filesystem = filesystem
+
+        def __getattr__(self, name):
+            return getattr(self.filesystem, name)
+
+        def move(self, *_):
+            raise OSError("disk full")
+
+    monkeypatch.setattr(store, "_fs", NoRename(store._fs))
+    with pytest.raises(OSError):
+        store.write_results_file("demo", "notes.json", '{"a": 2}')
+    assert ResultsStore(tmp_path).read_results_file("demo", "notes.json") == '{"a": 1}'
+
+
+def test_the_study_summary_is_a_client_of_the_store_not_the_other_way_round():
+    """reader.py imports no summary, and summary.py reaches no private part of the store."""
+    import ast
+    from pathlib import Path
+
+    from heartbeatai.results import reader, summary
+
+    reader_imports = {n.module for n in ast.walk(ast.parse(Path(reader.__file__).read_text()))
+                      if isinstance(n, ast.ImportFrom)}
+    assert "heartbeatai.results.summary" not in reader_imports
+    private = [n.attr for n in ast.walk(ast.parse(Path(summary.__file__).read_text()))
+               if isinstance(n, ast.Attribute) and n.attr.startswith("_") and not n.attr.startswith("__")
+               and not (isinstance(n.value, ast.Name) and n.value.id == "self")]  # its own state is its own
+    assert private == []

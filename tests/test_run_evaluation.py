@@ -15,7 +15,7 @@ from heartbeatai.analysis.evaluation import (
 )
 from heartbeatai.analysis.weighted_metrics import bootstrap_counts, challenge_scores
 from heartbeatai.metrics import weighted_class_metrics
-from heartbeatai.metrics import challenge_score, class_codes, evaluate_predictions, tune_thresholds
+from heartbeatai.metrics import challenge_score, evaluate_predictions, snomed_codes, tune_thresholds
 from heartbeatai.results import ResultsStore, ResultsWriter
 from heartbeatai.results.schema import table
 
@@ -70,8 +70,8 @@ def test_weighted_challenge_scores_equal_the_official_score_of_the_resampled_rec
     called = s >= 0.5
     counts = bootstrap_counts(120, 4, 0)
     expected = [challenge_score(np.repeat(y, row.astype(int), axis=0), np.repeat(called, row.astype(int), axis=0),
-                                class_codes(CLASSES)) for row in counts]
-    np.testing.assert_allclose(challenge_scores(y, called, class_codes(CLASSES), counts), expected)
+                                snomed_codes(CLASSES)) for row in counts]
+    np.testing.assert_allclose(challenge_scores(y, called, snomed_codes(CLASSES), counts), expected)
 
 
 def test_rows_carry_exactly_the_store_schema_and_intervals_bracket_the_estimate():

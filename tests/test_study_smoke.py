@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from heartbeatai.config import RunFile
+from heartbeatai.run_file import RunFile
 from heartbeatai.results import ResultsStore
 
 pytestmark = pytest.mark.ray

@@ -11,7 +11,7 @@ import pytest
 
 from heartbeatai.dashboard.views import Views
 from heartbeatai.results import ResultsStore, ResultsWriter, schema, summary as summary_module, write_study_summary
-from heartbeatai.results.summary import SUMMARY_FILE
+from heartbeatai.results.summary import SUMMARY_FILE, StudySummaries
 from heartbeatai.testing.fake_store import make_many_studies, make_store
 
 SMALL = dict(n_folds=2, n_trials=12, classes=6, seeds=1, records_per_fold=6, record_views_per_fold=1)
@@ -38,9 +38,9 @@ def test_a_missing_summary_is_rebuilt_on_first_read_and_written_back(tmp_path, m
     real = summary_module.compute_summary
     monkeypatch.setattr(summary_module, "compute_summary", lambda store, study: computed.append(study) or real(store, study))
 
-    [first] = ResultsStore(tmp_path).summaries()
+    [first] = StudySummaries(ResultsStore(tmp_path)).read()
     assert computed == ["demo"] and _file(tmp_path).is_file() and first["state"] == "finished"
-    [again] = ResultsStore(tmp_path).summaries()  # a new reader: from the file
+    [again] = StudySummaries(ResultsStore(tmp_path)).read()  # a new reader: from the file
     assert again == first and computed == ["demo"]
 
 
@@ -48,12 +48,13 @@ def test_a_stale_summary_is_rebuilt_when_the_study_writes_trials(tmp_path):
     study_dir = make_store(tmp_path, **SMALL)
     before = write_study_summary(study_dir)
     store = ResultsStore(tmp_path)
-    assert store.summaries() == [before]
+    summaries = StudySummaries(store)
+    assert summaries.read() == [before]
 
     trials = store.read("demo", "trials").head(1).assign(trial_id="extra", status="running")
     ResultsWriter(study_dir).write("trials", trials)
 
-    [after] = store.summaries()
+    [after] = summaries.read()
     assert after["trials"]["running"] == before["trials"]["running"] + 1 and after["state"] == "running"
     assert json.loads(_file(tmp_path).read_text())["trials_key"] == after["trials_key"] != before["trials_key"]
 
@@ -67,7 +68,7 @@ def test_a_damaged_summary_is_rebuilt_never_trusted(tmp_path, damage):
             "wrong types": json.dumps({**good, "trials": {"total": "many"}}),
             "huge": json.dumps({**good, "pad": "x" * 200_000})}[damage]
     _file(tmp_path).write_text(text)
-    [read] = ResultsStore(tmp_path).summaries()
+    [read] = StudySummaries(ResultsStore(tmp_path)).read()
     assert {k: v for k, v in read.items() if k != "written_at"} == {k: v for k, v in good.items() if k != "written_at"}
 
 
@@ -78,7 +79,7 @@ def test_a_read_only_store_serves_rebuilt_summaries_from_memory(tmp_path, monkey
         raise PermissionError("read-only")
 
     monkeypatch.setattr(summary_module, "_write", refuse)
-    [read] = ResultsStore(tmp_path).summaries()
+    [read] = StudySummaries(ResultsStore(tmp_path)).read()
     assert read["study"] == "demo" and not _file(tmp_path).exists()
 
 

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from heartbeatai.data.folds import fold_records, read_folds
 from heartbeatai.data.prepared import PreparedDataset
 from heartbeatai.metric_names import EPOCH_COLUMNS, VALIDATION_METRICS, metric_mode
 from heartbeatai.training.batches import TwoDomainBatchSampler
 from heartbeatai.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from heartbeatai.training import loop
 from heartbeatai.training.loop import run_training
 from heartbeatai.training.predict import predict
 from heartbeatai.training.spec import TrainSpec
@@ -138,10 +141,32 @@ def test_predict_scores_any_records_with_the_checkpoints_thresholds(planted, tmp
     assert roc_auc_score(labels, probs, average="macro") >= 0.7  # the held-out domain
 
 
-def test_loader_processes_leave_a_run_unchanged(planted):
+class LoaderSpy(DataLoader):
+    """The loop's DataLoader, noting the processes each of its iterations loads in."""
+
+    loaders: list[set[int]] = []  # per iteration: the pids that load its batches
+
+    def _get_iterator(self):
+        iterator = super()._get_iterator()
+        # A loader with workers fetches every batch from its worker processes (torch keeps them
+        # in `_workers`); without, this process loads them itself.
+        LoaderSpy.loaders.append({w.pid for w in getattr(iterator, "_workers", [])} or {os.getpid()})
+        return iterator
+
+
+def test_loader_processes_leave_a_run_unchanged(planted, monkeypatch):
+    monkeypatch.setattr(loop, "DataLoader", LoaderSpy)
     in_process, with_loaders = Recorder(), Recorder()
+
+    monkeypatch.setattr(LoaderSpy, "loaders", [])
     run_training(_spec(planted, **{"optim.epochs": 1}), report=in_process)
+    assert LoaderSpy.loaders and all(pids == {os.getpid()} for pids in LoaderSpy.loaders)
+
+    monkeypatch.setattr(LoaderSpy, "loaders", [])
     run_training(_spec(planted, **{"optim.epochs": 1}), report=with_loaders, loader_workers=1)
+    assert len(LoaderSpy.loaders) >= 2  # the training and the validation loader
+    assert all(len(pids) == 1 and os.getpid() not in pids for pids in LoaderSpy.loaders)
+
     assert _comparable(in_process.metrics) == _comparable(with_loaders.metrics)
 
 

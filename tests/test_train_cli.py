@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from heartbeatai.cli import main
-from heartbeatai.config import RunFile
+from heartbeatai.run_file import RunFile
 from train_fixtures import CLASSES, tiny_run_file, write_planted_dataset
 
 

@@ -15,7 +15,7 @@ import ray.train  # noqa: E402
 
 from heartbeatai.training.ray_train import (  # noqa: E402
     DRIVER_CPU,
-    cluster_capacity,
+    cluster_totals,
     fit_with_ray_train,
     train_loop_per_worker,
     worker_cpus,
@@ -56,7 +56,7 @@ def _comparable(metrics: dict) -> dict:
 
 
 def test_two_workers_fit_the_two_cpus_this_ray_reports_beside_a_token_driver(local_ray):
-    capacity = cluster_capacity()
+    capacity = cluster_totals()
     assert capacity == {"CPU": 2.0, "GPU": 0.0}
     assert 2 * worker_cpus(capacity["CPU"], 2) + DRIVER_CPU <= capacity["CPU"]
 

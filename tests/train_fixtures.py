@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from heartbeatai.config import RunFile, TrialConfig
+from heartbeatai.config import TrialConfig
+from heartbeatai.run_file import RunFile
 from heartbeatai.data.folds import write_folds
 from heartbeatai.data.prepared import PreparedDataset
 from heartbeatai.data.prepared_writer import PreparedRecord, PreparedWriter

@@ -66,7 +66,7 @@ def paged_table(frame: pd.DataFrame, table_id: str) -> dash_table.DataTable:
 
 
 def unfinished(progress: pd.DataFrame) -> int:
-    return int(progress[["running", "pending"]].to_numpy().sum())
+    return int(progress[list(schema.ACTIVE_STATUSES)].to_numpy().sum())
 
 
 def arm_order(arms) -> list[str]:

@@ -16,6 +16,7 @@ from dash import html
 
 from heartbeatai.dashboard import figures, figures_degradation as fd
 from heartbeatai.dashboard.views.base import ViewBase, options, per_store_state
+from heartbeatai.results.schema import DEGRADATION_PARTS
 
 
 class DegradationView(NamedTuple):
@@ -143,7 +144,7 @@ def _class_detail(row: pd.Series) -> html.Div:
               f"{_count(row['n_records'])} shared records, {_count(n)} positives")
     lines = [
         f"F1 {row['f1_reference']:.3f} (reference) → {row['f1_lodo']:.3f} (LODO): total {interval('total')}",
-        "= " + " + ".join(f"{part} {interval(part)}" for part in fd.PARTS) + " (F1 units)",
+        "= " + " + ".join(f"{part} {interval(part)}" for part in DEGRADATION_PARTS) + " (F1 units)",
         f"{fd.RANKING_CHANGE}: AUROC {row['auroc_reference']:.3f} → {row['auroc_lodo']:.3f}, "
         f"change {interval('auroc_change')}",
         f"test prevalence {row['test_prevalence']:.2%}; training prevalence {row['train_prevalence_lodo']:.2%} (LODO), "

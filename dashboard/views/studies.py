@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any, NamedTuple
 
 import pandas as pd
@@ -11,6 +12,7 @@ from dash import html
 from heartbeatai.dashboard import figures
 from heartbeatai.dashboard.views.base import ViewBase, paged_table, table
 from heartbeatai.results.summary import COLUMNS as SUMMARY_COLUMNS
+from heartbeatai.results.summary import StudySummaries
 from heartbeatai.results.summary import row as summary_row
 
 
@@ -23,12 +25,16 @@ class StudiesView(NamedTuple):
 
 
 class StudiesViews(ViewBase):
+    @cached_property
+    def summaries(self) -> StudySummaries:
+        return StudySummaries(self.store)
+
     def studies(self, study: str | None) -> StudiesView:
         """The list of every study from the per-study summaries (results/summary.py): one
         small file each, so thousands of studies list in about a second; only the chosen
         study's own tables are read."""
         study = self.study(study)
-        summaries = self.store.summaries()
+        summaries = self.summaries.read()
         key = ("studies", study, self.store.signature(study),
                tuple(s["trials_key"] + s["written_at"] for s in summaries))
         return self._cached(key, lambda: self._studies(study, summaries))

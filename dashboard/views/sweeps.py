@@ -9,6 +9,8 @@ import plotly.graph_objects as go
 
 from heartbeatai.dashboard import figures, figures_sweeps
 from heartbeatai.dashboard.views.base import ViewBase, options, per_store_state
+from heartbeatai.metric_names import DEFAULT_SELECTION_METRIC
+from heartbeatai.protocols import PROTOCOLS
 from heartbeatai.results import schema
 
 # The columns whose change redraws a fold's sweep figures.
@@ -53,9 +55,10 @@ class SweepViews(ViewBase):
         trials = self.store.read(study, "trials", filters={**where, "arm": schema.SEARCH_ARM})
         epochs = self.store.read(study, "epochs", filters={**where, "arm": schema.SEARCH_ARM})
         importances = self.store.read(study, "importances", filters=where)
-        metric = trials["selection_metric"].dropna().iloc[0] if trials["selection_metric"].notna().any() else "val_macro_auroc"
+        stored = trials["selection_metric"].dropna()
+        metric = stored.iloc[0] if len(stored) else DEFAULT_SELECTION_METRIC
         optuna_study = figures_sweeps.optuna_study(trials, figures_sweeps.direction_of(metric))
-        curve_metric = metric if metric in epochs.columns else "val_macro_auroc"
+        curve_metric = metric if metric in epochs.columns else DEFAULT_SELECTION_METRIC
         return (figures_sweeps.parallel_coordinates_figure(optuna_study, metric),
                 figures_sweeps.importances_figure(importances),
                 figures_sweeps.learning_curves_figure(epochs, trials, curve_metric),
@@ -65,7 +68,7 @@ class SweepViews(ViewBase):
         """Build the sweep figures of every fold ahead of the first visit (Optuna's plots are slow),
         for the first studies the page opens on (not all of a root of thousands)."""
         for study in self.store.studies()[:WARM_STUDIES]:
-            for protocol in schema.PROTOCOLS:
+            for protocol in PROTOCOLS:
                 for option in self.sweep_folds(study, protocol)[0]:
                     self.sweeps(study, protocol, option["value"])
 

@@ -56,8 +56,8 @@ BUILTIN_ARMS: dict[str, Arm] = {
 
 DEFAULT_ARMS: tuple[str, ...] = tuple(BUILTIN_ARMS)
 
-# Spellings of v1's test fake and of early notes, read as the canonical names so that
-# stores and configs written with them still load and resume.
+# Other spellings of the built-in arms, read as the canonical names so that stores and
+# configs written with them load and resume.
 ALIASES: dict[str, str] = {
     "no-SE": "no-se",
     "no-MixStyle": "no-mixstyle",

@@ -375,26 +375,3 @@ def load_validated_yaml(model: type[BaseModel], path: str | Path, what: str,
         if hint:
             raise ConfigError(f"{path} is not a {what}: {hint}") from None
         raise ConfigError(f"{what} {path}: {describe_validation_error(err)}") from None
-
-
-def fold_protocol(fold_id: str) -> str:
-    """`lodo:georgia` -> `lodo`; `intra:cpsc:2` -> `intra`; `reference:ptbxl:0` -> `reference`."""
-    protocol, _, rest = fold_id.partition(":")
-    domain, _, part = rest.partition(":")
-    # reference folds are cross-fitted over the held-out domain (data/folds.py): a part is required
-    if protocol not in ("lodo", "intra", "reference") or not rest or (protocol == "reference" and not (domain and part)):
-        raise ValueError(f"fold_id: {fold_id!r} is not lodo:<domain>, intra:<domain>:<i> or reference:<domain>:<i>")
-    return protocol
-
-
-# Run files live in run_file.py; their names stay importable from here (PEP 562), where
-# every part has always found them.
-_RUN_FILE_NAMES = ("RUN_FILE_SCHEMA_VERSION", "DataRef", "Provenance", "RunFile", "file_sha256")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _RUN_FILE_NAMES:
-        from heartbeatai import run_file
-
-        return getattr(run_file, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

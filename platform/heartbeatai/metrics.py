@@ -24,8 +24,9 @@ from heartbeatai.labels import challenge_weights, scored_vocabulary
 SINUS_RHYTHM = "426783006"
 
 
-def present_classes(y_true: np.ndarray) -> np.ndarray:
-    """(C,) bool: the class has at least one positive and one negative."""
+def present_mask(y_true: np.ndarray) -> np.ndarray:
+    """(C,) bool: the class has at least one positive and one negative (data.folds.present_classes
+    gives their names)."""
     y = np.asarray(y_true, dtype=bool)
     return y.any(axis=0) & (~y).any(axis=0)
 
@@ -46,7 +47,7 @@ def tune_thresholds(y_true: np.ndarray, scores: np.ndarray, train_prevalence: np
     _check_shapes(y, s)
     if prevalence.shape != (y.shape[1],):
         raise ValueError(f"need one training prevalence per class ({y.shape[1]}), got {prevalence.shape}")
-    present = present_classes(y)
+    present = present_mask(y)
     thresholds = np.empty(y.shape[1])
     for c in range(y.shape[1]):
         if present[c]:
@@ -154,7 +155,7 @@ def evaluate_predictions(
         raise ValueError(f"need one threshold and one class name per column ({y.shape[1]}), "
                          f"got {t.shape[0] if t.ndim else t} thresholds and {len(classes)} names")
     predicted = s >= t
-    present = present_classes(y)
+    present = present_mask(y)
     # One vectorised pass (the same values as scikit-learn's per-class scorers, ties included:
     # tests/test_metrics.py), instead of four validated sklearn calls per class and epoch.
     figures = weighted_class_metrics(y, s, predicted, np.ones((1, len(y))))
@@ -182,13 +183,13 @@ def evaluate_predictions(
         "macro_auroc": mean("auroc"),
         "macro_auprc": mean("auprc"),
         "brier": mean("brier"),
-        "challenge_score": challenge_score(y, predicted, class_codes(classes)),
+        "challenge_score": challenge_score(y, predicted, snomed_codes(classes)),
         "classes_used": used["class"].tolist(),
     }
     return EvaluationResult(per_class=per_class, macro=macro)
 
 
-def class_codes(classes: Sequence[str]) -> list[str]:
+def snomed_codes(classes: Sequence[str]) -> list[str]:
     """SNOMED codes of class abbreviations; unknown names pass through unchanged."""
     by_abbr = {info.abbr: info.code for info in scored_vocabulary(include_st=True).classes}
     return [by_abbr.get(name, name) for name in classes]

@@ -25,10 +25,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError, model_validator
 
-from heartbeatai.config import (
-    ConfigError, TrialConfig, _Strict, describe_validation_error, fold_protocol, load_validated_yaml,
-)
+from heartbeatai.config import ConfigError, TrialConfig, _Strict, describe_validation_error, load_validated_yaml
 from heartbeatai.metric_names import DEFAULT_SELECTION_METRIC
+from heartbeatai.protocols import fold_protocol
 
 RUN_FILE_SCHEMA_VERSION = 1
 

@@ -29,7 +29,8 @@ from heartbeatai.analysis.rarity_contrast import ContrastCell
 from heartbeatai.analysis.weighted_metrics import bootstrap_counts, percentile_interval
 from heartbeatai.arms import FULL
 from heartbeatai.metrics import weighted_class_metrics
-from heartbeatai.results.schema import DEGRADATION_PARTS, REFERENCE_KINDS
+from heartbeatai.protocols import INTRA, LODO, REFERENCE, parse_fold_id
+from heartbeatai.results.schema import DEGRADATION_PARTS, DEGRADATION_TOTAL, REFERENCE_KINDS
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,9 @@ def degradation_rows(predictions: pd.DataFrame, class_metrics: pd.DataFrame, tri
                             & (class_metrics["selection"] == "val")]
     smoothing = _label_smoothing(trials)
     rows = []
-    lodo_folds = sorted(f for f in arm_runs.loc[arm_runs["protocol"] == "lodo", "fold_id"].unique())
+    lodo_folds = sorted(f for f in arm_runs.loc[arm_runs["protocol"] == LODO, "fold_id"].unique())
     for lodo_fold in lodo_folds:
-        domain = lodo_fold.split(":", 1)[1]
+        domain = parse_fold_id(lodo_fold).domain
         reference_kind, reference_runs = _reference_runs(arm_runs, domain)
         if reference_runs.empty:
             continue
@@ -68,10 +69,11 @@ def degradation_rows(predictions: pd.DataFrame, class_metrics: pd.DataFrame, tri
 
 
 def _reference_runs(runs: pd.DataFrame, domain: str) -> tuple[str, pd.DataFrame]:
-    matched = runs[runs["fold_id"].str.startswith(f"reference:{domain}:")]
+    held_out = runs["fold_id"].map({f: parse_fold_id(f).domain for f in runs["fold_id"].unique()})
+    matched = runs[(runs["protocol"] == REFERENCE) & (held_out == domain)]
     if not matched.empty:
-        return "reference", matched
-    return "intra", runs[runs["fold_id"].str.startswith(f"intra:{domain}:")]
+        return REFERENCE, matched
+    return INTRA, runs[(runs["protocol"] == INTRA) & (held_out == domain)]
 
 
 def _label_smoothing(trials: pd.DataFrame) -> dict[str, float]:
@@ -137,7 +139,7 @@ def _domain_rows(study, domain, reference_kind, lodo_runs, reference_runs, metri
                    "reference_kind": reference_kind, "n_records": n, "n_positives": int(positives[j]),
                    "n_seeds": len(seeds), "interval_reliable": bool(positives[j] >= min_positives),
                    "test_prevalence": float(positives[j] / n)}
-            for name in (*DEGRADATION_PARTS, "auroc_change"):
+            for name in (DEGRADATION_TOTAL, *DEGRADATION_PARTS, "auroc_change"):
                 low, high = percentile_interval(summed[name][1:, j])
                 row.update({name: float(summed[name][0, j]), f"{name}_lo": float(low), f"{name}_hi": float(high)})
             for name in ("f1_lodo", "f1_reference", "auroc_lodo", "auroc_reference", "em_prevalence_lodo",

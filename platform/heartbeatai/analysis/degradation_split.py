@@ -32,8 +32,6 @@ import numpy as np
 
 from heartbeatai.analysis.prior_shift import adjust_to_prior, em_priors
 
-PARTS = ("prevalence", "threshold", "ranking")
-
 
 @dataclass(frozen=True)
 class ScoredRecords:
@@ -102,7 +100,8 @@ def three_evaluations(y: np.ndarray, model: ScoredRecords, weights: np.ndarray) 
 
 
 def split_parts(lodo: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Total and parts from the three evaluations of each model (any common shape)."""
+    """Total and parts (results.schema.DEGRADATION_TOTAL, DEGRADATION_PARTS) from the three
+    evaluations of each model (any common shape)."""
     parts = {
         "prevalence": (lodo["dep"] - lodo["pc"]) - (reference["dep"] - reference["pc"]),
         "threshold": (lodo["pc"] - lodo["best"]) - (reference["pc"] - reference["best"]),

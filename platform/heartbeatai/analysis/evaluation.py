@@ -28,7 +28,7 @@ from heartbeatai.analysis.intervals import auroc_interval, average_precision_int
 from heartbeatai.analysis.macro_intervals import macro_intervals
 from heartbeatai.analysis.weighted_metrics import bootstrap_counts, challenge_scores, percentile_interval
 from heartbeatai.metric_names import CLASS_METRICS, FOLD_METRICS
-from heartbeatai.metrics import challenge_score, class_codes, evaluate_predictions
+from heartbeatai.metrics import challenge_score, evaluate_predictions, snomed_codes
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def evaluate_run(
         label_sets["clean"] = test.y_clean
     called = test.scores >= thresholds
     counts = bootstrap_counts(n, n_boot, run_seed(key, seed))
-    codes = class_codes(classes)
+    codes = snomed_codes(classes)
     fold_rows, class_rows = [], []
     for label_set, y in label_sets.items():
         base = {**key, "split": "test", "label_set": label_set}

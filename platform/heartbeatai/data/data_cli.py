@@ -14,6 +14,7 @@ from heartbeatai.cli import UserError
 from heartbeatai.data import card as card_lib
 from heartbeatai.data import folds as folds_lib
 from heartbeatai.data.prepared import NotPreparedError, PreparedDataset
+from heartbeatai.protocols import PROTOCOLS, REGISTRY as PROTOCOL_REGISTRY
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     folds = commands.add_parser("folds", help="write DIR/folds/<protocol>.parquet and print a per-fold summary")
     folds.add_argument("dataset", type=Path, metavar="DIR", help="prepared dataset directory")
-    folds.add_argument("--protocol", choices=folds_lib.PROTOCOLS, required=True)
+    folds.add_argument("--protocol", choices=PROTOCOLS, required=True,
+                       help="; ".join(f"{p.name}: {p.meaning}" for p in PROTOCOL_REGISTRY.values()))
     folds.add_argument("--k", type=int, default=5, help="intra: folds per domain (default 5)")
     folds.add_argument("--val-fraction", type=float, default=0.15, help="validation share of training groups")
     folds.add_argument("--seed", type=int, default=0, help="fold seed (independent of trial seeds)")

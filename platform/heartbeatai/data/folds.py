@@ -3,8 +3,8 @@ matched in-distribution reference.
 
 A fold table has one row per (fold, record): ``fold_id, record_id, split, reason`` with
 split in train | val | test | excluded. Fold ids are ``lodo:<domain>``,
-``intra:<domain>:<i>`` and ``reference:<domain>:<i>`` (see `reference_folds` for why the
-reference is cross-fitted over the held-out domain's parts). Training and studies read
+``intra:<domain>:<i>`` and ``reference:<domain>:<i>`` (heartbeatai.protocols builds and reads
+them; see `reference_folds` for why the reference is cross-fitted over the held-out domain's parts). Training and studies read
 the table written by `write_folds`;
 they never recompute folds, and folds never depend on a trial's seed.
 
@@ -43,10 +43,11 @@ from heartbeatai.data.group_splits import (
     stratified_group_sample,
 )
 from heartbeatai.data.prepared import PreparedDataset
+from heartbeatai import protocols
+from heartbeatai.protocols import INTRA, LODO, PROTOCOLS, REFERENCE
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("lodo", "intra", "reference")
 SPLITS = ("train", "val", "test", "excluded")
 FOLD_COLUMNS = ["fold_id", "record_id", "split", "reason"]
 DUPLICATE = "duplicate"
@@ -146,7 +147,7 @@ def lodo_folds(
 
     frames = []
     for held_out in sorted(domains):
-        fold_id = f"lodo:{held_out}"
+        fold_id = protocols.fold_id(LODO, held_out)
         is_test = domain == held_out
         leaked = np.isin(groups, groups[~is_test]) & is_test
         # A group spanning several training domains belongs to the domain of its first
@@ -213,7 +214,7 @@ def intra_folds(records: pd.DataFrame, k: int = 5, val_fraction: float = 0.15, s
             log.warning("intra: domain %s has %d groups, so %d folds instead of %d", name, len(np.unique(groups[members])), n_folds, k)
         folds_per_domain[name] = n_folds
         for fold in range(n_folds):
-            fold_id = f"intra:{name}:{fold}"
+            fold_id = protocols.fold_id(INTRA, name, fold)
             rest = members[fold_of != fold]
             held = stratified_group_holdout(
                 labels[rest], groups[rest], val_fraction, derived_seed(seed, "intra-val", name, str(fold))
@@ -265,7 +266,7 @@ def reference_folds(
 
     frames, folds_per_domain, skipped = [], {}, {}
     for held_out in domains:
-        lodo_split = fold_records(lodo, f"lodo:{held_out}")
+        lodo_split = fold_records(lodo, protocols.fold_id(LODO, held_out))
         sizes = {split: len(lodo_split[split]) for split in ("train", "val")}
         duplicate = np.isin(ids, lodo_split["excluded"])
         members = np.flatnonzero(domain == held_out)
@@ -274,7 +275,7 @@ def reference_folds(
             continue
         folds_per_domain[held_out] = int(part_of.max()) + 1
         for part in range(folds_per_domain[held_out]):
-            fold_id = f"reference:{held_out}:{part}"
+            fold_id = protocols.fold_id(REFERENCE, held_out, part)
             in_part = np.zeros(len(records), dtype=bool)
             in_part[members[part_of == part]] = True
             pool = np.flatnonzero(~in_part)
@@ -323,9 +324,9 @@ def write_folds(
     path = folds_path(dataset_dir, protocol)
     dataset = PreparedDataset(dataset_dir)
     records = dataset.records
-    if protocol == "lodo":
+    if protocol == LODO:
         table = lodo_folds(records, domains=domains, val_fraction=val_fraction, seed=seed)
-    elif protocol == "reference":
+    elif protocol == REFERENCE:
         table = reference_folds(records, domains=domains, k=k, val_fraction=val_fraction, seed=seed)
     else:
         if domains is not None:

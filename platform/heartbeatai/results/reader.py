@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -74,7 +75,6 @@ class ResultsStore:
         self._part_cache: dict[tuple[str, str], dict[tuple[str, int, int], pa.Table | str]] = {}
         self._footers: dict[tuple[str, str, Signature], tuple[int, tuple[str, ...]]] = {}
         self._small_files: dict[tuple[str, int, int], str | None] = {}
-        self._summaries: dict[str, dict] = {}  # study -> its summary while its trials key holds
         self._lock = threading.Lock()
 
     # -- discovery ----------------------------------------------------------------------
@@ -101,14 +101,6 @@ class ResultsStore:
 
     def results_path(self, study: str) -> str:
         return f"{self._root_path}/{schema.check_study_name(study)}/{schema.RESULTS_DIR}"
-
-    def summaries(self, studies: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        """Each study's summary (summary.py): read from its small file, rebuilt from the tables
-        (and written back) when missing or stale. The studies list reads only these."""
-        from heartbeatai.results.summary import summary_or_rebuild
-
-        return [summary_or_rebuild(self, study, self._summaries)
-                for study in (self.studies() if studies is None else studies)]
 
     def status(self, study: str, table: str) -> TableStatus:
         return self._load(study, table).status
@@ -141,6 +133,26 @@ class ResultsStore:
             return {}
         section = config.get("analysis") if isinstance(config, dict) else None
         return dict(section) if isinstance(section, dict) else {}
+
+    def parts(self, study: str, table: str) -> Signature:
+        """The table's finished parts as (name, mtime_ns, size), sorted; () when it has none yet."""
+        return self._signature(study, table)[1]
+
+    # -- files beside the tables (derived from them, such as the study summary) -----------------
+
+    def read_results_file(self, study: str, name: str) -> str | None:
+        """A small text file in the study's results folder; None when absent, unreadable or too large."""
+        return self._small_file(f"{self.results_path(study)}/{name}")
+
+    def write_results_file(self, study: str, name: str, text: str) -> None:
+        """Write a file into the study's results folder under a temporary name, then rename it into
+        place, so a reader never sees half of it. OSError where the store is read-only."""
+        results = self.results_path(study)
+        self._fs.create_dir(results, recursive=True)
+        tmp = f"{results}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+        with self._fs.open_output_stream(tmp) as handle:
+            handle.write(text.encode("utf-8"))
+        self._fs.move(tmp, f"{results}/{name}")
 
     # -- reading ------------------------------------------------------------------------
 

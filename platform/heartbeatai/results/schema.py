@@ -21,6 +21,7 @@ from heartbeatai.arms import SEARCH as SEARCH_ARM
 from heartbeatai.metric_names import CLASS_METRICS as _CLASS_METRIC_REGISTRY
 from heartbeatai.metric_names import FOLD_METRICS as _FOLD_METRIC_REGISTRY
 from heartbeatai.metric_names import VALIDATION_METRICS
+from heartbeatai.protocols import INTRA, PROTOCOLS, REFERENCE
 
 # 2: predictions of the validation split beside the test split; class intervals with their
 # reliability and threshold fallback; the analysis' ablation_tests and degradation tables.
@@ -46,17 +47,28 @@ class RunKey:
 
 RUN_KEY: tuple[str, ...] = tuple(f.name for f in fields(RunKey))
 
-# reference: a matched-size model trained on every domain (DESIGN.md, Folds).
-PROTOCOLS = ("lodo", "intra", "reference")
 SELECTIONS = ("search", "val", "oracle")
-TRIAL_STATUSES = ("pending", "running", "completed", "early_stopped", "errored")
+# A trial's status in the trials table. "early_stopped" is ASHA's stop, which Ray's
+# OptunaSearch reports to Optuna as COMPLETE: such a trial has a score like a completed one.
+PENDING, RUNNING, COMPLETED, EARLY_STOPPED, ERRORED = "pending", "running", "completed", "early_stopped", "errored"
+TRIAL_STATUSES = (PENDING, RUNNING, COMPLETED, EARLY_STOPPED, ERRORED)
+ACTIVE_STATUSES = (PENDING, RUNNING)  # the trial may still report: its study is in progress
+SCORED_STATUSES = (COMPLETED, EARLY_STOPPED)  # ended with a selection value: selectable
+FINISHED_STATUSES = (*SCORED_STATUSES, ERRORED)
 SPLITS = ("val", "test")
 LABEL_SETS = ("noisy", "clean")
 FOLD_METRICS = tuple(_FOLD_METRIC_REGISTRY)
 CLASS_METRICS = tuple(_CLASS_METRIC_REGISTRY)
-DEGRADATION_PARTS = ("total", "prevalence", "threshold", "ranking")
+# The degradation split (analysis/degradation_split.py): the total F1 change, LODO minus
+# reference on the same records, and the parts that sum to it exactly, each with its meaning.
+DEGRADATION_TOTAL = "total"
+DEGRADATION_PARTS = {
+    "prevalence": "prior shift: recoverable without labels",
+    "threshold": "to the best threshold: an upper bound, uses test labels",
+    "ranking": "F1 at the best thresholds",
+}
 # What LODO is paired with in the degradation split, and how a reader names it.
-REFERENCE_KINDS = {"reference": "matched-size reference", "intra": "intra-source folds"}
+REFERENCE_KINDS = {REFERENCE: "matched-size reference", INTRA: "intra-source folds"}
 TEST_SCOPES = ("fold", "across")
 ACROSS_FOLDS = "all"
 DECISIONS = ("better", "worse", "equivalent", "undecided")
@@ -195,7 +207,8 @@ TABLES: dict[str, Table] = {
             {"study": _S, "domain": _S, "class": _S, "label_set": _S, "reference_kind": _S,
              "n_records": _I, "n_positives": _I, "n_seeds": _I, "interval_reliable": _B,
              "f1_reference": _F, "f1_lodo": _F,
-             **{column: dtype for part in DEGRADATION_PARTS for column, dtype in _with_interval(part).items()},
+             **{column: dtype for part in (DEGRADATION_TOTAL, *DEGRADATION_PARTS)
+                for column, dtype in _with_interval(part).items()},
              "auroc_reference": _F, "auroc_lodo": _F, **_with_interval("auroc_change"),
              "test_prevalence": _F, "train_prevalence_lodo": _F, "train_prevalence_reference": _F,
              "em_prevalence_lodo": _F, "em_prevalence_reference": _F,

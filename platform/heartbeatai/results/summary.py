@@ -19,16 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
+from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
-
-import pyarrow.fs as pafs
+from typing import Any
 
 from heartbeatai.results import schema
-
-if TYPE_CHECKING:
-    from heartbeatai.results.reader import ResultsStore
+from heartbeatai.results.reader import ResultsStore
 
 SUMMARY_FILE = "study_summary.json"
 SUMMARY_VERSION = 1
@@ -37,24 +33,33 @@ _MAX_SUMMARY_BYTES = 1 << 16
 COLUMNS = ("study", "folds", *schema.TRIAL_STATUSES, "total", "state", "damaged tables")
 
 
-def trials_key(filesystem: pafs.FileSystem, results_path: str) -> str:
+class StudySummaries:
+    """The studies list of one store: each study's summary, kept while its trials key holds."""
+
+    def __init__(self, store: ResultsStore):
+        self.store = store
+        self._known: dict[str, dict[str, Any]] = {}
+
+    def read(self, studies: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Each study's summary: read from its small file, rebuilt from the tables (and written
+        back) when missing or stale. The studies list reads only these."""
+        return [summary_or_rebuild(self.store, study, self._known)
+                for study in (self.store.studies() if studies is None else studies)]
+
+
+def trials_key(store: ResultsStore, study: str) -> str:
     """A short hash of the trials table's part listing: what a summary is stale against."""
-    path = f"{results_path}/{schema.table('trials').name}"
-    info = filesystem.get_file_info(path)
-    listing: list = []
-    if info.type == pafs.FileType.Directory:
-        listing = sorted((i.base_name, i.mtime_ns or 0, i.size or 0)
-                         for i in filesystem.get_file_info(pafs.FileSelector(path)) if schema.is_part_name(i.base_name))
+    listing = list(store.parts(study, "trials"))
     return hashlib.blake2b(repr(listing).encode(), digest_size=8).hexdigest()
 
 
-def compute_summary(store: "ResultsStore", study: str) -> dict[str, Any]:
+def compute_summary(store: ResultsStore, study: str) -> dict[str, Any]:
     """The summary of `study` from its tables (the key is taken first: a trial written while
     this runs makes the summary stale, never silently missed)."""
-    key = trials_key(store._fs, store.results_path(study))
+    key = trials_key(store, study)
     progress = store.progress(study)
     totals = {status: int(progress[status].sum()) for status in (*schema.TRIAL_STATUSES, "total")}
-    active = totals["running"] + totals["pending"]
+    active = sum(totals[status] for status in schema.ACTIVE_STATUSES)
     inventory = store.inventory(study)
     return {
         "summary_version": SUMMARY_VERSION,
@@ -71,37 +76,32 @@ def compute_summary(store: "ResultsStore", study: str) -> dict[str, Any]:
 def write_study_summary(study_dir: str | os.PathLike) -> dict[str, Any]:
     """Compute the summary of the study at `study_dir` (``<storage>/<study>``, a path or a
     URL) from its tables and write it atomically; returns it. Call when a stage ends."""
-    from heartbeatai.results.reader import ResultsStore
-
     text = os.fspath(study_dir).rstrip("/")
     root, study = text.rsplit("/", 1) if "://" in text else os.path.split(os.path.abspath(text))
     store = ResultsStore(root)
     summary = compute_summary(store, schema.check_study_name(study))
-    store._fs.create_dir(store.results_path(study), recursive=True)
-    _write(store._fs, store.results_path(study), summary)
+    _write(store, study, summary)
     return summary
 
 
-def read_summary(store: "ResultsStore", study: str, key: str | None = None) -> dict[str, Any] | None:
+def read_summary(store: ResultsStore, study: str, key: str | None = None) -> dict[str, Any] | None:
     """The stored summary if it is present, readable and current (`key`: the trials key now,
     when the caller has it); else None."""
-    results = store.results_path(study)
-    key = key if key is not None else trials_key(store._fs, results)
+    key = key if key is not None else trials_key(store, study)
+    text = store.read_results_file(study, SUMMARY_FILE)
     try:
-        with store._fs.open_input_stream(f"{results}/{SUMMARY_FILE}") as handle:
-            data = handle.read(_MAX_SUMMARY_BYTES + 1)
-        summary = json.loads(data) if len(data) <= _MAX_SUMMARY_BYTES else None
-    except (OSError, ValueError):  # absent, unreadable, not JSON
+        summary = json.loads(text) if text is not None and len(text) <= _MAX_SUMMARY_BYTES else None
+    except ValueError:  # not JSON
         return None
     if not _valid(summary, study) or summary["trials_key"] != key:
         return None
     return summary
 
 
-def summary_or_rebuild(store: "ResultsStore", study: str, cache: dict[str, dict] | None = None) -> dict[str, Any]:
+def summary_or_rebuild(store: ResultsStore, study: str, cache: dict[str, dict] | None = None) -> dict[str, Any]:
     """The current summary of `study`: from `cache` or its file while the trials key holds,
     else rebuilt from the tables (and written back where the store is writable)."""
-    key = trials_key(store._fs, store.results_path(study))
+    key = trials_key(store, study)
     known = (cache or {}).get(study)
     if known is not None and known["trials_key"] == key:
         return known
@@ -109,7 +109,7 @@ def summary_or_rebuild(store: "ResultsStore", study: str, cache: dict[str, dict]
     if summary is None:
         summary = compute_summary(store, study)
         try:
-            _write(store._fs, store.results_path(study), summary)
+            _write(store, study, summary)
         except OSError:  # a read-only store: serve it from memory
             pass
     if cache is not None:
@@ -134,8 +134,5 @@ def _valid(summary: Any, study: str) -> bool:
             and isinstance(summary.get("damaged_tables"), list))
 
 
-def _write(filesystem: pafs.FileSystem, results_path: str, summary: dict[str, Any]) -> None:
-    tmp = f"{results_path}/.{SUMMARY_FILE}.{uuid.uuid4().hex[:8]}.tmp"
-    with filesystem.open_output_stream(tmp) as handle:
-        handle.write(json.dumps(summary, indent=1).encode())
-    filesystem.move(tmp, f"{results_path}/{SUMMARY_FILE}")
+def _write(store: ResultsStore, study: str, summary: dict[str, Any]) -> None:
+    store.write_results_file(study, SUMMARY_FILE, json.dumps(summary, indent=1))

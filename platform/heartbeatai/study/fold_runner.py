@@ -24,10 +24,11 @@ import numpy as np
 import pandas as pd
 
 from heartbeatai.arms import PREVALENCE, SEARCH
-from heartbeatai.config import RunFile, TrialConfig
+from heartbeatai.config import TrialConfig
 from heartbeatai.metric_names import fold_metric_of
 from heartbeatai.results import ResultsStore, ResultsWriter, write_study_summary
-from heartbeatai.results.schema import RunKey
+from heartbeatai.results.schema import ACTIVE_STATUSES, ERRORED, SCORED_STATUSES, RunKey
+from heartbeatai.run_file import RunFile
 from heartbeatai.study import interrupts
 from heartbeatai.study.lock import StageJournal
 from heartbeatai.study.sealed_split import SELECTION_STAGE, SealedSplit
@@ -153,10 +154,10 @@ class FoldRunner:
         trials = self.store.read(self.config.name, "trials",
                                  filters={"protocol": self.protocol, "fold_id": self.fold_id, **where})
         stale = trials.drop_duplicates("trial_id", keep="last")
-        stale = stale[stale["status"].isin(["pending", "running"])]
+        stale = stale[stale["status"].isin(ACTIVE_STATUSES)]
         if not stale.empty:
             self.writer.write("trials", stale.assign(
-                status="errored", error="abandoned: the driver stopped before Tune recorded this trial"))
+                status=ERRORED, error="abandoned: the driver stopped before Tune recorded this trial"))
 
     def _importances(self, context: FoldContext) -> int:
         """Writes the fold's importances; returns their rows (the journal keeps it, so a damaged
@@ -214,7 +215,7 @@ class FoldRunner:
             if self.journal.done(self.fold_id, f"tested:{run.trial_id}") or run.trial_id in errored:
                 continue
             interrupts.check()  # between tested runs
-            if run.status in ("completed", "early_stopped") and isinstance(run.checkpoint_path, str):
+            if run.status in SCORED_STATUSES and isinstance(run.checkpoint_path, str):
                 self._test_checkpoint(run.checkpoint_path, run.arm, int(run.seed), "val", run.trial_id)
             self.journal.mark(self.fold_id, f"tested:{run.trial_id}")
         if any(a.name == PREVALENCE for a in arms):
@@ -232,7 +233,7 @@ class FoldRunner:
             self.study.stage_runner.run(stage, context, self._rows(context, None, "val"))
             self._close_abandoned({"selection": "val"})
             runs = self._arm_runs()
-            errored = runs[(runs["status"] == "errored") & ~runs["error"].fillna("").str.startswith("abandoned")]
+            errored = runs[(runs["status"] == ERRORED) & ~runs["error"].fillna("").str.startswith("abandoned")]
             if errored.empty:
                 return []
             if retries >= self.config.max_failures:
@@ -312,7 +313,7 @@ class FoldRunner:
         return self._labels(list(self.sealed.train_ids)).mean(axis=0)
 
     def _write_best_config(self, selection_kind: str, selection: Selection) -> None:
-        from heartbeatai.config import Provenance
+        from heartbeatai.run_file import Provenance
         from heartbeatai.data.folds import folds_path
         from heartbeatai.analysis.consensus import best_config_rows
 

@@ -16,7 +16,6 @@ from typing import Callable
 
 import pandas as pd
 
-from heartbeatai.config import TrialConfig
 from heartbeatai.study.study_config import StudyConfig
 from heartbeatai.study.study_folds import planned_folds
 

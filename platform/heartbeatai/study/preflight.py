@@ -14,8 +14,8 @@ against the prepared dataset's index (or the synthetic spec) and TrialConfig its
 - `mixstyle.mix: crossdomain` where a protocol's folds train on one domain (intra);
 - where asked (`study run` on this machine), that a trial fits the machine.
 
-`study plan`, `study run` and studies/ablation.py call `check_study` before the study
-folder exists, so a config that fails leaves nothing behind. Each problem is one line
+`study plan` and `start_study` (behind `study run` and studies/ablation.py) call `check_study`
+once, before the study folder exists, so a config that fails leaves nothing behind. Each problem is one line
 that starts with the key at fault and, for a misspelt name, says which one was meant.
 """
 
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from heartbeatai.config import VARIANTS, ConfigError, TrialConfig, did_you_mean
+from heartbeatai.protocols import CROSS_FITTED, fold_id, parse_fold_id
 from heartbeatai.study.study_config import StudyConfig
 from heartbeatai.study.study_folds import check_fold_parameters, select_folds
 
@@ -174,7 +175,7 @@ def _check_folds(config: StudyConfig, data: DataFacts, problems: list[str]) -> d
                 check_fold_parameters(config, params, data.path, protocol)
             except ConfigError as err:
                 problems.append(str(err))
-            planned = {f.split(":")[1] for f in ids}
+            planned = {parse_fold_id(f).domain for f in ids}
             skipped = params.get("skipped_domains") or {}
             for i, domain in enumerate(chosen or []):
                 if domain in data.domains and domain not in planned:
@@ -183,8 +184,8 @@ def _check_folds(config: StudyConfig, data: DataFacts, problems: list[str]) -> d
                                     f"{domain} ({reason})")
         else:
             k = config.folds.k or 5
-            ids = ([f"lodo:{d}" for d in data.domains] if protocol == "lodo"
-                   else [f"{protocol}:{d}:{i}" for d in data.domains for i in range(k)])
+            ids = ([fold_id(protocol, d, i) for d in data.domains for i in range(k)] if protocol in CROSS_FITTED
+                   else [fold_id(protocol, d) for d in data.domains])
         folds[protocol] = select_folds(config, ids, protocol)
         if not folds[protocol] and len(problems) == before:  # else those problems say why
             problems.append(f"folds: the {protocol} protocol has 0 folds to run in {data.where}")

@@ -15,8 +15,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from heartbeatai.config import TrialConfig, flatten_config
-
-SELECTABLE = ("completed", "early_stopped")
+from heartbeatai.results.schema import SCORED_STATUSES
 
 
 class SelectionError(RuntimeError):
@@ -49,7 +48,7 @@ class TrainingDomainValidation:
     def select(self, trials: pd.DataFrame, base: TrialConfig, mode: str) -> Selection:
         latest = trials.drop_duplicates("trial_id", keep="last")
         eligible = latest[
-            latest["status"].isin(SELECTABLE) & latest["selection_value"].notna() & latest["checkpoint_path"].notna()
+            latest["status"].isin(SCORED_STATUSES) & latest["selection_value"].notna() & latest["checkpoint_path"].notna()
         ]
         if eligible.empty:
             raise SelectionError(f"no finished trial with a checkpoint among {len(latest)} trials")

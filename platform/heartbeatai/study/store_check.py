@@ -22,6 +22,7 @@ import pandas as pd
 
 from heartbeatai.analysis.study_analysis import ANALYSIS_TABLES
 from heartbeatai.arms import PREVALENCE, SEARCH
+from heartbeatai.protocols import fold_protocol
 from heartbeatai.results import ResultsStore, schema
 from heartbeatai.study.lock import StageJournal
 from heartbeatai.study.sealed_split import SELECTION_STAGE
@@ -29,7 +30,6 @@ from heartbeatai.study.study_config import StudyConfig
 
 DAMAGED_DIR = "damaged"
 STUDY = "study"  # the journal's key for study-level stages
-FINISHED = ("completed", "early_stopped", "errored")
 
 
 @dataclass(frozen=True)
@@ -130,8 +130,7 @@ def _has_rows(config: StudyConfig, fold: str, stage: str, record, stages: dict, 
         return _best_config(rows, "oracle") and _tested(rows, SEARCH, config.search_seed, "oracle",
                                                         record_trial(stages, "oracle"))
     if stage == "arms":
-        protocol = fold.split(":")[0]
-        arms = config.fold_arms(protocol)
+        arms = config.fold_arms(fold_protocol(fold))
         runs = _finished(trials[trials["selection"] == "val"])
         trained = {(a.name, s) for a in arms if a.trained for s in config.seeds}
         prevalence = all(_tested(rows, PREVALENCE, s, "val", PREVALENCE) for s in config.seeds
@@ -143,7 +142,7 @@ def _has_rows(config: StudyConfig, fold: str, stage: str, record, stages: dict, 
         if run.empty:
             return False
         row = run.iloc[0]
-        if row["status"] not in ("completed", "early_stopped"):
+        if row["status"] not in schema.SCORED_STATUSES:
             return True  # marked without rows: it had no checkpoint to test
         return _tested(rows, row["arm"], int(row["seed"]), "val", trial_id)
     if stage == "record_views":
@@ -158,7 +157,7 @@ def record_trial(stages: dict, stage: str) -> str | None:
 
 def _finished(trials: pd.DataFrame) -> pd.DataFrame:
     abandoned = trials["error"].fillna("").str.startswith("abandoned")
-    return trials[trials["status"].isin(FINISHED) & ~abandoned]
+    return trials[trials["status"].isin(schema.FINISHED_STATUSES) & ~abandoned]
 
 
 def _epochs_complete(trials: pd.DataFrame, epochs: pd.DataFrame) -> bool:

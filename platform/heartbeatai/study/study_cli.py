@@ -68,14 +68,12 @@ def _config(path: str):
         raise UserError(str(err)) from None
 
 
-def _preflight(config, *, local: bool = False):
-    """Every config error before anything is created (study/preflight.py); warnings printed."""
+def _preflight(config):
+    """Every config error (study/preflight.py), sized for the cluster; warnings printed."""
     from heartbeatai.study.preflight import PreflightError, check_study
-    from heartbeatai.study.ray_start import joining_cluster
-    from heartbeatai.training.threads import usable_cores
 
     try:
-        checked = check_study(config, local_cpus=float(usable_cores()) if local and not joining_cluster() else None)
+        checked = check_study(config)
     except PreflightError as err:
         raise UserError(str(err)) from None
     for warning in config.warnings() + checked.warnings:
@@ -95,13 +93,16 @@ def _user_errors():
 
 def _run(args: argparse.Namespace) -> int:
     prefer_loopback()
+    from heartbeatai.study.ray_start import joining_cluster
     from heartbeatai.study.study_run import start_study
+    from heartbeatai.training.threads import usable_cores
 
     config = _config(args.config)
-    _preflight(config, local=True)
+    # A trial too big for this machine is an error only where the study starts its own Ray here.
+    local_cpus = None if joining_cluster() else float(usable_cores())
     with _interruptible(Path(config.study_dir(args.storage)).resolve()) as stopped:
         try:
-            start_study(config, args.storage, progress=_say)
+            start_study(config, args.storage, progress=_say, local_cpus=local_cpus)
         except _user_errors() as err:
             raise UserError(str(err)) from None
     return stopped.status
@@ -144,6 +145,7 @@ def _interruptible(study_dir: Path) -> Iterator[_Stopped]:
 def _status(args: argparse.Namespace) -> int:
     """Exits 1 when the store holds a damaged part (named with the command that repairs it)."""
     from heartbeatai.results import ResultsStore
+    from heartbeatai.results.schema import ERRORED
     from heartbeatai.study import store_check
     from heartbeatai.study.fold_runner import ARM_RETRIES
     from heartbeatai.study.lock import StageJournal
@@ -170,7 +172,7 @@ def _status(args: argparse.Namespace) -> int:
     trials = store.read(study_dir.name, "trials")
     if not trials.empty:
         latest = trials.drop_duplicates("trial_id", keep="last")
-        errored = latest[latest["status"] == "errored"]
+        errored = latest[latest["status"] == ERRORED]
         for row in errored.itertuples():
             last_line = (row.error or "").strip().splitlines()[-1:] or ["(no error text)"]
             print(f"  errored {row.fold_id} {row.arm} seed {row.seed} trial {row.trial_id}: {last_line[0]}")

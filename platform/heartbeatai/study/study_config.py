@@ -16,18 +16,18 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from heartbeatai.config import (
-    ConfigError, RunFile, TrialConfig, describe_validation_error, did_you_mean, load_validated_yaml, trial_keys,
+    ConfigError, TrialConfig, describe_validation_error, did_you_mean, load_validated_yaml, trial_keys,
 )
 from heartbeatai.arms import BUILTIN_ARMS, DEFAULT_ARMS, FULL, Arm, canonical_arm, resolve_arms
+from heartbeatai.ecg import PAPER_DOMAINS
 from heartbeatai.metric_names import (
     DEFAULT_SELECTION_METRIC, THRESHOLD_DEPENDENT, VALIDATION_METRICS, fold_metric_of, metric_mode,
 )
+from heartbeatai.protocols import ARM_PROTOCOLS, LODO, PROTOCOLS
+from heartbeatai.run_file import RunFile
 from heartbeatai.study.search_space import DEFAULT_SPACE, Distribution
 
-Protocol = Literal["lodo", "intra", "reference"]
-# Protocols whose folds train every arm; the others (intra, the matched reference) train `full`
-# only, as the figure LODO's `full` is compared with (degradation).
-ARM_PROTOCOLS = ("lodo",)
+Protocol = Literal[PROTOCOLS]
 
 
 class _Strict(BaseModel):
@@ -38,7 +38,7 @@ class SyntheticData(_Strict):
     """Arguments of heartbeatai.data.synthetic.write_benchmark, plus the rate to prepare at."""
 
     records: int = Field(gt=0)
-    domains: list[str] = Field(default_factory=lambda: ["cpsc", "ptbxl", "georgia", "chapman"], min_length=2)
+    domains: list[str] = Field(default_factory=lambda: list(PAPER_DOMAINS), min_length=2)
     shift: float = Field(default=1.0, ge=0.0)
     shift_kinds: list[Literal["style", "prevalence", "label_noise"]] | None = None
     fs: int = Field(default=100, gt=0)
@@ -165,7 +165,7 @@ class StudyConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     data: DataConfig
     classes: list[str] | None = None  # abbreviations; None: every class of the dataset
-    protocols: list[Protocol] = Field(default_factory=lambda: ["lodo"], min_length=1)
+    protocols: list[Protocol] = Field(default_factory=lambda: [LODO], min_length=1)
     folds: FoldsConfig = FoldsConfig()
     trial: TrialConfig = TrialConfig()  # the base every fold's search starts from
     search: SearchConfig = SearchConfig()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from heartbeatai.protocols import CROSS_FITTED, parse_fold_id
 from heartbeatai.study.study_config import ConfigError, StudyConfig
 
 
@@ -31,7 +32,7 @@ def planned_folds(config: StudyConfig, data_path: Path, protocol: str) -> list[s
 def check_fold_parameters(config: StudyConfig, params: dict[str, Any], data_path: Path, protocol: str) -> None:
     """The folds file's parameters agree with those the config names (left out: any)."""
     folds = config.folds
-    wanted = {"val_fraction": folds.val_fraction, "fold_seed": folds.seed, "k": folds.k if protocol in ("intra", "reference") else None}
+    wanted = {"val_fraction": folds.val_fraction, "fold_seed": folds.seed, "k": folds.k if protocol in CROSS_FITTED else None}
     differing = {k: (params.get(k), v) for k, v in wanted.items() if v is not None and params.get(k) != v}
     if differing:
         raise ConfigError(f"folds: {protocol} folds of {data_path} were planned with other parameters "
@@ -42,8 +43,8 @@ def select_folds(config: StudyConfig, fold_ids: list[str], protocol: str) -> lis
     """The fold ids of a plan that the study runs, in plan order."""
     folds = config.folds
     if folds.domains is not None:
-        fold_ids = [f for f in fold_ids if f.split(":")[1] in folds.domains]
+        fold_ids = [f for f in fold_ids if parse_fold_id(f).domain in folds.domains]
     parts = folds.parts_per_domain(protocol)
     if parts is not None:
-        fold_ids = [f for f in fold_ids if int(f.split(":")[2]) < parts]
+        fold_ids = [f for f in fold_ids if parse_fold_id(f).part < parts]
     return fold_ids

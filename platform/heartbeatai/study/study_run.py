@@ -48,16 +48,19 @@ class StudyPaths:
 
 
 def start_study(config: StudyConfig, storage: str | None = None, progress: Progress = print,
-                stage_runner: StageRunner | None = None) -> Path:
+                stage_runner: StageRunner | None = None, *, local_cpus: float | None = None) -> Path:
     """`study run`: a new study directory; refuses one that exists, and a config that cannot run
-    (study/preflight.py) before anything is created.
+    (study/preflight.py, given `local_cpus` when the study starts its own Ray on this machine)
+    before anything is created. What is valid but deserves a second look is said as warnings.
 
     Both ways in catch SIGINT and SIGTERM (interrupts.py): the study stops at its next safe
     point and raises StudyInterrupted, with nothing marked done that did not finish.
     """
     from heartbeatai.study.preflight import check_study
 
-    check_study(config)
+    checked = check_study(config, local_cpus=local_cpus)
+    for warning in config.warnings() + checked.warnings:
+        progress(f"warning: {warning}")
     paths = StudyPaths(Path(config.study_dir(storage)).resolve())
     if paths.config.exists():
         raise StudyExists(f"{paths.root} already holds a study: `heartbeatai study resume {paths.root}`")

@@ -28,11 +28,10 @@ import pandas as pd
 from heartbeatai.config import flatten_config
 from heartbeatai.metric_names import VALIDATION_METRICS
 from heartbeatai.results import ResultsStore, ResultsWriter
-from heartbeatai.results.schema import RUN_KEY, RunKey
+from heartbeatai.results.schema import COMPLETED, EARLY_STOPPED, ERRORED, FINISHED_STATUSES, RUN_KEY, RUNNING, RunKey
 from heartbeatai.results.schema import table as results_table
 from heartbeatai.study.stage_runner import ARM_KEY, SEED_KEY, FoldContext
 
-FINISHED = ("completed", "early_stopped", "errored")
 # The epochs table's own columns (beyond the run key), as the schema declares them.
 EPOCH_TABLE_COLUMNS = tuple(c for c in results_table("epochs").columns if c not in RUN_KEY)
 
@@ -96,7 +95,7 @@ class TrialRows:
 
     def started(self, trial: TrialRef) -> None:
         self._started.setdefault(trial.trial_id, time.time())
-        self._write_trial(trial, "running")
+        self._write_trial(trial, RUNNING)
 
     def restored(self, trial: TrialRef, last_result: Mapping[str, Any], checkpoint_path: str | None) -> None:
         """A trial resumed from its latest checkpoint; earlier ones are in its stored row."""
@@ -112,14 +111,14 @@ class TrialRows:
         self._write_epochs(trial, [result])
         if "checkpoint_path" in result:
             self._offer(trial.trial_id, result, result["checkpoint_path"])
-            self._write_trial(trial, "running")
+            self._write_trial(trial, RUNNING)
 
     def checkpoint(self, trial: TrialRef, path: str) -> None:
         """The persisted checkpoint of the trial's latest result."""
         last = self._last.get(trial.trial_id)
         if last is not None:
             self._offer(trial.trial_id, last, path)
-            self._write_trial(trial, "running")
+            self._write_trial(trial, RUNNING)
 
     def finished(self, trial: TrialRef, finished: int, last_result: Mapping[str, Any] | None = None) -> str:
         """The trial ended without error; returns its status. `finished`: trials of the stage done, this one included."""
@@ -129,8 +128,8 @@ class TrialRows:
         return status
 
     def errored(self, trial: TrialRef, error: str, finished: int) -> None:
-        self._write_trial(trial, "errored", error=error)
-        self._say_finished(trial, "errored", finished, error)
+        self._write_trial(trial, ERRORED, error=error)
+        self._say_finished(trial, ERRORED, finished, error)
 
     def replay(self, trial: TrialRef, results: Sequence[Mapping[str, Any]],
                checkpoints: Sequence[tuple[str, Mapping[str, Any]]] = (), error: str | None = None,
@@ -139,7 +138,7 @@ class TrialRows:
         only when the store lacks its final row or some of its epochs. Returns whether it was."""
         epochs = {int(r["epoch"]): dict(r) for r in results if pd.notna(r.get("epoch"))}
         status, stored_epochs = self._stored.get(trial.trial_id, (None, 0))
-        if status in FINISHED and stored_epochs >= len(epochs):
+        if status in FINISHED_STATUSES and stored_epochs >= len(epochs):
             return False
         ordered = [epochs[e] for e in sorted(epochs)]
         self._best.pop(trial.trial_id, None)
@@ -153,7 +152,7 @@ class TrialRows:
             self._write_epochs(trial, ordered)
         if wall_time_s is not None:
             self._elapsed[trial.trial_id], self._started[trial.trial_id] = float(wall_time_s), time.time()
-        self._write_trial(trial, "errored" if error is not None else self._status(trial, None), error=error)
+        self._write_trial(trial, ERRORED if error is not None else self._status(trial, None), error=error)
         return True
 
     def history(self, metric: str) -> dict[str, list[tuple[int, float]]]:
@@ -201,7 +200,7 @@ class TrialRows:
     def _status(self, trial: TrialRef, last_result: Mapping[str, Any] | None) -> str:
         epochs_run = int(self._last.get(trial.trial_id, last_result or {}).get("epoch", 0))
         planned = self.context.trial_config(trial.config).optim.epochs
-        return "completed" if epochs_run >= planned else "early_stopped"
+        return COMPLETED if epochs_run >= planned else EARLY_STOPPED
 
     def _wall_time(self, trial_id: str) -> float:
         started = self._started.get(trial_id)

@@ -21,7 +21,7 @@ from heartbeatai.analysis.consensus import NOT_TRAINED
 from heartbeatai.arms import DEFAULT_ARMS, FULL, PREVALENCE as PREVALENCE_ARM, SEARCH as SEARCH_ARM
 from heartbeatai.ecg import PAPER_DOMAINS
 from heartbeatai.labels import scored_vocabulary
-from heartbeatai.results.schema import CONSENSUS_FOLD, RunKey
+from heartbeatai.results.schema import ACTIVE_STATUSES, CONSENSUS_FOLD, SCORED_STATUSES, RunKey
 from heartbeatai.results.writer import ResultsWriter
 from heartbeatai.testing import fake_analysis
 
@@ -189,7 +189,7 @@ def _search(rng, fold_id: str, n: int, running: bool) -> tuple[pd.DataFrame, pd.
         **{"cfg.mixstyle.p": p, "cfg.label_smoothing": smoothing, "cfg.loss.kind": loss, "cfg.lr": lr,
            "cfg.model.dropout": dropout},
     ))
-    pending = trials.status.isin(["running", "pending"])
+    pending = trials.status.isin(ACTIVE_STATUSES)
     trials.loc[pending, ["best_epoch", "epochs_run", "val_macro_auroc", "val_macro_f1", "val_macro_auprc",
                          "val_challenge_score", "selection_value", "wall_time_s"]] = np.nan
     return trials, _epochs(rng, fold_id, trials, quality)
@@ -217,7 +217,7 @@ def _epochs(rng, fold_id: str, trials: pd.DataFrame, quality: np.ndarray) -> pd.
 def _importances(rng, fold_id: str, trials: pd.DataFrame) -> pd.DataFrame:
     params = [c[len("cfg."):] for c in trials.columns if c.startswith("cfg.")]
     weights = rng.dirichlet(np.linspace(3, 0.5, len(params)))
-    completed = trials[trials.status.isin(["completed", "early_stopped"])]
+    completed = trials[trials.status.isin(SCORED_STATUSES)]
     distinct = len(completed.drop_duplicates([f"cfg.{p}" for p in params]))
     return pd.DataFrame(dict(protocol="lodo", fold_id=fold_id, param=params, importance=weights,
                              n_distinct_trials=distinct))

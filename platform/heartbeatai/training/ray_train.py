@@ -44,8 +44,9 @@ def worker_cpus(available_cpus: float, workers: int, *, driver_cpu: float = DRIV
     return round(share, 4)
 
 
-def cluster_capacity() -> dict[str, float]:
-    """{"CPU": ..., "GPU": ...} of the connected Ray cluster (ray.init must have run)."""
+def cluster_totals() -> dict[str, float]:
+    """{"CPU": ..., "GPU": ...} in all of the connected Ray cluster now (ray.init must have run); the
+    study sizes trials from resources.cluster_capacity, the cluster at its largest."""
     import ray
 
     resources = ray.cluster_resources()
@@ -100,7 +101,7 @@ def fit_with_ray_train(
     from ray.train.torch import TorchConfig, TorchTrainer
 
     if cpus_per_worker is None:
-        cpus_per_worker = worker_cpus(cluster_capacity()["CPU"], workers)
+        cpus_per_worker = worker_cpus(cluster_totals()["CPU"], workers)
     resources = {"CPU": cpus_per_worker}
     if gpus_per_worker:
         resources["GPU"] = gpus_per_worker

@@ -73,7 +73,7 @@ def folds_file(dataset_dir: Path, protocol: str, fold_id: str) -> Path:
 def classes_with_positives(dataset, fold_id: str) -> list[str]:
     """The dataset's classes with at least one positive record in the fold's training split."""
     from heartbeatai.data.folds import fold_records, read_folds
-    from heartbeatai.config import fold_protocol
+    from heartbeatai.protocols import fold_protocol
 
     table, _ = read_folds(dataset.path, fold_protocol(fold_id))
     train = fold_records(table, fold_id)["train"]

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from heartbeatai.config import TrialConfig, fold_protocol
+from heartbeatai.config import TrialConfig
 from heartbeatai.metric_names import DEFAULT_SELECTION_METRIC, VALIDATION_METRICS
+from heartbeatai.protocols import fold_protocol
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import scipy.io
 from threadpoolctl import threadpool_limits
 
 from heartbeatai.data.synthetic.domains import (
-    CLASSES, SHIFT_KINDS, ST_CLASSES, DomainProfile, default_profiles, reference_profile, shifted,
+    SHIFT_KINDS, DomainProfile, default_profiles, drawn_classes, reference_profile, shifted,
 )
 from heartbeatai.data.synthetic.labels import ATRIAL_RHYTHM, ATRIAL_RHYTHM_CODE
 from heartbeatai.data.synthetic.record import SyntheticRecord, synthesize_record
@@ -62,11 +62,10 @@ class SyntheticSet:
         return [[c for c, on in zip(self.codes, row) if on] for row in matrix]
 
 
-def class_codes(include_st: bool = False) -> dict[str, str]:
+def drawn_class_codes(include_st: bool = False) -> dict[str, str]:
     """Abbreviation -> canonical code of every class the generator draws."""
     vocab = scored_vocabulary(include_st=include_st)
-    abbrs = CLASSES + (ST_CLASSES if include_st else ())
-    return {c.abbr: c.code for c in vocab.select(list(abbrs)).classes}
+    return {c.abbr: c.code for c in vocab.select(list(drawn_classes(include_st))).classes}
 
 
 def domain_profiles(domains: Sequence[str], shift: float, shift_kinds: Sequence[str] | None,
@@ -130,7 +129,7 @@ def generate(
     if n_records < 1:
         raise ValueError(f"n_records must be positive, got {n_records}")
     profiles = domain_profiles(domains, shift, shift_kinds, include_st)
-    codes = class_codes(include_st)
+    codes = drawn_class_codes(include_st)
     plan = _plan(n_records, list(domains))
     names, doms, signals, labels, header, ages, sexes = [], [], [], [], [], [], []
     for name, domain, record in _records(plan, profiles, fs, seconds, seed, workers):
@@ -210,7 +209,7 @@ def write_benchmark(
         raise ValueError(f"n_records must be positive, got {n_records}")
     out = Path(out_dir)
     profiles = domain_profiles(domains, shift, shift_kinds, include_st)
-    code_of = class_codes(include_st)
+    code_of = drawn_class_codes(include_st)
     for domain in domains:
         (out / domain).mkdir(parents=True, exist_ok=True)
     plan = _plan(n_records, list(domains))

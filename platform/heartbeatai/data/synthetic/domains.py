@@ -24,14 +24,19 @@ from importlib import resources
 import numpy as np
 
 from heartbeatai.ecg import PAPER_DOMAINS
-from heartbeatai.labels import scored_vocabulary
+from heartbeatai.labels import ST_CLASSES, scored_vocabulary
 
 SHIFT_KINDS = ("style", "prevalence", "label_noise")
 
 # Classes the generator draws: every scored class of 2021, in the vocabulary's order
 # (physiology in beats.py / rhythm.py, co-occurrence rules in labels.py).
 CLASSES = tuple(scored_vocabulary().abbrs)
-ST_CLASSES = ("STD", "STE")
+
+
+def drawn_classes(include_st: bool = False) -> tuple[str, ...]:
+    """The generator's classes, with CPSC's ST changes (labels.ST_CLASSES) when asked."""
+    return CLASSES + (tuple(ST_CLASSES) if include_st else ())
+
 
 # The paper's four domains are the defaults (and define the reference hospital);
 # ningbo is available as a fifth, the only source with PRWP.
@@ -87,8 +92,7 @@ def source_counts() -> dict[str, dict[str, int]]:
 @functools.lru_cache(maxsize=None)
 def source_prevalence(include_st: bool = False) -> dict[str, dict[str, float]]:
     """domain -> class -> prevalence: the source's count over its records."""
-    abbrs = CLASSES + (ST_CLASSES if include_st else ())
-    return {d: {a: counts[a] / counts["records"] for a in abbrs} for d, counts in source_counts().items()}
+    return {d: {a: counts[a] / counts["records"] for a in drawn_classes(include_st)} for d, counts in source_counts().items()}
 
 
 def default_profiles(include_st: bool = False) -> dict[str, DomainProfile]:
