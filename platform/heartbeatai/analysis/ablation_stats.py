@@ -1,134 +1,144 @@
-"""Paired comparisons of an arm against `full`: within each held-out domain, then across them.
+"""Paired comparisons of an arm against `full`, with one model of the noise (docs/analysis.md).
 
 The unit of replication is the held-out domain (DESIGN.md, Study): the seeds of one fold
-share its test records and its training data, so fold x seed pairs are not independent
-samples. Hence two levels:
+share its test records and training data. A fold's estimate is the seed-averaged paired
+difference d = mean_s(arm_s - full_s) on its test records, and it has two sources of noise:
 
-- Per fold, a paired bootstrap of the seed-averaged difference: records are resampled
-  jointly for both arms, and with at least 3 arm seeds the seeds are resampled too (by
-  index, jointly, seed s of the arm with seed s of `full`). That interval and its p-value
-  include seed variance. With fewer seeds the interval is conditional on the trained models
-  (seed variance cannot be estimated from two draws) and no p-value is given: a test that
-  ignores seed variance rejects a true null far more often than it says (0.17 at alpha 0.05
-  with 2 seeds in `python -m benchmarks statistics`).
-- Across folds, the count of domains where the arm is better or worse, and Benavoli et
-  al. (2017)'s Bayesian signed-rank test with a region of practical equivalence (baycomp):
-  P(arm better), P(equivalent), P(arm worse). A frequentist test across 4 domains cannot
-  reject at 0.05 (its smallest attainable two-sided p is 2 x 2^-4 = 0.125), so the table
-  shows that bound instead of a p-value unless the design can reach significance.
+- records: the record bootstrap's variance of d with the seeds held fixed (every replicate
+  reweights the records of both arms and all seeds alike, so it is a paired variance);
+- seeds: the spread of the per-seed differences, var_s(d_s) / S, which the records do not
+  show (a seed is a draw of the trained model).
+
+SE^2 = V_records + V_seeds, and the reference distribution is Student's t with the
+Welch-Satterthwaite degrees of freedom (the seed part's taken at its upper confidence bound,
+see `Estimate.df`), which run from S - 1 where the seeds dominate to many where the records
+do: with 3 seeds the normal approximation rejected a true null at 0.124-0.157 where seed
+noise was 4-8 times the record noise (issue 19); this t does not. With one seed there is no seed variance to estimate: the figure is conditional on
+the trained model and says so.
+
+Across the held-out domains, the fold estimates and their SEs go into a random-effects
+meta-analysis (Paule-Mandel tau^2, statsmodels), with the modified Knapp-Hartung variance
+(Roever, Knapp and Friede 2015: the HKSJ scale, never below 1) and t with k - 1 df: each
+domain's uncertainty is propagated, the between-domain variance is a random effect, and a
+few domains give the wide interval they should (Hartung-Knapp holds its level with 4
+studies where DerSimonian-Laird's normal interval does not).
+
+A comparison becomes a decision through one rule (decisions.py): claims (better, worse,
+equivalent beyond / within the region of practical equivalence) are one-sided t tests on
+these estimates, and Holm's procedure controls the family-wise error over each declared
+family. Everything here is analytic given the variances: the only Monte Carlo error is the
+bootstrap's in V_records, which decisions.py carries through.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from typing import Mapping
+from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy import stats
 
-MIN_SEEDS_FOR_SEED_VARIANCE = 3
-# The posterior's three outcomes, in the order baycomp gives them.
-OUTCOMES = ("better", "equivalent", "worse")
-
-
-def decide(posterior: Mapping[str, float | None], threshold: float) -> str:
-    """The decision rule applied to an across-fold posterior ({"p_better": ..., ...}): the
-    outcome whose probability reaches `threshold`, else "undecided". With a threshold above
-    0.5 at most one outcome can reach it."""
-    for outcome in OUTCOMES:
-        p = posterior.get(f"p_{outcome}")
-        if p is not None and p == p and p >= threshold:  # p == p: not nan
-            return outcome
-    return "undecided"
+# Below this many seeds per arm the seed variance is not estimated (one draw has no spread).
+MIN_SEEDS_FOR_SEED_VARIANCE = 2
+# Degrees of freedom of the record bootstrap's variance: large (hundreds of records), and
+# finite so that a variance of pure record noise still has a t reference.
+RECORD_DF = 1000.0
 
 
 @dataclass(frozen=True)
-class FoldComparison:
-    difference: float  # seed-averaged arm - full on the fold's test records (higher = arm better)
-    low: float
-    high: float
-    p_value: float | None  # two-sided bootstrap p; None when the interval is conditional
-    conditional: bool  # True: seeds were not resampled (fewer than 3), models taken as fixed
+class Estimate:
+    """One paired difference (arm - full, oriented so that positive = arm better) and its noise."""
+
+    difference: float
+    record_variance: float  # of the difference, seeds held fixed
+    seed_variance: float  # var_s(d_s) / S; 0 where not estimated
+    seed_df: float  # S - 1
+    conditional: bool  # True: fewer than MIN_SEEDS_FOR_SEED_VARIANCE seeds, models taken as fixed
     n_seeds: int
+    tau2: float = float("nan")  # between-domain variance (across-domain estimates only)
+    n_domains: int = 1
+    # The HKSJ scale of an across-domain estimate; its variance is the record-and-seed one times this.
+    scale: float = 1.0
+
+    @property
+    def se(self) -> float:
+        return float(np.sqrt(max(self.record_variance + self.seed_variance, 0.0) * self.scale))
+
+    @property
+    def df(self) -> float:
+        if self.n_domains > 1:
+            return float(self.n_domains - 1)
+        # Welch-Satterthwaite, (a + b)^2 / (a^2 / df_a + b^2 / df_b), with the seed variance at
+        # its upper 90% confidence bound: with 2-3 seeds an estimate that happens to be small
+        # otherwise buys many df exactly when the SE is too small (coverage 0.87 at 2 seeds and
+        # seed noise 4x the records'; with the bound, 0.95-0.99 over 2-5 seeds and ratios 0.5-8,
+        # tests/test_ablation_tests.py).
+        a, b = self.record_variance, self.seed_variance
+        if self.seed_df > 0:
+            b = b * self.seed_df / stats.chi2.ppf(0.10, self.seed_df)
+        denominator = a * a / RECORD_DF + (b * b / self.seed_df if self.seed_df > 0 else 0.0)
+        return float((a + b) ** 2 / denominator) if denominator > 0 else RECORD_DF
+
+    def interval(self, level: float = 0.95) -> tuple[float, float]:
+        if not (np.isfinite(self.difference) and self.se > 0):
+            return float("nan"), float("nan")
+        half = stats.t.ppf(0.5 + level / 2, self.df) * self.se
+        return self.difference - half, self.difference + half
+
+    def p_value(self) -> float:
+        """Two-sided p of no difference."""
+        if not (np.isfinite(self.difference) and self.se > 0):
+            return float("nan")
+        return float(2 * stats.t.sf(abs(self.difference) / self.se, self.df))
+
+    def confidence(self, rope: float) -> dict[str, float]:
+        """P(better), P(equivalent), P(worse) under the t confidence distribution of the
+        difference (the posterior under a flat prior): beyond +rope, within, beyond -rope."""
+        if not (np.isfinite(self.difference) and self.se > 0):
+            return {"p_better": float("nan"), "p_equivalent": float("nan"), "p_worse": float("nan")}
+        better = float(stats.t.sf((rope - self.difference) / self.se, self.df))
+        worse = float(stats.t.cdf((-rope - self.difference) / self.se, self.df))
+        return {"p_better": better, "p_equivalent": max(0.0, 1.0 - better - worse), "p_worse": worse}
+
+    def with_record_variance_scaled(self, factor: float) -> "Estimate":
+        return replace(self, record_variance=self.record_variance * factor)
 
 
-def fold_comparison(full: np.ndarray, arm: np.ndarray, seed_draws: np.ndarray | None,
-                    level: float = 0.95) -> FoldComparison:
-    """Paired bootstrap of one fold from per-replicate metrics.
+def fold_estimate(full: np.ndarray, arm: np.ndarray) -> Estimate:
+    """One fold's paired estimate from per-replicate metrics.
 
     `full` and `arm` are (B + 1, S) metric values of each seed's run under record weights,
-    row 0 the unweighted point estimate (oriented so that higher is better). `seed_draws`
-    are (B, S) seed indices per replicate, or None to keep the seeds fixed.
+    row 0 the unweighted point estimate, oriented so that higher is better; seed s of the
+    arm pairs with seed s of full, and every replicate weights the records alike for all.
     """
     n_seeds = full.shape[1]
-    point = float(arm[0].mean() - full[0].mean())
-    arm_b, full_b = arm[1:], full[1:]
-    resample_seeds = seed_draws is not None and n_seeds >= MIN_SEEDS_FOR_SEED_VARIANCE
-    if resample_seeds:
-        # Resampling S seeds with replacement spreads their mean by (S - 1)/S of its true
-        # variance; widening each draw's seed deviation by sqrt(S / (S - 1)) restores it
-        # (the usual small-sample correction of a bootstrap of means), so 3 seeds do not
-        # understate the seed variance by a third.
-        rows = np.arange(len(arm_b))[:, None]
-        per_seed = arm_b - full_b
-        centre = per_seed.mean(axis=1)
-        drawn = per_seed[rows, seed_draws].mean(axis=1)
-        replicates = centre + np.sqrt(n_seeds / (n_seeds - 1)) * (drawn - centre)
-    else:
-        replicates = arm_b.mean(axis=1) - full_b.mean(axis=1)
+    per_seed = arm[0] - full[0]
+    difference = float(per_seed.mean())
+    replicates = (arm[1:] - full[1:]).mean(axis=1)
     replicates = replicates[np.isfinite(replicates)]
-    if len(replicates) == 0 or not np.isfinite(point):
-        return FoldComparison(point, np.nan, np.nan, None, not resample_seeds, n_seeds)
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(replicates, [tail, 100 - tail])
-    p_value = None
-    if resample_seeds:
-        # Two-sided percentile-bootstrap p (the level at which the interval touches 0), with
-        # the +1 that keeps it a valid p-value: never below 2 / (B + 1).
-        below, above = np.sum(replicates <= 0), np.sum(replicates >= 0)
-        p_value = float(min(1.0, 2 * (1 + min(below, above)) / (len(replicates) + 1)))
-    return FoldComparison(point, float(low), float(high), p_value, not resample_seeds, n_seeds)
+    record_variance = float(np.var(replicates, ddof=1)) if len(replicates) > 1 else float("nan")
+    conditional = n_seeds < MIN_SEEDS_FOR_SEED_VARIANCE
+    seed_variance = 0.0 if conditional else float(np.var(per_seed, ddof=1) / n_seeds)
+    return Estimate(difference, record_variance, seed_variance, float(n_seeds - 1), conditional, n_seeds)
 
 
-def minimum_attainable_p(n_folds: int) -> float:
-    """Smallest two-sided p of an exact sign or signed-rank test on n folds: 2 x 2^-n."""
-    return float(min(1.0, 2.0 * 2.0 ** -n_folds))
+def across_domains(folds: list[Estimate]) -> Estimate:
+    """Random-effects pooling of the folds' estimates (Paule-Mandel, modified Knapp-Hartung)."""
+    from statsmodels.stats.meta_analysis import combine_effects
 
-
-@dataclass(frozen=True)
-class AcrossFolds:
-    n_folds: int
-    n_better: int
-    n_worse: int
-    mean_difference: float
-    p_better: float | None
-    p_equivalent: float | None
-    p_worse: float | None
-    rope: float
-    min_attainable_p: float
-    wilcoxon_p: float | None  # only where min_attainable_p < alpha: otherwise it can never reject
-
-
-def across_folds(differences: np.ndarray, rope: float, seed: int, alpha: float = 0.05,
-                 samples: int = 50000) -> AcrossFolds:
-    """Sign counts and the Bayesian signed-rank posterior over per-fold differences (arm - full)."""
-    # Imported here: the dashboard imports this module for `decide` and starts fast.
-    from baycomp import SignedRankTest
-    from scipy.stats import wilcoxon
-
-    d = np.asarray(differences, dtype=float)
-    d = d[np.isfinite(d)]
-    n = len(d)
-    floor = minimum_attainable_p(n)
-    p_better = p_equivalent = p_worse = None
-    if n >= 2:
-        probabilities = SignedRankTest.probs(d, np.zeros(n), rope=rope, nsamples=samples, random_state=seed)
-        if rope > 0:
-            p_better, p_equivalent, p_worse = (float(p) for p in probabilities)
-        else:  # baycomp returns (first better, second better) without a rope
-            (p_better, p_worse), p_equivalent = (float(p) for p in probabilities), 0.0
-    wilcoxon_p = None
-    if n >= 1 and floor < alpha and np.any(d != 0):
-        wilcoxon_p = float(wilcoxon(d, alternative="two-sided", method="auto").pvalue)
-    return AcrossFolds(n, int(np.sum(d > 0)), int(np.sum(d < 0)), float(d.mean()) if n else np.nan,
-                       p_better, p_equivalent, p_worse, rope, floor, wilcoxon_p)
+    usable = [f for f in folds if np.isfinite(f.difference) and f.se > 0]
+    k = len(usable)
+    n_seeds = min((f.n_seeds for f in folds), default=0)
+    conditional = any(f.conditional for f in folds)
+    if k == 0:
+        return Estimate(float("nan"), float("nan"), 0.0, 0.0, conditional, n_seeds, n_domains=0)
+    effects = np.array([f.difference for f in usable])
+    variances = np.array([f.se ** 2 for f in usable])
+    if k == 1:
+        only = usable[0]
+        return replace(only, n_domains=1)
+    result = combine_effects(effects, variances, method_re="iterated", use_t=True)
+    variance = float(result.var_eff_w_re)
+    # The modified HKSJ: the scale may not shrink the interval below the plain random-effects one.
+    scale = max(1.0, float(result.scale_hksj_re))
+    return Estimate(float(result.mean_effect_re), variance, 0.0, 0.0, conditional, n_seeds,
+                    tau2=float(result.tau2), n_domains=k, scale=scale)

@@ -1,31 +1,32 @@
 """The ablation_tests table from the stored predictions of every arm's runs (docs/analysis.md).
 
 Per protocol with arms, per tested metric, per arm against `full`: one row per held-out
-domain (scope "fold": the paired bootstrap of ablation_stats.fold_comparison) and one row
-across them (scope "across": sign counts and the Bayesian signed-rank posterior). Holm's
-correction runs over the per-fold p-values of one metric, the family being the ablation
-arms x held-out domains; the baseline and the prevalence floor are reference rows outside
-the family. Only the runs' test predictions and deployed thresholds are read.
+domain (scope "fold": ablation_stats.fold_estimate, records and seeds) and one row across
+them (scope "across": the random-effects pooling of the fold estimates). Each row makes at
+most one claim, decided by Holm over its declared family with a Monte Carlo band
+(decisions.py). Only the runs' test predictions, deployed thresholds and (to tell an arm
+identical to `full`) the trials' configurations are read.
 """
 
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import pandas as pd
-from statsmodels.stats.multitest import multipletests
 
-from heartbeatai.analysis.ablation_stats import (
-    MIN_SEEDS_FOR_SEED_VARIANCE, FoldComparison, across_folds, decide, fold_comparison, minimum_attainable_p,
+from heartbeatai.analysis.ablation_stats import Estimate, across_domains, fold_estimate
+from heartbeatai.analysis.decisions import (
+    CLAIMS, CONFIRMATORY, EXPLORATORY, IDENTICAL, claim_of, decide, holm, mc_variance_factor,
 )
 from heartbeatai.analysis.evaluation import prediction_classes, run_predictions
 from heartbeatai.analysis.weighted_metrics import bootstrap_counts
 from heartbeatai.arms import FULL, SEARCH, canonical_arm, is_reference
 from heartbeatai.metric_names import metric_mode
 from heartbeatai.metrics import weighted_class_metrics
+from heartbeatai.protocols import LODO
 from heartbeatai.results.schema import ACROSS_FOLDS
 
 # Metrics the arms are compared on: weighted metrics the bootstrap can recompute per replicate.
@@ -39,19 +40,31 @@ class ComparisonSettings:
     seed: int
     rope: float
     decision_probability: float
-    alpha: float = 0.05
-    # baycomp draws the posterior by Monte Carlo (in Python): 50,000 draws put P(.) within
-    # about 0.002; a test can ask for fewer.
-    posterior_samples: int = 50_000
+    # The test-set counterpart of the study's selection metric: its across-domain comparisons
+    # in LODO are the confirmatory family.
+    primary_metric: str = "macro_auroc"
+
+
+@dataclass
+class _Comparison:
+    """One row's estimate, recomputable with the record variances scaled (the Monte Carlo band)."""
+
+    row: dict
+    folds: list[Estimate] = field(default_factory=list)  # the fold estimates it pools (across rows)
+
+    def estimate(self, factor: float) -> Estimate:
+        scaled = [f.with_record_variance_scaled(factor) for f in self.folds]
+        return across_domains(scaled) if self.row["scope"] == "across" else scaled[0]
 
 
 def ablation_test_rows(predictions: pd.DataFrame, class_metrics: pd.DataFrame, study: str,
-                       settings: ComparisonSettings, progress: Callable[[str], None] = lambda _: None) -> pd.DataFrame:
+                       settings: ComparisonSettings, progress: Callable[[str], None] = lambda _: None,
+                       trials: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every row of ablation_tests for `study` (arm runs only: selection "val", arms not `search`)."""
     runs = predictions[(predictions["split"] == "test") & (predictions["selection"] == "val")
                        & (predictions["arm"] != SEARCH)]
     thresholds = class_metrics[(class_metrics["label_set"] == "noisy") & (class_metrics["selection"] == "val")]
-    rows = []
+    comparisons: list[_Comparison] = []
     for protocol, in_protocol in runs.groupby("protocol", sort=True):
         arms = [a for a in dict.fromkeys(map(canonical_arm, in_protocol["arm"])) if a != FULL]
         if not arms or FULL not in set(in_protocol["arm"]):
@@ -60,10 +73,12 @@ def ablation_test_rows(predictions: pd.DataFrame, class_metrics: pd.DataFrame, s
         progress(f"ablation tests: {protocol}, {len(arms)} arm(s) x {len(folds)} fold(s)")
         per_fold = {fold: _fold_values(in_protocol[in_protocol["fold_id"] == fold], thresholds, settings, fold)
                     for fold in folds}
+        identical = _identical_to_full(trials, protocol, folds, arms)
         for metric in TESTED_METRICS:
-            rows += _metric_rows(study, protocol, metric, arms, folds, per_fold, settings)
-    frame = pd.DataFrame(rows)
-    return _with_holm(frame) if not frame.empty else frame
+            comparisons += _metric_comparisons(study, protocol, metric, arms, folds, per_fold, identical, settings)
+    if not comparisons:
+        return pd.DataFrame()
+    return _decided(comparisons, settings)
 
 
 def _fold_values(fold_runs: pd.DataFrame, thresholds: pd.DataFrame, settings: ComparisonSettings, fold: str) -> dict:
@@ -87,12 +102,34 @@ def _fold_values(fold_runs: pd.DataFrame, thresholds: pd.DataFrame, settings: Co
     return values
 
 
-def _metric_rows(study, protocol, metric, arms, folds, per_fold, settings) -> list[dict]:
+def _identical_to_full(trials: pd.DataFrame | None, protocol: str, folds: list[str], arms: list[str]) -> set:
+    """(fold, arm) pairs whose runs trained `full`'s resolved configuration (seed aside): the
+    arm's override was already the fold's selection (loss-bce where the search chose BCE)."""
+    if trials is None or trials.empty:
+        return set()
+    runs = trials[(trials["protocol"] == protocol) & (trials["selection"] == "val")].drop_duplicates(
+        "trial_id", keep="last")
+    columns = [c for c in runs.columns if c.startswith("cfg.") and c != "cfg.seed"]
+    identical = set()
+    for fold in folds:
+        in_fold = runs[runs["fold_id"] == fold]
+        configs = {arm: {tuple(map(_comparable, row)) for row in in_fold.loc[in_fold["arm"].map(canonical_arm) == arm,
+                                                                              columns].itertuples(index=False)}
+                   for arm in [FULL, *arms]}
+        identical |= {(fold, arm) for arm in arms if configs[arm] and configs[arm] == configs[FULL]}
+    return identical
+
+
+def _comparable(value):
+    return None if not isinstance(value, (list, str)) and pd.isna(value) else value
+
+
+def _metric_comparisons(study, protocol, metric, arms, folds, per_fold, identical, settings) -> list[_Comparison]:
     sign = 1.0 if metric_mode(metric) == "max" else -1.0  # differences oriented: positive = arm better
-    rows = []
+    out = []
     for arm in arms:
-        differences = []
         base = {"study": study, "protocol": protocol, "metric": metric, "arm": arm, "reference": is_reference(arm)}
+        fold_estimates = []
         for fold in folds:
             values = per_fold[fold]
             # Seed s of the arm pairs with seed s of full (the floor is written at every arm seed).
@@ -101,49 +138,81 @@ def _metric_rows(study, protocol, metric, arms, folds, per_fold, settings) -> li
                 continue
             full = np.stack([values[FULL][s][metric] for s in seeds], axis=1) * sign
             arm_values = np.stack([values[arm][s][metric] for s in seeds], axis=1) * sign
-            rng = np.random.default_rng([settings.seed, zlib.crc32(f"{fold}|{arm}|{metric}".encode())])
-            draws = rng.integers(0, len(seeds), size=(full.shape[0] - 1, len(seeds)))
-            comparison = fold_comparison(full, arm_values, draws)
-            differences.append(comparison.difference)
-            rows.append({**base, "scope": "fold", "fold_id": fold, "n_folds": 1, "n_seeds": len(seeds),
-                         "n_records": int(values["_n_records"]), "mean_full": float(full[0].mean() * sign),
-                         "mean_arm": float(arm_values[0].mean() * sign), **_fold_columns(comparison, settings.n_boot)})
-        if differences:
-            posterior = across_folds(np.array(differences), settings.rope, seed=settings.seed, alpha=settings.alpha,
-                                     samples=settings.posterior_samples)
-            rows.append({
-                **base, "scope": "across", "fold_id": ACROSS_FOLDS, "n_folds": posterior.n_folds,
-                "diff": posterior.mean_difference, "n_better": posterior.n_better, "n_worse": posterior.n_worse,
-                "p_better": posterior.p_better, "p_equivalent": posterior.p_equivalent, "p_worse": posterior.p_worse,
-                "rope": settings.rope, "min_attainable_p": posterior.min_attainable_p, "p_value": posterior.wilcoxon_p,
-                "decision": decide({"p_better": posterior.p_better, "p_equivalent": posterior.p_equivalent,
-                                    "p_worse": posterior.p_worse}, settings.decision_probability),
-                "method": "Bayesian signed-rank (Benavoli et al. 2017, baycomp) over held-out domains; "
-                          + ("Wilcoxon signed-rank p" if posterior.wilcoxon_p is not None else
-                             f"no frequentist p: {posterior.n_folds} domains cannot reach p < "
-                             f"{minimum_attainable_p(posterior.n_folds):.3g}"),
-            })
-    return rows
+            estimate = fold_estimate(full, arm_values)
+            same = (fold, arm) in identical
+            if not same:
+                fold_estimates.append(estimate)
+            out.append(_Comparison({
+                **base, "scope": "fold", "fold_id": fold, "n_folds": 1, "n_seeds": len(seeds),
+                "n_records": int(values["_n_records"]), "mean_full": float(full[0].mean() * sign),
+                "mean_arm": float(arm_values[0].mean() * sign), "identical": same,
+                "family": EXPLORATORY, "method": _fold_method(estimate)}, [estimate]))
+        if fold_estimates:
+            differences = np.array([f.difference for f in fold_estimates])
+            confirmatory = protocol == LODO and metric == settings.primary_metric
+            out.append(_Comparison({
+                **base, "scope": "across", "fold_id": ACROSS_FOLDS, "n_folds": len(fold_estimates),
+                "n_seeds": min(f.n_seeds for f in fold_estimates), "identical": False,
+                "n_better": int(np.sum(differences > 0)), "n_worse": int(np.sum(differences < 0)),
+                "family": CONFIRMATORY if confirmatory else EXPLORATORY,
+                "method": ("random-effects meta-analysis of the domains' estimates (Paule-Mandel tau^2, "
+                           "modified Knapp-Hartung, t with k - 1 df)"
+                           + (f"; {len(folds) - len(fold_estimates)} domain(s) where the arm is full left out"
+                              if len(fold_estimates) < len(folds) else ""))},
+                fold_estimates))
+    return out
 
 
-def _fold_columns(comparison: FoldComparison, n_boot: int) -> dict:
-    if comparison.conditional:
-        method = (f"paired bootstrap over test records, conditional on the trained models "
-                  f"({comparison.n_seeds} seed(s): seed variance needs >= {MIN_SEEDS_FOR_SEED_VARIANCE})")
-    else:
-        method = "paired bootstrap over test records and seeds (jointly for both arms)"
-    return {"diff": comparison.difference, "diff_lo": comparison.low, "diff_hi": comparison.high,
-            "conditional": comparison.conditional, "p_value": comparison.p_value, "method": method,
-            # The bootstrap p counts replicates: never below 2 / (B + 1).
-            "min_attainable_p": None if comparison.conditional else 2 / (n_boot + 1)}
+def _fold_method(estimate: Estimate) -> str:
+    if estimate.conditional:
+        return (f"paired bootstrap over test records, conditional on the trained model ({estimate.n_seeds} seed: "
+                "seed variance needs two); t reference")
+    return (f"paired bootstrap over test records + seed variance over {estimate.n_seeds} seeds; "
+            "t with Welch-Satterthwaite df")
 
 
-def _with_holm(frame: pd.DataFrame) -> pd.DataFrame:
-    """Holm over the per-fold p-values of each protocol x metric, ablations only."""
-    frame = frame.copy()
-    frame["p_holm"] = np.nan
-    family = (frame["scope"] == "fold") & ~frame["reference"].astype(bool) & frame["p_value"].notna()
-    for _, index in frame[family].groupby(["protocol", "metric"]).groups.items():
-        adjusted = multipletests(frame.loc[index, "p_value"].to_numpy(dtype=float), method="holm")[1]
-        frame.loc[index, "p_holm"] = adjusted
-    return frame
+def _decided(comparisons: list[_Comparison], settings: ComparisonSettings) -> pd.DataFrame:
+    """The rows with their estimates, claims and family-wise decisions (decisions.py)."""
+    band = mc_variance_factor(settings.n_boot)
+    factors = {"p_holm": 1.0, "p_holm_low": 1.0 - band, "p_holm_high": 1.0 + band}
+    rows = []
+    for comparison in comparisons:
+        estimate = comparison.estimate(1.0)
+        low, high = estimate.interval()
+        claim, p_claim = claim_of(estimate, settings.rope)
+        row = {**comparison.row, "diff": estimate.difference, "diff_lo": low, "diff_hi": high, "se": estimate.se,
+               "df": estimate.df, "tau2": estimate.tau2, "conditional": estimate.conditional,
+               "p_value": estimate.p_value(), **estimate.confidence(settings.rope), "rope": settings.rope,
+               "claim": IDENTICAL if _row_identical(comparison) else claim, "p_claim": p_claim}
+        for column, factor in factors.items():
+            row[f"_p_{column}"] = _claim_p(comparison.estimate(factor), settings.rope, claim)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    for column in factors:
+        frame[column] = np.nan
+    in_family = frame["claim"].isin(CLAIMS)
+    for _, index in frame[in_family].groupby("family").groups.items():
+        for column in factors:
+            frame.loc[index, column] = holm(frame.loc[index, f"_p_{column}"].to_numpy(dtype=float))
+    # Pooled across domains, the adjusted p need not be monotone in the record variance (tau^2
+    # and the Knapp-Hartung scale move with it): the band is the range over the three.
+    ends = frame[list(factors)].to_numpy(dtype=float)
+    finite = np.isfinite(ends).all(axis=1)
+    frame.loc[finite, "p_holm_low"] = ends[finite].min(axis=1)
+    frame.loc[finite, "p_holm_high"] = ends[finite].max(axis=1)
+    frame["decision"] = [decide(row, settings.decision_probability) for row in frame.to_dict("records")]
+    return frame.drop(columns=[f"_p_{column}" for column in factors])
+
+
+def _row_identical(comparison: _Comparison) -> bool:
+    return bool(comparison.row.get("identical"))
+
+
+def _claim_p(estimate: Estimate, rope: float, claim: str) -> float:
+    """The p-value of `claim` (fixed at the point estimate's choice) under another variance."""
+    confidence = estimate.confidence(rope)
+    if claim == "equivalent":
+        return 1.0 - confidence["p_equivalent"]
+    if claim in ("better", "worse"):
+        return min(1.0, 2.0 * (1.0 - confidence[f"p_{claim}"]))
+    return float("nan")

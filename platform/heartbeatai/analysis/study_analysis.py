@@ -42,6 +42,7 @@ class AnalysisSettings:
     rope: float
     decision_probability: float
     min_positives: int
+    primary_metric: str = "macro_auroc"  # the selection metric's test-set counterpart: the confirmatory family
 
 
 def analyse_study(study_dir: str | Path, settings: AnalysisSettings, progress: Progress = print) -> dict[str, int]:
@@ -66,15 +67,17 @@ def analyse_study(study_dir: str | Path, settings: AnalysisSettings, progress: P
         written[table] = len(evaluated[table])
     class_metrics = evaluated["class_metrics"]
 
+    trials = store.read(study, "trials")
     tests = ablation_test_rows(predictions, class_metrics, study,
                                ComparisonSettings(settings.n_boot, settings.seed, settings.rope,
-                                            settings.decision_probability), progress)
+                                                  settings.decision_probability, settings.primary_metric),
+                               progress, trials=trials)
     writer.replace("ablation_tests", tests, where={"study": study})
     written["ablation_tests"] = len(tests)
     progress(f"ablation tests: {len(tests)} rows")
 
     cells: list = []
-    degradation = degradation_rows(predictions, class_metrics, store.read(study, "trials"), study,
+    degradation = degradation_rows(predictions, class_metrics, trials, study,
                                    n_boot=settings.n_boot, seed=settings.seed, min_positives=settings.min_positives,
                                    progress=progress, cells=cells)
     writer.replace("degradation", degradation, where={"study": study})

@@ -25,7 +25,7 @@ from heartbeatai.protocols import INTRA, PROTOCOLS, REFERENCE
 
 # 2: predictions of the validation split beside the test split; class intervals with their
 # reliability and threshold fallback; the analysis' ablation_tests and degradation tables.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 
@@ -71,7 +71,12 @@ DEGRADATION_PARTS = {
 REFERENCE_KINDS = {REFERENCE: "matched-size reference", INTRA: "intra-source folds"}
 TEST_SCOPES = ("fold", "across")
 ACROSS_FOLDS = "all"
-DECISIONS = ("better", "worse", "equivalent", "undecided")
+# A comparison's claim, and the decision Holm makes of it (analysis/decisions.py): a claim
+# whose adjusted p straddles alpha across the bootstrap's Monte Carlo band is "at the
+# threshold"; an arm identical to full on a fold is no comparison.
+CLAIMS = ("better", "worse", "equivalent", "identical", "undecided")
+DECISIONS = ("better", "worse", "equivalent", "undecided", "at the threshold", "identical")
+FAMILIES = ("confirmatory", "exploratory")
 
 CONSENSUS_FOLD = "consensus"
 
@@ -236,13 +241,15 @@ TABLES: dict[str, Table] = {
             "ablation_tests",
             {"study": _S, "protocol": _S, "metric": _S, "arm": _S, "scope": _S, "fold_id": _S,
              "reference": _B, "n_folds": _I, "n_seeds": _I, "n_records": _I,
-             "mean_full": _F, "mean_arm": _F, **_with_interval("diff"), "conditional": _B,
-             "p_value": _F, "p_holm": _F, "min_attainable_p": _F,
-             "n_better": _I, "n_worse": _I, "p_better": _F, "p_equivalent": _F, "p_worse": _F,
-             "rope": _F, "decision": _S, "method": _S},
+             "mean_full": _F, "mean_arm": _F, **_with_interval("diff"), "se": _F, "df": _F, "tau2": _F,
+             "conditional": _B, "identical": _B, "p_value": _F,
+             "n_better": _I, "n_worse": _I, "p_better": _F, "p_equivalent": _F, "p_worse": _F, "rope": _F,
+             "family": _S, "claim": _S, "p_claim": _F, "p_holm": _F, "p_holm_low": _F, "p_holm_high": _F,
+             "decision": _S, "method": _S},
             identity=("study", "protocol", "metric", "arm", "scope", "fold_id"),
             required=("study", "protocol", "metric", "arm", "scope", "fold_id"),
-            allowed={"protocol": PROTOCOLS, "scope": TEST_SCOPES, "decision": DECISIONS},
+            allowed={"protocol": PROTOCOLS, "scope": TEST_SCOPES, "decision": DECISIONS, "claim": CLAIMS,
+                     "family": FAMILIES},
         ),
     )
 }

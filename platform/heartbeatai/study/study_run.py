@@ -161,8 +161,10 @@ def analyse(config: StudyConfig, paths: StudyPaths, journal: StageJournal, progr
 def analysis_settings(config: StudyConfig, *, bootstrap: int | None = None, seed: int | None = None):
     """The analysis settings of a study config, with the command line's overrides."""
     from heartbeatai.analysis.study_analysis import AnalysisSettings
+    from heartbeatai.metric_names import fold_metric_of
 
     analysis = config.analysis
     return AnalysisSettings(n_boot=bootstrap or analysis.bootstrap, seed=analysis.seed if seed is None else seed,
                             rope=analysis.rope, decision_probability=analysis.decision_probability,
-                            min_positives=analysis.min_positives)
+                            min_positives=analysis.min_positives,
+                            primary_metric=fold_metric_of(config.selection.metric) or "macro_auroc")
