@@ -1,5 +1,5 @@
-"""Figures of the Ablations view: each arm's test metric per held-out domain, and the arms'
-effects on the rare classes.
+"""Figures of the Ablations view: each arm's paired difference from full per held-out domain and
+across them, and the arms' effects on the rare classes.
 
 The held-out domain is the unit of replication (docs/analysis.md, Ablation tests): seeds of
 one fold share its test records and training data, so every summary over folds averages
@@ -11,45 +11,47 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from scipy import stats
 
 from heartbeatai.dashboard.figures import LAYOUT, UNRELIABLE_GREY, count_label, is_reliable, message_figure
 
 OVERALL = "overall"
 
 
-def _t_interval(values: np.ndarray) -> tuple[float, float, float]:
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return np.nan, np.nan, np.nan
-    mean = float(np.mean(values))
-    if len(values) < 2 or np.ptp(values) == 0:  # one domain, or a deterministic floor: no spread to show
-        return mean, mean, mean
-    low, high = stats.t.interval(0.95, len(values) - 1, loc=mean, scale=stats.sem(values))
-    return mean, float(low), float(high)
-
-
-def ablation_figure(rows: pd.DataFrame, arms: list[str], metric: str) -> go.Figure:
-    """Per arm, the test metric per held-out domain (seeds averaged, with the mean of their
-    intervals) and overall: the mean of the domains with a t-interval over domains."""
-    if rows.empty:
-        return message_figure(f"no test results for {metric}")
-    folds = sorted(rows["fold_id"].unique())
+def difference_figure(tests: pd.DataFrame, arms: list[str], metric: str) -> go.Figure:
+    """Per arm, the paired difference arm − full per held-out domain and across them, each with
+    the 95% interval the ablation_tests table holds for exactly that difference (records and
+    seeds per domain; the random-effects pooling across domains), and the ROPE as a band."""
+    if tests.empty:
+        return message_figure(f"no paired tests for {metric} yet: `heartbeatai study analyse` writes them")
+    folds = sorted(tests.loc[tests["scope"] == "fold", "fold_id"].unique())
+    order = folds + [OVERALL]
     figure = go.Figure(layout=LAYOUT)
-    for arm in [a for a in arms if a in set(rows["arm"])]:
-        runs = rows[rows["arm"] == arm]
-        per_fold = runs.groupby("fold_id")[["value", "ci_low", "ci_high"]].mean().reindex(folds)
-        mean, low, high = _t_interval(per_fold["value"].to_numpy(float))
-        values = np.append(per_fold["value"].to_numpy(), mean)
+    for arm in [a for a in arms if a in set(tests["arm"])]:
+        rows = tests[tests["arm"] == arm].assign(
+            x=lambda f: np.where(f["scope"] == "across", OVERALL, f["fold_id"])).set_index("x").reindex(order)
+        identical = rows["identical"].fillna(False).astype(bool).to_numpy() if "identical" in rows else np.zeros(len(rows), bool)
         figure.add_scatter(
-            x=folds + [OVERALL], y=values, mode="markers", name=arm,
-            error_y=dict(type="data", symmetric=False, array=np.append(per_fold["ci_high"] - per_fold["value"], high - mean),
-                         arrayminus=np.append(per_fold["value"] - per_fold["ci_low"], mean - low)),
+            x=order, y=rows["diff"], mode="markers", name=arm,
+            customdata=np.stack([rows["diff_lo"], rows["diff_hi"], np.where(identical, "identical to full", "")], axis=1),
+            hovertemplate=f"{arm}, %{{x}}: %{{y:+.4f}} [%{{customdata[0]:+.4f}}, %{{customdata[1]:+.4f}}] %{{customdata[2]}}"
+                          "<extra></extra>",
+            error_y=dict(type="data", symmetric=False, array=rows["diff_hi"] - rows["diff"],
+                         arrayminus=rows["diff"] - rows["diff_lo"]),
         )
+    rope = tests["rope"].dropna()
+    if len(rope):
+        figure.add_hrect(y0=-float(rope.iloc[0]), y1=float(rope.iloc[0]), fillcolor="#9e9e9e", opacity=0.15,
+                         line_width=0, annotation_text="ROPE", annotation_position="top left")
+    figure.add_hline(y=0, line_color="#616161", line_width=1)
+    # Axes scaled to the differences and their intervals, not to the metric's range.
+    ends = pd.concat([tests["diff_lo"], tests["diff_hi"], tests["diff"]]).dropna()
+    if len(ends):
+        pad = 0.1 * max(float(ends.max() - ends.min()), 1e-3)
+        figure.update_yaxes(range=[float(ends.min()) - pad, float(ends.max()) + pad])
     return figure.update_layout(
-        title=f"Test {metric.replace('_', ' ')} per arm: held-out domains (seeds averaged) and overall "
-              "(mean of the domains, t-interval over domains)",
-        scattermode="group", yaxis_title=metric.replace("_", " "), height=420)
+        title=f"Paired difference in test {metric.replace('_', ' ')}, arm − full (positive: arm better); 95% interval "
+              "per held-out domain (records and seeds) and across them (random effects, Knapp-Hartung)",
+        scattermode="group", yaxis_title=f"Δ {metric.replace('_', ' ')}", height=420)
 
 
 def rare_class_effects_figure(rows: pd.DataFrame, metric: str, rare: list[str], reference_arm: str = "full") -> go.Figure:
@@ -94,7 +96,7 @@ def rare_class_effects_figure(rows: pd.DataFrame, metric: str, rare: list[str], 
     )
     return figure.update_layout(
         title=f"Per-class effect on rare classes ({metric}, arm − {reference_arm}; rarest left; "
-              "grey: too few test positives to read)",
+              "grey: too few test positives to read). Point differences, descriptive: no interval, no decision",
         xaxis=dict(tickmode="array", tickvals=classes, ticktext=ticks), height=180 + 26 * len(diffs.index),
         meta={"greyed": [c for c, ok in zip(classes, readable) if not ok]},
     )

@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from heartbeatai.analysis.decisions import decide
+
 from heartbeatai.arms import DEFAULT_ARMS, SEARCH, is_reference
 from heartbeatai.metric_names import FOLD_METRICS
 from heartbeatai.results import ResultsStore, schema
@@ -59,7 +61,7 @@ def three_seed_store(tmp_path_factory):
 
 
 def test_the_fake_writes_the_current_schema_version(store):
-    assert store.schema_version("demo") == schema.SCHEMA_VERSION == 2
+    assert store.schema_version("demo") == schema.SCHEMA_VERSION == 3
 
 
 def test_predictions_hold_the_held_out_test_records_and_the_training_domains_validation_records(store):
@@ -139,49 +141,38 @@ def test_differences_are_oriented_so_that_positive_means_the_arm_is_better(store
     assert brier["diff"] == pytest.approx(brier["mean_full"] - brier["mean_arm"])
 
 
-def test_with_two_seeds_fold_intervals_are_conditional_and_carry_no_p(store):
+def test_fold_rows_carry_an_interval_of_their_difference_and_one_claim(store):
     folds = store.read("demo", "ablation_tests", filters={"scope": "fold"})
-
-    assert folds["conditional"].all()
-    assert folds["p_value"].isna().all() and folds["p_holm"].isna().all()
-
-
-def test_with_three_seeds_holm_runs_over_the_ablation_arms_and_domains_only(three_seed_store):
-    folds = three_seed_store.read("demo", "ablation_tests", filters={"scope": "fold"})
-    ablations, references = folds[~folds["reference"]], folds[folds["reference"]]
-    trained = references[references["arm"] != "prevalence"]
-
-    assert not ablations["conditional"].any() and ablations["p_value"].notna().all()
-    assert (ablations["p_holm"] >= ablations["p_value"]).all()
-    assert references["p_holm"].isna().all() and trained["p_value"].notna().all()
-    assert folds.loc[folds["arm"] == "prevalence", "conditional"].all()  # one "seed": nothing to resample
-    for _, family in ablations.groupby("metric"):
-        m = len(family)
-        assert m == len([a for a in DEFAULT_ARMS if a != "full" and not is_reference(a)]) * 4  # arms x domains
-        smallest = family.sort_values("p_value").iloc[0]
-        assert smallest["p_holm"] == pytest.approx(min(1.0, m * smallest["p_value"]))
+    bounded = folds.dropna(subset=["diff_lo", "diff_hi"])
+    assert len(bounded) and (bounded["diff_lo"] <= bounded["diff"]).all() and (bounded["diff"] <= bounded["diff_hi"]).all()
+    assert set(folds["claim"]) <= set(schema.CLAIMS) and set(folds["family"]) == {"exploratory"}
 
 
-def test_across_rows_carry_posteriors_that_sum_to_one_and_decide_at_095(store):
+def test_holm_runs_over_each_declared_family(three_seed_store):
+    tests = three_seed_store.read("demo", "ablation_tests")
+    in_family = tests[tests["claim"].isin(["better", "worse", "equivalent"])]
+    confirmatory = in_family[in_family["family"] == "confirmatory"]
+    assert set(confirmatory["scope"]) == {"across"} and set(confirmatory["metric"]) == {"macro_auroc"}
+    for _, family in in_family.groupby("family"):
+        assert (family["p_holm"] >= family["p_claim"] - 1e-12).all()
+        assert family["p_holm"].min() == pytest.approx(min(1.0, len(family) * family["p_claim"].min()))
+
+
+def test_across_rows_decide_by_the_stored_rule(store):
     across = store.read("demo", "ablation_tests", filters={"scope": "across"})
-    posteriors = across[["p_better", "p_equivalent", "p_worse"]]
-
-    assert np.allclose(posteriors.sum(axis=1), 1.0)
-    best = posteriors.max(axis=1)
-    expected = np.where(best >= 0.95, posteriors.idxmax(axis=1).str.removeprefix("p_"), "undecided")
-    assert list(across["decision"]) == list(expected)
-    assert {"worse", "undecided"} <= set(across["decision"])
-    assert (across["min_attainable_p"] == 0.125).all() and (across["n_folds"] == 4).all()
+    confidence = across[["p_better", "p_equivalent", "p_worse"]]
+    assert np.allclose(confidence.sum(axis=1), 1.0)
+    assert list(across["decision"]) == [decide(row, 0.95) for row in across.to_dict("records")]
+    assert "worse" in set(across["decision"])  # the prevalence floor, at least
+    assert (across["n_folds"] == 4).all() and (across["df"] == 3).all()
     assert (across["n_better"] + across["n_worse"] <= across["n_folds"]).all()
     assert (across["rope"] == 0.01).all()
 
 
 def test_the_decision_threshold_of_the_fake_can_be_changed(tmp_path):
-    make_store(tmp_path, n_folds=3, n_trials=6, classes=6, seeds=1, decision_probability=0.5)
-    across = ResultsStore(tmp_path).read("demo", "ablation_tests", filters={"scope": "across"})
-
-    posteriors = across[["p_better", "p_equivalent", "p_worse"]]
-    decided = posteriors.max(axis=1) >= 0.5
-    assert decided.sum() > (posteriors.max(axis=1) >= 0.95).sum()
-    assert (across.loc[decided, "decision"] == posteriors[decided].idxmax(axis=1).str.removeprefix("p_")).all()
-    assert (across.loc[~decided, "decision"] == "undecided").all()
+    make_store(tmp_path, n_folds=3, n_trials=6, classes=6, seeds=2, decision_probability=0.5)
+    tests = ResultsStore(tmp_path).read("demo", "ablation_tests")
+    decided = tests["decision"].isin(["better", "worse", "equivalent"])
+    assert decided.sum() > sum(decide(row, 0.95) in ("better", "worse", "equivalent")
+                               for row in tests.to_dict("records"))
+    assert list(tests["decision"]) == [decide(row, 0.5) for row in tests.to_dict("records")]

@@ -1,11 +1,11 @@
 """The Ablations view: each arm against `full`, per held-out domain and across them.
 
-The tests come from the analysis' ablation_tests table (docs/analysis.md): per fold the
-paired difference with its interval (conditional on the trained models below 3 arm
-seeds), the p-value and Holm's where they exist; across folds the sign count and the
-Bayesian signed-rank posteriors, to which the page applies the study's decision rule and
-says which. The baseline and the prevalence floor are shown apart, as references outside
-the test family.
+The tests come from the analysis' ablation_tests table (docs/analysis.md): per held-out
+domain and across them, the paired difference with its interval (records and seeds; random
+effects across domains), the claim it supports and Holm's adjusted p in its declared family
+(confirmatory: the primary metric across domains; exploratory: the rest), to which the page
+applies the study's decision rule and says which. The baseline and the prevalence floor are
+shown apart, as references: in the family like every arm, but what the others stand against.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from dash import html
 
-from heartbeatai.analysis.ablation_stats import OUTCOMES, decide
+from heartbeatai.analysis.decisions import decide
 from heartbeatai.arms import is_reference
 from heartbeatai.dashboard import figures, figures_ablations
 from heartbeatai.dashboard.views.base import ALL_SEEDS, ViewBase, arm_order, per_store_state, table
@@ -29,6 +29,7 @@ MAX_RARE = 12
 # The analysis' default (docs/analysis.md); a study sets its own as analysis.decision_probability.
 DEFAULT_DECISION_PROBABILITY = 0.95
 NONE = "—"
+OUTCOMES = ("better", "equivalent", "worse")
 
 
 class AblationsView(NamedTuple):
@@ -43,9 +44,11 @@ class DecisionRule(NamedTuple):
     source: str
 
     def sentence(self) -> str:
-        return (f"Decision rule: a posterior probability of at least {self.threshold:g} decides; otherwise "
-                f"undecided. The outcomes are: the arm is better than full, equivalent to it (within the ROPE), or "
-                f"worse. Threshold {self.threshold:g}: {self.source}.")
+        alpha = 1 - self.threshold
+        return (f"Decision rule: each comparison's best-supported claim (better or worse beyond the ROPE, or "
+                f"equivalent within it) is decided where its Holm-adjusted p in its family is at most {alpha:.3g} "
+                f"(decision probability {self.threshold:g}: {self.source}); where the bootstrap's Monte Carlo "
+                "error moves that p across the threshold, \"at the threshold\"; otherwise undecided.")
 
 
 class AblationViews(ViewBase):
@@ -74,7 +77,7 @@ class AblationViews(ViewBase):
                 "analyse` to store this one's.", color="warning", className="py-2 decision-alert"))
         return AblationsView(
             status=status,
-            arms=figures_ablations.ablation_figure(results, chosen, fold_metric),
+            arms=figures_ablations.difference_figure(tests, chosen, fold_metric),
             tests=_tests_panel(tests, rule, fold_metric, protocol),
             rare_effects=figures_ablations.rare_class_effects_figure(
                 classes[classes["arm"] != schema.PREVALENCE_ARM], metric, _rare_classes(classes)),
@@ -103,8 +106,20 @@ def _p(value) -> str:
     return f"{value:.3g}" if value is not None and pd.notna(value) else NONE
 
 
-def _posterior(row, outcome: str) -> str:
+def _confidence(row, outcome: str) -> str:
     return f"{row[f'p_{outcome}']:.3f}" if pd.notna(row[f"p_{outcome}"]) else NONE
+
+
+def _claim(row) -> str:
+    claim = row.get("claim")
+    if not isinstance(claim, str):
+        return NONE
+    if claim not in ("better", "worse", "equivalent"):
+        return claim
+    band = ""
+    if pd.notna(row.get("p_holm_low")) and pd.notna(row.get("p_holm_high")):
+        band = f" [{row['p_holm_low']:.3g}, {row['p_holm_high']:.3g}]"
+    return f"{claim}: Holm p {_p(row['p_holm'])}{band}"
 
 
 def _signs(row) -> str:
@@ -123,8 +138,8 @@ def _difference(row) -> str:
 
 def _interval_kind(row) -> str:
     if figures.is_reliable(row["conditional"]):
-        return "conditional on the trained models"
-    return "seeds and records resampled" if pd.notna(row["conditional"]) else NONE
+        return "conditional on the trained model (one seed)"
+    return "records and seeds" if pd.notna(row["conditional"]) else NONE
 
 
 def _decision(row, rule: DecisionRule) -> str:
@@ -143,23 +158,25 @@ def _across_frame(rows: pd.DataFrame, rule: DecisionRule) -> pd.DataFrame:
         "arm": rows["arm"],
         "held-out domains": [_signs(r) for _, r in rows.iterrows()],
         "mean difference": [f"{d:+.4f}" if pd.notna(d) else NONE for d in rows["diff"]],
-        **{f"P({o})": [_posterior(r, o) for _, r in rows.iterrows()] for o in OUTCOMES},
+        "difference [95% interval]": [_difference(r) for _, r in rows.iterrows()],
+        "family": rows["family"].fillna(NONE) if "family" in rows else NONE,
+        **{f"P({o})": [_confidence(r, o) for _, r in rows.iterrows()] for o in OUTCOMES},
         "ROPE": [f"±{r:g}" if pd.notna(r) else NONE for r in rows["rope"]],
+        "claim, Holm p [Monte Carlo band]": [_claim(r) for _, r in rows.iterrows()],
         "decision": [_decision(r, rule) for _, r in rows.iterrows()],
-        "min. attainable p": [_p(p) for p in rows["min_attainable_p"]],
     })
-    if rows["p_value"].notna().any():
-        shown["p"] = [_p(p) for p in rows["p_value"]]
     return shown
 
 
-def _fold_frame(rows: pd.DataFrame) -> pd.DataFrame:
+def _fold_frame(rows: pd.DataFrame, rule: DecisionRule) -> pd.DataFrame:
     return pd.DataFrame({
         "arm": rows["arm"], "held-out domain": rows["fold_id"],
         "seeds": [str(int(n)) if pd.notna(n) else NONE for n in rows["n_seeds"]],
         "difference [95% interval]": [_difference(r) for _, r in rows.iterrows()],
         "interval": [_interval_kind(r) for _, r in rows.iterrows()],
         "p": [_p(p) for p in rows["p_value"]], "Holm p": [_p(p) for p in rows["p_holm"]],
+        "claim, Holm p [Monte Carlo band]": [_claim(r) for _, r in rows.iterrows()],
+        "decision": [_decision(r, rule) for _, r in rows.iterrows()],
     })
 
 
@@ -172,20 +189,10 @@ def _reference_frame(rows: pd.DataFrame, rule: DecisionRule) -> pd.DataFrame:
             "held-out domain": f"across ({_signs(row)})" if across else row["fold_id"],
             "difference": f"{row['diff']:+.4f}" if across and pd.notna(row["diff"]) else _difference(row),
             "interval": NONE if across else _interval_kind(row),
-            "P(better) / P(equivalent) / P(worse)": " / ".join(_posterior(row, o) for o in OUTCOMES) if across else NONE,
-            "decision": _decision(row, rule) if across else NONE,
+            "P(better) / P(equivalent) / P(worse)": " / ".join(_confidence(row, o) for o in OUTCOMES) if across else NONE,
+            "decision": _decision(row, rule),
         })
     return pd.DataFrame(records)
-
-
-def _min_p_sentences(across: pd.DataFrame) -> list[str]:
-    sentences = []
-    for n, group in across.dropna(subset=["n_folds"]).groupby("n_folds"):
-        floor = group["min_attainable_p"].dropna()
-        p = float(floor.iloc[0]) if len(floor) else min(1.0, 2.0 * 2.0 ** -int(n))
-        sentences.append(f"With {int(n)} held-out domains no test across domains can reach p < {p:.3g}: the "
-                         "across-domain result is the sign count and the posterior, not a p-value.")
-    return sentences
 
 
 def _tests_panel(tests: pd.DataFrame, rule: DecisionRule, metric: str, protocol: str) -> html.Div:
@@ -203,23 +210,25 @@ def _tests_panel(tests: pd.DataFrame, rule: DecisionRule, metric: str, protocol:
                "for the Brier score, where lower is better)." + (
                    f" Region of practical equivalence (ROPE): ±{', ±'.join(f'{r:g}' for r in ropes)}." if ropes
                    else ""), className="small mb-1"),
-        *[html.P(s, className="small mb-1 ablation-min-p") for s in _min_p_sentences(tests[tests["scope"] == "across"])],
+        html.P("P(better) / P(equivalent) / P(worse) read the difference's t confidence distribution (a posterior "
+               "under a flat prior); a decision needs the claim's Holm-adjusted p, which accounts for every "
+               "comparison of its family.", className="small mb-1"),
         html.H6("Across held-out domains", className="mt-3"),
         table(_across_frame(across, rule), "ablation-across-table") if len(across) else html.P(
             "No across-domain rows yet.", className="text-muted"),
         html.H6("Per held-out domain", className="mt-3"),
-        html.P("Holm corrects the per-domain p-values over one metric's family: the ablation arms × held-out "
-               "domains. Where fewer than 3 arm seeds were trained, a domain's interval resamples records only: it "
-               "is conditional on the trained models (seed variance cannot be estimated) and no p-value is given.",
-               className="small mb-1"),
-        table(_fold_frame(folds), "ablation-tests-table") if len(folds) else html.P(
+        html.P("Per domain, the interval combines the records' bootstrap variance and the seeds' variance (t with "
+               "Satterthwaite df); its claim is in the exploratory family. With one arm seed the interval is "
+               "conditional on the trained model. An arm identical to full on a domain (the same resolved "
+               "configuration) is marked and is no comparison.", className="small mb-1"),
+        table(_fold_frame(folds, rule), "ablation-tests-table") if len(folds) else html.P(
             "No per-domain rows yet.", className="text-muted"),
     ]
     if len(references):
         parts += [
-            html.H6("References, outside the test family (no Holm correction)", className="mt-3"),
+            html.H6("References", className="mt-3"),
             html.P("The plain-ResNet baseline and the prevalence floor (the training prevalence as the score) are what "
-                   "the arms stand against, not ablations: they are shown apart and never enter Holm's family.",
+                   "the arms stand against, not ablations: shown apart, decided in their families like every arm.",
                    className="small mb-1"),
             table(_reference_frame(references, rule), "ablation-reference-table"),
         ]

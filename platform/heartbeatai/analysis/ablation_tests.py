@@ -46,7 +46,7 @@ class ComparisonSettings:
 
 
 @dataclass
-class _Comparison:
+class Comparison:
     """One row's estimate, recomputable with the record variances scaled (the Monte Carlo band)."""
 
     row: dict
@@ -64,7 +64,7 @@ def ablation_test_rows(predictions: pd.DataFrame, class_metrics: pd.DataFrame, s
     runs = predictions[(predictions["split"] == "test") & (predictions["selection"] == "val")
                        & (predictions["arm"] != SEARCH)]
     thresholds = class_metrics[(class_metrics["label_set"] == "noisy") & (class_metrics["selection"] == "val")]
-    comparisons: list[_Comparison] = []
+    comparisons: list[Comparison] = []
     for protocol, in_protocol in runs.groupby("protocol", sort=True):
         arms = [a for a in dict.fromkeys(map(canonical_arm, in_protocol["arm"])) if a != FULL]
         if not arms or FULL not in set(in_protocol["arm"]):
@@ -78,7 +78,7 @@ def ablation_test_rows(predictions: pd.DataFrame, class_metrics: pd.DataFrame, s
             comparisons += _metric_comparisons(study, protocol, metric, arms, folds, per_fold, identical, settings)
     if not comparisons:
         return pd.DataFrame()
-    return _decided(comparisons, settings)
+    return decided_rows(comparisons, settings)
 
 
 def _fold_values(fold_runs: pd.DataFrame, thresholds: pd.DataFrame, settings: ComparisonSettings, fold: str) -> dict:
@@ -124,7 +124,7 @@ def _comparable(value):
     return None if not isinstance(value, (list, str)) and pd.isna(value) else value
 
 
-def _metric_comparisons(study, protocol, metric, arms, folds, per_fold, identical, settings) -> list[_Comparison]:
+def _metric_comparisons(study, protocol, metric, arms, folds, per_fold, identical, settings) -> list[Comparison]:
     sign = 1.0 if metric_mode(metric) == "max" else -1.0  # differences oriented: positive = arm better
     out = []
     for arm in arms:
@@ -142,7 +142,7 @@ def _metric_comparisons(study, protocol, metric, arms, folds, per_fold, identica
             same = (fold, arm) in identical
             if not same:
                 fold_estimates.append(estimate)
-            out.append(_Comparison({
+            out.append(Comparison({
                 **base, "scope": "fold", "fold_id": fold, "n_folds": 1, "n_seeds": len(seeds),
                 "n_records": int(values["_n_records"]), "mean_full": float(full[0].mean() * sign),
                 "mean_arm": float(arm_values[0].mean() * sign), "identical": same,
@@ -150,7 +150,7 @@ def _metric_comparisons(study, protocol, metric, arms, folds, per_fold, identica
         if fold_estimates:
             differences = np.array([f.difference for f in fold_estimates])
             confirmatory = protocol == LODO and metric == settings.primary_metric
-            out.append(_Comparison({
+            out.append(Comparison({
                 **base, "scope": "across", "fold_id": ACROSS_FOLDS, "n_folds": len(fold_estimates),
                 "n_seeds": min(f.n_seeds for f in fold_estimates), "identical": False,
                 "n_better": int(np.sum(differences > 0)), "n_worse": int(np.sum(differences < 0)),
@@ -171,7 +171,7 @@ def _fold_method(estimate: Estimate) -> str:
             "t with Welch-Satterthwaite df")
 
 
-def _decided(comparisons: list[_Comparison], settings: ComparisonSettings) -> pd.DataFrame:
+def decided_rows(comparisons: list[Comparison], settings: ComparisonSettings) -> pd.DataFrame:
     """The rows with their estimates, claims and family-wise decisions (decisions.py)."""
     band = mc_variance_factor(settings.n_boot)
     factors = {"p_holm": 1.0, "p_holm_low": 1.0 - band, "p_holm_high": 1.0 + band}
@@ -204,7 +204,7 @@ def _decided(comparisons: list[_Comparison], settings: ComparisonSettings) -> pd
     return frame.drop(columns=[f"_p_{column}" for column in factors])
 
 
-def _row_identical(comparison: _Comparison) -> bool:
+def _row_identical(comparison: Comparison) -> bool:
     return bool(comparison.row.get("identical"))
 
 

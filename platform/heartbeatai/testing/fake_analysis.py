@@ -1,12 +1,11 @@
-"""The fake store's analysis tables (results schema 2): degradation and ablation_tests.
+"""The fake store's analysis tables (results schema 3): degradation and ablation_tests.
 
 Drawn, not computed from predictions, but with the structure the real analysis guarantees
 (docs/analysis.md), so a reader can be tested against it: the degradation parts are drawn
 and summed, so they add up to the total exactly; ablation differences come from the fake's
-own fold_metrics, oriented so that positive means the arm is better; with fewer than 3 arm
-seeds a fold's interval is conditional and carries no p-value; Holm runs over the ablation
-arms x held-out domains of one metric, the references outside it; the across-fold
-posteriors sum to 1 and decide by the rule P >= decision_probability.
+own fold_metrics, oriented so that positive means the arm is better, with drawn record and
+seed variances that the real estimates, pooling and family-wise decisions then treat
+(analysis/ablation_tests.py).
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from heartbeatai.analysis.ablation_stats import MIN_SEEDS_FOR_SEED_VARIANCE, decide
 from heartbeatai.arms import FULL, is_reference
 from heartbeatai.metric_names import FOLD_METRICS
 from heartbeatai.results.schema import ACROSS_FOLDS
@@ -24,8 +22,8 @@ MIN_POSITIVES = 10
 ROPE = 0.01
 DECISION_PROBABILITY = 0.95
 BOOTSTRAP = 2000
-FOLD_METHOD = "paired bootstrap over test records"
-ACROSS_METHOD = "Bayesian signed-rank test (Benavoli et al. 2017), baycomp"
+FOLD_METHOD = "paired bootstrap over test records + seed variance; t with Welch-Satterthwaite df"
+ACROSS_METHOD = "random-effects meta-analysis (Paule-Mandel, modified Knapp-Hartung)"
 
 
 # -- degradation ----------------------------------------------------------------------------
@@ -99,76 +97,47 @@ def rarity_contrast(rng, degradation_rows: pd.DataFrame, n_boot: int = 200) -> p
 def ablation_tests(rng, fold_metrics: pd.DataFrame, rope: float = ROPE,
                    decision_probability: float = DECISION_PROBABILITY) -> pd.DataFrame:
     """Per metric x arm: a row per held-out domain (scope "fold") and one across them
-    (scope "across"), from the seed-averaged test figures of ``fold_metrics``."""
+    (scope "across"), from the seed-averaged test figures of ``fold_metrics``, with drawn
+    record and seed variances, estimated, pooled and decided by the real analysis code."""
+    from heartbeatai.analysis.ablation_stats import fold_estimate
+    from heartbeatai.analysis.ablation_tests import Comparison, ComparisonSettings, decided_rows
+    from heartbeatai.analysis.decisions import CONFIRMATORY, EXPLORATORY
+
     test = fold_metrics[(fold_metrics["split"] == "test") & (fold_metrics["selection"] == "val")]
     means = test.groupby(["protocol", "metric", "fold_id", "arm"])["value"].agg(["mean", "size"])
-    rows = []
+    comparisons = []
     for (protocol, metric), group in means.groupby(level=["protocol", "metric"]):
         sign = 1.0 if FOLD_METRICS[metric].mode == "max" else -1.0
-        per_metric = []
         for arm in sorted(set(group.index.get_level_values("arm")) - {FULL}):
-            per_fold = []
+            base = dict(study="fake", protocol=protocol, metric=metric, arm=arm, reference=is_reference(arm),
+                        identical=False)
+            estimates = []
             for fold_id in sorted(set(group.index.get_level_values("fold_id"))):
                 if (protocol, metric, fold_id, arm) not in group.index:
                     continue
-                full = group.loc[(protocol, metric, fold_id, FULL)]
+                full = float(group.loc[(protocol, metric, fold_id, FULL)]["mean"])
                 ablated = group.loc[(protocol, metric, fold_id, arm)]
-                per_fold.append(_fold_row(rng, protocol, metric, arm, fold_id, sign, float(full["mean"]),
-                                          float(ablated["mean"]), int(ablated["size"])))
-            per_metric.extend(per_fold)
-            per_metric.append(_across_row(rng, protocol, metric, arm, per_fold, rope, decision_probability))
-        _holm(per_metric)
-        rows.extend(per_metric)
-    return pd.DataFrame(rows)
-
-
-def _fold_row(rng, protocol, metric, arm, fold_id, sign, mean_full, mean_arm, n_seeds) -> dict:
-    diff = sign * (mean_arm - mean_full)
-    conditional = n_seeds < MIN_SEEDS_FOR_SEED_VARIANCE
-    # Resampling seeds as well as records widens the interval: seed variance is in it.
-    se = (0.003 if conditional else 0.005) * float(np.exp(rng.normal(0, 0.2)))
-    p_value = None
-    if not conditional:
-        z = abs(diff) / se
-        p_value = float(min(1.0, max(2 / (BOOTSTRAP + 1), 2 * _normal_tail(z))))
-    return dict(protocol=protocol, metric=metric, arm=arm, scope="fold", fold_id=fold_id, reference=is_reference(arm),
-                n_seeds=n_seeds, mean_full=mean_full, mean_arm=mean_arm, diff=diff, diff_lo=diff - 1.96 * se,
-                diff_hi=diff + 1.96 * se, conditional=conditional, p_value=p_value,
-                method=FOLD_METHOD + ("" if conditional else " and seeds"))
-
-
-def _across_row(rng, protocol, metric, arm, per_fold: list[dict], rope: float, decision_probability: float) -> dict:
-    d = np.array([row["diff"] for row in per_fold])
-    n = len(d)
-    posterior = dict(p_better=None, p_equivalent=None, p_worse=None)
-    decided = "undecided"
-    if n >= 2:
-        # A stand-in for the signed-rank posterior: the mean difference, t-distributed over domains.
-        spread = max(float(np.std(d, ddof=1)), 0.002) / np.sqrt(n)
-        draws = float(np.mean(d)) + spread * rng.standard_t(n - 1, 20000)
-        better, worse = float(np.mean(draws > rope)), float(np.mean(draws < -rope))
-        posterior = dict(p_better=better, p_equivalent=1.0 - better - worse, p_worse=worse)
-        decided = decide(posterior, decision_probability)
-    return dict(protocol=protocol, metric=metric, arm=arm, scope="across", fold_id=ACROSS_FOLDS,
-                reference=is_reference(arm), n_folds=n, n_seeds=min((r["n_seeds"] for r in per_fold), default=None),
-                mean_full=float(np.mean([r["mean_full"] for r in per_fold])) if n else None,
-                mean_arm=float(np.mean([r["mean_arm"] for r in per_fold])) if n else None,
-                diff=float(d.mean()) if n else None, n_better=int(np.sum(d > 0)), n_worse=int(np.sum(d < 0)),
-                **posterior, rope=rope, min_attainable_p=min(1.0, 2.0 * 2.0 ** -n), decision=decided,
-                method=ACROSS_METHOD)
-
-
-def _holm(rows: list[dict]) -> None:
-    """Holm over one metric's family: ablation arms x held-out domains that have a p-value."""
-    family = [row for row in rows if row["scope"] == "fold" and not row["reference"] and row["p_value"] is not None]
-    family.sort(key=lambda row: row["p_value"])
-    running = 0.0
-    for rank, row in enumerate(family):
-        running = max(running, min(1.0, (len(family) - rank) * row["p_value"]))
-        row["p_holm"] = running
-
-
-def _normal_tail(z: float) -> float:
-    from math import erfc, sqrt
-
-    return 0.5 * erfc(z / sqrt(2))
+                seeds = int(ablated["size"])
+                # Replicates around the seeds' points: records move every seed alike (paired).
+                spread = rng.normal(0, 0.01, seeds)  # seed to seed, centred: the seeds average to the means'
+                points = sign * (float(ablated["mean"]) - full) + spread - spread.mean()
+                replicates = points[None, :] + rng.normal(0, 0.004, (BOOTSTRAP // 10, 1))
+                arm_values = np.vstack([points, replicates])
+                estimate = fold_estimate(np.zeros_like(arm_values), arm_values)
+                estimates.append(estimate)
+                comparisons.append(Comparison({**base, "scope": "fold", "fold_id": fold_id, "n_folds": 1,
+                                               "n_seeds": seeds, "mean_full": full,
+                                               "mean_arm": float(ablated["mean"]), "family": EXPLORATORY,
+                                               "method": FOLD_METHOD}, [estimate]))
+            if estimates:
+                d = np.array([e.difference for e in estimates])
+                comparisons.append(Comparison({
+                    **base, "scope": "across", "fold_id": ACROSS_FOLDS, "n_folds": len(estimates),
+                    "n_seeds": min(e.n_seeds for e in estimates), "n_better": int(np.sum(d > 0)),
+                    "n_worse": int(np.sum(d < 0)), "method": ACROSS_METHOD,
+                    "family": CONFIRMATORY if (protocol, metric) == ("lodo", "macro_auroc") else EXPLORATORY},
+                    estimates))
+    if not comparisons:
+        return pd.DataFrame()
+    return decided_rows(comparisons, ComparisonSettings(BOOTSTRAP // 10, 0, rope, decision_probability)).drop(
+        columns="study")
