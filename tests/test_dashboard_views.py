@@ -8,6 +8,8 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+
+from heartbeatai.analysis.decisions import decide
 import yaml
 from dash import Output, html
 
@@ -213,20 +215,23 @@ def _table_rows(component, table_id: str) -> list[list[str]]:
     return [[cell.children for cell in row.children] for row in body.children]
 
 
-def test_ablations_show_each_arm_per_held_out_domain_and_overall_over_domains(views, root):
+def test_ablations_plot_each_arms_paired_difference_with_the_tables_own_interval(views, root):
     view = views.ablations("demo", "lodo", None, "all", "auroc")
+    stored = _tests(root, metric="macro_auroc")
 
     arms = [trace.name for trace in view.arms.data]
-    assert arms[0] == "full" and arms[-1] == "prevalence"
-    full = view.arms.data[0]
-    assert list(full.x) == ["lodo:cpsc", "lodo:georgia", "lodo:ptbxl", "overall"]
-    runs = ResultsStore(root).read("demo", "fold_metrics", filters={
-        "arm": "full", "protocol": "lodo", "split": "test", "metric": "macro_auroc", "selection": "val"})
-    per_domain = runs.groupby("fold_id")["value"].mean()
-    assert full.y[-1] == pytest.approx(per_domain.mean())  # domains, not fold x seed runs, are the unit
+    assert "full" not in arms and arms[-1] == "prevalence"  # differences from full: full is the zero line
+    trace = view.arms.data[arms.index("no-se")]
+    assert list(trace.x) == ["lodo:cpsc", "lodo:georgia", "lodo:ptbxl", "overall"]
+    rows = stored[stored["arm"] == "no-se"].assign(
+        x=lambda f: np.where(f["scope"] == "across", "overall", f["fold_id"])).set_index("x").loc[list(trace.x)]
+    # Every band is an interval of the plotted difference, computed by the table's function.
+    assert np.allclose(trace.y, rows["diff"])
+    assert np.allclose(np.array(trace.y) + np.array(trace.error_y.array), rows["diff_hi"])
+    assert np.allclose(np.array(trace.y) - np.array(trace.error_y.arrayminus), rows["diff_lo"])
 
 
-def test_the_across_domain_rows_show_signs_posteriors_the_rope_and_the_decision(views, root):
+def test_the_across_domain_rows_show_signs_intervals_the_claim_and_the_decision(views, root):
     view = views.ablations("demo", "lodo", None, "all", "auroc")
     across = _tests(root, metric="macro_auroc", scope="across").set_index("arm")
 
@@ -234,15 +239,16 @@ def test_the_across_domain_rows_show_signs_posteriors_the_rope_and_the_decision(
     assert set(rows) == {a for a in across.index if not is_reference(a)}
     stored = across.loc["no-mixstyle"]
     assert rows["no-mixstyle"][1] == f"{int(stored.n_better)} better, {int(stored.n_worse)} worse of 3"
-    assert rows["no-mixstyle"][3:6] == [f"{stored[f'p_{o}']:.3f}" for o in ("better", "equivalent", "worse")]
-    assert rows["no-mixstyle"][6] == "±0.01"
+    assert rows["no-mixstyle"][2] == f"{stored['diff']:+.4f} [{stored['diff_lo']:+.4f}, {stored['diff_hi']:+.4f}]"
+    assert rows["no-mixstyle"][3] == "confirmatory"
+    assert rows["no-mixstyle"][4:7] == [f"{stored[f'p_{o}']:.3f}" for o in ("better", "equivalent", "worse")]
+    assert rows["no-mixstyle"][7] == "±0.01"
     for arm, row in rows.items():
-        assert row[7] == across.loc[arm, "decision"]  # the page's rule at 0.95 agrees with the analysis'
+        assert row[9] == across.loc[arm, "decision"]  # the page's rule at 0.95 agrees with the analysis'
     rule = _shown(_by_id(view.tests, "ablation-rule"))
-    assert rule.startswith("Decision rule: a posterior probability of at least 0.95 decides; otherwise undecided")
-    assert rule.endswith("Threshold 0.95: the default (the study config sets no analysis.decision_probability).")
-    [floor] = [_shown(p) for p in _all(view.tests, html.P, "ablation-min-p")]
-    assert floor.startswith("With 3 held-out domains no test across domains can reach p < 0.25")
+    assert rule.startswith("Decision rule: each comparison's best-supported claim")
+    assert "Holm-adjusted p in its family is at most 0.05" in rule
+    assert "the default (the study config sets no analysis.decision_probability)" in rule
 
 
 def test_the_decision_threshold_comes_from_the_study_config(root, tmp_path):
@@ -254,27 +260,25 @@ def test_the_decision_threshold_comes_from_the_study_config(root, tmp_path):
 
     across = _tests(tmp_path / "root", metric="macro_auroc", scope="across").set_index("arm")
     rule = _shown(_by_id(view.tests, "ablation-rule"))
-    assert "at least 0.6 decides; otherwise undecided" in rule
-    assert rule.endswith("Threshold 0.6: the study config's analysis.decision_probability.")
+    assert "is at most 0.4" in rule and "the study config's analysis.decision_probability" in rule
     for arm, row in {row[0]: row for row in _table_rows(view.tests, "ablation-across-table")}.items():
-        p = across.loc[arm, ["p_better", "p_equivalent", "p_worse"]]
-        applied = p.idxmax().removeprefix("p_") if p.max() >= 0.6 else "undecided"
+        applied = decide(across.loc[arm].to_dict(), 0.6)
         stored = across.loc[arm, "decision"]
-        assert row[7] == (applied if applied == stored else f"{applied} (table: {stored})")
-    changed = [a for a in across.index if not is_reference(a) and (across.loc[a, ["p_better", "p_equivalent",
-                                                                                 "p_worse"]].max() >= 0.6)
-               != (across.loc[a, "decision"] != "undecided")]
-    assert changed  # the fixture has arms that the lower threshold decides
+        assert row[9] == (applied if applied == stored else f"{applied} (table: {stored})")
+    changed = [a for a in across.index if decide(across.loc[a].to_dict(), 0.6) != across.loc[a, "decision"]]
     assert ("differ from the rule at 0.6" in _alert_texts(view.status)) == bool(changed)
 
 
-def test_per_domain_rows_are_conditional_with_two_seeds_and_give_no_p(views, root):
-    view = views.ablations("demo", "lodo", None, "all", "f1")
+def test_per_domain_rows_show_the_interval_p_holm_p_and_the_claim(three_seed_root):
+    view = Views(ResultsStore(three_seed_root)).ablations("demo", "lodo", None, "all", "auroc")
+    stored = _tests(three_seed_root, metric="macro_auroc", scope="fold").set_index(["arm", "fold_id"])
 
     rows = _table_rows(view.tests, "ablation-tests-table")
-    ablations = [a for a in DEFAULT_ARMS if a != "full" and not is_reference(a)]
-    assert len(rows) == len(ablations) * 3
-    assert all(row[4] == "conditional on the trained models" and row[5] == row[6] == "—" for row in rows)
+    assert rows and all(row[4] == "records and seeds" for row in rows)
+    for arm, fold, _, _, _, p, holm, claim, decision in rows:
+        row = stored.loc[(arm, fold)]
+        assert p == f"{row['p_value']:.3g}" and holm == f"{row['p_holm']:.3g}"
+        assert claim.startswith(row["claim"]) and decision == row["decision"]
 
 
 @pytest.fixture(scope="module")
@@ -282,18 +286,6 @@ def three_seed_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("three-seeds")
     make_store(root, n_folds=4, n_trials=8, classes=8, seeds=3, records_per_fold=4, record_views_per_fold=1)
     return root
-
-
-def test_with_three_seeds_per_domain_rows_show_p_and_holm_p(three_seed_root):
-    view = Views(ResultsStore(three_seed_root)).ablations("demo", "lodo", None, "all", "auroc")
-    stored = _tests(three_seed_root, metric="macro_auroc", scope="fold").set_index(["arm", "fold_id"])
-
-    rows = _table_rows(view.tests, "ablation-tests-table")
-    assert rows and all(row[4] == "seeds and records resampled" for row in rows)
-    for arm, fold, *_, p, holm in rows:
-        assert p == f"{stored.loc[(arm, fold), 'p_value']:.3g}" and holm == f"{stored.loc[(arm, fold), 'p_holm']:.3g}"
-    [floor] = [_shown(p) for p in _all(view.tests, html.P, "ablation-min-p")]
-    assert floor.startswith("With 4 held-out domains no test across domains can reach p < 0.125")
 
 
 def test_the_baseline_and_the_prevalence_floor_are_shown_apart_as_references(views):
@@ -304,13 +296,13 @@ def test_the_baseline_and_the_prevalence_floor_are_shown_apart_as_references(vie
     assert len(references) == 2 * (3 + 1)  # per held-out domain and across
     family = _table_rows(view.tests, "ablation-tests-table") + _table_rows(view.tests, "ablation-across-table")
     assert not {row[0] for row in family} & {"baseline", "prevalence"}
-    assert "References, outside the test family (no Holm correction)" in [_shown(h) for h in _all(view.tests, html.H6)]
+    assert "References" in [_shown(h) for h in _all(view.tests, html.H6)]
 
 
 def test_the_arm_and_seed_filters_narrow_the_ablation_view_but_keep_the_prevalence_floor(views):
     view = views.ablations("demo", "lodo", ["full", "no-se", "prevalence"], 1, "f1")
 
-    assert [trace.name for trace in view.arms.data] == ["full", "no-se", "prevalence"]
+    assert [trace.name for trace in view.arms.data] == ["no-se", "prevalence"]
     assert {row[0] for row in _table_rows(view.tests, "ablation-across-table")} == {"no-se"}
     assert {row[0] for row in _table_rows(view.tests, "ablation-tests-table")} == {"no-se"}
     assert {row[0] for row in _table_rows(view.tests, "ablation-reference-table")} == {"prevalence"}

@@ -157,7 +157,6 @@ def _across_frame(rows: pd.DataFrame, rule: DecisionRule) -> pd.DataFrame:
     shown = pd.DataFrame({
         "arm": rows["arm"],
         "held-out domains": [_signs(r) for _, r in rows.iterrows()],
-        "mean difference": [f"{d:+.4f}" if pd.notna(d) else NONE for d in rows["diff"]],
         "difference [95% interval]": [_difference(r) for _, r in rows.iterrows()],
         "family": rows["family"].fillna(NONE) if "family" in rows else NONE,
         **{f"P({o})": [_confidence(r, o) for _, r in rows.iterrows()] for o in OUTCOMES},
