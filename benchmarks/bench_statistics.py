@@ -238,7 +238,7 @@ def decision_rates(domain_sd: float, family: int, share_true: float, effect: flo
     comparisons, a share of them with a true effect of `effect` (the rest null), each domain's true
     difference drawn around it with SD `domain_sd`, seed noise `seed_sd` and record noise `record_sd`
     per fold (the demo's fold lodo:chapman: seed-to-seed SD 0.012-0.059, record SD 0.011-0.021)."""
-    rng = np.random.default_rng([seed, 400, int(domain_sd * 1000), family, int(share_true * 100)])
+    rng = np.random.default_rng([seed, 400, int(domain_sd * 1000), family, int(share_true * 100), int(effect * 100)])
     false_any = false = nulls = true_found = trues = covered = pooled_count = equivalent_null = 0
     for _ in range(reps):
         truths = np.where(rng.random(family) < share_true, effect, 0.0)
@@ -387,9 +387,10 @@ def main(argv: list[str] | None = None) -> int:
         macro_cell = pool.submit(macro_interval_coverage, reps, args.seed)
         ablation_cells = {(d, e): pool.submit(ablation_rates, d, e, ablation_reps, n_boot, args.seed)
                           for d in range(len(DESIGNS)) for e in effects}
-        decision_cells = {(sd, family, share): pool.submit(decision_rates, sd, family, share, 0.05, decision_reps,
-                                                           args.seed)
-                          for sd in (0.01, 0.04, 0.08) for family in (20, 60) for share in (0.0, 0.2)}
+        decision_cells = {(sd, family, share, effect): pool.submit(decision_rates, sd, family, share, effect,
+                                                                   decision_reps, args.seed)
+                          for sd in (0.01, 0.04, 0.08) for family in (20, 60)
+                          for share, effect in ((0.0, 0.0), (0.2, 0.05), (0.2, 0.10))}
         invariants_cell = pool.submit(degradation_invariants, args.seed)
         contrast_cells = {lodo: pool.submit(rarity_contrast_coverage, lodo, reps, args.seed)
                           for lodo in ("planted drop", "no drop")}
@@ -439,10 +440,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n3b. decisions at realistic noise: 4 domains x 3 seeds, seed SD 0.035, record SD 0.015, families of "
               f"20 and 60 across-domain comparisons, Holm at {ALPHA} ({decision_reps} studies per cell)")
         fwe_se = np.sqrt(ALPHA * (1 - ALPHA) / decision_reps)
-        for (domain_sd, family, share), cell in decision_cells.items():
+        for (domain_sd, family, share, effect), cell in decision_cells.items():
             rates = cell.result()
             label = (f"domain SD {domain_sd:.2f}, {family} comparisons, "
-                     + ("all null" if share == 0 else f"{share:.0%} with a true +0.05"))
+                     + ("all null" if share == 0 else f"{share:.0%} with a true +{effect:.2f}"))
             shown = "; ".join(f"{k}: {v:.3f}" for k, v in rates.items() if v is not None)
             print(f"     {label:<52} {shown}")
             if rates["family-wise false decision"] > ALPHA + 2 * fwe_se:
