@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -132,12 +133,18 @@ class PlantedStageRunner(FakeStageRunner):
 
 def _validation(context: FoldContext) -> tuple[list[str], np.ndarray, np.ndarray]:
     """The fold's validation ids and labels, and the training prevalence, as the training loop has them."""
-    return _fold_labels(context.data_path, context.protocol, context.fold_id, tuple(context.classes))
+    from heartbeatai.data.folds import folds_path
+    from heartbeatai.data.prepared import RECORDS_FILE
+
+    # Files rewritten in place (a test writing other folds) are read again.
+    written = tuple(os.stat(f).st_mtime_ns for f in (folds_path(context.data_path, context.protocol),
+                                                     Path(context.data_path) / RECORDS_FILE))
+    return _fold_labels(context.data_path, context.protocol, context.fold_id, tuple(context.classes), written)
 
 
 @functools.lru_cache(maxsize=8)
-def _fold_labels(data_path: str, protocol: str, fold_id: str, classes: tuple[str, ...]):
-    # Read once per fold, not per trial: on a loaded machine the reads cost more than the planting.
+def _fold_labels(data_path: str, protocol: str, fold_id: str, classes: tuple[str, ...], written: tuple[int, ...]):
+    # Read once per fold, not per trial: reading them costs more than planting the epochs.
     from heartbeatai.data.folds import fold_records, read_folds
     from heartbeatai.data.prepared import PreparedDataset
 
