@@ -9,8 +9,8 @@ import pytest
 from heartbeatai.cli import main as cli_main
 from heartbeatai.results import ResultsStore
 from heartbeatai.study.study_run import start_study
-from heartbeatai.testing.fake_stage_runner import FakeStageRunner
-from study_fixtures import one_torch_thread, tiny_study
+from heartbeatai.testing.planted_stage_runner import PlantedStageRunner
+from study_fixtures import tiny_study
 from train_fixtures import write_planted_dataset
 
 TABLES = ("class_metrics", "fold_metrics", "ablation_tests", "best_configs")
@@ -18,12 +18,11 @@ TABLES = ("class_metrics", "fold_metrics", "ablation_tests", "best_configs")
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    one_torch_thread()
     tmp = tmp_path_factory.mktemp("analyse")
     data = write_planted_dataset(tmp / "data", records_per_domain=24)
     config = tiny_study(data, tmp / "runs", name="analysed", arms=["full", "no-se", "prevalence"],
                         seeds=[1, 2, 3], analysis={"bootstrap": 50})
-    start_study(config, progress=lambda _: None, stage_runner=FakeStageRunner(tmp / "fake"))
+    start_study(config, progress=lambda _: None, stage_runner=PlantedStageRunner(tmp / "fake"))
     return tmp / "runs"
 
 

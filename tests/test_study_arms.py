@@ -2,7 +2,7 @@
 
 Parametrised over heartbeatai.arms.BUILTIN_ARMS (and a user arm), as DomainBed tests every
 algorithm: an arm registered tomorrow is tested the day it is registered. The whole study
-runs once, in-process against the fake stage runner; each arm's rows are then checked.
+runs once, in-process against the planted stage runner; each arm's rows are then checked.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from heartbeatai.config import VARIANTS
 from heartbeatai.metric_names import FOLD_METRICS
 from heartbeatai.results import ResultsStore
 from heartbeatai.study.study_run import start_study
-from heartbeatai.testing.fake_stage_runner import FakeStageRunner
-from study_fixtures import one_torch_thread, tiny_study
+from heartbeatai.testing.planted_stage_runner import PlantedStageRunner
+from study_fixtures import tiny_study
 from train_fixtures import FOLD, write_planted_dataset
 
 USER_ARMS = {"wide-stem": {"model.stem_width": 16, "model.stem_kernel": 9}}
@@ -26,11 +26,10 @@ SEEDS = [1, 2]  # disjoint from the search seed 0
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> tuple[ResultsStore, dict[str, pd.DataFrame]]:
-    one_torch_thread()
     tmp = tmp_path_factory.mktemp("arms")
     data = write_planted_dataset(tmp / "data", records_per_domain=24)
     config = tiny_study(data, tmp / "runs", name="arms", arms=ARMS, user_arms=USER_ARMS, seeds=SEEDS)
-    start_study(config, progress=print, stage_runner=FakeStageRunner(tmp / "fake"))
+    start_study(config, progress=print, stage_runner=PlantedStageRunner(tmp / "fake"))
     store = ResultsStore(str(tmp / "runs"))
     tables = {t: store.read("arms", t) for t in ("trials", "fold_metrics", "predictions", "ablation_tests")}
     tables["trials"] = tables["trials"].drop_duplicates("trial_id", keep="last")

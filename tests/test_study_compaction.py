@@ -9,8 +9,8 @@ from heartbeatai.results.schema import table as table_declaration
 from heartbeatai.analysis.study_analysis import ANALYSIS_TABLES
 from heartbeatai.study.fold_runner import PER_RUN_TABLES
 from heartbeatai.study.study_run import start_study
-from heartbeatai.testing.fake_stage_runner import FakeStageRunner
-from study_fixtures import one_torch_thread, tiny_study
+from heartbeatai.testing.planted_stage_runner import PlantedStageRunner
+from study_fixtures import tiny_study
 from train_fixtures import write_planted_dataset
 
 
@@ -20,7 +20,6 @@ def _sorted(frame: pd.DataFrame, table: str) -> pd.DataFrame:
 
 
 def test_per_run_tables_are_compacted_when_a_stage_ends_without_changing_their_rows(tmp_path, monkeypatch):
-    one_torch_thread()
     data = write_planted_dataset(tmp_path / "data", records_per_domain=24)
     storage = tmp_path / "runs"
     config = tiny_study(data, storage, name="compacted")
@@ -34,7 +33,7 @@ def test_per_run_tables_are_compacted_when_a_stage_ends_without_changing_their_r
         return merged
 
     monkeypatch.setattr(ResultsWriter, "compact", spied)
-    start_study(config, progress=print, stage_runner=FakeStageRunner(tmp_path / "fake"))
+    start_study(config, progress=print, stage_runner=PlantedStageRunner(tmp_path / "fake"))
 
     # The stages compact the per-run tables; the study-level analysis the tables it rewrote.
     assert set(PER_RUN_TABLES) <= set(compacted) <= set(PER_RUN_TABLES) | set(ANALYSIS_TABLES)

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 from heartbeatai.study.stage_runner import FoldContext
 from heartbeatai.study.study_run import start_study
 from heartbeatai.study.trial_rows import TrialRows
-from heartbeatai.testing.fake_stage_runner import FakeStageRunner
-from study_fixtures import one_torch_thread, tiny_study
+from heartbeatai.testing.planted_stage_runner import PlantedStageRunner
+from study_fixtures import tiny_study
 from train_fixtures import CLASSES, FOLD, tiny_trial, write_planted_dataset
 
 
@@ -38,11 +38,10 @@ def test_an_errored_tune_trial_says_its_error_on_the_progress_line(tmp_path):
 
 
 def test_a_study_says_a_line_per_finished_trial_of_each_stage(tmp_path):
-    one_torch_thread()
     data = write_planted_dataset(tmp_path / "data", records_per_domain=24)
     said: list[str] = []
     start_study(tiny_study(data, tmp_path / "runs", name="console"), progress=said.append,
-                stage_runner=FakeStageRunner(tmp_path / "fake", erroring_trials={1}))
+                stage_runner=PlantedStageRunner(tmp_path / "fake", erroring_trials={1}))
     out = "\n".join(said)
     search = re.findall(rf"^\[{FOLD}\] trial \S+ (?:completed|early_stopped) after \d+ s "
                         r"\(1 finished\): val_macro_auroc = [\d.]+ \(epoch \d\)$", out, re.MULTILINE)

@@ -1,6 +1,6 @@
 """A damaged part is named by `study status` and repaired by `study resume`, whichever table it is in.
 
-A finished study (the fake stage runner; a LODO and an intra fold, so that every table has
+A finished study (the planted stage runner; a LODO and an intra fold, so that every table has
 rows), copied; one part truncated; status must name it and exit non-zero; resume must redo
 exactly the stages that lost rows and end with the tables of the undamaged study.
 """
@@ -16,8 +16,8 @@ import pytest
 from heartbeatai.cli import main
 from heartbeatai.results import ResultsStore, schema
 from heartbeatai.study.study_run import resume_study, start_study
-from heartbeatai.testing.fake_stage_runner import FakeStageRunner
-from study_fixtures import assert_same_tables, comparable_tables, one_torch_thread, tiny_study
+from heartbeatai.testing.planted_stage_runner import PlantedStageRunner
+from study_fixtures import assert_same_tables, comparable_tables, tiny_study
 from train_fixtures import write_planted_dataset
 
 STUDY = "damaged"
@@ -26,14 +26,13 @@ STUDY = "damaged"
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> tuple[Path, Path]:
     """(storage, fake runner root) of a finished study filling every table."""
-    one_torch_thread()
     root = tmp_path_factory.mktemp("damaged")
     data = write_planted_dataset(root / "data", records_per_domain=24)
     config = tiny_study(data, root / "runs", name=STUDY, protocols=["lodo", "intra"],
                         folds={"domains": ["gamma"], "intra_per_domain": 1}, arms=["full", "no-se", "prevalence"],
                         search={"trials_per_fold": 3}, scheduler={"kind": "none"}, seeds=[1],
                         selection={"oracle": True}, record_views=1)
-    start_study(config, progress=print, stage_runner=FakeStageRunner(root / "fake"))
+    start_study(config, progress=print, stage_runner=PlantedStageRunner(root / "fake"))
     store = ResultsStore(str(root / "runs"))
     for table in schema.TABLES:
         assert not store.read(STUDY, table).empty, f"{table}: the fixture study left it empty"
@@ -61,7 +60,7 @@ def _damage_and_repair(finished, tmp_path, capsys, table: str) -> tuple[str, str
     status = capsys.readouterr().out
     assert f"damaged results/{table}/{part}" in status and f"heartbeatai study resume {study_dir}" in status
 
-    resumed = FakeStageRunner(fake)
+    resumed = PlantedStageRunner(fake)
     resume_study(study_dir, progress=print, stage_runner=resumed)
     said = capsys.readouterr().out
     assert resumed.trials_started == [], "a finished trial was trained again"

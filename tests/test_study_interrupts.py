@@ -1,6 +1,6 @@
 """SIGINT and SIGTERM stop a study at its next safe point; `study resume` completes it exactly.
 
-The engine's policy against the in-process fake stage runner, which stops and resumes trials
+The engine's policy against the in-process planted stage runner, which stops and resumes trials
 as Tune does: signals sent to this very process, at each stage in turn (the real driver under
 Ray, signalled and killed from outside, is in test_study_kills.py).
 """
@@ -18,8 +18,8 @@ from heartbeatai.results import ResultsStore
 from heartbeatai.study import fold_runner, record_views
 from heartbeatai.study.interrupts import StudyInterrupted
 from heartbeatai.study.study_run import resume_study, start_study
-from heartbeatai.testing.fake_stage_runner import FakeStageRunner
-from study_fixtures import assert_same_tables, comparable_tables, one_torch_thread, tiny_study
+from heartbeatai.testing.planted_stage_runner import PlantedStageRunner
+from study_fixtures import assert_same_tables, comparable_tables, tiny_study
 from train_fixtures import write_planted_dataset
 
 FOLD = "lodo:gamma"
@@ -27,7 +27,6 @@ FOLD = "lodo:gamma"
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory) -> Path:
-    one_torch_thread()
     return write_planted_dataset(tmp_path_factory.mktemp("planted"), records_per_domain=24)
 
 
@@ -63,7 +62,7 @@ def test_a_study_signalled_at_every_stage_resumes_to_the_tables_of_an_uninterrup
                                                                                          monkeypatch):
     # One study name in two storages: the bootstrap seeds of its intervals hash the run key.
     straight = tmp_path / "straight"
-    start_study(_config(planted, straight, "signalled"), progress=print, stage_runner=FakeStageRunner(tmp_path / "f1"))
+    start_study(_config(planted, straight, "signalled"), progress=print, stage_runner=PlantedStageRunner(tmp_path / "f1"))
     storage = tmp_path / "runs"
     study_dir = storage / "signalled"
     store = ResultsStore(str(storage))
@@ -72,7 +71,7 @@ def test_a_study_signalled_at_every_stage_resumes_to_the_tables_of_an_uninterrup
 
     def stopped(run, stage: str, signum: int = signal.SIGINT) -> None:
         finished_before = _finished_trials(store, "signalled") if study_dir.exists() else set()
-        runner = FakeStageRunner(fake, **run.pop("fake", {}))
+        runner = PlantedStageRunner(fake, **run.pop("fake", {}))
         with pytest.raises(StudyInterrupted) as caught:
             if study_dir.exists():
                 resume_study(study_dir, stage_runner=runner, **run)
@@ -107,7 +106,7 @@ def test_a_study_signalled_at_every_stage_resumes_to_the_tables_of_an_uninterrup
     # 5. In the analysis, after its first line.
     stopped({"progress": _signal_on("analysis:", signal.SIGINT)}, "analysis")
 
-    last = FakeStageRunner(fake)
+    last = PlantedStageRunner(fake)
     resume_study(study_dir, progress=print, stage_runner=last)
     assert last.trials_started == [] and "analysis" in _journal(study_dir)["study"]
     assert len(stops) == 5
@@ -118,7 +117,7 @@ def test_a_study_signalled_at_every_stage_resumes_to_the_tables_of_an_uninterrup
 def test_an_errored_arm_run_is_retried_up_to_max_failures_then_reported(planted, tmp_path, capsys):
     storage = tmp_path / "runs"
     # Two search trials start first (0, 1), then full seed 1 (2, errors) and seed 2 (3); the retry is the fifth.
-    retried = FakeStageRunner(tmp_path / "f1", erroring_trials={2})
+    retried = PlantedStageRunner(tmp_path / "f1", erroring_trials={2})
     start_study(tiny_study(planted, storage, name="retried", max_failures=1), progress=print, stage_runner=retried)
     store = ResultsStore(str(storage))
     full = store.read("retried", "trials", filters={"arm": "full", "seed": 1}).drop_duplicates("trial_id", keep="last")
@@ -126,7 +125,7 @@ def test_an_errored_arm_run_is_retried_up_to_max_failures_then_reported(planted,
     assert not store.read("retried", "fold_metrics", filters={"arm": "full", "seed": 1}).empty
     assert "retry 1 of 1" in capsys.readouterr().out
 
-    failing = FakeStageRunner(tmp_path / "f2", erroring_trials={2, 4})  # seed 1 fails, then its retry
+    failing = PlantedStageRunner(tmp_path / "f2", erroring_trials={2, 4})  # seed 1 fails, then its retry
     start_study(tiny_study(planted, storage, name="failing", max_failures=1), progress=print, stage_runner=failing)
     full = store.read("failing", "trials", filters={"arm": "full", "seed": 1}).drop_duplicates("trial_id", keep="last")
     assert list(full["status"]) == ["errored"]

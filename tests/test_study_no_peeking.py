@@ -1,15 +1,18 @@
 """The held-out domain is never read before the selected model is tested (DESIGN.md, Study).
 
 A spy on PreparedDataset's signal reads logs the rows each read touches. Against the
-in-process fake stage runner the spy sees every read of the search and the selection; the
-slow test installs it in every Ray trial process too (worker_process_setup_hook).
+in-process fake stage runner, which trains for real (the planted one reads no signal), the spy
+sees every read of the search and the selection; the slow test installs it in every Ray trial
+process too (worker_process_setup_hook).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from heartbeatai.data.prepared import PreparedDataset
@@ -75,10 +78,13 @@ def spy_log(tmp_path, monkeypatch) -> Path:
 def test_test_domain_is_not_read_until_the_selection_is_recorded(tmp_path, spy_log):
     one_torch_thread()
     data = write_planted_dataset(tmp_path / "data", records_per_domain=24)
-    config = tiny_study(data, tmp_path / "runs", name="nopeek", selection={"oracle": True})
+    config = tiny_study(data, tmp_path / "runs", name="nopeek", selection={"oracle": True}, record_views=1)
     (runner,) = list(fold_runners(config, StudyPaths(tmp_path / "runs" / "nopeek"), progress=print,
                                   stage_runner=FakeStageRunner(tmp_path / "fake")))
     _search_reads_only_train_and_val_then_testing_reads_the_test_rows(runner, data, spy_log)
+    # Torch's checkpoint reader, in this process: the selected model's view is explained.
+    views = runner.store.read("nopeek", "record_views")
+    assert len(views) == 1 and np.array(json.loads(views["attribution"].iloc[0])).shape[0] == 12
 
 
 @pytest.mark.slow

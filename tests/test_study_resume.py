@@ -1,7 +1,8 @@
 """A killed study driver loses nothing that finished: `study resume` completes it without rerunning done work.
 
-The policy runs against the in-process fake stage runner, which stands in for a killed
-driver by raising mid-stage; one slow test kills a real driver and its Ray.
+The policy runs against the in-process planted stage runner, which stands in for a killed
+driver by raising mid-stage; the first test kills the driver inside a real training loop (the
+training fake), and one slow test kills a real driver and its Ray.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from heartbeatai.study.lock import StudyLock
 from heartbeatai.study.study_config import dump_study_config
 from heartbeatai.study.study_run import resume_study, start_study
 from heartbeatai.testing.fake_stage_runner import DriverKilled, FakeStageRunner
+from heartbeatai.testing.planted_stage_runner import PlantedStageRunner
 from study_fixtures import one_torch_thread, tiny_study
 from train_fixtures import write_planted_dataset
 
@@ -33,7 +35,6 @@ EPOCHS = 2  # tiny_trial's budget
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory) -> Path:
-    one_torch_thread()
     return write_planted_dataset(tmp_path_factory.mktemp("planted"), records_per_domain=24)
 
 
@@ -51,8 +52,9 @@ def _journal(study_dir: Path) -> dict:
 
 
 def test_a_driver_killed_mid_search_resumes_without_rerunning_finished_trials(planted, tmp_path):
+    one_torch_thread()
     storage = tmp_path / "runs"
-    config = tiny_study(planted, storage, name="killed-search", scheduler={"kind": "none"})
+    config = tiny_study(planted, storage, name="killed-search", scheduler={"kind": "none"}, seeds=[1])
     store = ResultsStore(str(storage))
     # Killed one epoch into the second search trial: the first is finished, the second running.
     with pytest.raises(DriverKilled):
@@ -87,7 +89,7 @@ def test_a_driver_killed_in_the_arms_stage_reruns_only_that_stage(planted, tmp_p
     storage = tmp_path / "runs"
     config = tiny_study(planted, storage, name="killed-arms", arms=["full", "no-se", "prevalence"])
     # Two search trials of up to two epochs, then killed one epoch into the first arm.
-    first = FakeStageRunner(tmp_path / "fake", kill_after_epochs=5)
+    first = PlantedStageRunner(tmp_path / "fake", kill_after_epochs=5)
     with pytest.raises(DriverKilled):
         start_study(config, progress=print, stage_runner=first)
     study_dir = storage / "killed-arms"
@@ -96,7 +98,7 @@ def test_a_driver_killed_in_the_arms_stage_reruns_only_that_stage(planted, tmp_p
     store = ResultsStore(str(storage))
     search_rows = store.read("killed-arms", "trials", filters={"arm": "search"})
 
-    resumed = FakeStageRunner(tmp_path / "fake")
+    resumed = PlantedStageRunner(tmp_path / "fake")
     resume_study(study_dir, progress=print, stage_runner=resumed)
 
     assert "arms" in _journal(study_dir)["lodo:gamma"]
@@ -114,8 +116,8 @@ def test_a_driver_killed_in_the_arms_stage_reruns_only_that_stage(planted, tmp_p
 def test_a_finished_study_resumes_to_nothing_and_refuses_a_second_run(planted, tmp_path, capsys):
     storage = tmp_path / "runs"
     config = tiny_study(planted, storage, name="finished")
-    start_study(config, progress=print, stage_runner=FakeStageRunner(tmp_path / "fake"))
-    again = FakeStageRunner(tmp_path / "fake")
+    start_study(config, progress=print, stage_runner=PlantedStageRunner(tmp_path / "fake"))
+    again = PlantedStageRunner(tmp_path / "fake")
     resume_study(storage / "finished", progress=print, stage_runner=again)
     assert again.trials_started == []
 
@@ -143,7 +145,7 @@ def test_resume_reads_the_study_config_only_under_the_lock(tmp_path):
     study_dir = tmp_path / "runs" / "starting"
     study_dir.mkdir(parents=True)  # a first driver holds the lock and has not written study.yaml yet
     with StudyLock(study_dir), pytest.raises(StudyLocked):
-        resume_study(study_dir, progress=print, stage_runner=FakeStageRunner(tmp_path / "fake"))
+        resume_study(study_dir, progress=print, stage_runner=PlantedStageRunner(tmp_path / "fake"))
 
 
 def test_a_second_ablation_script_on_a_locked_study_says_one_line(planted, tmp_path, capsys):

@@ -83,24 +83,22 @@ def test_a_second_writer_is_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
-    from study_fixtures import one_torch_thread
     from train_fixtures import write_planted_dataset
 
-    one_torch_thread()
     return write_planted_dataset(tmp_path_factory.mktemp("planted"), records_per_domain=24)
 
 
 @pytest.mark.parametrize("metric", list(VALIDATION_METRICS))
 def test_every_validation_metric_selects_the_best_checkpoint_in_its_own_direction(planted, tmp_path, metric):
     from heartbeatai.study.study_run import StudyPaths, fold_runners
-    from heartbeatai.testing.fake_stage_runner import FakeStageRunner
+    from heartbeatai.testing.planted_stage_runner import PlantedStageRunner
     from study_fixtures import tiny_study
 
     config = tiny_study(planted, tmp_path / "runs", name="by-metric", search={"trials_per_fold": 3},
                         selection={"metric": metric, "oracle": False})
     assert config.selection.mode == metric_mode(metric)
     (runner,) = fold_runners(config, StudyPaths(tmp_path / "runs" / "by-metric"), progress=print,
-                             stage_runner=FakeStageRunner(tmp_path / "fake"))
+                             stage_runner=PlantedStageRunner(tmp_path / "fake"))
     runner.search_and_select()
 
     store = ResultsStore(str(tmp_path / "runs"))

@@ -233,6 +233,13 @@ class TrialConfig(_Strict):
             raise ConfigError(describe_validation_error(err)) from None
 
 
+def trial_from_plain(raw: Any) -> TrialConfig:
+    """A trial configuration from plain data that crossed a process or file boundary (Tune's
+    config, a checkpoint, the study journal, a planted checkpoint): the one place such data is
+    validated; ValidationError as pydantic raises it (the caller knows what to call it)."""
+    return TrialConfig.model_validate(raw)
+
+
 def _switch_kind(section: str, current: dict[str, Any], kind: Any) -> dict[str, Any]:
     registry = VARIANTS[section]
     if kind not in registry:

@@ -11,14 +11,16 @@ in the store, so a rerun skips it and a killed driver loses nothing that finishe
 6. record_views a few test records of the selected model explained
 
 The trials themselves are trained by the injected stage runner (stage_runner.py): Ray Tune
-in a study, an in-process fake in the policy's tests. Nothing here imports Ray.
+in a study, an in-process fake in the policy's tests. Their checkpoints are read by the
+injected `CheckpointReader`: torch's, unless a test's fake writes planted ones. Nothing here
+imports Ray, nor torch until a torch checkpoint is read.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 import pandas as pd
@@ -37,12 +39,41 @@ from heartbeatai.study.stage_runner import ArmsStage, FoldContext, SearchStage, 
 from heartbeatai.study.study_config import StudyConfig
 from heartbeatai.study.trial_rows import TrialRows
 
+if TYPE_CHECKING:
+    from heartbeatai.data.prepared import PreparedDataset
+    from heartbeatai.study.record_views import Explainer
+
 Progress = Callable[[str], None]
 # Tables written per trial, epoch or tested run, compacted when the stage writing them ends.
 PER_RUN_TABLES = ("trials", "epochs", "fold_metrics", "class_metrics", "predictions")
 COMPACTED_AFTER = {"search": ("trials", "epochs"), "arms": PER_RUN_TABLES}
 # The journal's count of arms-stage retries of errored runs, per fold.
 ARM_RETRIES = "arms_retries"
+
+
+class CheckpointReader(Protocol):
+    """What the fold runner asks of a trial's checkpoint once the stages have run."""
+
+    def predict(self, checkpoint: str, data_path: Path,
+                record_ids: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(record_ids, probabilities (N, C), thresholds (C,)) of the checkpoint on the records."""
+
+    def explainer(self, checkpoint: str, dataset: "PreparedDataset") -> "Explainer":
+        """What attributes the checkpoint's calls on a record to its leads and time (record_views.py)."""
+
+
+class TorchCheckpoints:
+    """The training loop's checkpoints; torch is imported only when one is read."""
+
+    def predict(self, checkpoint: str, data_path: Path, record_ids: list[str]):
+        from heartbeatai.training.predict import predict
+
+        return predict(Path(checkpoint), data_path, record_ids)
+
+    def explainer(self, checkpoint: str, dataset: "PreparedDataset") -> "Explainer":
+        from heartbeatai.study.record_views import IntegratedGradients
+
+        return IntegratedGradients(checkpoint, dataset)
 
 
 @dataclass(frozen=True)
@@ -58,6 +89,7 @@ class StudyContext:
     stage_runner: StageRunner
     optuna_storage: str  # an Optuna RDB URL
     progress: Progress = print
+    checkpoints: CheckpointReader = TorchCheckpoints()
 
     @property
     def store(self) -> ResultsStore:
@@ -301,9 +333,7 @@ class FoldRunner:
             self.writer.write(table, frame)
 
     def _predict(self, checkpoint: str, record_ids: list[str]):
-        from heartbeatai.training.predict import predict
-
-        return predict(Path(checkpoint), self.data_path, record_ids)
+        return self.study.checkpoints.predict(checkpoint, self.data_path, record_ids)
 
     def _labels(self, record_ids: list[str]) -> np.ndarray:
         dataset = self.dataset
@@ -339,7 +369,7 @@ class FoldRunner:
         thresholds = thresholds.set_index("class")["threshold"].reindex(self.classes).to_numpy()
         picks = pick_record_views(predictions, thresholds, self.classes, self._train_prevalence(),
                                   self.config.record_views)
-        views = record_view_rows(selection.checkpoint_path, self.dataset, predictions, thresholds, self.classes,
-                                 picks, key)
+        explainer = self.study.checkpoints.explainer(selection.checkpoint_path, self.dataset)
+        views = record_view_rows(explainer, self.dataset, predictions, thresholds, self.classes, picks, key)
         self.writer.write("record_views", views)
         return len(views)  # the journal keeps it: the store check knows how many rows to expect

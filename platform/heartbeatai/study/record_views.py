@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
@@ -49,27 +49,49 @@ def pick_record_views(predictions: pd.DataFrame, thresholds: np.ndarray, classes
     return [RecordPick(int(i), int(c), group == 0) for group, _, i, c in picks[:n]]
 
 
-def record_view_rows(checkpoint: str | Path, dataset, predictions: pd.DataFrame, thresholds: np.ndarray,
+class Explainer(Protocol):
+    """Attributes a checkpoint's call of one class on one record to its leads and time."""
+
+    excerpt_seconds: float  # how much of a record a view shows and explains
+
+    def explain(self, excerpt: np.ndarray, row: int, class_index: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(attribution (12, T), SE gates by stage) of the (12, T) excerpt of dataset row `row`."""
+
+
+class IntegratedGradients:
+    """The checkpoint's model explained by integrated gradients (heartbeatai.explain)."""
+
+    def __init__(self, checkpoint: str | Path, dataset):
+        import torch
+
+        from heartbeatai.training.factory import signal_transform
+        from heartbeatai.training.predict import load_trained_model
+
+        self.model, _, trial = load_trained_model(checkpoint, torch.device("cpu"))
+        self.transform = signal_transform(trial, dataset.fs)
+        self.demographics = dataset.demographics() if trial.model.demographics else None
+        self.excerpt_seconds = min(trial.preprocess.crop_seconds, VIEW_SECONDS)
+
+    def explain(self, excerpt: np.ndarray, row: int, class_index: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        from heartbeatai.explain import attribute
+
+        demographics = self.demographics[row] if self.demographics is not None else None
+        explained = attribute(self.model, self.transform(excerpt), [class_index], demographics=demographics,
+                              n_steps=IG_STEPS)
+        return explained.values[0], explained.se_gates
+
+
+def record_view_rows(explainer: Explainer, dataset, predictions: pd.DataFrame, thresholds: np.ndarray,
                      classes: Sequence[str], picks: list[RecordPick], key: Mapping[str, Any]) -> pd.DataFrame:
     """The record_views rows of `picks`: signal excerpt, labels, calls and attributions of each."""
-    import torch
-
-    from heartbeatai.explain import attribute
-    from heartbeatai.training.factory import signal_transform
-    from heartbeatai.training.predict import load_trained_model
-
     probs, truth, called = _calls(predictions, thresholds, classes)
-    model, state, trial = load_trained_model(checkpoint, torch.device("cpu"))
-    transform = signal_transform(trial, dataset.fs)
+    length = int(round(explainer.excerpt_seconds * dataset.fs))
     rows = []
     for rank, pick in enumerate(picks):
         record_id = predictions["record_id"].iloc[pick.row]
         row = int(dataset.index_of([record_id])[0])
-        length = int(round(min(trial.preprocess.crop_seconds, VIEW_SECONDS) * dataset.fs))
         excerpt = dataset.window(row, 0, length)
-        demographics = dataset.demographics()[row] if trial.model.demographics else None
-        explained = attribute(model, transform(excerpt), [pick.class_index], demographics=demographics,
-                              n_steps=IG_STEPS)
+        attribution, se_gates = explainer.explain(excerpt, row, pick.class_index)
         p, t, c = probs[pick.row], truth[pick.row], called[pick.row]
         rows.append({
             **key,
@@ -79,8 +101,8 @@ def record_view_rows(checkpoint: str | Path, dataset, predictions: pd.DataFrame,
             "probabilities": json.dumps({name: round(float(v), 4) for name, v in zip(classes, p)}),
             "fs": int(dataset.fs),
             "signal": json.dumps(np.round(excerpt, 3).tolist()),
-            "attribution": json.dumps(np.round(explained.values[0], 5).tolist()),
-            "se_gates": json.dumps({str(k): np.round(v, 4).tolist() for k, v in explained.se_gates.items()}),
+            "attribution": json.dumps(np.round(attribution, 5).tolist()),
+            "se_gates": json.dumps({str(k): np.round(v, 4).tolist() for k, v in se_gates.items()}),
             "misclassified": pick.misclassified,
             "rank": rank,
         })

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from heartbeatai.config import TrialConfig, flatten_config
+from heartbeatai.config import TrialConfig, flatten_config, trial_from_plain
 from heartbeatai.results.schema import SCORED_STATUSES
 
 
@@ -37,7 +37,7 @@ class Selection:
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> "Selection":
         """From the journal (a boundary: its trial is validated here)."""
-        return cls(**{**record, "trial": TrialConfig.model_validate(record["trial"])})
+        return cls(**{**record, "trial": trial_from_plain(record["trial"])})
 
 
 class TrainingDomainValidation:

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 from heartbeatai.results import ResultsWriter, write_study_summary
 from heartbeatai.study import interrupts
-from heartbeatai.study.fold_runner import FoldRunner, StudyContext
+from heartbeatai.study.fold_runner import FoldRunner, StudyContext, TorchCheckpoints
 from heartbeatai.study.interrupts import catching_interrupts
 from heartbeatai.study.lock import StageJournal, StudyLock
 from heartbeatai.study.stage_runner import StageRunner
@@ -121,8 +121,11 @@ def fold_runners(config: StudyConfig, paths: StudyPaths, progress: Progress,
 
         writer.write("dataset_card", dataset_card(dataset.records, classes))
         journal.mark("study", "dataset_card")
+    # A stage runner whose checkpoints are not the training loop's (the planted test fake's)
+    # brings their reader; Tune's trials write torch checkpoints.
+    checkpoints = getattr(stage_runner, "checkpoints", None) or TorchCheckpoints()
     study = StudyContext(config, paths.root, journal, writer, data_path, classes, stage_runner,
-                         config.optuna_storage or paths.optuna_url, progress)
+                         config.optuna_storage or paths.optuna_url, progress, checkpoints)
     for protocol in config.protocols:
         for fold_id in planned_folds(config, data_path, protocol):
             yield FoldRunner(study, protocol, fold_id)

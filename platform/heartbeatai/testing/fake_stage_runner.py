@@ -1,9 +1,11 @@
 """A stage runner without Ray: each trial of a stage trained in this process, one after another.
 
 The study policy (fold_runner.py) is what its tests are about; Tune only runs trials. This
-fake runs them with the real training loop (a tiny network trains in about a second), tells
-a `TrialRows` what happened in the order Tune's callbacks do (start, result then checkpoint
-per epoch, finish or error), and keeps what Tune keeps that the policy relies on:
+fake runs them one by one with an injected `TrainTrial`, by default the real training loop
+(`train_in_process`: a tiny network trains in about a second; planted_stage_runner.py's
+plants its epochs instead), tells a `TrialRows` what happened in the order Tune's callbacks
+do (start, result then checkpoint per epoch, finish or error), and keeps what Tune keeps
+that the policy relies on:
 
 - the search samples from a seeded Optuna TPE study persisted in the stage's Optuna storage
   (as Ray's OptunaSearch does: last reported value told, errors told as failed), so the
@@ -40,16 +42,42 @@ import signal
 import traceback
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from heartbeatai.config import TrialConfig
 from heartbeatai.study import interrupts
 from heartbeatai.study.stage_runner import ArmsStage, FoldContext, SearchStage, Stage
 from heartbeatai.study.trial_rows import TrialRef, TrialRows
 
 STATE_FILE = "fake_experiment_state.json"
 SAMPLER_FILE = "fake_sampler.pkl"
+
+# report(metrics, checkpoint_dir): once per epoch; the directory is valid only during the call.
+Report = Callable[[dict[str, Any], Path | None], None]
+# Runs one trial's epochs from `resume` (its last kept checkpoint, or None) to its budget,
+# reporting each; raises whatever a failing trial raises.
+TrainTrial = Callable[[TrialConfig, FoldContext, Report, Path | None], None]
+
+
+def train_in_process(trial: TrialConfig, context: FoldContext, report: Report, resume: Path | None) -> None:
+    """The real training loop on CPU, in this process."""
+    import torch
+
+    from heartbeatai.training.loop import run_training
+    from heartbeatai.training.spec import TrainSpec
+
+    spec = TrainSpec(trial=trial, data_path=context.data_path, fold_id=context.fold_id, classes=context.classes,
+                     selection_metric=context.metric)
+    # One thread, as Ray gives a one-CPU trial process (OMP_NUM_THREADS=1): on a loaded
+    # machine torch's default of a thread per core is several times slower for tiny models.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_training(spec, report=report, device=torch.device("cpu"), loader_workers=0, resume_checkpoint=resume)
+    finally:
+        torch.set_num_threads(threads)
 
 
 class DriverKilled(RuntimeError):
@@ -69,9 +97,11 @@ class FakeStageRunner:
 
     concurrent = 1
 
-    def __init__(self, root: str | os.PathLike, *, kill_after_epochs: int | None = None,
-                 interrupt_after_epochs: int | None = None, erroring_trials: Collection[int] = ()):
+    def __init__(self, root: str | os.PathLike, *, train: TrainTrial = train_in_process,
+                 kill_after_epochs: int | None = None, interrupt_after_epochs: int | None = None,
+                 erroring_trials: Collection[int] = ()):
         self.root = Path(root)
+        self.train = train
         self.kill_after_epochs = kill_after_epochs
         self.interrupt_after_epochs = interrupt_after_epochs
         self.erroring_trials = set(erroring_trials)
@@ -143,11 +173,6 @@ class FakeStageRunner:
     def _train(self, trial: TrialRef, context: FoldContext, rows: TrialRows, state: "_ExperimentState",
                asha: "_SuccessiveHalving | None", optuna_number: int | None = None) -> dict[str, Any] | None:
         """Train one trial to its end (resuming its last checkpoint); its last result, or None when it errored."""
-        import torch
-
-        from heartbeatai.training.loop import run_training
-        from heartbeatai.training.spec import TrainSpec
-
         index = len(self.trials_started)
         self.trials_started.append(trial.trial_id)
         resume = state.last_checkpoint(trial.trial_id)
@@ -175,17 +200,10 @@ class FakeStageRunner:
             if interrupts.interrupted() is not None and int(metrics["epoch"]) < context.epochs:
                 raise _Paused
 
-        spec = TrainSpec(trial=context.trial_config(trial.config), data_path=context.data_path,
-                         fold_id=context.fold_id, classes=context.classes, selection_metric=context.metric)
-        # One thread, as Ray gives a one-CPU trial process (OMP_NUM_THREADS=1): on a loaded
-        # machine torch's default of a thread per core is several times slower for tiny models.
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
         try:
             if index in self.erroring_trials:
                 raise RuntimeError(f"trial {trial.trial_id} fails (FakeStageRunner erroring_trials)")
-            run_training(spec, report=report, device=torch.device("cpu"), loader_workers=0,
-                         resume_checkpoint=resume)
+            self.train(context.trial_config(trial.config), context, report, resume)
         except _EarlyStopped:
             pass
         except _Paused:
@@ -198,8 +216,6 @@ class FakeStageRunner:
             state.finish(trial.trial_id, error)
             rows.errored(trial, error, finished=len(state.finished))
             return None
-        finally:
-            torch.set_num_threads(threads)
         state.finish(trial.trial_id)
         rows.finished(trial, finished=len(state.finished), last_result=last)
         return last

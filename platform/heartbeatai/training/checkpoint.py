@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
-from heartbeatai.config import TrialConfig, describe_validation_error
+from heartbeatai.config import TrialConfig, describe_validation_error, trial_from_plain
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT_VERSION = 1
@@ -102,7 +102,7 @@ def checkpoint_trial(state: dict[str, Any], where: str | os.PathLike) -> TrialCo
     """The trial configuration a checkpoint was trained with (the checkpoint boundary: validated
     here once); CheckpointError naming the first bad key when it is not a valid one."""
     try:
-        return TrialConfig.model_validate(state["config"])
+        return trial_from_plain(state["config"])
     except ValidationError as err:
         raise CheckpointError(f"{where}: the checkpoint's config is not a valid trial configuration "
                               f"({describe_validation_error(err).split('; ')[0]})") from None

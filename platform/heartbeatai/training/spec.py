@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from heartbeatai.config import TrialConfig
+from heartbeatai.config import TrialConfig, trial_from_plain
 from heartbeatai.metric_names import DEFAULT_SELECTION_METRIC, VALIDATION_METRICS
 from heartbeatai.protocols import fold_protocol
 
@@ -52,4 +52,4 @@ class TrainSpec:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainSpec:
         fields = {k: v for k, v in raw.items() if k != "trial"}
-        return cls(trial=TrialConfig.model_validate(raw["trial"]), **fields)
+        return cls(trial=trial_from_plain(raw["trial"]), **fields)
