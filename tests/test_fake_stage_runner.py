@@ -78,7 +78,7 @@ def fold(tmp_path_factory) -> FoldContext:
 
     data = write_planted_dataset(tmp_path_factory.mktemp("planted"), records_per_domain=24)
     return FoldContext(study="planted", protocol="lodo", fold_id=FOLD, data_path=str(data), classes=CLASSES,
-                       base_trial=tiny_trial().model_dump(mode="json"), metric="val_macro_auroc", mode="max")
+                       base_trial=tiny_trial(), metric="val_macro_auroc", mode="max")
 
 
 def _planted(fold: FoldContext, overrides: dict, keep: Path | None = None, resume: Path | None = None) -> list[dict]:
