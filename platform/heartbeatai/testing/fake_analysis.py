@@ -1,8 +1,10 @@
-"""The fake store's analysis tables (results schema 2): degradation and ablation_tests.
+"""The fake store's analysis tables (results schema 3): degradation and ablation_tests.
 
 Drawn, not computed from predictions, but with the structure the real analysis guarantees
 (docs/analysis.md), so a reader can be tested against it: the degradation parts are drawn
-and summed, so they add up to the total exactly; ablation differences come from the fake's
+and summed, so they add up to the total exactly, their intervals conditional on the models;
+the EM and BBSE prevalence estimates are flagged far from the test prevalence by the
+analysis' own rule; ablation differences come from the fake's
 own fold_metrics, oriented so that positive means the arm is better; with fewer than 3 arm
 seeds a fold's interval is conditional and carries no p-value; Holm runs over the ablation
 arms x held-out domains of one metric, the references outside it; the across-fold
@@ -15,9 +17,10 @@ import numpy as np
 import pandas as pd
 
 from heartbeatai.analysis.ablation_stats import MIN_SEEDS_FOR_SEED_VARIANCE, decide
+from heartbeatai.analysis.prior_shift import far_from_truth
 from heartbeatai.arms import FULL, is_reference
 from heartbeatai.metric_names import FOLD_METRICS
-from heartbeatai.results.schema import ACROSS_FOLDS
+from heartbeatai.results.schema import ACROSS_FOLDS, PREVALENCE_ESTIMATORS
 
 # The analysis' defaults (docs/analysis.md): analysis.min_positives, .rope, .decision_probability.
 MIN_POSITIVES = 10
@@ -59,7 +62,7 @@ def degradation(rng, held_out: list[str], matched: list[str], abbrs: list[str], 
             half = 0.6 / np.sqrt(n_positives)
             row = dict(domain=domain, **{"class": abbr}, label_set="noisy", reference_kind=kind, n_records=n_records,
                        n_positives=n_positives, n_seeds=seeds, interval_reliable=n_positives >= MIN_POSITIVES,
-                       f1_reference=f1_reference, f1_lodo=f1_reference + parts["total"])
+                       conditional=True, f1_reference=f1_reference, f1_lodo=f1_reference + parts["total"])
             for name, value in parts.items():
                 width = half * (1.0 if name == "total" else 0.7)
                 row |= {name: value, f"{name}_lo": value - width, f"{name}_hi": value + width}
@@ -70,10 +73,17 @@ def degradation(rng, held_out: list[str], matched: list[str], abbrs: list[str], 
                         auroc_change_lo=change - half / 2, auroc_change_hi=change + half / 2,
                         test_prevalence=test_prev, train_prevalence_lodo=float(train_lodo[abbr]),
                         train_prevalence_reference=float(train_reference[abbr]),
-                        em_prevalence_lodo=test_prev * float(np.exp(rng.normal(0, 0.15))),
-                        em_prevalence_reference=test_prev * float(np.exp(rng.normal(0, 0.1))),
-                        calibration_error_lodo=float(rng.uniform(0.01, 0.06)),
-                        calibration_error_reference=float(rng.uniform(0.01, 0.04)))
+                        test_calibration_error_lodo=float(rng.uniform(0.01, 0.06)),
+                        test_calibration_error_reference=float(rng.uniform(0.01, 0.04)))
+            # EM trusts a calibration that may not carry over (often far on the LODO side); BBSE
+            # is unbiased under label shift but noisy for a rare class.
+            estimates = dict(em_prevalence_lodo=test_prev * float(np.exp(rng.normal(0.3, 0.8))),
+                             em_prevalence_reference=test_prev * float(np.exp(rng.normal(0, 0.15))),
+                             bbse_prevalence_lodo=test_prev * float(np.exp(rng.normal(0, 0.3))),
+                             bbse_prevalence_reference=test_prev * float(np.exp(rng.normal(0, 0.2))))
+            row |= {name: float(np.clip(value, 0.0, 1.0)) for name, value in estimates.items()}
+            row |= {f"{estimator}_far_{side}": bool(far_from_truth(row[f"{estimator}_prevalence_{side}"], test_prev))
+                    for estimator in PREVALENCE_ESTIMATORS for side in ("lodo", "reference")}
             rows.append(row)
     return pd.DataFrame(rows)
 

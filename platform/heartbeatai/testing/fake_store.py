@@ -1,4 +1,4 @@
-"""A fake results store, generated: every table of results schema 2, for tests, demos and benchmarks.
+"""A fake results store, generated: every table of results schema 3, for tests, demos and benchmarks.
 
 Numbers follow the shapes a real LODO study shows (rare classes degrade most, ASHA stops
 the weak trials early, MixStyle helps a little, the prevalence floor sits at AUROC 0.5,
