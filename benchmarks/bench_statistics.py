@@ -287,7 +287,7 @@ def _population_f1(prevalence: float, sensitivity: float, specificity: float) ->
 
 
 def rarity_contrast_coverage(lodo: str, reps: int, seed: int, n_records: int = 500, n_boot: int = 300) -> dict:
-    """Coverage of the contrast's percentile interval, and the point estimate's mean error."""
+    """Coverage of the contrast's interval (over classes), and the point estimate's mean error."""
     rng = np.random.default_rng([seed, 500, len(lodo)])
     prevalence = np.array(CONTRAST_PREVALENCES)
     covered, errors = 0, []
@@ -306,7 +306,7 @@ def rarity_contrast_coverage(lodo: str, reps: int, seed: int, n_records: int = 5
                     truth[(domain, j, model)] = _population_f1(p, sensitivity[j], CONTRAST_SPECIFICITY)
             for j, p in enumerate(prevalence):
                 cells.append(ContrastCell(domain, f"c{j}", "noisy", "reference", int(y[:, j].sum()), float(p),
-                                          f1["lodo"][:, j], f1["reference"][:, j]))
+                                          float(f1["lodo"][0, j]), float(f1["reference"][0, j])))
         row = rarity_contrast_rows(cells, "simulated").iloc[0]
         eligible = sorted((c for c in cells if c.n_positives >= row["min_positives"]),
                           key=lambda c: (c.train_prevalence, c.domain, c.cls))

@@ -166,7 +166,7 @@ def _domain_rows(study, domain, reference_kind, lodo_runs, reference_runs, metri
             rows.append(row)
             cells.append(ContrastCell(domain, classes[c], label_set, reference_kind, int(positives[j]),
                                       float(summed["train_prevalence_lodo"][0, j]),
-                                      summed["f1_lodo"][:, j].copy(), summed["f1_reference"][:, j].copy()))
+                                      float(summed["f1_lodo"][0, j]), float(summed["f1_reference"][0, j])))
     return rows
 
 

@@ -27,7 +27,8 @@ from heartbeatai.protocols import INTRA, PROTOCOLS, REFERENCE
 # reliability and threshold fallback; the analysis' ablation_tests and degradation tables.
 # 3: degradation's prevalence part corrects to the known test prevalence, with the EM and
 # BBSE estimates beside it (far flags), its calibration error measured on the test records
-# and its intervals marked conditional (and ablation_tests' own changes).
+# and its intervals marked conditional; rarity_contrast's interval carries between-cell
+# variance, with a regression slope (and ablation_tests' own changes).
 SCHEMA_VERSION = 3
 
 
@@ -235,7 +236,10 @@ TABLES: dict[str, Table] = {
             {"study": _S, "label_set": _S, "reference_kind": _S, "min_positives": _I, "n_cells": _I,
              "n_rare": _I, "n_common": _I, "n_domains": _I, "rare_prevalence_max": _F, "common_prevalence_min": _F,
              "f1_reference_macro": _F, "f1_lodo_macro": _F, "drop_rare": _F, "drop_common": _F,
-             **_with_interval("contrast"), "ratio": _F},
+             **_with_interval("contrast"), "ratio": _F,
+             # The drop's change per tenfold lower training prevalence over every cell; the
+             # number of classes the intervals rest on (their unit: a delete-one-class jackknife).
+             **_with_interval("slope"), "n_classes": _I, "method": _S},
             identity=("study", "label_set"),
             required=("study", "label_set"),
             allowed={"label_set": LABEL_SETS},

@@ -88,18 +88,14 @@ def degradation(rng, held_out: list[str], matched: list[str], abbrs: list[str], 
     return pd.DataFrame(rows)
 
 
-def rarity_contrast(rng, degradation_rows: pd.DataFrame, n_boot: int = 200) -> pd.DataFrame:
-    """The real rarity_contrast rows over the fake degradation cells, their replicates drawn
-    around each cell's F1 values at the width of its total's interval."""
+def rarity_contrast(degradation_rows: pd.DataFrame) -> pd.DataFrame:
+    """The real rarity_contrast rows over the fake degradation cells."""
     from heartbeatai.analysis.rarity_contrast import ContrastCell, rarity_contrast_rows
 
-    cells = []
-    for row in degradation_rows.to_dict("records"):
-        sd = (row["total_hi"] - row["total_lo"]) / (2 * 1.96)
-        noise = np.concatenate([[0.0], rng.normal(0, sd / np.sqrt(2), n_boot)])
-        cells.append(ContrastCell(row["domain"], row["class"], row["label_set"], row["reference_kind"],
-                                  int(row["n_positives"]), float(row["train_prevalence_lodo"]),
-                                  row["f1_lodo"] + noise, row["f1_reference"] - noise))
+    cells = [ContrastCell(row["domain"], row["class"], row["label_set"], row["reference_kind"],
+                          int(row["n_positives"]), float(row["train_prevalence_lodo"]),
+                          float(row["f1_lodo"]), float(row["f1_reference"]))
+             for row in degradation_rows.to_dict("records")]
     study = degradation_rows["study"].iloc[0] if "study" in degradation_rows and len(degradation_rows) else "fake"
     return rarity_contrast_rows(cells, study)
 
