@@ -59,7 +59,7 @@ def three_seed_store(tmp_path_factory):
 
 
 def test_the_fake_writes_the_current_schema_version(store):
-    assert store.schema_version("demo") == schema.SCHEMA_VERSION == 2
+    assert store.schema_version("demo") == schema.SCHEMA_VERSION == 3
 
 
 def test_predictions_hold_the_held_out_test_records_and_the_training_domains_validation_records(store):
