@@ -14,12 +14,15 @@ import plotly.graph_objects as go
 
 from heartbeatai.dashboard.figures import (LAYOUT, UNRELIABLE_GREY, count_label, interval_text, is_reliable,
                                            message_figure, rare_first)
-from heartbeatai.results.schema import DEGRADATION_PARTS, REFERENCE_KINDS
+from heartbeatai.results.schema import DEGRADATION_PARTS, PREVALENCE_ESTIMATORS, REFERENCE_KINDS
 
 PART_NAMES = {part: f"{part} ({meaning})" for part, meaning in DEGRADATION_PARTS.items()}
 PART_COLOURS = {"prevalence": "#8e24aa", "threshold": "#fb8c00", "ranking": "#1e88e5"}
 F1_UNITS = "F1 change, LODO − reference (F1 units)"
 RANKING_CHANGE = "threshold-free ranking change (AUROC)"
+CONDITIONAL = "conditional on these trained models"
+ESTIMATES = "label-free prevalence estimates (what a deployer could recover without labels; not used in the split)"
+FAR = "far from the truth"
 NO_SPLIT = "no degradation figures: the analysis has not split any class yet"
 
 
@@ -82,8 +85,14 @@ def _cell_hover(row: dict) -> str:
             f"{count_label(row['n_positives'])}<br>"
             f"F1 {row['f1_reference']:.3f} (reference) → {row['f1_lodo']:.3f} (LODO)<br>"
             f"total {interval_text(row['total'], row['total_lo'], row['total_hi'], row['interval_reliable'], row['n_positives'])}"
-            f" F1<br>prevalence {row['prevalence']:+.3f}, threshold {row['threshold']:+.3f}, "
-            f"ranking {row['ranking']:+.3f}<br>{RANKING_CHANGE}: {row['auroc_change']:+.3f}")
+            f" F1 ({CONDITIONAL})<br>prevalence {row['prevalence']:+.3f}, threshold {row['threshold']:+.3f}, "
+            f"ranking {row['ranking']:+.3f}<br>{RANKING_CHANGE}: {row['auroc_change']:+.3f}"
+            + "".join(f"<br>{name} of the LODO model's prevalence: {FAR}"
+                      for estimator, name in PREVALENCE_ESTIMATORS.items() if _is_true(row.get(f"{estimator}_far_lodo"))))
+
+
+def _is_true(flag) -> bool:
+    return flag is not None and not pd.isna(flag) and bool(flag)
 
 
 def _classes_of(rows: pd.DataFrame, order: list[str]) -> pd.DataFrame:
@@ -125,7 +134,8 @@ def parts_figure(rows: pd.DataFrame, order: list[str], domain: str, chosen: str 
     return figure.update_layout(
         barmode="relative", height=_height(classes), yaxis=_ticks(classes), xaxis_title=F1_UNITS,
         title=(f"Held out {domain}: the F1 change and its parts<br><sub>{reference_name(classes['reference_kind'].iloc[0])}, "
-               f"{int(classes['n_records'].iloc[0]):,} shared records; hatched: too few positives for an interval</sub>"),
+               f"{int(classes['n_records'].iloc[0]):,} shared records; intervals {CONDITIONAL}; hatched: too few "
+               "positives for an interval</sub>"),
         legend=dict(orientation="h", y=-120 / _height(classes), yanchor="top"), margin=dict(l=110, r=20, t=70, b=150),
     )
 
@@ -139,7 +149,8 @@ def auroc_change_figure(rows: pd.DataFrame, order: list[str], domain: str) -> go
     _add_markers(figure, classes, "auroc_change", _reliable(classes), "AUROC change")
     figure.add_vline(x=0, line=dict(color="#888", dash="dot"))
     return figure.update_layout(
-        title=f"Held out {domain}: {RANKING_CHANGE}<br><sub>beside the split, not part of it</sub>", height=_height(classes), yaxis=_ticks(classes),
+        title=f"Held out {domain}: {RANKING_CHANGE}<br><sub>beside the split, not part of it; intervals {CONDITIONAL}</sub>",
+        height=_height(classes), yaxis=_ticks(classes),
         xaxis_title="AUROC change, LODO − reference (AUROC units)",
         legend=dict(orientation="h", y=-120 / _height(classes), yanchor="top"), margin=dict(l=110, r=20, t=70, b=150),
     )

@@ -150,6 +150,40 @@ def test_the_auroc_change_is_beside_the_split_labelled_as_the_threshold_free_ran
     assert drawn == pytest.approx(rows["auroc_change"].to_dict())
 
 
+def test_the_label_free_prevalence_estimates_are_their_own_line_marked_where_far_from_the_truth(views, root):
+    rows = _degradation(root)
+    flags = [f"{e}_far_{side}" for e in schema.PREVALENCE_ESTIMATORS for side in ("lodo", "reference")]
+    far = rows[rows[flags].astype(bool).any(axis=1)].iloc[0]
+    near = rows[~rows[flags].astype(bool).any(axis=1)].iloc[0]
+
+    for row in (far, near):
+        detail = views.decomposition("demo", "noisy", row["class"], row["domain"]).detail
+        estimates = _by_id(detail, "degradation-estimates")
+        text = _shown(estimates)
+        assert text.startswith("label-free prevalence estimates (what a deployer could recover without labels; "
+                               "not used in the split)")
+        assert f"true test prevalence {row['test_prevalence']:.2%}" in text
+        assert f"EM (Saerens et al. 2002) {row['em_prevalence_lodo']:.2%} (LODO)" in text
+        assert f"BBSE (Lipton et al. 2018) {row['bbse_prevalence_lodo']:.2%} (LODO)" in text
+        badges = _all(estimates, html.Span, "estimate-far")
+        assert len(badges) == int(row[flags].astype(bool).sum())
+        assert all(_shown(badge) == "far from the truth" for badge in badges)
+    assert len(_all(views.decomposition("demo", "noisy", far["class"], far["domain"]).detail, html.Span,
+                    "estimate-far")) > 0
+
+
+def test_the_split_s_intervals_are_labelled_conditional_on_the_trained_models(views, root):
+    note = views.degradation("demo", "noisy").reference
+    assert _shown(_by_id(note, "degradation-conditional")).startswith("conditional on these trained models: each "
+                                                                      "interval resamples the shared records")
+    view = views.decomposition("demo", "noisy", None, "ptbxl")
+    for figure in (view.parts, view.auroc_change):
+        assert "intervals conditional on these trained models" in figure.layout.title.text
+    lines = [_shown(line) for line in _all(view.detail, html.Div, "small")]
+    assert "intervals conditional on these trained models" in lines
+    assert _degradation(root)["conditional"].astype(bool).all()
+
+
 def test_the_view_says_which_reference_each_domain_was_paired_with_and_on_how_many_records(views, root):
     note = views.degradation("demo", "noisy").reference
     rows = _degradation(root).groupby("domain")["n_records"].first()

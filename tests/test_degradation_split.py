@@ -1,5 +1,6 @@
 """The degradation split (DESIGN.md, Analysis): its F1 figures agree with sklearn's, identical
-models give zeros, and a pure prior shift lands in the prevalence part with a ranking part of zero."""
+models give zeros, a pure prior shift lands in the prevalence part with a ranking part of zero,
+and a pure calibration shift at equal prevalences gives a prevalence part of exactly zero."""
 
 from __future__ import annotations
 
@@ -42,13 +43,14 @@ def test_identical_models_give_a_zero_total_and_zero_parts():
         assert np.all(values == 0), name
 
 
-def _sklearn_evaluations(y, model, weights, prevalence):
+def _sklearn_evaluations(y, model, weights):
     """F(dep), F(pc) and F(best) of one model under record weights, computed by sklearn: F(pc)
     at the deployed cut after Bayes' rule moves the calibrated probabilities from the model's
-    source prior to `prevalence`; F(best) the best F1 over the thresholds of the precision-recall
-    curve (a prior correction is monotone, so it ranks as the calibrated probabilities do)."""
+    source prior to the records' weighted prevalence (numpy's weighted average); F(best) the
+    best F1 over the thresholds of the precision-recall curve (a prior correction is monotone,
+    so it ranks as the calibrated probabilities do)."""
     y, calibrated = y[:, 0], model.calibrated[:, 0]
-    shift = logit(prevalence) - logit(model.source_prior[:, 0])
+    shift = logit(np.average(y, weights=weights)) - logit(model.source_prior[:, 0])
     corrected = expit(logit(calibrated) + shift)
     precision, recall, _ = precision_recall_curve(y, calibrated, sample_weight=weights)
     with np.errstate(invalid="ignore"):
@@ -68,8 +70,7 @@ def test_the_total_and_every_part_agree_with_f1_scores_computed_by_sklearn(seed)
     parts = split_parts(evaluations["lodo"], evaluations["reference"])
 
     for b, w in enumerate(weights):  # the point estimate and each bootstrap replicate
-        lo, ref = (_sklearn_evaluations(y, model, w, evaluations[side]["prevalence_estimate"][b, 0])
-                   for side, model in (("lodo", lodo), ("reference", reference)))
+        lo, ref = (_sklearn_evaluations(y, model, w) for model in (lodo, reference))
         expected = {"total": lo["dep"] - ref["dep"],
                     "prevalence": (lo["dep"] - lo["pc"]) - (ref["dep"] - ref["pc"]),
                     "threshold": (lo["pc"] - lo["best"]) - (ref["pc"] - ref["best"]),
@@ -95,6 +96,37 @@ def test_a_pure_prior_shift_is_a_prevalence_part_with_a_zero_ranking_part():
     # Corrected to the same estimated prior, the two models are one: all of it is prevalence.
     np.testing.assert_allclose(parts["threshold"], 0, atol=1e-12)
     np.testing.assert_allclose(parts["prevalence"], parts["total"], atol=1e-12)
+
+
+def test_a_pure_calibration_shift_at_equal_prevalences_gives_a_prevalence_part_of_exactly_zero():
+    """Both models were calibrated where the prevalence was the test domain's own 10%; on the
+    test domain the LODO model's logits sit 1.5 higher than its validation calibration says (a
+    calibration shift, issue 19's case). The correction to the true prevalence is then the
+    identity for both, so the prevalence part is 0 and the miscalibration lands in the
+    threshold part; EM, reading the shifted probabilities as posteriors, is far off."""
+    rng = np.random.default_rng(2)
+    n = 3000
+    y = np.zeros(n, bool)
+    y[: n // 10] = True
+    y = rng.permutation(y)[:, None]
+    x = rng.normal(size=y.shape) + 2.0 * y
+    log_lr = 2.0 * x - 2.0
+    reference = _model(log_lr, 0.1, 0.3)
+    lodo = _model(log_lr + 1.5, 0.1, 0.3)  # its source prior is 10% too: prevalences are equal
+    weights = _weights(rng, n)
+    evaluations = three_evaluations(y, lodo, weights), three_evaluations(y, reference, weights)
+    parts = split_parts(*evaluations)
+    assert parts["prevalence"][0, 0] == 0.0
+    assert parts["total"][0, 0] < -0.05  # the shifted calls cost F1 ...
+    assert parts["threshold"][0, 0] == pytest.approx(parts["total"][0, 0], abs=1e-12)  # ... at the threshold
+    assert parts["ranking"][0, 0] == 0.0  # a logit offset ranks identically
+    # A replicate's prevalence differs from 10%, so its correction is not the identity: small parts.
+    assert np.abs(parts["prevalence"][1:]).max() < 0.05
+    lodo_em = evaluations[0]["em_prevalence"][0, 0]
+    assert lodo_em > 0.2  # EM would have moved the calls by a prior shift that is not there
+    # The part an EM-estimated prior would have given (the split before issue 19): far from 0.
+    corrected = adjust_to_prior(lodo.calibrated, lodo.source_prior, lodo_em) >= lodo.cut
+    assert abs(f1_score(y[:, 0], lodo.dep_calls[:, 0]) - f1_score(y[:, 0], corrected[:, 0])) > 0.05
 
 
 def test_weighted_and_best_f1_agree_with_their_definitions():

@@ -3,7 +3,9 @@
 The heatmap gives every class x held-out domain at once; the chosen domain's classes are
 drawn with the three parts stacked against the total (F1 units) and the AUROC change
 beside them; the chosen class's numbers are spelled out, intervals only where the
-analysis marks them reliable.
+analysis marks them reliable and labelled conditional on the trained models. The
+label-free prevalence estimates (EM, BBSE) are their own line beside the true prevalence,
+marked where they are far from it: what a deployer could recover, not part of the split.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dash import html
 
 from heartbeatai.dashboard import figures, figures_degradation as fd
 from heartbeatai.dashboard.views.base import ViewBase, options, per_store_state
-from heartbeatai.results.schema import DEGRADATION_PARTS
+from heartbeatai.results.schema import DEGRADATION_PARTS, PREVALENCE_ESTIMATORS
 
 
 class DegradationView(NamedTuple):
@@ -98,13 +100,26 @@ def _contrast_line(contrast: pd.DataFrame | None) -> html.P | None:
                       id="degradation-rarity-contrast", className="small mb-1")
     verdict = ("worse on rare classes" if r["contrast_lo"] > 0 else
                "better on rare classes" if r["contrast_hi"] < 0 else "no rare-class difference shown")
+    if pd.isna(r.get("contrast_lo")):
+        difference = (f"difference {r['contrast']:+.3f}, no interval (a third with a single class leaves no "
+                      "spread between classes to estimate one)")
+    else:
+        difference = (f"difference {r['contrast']:+.3f}, 95% interval [{r['contrast_lo']:+.3f}, "
+                      f"{r['contrast_hi']:+.3f}] ({verdict})")
+    slope = r.get("slope")
+    trend = ("" if slope is None or pd.isna(slope) else
+             f" Over all of them, the drop grows by {slope:+.3f} per tenfold lower training prevalence"
+             + ("" if pd.isna(r.get("slope_lo")) else f" [{r['slope_lo']:+.3f}, {r['slope_hi']:+.3f}]") + ".")
+    classes = r.get("n_classes")
+    over = "" if classes is None or pd.isna(classes) else f" of {int(classes)} classes"
     return html.P([html.B("Rare against common: "),
-                   f"over {int(r['n_cells'])} class x domain cells with at least {int(r['min_positives'])} test "
+                   f"over {int(r['n_cells'])} class x domain cells{over} with at least {int(r['min_positives'])} test "
                    f"positives, the F1 drop (reference minus LODO) is {r['drop_rare']:+.3f} on the rarest third "
                    f"(training prevalence up to {r['rare_prevalence_max']:.1%}) and {r['drop_common']:+.3f} on the "
-                   f"commonest third (from {r['common_prevalence_min']:.1%}): difference {r['contrast']:+.3f}, 95% "
-                   f"interval [{r['contrast_lo']:+.3f}, {r['contrast_hi']:+.3f}] ({verdict}). Macro-F1 over those "
-                   f"cells: reference {r['f1_reference_macro']:.3f}, LODO {r['f1_lodo_macro']:.3f}."],
+                   f"commonest third (from {r['common_prevalence_min']:.1%}): {difference}.{trend} These intervals "
+                   "are over classes (a delete-one-class jackknife), so the variation between cells and between "
+                   f"seeds is in them. Macro-F1 over those cells: reference {r['f1_reference_macro']:.3f}, LODO "
+                   f"{r['f1_lodo_macro']:.3f}."],
                   id="degradation-rarity-contrast", className="small mb-1")
 
 
@@ -120,11 +135,14 @@ def _reference_note(rows: pd.DataFrame, contrast: pd.DataFrame | None = None) ->
     return html.Div([
         html.P(["Each model is scored on the same records of the held-out domain: the LODO model against a "
                 "reference that saw that domain in training. The parts are in F1 units and add up to the total: ",
-                html.I("prevalence"), " (what a prior-shift correction to the EM-estimated test prevalence recovers "
-                "without labels), ", html.I("threshold"), " (from there to each model's best threshold on the test "
-                "records: an upper bound, it uses labels) and ", html.I("ranking"), " (F1 at the best thresholds). "
-                "Where a class has fewer test positives than the study's minimum, its count is shown and no "
-                "interval is drawn."], className="small mb-1"),
+                html.I("prevalence"), " (what correcting each model's probabilities to the true test prevalence "
+                "changes at its deployed threshold: the prior shift's own cost), ", html.I("threshold"), " (from "
+                "there to each model's best threshold on the test records: an upper bound, it uses labels) and ",
+                html.I("ranking"), " (F1 at the best thresholds). Where a class has fewer test positives than the "
+                "study's minimum, its count is shown and no interval is drawn."], className="small mb-1"),
+        html.P([html.B(fd.CONDITIONAL), ": each interval resamples the shared records with the trained models "
+                "fixed, so the variation from one training seed to the next is not in it."],
+               id="degradation-conditional", className="small mb-1"),
         html.Ul(items, className="small mb-2"),
         _contrast_line(contrast),
     ], id="degradation-reference-note")
@@ -148,13 +166,29 @@ def _class_detail(row: pd.Series) -> html.Div:
         f"{fd.RANKING_CHANGE}: AUROC {row['auroc_reference']:.3f} → {row['auroc_lodo']:.3f}, "
         f"change {interval('auroc_change')}",
         f"test prevalence {row['test_prevalence']:.2%}; training prevalence {row['train_prevalence_lodo']:.2%} (LODO), "
-        f"{row['train_prevalence_reference']:.2%} (reference); EM estimate {row['em_prevalence_lodo']:.2%} (LODO), "
-        f"{row['em_prevalence_reference']:.2%} (reference)",
-        f"validation calibration error {row['calibration_error_lodo']:.3f} (LODO), "
-        f"{row['calibration_error_reference']:.3f} (reference)",
+        f"{row['train_prevalence_reference']:.2%} (reference)",
+        f"calibration error on the test records {row['test_calibration_error_lodo']:.3f} (LODO), "
+        f"{row['test_calibration_error_reference']:.3f} (reference)",
+        f"intervals {fd.CONDITIONAL}",
     ]
     if not figures.is_reliable(reliable):
         lines.append(f"{figures.count_label(n)}: fewer test positives than the study's minimum, so no interval "
                      "is given; read the figures as counts of a handful of records.")
-    return html.Div([html.H6(header), *[html.Div(line, className="small") for line in lines]],
+    return html.Div([html.H6(header), *[html.Div(line, className="small") for line in lines], _estimates(row)],
                     id="degradation-class-detail", className="border rounded p-2 mt-2")
+
+
+def _estimates(row: pd.Series) -> html.Div:
+    """The label-free prevalence estimates beside the truth, each marked where it is far from it."""
+    def estimate(estimator: str, side: str) -> list:
+        value, far = row.get(f"{estimator}_prevalence_{side}"), row.get(f"{estimator}_far_{side}")
+        who = "LODO" if side == "lodo" else side
+        shown = f"{value:.2%} ({who})" if pd.notna(value) else f"undefined ({who})"
+        if pd.notna(far) and bool(far):
+            return [shown, " ", html.Span(fd.FAR, className="badge bg-warning text-dark estimate-far")]
+        return [shown]
+
+    parts: list = [html.B(f"{fd.ESTIMATES}: "), f"true test prevalence {row['test_prevalence']:.2%}"]
+    for estimator, name in PREVALENCE_ESTIMATORS.items():
+        parts += [f"; {name} "] + estimate(estimator, "lodo") + [", "] + estimate(estimator, "reference")
+    return html.Div(parts, id="degradation-estimates", className="small mt-1")

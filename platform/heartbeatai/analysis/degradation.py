@@ -7,9 +7,13 @@ that protocol, else the intra-source folds of d, pooled: each
 record scored by the intra fold model that tested it. Only the seeds both sides ran are
 paired (seed s with seed s), and only the records both sides scored. Every model's
 probabilities are un-smoothed with its own label smoothing, Platt-scaled on its own
-validation predictions and corrected by EM (prior_shift.py); degradation_split.py does the
-three evaluations and the parts. Intervals are percentile intervals of a paired bootstrap
-over the shared records (the same replicates for both sides and every seed).
+validation predictions and corrected to the known test prevalence (prior_shift.py);
+degradation_split.py does the three evaluations and the parts. Beside the truth, the
+label-free EM and BBSE estimates of the prevalence, each flagged where it is far from it,
+and each model's calibration error on the shared test records (where Platt was not fitted).
+Intervals are percentile intervals of a paired bootstrap over the shared records (the same
+replicates for both sides and every seed), with the trained models fixed: conditional on
+these trained models (`conditional`), seed-to-seed variation is not in them.
 """
 
 from __future__ import annotations
@@ -24,13 +28,15 @@ import pandas as pd
 
 from heartbeatai.analysis.degradation_split import ScoredRecords, split_parts, three_evaluations
 from heartbeatai.analysis.evaluation import prediction_classes
-from heartbeatai.analysis.prior_shift import expected_calibration_error, fit_platt, unsmooth
+from heartbeatai.analysis.prior_shift import (
+    call_rates, expected_calibration_error, far_from_truth, fit_platt, unsmooth,
+)
 from heartbeatai.analysis.rarity_contrast import ContrastCell
 from heartbeatai.analysis.weighted_metrics import bootstrap_counts, percentile_interval
 from heartbeatai.arms import FULL
 from heartbeatai.metrics import weighted_class_metrics
 from heartbeatai.protocols import INTRA, LODO, REFERENCE, parse_fold_id
-from heartbeatai.results.schema import DEGRADATION_PARTS, DEGRADATION_TOTAL, REFERENCE_KINDS
+from heartbeatai.results.schema import DEGRADATION_PARTS, DEGRADATION_TOTAL, PREVALENCE_ESTIMATORS, REFERENCE_KINDS
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,6 @@ class _Model:
 
     record_ids: np.ndarray
     scored: ScoredRecords
-    calibration_error: np.ndarray  # (C,) on its own validation records
     train_prevalence: np.ndarray
 
 
@@ -124,32 +129,44 @@ def _domain_rows(study, domain, reference_kind, lodo_runs, reference_runs, metri
                        "f1_lodo": lodo_eval["dep"], "f1_reference": reference_eval["dep"],
                        "auroc_lodo": _auroc(y_used, lodo.scored.calibrated, weights),
                        "auroc_reference": _auroc(y_used, reference.scored.calibrated, weights),
-                       "em_prevalence_lodo": lodo_eval["prevalence_estimate"],
-                       "em_prevalence_reference": reference_eval["prevalence_estimate"],
-                       "calibration_error_lodo": lodo.calibration_error[None, :],
-                       "calibration_error_reference": reference.calibration_error[None, :],
+                       "em_prevalence_lodo": lodo_eval["em_prevalence"],
+                       "em_prevalence_reference": reference_eval["em_prevalence"],
+                       "bbse_prevalence_lodo": lodo_eval["bbse_prevalence"],
+                       "bbse_prevalence_reference": reference_eval["bbse_prevalence"],
+                       # Measured on the held-out domain's records, not on the validation records
+                       # Platt was fitted on (small there by construction).
+                       "test_calibration_error_lodo": expected_calibration_error(lodo.scored.calibrated, y_used)[None],
+                       "test_calibration_error_reference":
+                           expected_calibration_error(reference.scored.calibrated, y_used)[None],
                        "train_prevalence_lodo": lodo.train_prevalence[None, :],
                        "train_prevalence_reference": reference.train_prevalence[None, :]}
             for name, value in figures.items():
                 summed[name] = summed.get(name, 0.0) + value / len(seeds)
         summed["auroc_change"] = summed["auroc_lodo"] - summed["auroc_reference"]
+        truth = y_used.mean(axis=0)
+        for estimator in PREVALENCE_ESTIMATORS:
+            for side in ("lodo", "reference"):
+                summed[f"{estimator}_far_{side}"] = far_from_truth(summed[f"{estimator}_prevalence_{side}"][0], truth)
         positives = y_used.sum(axis=0)
         for j, c in enumerate(np.flatnonzero(present)):
             row = {"study": study, "domain": domain, "class": classes[c], "label_set": label_set,
                    "reference_kind": reference_kind, "n_records": n, "n_positives": int(positives[j]),
                    "n_seeds": len(seeds), "interval_reliable": bool(positives[j] >= min_positives),
-                   "test_prevalence": float(positives[j] / n)}
+                   "conditional": True, "test_prevalence": float(positives[j] / n)}
             for name in (DEGRADATION_TOTAL, *DEGRADATION_PARTS, "auroc_change"):
                 low, high = percentile_interval(summed[name][1:, j])
                 row.update({name: float(summed[name][0, j]), f"{name}_lo": float(low), f"{name}_hi": float(high)})
-            for name in ("f1_lodo", "f1_reference", "auroc_lodo", "auroc_reference", "em_prevalence_lodo",
-                         "em_prevalence_reference", "calibration_error_lodo", "calibration_error_reference",
+            for name in ("f1_lodo", "f1_reference", "auroc_lodo", "auroc_reference",
+                         *(f"{e}_prevalence_{side}" for e in PREVALENCE_ESTIMATORS for side in ("lodo", "reference")),
+                         "test_calibration_error_lodo", "test_calibration_error_reference",
                          "train_prevalence_lodo", "train_prevalence_reference"):
                 row[name] = float(summed[name][0, j])
+            row.update({f"{e}_far_{side}": bool(summed[f"{e}_far_{side}"][j])
+                        for e in PREVALENCE_ESTIMATORS for side in ("lodo", "reference")})
             rows.append(row)
             cells.append(ContrastCell(domain, classes[c], label_set, reference_kind, int(positives[j]),
                                       float(summed["train_prevalence_lodo"][0, j]),
-                                      summed["f1_lodo"][:, j].copy(), summed["f1_reference"][:, j].copy()))
+                                      float(summed["f1_lodo"][0, j]), float(summed["f1_reference"][0, j])))
     return rows
 
 
@@ -170,17 +187,19 @@ def _model(run: pd.DataFrame, metrics: pd.DataFrame, smoothing: dict[str, float]
     cut = platt(unsmooth(np.where(np.isfinite(threshold), threshold, 1.0)[None, :], epsilon))[0]
     cut = np.where(np.isfinite(threshold), cut, np.inf)
     source_prior = val_y.mean(axis=0) if len(val) else own["train_prevalence"].to_numpy(dtype=float)
+    # The deployed calls' error rates on the model's own validation records, for BBSE.
+    tpr, fpr = call_rates(val[p_columns].to_numpy(dtype=float) >= threshold, val_y)
     n = len(test)
-    scored = ScoredRecords(calibrated, np.broadcast_to(source_prior, (n, len(classes))).copy(),
-                           raw >= threshold, np.broadcast_to(cut, (n, len(classes))).copy())
-    error = expected_calibration_error(platt(val_q), val_y) if len(val) else np.full(len(classes), np.nan)
-    return _Model(test["record_id"].to_numpy(dtype=str), scored, error, own["train_prevalence"].to_numpy(dtype=float))
+    per_record = lambda values: np.broadcast_to(values, (n, len(classes))).copy()  # noqa: E731
+    scored = ScoredRecords(calibrated, per_record(source_prior), raw >= threshold, per_record(cut),
+                           per_record(tpr), per_record(fpr))
+    return _Model(test["record_id"].to_numpy(dtype=str), scored, own["train_prevalence"].to_numpy(dtype=float))
 
 
 def _pooled(models: list[_Model], record_ids: np.ndarray, present: np.ndarray) -> _Model:
     """One record-level model over `record_ids`: each record from the (first) model that scored it."""
     parts = {name: np.full((len(record_ids), int(present.sum())), np.nan)
-             for name in ("calibrated", "source_prior", "cut")}
+             for name in ("calibrated", "source_prior", "cut", "val_tpr", "val_fpr")}
     calls = np.zeros((len(record_ids), int(present.sum())), bool)
     position = {r: i for i, r in enumerate(record_ids)}
     filled = np.zeros(len(record_ids), bool)
@@ -195,8 +214,9 @@ def _pooled(models: list[_Model], record_ids: np.ndarray, present: np.ndarray) -
     weight = np.array([np.isin(m.record_ids, record_ids).sum() for m in models], dtype=float)
     weight = weight / weight.sum()
     mean = lambda name: np.nansum([w * getattr(m, name)[present] for w, m in zip(weight, models)], axis=0)  # noqa: E731
-    scored = ScoredRecords(parts["calibrated"], parts["source_prior"], calls, parts["cut"])
-    return _Model(record_ids, scored, mean("calibration_error"), mean("train_prevalence"))
+    scored = ScoredRecords(parts["calibrated"], parts["source_prior"], calls, parts["cut"],
+                           parts["val_tpr"], parts["val_fpr"])
+    return _Model(record_ids, scored, mean("train_prevalence"))
 
 
 def _auroc(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:

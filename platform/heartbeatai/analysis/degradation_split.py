@@ -5,9 +5,14 @@ Each model M (LODO L, reference R) is evaluated three ways on the same records o
 held-out domain:
 
 - F_M(dep): F1 at M's deployed (validation-tuned) threshold;
-- F_M(pc): F1 at that threshold after M's calibrated probabilities are corrected to the
-  test prevalence that EM estimates from the unlabeled test records (prior_shift.py):
-  what a deployer could recover without labels;
+- F_M(pc): F1 at that threshold after M's calibrated probabilities are corrected by Bayes'
+  rule from the prior they were calibrated under to the known test prevalence of the
+  records (under each replicate's weights). This is an evaluation, the labels are there,
+  and with the true prevalence the part is identified: under equal prevalences the
+  correction is the identity and the part is exactly 0 whatever the calibration does on
+  the test domain (a calibration shift then shows in the threshold part). The label-free
+  estimates a deployer could use instead, EM and BBSE (prior_shift.py), are reported
+  beside the truth, never used for the part;
 - F_M(best): F1 at M's best threshold on the test records, an upper bound (it uses labels).
 
 The parts are LODO-minus-reference differences of the same step, so they telescope to the
@@ -21,7 +26,9 @@ A model here is record-level: the reference may pool out-of-fold predictions of 
 intra-source fold models, each record carrying its own model's calibration, threshold and
 training prior. Every figure is computed under record weights (B, N), the first row all
 ones (the point estimate), the others a paired bootstrap shared by both models and all
-seeds, so an interval of a part is that of a paired difference.
+seeds, so an interval of a part is that of a paired difference. The trained models are held
+fixed: every interval is conditional on these trained models (seed-to-seed variation is not
+in it; docs/analysis.md).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from heartbeatai.analysis.prior_shift import adjust_to_prior, em_priors
+from heartbeatai.analysis.prior_shift import adjust_to_prior, bbse_priors, em_priors
 
 
 @dataclass(frozen=True)
@@ -41,12 +48,16 @@ class ScoredRecords:
     prevalence of the calibration set, i.e. the model's training-domain validation set);
     `dep_calls` are the deployed calls (raw probability >= deployed threshold) and
     `cut` that threshold in calibrated units, so a prior correction moves the calls.
+    `val_tpr`, `val_fpr` are the deployed calls' rates on the model's own validation
+    records, for the BBSE estimate (nan where unknown).
     """
 
     calibrated: np.ndarray
     source_prior: np.ndarray
     dep_calls: np.ndarray
     cut: np.ndarray
+    val_tpr: np.ndarray | None = None
+    val_fpr: np.ndarray | None = None
 
 
 def weighted_f1(y: np.ndarray, calls: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -90,13 +101,32 @@ def best_f1(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarra
     return out
 
 
+def weighted_prevalence(y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(B, C) prevalence of the labels under each row of record weights (B, N)."""
+    return (weights @ y.astype(float)) / weights.sum(axis=1, keepdims=True)
+
+
 def three_evaluations(y: np.ndarray, model: ScoredRecords, weights: np.ndarray) -> dict[str, np.ndarray]:
-    """F(dep), F(pc) and F(best) of one model, each (B, C), plus the EM prevalence estimate."""
+    """F(dep), F(pc) and F(best) of one model, each (B, C); beside them the true test prevalence
+    the correction uses (B, C) and the label-free EM and BBSE estimates of it at the point
+    weights only (1, C): they are reported beside the truth, not resampled or used."""
     dep = weighted_f1(y, model.dep_calls, weights)
-    prevalence = em_priors(model.calibrated, model.source_prior, weights)
-    corrected = adjust_to_prior(model.calibrated[None], model.source_prior[None], prevalence[:, None, :])
-    pc = weighted_f1(y, corrected >= model.cut[None], weights)
-    return {"dep": dep, "pc": pc, "best": best_f1(y, corrected, weights), "prevalence_estimate": prevalence}
+    truth = weighted_prevalence(y, weights)
+    target = truth[:, None, :]
+    corrected = adjust_to_prior(model.calibrated[None], model.source_prior[None], target)
+    # Where the true prevalence equals the source prior the correction is the identity and the
+    # calls are the deployed ones by definition: re-deriving them through the calibration map
+    # (corrected >= cut) could differ where Platt saturates to 1.0 or un-smoothing clips to 0.
+    identity = target == model.source_prior[None]
+    pc_calls = np.where(identity, model.dep_calls[None], corrected >= model.cut[None])
+    pc = weighted_f1(y, pc_calls, weights)
+    point = weights[:1]
+    if model.val_tpr is None or model.val_fpr is None:
+        bbse = np.full((1, y.shape[1]), np.nan)
+    else:
+        bbse = bbse_priors(model.dep_calls, model.val_tpr, model.val_fpr, point)
+    return {"dep": dep, "pc": pc, "best": best_f1(y, corrected, weights), "test_prevalence": truth,
+            "em_prevalence": em_priors(model.calibrated, model.source_prior, point), "bbse_prevalence": bbse}
 
 
 def split_parts(lodo: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

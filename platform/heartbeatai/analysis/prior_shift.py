@@ -1,11 +1,12 @@
-"""Calibrated probabilities and their correction to another class prior (label shift).
+"""Calibrated probabilities, their correction to another class prior, and label-free
+estimates of that prior (label shift).
 
-The degradation split asks how much of a model's F1 drop on a new domain a deployer could
-recover without labels, by re-weighting the model's probabilities to the new domain's
-class prevalence, estimated from the unlabeled records (Saerens, Latinne & Decaestecker
-2002). That correction is Bayes' rule and holds only for calibrated probabilities, per
-class (each class of a multi-label model is its own binary problem), so the probabilities
-go through three steps first:
+The degradation split's prevalence part corrects each model's probabilities to the held-out
+domain's *known* test prevalence (an evaluation: the labels are there), and reports beside
+it what a deployer could have estimated from the unlabeled test records. The correction is
+Bayes' rule and holds only for calibrated probabilities, per class (each class of a
+multi-label model is its own binary problem), so the probabilities go through two steps
+first:
 
 1. un-smoothing: with label smoothing e the model was trained towards y(1 - e) + e/2, so
    every output is pulled towards e/2 and 1 - e/2; q = (p - e/2) / (1 - e) undoes it
@@ -14,8 +15,21 @@ go through three steps first:
    his smoothed targets (n+ + 1)/(n+ + 2) and 1/(n- + 2), which keep the fit finite with
    a single positive). Focal, asymmetric and pos_weight losses all distort probabilities;
    Platt corrects a monotone distortion with two parameters, which a few validation
-   positives can support where isotonic regression cannot;
-3. EM: the prior that makes the mean corrected posterior equal itself.
+   positives can support where isotonic regression cannot.
+
+The two label-free estimates of the test prevalence:
+
+- EM (Saerens, Latinne & Decaestecker 2002): the prior that makes the mean corrected
+  posterior equal itself. It trusts the calibrated probabilities' likelihood ratios, so a
+  calibration that does not carry over to the test domain moves it far (issue 19: a 5%
+  class estimated at 0.48 under a +1 logit offset);
+- BBSE (Lipton, Wang & Smola 2018), for one binary class the adjusted classify-and-count
+  of Forman (2008): the deployed calls' rate on the test records, P_t(call), solved for
+  the prior through the calls' TPR and FPR on the model's validation records. It needs no
+  calibration, only that the calls' error rates carry over (p(x | y) unchanged).
+
+Neither is identified when p(x | y) itself moves (a style shift): there no estimate from
+unlabeled records is, which is why the table says how far each one is from the truth.
 
 Everything is vectorised over classes: arrays are (records, classes).
 """
@@ -148,3 +162,53 @@ def em_prior(q: np.ndarray, source_prior: np.ndarray, weights: np.ndarray | None
     q = np.atleast_2d(np.asarray(q, dtype=float))
     w = np.ones(len(q)) if weights is None else np.asarray(weights, dtype=float)
     return em_priors(q, source_prior, w[None, :], tol=tol, max_iter=max_iter)[0]
+
+
+def bbse_priors(calls: np.ndarray, tpr: np.ndarray, fpr: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Black-box shift estimates of each class's prevalence (Lipton et al. 2018), (B, classes).
+
+    `calls` are the deployed calls on the unlabeled records (records, classes); `tpr`, `fpr`
+    the calls' true and false positive rates on the model's own validation records, per
+    record (records, classes) so that pooled fold models each bring their own. Under label
+    shift each record's call is positive with probability FPR + pi (TPR - FPR); the
+    weighted mean over records of that identity, solved for pi, is for one model the
+    adjusted classify-and-count (P_t(call) - FPR) / (TPR - FPR). Clipped to [0, 1]; nan
+    where TPR <= FPR (the calls carry no information on the prior) or a rate is undefined.
+    """
+    w = np.asarray(weights, dtype=float)
+    w = w / w.sum(axis=1, keepdims=True)
+    called = w @ np.asarray(calls, dtype=float)
+    floor = w @ np.asarray(fpr, dtype=float)
+    gap = w @ (np.asarray(tpr, dtype=float) - np.asarray(fpr, dtype=float))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        estimate = np.clip((called - floor) / gap, 0.0, 1.0)
+    return np.where(gap > 0, estimate, np.nan)
+
+
+def call_rates(calls: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class (TPR, FPR) of calls against labels; nan without a positive (TPR) or a negative (FPR)."""
+    calls, labels = np.atleast_2d(np.asarray(calls, dtype=bool)), np.atleast_2d(np.asarray(y, dtype=bool))
+    positives, negatives = labels.sum(axis=0), (~labels).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpr = np.where(positives > 0, (calls & labels).sum(axis=0) / positives, np.nan)
+        fpr = np.where(negatives > 0, (calls & ~labels).sum(axis=0) / negatives, np.nan)
+    return tpr, fpr
+
+
+# An estimate is "far" from the true prevalence when it is off by more than a factor of 2 or
+# by more than 0.05 absolute. The factor is what issue 19 counted (EM > 2x off in 71% of the
+# demo's cells) and is the size that matters to a Bayes correction of a rare class (a factor
+# 2 moves every corrected logit by up to log 2); the absolute bound catches common classes,
+# for which no estimate in [0, 1] can be 2x off above a prevalence of 0.5.
+FAR_FACTOR = 2.0
+FAR_ABSOLUTE = 0.05
+
+
+def far_from_truth(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Whether a prevalence estimate is far from the truth (FAR_FACTOR, FAR_ABSOLUTE); an
+    undefined (nan) estimate is far: a deployer would have nothing to correct with."""
+    estimate, truth = np.asarray(estimate, dtype=float), np.asarray(truth, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = estimate / truth
+        far = (np.abs(estimate - truth) > FAR_ABSOLUTE) | (ratio > FAR_FACTOR) | (ratio < 1 / FAR_FACTOR)
+    return far | ~np.isfinite(estimate)

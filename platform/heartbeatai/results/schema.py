@@ -25,6 +25,11 @@ from heartbeatai.protocols import INTRA, PROTOCOLS, REFERENCE
 
 # 2: predictions of the validation split beside the test split; class intervals with their
 # reliability and threshold fallback; the analysis' ablation_tests and degradation tables.
+# 3: degradation's prevalence part corrects to the known test prevalence, with the EM and
+# BBSE estimates beside it (far flags), its calibration error measured on the test records
+# and its intervals marked conditional; rarity_contrast's interval carries between-cell
+# variance, with a regression slope; ablation_tests carries one noise model's estimates, claims,
+# families and Holm with its Monte Carlo band (analysis/decisions.py).
 SCHEMA_VERSION = 3
 
 
@@ -63,10 +68,13 @@ CLASS_METRICS = tuple(_CLASS_METRIC_REGISTRY)
 # reference on the same records, and the parts that sum to it exactly, each with its meaning.
 DEGRADATION_TOTAL = "total"
 DEGRADATION_PARTS = {
-    "prevalence": "prior shift: recoverable without labels",
+    "prevalence": "prior shift: correction to the true test prevalence",
     "threshold": "to the best threshold: an upper bound, uses test labels",
     "ranking": "F1 at the best thresholds",
 }
+# Label-free estimates of the test prevalence reported beside the truth, never used for a part
+# (analysis/prior_shift.py): what a deployer could recover without labels.
+PREVALENCE_ESTIMATORS = {"em": "EM (Saerens et al. 2002)", "bbse": "BBSE (Lipton et al. 2018)"}
 # What LODO is paired with in the degradation split, and how a reader names it.
 REFERENCE_KINDS = {REFERENCE: "matched-size reference", INTRA: "intra-source folds"}
 TEST_SCOPES = ("fold", "across")
@@ -216,8 +224,13 @@ TABLES: dict[str, Table] = {
                 for column, dtype in _with_interval(part).items()},
              "auroc_reference": _F, "auroc_lodo": _F, **_with_interval("auroc_change"),
              "test_prevalence": _F, "train_prevalence_lodo": _F, "train_prevalence_reference": _F,
-             "em_prevalence_lodo": _F, "em_prevalence_reference": _F,
-             "calibration_error_lodo": _F, "calibration_error_reference": _F},
+             # Each estimator's prevalence and whether it is far from test_prevalence, per model.
+             **{f"{estimator}_{figure}_{side}": dtype for estimator in PREVALENCE_ESTIMATORS
+                for figure, dtype in (("prevalence", _F), ("far", _B)) for side in ("lodo", "reference")},
+             # Expected calibration error of the calibrated probabilities on the shared test records.
+             "test_calibration_error_lodo": _F, "test_calibration_error_reference": _F,
+             # The intervals resample records with the trained models fixed.
+             "conditional": _B},
             identity=("study", "domain", "class", "label_set"),
             required=("study", "domain", "class", "label_set", "reference_kind"),
             allowed={"label_set": LABEL_SETS, "reference_kind": tuple(REFERENCE_KINDS)},
@@ -229,7 +242,10 @@ TABLES: dict[str, Table] = {
             {"study": _S, "label_set": _S, "reference_kind": _S, "min_positives": _I, "n_cells": _I,
              "n_rare": _I, "n_common": _I, "n_domains": _I, "rare_prevalence_max": _F, "common_prevalence_min": _F,
              "f1_reference_macro": _F, "f1_lodo_macro": _F, "drop_rare": _F, "drop_common": _F,
-             **_with_interval("contrast"), "ratio": _F},
+             **_with_interval("contrast"), "ratio": _F,
+             # The drop's change per tenfold lower training prevalence over every cell; the
+             # number of classes the intervals rest on (their unit: a delete-one-class jackknife).
+             **_with_interval("slope"), "n_classes": _I, "method": _S},
             identity=("study", "label_set"),
             required=("study", "label_set"),
             allowed={"label_set": LABEL_SETS},

@@ -1,4 +1,4 @@
-"""A fake results store, generated: every table of results schema 2, for tests, demos and benchmarks.
+"""A fake results store, generated: every table of results schema 3, for tests, demos and benchmarks.
 
 Numbers follow the shapes a real LODO study shows (rare classes degrade most, ASHA stops
 the weak trials early, MixStyle helps a little, the prevalence floor sits at AUROC 0.5,
@@ -101,7 +101,7 @@ def make_store(root: str | os.PathLike, study: str = "demo", n_folds: int = 4, n
         writer.write("best_configs", _consensus(best_trials, abbrs))
         degradation = fake_analysis.degradation(rng, held_out, matched, abbrs, prevalence, sizes, seeds, INTRA_K)
         writer.write("degradation", degradation)
-        contrast = fake_analysis.rarity_contrast(rng, degradation.assign(study=study))
+        contrast = fake_analysis.rarity_contrast(degradation.assign(study=study))
         if not contrast.empty:
             writer.write("rarity_contrast", contrast)
         writer.write("ablation_tests", fake_analysis.ablation_tests(rng, pd.concat(lodo_metrics), rope,
