@@ -94,12 +94,23 @@ def _report(summary: PrepareSummary) -> None:
     domains = ", ".join(f"{d} {n}" for d, n in summary.domains.items()) or "none"
     print(
         f"prepared {summary.prepared} of {summary.found} records into {summary.out} ({domains}); "
-        f"{summary.resumed} from an earlier run; skipped {summary.skipped}; fingerprint {summary.fingerprint}"
+        f"{_earlier_run(summary)}; skipped {summary.skipped}; fingerprint {summary.fingerprint}"
     )
     _report_skipped(summary, "skipped (reasons in manifest.json):")
     if summary.label_notes:
         print(f"label files: {summary.label_notes} rows skipped or repeated (manifest.json label_notes)",
               file=sys.stderr)
+
+
+def _earlier_run(summary: PrepareSummary) -> str:
+    """What a rerun kept, redid and why, and dropped (nothing to say on a first run)."""
+    parts = [f"{summary.resumed} unchanged from an earlier run"]
+    if summary.reprepared:
+        why = ", ".join(f"{reason}: {count}" for reason, count in summary.reprepared.most_common())
+        parts.append(f"{sum(summary.reprepared.values())} prepared again ({why})")
+    if summary.dropped:
+        parts.append(f"{summary.dropped} dropped (no longer under the sources)")
+    return "; ".join(parts)
 
 
 def _report_skipped(summary: PrepareSummary, title: str) -> None:
