@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from heartbeatai.data import signal_hash
+from heartbeatai.data import plausibility, signal_hash
 from heartbeatai.data.challenge_reader import parse_header, read_challenge, read_text
 from heartbeatai.data.cpsc_reader import CPSC_REFERENCE, is_cpsc_reference, load_reference, read_cpsc_native
 from heartbeatai.data.domains import DomainError, resolve_domain
@@ -47,6 +47,7 @@ class PrepareSettings:
     max_seconds: float = 60.0
     include_st: bool = False
     domain_map: dict[str, str] = field(default_factory=dict)
+    keep_implausible: bool = False  # keep records whose amplitude is implausible in mV, flagged
 
     def params(self) -> dict:
         """What a resumed run must share with the run it continues."""
@@ -56,6 +57,8 @@ class PrepareSettings:
             "units": "mV",
             "nan": "set to 0, flagged in nan_filled",
             "domain_map": dict(sorted(self.domain_map.items())),
+            "plausibility": {**plausibility.thresholds(),
+                             "implausible": "keep, flagged" if self.keep_implausible else "skip"},
         }
 
 
@@ -202,8 +205,12 @@ def preprocess(raw: RawRecord, settings: PrepareSettings) -> PreparedRecord:
         if missing.all():
             raise RecordError("every value is NaN")
         signal = np.where(missing, np.float32(0), signal)
-    if not np.any(signal.max(axis=0) > signal.min(axis=0)):
+    peak_to_peak = plausibility.peak_to_peak(signal)
+    if not np.any(peak_to_peak > 0):
         raise RecordError("flat signal: every lead is constant")
+    quality, why = plausibility.assess(peak_to_peak)
+    if quality == plausibility.IMPLAUSIBLE_AMPLITUDE and not settings.keep_implausible:
+        raise RecordError(why)
     domain = resolve_domain(raw.record_id, Path(raw.source_path), raw.source_domain, settings.domain_map)
     # Cut at the cap before resampling (plus a margin for the filter), then exactly after.
     cap_original = math.ceil(settings.max_seconds * raw.fs)
@@ -234,6 +241,7 @@ def preprocess(raw: RawRecord, settings: PrepareSettings) -> PreparedRecord:
         truncated=truncated,
         leads_original=int(raw.leads_original),
         signal=stored,
+        quality=quality,
     )
 
 
@@ -290,6 +298,7 @@ class PrepareSummary:
     fingerprint: str
     label_notes: int = 0  # label-file rows skipped or repeated that named no skipped record
     reprepared: Counter = field(default_factory=Counter)  # why earlier records were redone -> count
+    quality: dict[str, int] = field(default_factory=dict)  # quality flag -> records (plausibility.py)
     dropped: int = 0  # records of an earlier run whose source is gone
 
 
@@ -418,6 +427,7 @@ def prepare(
         label_notes=len(label_notes),
         reprepared=reprepared,
         dropped=dropped,
+        quality={} if records is None else writer.manifest["quality"],
     )
     if records is None:
         if created:

@@ -33,8 +33,10 @@ DEFAULT_SHARD_BYTES = 256 * 2**20
 
 # Index columns that describe where a record sits on disk or on the source machine:
 # left out of the fingerprint so the same content prepared elsewhere, or in another
-# worker order, fingerprints the same.
-_LAYOUT_COLUMNS = ("source_path", "shard", "offset")
+# worker order, fingerprints the same. `quality` is left out too: it is a verdict on the
+# signal, which signal_digest already fingerprints, under thresholds the manifest states;
+# so the fingerprint of a dataset prepared before the column existed still holds.
+_UNFINGERPRINTED_COLUMNS = ("source_path", "shard", "offset", "quality")
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -71,6 +73,7 @@ class PreparedRecord:
     truncated: bool  # cut to the length cap
     leads_original: int
     signal: np.ndarray = field(repr=False)  # float16 (samples, 12), mV, target rate
+    quality: str = "ok"  # plausibility.py: ok | flat_leads | implausible_amplitude (kept when asked)
 
     def meta(self) -> dict:
         meta = asdict(self)
@@ -114,7 +117,7 @@ def _duplicate_groups(records: pd.DataFrame) -> list[dict]:
 
 
 def _fingerprint(records: pd.DataFrame, fs: int, classes: list[str]) -> str:
-    content = records.drop(columns=list(_LAYOUT_COLUMNS)).sort_values("record_id")
+    content = records.drop(columns=[c for c in _UNFINGERPRINTED_COLUMNS if c in records]).sort_values("record_id")
     digest = hashlib.sha256(json.dumps({"fs": fs, "classes": classes}).encode())
     # Parquet bytes are not stable across pyarrow versions; JSON of the values is.
     digest.update(content.to_json(orient="values", double_precision=10).encode())
@@ -313,6 +316,7 @@ class PreparedWriter:
             "prepared": int(len(records)),
             "counts": counts,
             "skipped": skipped,
+            "quality": {str(k): int(v) for k, v in records["quality"].value_counts().sort_index().items()},
             "duplicate_groups": _duplicate_groups(records),
             "renamed_ids": _renamed(records),
             "shards": shards,
