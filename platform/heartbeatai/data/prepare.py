@@ -33,7 +33,7 @@ from heartbeatai.data.label_table import MAX_NOTES, LabelTable, read_label_rows
 from heartbeatai.data.prepared import MANIFEST_FILE, RECORDS_FILE
 from heartbeatai.data.prepared_writer import PreparedRecord, PreparedWriter
 from heartbeatai.data.ptbxl_reader import PTBXL_DATABASE, is_ptbxl_database, load_ptbxl_database, read_native_wfdb
-from heartbeatai.data.raw_record import MAX_ABS_MV, RawRecord, RecordError
+from heartbeatai.data.raw_record import MAX_ABS_MV, RawRecord, RecordError, check_code_count
 from heartbeatai.data.source_stamp import record_stamp, stamp_change
 from heartbeatai.labels import scored_vocabulary
 from heartbeatai.processes import die_with_parent
@@ -196,6 +196,7 @@ def read_record(candidate: Candidate, labels: LabelTables) -> RawRecord:
 
 
 def preprocess(raw: RawRecord, settings: PrepareSettings) -> PreparedRecord:
+    check_code_count(len(raw.label_codes_raw), "the label source")  # every reader's labels, one bound
     signal = np.asarray(raw.signal, dtype=np.float32)
     if signal.ndim != 2 or signal.shape[1] != 12 or len(signal) == 0:
         raise RecordError(f"signal has shape {signal.shape}, expected (samples, 12)")

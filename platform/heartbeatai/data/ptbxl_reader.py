@@ -40,6 +40,7 @@ from heartbeatai.data.raw_record import (
     check_record_bytes,
     parse_age,
     parse_sex,
+    split_dx,
     standard_lead_order,
 )
 from heartbeatai.data.source_files import open_regular, resolve_named, shown
@@ -312,6 +313,7 @@ def read_native_wfdb(hea_path: str | Path, ptbxl: Mapping[str, PtbxlEntry] | Non
     else:
         reason = comments.get("reason for admission", "")
         raw = [reason] if reason else []
+        split_dx(reason, "'Reason for admission'")  # bounded before parse_dx looks each code up
         codes = parse_dx(reason) if reason else []
         patient, age, sex, domain = _ptb_patient(hea_path), parse_age(comments.get("age")), parse_sex(comments.get("sex")), None
     return RawRecord(
