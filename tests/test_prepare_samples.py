@@ -88,3 +88,10 @@ def test_dataset_card_of_the_samples_shows_every_source_domain(prepared, tmp_pat
     assert main(["data", "card", str(prepared.path), "--out", str(tmp_path / "card")]) == 0
     rows = {line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines() if line.startswith("| ")}
     assert {"cpsc", "georgia", "ptbxl", "chapman", "ningbo", "ptb"} <= rows
+
+
+def test_no_sample_is_skipped_for_its_amplitude_and_only_flat_leads_are_flagged(prepared):
+    records = prepared.records
+    flagged = records[records["quality"] != "ok"]
+    assert set(zip(flagged["record_id"], flagged["quality"])) <= {("JS11438", "flat_leads")}  # V1-V6 zero as released
+    assert sum(prepared.manifest["quality"].values()) == len(records)

@@ -111,14 +111,16 @@ def test_fingerprint_is_stable_across_write_order_and_changes_with_content(tmp_p
 def test_resume_keeps_journaled_records_and_discards_unjournaled_samples(tmp_path):
     writer = PreparedWriter(tmp_path, fs=500, vocabulary=VOCAB, params={})
     first = make_record("A0", 600)
-    writer.add(first.source_path, first)
+    stamp = {"header": [100, 1, "h"], "files": {"A0.mat": [200, 1, "s"]}, "labels": None}
+    writer.add(first.source_path, first, stamp)
     writer.close()
     # a crash after the samples were written but before the journal line
     with open(tmp_path / "signals" / "shard-00000.f16", "ab") as handle:
         handle.write(b"\x00" * 12 * 2 * 50)
     resumed = PreparedWriter(tmp_path, fs=500, vocabulary=VOCAB, params={})
-    assert resumed.is_done(first.source_path)
-    assert not resumed.is_done("/src/never-seen.hea")
+    assert resumed.is_done(first.source_path, stamp)
+    assert not resumed.is_done(first.source_path, {**stamp, "header": [100, 2, "h"]})  # touched since
+    assert not resumed.is_done("/src/never-seen.hea", stamp)
     second = make_record("A1", 400, seed=1)
     resumed.add(second.source_path, second)
     resumed.finish()

@@ -1,6 +1,7 @@
 """The dataset card: what each domain holds, the table reviewers ask a LODO paper for.
 
-Per domain: records, patients, original sampling rates and recording lengths; per domain
+Per domain: records, patients, original sampling rates and recording lengths, and records
+flagged by the plausibility check (kept, e.g. with flat leads); per domain
 and class: positives and prevalence, with classes a domain lacks marked absent (a class
 absent from the held-out domain has no LODO test figure). `dataset_card` gives the long
 form the results store keeps as its ``dataset_card`` table (columns as the store declares
@@ -31,6 +32,9 @@ def domain_summary(records: pd.DataFrame) -> pd.DataFrame:
     seconds = records["length_original"].astype(float) / records["fs_original"].astype(float)
     frame = records.assign(seconds=seconds, patient=records["patient_id"].fillna(records["record_id"]))
     by_domain = frame.groupby("domain", sort=True)
+    flagged = {}
+    if "quality" in records:  # datasets prepared before the plausibility check lack it
+        flagged["n_flagged"] = (records["quality"] != "ok").groupby(records["domain"], sort=True).sum().astype("int64")
     return pd.DataFrame(
         {
             "n_records": by_domain.size(),
@@ -42,8 +46,18 @@ def domain_summary(records: pd.DataFrame) -> pd.DataFrame:
             "median_seconds": by_domain["seconds"].median(),
             "min_seconds": by_domain["seconds"].min(),
             "max_seconds": by_domain["seconds"].max(),
+            **flagged,
         }
     ).rename_axis("domain")
+
+
+def quality_table(records: pd.DataFrame) -> pd.DataFrame:
+    """Records per domain and quality flag (plausibility.py), flags other than ok only."""
+    if "quality" not in records:
+        return pd.DataFrame(columns=["domain", "quality", "records"])
+    flagged = records[records["quality"] != "ok"]
+    counts = flagged.groupby(["domain", "quality"], sort=True).size()
+    return counts.rename("records").reset_index()
 
 
 def dataset_card(records: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
@@ -85,7 +99,8 @@ def class_table(card: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def card_markdown(summary: pd.DataFrame, card: pd.DataFrame, title: str = "Dataset card") -> str:
+def card_markdown(summary: pd.DataFrame, card: pd.DataFrame, title: str = "Dataset card",
+                  quality: pd.DataFrame | None = None) -> str:
     domains = (
         summary.drop(columns="fs")
         .round(1)
@@ -97,6 +112,7 @@ def card_markdown(summary: pd.DataFrame, card: pd.DataFrame, title: str = "Datas
                 "median_seconds": "median s",
                 "min_seconds": "min s",
                 "max_seconds": "max s",
+                "n_flagged": "flagged",
             }
         )
         .reset_index()
@@ -106,6 +122,8 @@ def card_markdown(summary: pd.DataFrame, card: pd.DataFrame, title: str = "Datas
         "## Domains (original rates and lengths)\n\n" + _markdown_table(domains),
         "## Classes (positives and prevalence per domain)\n\n" + _markdown_table(class_table(card)),
     ]
+    if quality is not None and len(quality):
+        sections.append("## Quality flags (records kept, flagged in records.parquet)\n\n" + _markdown_table(quality))
     return "\n\n".join(sections) + "\n"
 
 
@@ -117,7 +135,7 @@ def write_card(
     Returns the Markdown text and the paths written.
     """
     summary, card = domain_summary(records), dataset_card(records, classes)
-    text = card_markdown(summary, card, title)
+    text = card_markdown(summary, card, title, quality_table(records))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "dataset_card.csv", out / "dataset_card_domains.csv", out / "dataset_card.md"]

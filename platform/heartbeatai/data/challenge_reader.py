@@ -212,12 +212,13 @@ def read_challenge(hea_path: str | Path, header: WfdbHeader | None = None, *, ro
     gains = [header.gains_per_mv[i] for i in order]
     stated = next((g for g in gains if g is not None), None)
     dx = header.comments.get("dx", "")
+    raw_codes = split_dx(dx)  # bounded before parse_dx looks each code up
     return RawRecord(
         record_id=hea_path.stem,
         source_path=str(hea_path),
         signal=signal,
         fs=header.fs,
-        label_codes_raw=split_dx(dx),
+        label_codes_raw=raw_codes,
         label_codes=parse_dx(dx),
         age=parse_age(header.comments.get("age")),
         sex=parse_sex(header.comments.get("sex")),

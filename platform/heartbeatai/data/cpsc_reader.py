@@ -3,7 +3,9 @@
 `REFERENCE.csv` (Recording, First_label, Second_label, Third_label; codes 1-9).
 
 REFERENCE.csv is read row by row (label_table.py): a row whose label is not a code 1-9
-(`A1980,inf,,`) skips that record with the line number, not the file."""
+(`A1980,inf,,`) skips that record with the line number, not the file. `ECG.data` is
+checked as the file declares it (class, logical and complex flags, and a data element
+exactly as long as its shape) before it is decoded."""
 
 from __future__ import annotations
 
@@ -100,7 +102,21 @@ def _load_struct(mat_path: Path, root: str | Path | None) -> np.ndarray:
             raise RecordError("no .hea header and no CPSC2018 'ECG' struct in the .mat")
         if var.mclass != "struct":
             raise RecordError(f"CPSC2018 'ECG' is a {var.describe()} array, not a struct")
-        return matlab_file.load_variable(handle, header, var, MAX_RECORD_BYTES, mat_path.name)
+        return matlab_file.load_variable(handle, header, var, MAX_RECORD_BYTES, mat_path.name,
+                                         check_fields=_check_data_declaration)
+
+
+def _check_data_declaration(fields: dict[str, matlab_file.MatVariable]) -> None:
+    """`ECG.data` as the file declares it, before it is decoded. The logical flag is
+    checked here because scipy hands a logical array back as uint8: a boolean `data`
+    would otherwise pass as a 0/1 mV signal."""
+    data = fields.get("data")
+    if data is None:
+        return  # the reader says the struct has no 'data'
+    if data.logical:
+        raise RecordError(f"CPSC2018 'ECG.data' is boolean (logical {data.describe().split()[-1]}), not a signal in mV")
+    if data.complex or data.mclass not in matlab_file.NUMERIC_CLASSES:
+        raise RecordError(f"CPSC2018 'ECG.data' is not a real numeric matrix ({data.describe()})")
 
 
 def read_cpsc_native(mat_path: str | Path, reference: Mapping[str, list[int]] | None, *,

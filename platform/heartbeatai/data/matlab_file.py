@@ -19,7 +19,7 @@ import io
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 import scipy.io
@@ -102,14 +102,27 @@ def variables(handle: BinaryIO, label: str, wanted: set[str] | None = None) -> t
     reader = _v5_variables if header.version == 5 else _v4_variables
     for var in reader(handle, size, header, label):
         found.setdefault(var.name, var)
-        if wanted and wanted.issubset(found):
+        # Level 4 is walked to its end: its headers carry no lengths of their own, so a
+        # class or shape that disagrees with the data shows only as bytes left over or
+        # cut short. Level-5 elements state their lengths, checked when one is loaded.
+        if wanted and wanted.issubset(found) and header.version == 5:
             break
     return found, header
 
 
+MAX_V4_VARIABLES = 1024  # the challenge's files hold one; a walk over millions is a hostile file
+
+
 def _v4_variables(handle: BinaryIO, size: int, header: _Header, label: str):
     position = 0
-    while position + 20 <= size:
+    count = 0
+    while position < size:
+        count += 1
+        if count > MAX_V4_VARIABLES:
+            raise RecordError(f"{label} holds more than {MAX_V4_VARIABLES} level 4 variables")
+        if position + 20 > size:
+            raise RecordError(f"{label}: {size - position} bytes after the last variable: the declared class or "
+                              "shape does not match the data")
         handle.seek(position)
         raw = handle.read(20)
         endian = None
@@ -118,10 +131,12 @@ def _v4_variables(handle: BinaryIO, size: int, header: _Header, label: str):
             if 0 <= mopt < 5000 and mopt // 1000 in (0, 1) and (mopt // 100) % 10 == 0:
                 endian = candidate
                 break
-        if endian is None:
-            raise RecordError(f"{label} is not a MATLAB file (bad level 4 header)")
         precision, kind = (mopt // 10) % 10, mopt % 10
-        if precision not in _V4_PRECISION or kind not in _V4_TYPES or mrows < 0 or ncols < 0 or not 0 < namlen <= 4096:
+        if endian is None or precision not in _V4_PRECISION or kind not in _V4_TYPES or mrows < 0 or ncols < 0 \
+                or not 0 < namlen <= 4096:
+            if position:
+                raise RecordError(f"{label}: {size - position} bytes after the last variable do not form a "
+                                  "level 4 variable: the declared class or shape does not match the data")
             raise RecordError(f"{label} is not a MATLAB file (bad level 4 header)")
         name = handle.read(namlen).split(b"\x00", 1)[0].decode("latin-1")
         mclass, itemsize = _V4_PRECISION[precision]
@@ -186,16 +201,22 @@ def _matrix_header(data: bytes, endian: str, label: str, at: int = 0
             8 + nbytes, body)
 
 
-def _check_tree(data: bytes, at: int, endian: str, label: str, depth: int = 0) -> int:
+def _check_tree(data: bytes, at: int, endian: str, label: str, depth: int = 0,
+                fields: dict[str, MatVariable] | None = None, field_name: str = "") -> int:
     """Check that every nested array (struct fields, cells) fits the bytes that hold it:
     scipy allocates what dimensions declare (an object array per cell or struct) before
-    reading, so a cell declaring 1e9 elements in 100 bytes is refused here. Returns the end."""
+    reading, so a cell declaring 1e9 elements in 100 bytes is refused here; and that every
+    numeric array's data hold exactly its declared values (`_check_numeric_data`). Fills
+    `fields` with the declarations of a struct's fields (of its first element), as the file
+    states them: scipy returns a logical array as uint8, the flag is only here. Returns the end."""
     if depth > 16:
         raise RecordError(f"{label}: arrays nested deeper than 16 levels")
-    name, mclass, dims, _, _, _, length, body = _matrix_header(data, endian, label, at)
+    name, mclass, dims, itemsize, _, _, length, body = _matrix_header(data, endian, label, at)
+    name = name or field_name  # a struct's fields are named in the struct, not in themselves
+    what = repr(name) if name else "an array"
     end = at + length
     if end > len(data):
-        raise RecordError(f"{label}: {name or 'an array'} declares more bytes than the file holds")
+        raise RecordError(f"{label}: {what} declares more bytes than the file holds")
     if mclass == "empty":
         return end
     values = int(np.prod(dims, dtype=np.float64))
@@ -208,21 +229,54 @@ def _check_tree(data: bytes, at: int, endian: str, label: str, depth: int = 0) -
             _, _, lat = _tag(data, body, endian)
             field_length = struct.unpack_from(endian + "i", data, lat)[0]
             _, fbytes, fat = _tag(data, lat + 4, endian)
-            fields = fbytes // field_length if field_length > 0 else 0
+            n_fields = fbytes // field_length if field_length > 0 else 0
+            names = [data[fat + i * field_length: fat + (i + 1) * field_length].split(b"\x00", 1)[0].decode("latin-1")
+                     for i in range(n_fields)]
             body = fat + _padded(fbytes)
-            children = values * fields
+            children = values * n_fields
         elif mclass == "cell":
             children = values
     except struct.error:
         raise RecordError(f"{label}: element header cut short") from None
     if children:
         if children * 8 > end - body:
-            raise RecordError(f"{label}: {name or 'an array'} declares {children} elements in {end - body} bytes")
-        for _ in range(children):
-            body = _check_tree(data, body, endian, label, depth + 1)
+            raise RecordError(f"{label}: {what} declares {children} elements in {end - body} bytes")
+        for child in range(children):
+            field = names[child % len(names)] if mclass in ("struct", "object") else ""
+            if fields is not None and mclass == "struct" and child < len(names):
+                _, fclass, fdims, fsize, fcomplex, flogical, flength, _ = _matrix_header(data, endian, label, body)
+                fields.setdefault(field, MatVariable(field, fclass, fdims, fsize, fcomplex, flogical,
+                                                     body, flength, False, flength))
+            body = _check_tree(data, body, endian, label, depth + 1, field_name=field)
+    elif itemsize is not None and mclass != "sparse":
+        _check_numeric_data(data, body, end, endian, label, name, mclass, dims, values)
     elif values > end - body:  # every value takes at least one byte, however it is stored
-        raise RecordError(f"{label}: {name or 'an array'} declares {values} values in {end - body} bytes")
+        raise RecordError(f"{label}: {what} declares {values} values in {end - body} bytes")
     return at + _padded(length)
+
+
+# level-5 storage types of numeric data and their sizes (a class may be stored in a
+# smaller type: MATLAB writes a double array of small integers as miUINT8)
+_STORAGE_BYTES = {1: 1, 2: 1, 3: 2, 4: 2, 5: 4, 6: 4, 7: 4, 9: 8, 12: 8, 13: 8}
+
+
+def _check_numeric_data(data: bytes, body: int, end: int, endian: str, label: str, name: str, mclass: str,
+                        dims: tuple[int, ...], values: int) -> None:
+    """A numeric array's (real part) data element holds exactly its declared values."""
+    what = repr(name) if name else "an array"
+    try:
+        stype, nbytes, _ = _tag(data, body, endian)
+    except (RecordError, struct.error):
+        raise RecordError(f"{label}: {what} has no data element") from None
+    size = _STORAGE_BYTES.get(stype)
+    shape = "x".join(str(d) for d in dims)
+    if size is None:
+        raise RecordError(f"{label}: {what} ({mclass} {shape}) stores its data as type {stype}, "
+                          "not numbers")
+    if nbytes != values * size or body + nbytes > end:
+        raise RecordError(f"{label}: {what} declares {mclass} {shape} ({values * size} bytes of "
+                          f"{size}-byte values), its data hold {nbytes}: the declared class or shape does not match "
+                          "the data")
 
 
 def _inflate_start(compressed: bytes, limit: int) -> bytes:
@@ -258,8 +312,11 @@ def _v5_variables(handle: BinaryIO, size: int, header: _Header, label: str):
         position = end
 
 
-def load_variable(handle: BinaryIO, header: _Header, var: MatVariable, max_bytes: int, label: str) -> Any:
-    """The variable's value, reading at most its element (inflated to at most `max_bytes`)."""
+def load_variable(handle: BinaryIO, header: _Header, var: MatVariable, max_bytes: int, label: str,
+                  check_fields: Callable[[dict[str, MatVariable]], None] | None = None) -> Any:
+    """The variable's value, reading at most its element (inflated to at most `max_bytes`).
+    `check_fields`: called with a level-5 struct's field declarations before its values are
+    decoded (it raises RecordError to refuse them)."""
     if var.inner_length > max_bytes + 4096:
         raise RecordError(f"{label}: {var.name!r} declares {var.inner_length} bytes, "
                           f"beyond the {max_bytes / 1e6:.1f} MB limit")
@@ -278,8 +335,11 @@ def load_variable(handle: BinaryIO, header: _Header, var: MatVariable, max_bytes
         if len(element) < var.inner_length:
             raise RecordError(f"truncated {label}: {var.name!r} inflates to {len(element)} of "
                               f"{var.inner_length} bytes")
-    if header.version == 5 and var.mclass not in NUMERIC_CLASSES:
-        _check_tree(element, 0, header.endian, label)
+    if header.version == 5:
+        fields: dict[str, MatVariable] = {}
+        _check_tree(element, 0, header.endian, label, fields=fields)
+        if check_fields is not None:
+            check_fields(fields)
     buffer = io.BytesIO(header.header + element)
     try:
         content = scipy.io.loadmat(buffer, variable_names=[var.name], mat_dtype=False)

@@ -3,7 +3,10 @@
 Finds records under the sources, reads and preprocesses them in worker processes
 (units to mV, standard lead order, NaN -> 0, length cap, polyphase resampling, hashes)
 and appends them through PreparedWriter, whose journal makes a rerun skip finished
-records. A bad record is skipped with a one-line reason, never fatal.
+records whose files are unchanged (size, mtime and content hash: source_stamp.py); a
+changed record is prepared again and one whose source is gone leaves the dataset, so a
+rerun gives what a fresh prepare would. A bad record is skipped with a one-line reason,
+never fatal.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from heartbeatai.data import signal_hash
+from heartbeatai.data import plausibility, signal_hash
 from heartbeatai.data.challenge_reader import parse_header, read_challenge, read_text
 from heartbeatai.data.cpsc_reader import CPSC_REFERENCE, is_cpsc_reference, load_reference, read_cpsc_native
 from heartbeatai.data.domains import DomainError, resolve_domain
@@ -30,7 +33,8 @@ from heartbeatai.data.label_table import MAX_NOTES, LabelTable, read_label_rows
 from heartbeatai.data.prepared import MANIFEST_FILE, RECORDS_FILE
 from heartbeatai.data.prepared_writer import PreparedRecord, PreparedWriter
 from heartbeatai.data.ptbxl_reader import PTBXL_DATABASE, is_ptbxl_database, load_ptbxl_database, read_native_wfdb
-from heartbeatai.data.raw_record import MAX_ABS_MV, RawRecord, RecordError
+from heartbeatai.data.raw_record import MAX_ABS_MV, RawRecord, RecordError, check_code_count
+from heartbeatai.data.source_stamp import record_stamp, stamp_change
 from heartbeatai.labels import scored_vocabulary
 from heartbeatai.processes import die_with_parent
 
@@ -43,6 +47,7 @@ class PrepareSettings:
     max_seconds: float = 60.0
     include_st: bool = False
     domain_map: dict[str, str] = field(default_factory=dict)
+    keep_implausible: bool = False  # keep records whose amplitude is implausible in mV, flagged
 
     def params(self) -> dict:
         """What a resumed run must share with the run it continues."""
@@ -52,6 +57,8 @@ class PrepareSettings:
             "units": "mV",
             "nan": "set to 0, flagged in nan_filled",
             "domain_map": dict(sorted(self.domain_map.items())),
+            "plausibility": {**plausibility.thresholds(),
+                             "implausible": "keep, flagged" if self.keep_implausible else "skip"},
         }
 
 
@@ -189,6 +196,7 @@ def read_record(candidate: Candidate, labels: LabelTables) -> RawRecord:
 
 
 def preprocess(raw: RawRecord, settings: PrepareSettings) -> PreparedRecord:
+    check_code_count(len(raw.label_codes_raw), "the label source")  # every reader's labels, one bound
     signal = np.asarray(raw.signal, dtype=np.float32)
     if signal.ndim != 2 or signal.shape[1] != 12 or len(signal) == 0:
         raise RecordError(f"signal has shape {signal.shape}, expected (samples, 12)")
@@ -198,8 +206,12 @@ def preprocess(raw: RawRecord, settings: PrepareSettings) -> PreparedRecord:
         if missing.all():
             raise RecordError("every value is NaN")
         signal = np.where(missing, np.float32(0), signal)
-    if not np.any(signal.max(axis=0) > signal.min(axis=0)):
+    peak_to_peak = plausibility.peak_to_peak(signal)
+    if not np.any(peak_to_peak > 0):
         raise RecordError("flat signal: every lead is constant")
+    quality, why = plausibility.assess(peak_to_peak)
+    if quality == plausibility.IMPLAUSIBLE_AMPLITUDE and not settings.keep_implausible:
+        raise RecordError(why)
     domain = resolve_domain(raw.record_id, Path(raw.source_path), raw.source_domain, settings.domain_map)
     # Cut at the cap before resampling (plus a margin for the filter), then exactly after.
     cap_original = math.ceil(settings.max_seconds * raw.fs)
@@ -230,7 +242,31 @@ def preprocess(raw: RawRecord, settings: PrepareSettings) -> PreparedRecord:
         truncated=truncated,
         leads_original=int(raw.leads_original),
         signal=stored,
+        quality=quality,
     )
+
+
+UNCHANGED = "unchanged"  # prepare_task's reason for a source whose stamp matches the journal's
+
+
+def candidate_stamp(candidate: Candidate, labels: LabelTables) -> dict:
+    """What the candidate's record is made of now (source_stamp.py), its label row included."""
+    if candidate.kind == "error":
+        return {"error": candidate.error}
+    stem = Path(candidate.path).stem
+    entry = labels.cpsc.get(stem) if candidate.kind == "mat" else labels.ptbxl.get(stem)
+    return record_stamp(candidate.kind, candidate.path, candidate.root, entry)
+
+
+def prepare_task(task: tuple[Candidate, dict | None]) -> tuple[str, PreparedRecord | None, str, dict]:
+    """(key, record or None, reason, stamp) for (candidate, the stamp it was prepared from
+    or None). The stamp is taken before the files are read: a file changed while it is read
+    leaves the older stamp in the journal, so the next run prepares it again."""
+    candidate, previous = task
+    stamp = candidate_stamp(candidate, _worker["labels"])
+    if previous is not None and stamp == previous:
+        return candidate.path, None, UNCHANGED, stamp
+    return (*prepare_one(candidate), stamp)
 
 
 def prepare_one(candidate: Candidate) -> tuple[str, PreparedRecord | None, str]:
@@ -254,25 +290,29 @@ def prepare_one(candidate: Candidate) -> tuple[str, PreparedRecord | None, str]:
 @dataclass
 class PrepareSummary:
     out: Path
-    found: int  # over every run into this directory: prepared + skipped
+    found: int  # records under the sources now: prepared + skipped
     prepared: int
     skipped: int
-    resumed: int  # prepared by an earlier run, not redone
+    resumed: int  # prepared by an earlier run from the same files, not redone
     domains: dict[str, int]
     reasons: Counter
     fingerprint: str
     label_notes: int = 0  # label-file rows skipped or repeated that named no skipped record
+    reprepared: Counter = field(default_factory=Counter)  # why earlier records were redone -> count
+    quality: dict[str, int] = field(default_factory=dict)  # quality flag -> records (plausibility.py)
+    dropped: int = 0  # records of an earlier run whose source is gone
 
 
-def _results(candidates: list[Candidate], workers: int, settings: PrepareSettings, labels: LabelTables) -> Iterator:
-    if workers <= 1 or len(candidates) < 2:
+def _results(tasks: list[tuple[Candidate, dict | None]], workers: int, settings: PrepareSettings,
+             labels: LabelTables) -> Iterator:
+    if workers <= 1 or len(tasks) < 2:
         _init_worker(settings, labels)
-        yield from map(prepare_one, candidates)
+        yield from map(prepare_task, tasks)
         return
-    chunksize = max(1, min(32, len(candidates) // (workers * 8)))
+    chunksize = max(1, min(32, len(tasks) // (workers * 8)))
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(settings, labels, True)) as pool:
         try:
-            yield from pool.map(prepare_one, candidates, chunksize=chunksize)
+            yield from pool.map(prepare_task, tasks, chunksize=chunksize)
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
@@ -346,17 +386,28 @@ def prepare(
     created = not out.exists()
     writer = PreparedWriter(out, fs=settings.fs, vocabulary=vocabulary, params=settings.params())
     records = None
+    resumed, reprepared, dropped = 0, Counter(), 0
     try:
-        todo = [c for c in candidates if not writer.is_done(c.path)]
-        resumed = len(candidates) - len(todo)
-        bar = tqdm(total=len(todo), desc="prepare", unit="rec", file=sys.stderr, disable=not progress, mininterval=1.0)
+        # The dataset is what the sources hold now: a record whose source is gone leaves it.
+        current = {c.path for c in candidates}
+        gone = [key for key in [*writer.prepared, *writer.skipped] if key not in current]
+        dropped = sum(key in writer.prepared for key in gone)
+        for key in gone:
+            writer.drop(key)
+        tasks = [(c, writer.stamps.get(c.path) if c.path in writer.prepared else None) for c in candidates]
+        bar = tqdm(total=len(tasks), desc="prepare", unit="rec", file=sys.stderr, disable=not progress, mininterval=1.0)
         with bar:
-            for key, record, reason in _results(todo, workers, settings, labels):
+            for key, record, reason, stamp in _results(tasks, workers, settings, labels):
+                bar.update()
+                if reason == UNCHANGED:
+                    resumed += 1
+                    continue
+                if key in writer.prepared:
+                    reprepared[stamp_change(writer.stamps.get(key), stamp)] += 1
                 if record is None:
                     writer.skip(key, reason)
                 else:
-                    writer.add(key, record)
-                bar.update()
+                    writer.add(key, record, stamp)
         if writer.prepared:
             records = _unify_near_duplicates(writer, writer.index(), settings.fs, progress)
             extra = {"sources": [str(s.absolute()) for s in sources],
@@ -375,6 +426,9 @@ def prepare(
         reasons=reasons,
         fingerprint="" if records is None else writer.manifest["fingerprint"],
         label_notes=len(label_notes),
+        reprepared=reprepared,
+        dropped=dropped,
+        quality={} if records is None else writer.manifest["quality"],
     )
     if records is None:
         if created:

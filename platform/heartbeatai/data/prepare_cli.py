@@ -68,6 +68,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="record id, folder or domain -> domain id, e.g. ningbo=chapman (or a file of such lines / JSON)",
     )
     parser.add_argument("--include-st", action="store_true", help="add CPSC's STD and STE to the class columns")
+    parser.add_argument(
+        "--keep-implausible",
+        action="store_true",
+        help="keep records whose amplitude is implausible for an ECG in mV (median lead peak-to-peak outside "
+             "0.05-20 mV), flagged in the quality column; by default they are skipped with the reason",
+    )
     parser.add_argument("--strict", action="store_true", help="exit non-zero when any record is skipped")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
@@ -94,12 +100,27 @@ def _report(summary: PrepareSummary) -> None:
     domains = ", ".join(f"{d} {n}" for d, n in summary.domains.items()) or "none"
     print(
         f"prepared {summary.prepared} of {summary.found} records into {summary.out} ({domains}); "
-        f"{summary.resumed} from an earlier run; skipped {summary.skipped}; fingerprint {summary.fingerprint}"
+        f"{_earlier_run(summary)}; skipped {summary.skipped}; fingerprint {summary.fingerprint}"
     )
+    flagged = {flag: n for flag, n in summary.quality.items() if flag != "ok"}
+    if flagged:
+        print("flagged, kept (quality column of records.parquet): "
+              + ", ".join(f"{flag} {n}" for flag, n in flagged.items()), file=sys.stderr)
     _report_skipped(summary, "skipped (reasons in manifest.json):")
     if summary.label_notes:
         print(f"label files: {summary.label_notes} rows skipped or repeated (manifest.json label_notes)",
               file=sys.stderr)
+
+
+def _earlier_run(summary: PrepareSummary) -> str:
+    """What a rerun kept, redid and why, and dropped (nothing to say on a first run)."""
+    parts = [f"{summary.resumed} unchanged from an earlier run"]
+    if summary.reprepared:
+        why = ", ".join(f"{reason}: {count}" for reason, count in summary.reprepared.most_common())
+        parts.append(f"{sum(summary.reprepared.values())} prepared again ({why})")
+    if summary.dropped:
+        parts.append(f"{summary.dropped} dropped (no longer under the sources)")
+    return "; ".join(parts)
 
 
 def _report_skipped(summary: PrepareSummary, title: str) -> None:
@@ -117,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
         domain_map = parse_domain_map(args.domain_map)
     except (DomainError, OSError) as err:
         raise UserError(str(err)) from None
-    settings = PrepareSettings(fs=args.fs, max_seconds=args.max_seconds, include_st=args.include_st, domain_map=domain_map)
+    settings = PrepareSettings(fs=args.fs, max_seconds=args.max_seconds, include_st=args.include_st, domain_map=domain_map,
+                               keep_implausible=args.keep_implausible)
     try:
         summary = prepare(
             args.sources,

@@ -33,8 +33,10 @@ DEFAULT_SHARD_BYTES = 256 * 2**20
 
 # Index columns that describe where a record sits on disk or on the source machine:
 # left out of the fingerprint so the same content prepared elsewhere, or in another
-# worker order, fingerprints the same.
-_LAYOUT_COLUMNS = ("source_path", "shard", "offset")
+# worker order, fingerprints the same. `quality` is left out too: it is a verdict on the
+# signal, which signal_digest already fingerprints, under thresholds the manifest states;
+# so the fingerprint of a dataset prepared before the column existed still holds.
+_UNFINGERPRINTED_COLUMNS = ("source_path", "shard", "offset", "quality")
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -71,6 +73,7 @@ class PreparedRecord:
     truncated: bool  # cut to the length cap
     leads_original: int
     signal: np.ndarray = field(repr=False)  # float16 (samples, 12), mV, target rate
+    quality: str = "ok"  # plausibility.py: ok | flat_leads | implausible_amplitude (kept when asked)
 
     def meta(self) -> dict:
         meta = asdict(self)
@@ -114,7 +117,7 @@ def _duplicate_groups(records: pd.DataFrame) -> list[dict]:
 
 
 def _fingerprint(records: pd.DataFrame, fs: int, classes: list[str]) -> str:
-    content = records.drop(columns=list(_LAYOUT_COLUMNS)).sort_values("record_id")
+    content = records.drop(columns=[c for c in _UNFINGERPRINTED_COLUMNS if c in records]).sort_values("record_id")
     digest = hashlib.sha256(json.dumps({"fs": fs, "classes": classes}).encode())
     # Parquet bytes are not stable across pyarrow versions; JSON of the values is.
     digest.update(content.to_json(orient="values", double_precision=10).encode())
@@ -125,8 +128,11 @@ class PreparedWriter:
     """Write side: appends records to shards and a journal, then finishes the index.
 
     The journal makes prepare resumable: a record is done once its journal line is
-    written, which happens after its samples are flushed. On reopening, shards are
-    cut back to what the journal accounts for.
+    written, which happens after its samples are flushed. The line carries the stamp of
+    the files it was read from, so a rerun redoes a changed source (`add` again: the
+    later line wins), and `skip` or `drop` take a source's record out of the index. On
+    reopening, shards are cut back to what the journal accounts for; samples of a
+    superseded record stay in their shard, unindexed.
     """
 
     def __init__(
@@ -164,6 +170,7 @@ class PreparedWriter:
         else:
             write_atomic(params_path, json.dumps(self.params, indent=2).encode())
         self.prepared: dict[str, dict] = {}  # source key -> meta
+        self.stamps: dict[str, dict] = {}  # source key -> what it was prepared from (source_stamp.py)
         self.skipped: dict[str, str] = {}  # source key -> reason
         self._load_journal()
         self._journal = open(work / JOURNAL_FILE, "a", encoding="utf-8")
@@ -183,13 +190,21 @@ class PreparedWriter:
                 if not line.endswith("\n"):
                     break
                 good_bytes += len(line.encode("utf-8"))
+                key = entry["key"]
                 if entry["kind"] == "prepared":
                     meta = entry["meta"]
-                    self.prepared[entry["key"]] = meta
-                    self.skipped.pop(entry["key"], None)
+                    self._forget(key)
+                    self.prepared[key] = meta
+                    if entry.get("stamp") is not None:
+                        self.stamps[key] = entry["stamp"]
+                    # every journaled record, live or superseded, bounds the samples kept:
+                    # records were appended in journal order
                     extents[meta["shard"]] = max(extents[meta["shard"]], meta["offset"] + meta["length"])
-                else:
-                    self.skipped[entry["key"]] = entry["reason"]
+                elif entry["kind"] == "skipped":
+                    self._forget(key)
+                    self.skipped[key] = entry["reason"]
+                elif entry["kind"] == "dropped":
+                    self._forget(key)
             with open(journal, "r+b") as handle:
                 handle.truncate(good_bytes)
         for shard_file in (self.path / SIGNALS_DIR).glob("shard-*.f16"):
@@ -199,12 +214,21 @@ class PreparedWriter:
         self._shard = max(extents, default=0)
         self._shard_fill = extents.get(self._shard, 0)
 
-    def is_done(self, key: str) -> bool:
-        """True when this source was prepared by an earlier (or this) run. Skipped sources
-        are tried again: the user may have fixed the file or given its labels."""
-        return key in self.prepared
+    def is_done(self, key: str, stamp: dict) -> bool:
+        """True when this source was prepared by an earlier (or this) run from files whose
+        stamp (size, mtime, content hash: source_stamp.py) is `stamp`. A changed source is
+        prepared again; skipped sources are always tried again: the user may have fixed
+        the file or given its labels."""
+        return key in self.prepared and self.stamps.get(key) == stamp
 
-    def add(self, key: str, record: PreparedRecord) -> None:
+    def _forget(self, key: str) -> None:
+        self.prepared.pop(key, None)
+        self.stamps.pop(key, None)
+        self.skipped.pop(key, None)
+
+    def add(self, key: str, record: PreparedRecord, stamp: dict | None = None) -> None:
+        """Append a record; `stamp` is what it was read from. An earlier version of the
+        same source stays in its shard as dead samples, no longer indexed."""
         signal = np.ascontiguousarray(record.signal, dtype=SIGNAL_DTYPE)
         if signal.ndim != 2 or signal.shape[1] != N_LEADS:
             raise ValueError(f"{record.record_id}: signal must be (samples, {N_LEADS}), got {signal.shape}")
@@ -220,13 +244,22 @@ class PreparedWriter:
         meta = record.meta()
         meta.update(shard=self._shard, offset=self._shard_fill, length=len(signal))
         self._shard_fill += len(signal)
+        self._forget(key)
         self.prepared[key] = meta
-        self.skipped.pop(key, None)
-        self._write_journal({"kind": "prepared", "key": key, "meta": meta})
+        if stamp is not None:
+            self.stamps[key] = stamp
+        self._write_journal({"kind": "prepared", "key": key, "meta": meta, "stamp": stamp})
 
     def skip(self, key: str, reason: str) -> None:
+        """The source cannot be prepared (now): an earlier version of it leaves the index."""
+        self._forget(key)
         self.skipped[key] = reason
         self._write_journal({"kind": "skipped", "key": key, "reason": reason})
+
+    def drop(self, key: str) -> None:
+        """The source is gone from the sources: its record leaves the index."""
+        self._forget(key)
+        self._write_journal({"kind": "dropped", "key": key})
 
     def _write_journal(self, entry: dict) -> None:
         self._journal.write(json.dumps(entry) + "\n")
@@ -283,6 +316,7 @@ class PreparedWriter:
             "prepared": int(len(records)),
             "counts": counts,
             "skipped": skipped,
+            "quality": {str(k): int(v) for k, v in records["quality"].value_counts().sort_index().items()},
             "duplicate_groups": _duplicate_groups(records),
             "renamed_ids": _renamed(records),
             "shards": shards,

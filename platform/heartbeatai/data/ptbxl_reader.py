@@ -40,6 +40,7 @@ from heartbeatai.data.raw_record import (
     check_record_bytes,
     parse_age,
     parse_sex,
+    split_dx,
     standard_lead_order,
 )
 from heartbeatai.data.source_files import open_regular, resolve_named, shown
@@ -159,6 +160,38 @@ def _ptb_patient(hea_path: Path) -> str | None:
 # through a memory map; the others are decoded by wfdb, over the same checked window.
 _FORMAT_BYTES = {"8": 1.0, "16": 2.0, "24": 3.0, "32": 4.0, "61": 2.0, "80": 1.0, "160": 2.0, "212": 1.5,
                  "310": 4 / 3, "311": 4 / 3}
+
+
+def format_bytes(fmt: str, values: int) -> tuple[int, int]:
+    """(fewest, most) bytes in which a WFDB writer stores `values` samples in format `fmt`.
+
+    Byte-aligned formats take exactly values x bytes; the packed ones (212: two 12-bit
+    samples in 3 bytes; 310, 311: three 10-bit samples in 4 bytes) may pad their last
+    group (wfdb writes 311 so, the C library 310). A signal file must be exactly this long
+    past its byte offset: a header declaring another format than the file's is otherwise
+    decoded as noise (a format-16 file read as 212 correlates 0.01 with its signal).
+    """
+    if fmt == "212":
+        return math.ceil(values * 3 / 2), 3 * math.ceil(values / 2)
+    if fmt in ("310", "311"):
+        return math.ceil(values * 4 / 3), 4 * math.ceil(values / 3)
+    exact = values * int(_FORMAT_BYTES[fmt])
+    return exact, exact
+
+
+def _check_file_size(file: str, size: int, offset: int, fmt: str, n_signals: int, sig_len: int) -> None:
+    """The file's size against what its header declares: format, signals, samples."""
+    held = size - offset
+    low, high = format_bytes(fmt, sig_len * n_signals)
+    if held < low:
+        samples = int(max(0, held) // (_FORMAT_BYTES[fmt] * n_signals))
+        raise RecordError(f"truncated {shown(file)}: {samples} of {sig_len} samples")
+    if held > high:
+        fits = [other for other in _FORMAT_BYTES if other != fmt
+                and format_bytes(other, sig_len * n_signals)[0] <= held <= format_bytes(other, sig_len * n_signals)[1]]
+        hint = f"; its size fits format {' or '.join(fits)}" if fits else ""
+        raise RecordError(f"{shown(file)} is {size} bytes, but format {fmt} for {n_signals} signals x {sig_len} "
+                          f"samples takes {offset + low}{hint}: header and file disagree")
 _FORMAT = re.compile(r"^(\d+)(?:\+(\d+))?$")  # format and byte offset (`x` frames and `:` skew: unsupported)
 _MV_PER_UNIT = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "v": 1e3}
 _WFDB_DEFAULT_GAIN = 200.0
@@ -225,10 +258,7 @@ def _read_signals(hea_path: Path, header: WfdbHeader, signals: list[_Signal], or
                 sig_len = max(0, size - offset) // int(per_sample)
                 check_rate_and_length(header.fs, sig_len, header.n_sig)
             check_record_bytes(sig_len, header.n_sig, math.ceil(_FORMAT_BYTES[fmt]), "header")
-            expected = offset + math.ceil(sig_len * per_sample)
-            if size < expected:
-                held = int(max(0, size - offset) // per_sample)
-                raise RecordError(f"truncated {shown(file)}: {held} of {sig_len} samples")
+            _check_file_size(file, size, offset, fmt, len(members), sig_len)
             if fmt == "16":
                 window = np.memmap(handle, dtype="<i2", mode="r", offset=offset, shape=(sig_len, len(members)))
                 for position, index in enumerate(members):
@@ -283,6 +313,7 @@ def read_native_wfdb(hea_path: str | Path, ptbxl: Mapping[str, PtbxlEntry] | Non
     else:
         reason = comments.get("reason for admission", "")
         raw = [reason] if reason else []
+        split_dx(reason, "'Reason for admission'")  # bounded before parse_dx looks each code up
         codes = parse_dx(reason) if reason else []
         patient, age, sex, domain = _ptb_patient(hea_path), parse_age(comments.get("age")), parse_sex(comments.get("sex")), None
     return RawRecord(
