@@ -17,7 +17,8 @@ gives the split, as the study's analysis does.
 Margins come from the data, not from pinned figures: each part's paired-bootstrap interval
 (a part "is there" when its interval excludes zero) and its size under the other kind of
 shift.
-Slow (1-2 minutes on two cores); `-s` prints the figures.
+Slow (1-2 minutes on two cores; 9 minutes, 229 s of CPU, when other jobs share them, measured
+2026-12-07); `-s` prints the figures.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ from heartbeatai.training.predict import predict
 from heartbeatai.training.spec import TrainSpec
 from train_fixtures import tiny_trial
 
-pytestmark = pytest.mark.slow
+# The module's fixtures train four models inside the first test's time: under load that passed
+# the suite's 600 s (a timeout the strict xfail below then took for its expected failure).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 CLASSES = ("NSR", "AF", "RBBB", "LBBB", "SB", "STach")
 DOMAINS = ("cpsc", "ptbxl", "georgia", "chapman")
@@ -126,6 +129,8 @@ def _degradation(tmp: Path, shift_kind: str) -> pd.DataFrame:
         print(f"\n{shift_kind}-only shift, {held_out} held out (F1, clean labels):")
         print(f1[["train_prevalence_lodo", "test_prevalence", "f1_reference", "f1_lodo", "ranking", "ranking_lo",
                   "ranking_hi", "threshold", "prevalence", "prevalence_lo", "prevalence_hi"]].round(3))
+        print(f1[["em_prevalence_lodo", "bbse_prevalence_lodo", "em_prevalence_reference", "bbse_prevalence_reference",
+                  "test_calibration_error_lodo", "test_calibration_error_reference"]].round(3))
     return f1
 
 
@@ -154,10 +159,22 @@ def _threshold_loss(f1: pd.DataFrame) -> pd.Series:
     return (-f1["threshold"]).clip(lower=0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "measured 2026-12-01 on the 26-class generator: no class's prevalence part excludes 0 (chapman's "
-    "intervals span up to 1.2 F1 for RBBB and LBBB, 20-40 test positives); the planted prior shift is "
-    "smaller than the split's noise at this size (README, Known limits)"))
+# Why this cannot pass on this benchmark (measured, clean labels, the 303 records of chapman that
+# LODO and the intra fold share): the planted prior shift costs almost no F1, so there is no
+# prevalence part to find. Both models separate the moved classes almost perfectly (AUROC
+# 0.976-0.999), so correcting the LODO model to the true prevalence flips 1, 2, 5 and 3 of the
+# 303 calls of NSR, RBBB, SB and STach; the parts are -0.009 [-0.030, +0.001], +0.099 [-0.149,
+# +0.437] (12 positives), -0.014 [-0.035, +0.004] and -0.004 [-0.037, +0.038], and the moved
+# classes' whole drops only +0.001, +0.385, -0.014, -0.053. Summed, |prevalence| is 0.24 against
+# 0.22 under the style shift. Training 3 epochs instead of 8 (classes overlap more) made the two
+# models rank differently (ranking parts +0.10, -0.12) and left one class beyond 0 (RBBB, 12
+# positives). The identity itself, a pure prior shift landing wholly in the prevalence part, is
+# pinned exactly on constructed arrays (test_degradation_split.py).
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "measured 2026-12-07 with the prevalence part corrected to the true test prevalence: the moved "
+    "classes are nearly separable, so the correction moves 1-5 of the 303 shared calls (parts 0.004-0.014 "
+    "F1 at 45-111 positives), below the split's record noise; 0 of the >= 3 classes needed exclude 0 "
+    "(comment above)"))
 def test_prevalence_only_shift_shows_in_the_prevalence_part_not_in_ranking(prevalence_shift, style_shift):
     f1 = prevalence_shift
     moved = (f1["train_prevalence_lodo"] / f1["test_prevalence"]).pipe(np.log).abs() > np.log(2)
@@ -170,10 +187,6 @@ def test_prevalence_only_shift_shows_in_the_prevalence_part_not_in_ranking(preva
     assert _ranking_loss(f1).sum() < f1["prevalence"].abs().sum() / 4
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "measured 2026-12-01: the style shift that now survives preprocessing breaks the LODO model's "
-    "calibration, so EM's prior correction moves its calls and the prevalence part reaches +0.09 to +0.61 "
-    "F1 although prevalences are equal; the threshold part absorbs the opposite (README, Known limits)"))
 def test_style_only_shift_shows_in_ranking_or_threshold_not_in_prevalence(style_shift, prevalence_shift):
     f1 = style_shift
     ranking_loss, threshold_loss = _ranking_loss(f1), _threshold_loss(f1)
