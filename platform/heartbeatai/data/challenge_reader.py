@@ -4,9 +4,10 @@ The header is parsed here rather than by `wfdb.rdheader` for two reasons measure
 the real releases: wfdb rejects the Georgia/PTB-XL headers whose first line carries the
 `.mat` suffix (`E07500.mat 12 500 5000`), and it takes ~6 ms per header, more than the
 whole per-record budget of prepare (200 records/s per core). The format itself is
-WFDB's (record line, one line per signal, `#` comments); the data are read with
-scipy.io.loadmat, as the challenge's own example code does, once matlab_file.py has
-checked the matrix's declared class and size against the record-size limit.
+WFDB's (record line, one line per signal, `#` comments); the data are read by
+matlab_file.py, which checks the matrix's declared class and size against the record-size
+limit and the file, then hands its values over chunk by chunk (scipy.io.loadmat, which
+the challenge's example code uses, holds three copies of the matrix at once).
 
 Decoding is strict: `val` must be a real, non-boolean numeric matrix. Integer classes are
 the challenge's format; float matrices (some Ningbo records, which hold NaNs) are read as
@@ -30,14 +31,17 @@ import numpy as np
 
 from heartbeatai.data import matlab_file
 from heartbeatai.data.raw_record import (
+    CHUNK_SAMPLES,
+    MAX_ABS_MV,
     MAX_RECORD_BYTES,
     RawRecord,
     RecordError,
-    check_amplitude,
+    check_peak,
     check_rate_and_length,
     check_record_bytes,
     parse_age,
     parse_sex,
+    peak_of,
     split_dx,
     standard_lead_order,
 )
@@ -152,7 +156,11 @@ def parse_header(text: str) -> WfdbHeader:
 MAX_MAT_FILE_BYTES = MAX_RECORD_BYTES + (1 << 20)  # the matrix plus headers and small variables
 
 
-def _load_val(mat_path: Path, header: WfdbHeader) -> np.ndarray:
+def _read_val(mat_path: Path, header: WfdbHeader, order: list[int]) -> np.ndarray:
+    """The standard leads of `val` as (samples, 12) float32 mV, over the header's window.
+
+    Converted chunk by chunk from the file (matlab_file.numeric_chunks): the record's
+    memory is the float32 signal plus one chunk, never the matrix read whole beside it."""
     name = mat_path.name
     with open_regular(mat_path, "data file") as handle:
         size = matlab_file.file_size(handle)
@@ -163,14 +171,22 @@ def _load_val(mat_path: Path, header: WfdbHeader) -> np.ndarray:
         if var is None:
             raise RecordError(f"{name} holds no 'val' matrix")
         check_val_declaration(var, header, name)
-        val = matlab_file.load_variable(handle, mat_header, var, MAX_RECORD_BYTES, name)
-    val = np.asarray(val)
-    if val.ndim != 2 or val.dtype.kind not in "iuf":
-        raise RecordError(f"'val' in {name} is not a numeric matrix (shape {val.shape}, {val.dtype})")
-    if header.sig_len is not None:
-        val = val[:, : header.sig_len]
-    check_amplitude(val, 1.0 / CHALLENGE_GAIN_PER_MV, f"'val' in {name}")
-    return val
+        signals, samples = var.dims
+        wanted = samples if header.sig_len is None else header.sig_len
+        signal = np.empty((wanted, len(order)), dtype=np.float32)
+        filled, peak = 0, 0.0
+        chunks = matlab_file.numeric_chunks(handle, mat_header, var, MAX_RECORD_BYTES, name, signals * CHUNK_SAMPLES)
+        for chunk in chunks:
+            block = chunk.reshape(-1, signals)[: wanted - filled]  # column-major (signals, samples): a row a sample
+            peak = max(peak, peak_of(block))
+            if peak <= MAX_ABS_MV * CHALLENGE_GAIN_PER_MV:  # else refused below, for the largest value
+                signal[filled:filled + len(block)] = block[:, order].astype(np.float32) / np.float32(
+                    CHALLENGE_GAIN_PER_MV)
+            filled += len(block)
+            if filled == wanted:
+                break
+    check_peak(peak, 1.0 / CHALLENGE_GAIN_PER_MV, f"'val' in {name}")
+    return signal
 
 
 def check_val_declaration(var: matlab_file.MatVariable, header: WfdbHeader, name: str) -> None:
@@ -206,9 +222,8 @@ def read_challenge(hea_path: str | Path, header: WfdbHeader | None = None, *, ro
     if len(data_files) != 1:
         raise RecordError(f"standard leads spread over several files {sorted(data_files)[:4]}"[:200])
     mat_path = resolve_named(hea_path.parent, data_files.pop(), root, "data file")
-    val = _load_val(mat_path, header)
-    check_rate_and_length(header.fs, val.shape[1])
-    signal = val[order].T.astype(np.float32) / np.float32(CHALLENGE_GAIN_PER_MV)
+    signal = _read_val(mat_path, header, order)
+    check_rate_and_length(header.fs, len(signal))
     gains = [header.gains_per_mv[i] for i in order]
     stated = next((g for g in gains if g is not None), None)
     dx = header.comments.get("dx", "")
