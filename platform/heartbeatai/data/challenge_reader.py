@@ -23,6 +23,7 @@ stated gain is kept and a contradiction flagged, never applied.
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,16 +67,36 @@ class WfdbHeader:
     lead_names: list[str]
     comments: dict[str, str] = field(default_factory=dict)  # lower-cased key -> value
     signal_tokens: list[list[str]] = field(default_factory=list)  # each signal line, split
+    encoding: str = "utf-8"  # how the header's bytes were decoded
+
+    def path_name(self, name: str) -> str:
+        """A file name of the header as the file system spells it. A non-UTF-8 header is
+        decoded as Latin-1, which turns its byte 0xE9 into 'é'; the file on disk is named by
+        the byte itself, which Python spells with a surrogate (os.fsdecode). Without this,
+        such a file was skipped as missing although it exists."""
+        return name if self.encoding == "utf-8" else os.fsdecode(name.encode(self.encoding))
+
+
+def decode_header(data: bytes) -> tuple[str, str]:
+    """(text, encoding) of a header's bytes: UTF-8, else Latin-1 (a non-UTF-8 byte, seen in
+    hand-edited headers, is not fatal)."""
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), "latin-1"
 
 
 def read_text(path: Path, root: str | Path | None = None) -> str:
-    """Header text, read bounded from a regular file inside `root`; a non-UTF-8 byte (seen
-    in hand-edited headers) is not fatal."""
-    data = read_bounded(path, root if root is not None else Path(path).parent, "header", MAX_HEADER_BYTES)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
+    """Header text, read bounded from a regular file inside `root`."""
+    return decode_header(read_bounded(path, root if root is not None else Path(path).parent, "header",
+                                      MAX_HEADER_BYTES))[0]
+
+
+def read_header(path: Path, root: str | Path | None = None) -> WfdbHeader:
+    """The parsed header of `path`, read bounded from a regular file inside `root`."""
+    text, encoding = decode_header(read_bounded(path, root if root is not None else Path(path).parent, "header",
+                                                MAX_HEADER_BYTES))
+    return parse_header(text, encoding)
 
 
 def _number(token: str, what: str) -> float:
@@ -106,7 +127,7 @@ def _gain_per_mv(spec: str) -> float | None:
     return gain * scale
 
 
-def parse_header(text: str) -> WfdbHeader:
+def parse_header(text: str, encoding: str = "utf-8") -> WfdbHeader:
     if len(_CONTROL_CHARS.findall(text)) > len(text) // 20:
         raise RecordError("header is binary data, not WFDB text")
     lines = [line.strip() for line in text.splitlines()]
@@ -150,7 +171,7 @@ def parse_header(text: str) -> WfdbHeader:
         formats.append(tokens[1])
         gains.append(_gain_per_mv(tokens[2]) if len(tokens) > 2 else None)
         names.append(" ".join(tokens[8:]) if len(tokens) > 8 else "")
-    return WfdbHeader(name, n_sig, fs, sig_len, files, formats, gains, names, comments, token_lists)
+    return WfdbHeader(name, n_sig, fs, sig_len, files, formats, gains, names, comments, token_lists, encoding)
 
 
 MAX_MAT_FILE_BYTES = MAX_RECORD_BYTES + (1 << 20)  # the matrix plus headers and small variables
@@ -216,9 +237,9 @@ def read_challenge(hea_path: str | Path, header: WfdbHeader | None = None, *, ro
     hea_path = Path(hea_path)
     root = root if root is not None else hea_path.parent
     if header is None:
-        header = parse_header(read_text(hea_path, root))
+        header = read_header(hea_path, root)
     order = standard_lead_order(header.lead_names)
-    data_files = {header.file_names[i] for i in order}
+    data_files = {header.path_name(header.file_names[i]) for i in order}
     if len(data_files) != 1:
         raise RecordError(f"standard leads spread over several files {sorted(data_files)[:4]}"[:200])
     mat_path = resolve_named(hea_path.parent, data_files.pop(), root, "data file")
@@ -238,6 +259,7 @@ def read_challenge(hea_path: str | Path, header: WfdbHeader | None = None, *, ro
         age=parse_age(header.comments.get("age")),
         sex=parse_sex(header.comments.get("sex")),
         header_gain=stated,
-        gain_mismatch=any(g is not None and abs(g - CHALLENGE_GAIN_PER_MV) > 1e-6 for g in gains),
+        # a NaN or infinite gain contradicts the known units as much as 4880/mV does
+        gain_mismatch=any(g is not None and not abs(g - CHALLENGE_GAIN_PER_MV) <= 1e-6 for g in gains),
         leads_original=header.n_sig,
     )

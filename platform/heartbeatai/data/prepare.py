@@ -26,7 +26,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from heartbeatai.data import plausibility, signal_hash
-from heartbeatai.data.challenge_reader import parse_header, read_challenge, read_text
+from heartbeatai.data.challenge_reader import read_challenge, read_header
 from heartbeatai.data.cpsc_reader import CPSC_REFERENCE, is_cpsc_reference, load_reference, read_cpsc_native
 from heartbeatai.data.domains import DomainError, resolve_domain
 from heartbeatai.data.label_table import MAX_NOTES, LabelTable, read_label_rows
@@ -250,10 +250,17 @@ def read_record(candidate: Candidate, labels: LabelTables) -> RawRecord:
         raise RecordError(candidate.error)
     if candidate.kind == "mat":
         return read_cpsc_native(path, labels.cpsc, root=root)
-    header = parse_header(read_text(path, root))
+    header = read_header(path, root)
     if any(name.lower().endswith(".mat") for name in header.file_names):
         return read_challenge(path, header, root=root)
     return read_native_wfdb(path, labels.ptbxl, root=root, header=header)
+
+
+def _utf8(name: str) -> str:
+    """A name taken from the file system, as text Parquet can hold: a byte that is not
+    UTF-8 (Python's surrogate for it) is written as `\\xe9`. Such a header's record was
+    otherwise prepared and then crashed the writing of the index."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace") if not name.isascii() else name
 
 
 def _fill_missing(signal: np.ndarray) -> tuple[bool, bool]:
@@ -303,10 +310,10 @@ def preprocess(raw: RawRecord, settings: PrepareSettings) -> PreparedRecord:
     vocabulary = _worker.get("vocabulary") or scored_vocabulary(include_st=True)
     canonical = list(dict.fromkeys(vocabulary.canonical(code) for code in raw.label_codes))
     return PreparedRecord(
-        record_id=raw.record_id,
-        domain=domain,
-        source_path=raw.source_path,
-        patient_id=raw.patient_id or raw.record_id,
+        record_id=_utf8(raw.record_id),
+        domain=_utf8(domain),
+        source_path=_utf8(raw.source_path),
+        patient_id=_utf8(raw.patient_id or raw.record_id),
         age=raw.age,
         sex=raw.sex,
         fs_original=float(raw.fs),

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import wfdb
 
-from heartbeatai.data.challenge_reader import WfdbHeader, parse_header, read_text
+from heartbeatai.data.challenge_reader import WfdbHeader, read_header
 from heartbeatai.data.label_table import LabelTable, read_label_rows, where, whole_number
 
 from heartbeatai.data.raw_record import (
@@ -255,7 +255,7 @@ def _read_signals(hea_path: Path, header: WfdbHeader, signals: list[_Signal], or
         fmt, offset = signals[members[0]].fmt, signals[members[0]].offset
         if any((signals[i].fmt, signals[i].offset) != (fmt, offset) for i in members):
             raise RecordError(f"signals of {file} disagree on their storage format")
-        real = resolve_named(hea_path.parent, file, root, "signal file")
+        real = resolve_named(hea_path.parent, header.path_name(file), root, "signal file")
         with open_regular(real, "signal file") as handle:
             size = os.fstat(handle.fileno()).st_size
             per_sample = _FORMAT_BYTES[fmt] * len(members)
@@ -320,7 +320,7 @@ def read_native_wfdb(hea_path: str | Path, ptbxl: Mapping[str, PtbxlEntry] | Non
     name = hea_path.stem
     root = root if root is not None else hea_path.parent
     if header is None:
-        header = parse_header(read_text(hea_path, root))
+        header = read_header(hea_path, root)
     order = standard_lead_order(header.lead_names)
     signals = [_signal(tokens) for tokens in header.signal_tokens]
     signal = _read_signals(hea_path, header, signals, order, root)
