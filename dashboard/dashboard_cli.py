@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import sys
 
 from heartbeatai.cli import UserError
 
@@ -20,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="storage root: a local folder or a pyarrow filesystem URL (s3://bucket/runs)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=8050)
-    parser.add_argument("--token", default=None, help=f"access token, required off loopback (or set {TOKEN_ENV})")
+    parser.add_argument("--token", default=None, help=f"access token, required off loopback; prefer setting {TOKEN_ENV}, "
+                        "since the command line is visible to every user (ps)")
     parser.set_defaults(func=run)
 
 
@@ -34,6 +36,9 @@ def is_loopback(host: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.token:  # argv is world-readable (ps, /proc/PID/cmdline) for as long as the server runs
+        print(f"warning: --token on the command line is visible to every user of this machine (ps); "
+              f"set {TOKEN_ENV} instead", file=sys.stderr, flush=True)
     token = args.token or os.environ.get(TOKEN_ENV) or None
     if not is_loopback(args.host) and not token:
         raise UserError(f"binding to {args.host} exposes the results beyond this machine: give --token or set {TOKEN_ENV}")

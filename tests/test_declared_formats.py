@@ -1,4 +1,4 @@
-"""Every declared format is checked against the file (issue 20, item 2).
+"""Every declared format is checked against the file (issue 20, items 2 and 3).
 
 A WFDB signal file must be exactly as long as its header's storage format, signal count
 and length make it; a level-4 .mat's variables must tile the file and a level-5 numeric

@@ -1,4 +1,4 @@
-"""Unit and plausibility checks per record and per lead (issue 20, item 3).
+"""Unit and plausibility checks per record and per lead (issue 20, item 4).
 
 Before, only values beyond +-60 V were refused: CPSC2018 data stored in microvolts
 (a 2,132 mV peak) was prepared as mV without a word. Now a record whose median lead

@@ -113,3 +113,82 @@ def test_the_issue_reproductions_made_with_scipy_stay_bounded_through_the_cli(tm
     assert result["rc"] == 0, result["err"]
     assert "prepared 1 of 3 records" in result["out"]
     assert result["peak_mb"] - baseline < BOUND_MB, f"peak {result['peak_mb']:.0f} MB, baseline {baseline:.0f} MB"
+
+
+# --- one legal record's memory (issue 20, item 6) ---------------------------------------
+# Before, a 12 x 7.1 M int16 `val` (170 MB, just under the limit) peaked at 2.1 GB with one
+# worker, 12x its size: scipy's copies of the matrix, a float32 copy per step, float64
+# copies for the hashes. Now the signal is converted and hashed a block or a lead at a time.
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("kind", ["challenge-v4", "native-16"])
+def test_a_large_legal_record_peaks_at_most_3x_its_raw_size(tmp_path, kind):
+    from benchmarks.bench_data import memory_per_raw_mb
+
+    raw, extra, ratio = memory_per_raw_mb(kind, 2_000_000, tmp_path)  # 48 MB of int16: 17 min at 2 kHz
+    assert ratio <= 3.0, f"{kind}: {extra:.0f} MB above a small record for {raw:.0f} MB raw"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("kind", ["challenge-v4", "challenge-v5-compressed", "native-16", "cpsc-double"])
+def test_a_record_just_under_the_limit_peaks_at_most_3x_its_raw_size_in_every_container(tmp_path, kind):
+    from benchmarks.bench_data import memory_per_raw_mb
+
+    raw, extra, ratio = memory_per_raw_mb(kind, 7_100_000, tmp_path)  # the issue's 170 MB
+    assert ratio <= 3.0, f"{kind}: {extra:.0f} MB above a small record for {raw:.0f} MB raw"
+
+
+def test_converting_a_block_at_a_time_gives_the_dataset_of_whole_arrays(tmp_path, monkeypatch):
+    """Blocks of 333 samples cut every record of every reader into many pieces: the same
+    fingerprint and samples as one block each (the chunking is invisible in the result)."""
+    import scipy.io
+    import wfdb
+
+    from heartbeatai.data import challenge_reader, prepare as prepare_module, ptbxl_reader, raw_record, signal_hash
+    from heartbeatai.data.prepare import PrepareSettings, prepare
+    from heartbeatai.data.prepared import PreparedDataset
+    from quirky_records import LEADS, write_cpsc_native, write_native_wfdb, write_reference
+
+    src = tmp_path / "src"
+    write_challenge(src / "georgia", "E00001", ecg_like(7, 500, seed=1))  # level-4 int16
+    nan_val = ecg_like(7, 500, seed=2).T * 1000
+    nan_val[3, 1000:1400] = np.nan
+    (src / "ningbo").mkdir(parents=True)
+    (src / "ptb" / "patient002").mkdir(parents=True)
+    scipy.io.savemat(src / "ningbo" / "JS20001.mat", {"val": nan_val}, format="5", do_compression=True)  # with NaN
+    (src / "ningbo" / "JS20001.hea").write_text(challenge_header("JS20001", nan_val.shape[1]))
+    write_native_wfdb(src / "ptb" / "patient001", "s0001_re", ecg_like(7, 1000, seed=3), 1000)
+    wfdb.wrsamp("s0002_re", fs=500, units=["mV"] * 12, sig_name=LEADS, p_signal=ecg_like(7, 500, seed=4),
+                fmt=["212"] * 12, adc_gain=[200.0] * 12, baseline=[0] * 12, write_dir=str(src / "ptb" / "patient002"))
+    write_cpsc_native(src / "cpsc", "A0001", ecg_like(7, 500, seed=5))
+    write_reference(src / "cpsc", {"A0001": [1]})
+
+    whole = prepare([src], tmp_path / "whole", PrepareSettings(), workers=1, progress=False)
+    for module in (challenge_reader, prepare_module, ptbxl_reader, raw_record):
+        monkeypatch.setattr(module, "CHUNK_SAMPLES", 333)
+    monkeypatch.setattr(signal_hash, "_HASH_ROWS", 333)
+    blocks = prepare([src], tmp_path / "blocks", PrepareSettings(), workers=1, progress=False)
+    assert whole.prepared == blocks.prepared == 5 and whole.fingerprint == blocks.fingerprint
+    a, b = PreparedDataset(tmp_path / "whole"), PreparedDataset(tmp_path / "blocks")
+    for row in range(len(a)):
+        np.testing.assert_array_equal(a.signal(row), b.signal(row))
+    assert a.records.set_index("record_id").loc["JS20001", "nan_filled"]
+
+
+def test_default_workers_are_what_memory_allows_and_the_cli_says_so(tmp_path, monkeypatch, capsys):
+    """Three workers on a 64-core node whose memory holds three records at their limit:
+    the CPU count alone (the old default) would have taken 64 x 3 x 172.8 MB."""
+    from heartbeatai.cli import main
+    from heartbeatai.data import prepare as prepare_module
+
+    monkeypatch.setattr(prepare_module.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    monkeypatch.setattr(prepare_module, "available_memory", lambda: 3 * prepare_module.MEMORY_PER_WORKER + 1)
+    workers, why = prepare_module.default_workers()
+    assert workers == 3 and why.startswith("workers: 3 (CPUs 64; memory allows 3: ")
+    monkeypatch.setattr(prepare_module, "available_memory", lambda: 10)
+    assert prepare_module.default_workers()[0] == 1  # never none
+
+    write_challenge(tmp_path / "src" / "georgia", "E00001", ecg_like(5, 500))
+    assert main(["prepare", str(tmp_path / "src"), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert "workers: 1 (CPUs 64; memory allows 1: " in capsys.readouterr().err

@@ -4,9 +4,10 @@ The header is parsed here rather than by `wfdb.rdheader` for two reasons measure
 the real releases: wfdb rejects the Georgia/PTB-XL headers whose first line carries the
 `.mat` suffix (`E07500.mat 12 500 5000`), and it takes ~6 ms per header, more than the
 whole per-record budget of prepare (200 records/s per core). The format itself is
-WFDB's (record line, one line per signal, `#` comments); the data are read with
-scipy.io.loadmat, as the challenge's own example code does, once matlab_file.py has
-checked the matrix's declared class and size against the record-size limit.
+WFDB's (record line, one line per signal, `#` comments); the data are read by
+matlab_file.py, which checks the matrix's declared class and size against the record-size
+limit and the file, then hands its values over chunk by chunk (scipy.io.loadmat, which
+the challenge's example code uses, holds three copies of the matrix at once).
 
 Decoding is strict: `val` must be a real, non-boolean numeric matrix. Integer classes are
 the challenge's format; float matrices (some Ningbo records, which hold NaNs) are read as
@@ -22,6 +23,7 @@ stated gain is kept and a contradiction flagged, never applied.
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,14 +32,17 @@ import numpy as np
 
 from heartbeatai.data import matlab_file
 from heartbeatai.data.raw_record import (
+    CHUNK_SAMPLES,
+    MAX_ABS_MV,
     MAX_RECORD_BYTES,
     RawRecord,
     RecordError,
-    check_amplitude,
+    check_peak,
     check_rate_and_length,
     check_record_bytes,
     parse_age,
     parse_sex,
+    peak_of,
     split_dx,
     standard_lead_order,
 )
@@ -62,16 +67,36 @@ class WfdbHeader:
     lead_names: list[str]
     comments: dict[str, str] = field(default_factory=dict)  # lower-cased key -> value
     signal_tokens: list[list[str]] = field(default_factory=list)  # each signal line, split
+    encoding: str = "utf-8"  # how the header's bytes were decoded
+
+    def path_name(self, name: str) -> str:
+        """A file name of the header as the file system spells it. A non-UTF-8 header is
+        decoded as Latin-1, which turns its byte 0xE9 into 'é'; the file on disk is named by
+        the byte itself, which Python spells with a surrogate (os.fsdecode). Without this,
+        such a file was skipped as missing although it exists."""
+        return name if self.encoding == "utf-8" else os.fsdecode(name.encode(self.encoding))
+
+
+def decode_header(data: bytes) -> tuple[str, str]:
+    """(text, encoding) of a header's bytes: UTF-8, else Latin-1 (a non-UTF-8 byte, seen in
+    hand-edited headers, is not fatal)."""
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), "latin-1"
 
 
 def read_text(path: Path, root: str | Path | None = None) -> str:
-    """Header text, read bounded from a regular file inside `root`; a non-UTF-8 byte (seen
-    in hand-edited headers) is not fatal."""
-    data = read_bounded(path, root if root is not None else Path(path).parent, "header", MAX_HEADER_BYTES)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
+    """Header text, read bounded from a regular file inside `root`."""
+    return decode_header(read_bounded(path, root if root is not None else Path(path).parent, "header",
+                                      MAX_HEADER_BYTES))[0]
+
+
+def read_header(path: Path, root: str | Path | None = None) -> WfdbHeader:
+    """The parsed header of `path`, read bounded from a regular file inside `root`."""
+    text, encoding = decode_header(read_bounded(path, root if root is not None else Path(path).parent, "header",
+                                                MAX_HEADER_BYTES))
+    return parse_header(text, encoding)
 
 
 def _number(token: str, what: str) -> float:
@@ -102,7 +127,7 @@ def _gain_per_mv(spec: str) -> float | None:
     return gain * scale
 
 
-def parse_header(text: str) -> WfdbHeader:
+def parse_header(text: str, encoding: str = "utf-8") -> WfdbHeader:
     if len(_CONTROL_CHARS.findall(text)) > len(text) // 20:
         raise RecordError("header is binary data, not WFDB text")
     lines = [line.strip() for line in text.splitlines()]
@@ -146,13 +171,17 @@ def parse_header(text: str) -> WfdbHeader:
         formats.append(tokens[1])
         gains.append(_gain_per_mv(tokens[2]) if len(tokens) > 2 else None)
         names.append(" ".join(tokens[8:]) if len(tokens) > 8 else "")
-    return WfdbHeader(name, n_sig, fs, sig_len, files, formats, gains, names, comments, token_lists)
+    return WfdbHeader(name, n_sig, fs, sig_len, files, formats, gains, names, comments, token_lists, encoding)
 
 
 MAX_MAT_FILE_BYTES = MAX_RECORD_BYTES + (1 << 20)  # the matrix plus headers and small variables
 
 
-def _load_val(mat_path: Path, header: WfdbHeader) -> np.ndarray:
+def _read_val(mat_path: Path, header: WfdbHeader, order: list[int]) -> np.ndarray:
+    """The standard leads of `val` as (samples, 12) float32 mV, over the header's window.
+
+    Converted chunk by chunk from the file (matlab_file.numeric_chunks): the record's
+    memory is the float32 signal plus one chunk, never the matrix read whole beside it."""
     name = mat_path.name
     with open_regular(mat_path, "data file") as handle:
         size = matlab_file.file_size(handle)
@@ -163,14 +192,22 @@ def _load_val(mat_path: Path, header: WfdbHeader) -> np.ndarray:
         if var is None:
             raise RecordError(f"{name} holds no 'val' matrix")
         check_val_declaration(var, header, name)
-        val = matlab_file.load_variable(handle, mat_header, var, MAX_RECORD_BYTES, name)
-    val = np.asarray(val)
-    if val.ndim != 2 or val.dtype.kind not in "iuf":
-        raise RecordError(f"'val' in {name} is not a numeric matrix (shape {val.shape}, {val.dtype})")
-    if header.sig_len is not None:
-        val = val[:, : header.sig_len]
-    check_amplitude(val, 1.0 / CHALLENGE_GAIN_PER_MV, f"'val' in {name}")
-    return val
+        signals, samples = var.dims
+        wanted = samples if header.sig_len is None else header.sig_len
+        signal = np.empty((wanted, len(order)), dtype=np.float32)
+        filled, peak = 0, 0.0
+        chunks = matlab_file.numeric_chunks(handle, mat_header, var, MAX_RECORD_BYTES, name, signals * CHUNK_SAMPLES)
+        for chunk in chunks:
+            block = chunk.reshape(-1, signals)[: wanted - filled]  # column-major (signals, samples): a row a sample
+            peak = max(peak, peak_of(block))
+            if peak <= MAX_ABS_MV * CHALLENGE_GAIN_PER_MV:  # else refused below, for the largest value
+                signal[filled:filled + len(block)] = block[:, order].astype(np.float32) / np.float32(
+                    CHALLENGE_GAIN_PER_MV)
+            filled += len(block)
+            if filled == wanted:
+                break
+    check_peak(peak, 1.0 / CHALLENGE_GAIN_PER_MV, f"'val' in {name}")
+    return signal
 
 
 def check_val_declaration(var: matlab_file.MatVariable, header: WfdbHeader, name: str) -> None:
@@ -200,15 +237,14 @@ def read_challenge(hea_path: str | Path, header: WfdbHeader | None = None, *, ro
     hea_path = Path(hea_path)
     root = root if root is not None else hea_path.parent
     if header is None:
-        header = parse_header(read_text(hea_path, root))
+        header = read_header(hea_path, root)
     order = standard_lead_order(header.lead_names)
-    data_files = {header.file_names[i] for i in order}
+    data_files = {header.path_name(header.file_names[i]) for i in order}
     if len(data_files) != 1:
         raise RecordError(f"standard leads spread over several files {sorted(data_files)[:4]}"[:200])
     mat_path = resolve_named(hea_path.parent, data_files.pop(), root, "data file")
-    val = _load_val(mat_path, header)
-    check_rate_and_length(header.fs, val.shape[1])
-    signal = val[order].T.astype(np.float32) / np.float32(CHALLENGE_GAIN_PER_MV)
+    signal = _read_val(mat_path, header, order)
+    check_rate_and_length(header.fs, len(signal))
     gains = [header.gains_per_mv[i] for i in order]
     stated = next((g for g in gains if g is not None), None)
     dx = header.comments.get("dx", "")
@@ -223,6 +259,7 @@ def read_challenge(hea_path: str | Path, header: WfdbHeader | None = None, *, ro
         age=parse_age(header.comments.get("age")),
         sex=parse_sex(header.comments.get("sex")),
         header_gain=stated,
-        gain_mismatch=any(g is not None and abs(g - CHALLENGE_GAIN_PER_MV) > 1e-6 for g in gains),
+        # a NaN or infinite gain contradicts the known units as much as 4880/mV does
+        gain_mismatch=any(g is not None and not abs(g - CHALLENGE_GAIN_PER_MV) <= 1e-6 for g in gains),
         leads_original=header.n_sig,
     )

@@ -135,7 +135,7 @@ def read_cpsc_native(mat_path: str | Path, reference: Mapping[str, list[int]] | 
     if data.shape[0] != 12:
         raise RecordError(f"CPSC2018 'ECG.data' has {data.shape[0]} leads, expected 12")
     check_rate_and_length(CPSC_FS, data.shape[1])
-    check_amplitude(data, 1.0, "CPSC2018 'ECG.data'")
+    check_amplitude(data.T, 1.0, "CPSC2018 'ECG.data'")  # time-major view: checked a chunk of samples at a time
     name = mat_path.stem
     problems = getattr(reference, "problems", {})
     if name in problems:

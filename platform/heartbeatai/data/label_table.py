@@ -96,29 +96,36 @@ def read_label_rows(path: str | os.PathLike) -> tuple[list[str], Iterator[tuple[
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = data.decode("latin-1")
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # The csv module refuses fields over 128 KiB (its default limit), and such a row would
+    # come back without the record it names: that record was then skipped as "not in the
+    # file". The whole file is bounded already, so fields may be as long as it: the row is
+    # parsed, and the field's own check says what is wrong with it (a 200,000-character
+    # scp_codes is refused as such, with its line). The limit is the csv module's global
+    # state: raised while this file is parsed (eagerly), then put back.
+    previous = csv.field_size_limit(max(MAX_LABEL_FILE_BYTES, csv.field_size_limit()))
     try:
-        header = [column.strip() for column in next(reader)]
-    except StopIteration:
-        header = []
-    except csv.Error as err:
-        raise ValueError(f"{path}: unreadable label file ({err})") from None
-
-    def rows() -> Iterator[tuple[int, dict[str, str] | None, str]]:
+        reader = csv.reader(io.StringIO(text, newline=""))
+        try:
+            header = [column.strip() for column in next(reader)]
+        except StopIteration:
+            header = []
+        except csv.Error as err:
+            raise ValueError(f"{path}: unreadable label file ({err})") from None
+        rows: list[tuple[int, dict[str, str] | None, str]] = []
         while True:
             line = reader.line_num + 1
             try:
                 cells = next(reader)
             except StopIteration:
-                return
+                break
             except csv.Error as err:
-                yield line, None, f"unreadable CSV row ({str(err)[:80]})"
+                rows.append((line, None, f"unreadable CSV row ({str(err)[:80]})"))
                 continue
-            if not any(cell.strip() for cell in cells):
-                continue
-            yield line, dict(zip(header, cells)), ""
-
-    return header, rows()
+            if any(cell.strip() for cell in cells):
+                rows.append((line, dict(zip(header, cells)), ""))
+    finally:
+        csv.field_size_limit(previous)
+    return header, iter(rows)
 
 
 def where(path: str | os.PathLike, line: int) -> str:

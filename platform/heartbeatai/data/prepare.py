@@ -26,14 +26,21 @@ import pandas as pd
 from tqdm import tqdm
 
 from heartbeatai.data import plausibility, signal_hash
-from heartbeatai.data.challenge_reader import parse_header, read_challenge, read_text
+from heartbeatai.data.challenge_reader import read_challenge, read_header
 from heartbeatai.data.cpsc_reader import CPSC_REFERENCE, is_cpsc_reference, load_reference, read_cpsc_native
 from heartbeatai.data.domains import DomainError, resolve_domain
 from heartbeatai.data.label_table import MAX_NOTES, LabelTable, read_label_rows
 from heartbeatai.data.prepared import MANIFEST_FILE, RECORDS_FILE
 from heartbeatai.data.prepared_writer import PreparedRecord, PreparedWriter
 from heartbeatai.data.ptbxl_reader import PTBXL_DATABASE, is_ptbxl_database, load_ptbxl_database, read_native_wfdb
-from heartbeatai.data.raw_record import MAX_ABS_MV, RawRecord, RecordError, check_code_count
+from heartbeatai.data.raw_record import (
+    CHUNK_SAMPLES,
+    MAX_ABS_MV,
+    MAX_RECORD_BYTES,
+    RawRecord,
+    RecordError,
+    check_code_count,
+)
 from heartbeatai.data.source_stamp import record_stamp, stamp_change
 from heartbeatai.labels import scored_vocabulary
 from heartbeatai.processes import die_with_parent
@@ -169,6 +176,60 @@ def _file_candidate(path: Path) -> Candidate:
     return Candidate(str(path), "error", "not a record file (.hea, or a CPSC2018 .mat)", root=root)
 
 
+# --- how many workers memory allows ------------------------------------------------
+
+# A worker holds one record at a time, at most 3x the record-size limit (measured:
+# `python -m benchmarks data`, peak memory per raw MB), plus its own interpreter with numpy,
+# scipy, pandas and wfdb loaded (196 MB RSS measured preparing a small record).
+WORKER_BASELINE_BYTES = 200_000_000
+MEMORY_PER_WORKER = 3 * MAX_RECORD_BYTES + WORKER_BASELINE_BYTES
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still take: the kernel's MemAvailable, or the cgroup's limit
+    less its use where that is lower (a container, a batch job); None where neither is known."""
+    found = []
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            limit = Path(limit_file).read_text().strip()
+            if limit != "max" and int(limit) < 2**60:
+                found.append(max(0, int(limit) - int(Path(usage_file).read_text().strip())))
+        except (OSError, ValueError):
+            continue
+    if not found:
+        try:
+            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            return None
+    return min(found)
+
+
+def default_workers() -> tuple[int, str]:
+    """As many workers as there are CPUs and as memory allows (MEMORY_PER_WORKER x workers
+    <= available memory), at least one; and the line that says how that was decided."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    available = available_memory()
+    if available is None:
+        return cpus, f"workers: {cpus} (CPUs; available memory unknown)"
+    by_memory = max(1, available // MEMORY_PER_WORKER)
+    workers = min(cpus, by_memory)
+    return workers, (f"workers: {workers} (CPUs {cpus}; memory allows {by_memory}: {available / 1e9:.1f} GB available, "
+                     f"{MEMORY_PER_WORKER / 1e9:.2f} GB a worker = 3 x the {MAX_RECORD_BYTES / 1e6:.1f} MB record limit "
+                     f"+ {WORKER_BASELINE_BYTES / 1e6:.0f} MB); --workers sets it")
+
+
 # --- worker side -------------------------------------------------------------------
 
 _worker: dict = {}
@@ -189,23 +250,48 @@ def read_record(candidate: Candidate, labels: LabelTables) -> RawRecord:
         raise RecordError(candidate.error)
     if candidate.kind == "mat":
         return read_cpsc_native(path, labels.cpsc, root=root)
-    header = parse_header(read_text(path, root))
+    header = read_header(path, root)
     if any(name.lower().endswith(".mat") for name in header.file_names):
         return read_challenge(path, header, root=root)
     return read_native_wfdb(path, labels.ptbxl, root=root, header=header)
 
 
+def _utf8(name: str) -> str:
+    """A name taken from the file system, as text Parquet can hold: a byte that is not
+    UTF-8 (Python's surrogate for it) is written as `\\xe9`. Such a header's record was
+    otherwise prepared and then crashed the writing of the index."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace") if not name.isascii() else name
+
+
+def _fill_missing(signal: np.ndarray) -> tuple[bool, bool]:
+    """Set NaN and infinities to 0 in place, a block of rows at a time (a whole-record mask
+    and copy would cost 1.5x the float32 signal); (any was set, any value is finite)."""
+    filled, finite = False, False
+    for start in range(0, len(signal), CHUNK_SAMPLES):
+        block = signal[start:start + CHUNK_SAMPLES]
+        missing = ~np.isfinite(block)
+        if missing.any():
+            filled = True
+            finite = finite or not missing.all()
+            block[missing] = 0
+        else:
+            finite = True
+    return filled, finite
+
+
 def preprocess(raw: RawRecord, settings: PrepareSettings) -> PreparedRecord:
+    """One record, read, to what the dataset stores. Its float32 signal at the original
+    rate is the only whole-record array: everything else goes a block or a lead at a
+    time, or works on the stored window (memory per record at most 3x its raw size)."""
     check_code_count(len(raw.label_codes_raw), "the label source")  # every reader's labels, one bound
     signal = np.asarray(raw.signal, dtype=np.float32)
+    if not signal.flags.writeable:  # NaNs are set to 0 in place
+        signal = signal.copy()
     if signal.ndim != 2 or signal.shape[1] != 12 or len(signal) == 0:
         raise RecordError(f"signal has shape {signal.shape}, expected (samples, 12)")
-    missing = ~np.isfinite(signal)
-    nan_filled = bool(missing.any())
-    if nan_filled:
-        if missing.all():
-            raise RecordError("every value is NaN")
-        signal = np.where(missing, np.float32(0), signal)
+    nan_filled, any_finite = _fill_missing(signal)
+    if not any_finite:
+        raise RecordError("every value is NaN")
     peak_to_peak = plausibility.peak_to_peak(signal)
     if not np.any(peak_to_peak > 0):
         raise RecordError("flat signal: every lead is constant")
@@ -224,10 +310,10 @@ def preprocess(raw: RawRecord, settings: PrepareSettings) -> PreparedRecord:
     vocabulary = _worker.get("vocabulary") or scored_vocabulary(include_st=True)
     canonical = list(dict.fromkeys(vocabulary.canonical(code) for code in raw.label_codes))
     return PreparedRecord(
-        record_id=raw.record_id,
-        domain=domain,
-        source_path=raw.source_path,
-        patient_id=raw.patient_id or raw.record_id,
+        record_id=_utf8(raw.record_id),
+        domain=_utf8(domain),
+        source_path=_utf8(raw.source_path),
+        patient_id=_utf8(raw.patient_id or raw.record_id),
         age=raw.age,
         sex=raw.sex,
         fs_original=float(raw.fs),

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from heartbeatai.cli import UserError
 from heartbeatai.data.domains import DomainError, parse_domain_map
-from heartbeatai.data.prepare import ALLOWED_FS, NothingPreparedError, PrepareSettings, PrepareSummary, prepare
+from heartbeatai.data.prepare import (
+    ALLOWED_FS,
+    NothingPreparedError,
+    PrepareSettings,
+    PrepareSummary,
+    default_workers,
+    prepare,
+)
 
 
 def _positive_float(text: str) -> float:
@@ -32,13 +38,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "prepare",
@@ -53,7 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="prepared dataset directory")
     parser.add_argument("--fs", type=int, default=500, choices=ALLOWED_FS, help="sampling rate to store (Hz, default 500)")
     parser.add_argument("--max-seconds", type=_positive_float, default=60.0, help="cut longer records (default 60)")
-    parser.add_argument("--workers", type=_positive_int, default=_default_workers(), help="worker processes (default: CPUs)")
+    parser.add_argument("--workers", type=_positive_int, default=None,
+                        help="worker processes (default: as many as CPUs and memory allow, 3 x the record-size "
+                             "limit + 200 MB a worker; the choice is printed)")
     parser.add_argument(
         "--labels",
         type=Path,
@@ -140,12 +141,16 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from None
     settings = PrepareSettings(fs=args.fs, max_seconds=args.max_seconds, include_st=args.include_st, domain_map=domain_map,
                                keep_implausible=args.keep_implausible)
+    workers = args.workers
+    if workers is None:
+        workers, why = default_workers()
+        print(why, file=sys.stderr)
     try:
         summary = prepare(
             args.sources,
             args.out,
             settings,
-            workers=args.workers,
+            workers=workers,
             label_files=args.labels,
             progress=not args.quiet,
         )

@@ -3,13 +3,17 @@
 Layout of a prepared directory::
 
     manifest.json        schema_version, classes, fs, preprocessing, counts, skipped,
-                         duplicate groups, fingerprint, shard table, label_notes (label
-                         rows skipped or repeated that named no skipped record)
-    records.parquet      one row per record (index 0..N-1, sorted by domain, record_id)
+                         quality (records per plausibility verdict), duplicate groups,
+                         fingerprint, shard table, label_notes (label rows skipped or
+                         repeated that named no skipped record)
+    records.parquet      one row per record (index 0..N-1, sorted by domain, record_id);
+                         `quality` (ok | flat_leads | implausible_amplitude, plausibility.py)
+                         is absent from datasets prepared before it, which still read
     signals/shard-NNNNN.f16
                          little-endian float16, time-major (samples, 12), records
                          back to back; a record is (shard, offset, length) in the index
-    .prepare/            the writer's journal (resume) and parameters
+    .prepare/            the writer's journal (resume, with each record's source stamp:
+                         source_stamp.py) and parameters
 
 Shards are raw arrays rather than .npy so the writer can append to them and a crash
 loses at most the record being written; the manifest carries their shapes. Training

@@ -3,9 +3,9 @@
 Their headers are well-formed and their gains right: physical units come from the header
 (gain, baseline, units, as WFDB defines them). The header is parsed by the same parser as
 the challenge's; every file it names must be a regular file inside the source folder and
-as long as the header says before a byte is read, and only the header's window is read:
-format 16 (every PTB-XL and PTB file) through a memory map, other formats by wfdb.rdrecord
-with `sampto`. Labels: PTB-XL's come from
+as long as the header says before a byte is read, and only the header's window is read, a chunk of rows at a time:
+format 16 (every PTB-XL and PTB file) here, other formats by wfdb.rdrecord with
+`sampfrom`/`sampto`. Labels: PTB-XL's come from
 `ptbxl_database.csv` (scp_codes is a Python dict literal: statement -> likelihood),
 mapped to SNOMED-CT through the curated table shipped as
 package_data/ptbxl_scp_to_snomed.csv; every statement is used whatever its likelihood,
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import wfdb
 
-from heartbeatai.data.challenge_reader import WfdbHeader, parse_header, read_text
+from heartbeatai.data.challenge_reader import WfdbHeader, read_header
 from heartbeatai.data.label_table import LabelTable, read_label_rows, where, whole_number
 
 from heartbeatai.data.raw_record import (
@@ -38,6 +38,7 @@ from heartbeatai.data.raw_record import (
     check_amplitude,
     check_rate_and_length,
     check_record_bytes,
+    CHUNK_SAMPLES,
     parse_age,
     parse_sex,
     split_dx,
@@ -156,8 +157,8 @@ def _ptb_patient(hea_path: Path) -> str | None:
     return f"ptb:{folder}" if _PTB_PATIENT.fullmatch(folder) else None
 
 
-# WFDB storage formats: bytes per sample. `16` (every PTB-XL and PTB file) is read here
-# through a memory map; the others are decoded by wfdb, over the same checked window.
+# WFDB storage formats: bytes per sample. `16` (every PTB-XL and PTB file) is read here;
+# the others are decoded by wfdb, over the same checked window.
 _FORMAT_BYTES = {"8": 1.0, "16": 2.0, "24": 3.0, "32": 4.0, "61": 2.0, "80": 1.0, "160": 2.0, "212": 1.5,
                  "310": 4 / 3, "311": 4 / 3}
 
@@ -206,6 +207,7 @@ class _Signal:
     gain: float  # ADC units per physical unit
     baseline: float
     mv_per_unit: float
+    initial: int = 0  # format 8: the sample before the first difference
 
 
 def _signal(line_tokens: list[str]) -> _Signal:
@@ -221,6 +223,7 @@ def _signal(line_tokens: list[str]) -> _Signal:
         gain = float(gain_text) if gain_text else 0.0
         zero = float(line_tokens[4]) if len(line_tokens) > 4 else 0.0
         baseline = float(baseline_text.rstrip(")")) if baseline_text else zero
+        initial = int(line_tokens[5]) if len(line_tokens) > 5 else 0
     except ValueError:
         raise RecordError(f"bad gain or baseline {spec[:30]!r} in header") from None
     if not all(np.isfinite([gain, baseline])):
@@ -229,26 +232,30 @@ def _signal(line_tokens: list[str]) -> _Signal:
     if unit not in _MV_PER_UNIT:
         raise RecordError(f"unsupported units {units.strip()[:20]!r}")
     return _Signal(file, match.group(1), int(match.group(2) or 0), gain or _WFDB_DEFAULT_GAIN, baseline,
-                   _MV_PER_UNIT[unit])
+                   _MV_PER_UNIT[unit], initial)
 
 
 def _read_signals(hea_path: Path, header: WfdbHeader, signals: list[_Signal], order: list[int],
                   root: str | Path | None) -> np.ndarray:
     """(samples, 12) float32 mV of the standard leads: every file they live in is checked
-    (regular, inside the source folder, as long as the header says) before it is read, and
-    only the header's window of it is read."""
+    (regular, inside the source folder, exactly as long as the header says) before it is
+    read, and only the header's window of it is read, a chunk of rows at a time into the
+    output: the record costs its float32 signal plus one chunk (a memory map of the whole
+    window, or wfdb's int64 and float64 copies of it, would cost a multiple)."""
     by_file: dict[str, list[int]] = {}
     for index, sig in enumerate(signals):
         by_file.setdefault(sig.file, []).append(index)
     needed = {signals[i].file for i in order}
+    column_of = {index: column for column, index in enumerate(order)}
     sig_len = header.sig_len
-    columns: dict[int, np.ndarray] = {}
+    out: np.ndarray | None = None
+    by_wfdb: list[int] = []
     for file in sorted(needed):
         members = by_file[file]
         fmt, offset = signals[members[0]].fmt, signals[members[0]].offset
         if any((signals[i].fmt, signals[i].offset) != (fmt, offset) for i in members):
             raise RecordError(f"signals of {file} disagree on their storage format")
-        real = resolve_named(hea_path.parent, file, root, "signal file")
+        real = resolve_named(hea_path.parent, header.path_name(file), root, "signal file")
         with open_regular(real, "signal file") as handle:
             size = os.fstat(handle.fileno()).st_size
             per_sample = _FORMAT_BYTES[fmt] * len(members)
@@ -259,27 +266,49 @@ def _read_signals(hea_path: Path, header: WfdbHeader, signals: list[_Signal], or
                 check_rate_and_length(header.fs, sig_len, header.n_sig)
             check_record_bytes(sig_len, header.n_sig, math.ceil(_FORMAT_BYTES[fmt]), "header")
             _check_file_size(file, size, offset, fmt, len(members), sig_len)
-            if fmt == "16":
-                window = np.memmap(handle, dtype="<i2", mode="r", offset=offset, shape=(sig_len, len(members)))
+            if out is None:
+                out = np.empty((sig_len, len(order)), dtype=np.float32)
+            if fmt not in ("16", "8"):
+                by_wfdb.extend(i for i in members if i in column_of)
+                continue
+            # Format 8 holds first differences: wfdb restarts them from the header's
+            # initial value at every `sampfrom`, so it is summed here, across chunks.
+            handle.seek(offset)
+            frame = len(members)
+            itemsize = 2 if fmt == "16" else 1
+            previous = np.array([signals[i].initial for i in members], dtype=np.int64)
+            for first in range(0, sig_len, CHUNK_SAMPLES):
+                rows = min(CHUNK_SAMPLES, sig_len - first)
+                data = handle.read(rows * frame * itemsize)
+                if len(data) != rows * frame * itemsize:  # shortened since its size was checked
+                    held = first + len(data) // (itemsize * frame)
+                    raise RecordError(f"truncated {shown(file)}: {held} of {sig_len} samples")
+                block = np.frombuffer(data, dtype="<i2" if fmt == "16" else "i1").reshape(rows, frame)
+                if fmt == "8":
+                    block = previous + np.cumsum(block, axis=0, dtype=np.int64)
+                    previous = block[-1]
                 for position, index in enumerate(members):
-                    if index in order:
+                    if index in column_of:
                         sig = signals[index]
-                        digital = window[:, position]
+                        digital = block[:, position]
                         value = (digital.astype(np.float32) - np.float32(sig.baseline)) * np.float32(
                             sig.mv_per_unit / sig.gain)
-                        value[digital == _INVALID_16] = np.nan
-                        columns[index] = np.asarray(value)
-                del window
-    missing = [i for i in order if i not in columns]
-    if missing:  # other formats: wfdb decodes, reading no more than the window just checked
-        try:
-            record = wfdb.rdrecord(str(hea_path.with_suffix("")), sampto=sig_len, channels=sorted(missing))
-        except Exception as err:  # wfdb raises many types on damaged files
-            first = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
-            raise RecordError(f"unreadable WFDB record: {first}") from None
-        for position, index in enumerate(sorted(missing)):
-            columns[index] = record.p_signal[:, position].astype(np.float32) * np.float32(signals[index].mv_per_unit)
-    return np.stack([columns[index] for index in order], axis=1)
+                        if fmt == "16":
+                            value[digital == _INVALID_16] = np.nan
+                        out[first:first + rows, column_of[index]] = value
+    if by_wfdb:  # other formats: wfdb decodes, reading no more than the window just checked
+        channels = sorted(by_wfdb)
+        for first in range(0, sig_len, CHUNK_SAMPLES):
+            last = min(sig_len, first + CHUNK_SAMPLES)
+            try:
+                record = wfdb.rdrecord(str(hea_path.with_suffix("")), sampfrom=first, sampto=last, channels=channels)
+            except Exception as err:  # wfdb raises many types on damaged files
+                text = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+                raise RecordError(f"unreadable WFDB record: {text}") from None
+            for position, index in enumerate(channels):
+                out[first:last, column_of[index]] = record.p_signal[:, position].astype(np.float32) * np.float32(
+                    signals[index].mv_per_unit)
+    return out
 
 
 def read_native_wfdb(hea_path: str | Path, ptbxl: Mapping[str, PtbxlEntry] | None = None, *,
@@ -291,7 +320,7 @@ def read_native_wfdb(hea_path: str | Path, ptbxl: Mapping[str, PtbxlEntry] | Non
     name = hea_path.stem
     root = root if root is not None else hea_path.parent
     if header is None:
-        header = parse_header(read_text(hea_path, root))
+        header = read_header(hea_path, root)
     order = standard_lead_order(header.lead_names)
     signals = [_signal(tokens) for tokens in header.signal_tokens]
     signal = _read_signals(hea_path, header, signals, order, root)

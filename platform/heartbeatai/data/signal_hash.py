@@ -52,13 +52,27 @@ def to_microvolts_int16(signal_mv: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(signal_mv, dtype=np.float64) * 1000.0), -32768, 32767).astype("<i2")
 
 
+# Both hashes work on the whole record at its original rate, which may be an hour: they go
+# a block of rows (hash_exact) or a lead (hash_coarse) at a time, so a record costs its
+# float32 signal plus a block, not a float64 copy of it and more (4-8x its raw size). The
+# digests are those of the whole arrays: the bytes hashed are the same, in the same order.
+_HASH_ROWS = 1 << 16
+
+
 def hash_exact(signal_mv: np.ndarray) -> str:
     """Signal at its original rate, (samples, 12) mV, NaN already set to 0."""
-    return _digest(to_microvolts_int16(signal_mv))
+    digest = hashlib.blake2b(f"{signal_mv.shape}".encode(), digest_size=12)
+    for start in range(0, len(signal_mv), _HASH_ROWS):
+        digest.update(np.ascontiguousarray(to_microvolts_int16(signal_mv[start:start + _HASH_ROWS])).tobytes())
+    return digest.hexdigest()
 
 
 def hash_coarse(signal_mv: np.ndarray, fs: float) -> str:
-    coarse = resample(np.asarray(signal_mv, dtype=np.float64), fs, COARSE_FS)
+    if signal_mv.ndim != 2 or len(signal_mv) <= _HASH_ROWS:  # one filter design: most of a short record's cost
+        coarse = resample(np.asarray(signal_mv, dtype=np.float64), fs, COARSE_FS)
+    else:  # a lead at a time: polyphase filtering works on each lead alone, bit for bit
+        coarse = np.stack([resample(np.asarray(signal_mv[:, lead], dtype=np.float64), fs, COARSE_FS)
+                           for lead in range(signal_mv.shape[1])], axis=1)
     steps = np.rint(coarse * (1000.0 / COARSE_STEP_UV))
     return _digest(np.clip(steps, -32768, 32767).astype("<i2"))
 

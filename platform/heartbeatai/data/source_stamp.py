@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from heartbeatai.data.challenge_reader import parse_header
+from heartbeatai.data.challenge_reader import decode_header, parse_header
 from heartbeatai.data.raw_record import MAX_RECORD_BYTES, RecordError
 from heartbeatai.data.source_files import MAX_HEADER_BYTES, open_regular, resolve_inside, resolve_named
 
@@ -54,12 +54,9 @@ def file_stamp(real: Path, what: str, keep_text: bool = False) -> tuple[list, by
 
 
 def _named_files(text: bytes) -> list[str]:
-    """Files a WFDB header names, in order, each once (what the readers will open)."""
-    try:
-        decoded = text.decode("utf-8")
-    except UnicodeDecodeError:
-        decoded = text.decode("latin-1")
-    return list(dict.fromkeys(parse_header(decoded).file_names))
+    """Files a WFDB header names, in order, each once, spelled as the readers open them."""
+    header = parse_header(*decode_header(text))
+    return list(dict.fromkeys(header.path_name(name) for name in header.file_names))
 
 
 def _labels_digest(entry: Any) -> str | None:
