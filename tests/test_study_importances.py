@@ -41,3 +41,14 @@ def test_importances_rank_the_parameter_that_reaches_good_values_first(direction
 
 def test_importances_repeat_with_the_same_seed():
     assert param_importances(_study("maximize"), seed=3) == param_importances(_study("maximize"), seed=3)
+
+
+def test_a_search_whose_trials_all_scored_the_same_has_no_importances_and_no_error(tmp_path):
+    """A small fold where every trial reaches the same value (fANOVA refuses zero variance)."""
+    from heartbeatai.study.importances import search_importances
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="s/lodo:a", storage=storage, direction="maximize")
+    for x, y in np.random.default_rng(0).random((4, 2)):
+        study.add_trial(optuna.trial.create_trial(params={"x": x, "y": y}, distributions=SPACE, value=1.0))
+    assert search_importances(storage, "s/lodo:a", seed=0) == (None, 4)

@@ -40,6 +40,10 @@ def search_importances(optuna_storage: str, optuna_study: str, seed: int) -> tup
     distinct = len({tuple(sorted((k, repr(v)) for k, v in t.params.items())) for t in finished})
     if distinct < MIN_FINISHED_TRIALS or not study.best_trial.params:
         return None, distinct
+    # Every trial reached the same value (a small fold where all of them score perfectly):
+    # nothing varies for a parameter to explain, and fANOVA refuses a zero-variance objective.
+    if len({t.value for t in finished}) < 2:
+        return None, distinct
     return param_importances(study, seed=seed), distinct
 
 
