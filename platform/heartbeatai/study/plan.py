@@ -16,6 +16,8 @@ from typing import Callable
 
 import pandas as pd
 
+from heartbeatai.protocols import INTRA, LODO, REFERENCE
+from heartbeatai.protocols import fold_id as make_fold_id  # `fold_id` names the loop variable below
 from heartbeatai.study.study_config import StudyConfig
 from heartbeatai.study.study_folds import planned_folds
 
@@ -123,14 +125,14 @@ def _planned_fold_sizes(config: StudyConfig, protocol: str) -> list[tuple[str, i
     domains = [d for d in per_domain if config.folds.domains is None or d in config.folds.domains]
     total = sum(per_domain.values())
     lodo = {d: (int((total - per_domain[d]) * (1 - val)), int((total - per_domain[d]) * val)) for d in domains}
-    if protocol == "lodo":
-        return [(f"lodo:{d}", *lodo[d]) for d in sorted(domains)]
+    if protocol == LODO:
+        return [(make_fold_id(LODO, d), *lodo[d]) for d in sorted(domains)]
     k = config.folds.k or 5
     used = min(k, config.folds.parts_per_domain(protocol) or k)
-    if protocol == "reference":  # LODO's sizes, drawn from every domain (data/folds.py)
-        return [(f"reference:{d}:{i}", *lodo[d]) for d in sorted(domains) for i in range(used)]
-    return [(f"intra:{d}:{i}", int(per_domain[d] * (k - 1) / k * (1 - val)), int(per_domain[d] * (k - 1) / k * val))
-            for d in sorted(domains) for i in range(used)]
+    if protocol == REFERENCE:  # LODO's sizes, drawn from every domain (data/folds.py)
+        return [(make_fold_id(REFERENCE, d, i), *lodo[d]) for d in sorted(domains) for i in range(used)]
+    return [(make_fold_id(INTRA, d, i), int(per_domain[d] * (k - 1) / k * (1 - val)),
+             int(per_domain[d] * (k - 1) / k * val)) for d in sorted(domains) for i in range(used)]
 
 
 def trial_threads(config: StudyConfig) -> int:
