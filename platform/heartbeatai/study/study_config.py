@@ -273,9 +273,12 @@ class StudyConfig(_Strict):
             found.append(f"selection.metric {self.selection.metric}: its thresholds are tuned on the same "
                          "validation records that then select the model, so the selected value is optimistic; "
                          "val_macro_auroc or val_macro_auprc select without a threshold")
-        if len(self.seeds) < 3:
-            found.append(f"seeds: {len(self.seeds)} arm seed(s): per-fold ablation intervals are conditional on "
-                         "the trained models and carry no p-value (seed variance needs at least 3)")
+        if len(self.seeds) == 1:
+            found.append("seeds: 1 arm seed(s): per-fold ablation intervals are conditional on the trained models "
+                         "(seed variance needs at least 2 seeds; 3 or more for a useful one)")
+        elif len(self.seeds) == 2:
+            found.append("seeds: 2 arm seed(s): each domain's seed variance rests on 1 degree of freedom, so where "
+                         "seed noise dominates a per-fold interval is a t with about 1 df (very wide); use 3 or more")
         return found
 
     def fold_arms(self, protocol: str) -> list[Arm]:
