@@ -134,7 +134,8 @@ def test_selecting_on_a_threshold_tuned_metric_warns_and_auroc_does_not():
     f1 = config(selection={"metric": "val_macro_f1"}, seeds=[1, 2, 3])
     assert any("tuned on the same validation records" in w for w in f1.warnings())
     assert config(seeds=[1, 2, 3]).warnings() == []
-    assert any("conditional on the trained models" in w for w in config(seeds=[1, 2]).warnings())
+    assert any("conditional on the trained models" in w for w in config(seeds=[1]).warnings())
+    assert any("1 degree of freedom" in w for w in config(seeds=[1, 2]).warnings())
 
 
 def test_the_v1_top_level_bootstrap_reads_as_the_analysis_bootstrap():
