@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss, f1_score, roc_auc_score
 
-from heartbeatai.labels import scored_vocabulary
-from heartbeatai.metrics import challenge_score, evaluate_predictions, present_mask, tune_thresholds
+from heartbeatai.labels import parse_dx, scored_vocabulary
+from heartbeatai.metrics import challenge_score, cinc_macro_f, evaluate_predictions, present_mask, tune_thresholds
+from real_samples import SAMPLES
 
 # --- Official challenge-metric functions, vendored verbatim for this test only. -------
 # Source: physionetchallenges/evaluation-2021, evaluate_model.py, final release (classes
@@ -66,7 +67,59 @@ def compute_challenge_metric(weights, labels, outputs, classes, sinus_rhythm):
     return normalized_score
 
 
+def compute_confusion_matrices(labels, outputs, normalize=False):
+    num_recordings, num_classes = np.shape(labels)
+    if not normalize:
+        A = np.zeros((num_classes, 2, 2))
+        for i in range(num_recordings):
+            for j in range(num_classes):
+                if labels[i, j] == 1 and outputs[i, j] == 1:  # TP
+                    A[j, 1, 1] += 1
+                elif labels[i, j] == 0 and outputs[i, j] == 1:  # FP
+                    A[j, 1, 0] += 1
+                elif labels[i, j] == 1 and outputs[i, j] == 0:  # FN
+                    A[j, 0, 1] += 1
+                elif labels[i, j] == 0 and outputs[i, j] == 0:  # TN
+                    A[j, 0, 0] += 1
+                else:
+                    raise ValueError("Error in computing the confusion matrix.")
+    return A
+
+
+def compute_f_measure(labels, outputs):
+    num_recordings, num_classes = np.shape(labels)
+    A = compute_confusion_matrices(labels, outputs)
+    f_measure = np.zeros(num_classes)
+    for k in range(num_classes):
+        tp, fp, fn, tn = A[k, 1, 1], A[k, 1, 0], A[k, 0, 1], A[k, 0, 0]
+        if 2 * tp + fp + fn:
+            f_measure[k] = float(2 * tp) / float(2 * tp + fp + fn)
+        else:
+            f_measure[k] = float("nan")
+    if np.any(np.isfinite(f_measure)):
+        macro_f_measure = np.nanmean(f_measure)
+    else:
+        macro_f_measure = float("nan")
+    return macro_f_measure, f_measure
+
+
 # ---------------------------------------------------------------------------------------
+
+
+def official_classes():
+    weights_file = resources.files("heartbeatai") / "package_data" / "evaluation-2021" / "weights.csv"
+    return official_load_weights(str(weights_file))
+
+
+def official_encode(records: list[set[str]]) -> np.ndarray:
+    """The official `load_labels`: a record is labelled with a class when any of its codes is
+    among the class's equivalent codes."""
+    classes, _ = official_classes()
+    return np.array([[bool(c & r) for c in classes] for r in records], dtype=bool)
+
+
+def official_f_measure(labels_by_record: list[set[str]], outputs_by_record: list[set[str]]) -> float:
+    return compute_f_measure(official_encode(labels_by_record), official_encode(outputs_by_record))[0]
 
 
 def official_score(labels_by_record: list[set[str]], outputs_by_record: list[set[str]]) -> float:
@@ -95,6 +148,49 @@ def test_challenge_score_equals_the_official_code_on_a_worked_example():
     expected = official_score(as_sets(y_true), as_sets(y_pred))
     assert challenge_score(y_true, y_pred, codes) == pytest.approx(expected, abs=1e-12)
     assert 0.0 < expected < 1.0
+
+
+def test_cinc_macro_f_equals_the_official_code_on_a_worked_example():
+    rng = np.random.default_rng(11)
+    vocabulary = scored_vocabulary()
+    codes = [c.code for c in vocabulary.classes]
+    codes[codes.index("713427006")] = "59118001"  # RBBB by its equivalent code
+    codes = list(rng.permutation(codes)) + ["164884008"]  # and one unscored class
+    n = 80
+    y_true = rng.random((n, len(codes))) < 0.1
+    y_true[:, codes.index("164889003")] = False  # AF absent from the set ...
+    y_pred = y_true ^ (rng.random((n, len(codes))) < 0.08)  # ... but called: F = 0 counts
+    y_pred[:, codes.index("426783006")] = False  # NSR neither labelled nor called ...
+    y_true[:, codes.index("426783006")] = False  # ... is left out
+    as_sets = lambda m: [{codes[j] for j in np.flatnonzero(row)} for row in m]  # noqa: E731
+    expected = official_f_measure(as_sets(y_true), as_sets(y_pred))
+    assert cinc_macro_f(y_true, y_pred, codes) == pytest.approx(expected, abs=1e-12)
+    # The present-class average leaves the falsely called absent classes out, so it is higher.
+    result = evaluate_predictions(y_true, y_pred.astype(float), np.full(len(codes), 0.5),
+                                  [str(c) for c in codes])
+    assert result.macro["cinc_macro_f"] == pytest.approx(expected, abs=1e-12)
+    assert result.macro["macro_f1"] > expected
+
+
+def test_cinc_macro_f_equals_the_official_code_on_the_real_samples_labels():
+    """Labels read as the platform reads them (parse_dx, the vocabulary's equivalences) against
+    the official reading of the same headers' raw `# Dx:` codes."""
+    headers = sorted((SAMPLES / "challenge2021").rglob("*.hea"))
+    assert len(headers) >= 5
+    raw = []
+    for header in headers:
+        # helper_code.get_labels of the 2021 challenge: the `#Dx: ` line, split on commas.
+        dx = next(line.split(": ")[1] for line in header.read_text().splitlines() if line.startswith("#Dx"))
+        raw.append({code.strip() for code in dx.split(",") if code.strip()})
+    vocabulary = scored_vocabulary(include_st=True)
+    y_true = np.stack([vocabulary.multi_hot(sorted(codes)) for codes in raw])
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        y_pred = y_true ^ (rng.random(y_true.shape) < 0.1)
+        outputs = [{vocabulary.codes[j] for j in np.flatnonzero(row)} for row in y_pred]
+        expected = official_f_measure(raw, outputs)
+        platform_labels = np.stack([vocabulary.multi_hot(parse_dx(",".join(sorted(codes)))) for codes in raw])
+        assert cinc_macro_f(platform_labels, y_pred, vocabulary.codes) == pytest.approx(expected, abs=1e-12)
 
 
 def test_challenge_score_hand_checked_cases():

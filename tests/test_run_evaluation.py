@@ -13,9 +13,9 @@ from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 from heartbeatai.analysis.evaluation import (
     RunPredictions, evaluate_run, prediction_rows, prevalence_scores, prevalence_thresholds, run_predictions,
 )
-from heartbeatai.analysis.weighted_metrics import bootstrap_counts, challenge_scores
+from heartbeatai.analysis.weighted_metrics import bootstrap_counts, challenge_scores, cinc_macro_fs
 from heartbeatai.metrics import weighted_class_metrics
-from heartbeatai.metrics import challenge_score, evaluate_predictions, snomed_codes, tune_thresholds
+from heartbeatai.metrics import challenge_score, cinc_macro_f, evaluate_predictions, snomed_codes, tune_thresholds
 from heartbeatai.results import ResultsStore, ResultsWriter
 from heartbeatai.results.schema import table
 
@@ -74,6 +74,15 @@ def test_weighted_challenge_scores_equal_the_official_score_of_the_resampled_rec
     np.testing.assert_allclose(challenge_scores(y, called, snomed_codes(CLASSES), counts), expected)
 
 
+def test_weighted_cinc_macro_f_equals_the_point_figure_of_the_resampled_records():
+    y, s = _predictions(120)
+    called = s >= 0.5
+    counts = bootstrap_counts(120, 4, 0)
+    expected = [cinc_macro_f(np.repeat(y, row.astype(int), axis=0), np.repeat(called, row.astype(int), axis=0),
+                             snomed_codes(CLASSES)) for row in counts]
+    np.testing.assert_allclose(cinc_macro_fs(y, called, snomed_codes(CLASSES), counts), expected)
+
+
 def test_rows_carry_exactly_the_store_schema_and_intervals_bracket_the_estimate():
     tables, _, _ = _evaluate()
     for name, frame in tables.items():
@@ -95,7 +104,7 @@ def test_point_figures_are_those_of_the_platform_metrics():
     for metric in ("f1", "auroc", "auprc", "brier"):
         assert per_class[metric].tolist() == pytest.approx(expected.per_class[metric].tolist())
     macro = tables["fold_metrics"].set_index("metric")["value"]
-    for metric in ("macro_f1", "macro_auroc", "macro_auprc", "challenge_score", "brier"):
+    for metric in ("macro_f1", "macro_auroc", "macro_auprc", "challenge_score", "brier", "cinc_macro_f"):
         assert macro[metric] == pytest.approx(expected.macro[metric])
 
 

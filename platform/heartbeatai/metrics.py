@@ -184,6 +184,7 @@ def evaluate_predictions(
         "macro_auprc": mean("auprc"),
         "brier": mean("brier"),
         "challenge_score": challenge_score(y, predicted, snomed_codes(classes)),
+        "cinc_macro_f": cinc_macro_f(y, predicted, snomed_codes(classes)),
         "classes_used": used["class"].tolist(),
     }
     return EvaluationResult(per_class=per_class, macro=macro)
@@ -209,6 +210,42 @@ def challenge_score(y_true: np.ndarray, y_pred: np.ndarray, class_codes: Sequenc
     if correct == baseline:
         return 0.0
     return float((observed - baseline) / (correct - baseline))
+
+
+def cinc_macro_f(y_true: np.ndarray, y_pred: np.ndarray, class_codes: Sequence[str]) -> float:
+    """The PhysioNet/CinC 2021 macro F-measure, as `evaluate_model.py`'s `compute_f_measure`.
+
+    Over the 26 scored classes (columns placed as for the challenge score): per class
+    2TP / (2TP + FP + FN), a class with no label and no call left out (nan), the rest
+    averaged. A class absent from the test set but called counts as F = 0, which is why
+    this is lower than `macro_f1`, the average over the classes present in the set.
+    """
+    tp, fp, fn = cinc_f_counts(y_true, y_pred, class_codes).sum(axis=1)
+    return float(macro_f_of_counts(tp, fp, fn))
+
+
+def cinc_f_counts(y_true: np.ndarray, y_pred: np.ndarray, class_codes: Sequence[str]) -> np.ndarray:
+    """(3, N, 26) per-record true-positive, false-positive and false-negative indicators of the
+    26 scored classes: the macro F-measure of record-weighted (bootstrap) sums is that of
+    the weighted counts."""
+    y = np.asarray(y_true, dtype=bool)
+    p = np.asarray(y_pred, dtype=bool)
+    _check_shapes(y, p)
+    if len(class_codes) != y.shape[1]:
+        raise ValueError(f"{len(class_codes)} class codes for {y.shape[1]} columns")
+    codes, _ = challenge_weights()
+    labels = _scored_columns(y, class_codes, codes)
+    calls = _scored_columns(p, class_codes, codes)
+    return np.stack([labels & calls, ~labels & calls, labels & ~calls]).astype(float)
+
+
+def macro_f_of_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    """Mean over the last axis of 2TP / (2TP + FP + FN), classes with a zero denominator left out."""
+    denominator = 2 * tp + fp + fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f = np.where(denominator > 0, 2 * tp / denominator, np.nan)
+        counted = (denominator > 0).sum(axis=-1)
+        return np.where(counted > 0, np.nansum(f, axis=-1) / np.maximum(counted, 1), np.nan)
 
 
 def challenge_credits(y_true: np.ndarray, y_pred: np.ndarray, class_codes: Sequence[str]) -> np.ndarray:

@@ -7,8 +7,8 @@ and its training prevalence; everything else (point figures, intervals, their
 reliability, whether a threshold fell back for lack of validation positives) is derived.
 
 Intervals are those of intervals.py (per class) and macro_intervals.py (macro figures over
-the fixed set of classes present in the test set); the challenge score, defined on any
-record set, keeps a record bootstrap. Where the true labels are known (the synthetic
+the fixed set of classes present in the test set); the challenge score and the challenge's
+macro F-measure, defined on any record set, keep a record bootstrap. Where the true labels are known (the synthetic
 benchmark's clean labels, columns yclean_<ABBR>) every figure is reported against both
 label sets.
 """
@@ -26,9 +26,9 @@ from sklearn.metrics import average_precision_score
 
 from heartbeatai.analysis.intervals import auroc_interval, average_precision_interval, f1_interval
 from heartbeatai.analysis.macro_intervals import macro_intervals
-from heartbeatai.analysis.weighted_metrics import bootstrap_counts, challenge_scores, percentile_interval
+from heartbeatai.analysis.weighted_metrics import bootstrap_counts, challenge_scores, cinc_macro_fs, percentile_interval
 from heartbeatai.metric_names import CLASS_METRICS, FOLD_METRICS
-from heartbeatai.metrics import challenge_score, evaluate_predictions, snomed_codes
+from heartbeatai.metrics import challenge_score, cinc_macro_f, evaluate_predictions, snomed_codes
 
 
 @dataclass(frozen=True)
@@ -110,10 +110,12 @@ def evaluate_run(
         point = evaluate_predictions(y, test.scores, thresholds, classes)
         used = point.per_class["present"].to_numpy()
         macro = macro_intervals(y, test.scores, called, used)
-        boot = challenge_scores(y, called, codes, counts)
-        challenge_low, challenge_high = percentile_interval(boot)
-        intervals = {**{name: (m.value, m.low, m.high) for name, m in macro.items()},
-                     "challenge_score": (challenge_score(y, called, codes), challenge_low, challenge_high)}
+        # The challenge's two figures, defined on any record set, keep a record bootstrap.
+        intervals = {name: (m.value, m.low, m.high) for name, m in macro.items()}
+        for name, point_of, replicates_of in (("challenge_score", challenge_score, challenge_scores),
+                                              ("cinc_macro_f", cinc_macro_f, cinc_macro_fs)):
+            low, high = percentile_interval(replicates_of(y, called, codes, counts))
+            intervals[name] = (point_of(y, called, codes), low, high)
         for metric in FOLD_METRICS:
             value, low, high = intervals[metric]
             fold_rows.append({**base, "metric": metric, "value": float(value), "ci_low": float(low),

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from heartbeatai.analysis.intervals import CI_LEVEL
-from heartbeatai.metrics import challenge_credits
+from heartbeatai.metrics import macro_f_of_counts, challenge_credits, cinc_f_counts
 
 
 def bootstrap_counts(n: int, n_boot: int, seed: int | Sequence[int]) -> np.ndarray:
@@ -34,6 +34,12 @@ def challenge_scores(
     observed, correct, baseline = (np.atleast_2d(counts) @ challenge_credits(y_true, predicted, codes).T).T
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(correct != baseline, (observed - baseline) / (correct - baseline), 0.0)
+
+
+def cinc_macro_fs(y_true: np.ndarray, predicted: np.ndarray, codes: list[str], counts: np.ndarray) -> np.ndarray:
+    """The CinC macro F-measure under each row of record weights (B, N): F of weighted counts."""
+    tp, fp, fn = np.einsum("bn,knc->kbc", np.atleast_2d(counts), cinc_f_counts(y_true, predicted, codes))
+    return macro_f_of_counts(tp, fp, fn)
 
 
 def percentile_interval(replicates: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -302,7 +302,8 @@ def _arm_runs(rng, protocol, fold_id, arms, arm_seeds, abbrs, prevalence, sizes)
                 auprc = np.clip(test_prev + (1 - test_prev) * (auroc - 0.5) ** 1.5 * 2.5, 0, 1)
                 for split in ("val", "test"):
                     for metric, values in (("macro_auroc", auroc), ("macro_f1", f1), ("macro_auprc", auprc),
-                                           ("challenge_score", f1 * 0.9), ("brier", 0.05 + (1 - auroc) * 0.1)):
+                                           ("challenge_score", f1 * 0.9), ("brier", 0.05 + (1 - auroc) * 0.1),
+                                           ("cinc_macro_f", f1 * 0.8)):
                         value = float(values[present].mean())
                         width = 0.01 + 0.02 * (protocol == "lodo")
                         folds.append(dict(key, split=split, label_set="noisy", metric=metric, value=value,

@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from heartbeatai.config import TrialConfig, trial_from_plain
-from heartbeatai.metric_names import FOLD_METRICS
+from heartbeatai.metric_names import EPOCH_FOLD_METRICS
 from heartbeatai.study.stage_runner import FoldContext
 from heartbeatai.testing.fake_stage_runner import FakeStageRunner, Report
 
@@ -80,7 +80,7 @@ def plant_trial(trial: TrialConfig, context: FoldContext, report: Report, resume
             "epoch": epoch,
             "train_loss": model.train_loss(),
             "val_loss": _bce(val_labels, probs),
-            **{f"val_{name}": macro[name] for name in FOLD_METRICS},
+            **{f"val_{name}": macro[name] for name in EPOCH_FOLD_METRICS},
             "val_classes_used": len(macro["classes_used"]),
             "epoch_seconds": time.perf_counter() - started,
         }

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Subset
 from heartbeatai.config import TrialConfig
 from heartbeatai.data.folds import fold_records, read_folds
 from heartbeatai.data.prepared import PreparedDataset
-from heartbeatai.metric_names import FOLD_METRICS
+from heartbeatai.metric_names import EPOCH_FOLD_METRICS
 from heartbeatai.metrics import evaluate_predictions, tune_thresholds
 from heartbeatai.training.batches import (
     CropDataset,
@@ -320,7 +320,7 @@ def _validate(model, loader, records: RecordSet, train_prevalence: np.ndarray, l
     macro = evaluate_predictions(labels, probs, thresholds, classes).macro
     metrics = {
         "val_loss": loss,
-        **{f"val_{name}": macro[name] for name in FOLD_METRICS},
+        **{f"val_{name}": macro[name] for name in EPOCH_FOLD_METRICS},
         "val_classes_used": len(macro["classes_used"]),
     }
     return metrics, thresholds
