@@ -27,19 +27,24 @@ class FoldProtocol:
     trains_every_arm: bool
     # A domain's records are cut into k parts, one fold per part: its fold ids carry the part.
     cross_fitted: bool
+    # How many domains a fold trains on, of the study's n: what cross-domain methods need.
+    domains_trained: str  # "all but one", "one" or "all"
+
+    def training_domains(self, n_domains: int) -> int:
+        return {"all but one": n_domains - 1, "one": 1, "all": n_domains}[self.domains_trained]
 
 
 REGISTRY: dict[str, FoldProtocol] = {
     protocol.name: protocol
     for protocol in (
         FoldProtocol(LODO, "leave one domain out: train on the other domains, test on all of the held-out one",
-                     trains_every_arm=True, cross_fitted=False),
+                     trains_every_arm=True, cross_fitted=False, domains_trained="all but one"),
         FoldProtocol(INTRA, "k folds within each domain: train and test on the same source",
-                     trains_every_arm=False, cross_fitted=True),
+                     trains_every_arm=False, cross_fitted=True, domains_trained="one"),
         # Cross-fitted so that the union of a domain's reference tests is LODO's test set.
         FoldProtocol(REFERENCE, "matched in-distribution reference: LODO's amount of data drawn from every "
                                 "domain, tested on the held-out domain's records", trains_every_arm=False,
-                     cross_fitted=True),
+                     cross_fitted=True, domains_trained="all"),
     )
 }
 

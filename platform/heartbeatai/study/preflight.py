@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from heartbeatai.config import VARIANTS, ConfigError, TrialConfig, did_you_mean
-from heartbeatai.protocols import CROSS_FITTED, fold_id, parse_fold_id
+from heartbeatai.protocols import ARM_PROTOCOLS, CROSS_FITTED, LODO, PROTOCOLS, fold_id, parse_fold_id
+from heartbeatai.protocols import REGISTRY as PROTOCOL_REGISTRY
 from heartbeatai.study.study_config import StudyConfig
 from heartbeatai.study.study_folds import check_fold_parameters, select_folds
 
@@ -269,21 +270,21 @@ def _check_crossdomain(config: StudyConfig, base: TrialConfig, data: DataFacts) 
     """crossdomain MixStyle pairs samples of two training domains: a fold that trains on one cannot."""
     sources = []
     if base.mixstyle.mix == "crossdomain":
-        sources.append(("trial.mixstyle.mix", ("lodo", "intra")))
+        sources.append(("trial.mixstyle.mix", PROTOCOLS))
     dist = config.search.space.get("mixstyle.mix")
     if dist is not None and dist.choice and "crossdomain" in dist.choice:
-        sources.append(("search.space.mixstyle.mix", ("lodo", "intra")))
+        sources.append(("search.space.mixstyle.mix", PROTOCOLS))
     for arm, overrides in config.user_arms.items():
         if arm in config.arms and overrides.get("mixstyle.mix") == "crossdomain":
-            sources.append((f"user_arms.{arm}.mixstyle.mix", ("lodo",)))  # arms run on LODO folds only
+            sources.append((f"user_arms.{arm}.mixstyle.mix", ARM_PROTOCOLS))
     problems = []
     for key, protocols in sources:
         for protocol in (p for p in config.protocols if p in protocols):
-            training_domains = 1 if protocol == "intra" else len(data.domains) - 1
+            training_domains = PROTOCOL_REGISTRY[protocol].training_domains(len(data.domains))
             if training_domains < 2:
                 problems.append(f"{key}: crossdomain MixStyle mixes two training domains per batch, but the "
                                 f"{protocol} folds train on {training_domains} domain; use mix: random"
-                                + (" or drop intra from protocols" if protocol == "intra" else ""))
+                                + (f" or drop {protocol} from protocols" if protocol != LODO else ""))
     return problems
 
 
