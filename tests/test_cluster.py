@@ -125,6 +125,7 @@ def _wait_for(url: str, head: subprocess.Popen, seconds: float) -> None:
     raise AssertionError(f"{url} did not answer in {seconds} s")
 
 
+@pytest.mark.slow
 @pytest.mark.ray
 def test_ablation_script_runs_as_a_ray_job_on_a_local_head(tmp_path):
     data = write_planted_dataset(tmp_path / "data", records_per_domain=24)

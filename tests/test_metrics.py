@@ -9,7 +9,9 @@ import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss, f1_score, roc_auc_score
 
 from heartbeatai.labels import parse_dx, scored_vocabulary
-from heartbeatai.metrics import challenge_score, cinc_macro_f, evaluate_predictions, present_mask, tune_thresholds
+from heartbeatai.metrics import (
+    challenge_score, cinc_macro_f, evaluate_predictions, f1_optimal_threshold, present_mask, tune_thresholds,
+)
 from real_samples import SAMPLES
 
 # --- Official challenge-metric functions, vendored verbatim for this test only. -------
@@ -205,6 +207,22 @@ def test_challenge_score_hand_checked_cases():
     y_pred = np.array([[1, 0, 1], [0, 0, 0]])
     assert challenge_score(y_true, y_pred, codes) == pytest.approx(-4 / 7)
     assert challenge_score(y_true, y_true, codes) == pytest.approx(1.0)
+
+
+def test_f1_optimal_thresholds_are_those_of_scikit_learns_precision_recall_curve():
+    from sklearn.metrics import precision_recall_curve
+
+    rng = np.random.default_rng(5)
+    for trial in range(40):
+        n = int(rng.integers(2, 300))
+        y = rng.random(n) < rng.uniform(0.02, 0.6)
+        y[rng.integers(n)] = True
+        s = np.round(rng.random(n) + 0.5 * y, int(rng.integers(1, 4)))  # rounded: ties at every size
+        precision, recall, candidates = precision_recall_curve(y, s)
+        precision, recall = precision[:-1], recall[:-1]
+        denominator = precision + recall
+        f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(denominator), where=denominator > 0)
+        assert f1_optimal_threshold(y, s) == candidates[int(np.argmax(f1))], trial
 
 
 def test_tuned_thresholds_maximise_validation_f1_and_absent_classes_call_their_training_prevalence():

@@ -8,16 +8,19 @@ cannot at shift 0. `python -m benchmarks synth --separability` prints the figure
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from benchmarks.synth_probes import domain_features, preprocess, separability
 from heartbeatai.data.synthetic import generate
 
 
+@pytest.mark.slow
 def test_domains_are_recognisable_after_preprocessing_at_shift_one():
     result = separability(400, shift=1.0, seed=11)
     assert result["balanced_accuracy"] >= 0.9, result
 
 
+@pytest.mark.slow
 def test_domains_are_indistinguishable_at_shift_zero():
     result = separability(400, shift=0.0, seed=11)
     assert abs(result["balanced_accuracy"] - result["chance"]) <= 0.1, result

@@ -69,6 +69,7 @@ def test_in_process_run_learns_the_planted_pattern_and_reports_every_epoch(plant
     assert {"model", "optimizer", "scheduler", "rng", "sampler", "config"} <= state.keys()
 
 
+@pytest.mark.slow
 def test_two_runs_with_the_same_seed_report_equal_metrics(planted):
     first, second, other = Recorder(), Recorder(), Recorder()
     run_training(_spec(planted), report=first)
@@ -154,6 +155,7 @@ class LoaderSpy(DataLoader):
         return iterator
 
 
+@pytest.mark.slow
 def test_loader_processes_leave_a_run_unchanged(planted, monkeypatch):
     monkeypatch.setattr(loop, "DataLoader", LoaderSpy)
     in_process, with_loaders = Recorder(), Recorder()

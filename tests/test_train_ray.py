@@ -55,12 +55,14 @@ def _comparable(metrics: dict) -> dict:
             ("epoch", "train_loss", "val_loss", "val_macro_auroc", "val_macro_f1", "val_challenge_score")}
 
 
+@pytest.mark.slow
 def test_two_workers_fit_the_two_cpus_this_ray_reports_beside_a_token_driver(local_ray):
     capacity = cluster_totals()
     assert capacity == {"CPU": 2.0, "GPU": 0.0}
     assert 2 * worker_cpus(capacity["CPU"], 2) + DRIVER_CPU <= capacity["CPU"]
 
 
+@pytest.mark.slow
 def test_two_worker_ddp_run_on_cpu_learns_and_keeps_its_checkpoints(uninterrupted):
     result = uninterrupted
     assert result.error is None

@@ -16,7 +16,6 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import precision_recall_curve
 
 from heartbeatai.labels import challenge_weights, scored_vocabulary
 
@@ -51,15 +50,28 @@ def tune_thresholds(y_true: np.ndarray, scores: np.ndarray, train_prevalence: np
     thresholds = np.empty(y.shape[1])
     for c in range(y.shape[1]):
         if present[c]:
-            precision, recall, candidates = precision_recall_curve(y[:, c], s[:, c])
-            # The last (precision, recall) pair is the no-call end point with no threshold.
-            precision, recall = precision[:-1], recall[:-1]
-            denominator = precision + recall
-            f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(denominator), where=denominator > 0)
-            thresholds[c] = candidates[int(np.argmax(f1))]
+            thresholds[c] = f1_optimal_threshold(y[:, c], s[:, c])
         else:
             thresholds[c] = fallback_threshold(s[:, c], prevalence[c])
     return thresholds
+
+
+def f1_optimal_threshold(y: np.ndarray, s: np.ndarray) -> float:
+    """The attained score whose `s >= threshold` calls maximise F1 (ties: the lowest such score).
+
+    scikit-learn's precision_recall_curve plus argmax, op for op (every distinct score a
+    candidate, ascending; F1 as 2PR / (P + R)), so thresholds are bitwise those of earlier releases; written out because importing scikit-learn costs every training worker
+    about 2 s (tests/test_metrics.py checks it against scikit-learn).
+    """
+    order = np.argsort(s, kind="mergesort")[::-1]
+    s_desc, y_desc = s[order], y[order].astype(float)
+    ends = np.r_[np.flatnonzero(np.diff(s_desc)), len(s_desc) - 1]  # the last record of each distinct score
+    tps = np.cumsum(y_desc)[ends]
+    called = 1.0 + ends
+    precision, recall = (tps / called)[::-1], (tps / tps[-1])[::-1]
+    denominator = precision + recall
+    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(denominator), where=denominator > 0)
+    return float(s_desc[ends][::-1][int(np.argmax(f1))])
 
 
 def fallback_threshold(scores: np.ndarray, prevalence: float) -> float:

@@ -15,7 +15,6 @@ import zlib
 
 import numpy as np
 import pandas as pd
-from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStratifiedShuffleSplit
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -97,6 +96,8 @@ def stratified_group_kfold(labels: np.ndarray, groups: np.ndarray, k: int, seed:
     if n < MIN_INTRA_GROUPS:
         raise FoldPlanError(f"{n} group(s) cannot make folds with test, val and train groups")
     k = min(k, n)
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold  # imports scikit-learn: planning only
+
     splitter = MultilabelStratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     group_fold = np.empty(n, dtype=int)
     for fold, (_, test) in enumerate(splitter.split(np.zeros(n), group_labels)):
@@ -119,6 +120,8 @@ def stratified_group_holdout(labels: np.ndarray, groups: np.ndarray, fraction: f
     if len(unique) < 2:
         return np.zeros(len(groups), dtype=bool)
     n_held = int(np.clip(round(fraction * len(unique)), 1, len(unique) - 1))
+    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit  # scikit-learn: planning only
+
     splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=n_held, random_state=seed)
     _, held = next(splitter.split(np.zeros(len(unique)), group_labels))
     if not 0 < len(held) < len(unique):
@@ -146,6 +149,8 @@ def stratified_group_sample(labels: np.ndarray, groups: np.ndarray, size: int, s
     chosen = np.zeros(len(unique), dtype=bool)
     if len(unique) > 1:
         n_take = int(np.clip(round(size / n * len(unique)), 1, len(unique) - 1))
+        from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
         splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=n_take, random_state=seed)
         _, take = next(splitter.split(np.zeros(len(unique)), group_labels))
         chosen[take] = True
