@@ -12,12 +12,16 @@ shows the same space the YAML declares.
 
 from __future__ import annotations
 
-import optuna.distributions as od
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from heartbeatai.config import VARIANTS
 from heartbeatai.hparams import declared_search
 from heartbeatai.losses import LOSSES
+
+if TYPE_CHECKING:  # Optuna is the driver's: a trial worker imports this module and never samples
+    import optuna.distributions as od
 
 
 class Distribution(BaseModel):
@@ -50,6 +54,8 @@ class Distribution(BaseModel):
         return self
 
     def to_optuna(self) -> od.BaseDistribution:
+        import optuna.distributions as od
+
         if self.uniform:
             return od.FloatDistribution(*self.uniform)
         if self.loguniform:
