@@ -18,11 +18,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from heartbeatai import processes
 from heartbeatai.cli import main
 from heartbeatai.results import ResultsStore
 from heartbeatai.study.lock import StudyLock
 from heartbeatai.study.study_config import dump_study_config
 from heartbeatai.study.study_run import resume_study, start_study
+from heartbeatai.study.tune_runner import TuneStageRunner
 from heartbeatai.testing.fake_stage_runner import DriverKilled, FakeStageRunner
 from heartbeatai.testing.planted_stage_runner import PlantedStageRunner
 from study_fixtures import one_torch_thread, tiny_study
@@ -113,13 +115,17 @@ def test_a_driver_killed_in_the_arms_stage_reruns_only_that_stage(planted, tmp_p
     assert len(abandoned) == 1 and not set(abandoned) & set(tested["trial_id"])
 
 
-def test_a_finished_study_resumes_to_nothing_and_refuses_a_second_run(planted, tmp_path, capsys):
+def test_a_finished_study_resumes_to_nothing_and_refuses_a_second_run(planted, tmp_path, capsys, monkeypatch):
     storage = tmp_path / "runs"
     config = tiny_study(planted, storage, name="finished")
     start_study(config, progress=print, stage_runner=PlantedStageRunner(tmp_path / "fake"))
     again = PlantedStageRunner(tmp_path / "fake")
     resume_study(storage / "finished", progress=print, stage_runner=again)
     assert again.trials_started == []
+    # With the study's own runner: nothing left to train, so Ray is never joined or started.
+    monkeypatch.setattr(processes, "watch_descendants", lambda: None)
+    monkeypatch.setattr(TuneStageRunner, "for_study", lambda *_: pytest.fail("Ray started for a finished study"))
+    resume_study(storage / "finished", progress=print)
 
     config_file = tmp_path / "study.yaml"
     config_file.write_text(dump_study_config(config))

@@ -110,9 +110,7 @@ def fold_runners(config: StudyConfig, paths: StudyPaths, progress: Progress,
         watch_descendants()
     data_path = prepared_dataset(config, paths.root.parent, progress)
     if stage_runner is None:
-        from heartbeatai.study.tune_runner import TuneStageRunner
-
-        stage_runner = TuneStageRunner.for_study(config, paths.experiments, progress)
+        stage_runner = _TuneOnFirstStage(config, paths.experiments, progress)
     writer = ResultsWriter(paths.root)
     dataset = PreparedDataset(data_path)
     classes = list(config.classes or dataset.classes)
@@ -129,6 +127,29 @@ def fold_runners(config: StudyConfig, paths: StudyPaths, progress: Progress,
     for protocol in config.protocols:
         for fold_id in planned_folds(config, data_path, protocol):
             yield FoldRunner(study, protocol, fold_id)
+
+
+class _TuneOnFirstStage:
+    """Ray Tune's stage runner, made when a stage first needs it: joining or starting Ray takes
+    seconds, and a finished study, or a resumed one whose training is done, needs none of it."""
+
+    def __init__(self, config: StudyConfig, experiments: Path, progress: Progress) -> None:
+        self._args = (config, experiments, progress)
+        self._runner: StageRunner | None = None
+
+    def _tune(self) -> StageRunner:
+        if self._runner is None:
+            from heartbeatai.study.tune_runner import TuneStageRunner
+
+            self._runner = TuneStageRunner.for_study(*self._args)
+        return self._runner
+
+    @property
+    def concurrent(self) -> int:
+        return self._tune().concurrent
+
+    def run(self, stage, context, rows) -> None:
+        self._tune().run(stage, context, rows)
 
 
 def prepared_dataset(config: StudyConfig, storage_root: Path, progress: Progress) -> Path:
