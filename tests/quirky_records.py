@@ -100,6 +100,17 @@ def write_native_wfdb(folder: Path, name: str, signal_mv: np.ndarray, fs: float,
     return folder / f"{name}.hea"
 
 
+def two_ptbxl_records(src: Path, patient_offset: int = 0) -> list[dict]:
+    """Two native 100 Hz PTB-XL records (ecg_id 1 and 2, NORM) under `src`; their database rows,
+    for a test to alter and write with `write_ptbxl_database`."""
+    rows = []
+    for i in (1, 2):
+        write_native_wfdb(src / "records100" / "00000", f"0000{i}_lr", ecg_like(10, 100, seed=i), 100)
+        rows.append({"ecg_id": i, "patient_id": patient_offset + i, "age": 50, "sex": 0, "scp_codes": {"NORM": 100.0},
+                     "filename_lr": f"records100/00000/0000{i}_lr"})
+    return rows
+
+
 def write_ptbxl_database(folder: Path, rows: list[dict]) -> Path:
     """rows: ecg_id, patient_id, age, sex (0 male, 1 female), scp_codes (dict), filename_lr."""
     import pandas as pd

@@ -11,7 +11,7 @@ from heartbeatai.data.challenge_reader import read_challenge
 from heartbeatai.data.prepare import PrepareSettings, prepare
 from heartbeatai.data.prepared import PreparedDataset
 from hostile_files import challenge_header
-from quirky_records import ecg_like, write_challenge, write_cpsc_native, write_native_wfdb, write_ptbxl_database
+from quirky_records import ecg_like, two_ptbxl_records, write_challenge, write_cpsc_native, write_ptbxl_database
 
 
 def _prepare(src, out):
@@ -48,12 +48,7 @@ def test_a_reference_row_longer_than_the_csv_field_limit_skips_its_record_for_wh
 
 def test_a_ptbxl_row_with_an_overlong_field_is_refused_for_that_field_with_its_line(tmp_path):
     src = tmp_path / "ptbxl"
-    folder = src / "records100" / "00000"
-    rows = []
-    for i in (1, 2):
-        write_native_wfdb(folder, f"0000{i}_lr", ecg_like(10, 100, seed=i), 100)
-        rows.append({"ecg_id": i, "patient_id": i, "age": 50, "sex": 0, "scp_codes": {"NORM": 100.0},
-                     "filename_lr": f"records100/00000/0000{i}_lr"})
+    rows = two_ptbxl_records(src)
     rows[0]["scp_codes"] = {f"S{i}": 0.0 for i in range(20_000)}  # 200 kB in one field
     write_ptbxl_database(src, rows)
     summary, _, reasons = _prepare(src, tmp_path / "out")

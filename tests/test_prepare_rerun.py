@@ -13,7 +13,7 @@ import pandas as pd
 from heartbeatai.cli import main
 from heartbeatai.data.prepare import PrepareSettings, prepare
 from heartbeatai.data.prepared import PreparedDataset
-from quirky_records import ecg_like, write_challenge, write_native_wfdb, write_ptbxl_database
+from quirky_records import ecg_like, two_ptbxl_records, write_challenge, write_ptbxl_database
 
 LAYOUT = ["source_path", "shard", "offset"]  # where a record sits, not what it is
 
@@ -67,12 +67,7 @@ def test_a_source_removed_from_the_folder_leaves_the_dataset(tmp_path):
 
 def test_a_changed_row_of_the_ptbxl_database_is_prepared_again(tmp_path):
     src = tmp_path / "ptbxl"
-    folder = src / "records100" / "00000"
-    rows = []
-    for i in (1, 2):
-        write_native_wfdb(folder, f"0000{i}_lr", ecg_like(10, 100, seed=i), 100)
-        rows.append({"ecg_id": i, "patient_id": 100 + i, "age": 50, "sex": 0, "scp_codes": {"NORM": 100.0},
-                     "filename_lr": f"records100/00000/0000{i}_lr"})
+    rows = two_ptbxl_records(src, patient_offset=100)
     write_ptbxl_database(src, rows)
     first = _prepare(src, tmp_path / "out")
     rows[0]["scp_codes"] = {"AFIB": 100.0}  # PTB-XL 1.0.1 -> 1.0.3 relabelled records so
