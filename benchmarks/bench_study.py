@@ -29,11 +29,12 @@ TOLERANCE = 0.005
 
 
 def _study_config(name: str, storage: Path, records: int, epochs: int, trials: int, widths: list[int]):
+    from heartbeatai.ecg import PAPER_DOMAINS
     from heartbeatai.study.study_config import parse_study_config
 
     return parse_study_config({
         "name": name,
-        "data": {"synthetic": {"records": records, "domains": ["cpsc", "ptbxl", "georgia", "chapman"],
+        "data": {"synthetic": {"records": records, "domains": list(PAPER_DOMAINS),
                                "fs": 100, "seconds": 10, "seed": 0}},
         "folds": {"domains": ["georgia"]},
         "trial": {
