@@ -173,14 +173,13 @@ def parse_dx(text: str) -> list[str]:
     Empty fields and repeats vanish; an abbreviation becomes its code; anything
     unrecognised is kept verbatim (upper-cased if textual) so it reaches the index.
     """
-    codes: list[str] = []
+    codes: dict[str, None] = {}  # an ordered set: first occurrence kept, linear in the field
     for token in text.replace(";", ",").split(","):
         token = token.strip()
         if not token:
             continue
         if not token.isdigit():
             token = _abbreviation_codes().get(token.upper(), token)
-        if token not in codes:
-            codes.append(token)
-    return codes
+        codes.setdefault(token)
+    return list(codes)
 
