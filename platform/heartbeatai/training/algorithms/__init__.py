@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from heartbeatai.hparams import variant_registry
 from heartbeatai.training.algorithms.base import Algorithm, AlgorithmParams, StepParts
+from heartbeatai.training.algorithms.coral import CORAL
 from heartbeatai.training.algorithms.erm import ERM
+from heartbeatai.training.algorithms.mmd import MMD
 from heartbeatai.training.algorithms.vrex import VREx
 
 _ALGORITHMS: tuple[type[Algorithm], ...] = (
     ERM,
     VREx,
+    CORAL,
+    MMD,
 )
 
 ALGORITHM_PARAMS = variant_registry([a.Params for a in _ALGORITHMS], "algorithm")
