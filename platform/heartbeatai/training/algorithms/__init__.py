@@ -13,6 +13,7 @@ from heartbeatai.hparams import variant_registry
 from heartbeatai.training.algorithms.base import Algorithm, AlgorithmParams, StepParts
 from heartbeatai.training.algorithms.coral import CORAL
 from heartbeatai.training.algorithms.erm import ERM
+from heartbeatai.training.algorithms.groupdro import GroupDRO
 from heartbeatai.training.algorithms.mmd import MMD
 from heartbeatai.training.algorithms.vrex import VREx
 
@@ -21,6 +22,7 @@ _ALGORITHMS: tuple[type[Algorithm], ...] = (
     VREx,
     CORAL,
     MMD,
+    GroupDRO,
 )
 
 ALGORITHM_PARAMS = variant_registry([a.Params for a in _ALGORITHMS], "algorithm")
