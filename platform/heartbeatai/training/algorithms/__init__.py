@@ -14,6 +14,7 @@ from heartbeatai.training.algorithms.base import Algorithm, AlgorithmParams, Ste
 from heartbeatai.training.algorithms.coral import CORAL
 from heartbeatai.training.algorithms.erm import ERM
 from heartbeatai.training.algorithms.groupdro import GroupDRO
+from heartbeatai.training.algorithms.irm import IRM
 from heartbeatai.training.algorithms.mmd import MMD
 from heartbeatai.training.algorithms.vrex import VREx
 
@@ -23,6 +24,7 @@ _ALGORITHMS: tuple[type[Algorithm], ...] = (
     CORAL,
     MMD,
     GroupDRO,
+    IRM,
 )
 
 ALGORITHM_PARAMS = variant_registry([a.Params for a in _ALGORITHMS], "algorithm")
