@@ -15,6 +15,7 @@ from heartbeatai.training.algorithms.coral import CORAL
 from heartbeatai.training.algorithms.erm import ERM
 from heartbeatai.training.algorithms.groupdro import GroupDRO
 from heartbeatai.training.algorithms.irm import IRM
+from heartbeatai.training.algorithms.mixup import Mixup
 from heartbeatai.training.algorithms.mmd import MMD
 from heartbeatai.training.algorithms.vrex import VREx
 
@@ -25,6 +26,7 @@ _ALGORITHMS: tuple[type[Algorithm], ...] = (
     MMD,
     GroupDRO,
     IRM,
+    Mixup,
 )
 
 ALGORITHM_PARAMS = variant_registry([a.Params for a in _ALGORITHMS], "algorithm")
