@@ -69,7 +69,7 @@ class Fishr(Algorithm):
         self._head_input = None
         # The head's input (features joined by demographics, as the model's `classify` does)
         # is read where the network's own forward hands it to the layer: through DDP's forward.
-        self.head.register_forward_pre_hook(self._keep_head_input)
+        self._hook = self.head.register_forward_pre_hook(self._keep_head_input)
 
     def _keep_head_input(self, module, args):
         if self._head_input is not None:

@@ -35,8 +35,8 @@ class MixupParams(AlgorithmParams):
     alpha: float = hparam(0.2, gt=0.0, search={"loguniform": [0.1, 10.0]})
     multilabel: ClassVar[str] = ("targets are mixed like the inputs and the configured per-class loss is taken on "
                                  "them: exact for BCE, which is affine in the target; focal and ASL are refused")
-    paper: ClassVar[str] = ("Yan et al., Improve unsupervised domain adaptation with mixup training, "
-                            "arXiv:2001.00677, 2020")
+    paper: ClassVar[str] = ("Xu et al., Adversarial domain adaptation with domain mixup, AAAI 2020; Yan et al., "
+                            "Improve unsupervised domain adaptation with mixup training, arXiv:2001.00677, 2020")
     # Read by TrialConfig: a loss with hard_targets_only has no meaning on these targets.
     mixes_targets: ClassVar[bool] = True
 
