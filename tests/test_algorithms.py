@@ -186,3 +186,16 @@ def test_heartbeatai_algorithms_lists_every_registered_kind_with_its_parameters(
             assert {k: p["search"] for k, p in listed[kind]["parameters"].items() if p["search"]} == {
                 k: {name: list(v) for name, v in d.model_dump().items() if v is not None}
                 for k, d in declared_space(section, kind).items()}
+
+
+@pytest.mark.parametrize("kind", list(ALGORITHMS))
+def test_every_algorithm_steps_on_a_model_with_demographics(kind):
+    """Demographics join the features in the classifier: what Fishr's head sees, what Mixup mixes."""
+    from heartbeatai.training.factory import N_DEMOGRAPHICS
+
+    batch = toy_batches(1)[0]
+    batch["demographics"] = torch.rand(len(batch["y"]), N_DEMOGRAPHICS)
+    algorithm = build(trial_of(kind, **{"model.demographics": True}), 1)
+    algorithm.train()
+    scalars = algorithm.update(batch)
+    assert list(scalars)[0] == "loss" and all(torch.isfinite(v) and v.ndim == 0 for v in scalars.values())
