@@ -86,9 +86,11 @@ class Fishr(Algorithm):
         finally:
             self._head_input = None
         risk = self.loss(logits.float(), batch["y"])
-        grads = self.per_record_grads(head_input.float(), batch["y"])
-        penalty = self.penalty(grads, batch["domain"])
         annealed = self.steps >= self.params.anneal_steps
+        # Before the anneal step the penalty only feeds the moving averages (weight 0, as
+        # DomainBed): no graph through the per-record gradients, whose backward is the costly part.
+        grads = self.per_record_grads(head_input.float(), batch["y"], differentiable=annealed)
+        penalty = self.penalty(grads, batch["domain"])
         if self.steps == self.params.anneal_steps and self.steps > 0:
             self.optimizer.state.clear()  # fresh moments (Adam and the jump in gradient scale); the schedule goes on
         objective = risk + (self.params.penalty_weight if annealed else 0.0) * penalty
@@ -96,16 +98,19 @@ class Fishr(Algorithm):
         self.steps += 1
         return {"loss": objective.detach(), "risk": risk.detach(), "penalty": penalty.detach()}
 
-    def per_record_grads(self, head_input, y):
+    def per_record_grads(self, head_input, y, differentiable=True):
         """(B, P): each record's gradient of its configured loss in the head's parameters,
-        flattened in `named_parameters` order; differentiable in `head_input` and the head."""
+        flattened in `named_parameters` order; differentiable in `head_input` and the head
+        unless `differentiable` is False."""
         import torch
         from torch.func import functional_call, grad, vmap
 
         def record_loss(params, z, target):
             return self.loss(functional_call(self.head, params, (z[None],)), target[None])
 
-        params = dict(self.head.named_parameters())
+        params = {name: p if differentiable else p.detach() for name, p in self.head.named_parameters()}
+        if not differentiable:
+            head_input = head_input.detach()
         grads = vmap(grad(record_loss), in_dims=(None, 0, 0))(params, head_input, y)
         return torch.cat([g.flatten(1) for g in grads.values()], dim=1)
 
@@ -115,14 +120,15 @@ class Fishr(Algorithm):
         from heartbeatai.training.algorithms.distributed import all_reduce_sum
 
         decay = self.params.ema_decay
-        onehot = torch.nn.functional.one_hot(domains, self.n_domains).to(grads.dtype)  # (B, D)
-        counts = onehot.sum(0)
-        # The stored averages: every worker's records (E[g^2] - E[g]^2), the same on every rank.
-        sums = all_reduce_sum(torch.cat([counts[:, None], onehot.t() @ grads, onehot.t() @ grads.pow(2)], dim=1))
+        onehot = torch.nn.functional.one_hot(domains, self.n_domains)  # (B, D)
+        # The stored averages: every worker's records (E[g^2] - E[g]^2, in float64 against
+        # cancellation), the same on every rank.
+        g, onehot = grads.detach().double(), onehot.double()
+        sums = all_reduce_sum(torch.cat([onehot.sum(0)[:, None], onehot.t() @ g, onehot.t() @ g.pow(2)], dim=1))
         n, p = sums[:, :1], grads.shape[1]
         seen = n.flatten() >= 2
         mean = sums[:, 1:1 + p] / n.clamp(min=1.0)
-        variance = (sums[:, 1 + p:] / n.clamp(min=1.0) - mean.pow(2)).clamp(min=0.0)
+        variance = (sums[:, 1 + p:] / n.clamp(min=1.0) - mean.pow(2)).clamp(min=0.0).to(grads.dtype)
         previous = self.ema
         self.ema = torch.where(seen[:, None], decay * previous + (1 - decay) * variance, previous)
         # The penalty: this worker's records, differentiable.
