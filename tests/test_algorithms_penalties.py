@@ -246,6 +246,19 @@ def test_mixup_refuses_a_loss_that_assumes_hard_targets_in_one_line(loss):
     TrialConfig().with_overrides({"algorithm.kind": "mixup", "loss.kind": "bce"})  # BCE: linear in the target
 
 
+def test_a_mixup_search_offering_focal_or_asl_is_refused_before_the_study_runs():
+    from heartbeatai.study.preflight import check_search_space
+    from heartbeatai.study.search_space import DEFAULT_SPACE
+
+    base = TrialConfig().with_overrides({"algorithm.kind": "mixup", "loss.kind": "bce"})
+    problems = check_search_space(base, {"loss.kind": DEFAULT_SPACE["loss.kind"]})
+    refused = [loss for loss, model in LOSSES.items() if model.hard_targets_only]
+    assert len(problems) == len(refused)
+    for loss, problem in zip(refused, problems):
+        assert f"{loss!r} is not a valid loss.kind: algorithm.kind: mixup mixes targets" in problem
+        assert "did you mean" not in problem
+
+
 # ---------------------------------------------------------------- Fishr
 
 
