@@ -50,7 +50,7 @@ class GroupDRO(Algorithm):
             logits = self.network(batch["x"], batch.get("demographics"), batch["domain"])
         per_record = self.loss.per_record(logits.float(), batch["y"])
         domains = batch["domain"]
-        sums = torch.zeros(self.n_domains, dtype=per_record.dtype, device=per_record.device).index_add(0, domains, per_record)
+        sums = per_record.new_zeros(self.n_domains).index_add(0, domains, per_record)
         counts = torch.bincount(domains, minlength=self.n_domains).to(per_record.dtype)
         # q's update: every worker's records, so q stays the same on every rank.
         global_sums = all_reduce_sum(torch.stack([sums.detach(), counts]))
