@@ -8,9 +8,11 @@ the reference implementation, and `FeatureAlignment` here is that abstract class
 minibatch per domain), so the penalty is the mean over the pairs of training domains
 present in the batch, each domain's records taken from it; a domain needs two records for
 a covariance, so a domain with one record in the batch sits the step out, and with fewer
-than two such domains the penalty is zero. The features are the model's pooled
-representation (`features()`: the last stage and the concentration head's taps), the
-demographics excluded: they describe the patient, not the signal.
+than two such domains the penalty is zero. The loss term is the configured loss over the
+whole batch (DomainBed averages per-domain minibatch losses: the same when domains have
+equal shares of the batch). The features are the model's pooled representation
+(`features()`: the last stage and the concentration head's taps), the demographics
+excluded: they describe the patient, not the signal.
 """
 
 from __future__ import annotations
