@@ -24,7 +24,9 @@ TINY = {"model.stem_width": 8, "model.widths": [8, 16], "model.depths": [1, 1], 
 
 
 def trial_of(kind: str, **overrides) -> TrialConfig:
-    return TrialConfig().with_overrides({**TINY, "algorithm.kind": kind, **overrides})
+    # An algorithm that mixes targets refuses the default ASL (hard targets only).
+    loss = {"loss.kind": "bce"} if getattr(ALGORITHMS[kind].Params, "mixes_targets", False) else {}
+    return TrialConfig().with_overrides({**TINY, "algorithm.kind": kind, **loss, **overrides})
 
 
 def toy_batches(n_batches: int, seed: int = 0) -> list[dict[str, torch.Tensor]]:
@@ -69,7 +71,8 @@ def test_every_algorithm_lowers_the_loss_on_a_learnable_toy_problem(kind):
 @pytest.mark.parametrize("kind", list(ALGORITHMS))
 def test_every_algorithm_resumes_exactly_from_a_checkpoint_file(kind, tmp_path):
     batches = toy_batches(6)
-    trial = trial_of(kind, **{"algorithm.anneal_steps": 2} if kind == "vrex" else {})
+    annealed = "anneal_steps" in ALGORITHMS[kind].Params.model_fields  # the resumed steps cross the anneal step
+    trial = trial_of(kind, **{"algorithm.anneal_steps": 2} if annealed else {})
     straight = build(trial, len(batches))
     straight.train()
     for b in batches[:3]:
@@ -163,10 +166,11 @@ def test_vrex_with_one_domain_in_the_batch_is_erm():
 def test_every_declared_search_distribution_lies_inside_its_parameters_bounds(section, kind):
     """A search must never propose a value the trial config then refuses: both ends of every
     declared distribution validate under that kind."""
+    base = trial_of(kind) if section == "algorithm" else TrialConfig()  # a loss this algorithm accepts
     for key, dist in declared_space(section, kind).items():
         ends = next(v for v in dist.__dict__.values() if v is not None)
         for value in ends:
-            TrialConfig().with_overrides({f"{section}.kind": kind, key: value})
+            base.with_overrides({f"{section}.kind": kind, key: value})
 
 
 def test_heartbeatai_algorithms_lists_every_registered_kind_with_its_parameters(capsys):
@@ -182,3 +186,16 @@ def test_heartbeatai_algorithms_lists_every_registered_kind_with_its_parameters(
             assert {k: p["search"] for k, p in listed[kind]["parameters"].items() if p["search"]} == {
                 k: {name: list(v) for name, v in d.model_dump().items() if v is not None}
                 for k, d in declared_space(section, kind).items()}
+
+
+@pytest.mark.parametrize("kind", list(ALGORITHMS))
+def test_every_algorithm_steps_on_a_model_with_demographics(kind):
+    """Demographics join the features in the classifier: what Fishr's head sees, what Mixup mixes."""
+    from heartbeatai.training.factory import N_DEMOGRAPHICS
+
+    batch = toy_batches(1)[0]
+    batch["demographics"] = torch.rand(len(batch["y"]), N_DEMOGRAPHICS)
+    algorithm = build(trial_of(kind, **{"model.demographics": True}), 1)
+    algorithm.train()
+    scalars = algorithm.update(batch)
+    assert list(scalars)[0] == "loss" and all(torch.isfinite(v) and v.ndim == 0 for v in scalars.values())

@@ -115,6 +115,10 @@ WIRING: dict[str, Wire] = {
     "algorithm.penalty_weight": Wire(3.0, lambda b: b.algorithm.params.penalty_weight, 3.0,
                                      context={"algorithm.kind": "vrex"}),
     "algorithm.anneal_steps": Wire(7, lambda b: b.algorithm.params.anneal_steps, 7, context={"algorithm.kind": "vrex"}),
+    "algorithm.eta": Wire(0.05, lambda b: b.algorithm.params.eta, 0.05, context={"algorithm.kind": "groupdro"}),
+    "algorithm.alpha": Wire(0.5, lambda b: b.algorithm.params.alpha, 0.5,
+                            context={"algorithm.kind": "mixup", "loss.kind": "bce"}),
+    "algorithm.ema_decay": Wire(0.9, lambda b: b.algorithm.params.ema_decay, 0.9, context={"algorithm.kind": "fishr"}),
     # preprocess: the signal transform and the loop's window lengths (samples at FS)
     "preprocess.bandpass_low_hz": Wire(1.0, lambda b: b.transform.low_hz, 1.0),
     "preprocess.bandpass_high_hz": Wire(30.0, lambda b: b.transform.high_hz, 30.0),

@@ -188,6 +188,13 @@ class TrialConfig(_Strict):
         _check_inner_stages("mixstyle.layers", self.mixstyle.layers, len(self.model.widths))
         return self
 
+    @model_validator(mode="after")
+    def _targets_fit_loss(self) -> TrialConfig:
+        if getattr(self.algorithm, "mixes_targets", False) and self.loss.hard_targets_only:
+            raise ValueError(f"algorithm.kind: {self.algorithm.kind} mixes targets (lam y_i + (1 - lam) y_j), but "
+                             f"loss.kind {self.loss.kind} assumes targets in {{0, 1}}; use loss.kind bce")
+        return self
+
     def resolved(self) -> TrialConfig:
         """The per-stage lists spelt out: what the built model has.
 

@@ -215,7 +215,9 @@ def check_search_space(base: TrialConfig, space: dict[str, Any]) -> list[str]:
             except ConfigError as err:
                 reason = str(err).removeprefix(f"{key}: ")
                 reason = reason.split(" (got ")[0] if " (got " in reason else reason
-                hint = did_you_mean(value, choices) if kind == "choice" and choices and "did you mean" not in reason else ""
+                # A known choice refused by a cross-section check (mixup with focal) needs no spelling hint.
+                misspelt = kind == "choice" and choices and value not in choices
+                hint = did_you_mean(value, choices) if misspelt and "did you mean" not in reason else ""
                 problems.append(f"{where}: {value!r} is not a valid {key}: {reason}{hint}")
     return problems
 

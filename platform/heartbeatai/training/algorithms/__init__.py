@@ -11,12 +11,24 @@ from __future__ import annotations
 
 from heartbeatai.hparams import variant_registry
 from heartbeatai.training.algorithms.base import Algorithm, AlgorithmParams, StepParts
+from heartbeatai.training.algorithms.coral import CORAL
 from heartbeatai.training.algorithms.erm import ERM
+from heartbeatai.training.algorithms.fishr import Fishr
+from heartbeatai.training.algorithms.groupdro import GroupDRO
+from heartbeatai.training.algorithms.irm import IRM
+from heartbeatai.training.algorithms.mixup import Mixup
+from heartbeatai.training.algorithms.mmd import MMD
 from heartbeatai.training.algorithms.vrex import VREx
 
 _ALGORITHMS: tuple[type[Algorithm], ...] = (
     ERM,
     VREx,
+    CORAL,
+    MMD,
+    GroupDRO,
+    IRM,
+    Mixup,
+    Fishr,
 )
 
 ALGORITHM_PARAMS = variant_registry([a.Params for a in _ALGORITHMS], "algorithm")
