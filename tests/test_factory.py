@@ -115,6 +115,10 @@ WIRING: dict[str, Wire] = {
     "algorithm.penalty_weight": Wire(3.0, lambda b: b.algorithm.params.penalty_weight, 3.0,
                                      context={"algorithm.kind": "vrex"}),
     "algorithm.anneal_steps": Wire(7, lambda b: b.algorithm.params.anneal_steps, 7, context={"algorithm.kind": "vrex"}),
+    "algorithm.bn_batches": Wire(7, lambda b: b.algorithm.params.bn_batches, 7, context={"algorithm.kind": "swa"}),
+    "algorithm.decay": Wire(0.99, lambda b: b.algorithm.params.decay, 0.99, context={"algorithm.kind": "ema"}),
+    "algorithm.start_fraction": Wire(0.5, lambda b: b.algorithm.params.start_fraction, 0.5,
+                                     context={"algorithm.kind": "swa"}),
     # preprocess: the signal transform and the loop's window lengths (samples at FS)
     "preprocess.bandpass_low_hz": Wire(1.0, lambda b: b.transform.low_hz, 1.0),
     "preprocess.bandpass_high_hz": Wire(30.0, lambda b: b.transform.high_hz, 30.0),

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from heartbeatai.hparams import variant_registry
 from heartbeatai.training.algorithms.base import Algorithm, AlgorithmParams, StepParts
+from heartbeatai.training.algorithms.ema import EMA
 from heartbeatai.training.algorithms.erm import ERM
+from heartbeatai.training.algorithms.swa import SWA
 from heartbeatai.training.algorithms.vrex import VREx
 
 _ALGORITHMS: tuple[type[Algorithm], ...] = (
     ERM,
     VREx,
+    EMA,
+    SWA,
 )
 
 ALGORITHM_PARAMS = variant_registry([a.Params for a in _ALGORITHMS], "algorithm")
