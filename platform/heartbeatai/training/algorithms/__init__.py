@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from heartbeatai.hparams import variant_registry
 from heartbeatai.training.algorithms.base import Algorithm, AlgorithmParams, StepParts
+from heartbeatai.training.algorithms.cdan import CDAN
+from heartbeatai.training.algorithms.dann import DANN
 from heartbeatai.training.algorithms.ema import EMA
 from heartbeatai.training.algorithms.erm import ERM
 from heartbeatai.training.algorithms.swa import SWA
@@ -21,6 +23,8 @@ _ALGORITHMS: tuple[type[Algorithm], ...] = (
     VREx,
     EMA,
     SWA,
+    DANN,
+    CDAN,
 )
 
 ALGORITHM_PARAMS = variant_registry([a.Params for a in _ALGORITHMS], "algorithm")
