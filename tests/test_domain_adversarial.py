@@ -28,18 +28,25 @@ class LinearFeatures(nn.Module):
         self.feature = nn.Linear(12, width)
         self.classifier = nn.Linear(width, N_CLASSES)
 
+    def classify(self, features, demographics=None):
+        return self.classifier(features)
+
     def forward(self, x, demographics=None, domains=None, *, with_features=False):
         features = self.feature(x.mean(dim=2))
-        logits = self.classifier(features)
+        logits = self.classify(features)
         return (features, logits) if with_features else logits
 
 
-def adversarial(kind: str, width: int = 5, **overrides):
-    trial = trial_of(kind, **{"loss.kind": "bce", "algorithm.mlp_width": 8, **overrides})
+def on_linear_features(kind: str, width: int = 5, **overrides):
+    trial = trial_of(kind, **{"loss.kind": "bce", **overrides})
     net = LinearFeatures(width)
     loss = loss_from_config(trial, np.zeros((4, N_CLASSES), np.float32))
     return algorithm_from_config(trial, net, net, loss, steps_per_epoch=10, n_domains=N_DOMAINS,
                                  device=torch.device("cpu")), net
+
+
+def adversarial(kind: str, width: int = 5, **overrides):
+    return on_linear_features(kind, width, **{"algorithm.mlp_width": 8, **overrides})
 
 
 def test_gradient_reversal_is_the_identity_forward_and_minus_lambda_times_the_gradient_backward():

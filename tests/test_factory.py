@@ -126,6 +126,8 @@ WIRING: dict[str, Wire] = {
     "algorithm.mlp_depth": Wire(5, lambda b: sum(isinstance(m, nn.Linear) for m in b.algorithm.discriminator), 5,
                                 context={"algorithm.kind": "dann"}),
     "algorithm.mlp_dropout": Wire(0.5, lambda b: b.algorithm.discriminator[1].p, 0.5, context={"algorithm.kind": "dann"}),
+    "algorithm.feature_drop": Wire(0.25, lambda b: b.algorithm.params.feature_drop, 0.25, context={"algorithm.kind": "rsc"}),
+    "algorithm.batch_drop": Wire(0.25, lambda b: b.algorithm.params.batch_drop, 0.25, context={"algorithm.kind": "rsc"}),
     "algorithm.weight_decay_d": Wire(1e-3, lambda b: b.algorithm.optimizer.param_groups[-1]["weight_decay"], 1e-3,
                                      context={"algorithm.kind": "dann"}),
     # preprocess: the signal transform and the loop's window lengths (samples at FS)
