@@ -15,6 +15,7 @@ from heartbeatai.training.algorithms.cdan import CDAN
 from heartbeatai.training.algorithms.dann import DANN
 from heartbeatai.training.algorithms.ema import EMA
 from heartbeatai.training.algorithms.erm import ERM
+from heartbeatai.training.algorithms.mixstyle import MixStyle
 from heartbeatai.training.algorithms.rsc import RSC
 from heartbeatai.training.algorithms.swa import SWA
 from heartbeatai.training.algorithms.vrex import VREx
@@ -27,6 +28,7 @@ _ALGORITHMS: tuple[type[Algorithm], ...] = (
     DANN,
     CDAN,
     RSC,
+    MixStyle,
 )
 
 ALGORITHM_PARAMS = variant_registry([a.Params for a in _ALGORITHMS], "algorithm")
