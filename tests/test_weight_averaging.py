@@ -4,9 +4,11 @@ statistics are those of the training batches, and its checkpoint is a plain netw
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
+from heartbeatai.training.checkpoint import load_checkpoint, save_checkpoint
 from heartbeatai.training.factory import model_from_config
 from test_algorithms import N_CLASSES, build, stub_algorithm, toy_batches, trial_of
 
@@ -77,3 +79,9 @@ def test_an_averaged_checkpoint_loads_into_a_plain_network_and_predicts_alike():
     with torch.no_grad():
         torch.testing.assert_close(plain(batches[0]["x"]), ema.predict_network()(batches[0]["x"]))
         assert not torch.allclose(plain(batches[0]["x"]), ema.model.eval()(batches[0]["x"]))
+
+
+def test_an_averaging_algorithm_refuses_another_algorithms_checkpoint_by_its_kind(tmp_path):
+    save_checkpoint(tmp_path, build(trial_of("erm"), 1).checkpoint_state())
+    with pytest.raises(ValueError, match="trained with algorithm 'erm', not 'swa'"):
+        build(trial_of("swa"), 1).restore(load_checkpoint(tmp_path))

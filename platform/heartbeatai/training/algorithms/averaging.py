@@ -82,8 +82,9 @@ class WeightAveraging(Algorithm):
         return {"steps": self.steps, "n_averaged": self.n_averaged, "live": self.model.state_dict()}
 
     def restore(self, state) -> None:
-        # The base loads `model` into the live network: here that entry is the averaged one.
-        super().restore({**state, "model": state["algorithm"]["live"]})
+        # The base loads `model` into the live network: here that entry is the averaged one. (Another
+        # algorithm's checkpoint has no live entry; the base refuses it by its kind.)
+        super().restore({**state, "model": (state.get("algorithm") or {}).get("live", state["model"])})
         if self.n_averaged > 0:
             self.averaged.module.load_state_dict(state["model"])
 
