@@ -99,8 +99,12 @@ def run_under_ddp(kinds: list[str], out: Path) -> dict[str, str]:
     except mp.ProcessExitedException:
         pass  # a worker died outright: what it wrote before stands, the rest is retried alone
     ranks = [json.loads(p.read_text()) if p.exists() else {} for p in (out / f"rank-{r}.json" for r in range(WORLD))]
-    return {kind: next((o[kind] for o in ranks if o[kind] != "ok"), "ok")
-            for kind in kinds if all(kind in o for o in ranks)}
+    outcomes = {}
+    for kind in kinds:
+        if all(kind in o for o in ranks):
+            failures = [f"rank {r}: {o[kind]}" for r, o in enumerate(ranks) if o[kind] != "ok"]
+            outcomes[kind] = "\n".join(failures) or "ok"  # every rank's: the root cause may be on either
+    return outcomes
 
 
 @pytest.fixture(scope="module")
