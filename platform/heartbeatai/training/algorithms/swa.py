@@ -19,7 +19,8 @@ class SWAParams(AveragingParams):
     kind: Literal["swa"] = "swa"
     # Izmailov et al. start at 75% of the training budget.
     start_fraction: float = hparam(0.75, ge=0.0, lt=1.0, search={"uniform": [0.5, 0.9]})
-    paper: ClassVar[str] = "Izmailov et al., Averaging weights leads to wider optima and better generalization, UAI 2018"
+    paper: ClassVar[str] = ("Izmailov et al., Averaging weights leads to wider optima and better generalization, "
+                            "UAI 2018")
 
 
 class SWA(WeightAveraging):
