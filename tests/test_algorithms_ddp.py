@@ -5,8 +5,8 @@ batch-norm statistics refreshed), all finite. Parametrised over the registry, so
 algorithm is run distributed the day it is registered.
 
 Starting a worker costs seconds (torch, the factory's imports) where an algorithm's steps
-cost a fraction of one, so one spawn of two workers runs the whole registry, in order, each
-algorithm from fresh weights; a worker stops at the first failure, and every algorithm that
+cost a fraction of one, so one spawn of two workers runs every selected algorithm, in order,
+each from fresh weights; a worker stops at the first failure, and every algorithm that
 failure kept from running is then run in a spawn of its own, so one broken algorithm fails
 its own test only.
 """
@@ -108,11 +108,16 @@ def run_under_ddp(kinds: list[str], out: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def registry_under_ddp(tmp_path_factory) -> dict[str, str]:
-    return run_under_ddp(list(ALGORITHMS), tmp_path_factory.mktemp("ddp"))
+def registry_under_ddp(request, tmp_path_factory) -> dict[str, str]:
+    """The selected algorithms (all of them under `-m slow`, erm alone in the fast suite), one spawn."""
+    test = test_every_algorithm_keeps_two_ddp_workers_identical.__name__
+    selected = {item.callspec.params["kind"] for item in request.session.items if item.originalname == test}
+    return run_under_ddp([k for k in ALGORITHMS if k in selected], tmp_path_factory.mktemp("ddp"))
 
 
-@pytest.mark.parametrize("kind", list(ALGORITHMS))
+# Starting the two workers is most of the cost (about 6 s on two idle cores, erm alone); the
+# whole registry in the same spawn about 10 s and growing, so the rest is `slow`.
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=() if k == "erm" else pytest.mark.slow) for k in ALGORITHMS])
 def test_every_algorithm_keeps_two_ddp_workers_identical(kind, registry_under_ddp, tmp_path):
     outcome = registry_under_ddp.get(kind)
     if outcome is None:  # an earlier algorithm's failure stopped the shared run before this one
