@@ -1,8 +1,10 @@
 """EMA: an exponential moving average of the weights predicts (averaging.py does the rest).
 
-Polyak and Juditsky, Acceleration of stochastic approximation by averaging, SIAM J. Control
-Optim. 1992, in its exponential form; for domain generalization Arpit et al., Ensemble of
-averages, NeurIPS 2022 (DomainBed has no EMA entry). The decay ramps up as TensorFlow's
+Polyak and Juditsky's averaging (SIAM J. Control Optim. 1992) in its exponential form, the
+"mean teacher" weights of Tarvainen and Valpola (NeurIPS 2017) and timm's ModelEmaV2.
+DomainBed has no EMA entry; for domain generalization Arpit et al. (Ensemble of averages,
+NeurIPS 2022) average the weights too, uniformly from an early step, which is SWA here with
+a small start_fraction. The decay ramps up as TensorFlow's
 `ExponentialMovingAverage(num_updates=...)` does, min(decay, (1 + n) / (10 + n)) after n
 averaged snapshots, so that early validations are not dominated by the initial weights.
 """
@@ -17,11 +19,11 @@ from heartbeatai.training.algorithms.averaging import AveragingParams, WeightAve
 
 class EMAParams(AveragingParams):
     kind: Literal["ema"] = "ema"
-    # 0.999: an effective window of about a thousand steps (timm's ModelEmaV2, Arpit et al.'s
-    # averaging horizon); searched over windows of 100 to 10 000 steps.
+    # 0.999: an effective window of about a thousand steps (timm's and Mean teacher's late-training
+    # value); searched over windows of 100 to 10 000 steps.
     decay: float = hparam(0.999, ge=0.0, lt=1.0, search={"uniform": [0.99, 0.9999]})
-    paper: ClassVar[str] = ("Arpit et al., Ensemble of averages: improving model selection and boosting "
-                            "performance in domain generalization, NeurIPS 2022")
+    paper: ClassVar[str] = ("Polyak and Juditsky, Acceleration of stochastic approximation by averaging, 1992; "
+                            "exponential form: Tarvainen and Valpola, Mean teachers, NeurIPS 2017")
 
 
 class EMA(WeightAveraging):
