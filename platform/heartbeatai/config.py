@@ -186,6 +186,8 @@ class TrialConfig(_Strict):
     @model_validator(mode="after")
     def _mixstyle_fits_model(self) -> TrialConfig:
         _check_inner_stages("mixstyle.layers", self.mixstyle.layers, len(self.model.widths))
+        if self.algorithm.kind == "mixstyle" and self.mixstyle.p == 0:  # its one parameter set: this section's
+            raise ValueError("algorithm.kind: mixstyle trains the network's MixStyle, which mixstyle.p: 0 turns off")
         return self
 
     @model_validator(mode="after")

@@ -135,6 +135,7 @@ def algorithm_from_config(trial: TrialConfig, model: torch.nn.Module, network: t
     with the optimiser and per-batch schedule of `trial` over whatever it trains."""
     parts = StepParts(
         model=model, network=network, loss=loss, n_domains=n_domains, device=device,
+        total_steps=trial.optim.epochs * steps_per_epoch,
         make_optimizer=lambda trainable: optimizer_from_config(trainable, trial),
         make_scheduler=lambda optimizer: scheduler_from_config(optimizer, trial, steps_per_epoch),
     )

@@ -133,6 +133,7 @@ def run_training(
         started = time.perf_counter()
         sampler.set_epoch(epoch)
         train_scalars = _train_epoch(algorithm, train_loader, device)
+        algorithm.before_validation(train_loader)  # e.g. batch-norm statistics of averaged weights
         val_metrics, thresholds = _validate(algorithm.predict_network(), val_loader, val_set, train_prevalence,
                                             loss_fn, spec.classes, device, world)
         metrics = {

@@ -11,24 +11,36 @@ from __future__ import annotations
 
 from heartbeatai.hparams import variant_registry
 from heartbeatai.training.algorithms.base import Algorithm, AlgorithmParams, StepParts
+from heartbeatai.training.algorithms.cdan import CDAN
 from heartbeatai.training.algorithms.coral import CORAL
+from heartbeatai.training.algorithms.dann import DANN
+from heartbeatai.training.algorithms.ema import EMA
 from heartbeatai.training.algorithms.erm import ERM
 from heartbeatai.training.algorithms.fishr import Fishr
 from heartbeatai.training.algorithms.groupdro import GroupDRO
 from heartbeatai.training.algorithms.irm import IRM
+from heartbeatai.training.algorithms.mixstyle import MixStyle
 from heartbeatai.training.algorithms.mixup import Mixup
 from heartbeatai.training.algorithms.mmd import MMD
+from heartbeatai.training.algorithms.rsc import RSC
+from heartbeatai.training.algorithms.swa import SWA
 from heartbeatai.training.algorithms.vrex import VREx
 
 _ALGORITHMS: tuple[type[Algorithm], ...] = (
     ERM,
     VREx,
+    EMA,
+    SWA,
+    Mixup,
     CORAL,
     MMD,
+    DANN,
+    CDAN,
     GroupDRO,
     IRM,
-    Mixup,
     Fishr,
+    RSC,
+    MixStyle,
 )
 
 ALGORITHM_PARAMS = variant_registry([a.Params for a in _ALGORITHMS], "algorithm")

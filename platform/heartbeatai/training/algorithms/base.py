@@ -10,7 +10,9 @@ DDP and reporting stay in the loop. An algorithm owns:
   `__init__` and optimised by the optimiser it makes through `parts.make_optimizer`;
 - its state in the checkpoint (`checkpoint_state` / `restore`), so a resumed run
   repeats an uninterrupted one exactly on CPU;
-- the network used for prediction (`predict_network`): what is tested and exported.
+- the network used for prediction (`predict_network`): what is tested and exported, and
+  anything it needs before it predicts (`before_validation`: weight averaging refreshes its
+  batch-norm statistics there; the loop calls it before every validation).
 
 Batches carry domain ids of the training domains only (batch["domain"]); the held-out
 domain is never in a training batch. Parameter models (`AlgorithmParams`) import no torch,
@@ -20,7 +22,7 @@ so the trial configuration that holds them stays light.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
 from heartbeatai.hparams import StrictModel
 
@@ -49,6 +51,7 @@ class StepParts:
     make_scheduler: Callable[["torch.optim.Optimizer"], Any]
     n_domains: int  # training domains; batch["domain"] is in range(n_domains)
     device: "torch.device"
+    total_steps: int  # update() calls in the whole run (every epoch): schedules read progress from it
 
 
 class Algorithm:
@@ -59,7 +62,7 @@ class Algorithm:
     def __init__(self, params: AlgorithmParams, parts: StepParts) -> None:
         self.params = params
         self.model, self.network, self.loss = parts.model, parts.network, parts.loss
-        self.device, self.n_domains = parts.device, parts.n_domains
+        self.device, self.n_domains, self.total_steps = parts.device, parts.n_domains, parts.total_steps
         self.optimizer = parts.make_optimizer(self.trainable())
         self.scheduler = parts.make_scheduler(self.optimizer)
 
@@ -86,6 +89,10 @@ class Algorithm:
 
     def predict_network(self) -> "torch.nn.Module":
         return self.model
+
+    def before_validation(self, train_batches: Iterable[dict[str, "torch.Tensor"]]) -> None:
+        """Called by the loop before each validation (and so before each checkpoint), on every
+        rank, with the training loader (CPU batches): make `predict_network()` ready to predict."""
 
     def checkpoint_state(self) -> dict[str, Any]:
         """The checkpoint's entries this algorithm owns: `model` (what predicts) and
@@ -122,3 +129,21 @@ def domain_risks(per_record: "torch.Tensor", domains: "torch.Tensor", n_domains:
     counts = torch.bincount(domains, minlength=n_domains)
     present = counts > 0
     return sums[present] / counts[present].to(per_record.dtype)
+
+
+def feature_width(model: "torch.nn.Module") -> int:
+    """The width of `model.features(...)`: the classifier's input less the demographics that
+    `classify` joins (they describe the patient, so no algorithm aligns them)."""
+    return model.classifier.in_features - model.demographics
+
+
+def synchronised(module: "torch.nn.Module", device: "torch.device") -> "torch.nn.Module":
+    """An algorithm's extra trained module (a domain discriminator) wrapped in DDP when the loop
+    runs distributed, so its gradients are averaged over the workers as the network's are
+    (and its initial state is rank 0's); the module itself otherwise."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return module
+    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
