@@ -184,3 +184,17 @@ def test_thresholds_tuned_by_the_platform_are_reused_as_stored():
     tables = evaluate_run(_run(y, s), None, thresholds, y.mean(axis=0), CLASSES, KEY,
                           min_positives=10, n_boot=10, seed=0)
     assert tables["class_metrics"]["threshold"].tolist() == pytest.approx(thresholds.tolist())
+
+
+def test_macro_auprc_names_its_classes_and_is_their_mean_average_precision():
+    y, s = _predictions(200)
+    y[:, 2] = False
+    y[:4, 2] = True  # PAC: 4 positives, present but below macro AUPRC's ten
+    tables = evaluate_run(_run(y, s), None, np.full(3, 0.5), np.full(3, 0.1), CLASSES, KEY,
+                          min_positives=10, n_boot=20, seed=0)
+    rows = tables["fold_metrics"][tables["fold_metrics"]["label_set"] == "noisy"].set_index("metric")
+    assert json.loads(rows.loc["macro_auroc", "classes_used"]) == CLASSES
+    assert json.loads(rows.loc["macro_auprc", "classes_used"]) == ["AF", "RBBB"]
+    expected = np.mean([average_precision_score(y[:, c], s[:, c]) for c in (0, 1)])
+    assert rows.loc["macro_auprc", "value"] == pytest.approx(expected)
+    assert tables["class_metrics"].set_index("class").loc["PAC", "positives"] == 4

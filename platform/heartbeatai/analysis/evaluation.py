@@ -7,7 +7,8 @@ and its training prevalence; everything else (point figures, intervals, their
 reliability, whether a threshold fell back for lack of validation positives) is derived.
 
 Intervals are those of intervals.py (per class) and macro_intervals.py (macro figures over
-the fixed set of classes present in the test set); the challenge score, defined on any
+the fixed set of classes present in the test set; macro AUPRC over those with enough
+positives, named in its row's `classes_used`); the challenge score, defined on any
 record set, keeps a record bootstrap. Where the true labels are known (the synthetic
 benchmark's clean labels, columns yclean_<ABBR>) every figure is reported against both
 label sets.
@@ -25,7 +26,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score
 
 from heartbeatai.analysis.intervals import auroc_interval, average_precision_interval, f1_interval
-from heartbeatai.analysis.macro_intervals import macro_intervals
+from heartbeatai.analysis.macro_intervals import auprc_classes, macro_intervals
 from heartbeatai.analysis.weighted_metrics import bootstrap_counts, challenge_scores, percentile_interval
 from heartbeatai.metric_names import CLASS_METRICS, FOLD_METRICS
 from heartbeatai.metrics import challenge_score, evaluate_predictions, snomed_codes
@@ -109,6 +110,9 @@ def evaluate_run(
         base = {**key, "split": "test", "label_set": label_set}
         point = evaluate_predictions(y, test.scores, thresholds, classes)
         used = point.per_class["present"].to_numpy()
+        averaged = {"macro_auprc": auprc_classes(y, used)}  # every other figure: the present classes
+        names = {metric: json.dumps([c for c, u in zip(classes, averaged.get(metric, used)) if u])
+                 for metric in FOLD_METRICS}
         macro = macro_intervals(y, test.scores, called, used)
         boot = challenge_scores(y, called, codes, counts)
         challenge_low, challenge_high = percentile_interval(boot)
@@ -118,7 +122,7 @@ def evaluate_run(
             value, low, high = intervals[metric]
             fold_rows.append({**base, "metric": metric, "value": float(value), "ci_low": float(low),
                               "ci_high": float(high),
-                              "classes_used": json.dumps([c for c, u in zip(classes, used) if u])})
+                              "classes_used": names[metric]})
         for c, abbr in enumerate(classes):
             class_rows.append({**base, **_class_row(y[:, c], test.scores[:, c], called[:, c], point.per_class.iloc[c],
                                                    min_positives),
