@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from scipy import integrate
 from scipy.stats import norm
 
+from benchmarks.bench_statistics import binormal_average_precision
 from heartbeatai.analysis.macro_intervals import (
     MACRO_AUPRC_MIN_POSITIVES, auprc_classes, auroc_influence, average_precision_influence, f1_influence,
     macro_interval, macro_intervals,
@@ -73,14 +72,6 @@ def test_macro_auprc_averages_the_present_classes_with_at_least_ten_positives():
     assert np.isnan(none["macro_auprc"].value) and np.isfinite(none["macro_auroc"].value)
 
 
-def _population_ap(shift: float, prevalence: float) -> float:
-    """Average precision of binormal scores (positives N(shift, 1), negatives N(0, 1)) at a prevalence."""
-    def precision_density(s):
-        above = prevalence * norm.sf(s - shift)
-        return norm.pdf(s - shift) * above / (above + (1 - prevalence) * norm.sf(s))
-    return integrate.quad(precision_density, -10, shift + 12, limit=200)[0]
-
-
 N_RECORDS, COUNTS, REPS = 200, np.array([2, 2, 3, 3, 5, 12, 20, 40]), 200
 
 
@@ -89,7 +80,7 @@ def _auprc_coverage(classes: np.ndarray, reps: int, seed: int) -> tuple[float, f
     rare-heavy mix of classes of COUNTS positives in N_RECORDS records, binormal AUROC 0.9."""
     rng = np.random.default_rng(seed)
     n, counts, shift = N_RECORDS, COUNTS, np.sqrt(2) * norm.ppf(0.9)
-    truth = np.mean([_population_ap(shift, counts[c] / n) for c in classes])
+    truth = np.mean([binormal_average_precision(shift, counts[c] / n) for c in classes])
     covered = above = 0
     for _ in range(reps):
         interval = macro_interval([average_precision_influence(np.arange(n) < counts[c], rng.normal(size=n)

@@ -94,8 +94,8 @@ def average_precision_influence(y: np.ndarray, s: np.ndarray) -> tuple[float, np
 # 1 + (m - 1) T positives at or above it against the population's m T, T the share of
 # positives above), and it is a ratio of counts, convex in the false positives (Jensen): the
 # bias is of order 1 / m. In binormal classes of 400 records (AUROC 0.85-0.99) it is +0.05 to
-# +0.13 at 2 positives, +0.006 to +0.053 at 10, under +0.005 from 100 (1000 replicates each,
-# Monte-Carlo SE <= 0.009; docs/analysis.md). Over the statistics benchmark's 12 classes of
+# +0.13 at 2 positives, +0.006 to +0.053 at 10, under +0.005 from 100 (statistics benchmark,
+# section 2: 1000 replicates each, Monte-Carlo SE <= 0.011; docs/analysis.md). Over the statistics benchmark's 12 classes of
 # 2-200 positives the macro average was +0.032 too high and its interval covered 0.857 at
 # nominal 0.95 (2000 replicates), the truth below the interval in nearly every miss. A
 # two-sample jackknife correction (Arvesen 1969) removed about half of the bias at 2 positives,
