@@ -198,3 +198,21 @@ def test_macro_auprc_is_compared_over_the_classes_fold_metrics_averages():
         assert row["mean_full"] == pytest.approx(expected), row["fold_id"]
         assert ">= 10 test positives" in row["method"]
     assert restricted, "the planted domains should have a class under ten positives"
+
+
+def test_a_domain_without_a_class_of_enough_positives_is_left_out_of_macro_auprc(monkeypatch):
+    from heartbeatai.analysis import macro_intervals
+
+    predictions, metrics, trials = _planted(seeds=(1, 2), n=100)
+    positives = predictions[(predictions["arm"] == "full") & (predictions["seed"] == 1)].groupby("fold_id")["y_NSR"].sum()
+    cut = int(positives.max())  # NSR, the commonest class, reaches it in some domains only
+    monkeypatch.setattr(macro_intervals, "MACRO_AUPRC_MIN_POSITIVES", cut)
+    frame = ablation_test_rows(predictions, metrics, "s", ComparisonSettings(n_boot=20, seed=0, rope=0.01,
+                                                                            decision_probability=0.95), trials=trials)
+    kept = sorted(positives[positives >= cut].index)
+    assert 0 < len(kept) < len(DOMAINS)
+    assert sorted(_rows(frame, "no-se", "macro_auprc")["fold_id"]) == kept
+    across = _rows(frame, "no-se", "macro_auprc", scope="across").iloc[0]
+    assert across["n_folds"] == len(kept)
+    assert f"{len(DOMAINS) - len(kept)} domain(s) without a class to average left out" in across["method"]
+    assert len(_rows(frame, "no-se", "macro_auroc")) == len(DOMAINS)
