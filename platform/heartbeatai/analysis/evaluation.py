@@ -119,6 +119,8 @@ def evaluate_run(
         intervals = {**{name: (m.value, m.low, m.high) for name, m in macro.items()},
                      "challenge_score": (challenge_score(y, called, codes), challenge_low, challenge_high)}
         for metric in FOLD_METRICS:
+            if metric in averaged and not averaged[metric].any():
+                continue  # no class with enough positives: no macro AUPRC row (value is required)
             value, low, high = intervals[metric]
             fold_rows.append({**base, "metric": metric, "value": float(value), "ci_low": float(low),
                               "ci_high": float(high),
