@@ -27,7 +27,7 @@ def _planted(seeds=(1, 2), n=200, weaker_by=1.0):
     rng = np.random.default_rng(0)
     predictions, metrics, trials = [], [], []
     for domain in DOMAINS:
-        y = rng.random((n, len(CLASSES))) < np.array([0.2, 0.1, 0.08, 0.5])
+        y = rng.random((n, len(CLASSES))) < np.array([0.2, 0.1, 0.1, 0.5])
         ids = [f"{domain}{i:04d}" for i in range(n)]
         for seed in seeds:
             full = 1.8 * y + rng.normal(size=y.shape)
@@ -177,3 +177,42 @@ def test_a_planted_null_family_makes_a_false_decision_in_at_most_alpha_of_studie
 ])
 def test_the_decision_rule_reads_the_claim_its_adjusted_p_and_the_monte_carlo_band(row, expected):
     assert decide(row, 0.95) == expected
+
+
+def test_macro_auprc_is_compared_over_the_classes_fold_metrics_averages():
+    from sklearn.metrics import average_precision_score
+
+    predictions, metrics, trials = _planted(seeds=(1, 2), n=100)
+    frame = ablation_test_rows(predictions, metrics, "s", ComparisonSettings(n_boot=20, seed=0, rope=0.01,
+                                                                            decision_probability=0.95), trials=trials)
+    rows = _rows(frame, "no-se", "macro_auprc")
+    full = predictions[(predictions["arm"] == "full") & (predictions["split"] == "test")]
+    restricted = 0
+    for _, row in rows.iterrows():
+        runs = full[full["fold_id"] == row["fold_id"]]
+        y = runs[runs["seed"] == 1][[f"y_{c}" for c in CLASSES]].to_numpy()
+        kept = [c for c, k in zip(CLASSES, y.sum(axis=0)) if k >= 10 and k < len(y)]
+        restricted += len(kept) < len(CLASSES)
+        expected = np.mean([np.mean([average_precision_score(one[f"y_{c}"], one[f"p_{c}"]) for c in kept])
+                            for _, one in runs.groupby("seed")])
+        assert row["mean_full"] == pytest.approx(expected), row["fold_id"]
+        assert ">= 10 test positives" in row["method"]
+    assert restricted, "the planted domains should have a class under ten positives"
+
+
+def test_a_domain_without_a_class_of_enough_positives_is_left_out_of_macro_auprc(monkeypatch):
+    from heartbeatai.analysis import macro_intervals
+
+    predictions, metrics, trials = _planted(seeds=(1, 2), n=100)
+    positives = predictions[(predictions["arm"] == "full") & (predictions["seed"] == 1)].groupby("fold_id")["y_NSR"].sum()
+    cut = int(positives.max())  # NSR, the commonest class, reaches it in some domains only
+    monkeypatch.setattr(macro_intervals, "MACRO_AUPRC_MIN_POSITIVES", cut)
+    frame = ablation_test_rows(predictions, metrics, "s", ComparisonSettings(n_boot=20, seed=0, rope=0.01,
+                                                                            decision_probability=0.95), trials=trials)
+    kept = sorted(positives[positives >= cut].index)
+    assert 0 < len(kept) < len(DOMAINS)
+    assert sorted(_rows(frame, "no-se", "macro_auprc")["fold_id"]) == kept
+    across = _rows(frame, "no-se", "macro_auprc", scope="across").iloc[0]
+    assert across["n_folds"] == len(kept)
+    assert f"{len(DOMAINS) - len(kept)} domain(s) without a class to average left out" in across["method"]
+    assert len(_rows(frame, "no-se", "macro_auroc")) == len(DOMAINS)

@@ -265,6 +265,12 @@ def test_ablations_plot_each_arms_paired_difference_with_the_tables_own_interval
     assert np.allclose(np.array(trace.y) - np.array(trace.error_y.arrayminus), rows["diff_lo"])
 
 
+def test_the_macro_auprc_tests_say_which_classes_the_average_keeps(views):
+    auprc = str(views.ablations("demo", "lodo", None, "all", "auprc").tests)
+    assert "Macro AUPRC averages each domain's classes with at least 10 test positives" in auprc
+    assert "Macro AUPRC averages" not in str(views.ablations("demo", "lodo", None, "all", "auroc").tests)
+
+
 def test_the_across_domain_rows_show_signs_intervals_the_claim_and_the_decision(views, root):
     view = views.ablations("demo", "lodo", None, "all", "auroc")
     across = _tests(root, metric="macro_auroc", scope="across").set_index("arm")

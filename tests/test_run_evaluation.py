@@ -193,3 +193,29 @@ def test_thresholds_tuned_by_the_platform_are_reused_as_stored():
     tables = evaluate_run(_run(y, s), None, thresholds, y.mean(axis=0), CLASSES, KEY,
                           min_positives=10, n_boot=10, seed=0)
     assert tables["class_metrics"]["threshold"].tolist() == pytest.approx(thresholds.tolist())
+
+
+def test_macro_auprc_names_its_classes_and_is_their_mean_average_precision():
+    y, s = _predictions(200)
+    y[:, 2] = False
+    y[:4, 2] = True  # PAC: 4 positives, present but below macro AUPRC's ten
+    tables = evaluate_run(_run(y, s), None, np.full(3, 0.5), np.full(3, 0.1), CLASSES, KEY,
+                          min_positives=10, n_boot=20, seed=0)
+    rows = tables["fold_metrics"][tables["fold_metrics"]["label_set"] == "noisy"].set_index("metric")
+    assert json.loads(rows.loc["macro_auroc", "classes_used"]) == CLASSES
+    assert json.loads(rows.loc["macro_auprc", "classes_used"]) == ["AF", "RBBB"]
+    expected = np.mean([average_precision_score(y[:, c], s[:, c]) for c in (0, 1)])
+    assert rows.loc["macro_auprc", "value"] == pytest.approx(expected)
+    assert tables["class_metrics"].set_index("class").loc["PAC", "positives"] == 4
+
+
+def test_without_a_class_of_ten_positives_no_macro_auprc_row_is_written_and_the_rest_store(tmp_path):
+    y, s = _predictions(50, prevalence=(0.1, 0.1, 0.1), seed=3)
+    y[10:, 2] = False
+    assert (y.sum(axis=0) < 10).all() and y.any(axis=0).all()
+    tables = evaluate_run(_run(y, s), None, np.full(3, 0.5), np.full(3, 0.1), CLASSES, KEY,
+                          min_positives=5, n_boot=20, seed=0)
+    ResultsWriter(tmp_path / "s").write("fold_metrics", tables["fold_metrics"])
+    stored = ResultsStore(str(tmp_path)).read("s", "fold_metrics")
+    assert set(stored["metric"]) == {"macro_f1", "macro_auroc", "challenge_score", "brier"}
+    assert stored["value"].notna().all()

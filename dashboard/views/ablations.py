@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 from dash import html
 
 from heartbeatai.analysis.decisions import decide
+from heartbeatai.analysis.macro_intervals import MACRO_AUPRC_MIN_POSITIVES
 from heartbeatai.arms import is_reference
 from heartbeatai.dashboard import figures, figures_ablations
 from heartbeatai.dashboard.views.base import ALL_SEEDS, ViewBase, arm_order, per_store_state, table
@@ -208,7 +209,10 @@ def _tests_panel(tests: pd.DataFrame, rule: DecisionRule, metric: str, protocol:
         html.P("Differences are arm − full, oriented so that positive means the arm is better (the sign is flipped "
                "for the Brier score, where lower is better)." + (
                    f" Region of practical equivalence (ROPE): ±{', ±'.join(f'{r:g}' for r in ropes)}." if ropes
-                   else ""), className="small mb-1"),
+                   else "") + (
+                   f" Macro AUPRC averages each domain's classes with at least {MACRO_AUPRC_MIN_POSITIVES} test "
+                   "positives (fold_metrics' classes_used): below that, average precision is biased upward."
+                   if metric == "macro_auprc" else ""), className="small mb-1"),
         html.P("P(better) / P(equivalent) / P(worse) read the difference's t confidence distribution (a posterior "
                "under a flat prior); a decision needs the claim's Holm-adjusted p, which accounts for every "
                "comparison of its family.", className="small mb-1"),

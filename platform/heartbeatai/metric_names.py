@@ -33,7 +33,8 @@ def _registry(*metrics: Metric) -> dict[str, Metric]:
     return {m.name: m for m in metrics}
 
 
-# A tested run's study-level figures; macro averages run over the classes present in the set,
+# A tested run's study-level figures; macro averages run over the classes present in the set
+# (fold_metrics' macro_auprc over those with >= 10 test positives: analysis/macro_intervals.py),
 # except the challenge's own macro F-measure, which keeps its definition and its name.
 FOLD_METRICS: dict[str, Metric] = _registry(
     Metric("macro_f1", "max", "F1 at the run's validation-tuned thresholds, averaged over the classes present in "

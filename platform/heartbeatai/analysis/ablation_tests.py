@@ -22,6 +22,7 @@ from heartbeatai.analysis.decisions import (
     CLAIMS, CONFIRMATORY, EXPLORATORY, IDENTICAL, claim_of, decide, holm, mc_variance_factor,
 )
 from heartbeatai.analysis.evaluation import prediction_classes, run_predictions
+from heartbeatai.analysis.macro_intervals import MACRO_AUPRC_MIN_POSITIVES, auprc_classes
 from heartbeatai.analysis.weighted_metrics import bootstrap_counts
 from heartbeatai.arms import FULL, SEARCH, canonical_arm, is_reference
 from heartbeatai.metric_names import metric_mode
@@ -89,6 +90,8 @@ def _fold_values(fold_runs: pd.DataFrame, thresholds: pd.DataFrame, settings: Co
     weights = np.vstack([np.ones(n), bootstrap_counts(n, settings.n_boot, [settings.seed, zlib.crc32(fold.encode())])])
     present = run_predictions(first, classes).y
     used = present.any(axis=0) & (~present).any(axis=0)  # one fixed class set per fold
+    # Each metric averages the class set fold_metrics reports it over (evaluation.py).
+    averaged = {metric: used for metric in TESTED_METRICS} | {"macro_auprc": auprc_classes(present, used)}
     values: dict[str, dict[int, dict[str, np.ndarray]]] = {}
     own_fold = thresholds[thresholds["fold_id"] == fold]
     for (arm, seed, trial_id), run in fold_runs.groupby(["arm", "seed", "trial_id"], sort=True):
@@ -97,7 +100,8 @@ def _fold_values(fold_runs: pd.DataFrame, thresholds: pd.DataFrame, settings: Co
         cut = own.set_index("class")["threshold"].reindex(classes).to_numpy(dtype=float)
         per_class = weighted_class_metrics(arrays.y, arrays.scores, arrays.scores >= cut, weights)
         values.setdefault(canonical_arm(arm), {})[int(seed)] = {
-            metric: np.nanmean(per_class[_CLASS_METRIC_OF[metric]][:, used], axis=1) for metric in TESTED_METRICS}
+            metric: np.nanmean(per_class[_CLASS_METRIC_OF[metric]][:, averaged[metric]], axis=1)
+            for metric in TESTED_METRICS if averaged[metric].any()}
     values["_n_records"] = n
     return values
 
@@ -129,24 +133,27 @@ def _metric_comparisons(study, protocol, metric, arms, folds, per_fold, identica
     out = []
     for arm in arms:
         base = {"study": study, "protocol": protocol, "metric": metric, "arm": arm, "reference": is_reference(arm)}
-        fold_estimates = []
+        fold_estimates, n_same, n_without = [], 0, 0
         for fold in folds:
             values = per_fold[fold]
             # Seed s of the arm pairs with seed s of full (the floor is written at every arm seed).
-            seeds = sorted(set(values.get(FULL, {})) & set(values.get(arm, {})))
+            seeds = sorted(s for s in set(values.get(FULL, {})) & set(values.get(arm, {}))
+                           if metric in values[FULL][s] and metric in values[arm][s])
             if not seeds:
+                n_without += any(metric not in v for v in values.get(FULL, {}).values())
                 continue
             full = np.stack([values[FULL][s][metric] for s in seeds], axis=1) * sign
             arm_values = np.stack([values[arm][s][metric] for s in seeds], axis=1) * sign
             estimate = fold_estimate(full, arm_values)
             same = (fold, arm) in identical
+            n_same += same
             if not same:
                 fold_estimates.append(estimate)
             out.append(Comparison({
                 **base, "scope": "fold", "fold_id": fold, "n_folds": 1, "n_seeds": len(seeds),
                 "n_records": int(values["_n_records"]), "mean_full": float(full[0].mean() * sign),
                 "mean_arm": float(arm_values[0].mean() * sign), "identical": same,
-                "family": EXPLORATORY, "method": _fold_method(estimate)}, [estimate]))
+                "family": EXPLORATORY, "method": _fold_method(estimate) + _class_set(metric)}, [estimate]))
         if fold_estimates:
             differences = np.array([f.difference for f in fold_estimates])
             confirmatory = protocol == LODO and metric == settings.primary_metric
@@ -156,11 +163,16 @@ def _metric_comparisons(study, protocol, metric, arms, folds, per_fold, identica
                 "n_better": int(np.sum(differences > 0)), "n_worse": int(np.sum(differences < 0)),
                 "family": CONFIRMATORY if confirmatory else EXPLORATORY,
                 "method": ("random-effects meta-analysis of the domains' estimates (Paule-Mandel tau^2, "
-                           "modified Knapp-Hartung, t with k - 1 df)"
-                           + (f"; {len(folds) - len(fold_estimates)} domain(s) where the arm is full left out"
-                              if len(fold_estimates) < len(folds) else ""))},
+                           "modified Knapp-Hartung, t with k - 1 df)" + _class_set(metric)
+                           + (f"; {n_same} domain(s) where the arm is full left out" if n_same else "")
+                           + (f"; {n_without} domain(s) without a class to average left out" if n_without else ""))},
                 fold_estimates))
     return out
+
+
+def _class_set(metric: str) -> str:
+    return (f"; over each domain's classes with >= {MACRO_AUPRC_MIN_POSITIVES} test positives"
+            if metric == "macro_auprc" else "")
 
 
 def _fold_method(estimate: Estimate) -> str:

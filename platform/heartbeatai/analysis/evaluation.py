@@ -7,10 +7,11 @@ and its training prevalence; everything else (point figures, intervals, their
 reliability, whether a threshold fell back for lack of validation positives) is derived.
 
 Intervals are those of intervals.py (per class) and macro_intervals.py (macro figures over
-the fixed set of classes present in the test set); the challenge score and the challenge's
-macro F-measure, defined on any record set, keep a record bootstrap. Where the true labels are known (the synthetic
-benchmark's clean labels, columns yclean_<ABBR>) every figure is reported against both
-label sets.
+the fixed set of classes present in the test set; macro AUPRC over those with enough
+positives, named in its row's `classes_used`); the challenge score and the challenge's
+macro F-measure, defined on any record set, keep a record bootstrap. Where the true labels
+are known (the synthetic benchmark's clean labels, columns yclean_<ABBR>) every figure is
+reported against both label sets.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score
 
 from heartbeatai.analysis.intervals import auroc_interval, average_precision_interval, f1_interval
-from heartbeatai.analysis.macro_intervals import macro_intervals
+from heartbeatai.analysis.macro_intervals import auprc_classes, macro_intervals
 from heartbeatai.analysis.weighted_metrics import bootstrap_counts, challenge_scores, cinc_macro_fs, percentile_interval
 from heartbeatai.metric_names import CLASS_METRICS, FOLD_METRICS
 from heartbeatai.metrics import challenge_score, cinc_macro_f, evaluate_predictions, snomed_codes
@@ -109,6 +110,9 @@ def evaluate_run(
         base = {**key, "split": "test", "label_set": label_set}
         point = evaluate_predictions(y, test.scores, thresholds, classes)
         used = point.per_class["present"].to_numpy()
+        averaged = {"macro_auprc": auprc_classes(y, used)}  # every other figure: the present classes
+        names = {metric: json.dumps([c for c, u in zip(classes, averaged.get(metric, used)) if u])
+                 for metric in FOLD_METRICS}
         macro = macro_intervals(y, test.scores, called, used)
         # The challenge's two figures, defined on any record set, keep a record bootstrap.
         intervals = {name: (m.value, m.low, m.high) for name, m in macro.items()}
@@ -117,10 +121,12 @@ def evaluate_run(
             low, high = percentile_interval(replicates_of(y, called, codes, counts))
             intervals[name] = (point_of(y, called, codes), low, high)
         for metric in FOLD_METRICS:
+            if metric in averaged and not averaged[metric].any():
+                continue  # no class with enough positives: no macro AUPRC row (value is required)
             value, low, high = intervals[metric]
             fold_rows.append({**base, "metric": metric, "value": float(value), "ci_low": float(low),
                               "ci_high": float(high),
-                              "classes_used": json.dumps([c for c, u in zip(classes, used) if u])})
+                              "classes_used": names[metric]})
         for c, abbr in enumerate(classes):
             class_rows.append({**base, **_class_row(y[:, c], test.scores[:, c], called[:, c], point.per_class.iloc[c],
                                                    min_positives),
