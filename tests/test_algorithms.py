@@ -18,7 +18,7 @@ from heartbeatai.training.algorithms import ALGORITHMS
 from heartbeatai.training.checkpoint import load_checkpoint, save_checkpoint
 from heartbeatai.training.factory import algorithm_from_config, loss_from_config, model_from_config
 
-N_CLASSES, N_DOMAINS, LENGTH = 3, 2, 200
+N_CLASSES, N_DOMAINS, LENGTH, BATCH = 3, 2, 128, 12
 TINY = {"model.stem_width": 8, "model.widths": [8, 16], "model.depths": [1, 1], "model.dropout": 0.1,
         "optim.lr": 0.01, "optim.epochs": 1, "label_smoothing": 0.0}
 
@@ -34,9 +34,9 @@ def toy_batches(n_batches: int, seed: int = 0) -> list[dict[str, torch.Tensor]]:
     rng = np.random.default_rng(seed)
     batches = []
     for _ in range(n_batches):
-        y = (rng.random((16, N_CLASSES)) < 0.4).astype(np.float32)
-        domain = rng.integers(0, N_DOMAINS, 16)
-        x = rng.normal(0, 1, (16, 12, LENGTH)) * (1 + domain)[:, None, None]
+        y = (rng.random((BATCH, N_CLASSES)) < 0.4).astype(np.float32)
+        domain = rng.integers(0, N_DOMAINS, BATCH)
+        x = rng.normal(0, 1, (BATCH, 12, LENGTH)) * (1 + domain)[:, None, None]
         tone = np.sin(2 * np.pi * 5 * np.arange(LENGTH) / 100)
         x[:, :N_CLASSES, :] += 3 * y[:, :, None] * tone
         batches.append({"x": torch.tensor(x, dtype=torch.float32), "y": torch.from_numpy(y),
@@ -57,15 +57,27 @@ def params_of(algorithm) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("kind", list(ALGORITHMS))
-def test_every_algorithm_lowers_the_loss_on_a_learnable_toy_problem(kind):
-    batches = toy_batches(12)
+def test_every_algorithm_learns_a_learnable_toy_problem(kind):
+    """What the algorithm predicts with (an average, where it keeps one) ends with a lower
+    configured loss on the toy records: the criterion every algorithm shares, whatever its
+    objective adds (a mixup objective on mixed targets has an entropy floor; an adversary's
+    loss rises as it is fooled)."""
+    batches = toy_batches(8)
     algorithm = build(trial_of(kind, **{"optim.epochs": 3}), len(batches))
-    algorithm.train()
-    first = np.mean([float(algorithm.update(b)["loss"]) for b in batches])
-    for b in batches:
-        algorithm.update(b)
-    last = np.mean([float(algorithm.update(b)["loss"]) for b in batches])
-    assert last < 0.8 * first, f"{kind}: objective {first:.3f} -> {last:.3f}"
+
+    def predicted_loss() -> float:
+        algorithm.before_validation(batches)
+        network = algorithm.predict_network().eval()
+        with torch.no_grad():
+            return float(np.mean([float(algorithm.loss(network(b["x"], None, b["domain"]), b["y"])) for b in batches]))
+
+    first = predicted_loss()
+    for _ in range(3):
+        algorithm.train()
+        for b in batches:
+            algorithm.update(b)
+    last = predicted_loss()
+    assert last < 0.85 * first, f"{kind}: configured loss of the predicting network {first:.3f} -> {last:.3f}"
 
 
 @pytest.mark.parametrize("kind", list(ALGORITHMS))
