@@ -84,7 +84,9 @@ ACROSS_FOLDS = "all"
 # threshold"; an arm identical to full on a fold is no comparison.
 CLAIMS = ("better", "worse", "equivalent", "identical", "undecided")
 DECISIONS = ("better", "worse", "equivalent", "undecided", "at the threshold", "identical")
-FAMILIES = ("confirmatory", "exploratory")
+# The decision families of ablation_tests (analysis/decisions.py): the component arms' and,
+# apart, the algorithm arms' comparisons with ERM, each a confirmatory and an exploratory one.
+FAMILIES = ("confirmatory", "exploratory", "algorithms: confirmatory", "algorithms: exploratory")
 
 CONSENSUS_FOLD = "consensus"
 
