@@ -121,3 +121,14 @@ def test_sampler_seeds_are_stable_hashes_of_study_seed_fold_and_algorithm():
 def test_the_config_refuses_algorithms_it_cannot_compare(tmp_path, fields, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("?", r"\?")):
         tiny_study(tmp_path, tmp_path / "runs", **fields)
+
+
+def test_the_zoo_config_lists_every_registered_algorithm_by_name():
+    from pathlib import Path
+
+    from heartbeatai.study.study_config import load_study_config
+
+    config = load_study_config(Path(__file__).resolve().parents[1] / "studies" / "configs" / "dg_zoo.yaml")
+    assert sorted(config.algorithms) == sorted(ALGORITHMS), "add the new algorithm to studies/configs/dg_zoo.yaml"
+    assert config.trial.algorithm.kind == DEFAULT_ALGORITHM and config.protocols == ["lodo"]
+    assert [a.algorithm for a in config.fold_arms("lodo") if a.algorithm] == COMPARED
