@@ -35,7 +35,8 @@ def _run(tmp, data, name: str, algorithms: list[str]) -> dict[str, pd.DataFrame]
                         search={"trials_per_fold": TRIALS})
     start_study(config, progress=lambda _: None, stage_runner=PlantedStageRunner(tmp / f"{name}-fake"))
     store = ResultsStore(str(tmp / name))
-    return {t: store.read(name, t) for t in ("trials", "fold_metrics", "ablation_tests")}
+    return {t: store.read(name, t) for t in ("trials", "fold_metrics", "ablation_tests", "algorithm_parts",
+                                             "predictions", "class_metrics")}
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +92,32 @@ def test_adding_an_algorithm_leaves_every_other_search_draw_identical(studies):
     # `full`'s search (ERM's) is the one a study without algorithms makes.
     assert _search_configs(zoo, SEARCH) == _search_configs(without, SEARCH)
     assert not (set(without["arm"]) & {f"{ALGORITHM_ARM_PREFIX}{COMPARED[0]}"})
+
+
+@pytest.mark.slow
+def test_each_algorithms_degradation_parts_against_erm_sum_to_its_f1_difference(studies):
+    parts = studies["zoo"]["algorithm_parts"]
+    assert set(parts["arm"]) == {f"{ALGORITHM_ARM_PREFIX}{k}" for k in COMPARED} and set(parts["domain"]) == {"gamma"}
+    summed = parts["prevalence"] + parts["threshold"] + parts["ranking"]
+    assert (summed - parts["total"]).abs().max() < 1e-9
+    assert (parts["f1_algorithm"] - parts["f1_erm"] - parts["total"]).abs().max() < 1e-9
+
+
+@pytest.mark.slow
+def test_an_algorithm_that_predicts_as_erm_does_has_zero_parts(studies):
+    from heartbeatai.analysis.degradation import algorithm_part_rows
+
+    zoo = studies["zoo"]
+    def with_copy(frame: pd.DataFrame) -> pd.DataFrame:  # full's runs again, as an algorithm arm's
+        own = frame[frame["arm"] == FULL]
+        return pd.concat([frame, own.assign(arm="algorithm-copy", trial_id=own["trial_id"] + "-copy")],
+                         ignore_index=True)
+
+    copy = {t: with_copy(zoo[t]) for t in ("predictions", "class_metrics", "trials")}
+    parts = algorithm_part_rows(copy["predictions"], copy["class_metrics"], copy["trials"], "zoo",
+                                n_boot=20, seed=0, min_positives=5)
+    own = parts[parts["arm"] == "algorithm-copy"]
+    assert len(own) and (own[["total", "prevalence", "threshold", "ranking"]].abs().to_numpy().max() == 0)
 
 
 @pytest.mark.slow
