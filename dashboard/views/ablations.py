@@ -221,17 +221,9 @@ def _tests_panel(tests: pd.DataFrame, rule: DecisionRule, metric: str, protocol:
         html.P("P(better) / P(equivalent) / P(worse) read the difference's t confidence distribution (a posterior "
                "under a flat prior); a decision needs the claim's Holm-adjusted p, which accounts for every "
                "comparison of its family.", className="small mb-1"),
-        html.H6("Across held-out domains", className="mt-3"),
-        table(_across_frame(across, rule), "ablation-across-table") if len(across) else html.P(
-            "No across-domain rows yet.", className="text-muted"),
-        html.H6("Per held-out domain", className="mt-3"),
-        html.P("Per domain, the interval combines the records' bootstrap variance and the seeds' variance (t with "
-               "Satterthwaite df); its claim is in the exploratory family. With one arm seed the interval is "
-               "conditional on the trained model. An arm identical to full on a domain (the same resolved "
-               "configuration) is marked and is no comparison.", className="small mb-1"),
-        table(_fold_frame(folds, rule), "ablation-tests-table") if len(folds) else html.P(
-            "No per-domain rows yet.", className="text-muted"),
     ]
+    if len(family) or not len(algorithms):  # a zoo of algorithms alone has no component arm to show
+        parts += _component_section(across, folds, rule)
     if len(references):
         parts += [
             html.H6("References", className="mt-3"),
@@ -245,6 +237,21 @@ def _tests_panel(tests: pd.DataFrame, rule: DecisionRule, metric: str, protocol:
     if methods:
         parts.append(html.P("Methods: " + "; ".join(methods) + ".", className="small text-muted mt-1"))
     return html.Div(parts, id="ablation-tests-panel")
+
+
+def _component_section(across: pd.DataFrame, folds: pd.DataFrame, rule: DecisionRule) -> list:
+    return [
+        html.H6("Across held-out domains", className="mt-3"),
+        table(_across_frame(across, rule), "ablation-across-table") if len(across) else html.P(
+            "No across-domain rows yet.", className="text-muted"),
+        html.H6("Per held-out domain", className="mt-3"),
+        html.P("Per domain, the interval combines the records' bootstrap variance and the seeds' variance (t with "
+               "Satterthwaite df); its claim is in the exploratory family. With one arm seed the interval is "
+               "conditional on the trained model. An arm identical to full on a domain (the same resolved "
+               "configuration) is marked and is no comparison.", className="small mb-1"),
+        table(_fold_frame(folds, rule), "ablation-tests-table") if len(folds) else html.P(
+            "No per-domain rows yet.", className="text-muted"),
+    ]
 
 
 def _algorithm_section(tests: pd.DataFrame, rule: DecisionRule, protocol: str,

@@ -197,7 +197,7 @@ class FoldRunner:
         self.progress(f"[{self.fold_id}]{whose} search: {stage.trials} trials, {at_a_time} at a time"
                       + (" (search.reproducible)" if stage.one_at_a_time else ""))
         self.study.stage_runner.run(stage, context, self._rows(context, stage.arm, "search"))
-        self._close_abandoned({"arm": stage.arm})
+        self._close_abandoned({"arm": stage.arm, "selection": "search"})
 
     def _search(self) -> dict:
         context = self.context(self.base)
@@ -216,9 +216,8 @@ class FoldRunner:
         return self.search_stage(space, algorithm_sampler_seed(self.config.search_seed, self.fold_id, arm.algorithm),
                                  arm=arm.name)
 
-    def _algorithm_search(self, arm: Arm) -> dict:
+    def _algorithm_search(self, arm: Arm) -> None:
         self._run_search(self.algorithm_search_stage(arm), self.context(self.algorithm_base(arm)))
-        return {"trials": self.config.search.trials_per_fold}
 
     def _algorithm_select(self, arm: Arm) -> dict:
         trials = self.store.read(self.config.name, "trials", filters={
