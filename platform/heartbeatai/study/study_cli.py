@@ -218,6 +218,7 @@ def _export(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> int:
     from heartbeatai.study.plan import calibrate_record_cost, plan_study, trial_threads
     from heartbeatai.study.resources import Capacity, ResourceError, max_concurrent_trials, plan_trial_resources
+    from heartbeatai.study.search_space import declared_space
     from heartbeatai.training.threads import usable_cores
 
     config = _config(args.config)
@@ -248,6 +249,10 @@ def _plan(args: argparse.Namespace) -> int:
           + (f"ASHA (grace {sched.grace_period}, reduction {sched.reduction_factor:g}) expects "
              f"{plan.search_epochs:.0f} of {config.search.trials_per_fold * plan.epochs} epochs"
              if sched.kind == "asha" else f"{config.search.trials_per_fold * plan.epochs} epochs"))
+    for kind in config.compared_algorithms:
+        own = ", ".join(declared_space("algorithm", kind)) or "no parameters of its own"
+        print(f"  and per LODO fold, algorithm-{kind}'s own search: the same budget, that space plus {own}; "
+              "its sampler seeded by (search seed, fold, algorithm)")
     for protocol in config.protocols:
         arms = config.fold_arms(protocol)
         print(f"{protocol}: arms {', '.join(a.name for a in arms)} x seeds {config.seeds}")
