@@ -30,9 +30,14 @@ COMPARED = [kind for kind in ALGORITHMS if kind != DEFAULT_ALGORITHM]
 TRIALS = 3
 
 
+# The first compared algorithm's arm also moves its base (algorithm_arms), as MixStyle's must.
+OWN_BASE = {"model.dropout": 0.25}
+
+
 def _run(tmp, data, name: str, algorithms: list[str]) -> dict[str, pd.DataFrame]:
+    own = {COMPARED[0]: {"overrides": OWN_BASE}} if COMPARED[0] in algorithms else {}
     config = tiny_study(data, tmp / name, name=name, algorithms=algorithms, seeds=[1, 2],
-                        search={"trials_per_fold": TRIALS})
+                        search={"trials_per_fold": TRIALS}, algorithm_arms=own)
     start_study(config, progress=lambda _: None, stage_runner=PlantedStageRunner(tmp / f"{name}-fake"))
     store = ResultsStore(str(tmp / name))
     return {t: store.read(name, t) for t in ("trials", "fold_metrics", "ablation_tests", "algorithm_parts",
@@ -66,6 +71,9 @@ def test_each_algorithm_searches_its_own_parameters_with_fulls_budget(studies, k
     assert set(own["seed"]) == {0} and set(own["fold_id"]) == {FOLD}  # the search seed, never an arm seed
     for key in declared_space("algorithm", kind):  # its declared parameters are drawn, not left at defaults
         assert own[f"cfg.{key}"].nunique() == TRIALS, key
+    if kind == COMPARED[0]:  # its algorithm_arms overrides are its base, and not full's
+        runs = trials[trials["arm"] == arm]
+        assert set(runs["cfg.model.dropout"]) == {OWN_BASE["model.dropout"]} != set(full["cfg.model.dropout"])
 
 
 @pytest.mark.slow
@@ -159,3 +167,19 @@ def test_the_zoo_config_lists_every_registered_algorithm_by_name():
     assert sorted(config.algorithms) == sorted(ALGORITHMS), "add the new algorithm to studies/configs/dg_zoo.yaml"
     assert config.trial.algorithm.kind == DEFAULT_ALGORITHM and config.protocols == ["lodo"]
     assert [a.algorithm for a in config.fold_arms("lodo") if a.algorithm] == COMPARED
+
+
+def test_an_algorithm_arm_may_set_its_own_base_and_extra_dimensions(tmp_path):
+    # MixStyle, an algorithm whose parameters live in the `mixstyle` section and which refuses
+    # `mixstyle.p: 0`, needs exactly this in a zoo whose ERM reference has MixStyle off.
+    kind = COMPARED[0]
+    config = tiny_study(tmp_path, tmp_path / "runs", algorithms=[kind], algorithm_arms={kind: {
+        "overrides": {"model.dropout": 0.25}, "space": {"optim.lr": {"loguniform": [1.0e-3, 1.0e-2]}}}})
+    assert config.algorithm_base(kind).model.dropout == 0.25 and config.trial.model.dropout != 0.25
+    assert config.algorithm_base(kind).algorithm.kind == kind
+    assert set(config.algorithm_space(kind)) == {*config.search.space, *declared_space("algorithm", kind), "optim.lr"}
+    for arms, message in (({"erm": {}}, "not among the compared algorithms"),
+                          ({kind: {"overrides": {"model.dropuot": 0.1}}}, "did you mean 'model.dropout'"),
+                          ({kind: {"overrides": {"model.dropout": 7.0}}}, f"algorithm_arms.{kind}: ")):
+        with pytest.raises(ConfigError, match=message):
+            tiny_study(tmp_path, tmp_path / "runs", algorithms=[kind], algorithm_arms=arms)

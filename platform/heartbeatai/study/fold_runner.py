@@ -41,7 +41,7 @@ from heartbeatai.study import interrupts
 from heartbeatai.study.lock import StageJournal
 from heartbeatai.study.sealed_split import SELECTION_STAGE, SealedSplit
 from heartbeatai.study.selection import Selection, TestDomainOracle, TrainingDomainValidation
-from heartbeatai.study.search_space import Distribution, declared_space
+from heartbeatai.study.search_space import Distribution
 from heartbeatai.study.stage_runner import (
     ArmsStage, FoldContext, SearchStage, StageRunner, algorithm_sampler_seed, fold_sampler_seed,
 )
@@ -206,14 +206,15 @@ class FoldRunner:
         return {"importances": self._importances(context)}
 
     def algorithm_base(self, arm: Arm) -> TrialConfig:
-        """`full`'s base with the arm's algorithm in force: what its search samples around."""
-        return self.base.with_overrides(dict(arm.overrides))
+        """`full`'s base with the arm's algorithm (and its `algorithm_arms` overrides) in force:
+        what its search samples around."""
+        return self.config.algorithm_base(arm.algorithm, self.base)
 
     def algorithm_search_stage(self, arm: Arm) -> SearchStage:
-        """The arm's own search: `full`'s space plus the algorithm's declared parameters, its
-        sampler seeded by (search seed, fold, algorithm) alone."""
-        space = {**self.config.search.space, **declared_space("algorithm", arm.algorithm)}
-        return self.search_stage(space, algorithm_sampler_seed(self.config.search_seed, self.fold_id, arm.algorithm),
+        """The arm's own search: `full`'s space plus the algorithm's declared parameters (and its
+        `algorithm_arms` space), its sampler seeded by (search seed, fold, algorithm) alone."""
+        return self.search_stage(self.config.algorithm_space(arm.algorithm),
+                                 algorithm_sampler_seed(self.config.search_seed, self.fold_id, arm.algorithm),
                                  arm=arm.name)
 
     def _algorithm_search(self, arm: Arm) -> None:

@@ -218,7 +218,6 @@ def _export(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> int:
     from heartbeatai.study.plan import calibrate_record_cost, plan_study, trial_threads
     from heartbeatai.study.resources import Capacity, ResourceError, max_concurrent_trials, plan_trial_resources
-    from heartbeatai.study.search_space import declared_space
     from heartbeatai.training.threads import usable_cores
 
     config = _config(args.config)
@@ -250,7 +249,7 @@ def _plan(args: argparse.Namespace) -> int:
              f"{plan.search_epochs:.0f} of {config.search.trials_per_fold * plan.epochs} epochs"
              if sched.kind == "asha" else f"{config.search.trials_per_fold * plan.epochs} epochs"))
     for kind in config.compared_algorithms:
-        own = ", ".join(declared_space("algorithm", kind)) or "no parameters of its own"
+        own = ", ".join(k for k in config.algorithm_space(kind) if k not in config.search.space) or "nothing"
         print(f"  and per LODO fold, algorithm-{kind}'s own search: the same budget, that space plus {own}; "
               "its sampler seeded by (search seed, fold, algorithm)")
     for protocol in config.protocols:

@@ -105,6 +105,15 @@ class SchedulerConfig(_Strict):
     reduction_factor: float = Field(default=3.0, gt=1.0)
 
 
+class AlgorithmArmConfig(_Strict):
+    """What one algorithm arm changes beyond `algorithm.kind`, where its algorithm needs it:
+    MixStyle's parameters live in the trial's `mixstyle` section (so `full` and the `no-mixstyle`
+    arm keep their meaning) and it refuses `mixstyle.p: 0`, which a zoo's ERM reference sets."""
+
+    overrides: dict[str, Any] = Field(default_factory=dict)  # of `full`'s base, for this arm's search
+    space: dict[str, Distribution] = Field(default_factory=dict)  # searched beside its declared parameters
+
+
 class ResourcesConfig(_Strict):
     workers: int = Field(default=1, ge=1)
     gpus_per_worker: float = Field(default=0.0, ge=0.0)
@@ -185,6 +194,7 @@ class StudyConfig(_Strict):
     # `algorithm-<kind>`, with its own per-fold search at `full`'s budget. `erm` itself may be
     # listed, so a zoo's config names all of it: it is `full`, and gets no second search.
     algorithms: list[str] = Field(default_factory=list)
+    algorithm_arms: dict[str, AlgorithmArmConfig] = Field(default_factory=dict)
     selection: SelectionConfig = Field(default_factory=lambda: SelectionConfig.model_validate({}))
     storage: str = "runs"
     optuna_storage: str | None = None  # any Optuna RDB URL; None: sqlite:///<study>/optuna.db
@@ -282,6 +292,36 @@ class StudyConfig(_Strict):
             raise ValueError(f"algorithms: compared only under {', '.join(ARM_PROTOCOLS)} (the protocols that "
                              "train every arm); add it to protocols")
         return self
+
+    @model_validator(mode="after")
+    def _algorithm_arms_apply(self) -> "StudyConfig":
+        keys = trial_keys(self.trial)
+        for kind, arm in self.algorithm_arms.items():
+            where = f"algorithm_arms.{kind}"
+            if kind not in self.compared_algorithms:
+                raise ValueError(f"{where}: {kind!r} is not among the compared algorithms "
+                                 f"{self.compared_algorithms}{did_you_mean(kind, self.compared_algorithms)}")
+            for dotted in [*arm.overrides, *arm.space]:
+                if dotted not in keys or dotted == "algorithm.kind":
+                    raise ValueError(f"{where}: {dotted!r} is not a trial configuration key it may set"
+                                     f"{did_you_mean(dotted, keys)}")
+            try:
+                self.algorithm_base(kind)
+            except ValueError as err:
+                raise ValueError(f"{where}: {err}") from None
+        return self
+
+    def algorithm_base(self, kind: str, base: TrialConfig | None = None) -> TrialConfig:
+        """`base` (by default the study's trial) as algorithm `kind`'s arm searches around it."""
+        arm = self.algorithm_arms.get(kind, AlgorithmArmConfig())
+        return (base or self.trial).with_overrides({**arm.overrides, "algorithm.kind": kind})
+
+    def algorithm_space(self, kind: str) -> dict[str, Distribution]:
+        """Algorithm `kind`'s search space: `full`'s, its declared parameters', and its arm's own."""
+        from heartbeatai.study.search_space import declared_space
+
+        return {**self.search.space, **declared_space("algorithm", kind),
+                **self.algorithm_arms.get(kind, AlgorithmArmConfig()).space}
 
     @model_validator(mode="after")
     def _trial_and_overrides_validate(self) -> "StudyConfig":
