@@ -36,8 +36,10 @@ OWN_BASE = {"model.dropout": 0.25}
 
 def _run(tmp, data, name: str, algorithms: list[str]) -> dict[str, pd.DataFrame]:
     own = {COMPARED[0]: {"overrides": OWN_BASE}} if COMPARED[0] in algorithms else {}
+    # As the zoo's config: loss.kind not searched (Mixup refuses focal and ASL).
+    space = {"mixstyle.p": {"uniform": [0.1, 1.0]}, "label_smoothing": {"uniform": [0.0, 0.2]}}
     config = tiny_study(data, tmp / name, name=name, algorithms=algorithms, seeds=[1, 2],
-                        search={"trials_per_fold": TRIALS}, algorithm_arms=own)
+                        search={"trials_per_fold": TRIALS, "space": space}, algorithm_arms=own)
     start_study(config, progress=lambda _: None, stage_runner=PlantedStageRunner(tmp / f"{name}-fake"))
     store = ResultsStore(str(tmp / name))
     return {t: store.read(name, t) for t in ("trials", "fold_metrics", "ablation_tests", "algorithm_parts",
@@ -69,8 +71,13 @@ def test_each_algorithm_searches_its_own_parameters_with_fulls_budget(studies, k
     assert len(own) == len(full) == TRIALS
     assert set(own["cfg.algorithm.kind"]) == {kind} and set(full["cfg.algorithm.kind"]) == {DEFAULT_ALGORITHM}
     assert set(own["seed"]) == {0} and set(own["fold_id"]) == {FOLD}  # the search seed, never an arm seed
-    for key in declared_space("algorithm", kind):  # its declared parameters are drawn, not left at defaults
-        assert own[f"cfg.{key}"].nunique() == TRIALS, key
+    declared = declared_space("algorithm", kind)
+    for key, dist in declared.items():  # drawn from its declared distribution
+        low, high = dist.uniform or dist.loguniform or dist.randint or dist.lograndint or (None, None)
+        values = own[f"cfg.{key}"]
+        assert values.notna().all() and (low is None or values.between(low, high).all()), key
+    if declared:  # not left at its defaults: three draws of a few small integer ranges may repeat, not all
+        assert any(own[f"cfg.{key}"].nunique() > 1 for key in declared)
     if kind == COMPARED[0]:  # its algorithm_arms overrides are its base, and not full's
         runs = trials[trials["arm"] == arm]
         assert set(runs["cfg.model.dropout"]) == {OWN_BASE["model.dropout"]} != set(full["cfg.model.dropout"])
