@@ -190,3 +190,16 @@ def test_an_algorithm_arm_may_set_its_own_base_and_extra_dimensions(tmp_path):
                           ({kind: {"overrides": {"model.dropout": 7.0}}}, f"algorithm_arms.{kind}: ")):
         with pytest.raises(ConfigError, match=message):
             tiny_study(tmp_path, tmp_path / "runs", algorithms=[kind], algorithm_arms=arms)
+
+
+def test_preflight_builds_each_algorithm_arms_space_into_its_own_base(tmp_path):
+    from heartbeatai.study.preflight import PreflightError, check_study
+    from train_fixtures import write_planted_dataset
+
+    data = write_planted_dataset(tmp_path / "data", records_per_domain=12)
+    kind = COMPARED[0]
+    bad = {kind: {"space": {"model.dropout": {"uniform": [0.0, 1.5]}}}}  # full's own space is fine
+    config = tiny_study(data, tmp_path / "runs", algorithms=[kind], algorithm_arms=bad)
+    with pytest.raises(PreflightError, match=f"algorithm-{kind}: search.space.model.dropout"):
+        check_study(config)
+    check_study(tiny_study(data, tmp_path / "runs", algorithms=[kind]))
