@@ -111,7 +111,9 @@ def slice_figure(study: optuna.Study, importances: pd.DataFrame, target_name: st
     if not study.trials:
         return message_figure("no scored trials yet")
     sampled = set(study.best_trial.distributions) | {p for t in study.trials[:50] for p in t.params}
-    params = [p for p in SLICE_PARAMS if p in sampled]
+    # An algorithm arm's search is about its own parameters: they are sliced first.
+    own = sorted(p for p in sampled if p.startswith("algorithm.") and p != "algorithm.kind")
+    params = (own + [p for p in SLICE_PARAMS if p in sampled])[:3] if own else [p for p in SLICE_PARAMS if p in sampled]
     if not params:  # a sweep of other knobs: slice its three most important ones
         params = [p for p in importances.sort_values("importance", ascending=False)["param"] if p in sampled][:3]
     figure = optuna.visualization.plot_slice(study, params=params or None, target_name=target_name)

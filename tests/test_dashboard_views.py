@@ -13,7 +13,7 @@ from heartbeatai.analysis.decisions import decide
 import yaml
 from dash import Output, html
 
-from heartbeatai.arms import DEFAULT_ARMS, is_reference
+from heartbeatai.arms import DEFAULT_ARMS, algorithm_arm, is_reference
 from heartbeatai.dashboard import callbacks, figures_sweeps, layout
 from heartbeatai.dashboard.app import create_app
 from heartbeatai.dashboard.figures_ecg import LEADS
@@ -21,6 +21,7 @@ from heartbeatai.dashboard.views import ViewInputError, Views
 from heartbeatai.metric_names import VALIDATION_METRICS, metric_mode
 from heartbeatai.results import ResultsStore, ResultsWriter, schema
 from heartbeatai.testing.fake_store import make_store
+from heartbeatai.training.algorithms import ALGORITHMS, DEFAULT_ALGORITHM
 
 
 @pytest.fixture(scope="module")
@@ -590,7 +591,10 @@ def test_signed_attributions_are_shaded_around_zero_and_numbered_stages_named():
 @pytest.fixture(scope="module")
 def small_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("small")
-    make_store(root, n_folds=2, n_trials=12, classes=6, seeds=1, records_per_fold=6, record_views_per_fold=2)
+    # An algorithm arm too, so that every table, algorithm_parts included, is written to be removed.
+    arms = (*DEFAULT_ARMS, algorithm_arm(next(k for k in ALGORITHMS if k != DEFAULT_ALGORITHM)).name)
+    make_store(root, n_folds=2, n_trials=12, classes=6, seeds=1, records_per_fold=6, record_views_per_fold=2,
+               arms=arms)
     return root
 
 

@@ -9,14 +9,18 @@ import pytest
 
 from heartbeatai.analysis.decisions import decide
 
-from heartbeatai.arms import DEFAULT_ARMS, SEARCH, is_reference
+from heartbeatai.arms import DEFAULT_ARMS, SEARCH, algorithm_arm, is_reference
 from heartbeatai.metric_names import FOLD_METRICS
 from heartbeatai.results import ResultsStore, schema
 from heartbeatai.testing.fake_store import make_store
+from heartbeatai.training.algorithms import ALGORITHMS, DEFAULT_ALGORITHM
 
 
 def test_the_synthetic_store_fills_every_table_readably(tmp_path):
-    make_store(tmp_path, n_folds=2, n_trials=12, classes=6, seeds=1, records_per_fold=10, record_views_per_fold=2)
+    # An algorithm arm too: its own search and the algorithm_parts table.
+    arms = (*DEFAULT_ARMS, algorithm_arm(next(k for k in ALGORITHMS if k != DEFAULT_ALGORITHM)).name)
+    make_store(tmp_path, n_folds=2, n_trials=12, classes=6, seeds=1, records_per_fold=10, record_views_per_fold=2,
+               arms=arms)
     store = ResultsStore(tmp_path)
 
     states = {name: store.status("demo", name).state for name in schema.TABLES}

@@ -17,6 +17,7 @@ from heartbeatai.cli import main
 from heartbeatai.results import ResultsStore, schema
 from heartbeatai.study.study_run import resume_study, start_study
 from heartbeatai.testing.planted_stage_runner import PlantedStageRunner
+from heartbeatai.training.algorithms import ALGORITHMS, DEFAULT_ALGORITHM
 from study_fixtures import assert_same_tables, comparable_tables, tiny_study
 from train_fixtures import write_planted_dataset
 
@@ -31,7 +32,9 @@ def finished(tmp_path_factory) -> tuple[Path, Path]:
     config = tiny_study(data, root / "runs", name=STUDY, protocols=["lodo", "intra"],
                         folds={"domains": ["gamma"], "intra_per_domain": 1}, arms=["full", "no-se", "prevalence"],
                         search={"trials_per_fold": 3}, scheduler={"kind": "none"}, seeds=[1],
-                        selection={"oracle": True}, record_views=1)
+                        selection={"oracle": True}, record_views=1,
+                        # An algorithm arm: its own search's rows and algorithm_parts are damaged and redone too.
+                        algorithms=[next(k for k in ALGORITHMS if k != DEFAULT_ALGORITHM)])
     start_study(config, progress=print, stage_runner=PlantedStageRunner(root / "fake"))
     store = ResultsStore(str(root / "runs"))
     for table in schema.TABLES:

@@ -19,6 +19,7 @@ from heartbeatai.data.prepared import PreparedDataset
 from heartbeatai.study.sealed_split import PeekingError
 from heartbeatai.study.study_run import StudyPaths, fold_runners
 from heartbeatai.testing.fake_stage_runner import FakeStageRunner
+from heartbeatai.training.algorithms import ALGORITHMS, DEFAULT_ALGORITHM
 from study_fixtures import one_torch_thread, tiny_study
 from train_fixtures import write_planted_dataset
 
@@ -85,6 +86,19 @@ def test_test_domain_is_not_read_until_the_selection_is_recorded(tmp_path, spy_l
     # Torch's checkpoint reader, in this process: the selected model's view is explained.
     views = runner.store.read("nopeek", "record_views")
     assert len(views) == 1 and np.array(json.loads(views["attribution"].iloc[0])).shape[0] == 12
+
+
+@pytest.mark.slow  # trains two searches for real: 10-30 s on shared cores
+@pytest.mark.parametrize("kind", [k for k in ALGORITHMS if k != DEFAULT_ALGORITHM])
+def test_no_algorithm_arms_search_reads_the_test_domain_before_the_selection(tmp_path, spy_log, kind):
+    # Every algorithm arm searches and selects before the fold's selection releases the test split.
+    one_torch_thread()
+    data = write_planted_dataset(tmp_path / "data", records_per_domain=24)
+    config = tiny_study(data, tmp_path / "runs", name="nopeek", algorithms=[kind], search={"trials_per_fold": 1})
+    (runner,) = list(fold_runners(config, StudyPaths(tmp_path / "runs" / "nopeek"), progress=print,
+                                  stage_runner=FakeStageRunner(tmp_path / "fake")))
+    _search_reads_only_train_and_val_then_testing_reads_the_test_rows(runner, data, spy_log)
+    assert runner.journal.done(runner.fold_id, f"selection:algorithm-{kind}")
 
 
 @pytest.mark.slow

@@ -6,6 +6,10 @@ effects across domains), the claim it supports and Holm's adjusted p in its decl
 (confirmatory: the primary metric across domains; exploratory: the rest), to which the page
 applies the study's decision rule and says which. The baseline and the prevalence floor are
 shown apart, as references: in the family like every arm, but what the others stand against.
+Algorithm arms (`algorithm-<kind>`: another training algorithm, against `full` as the ERM
+configuration) are shown apart from the component arms, in their own families, with the
+degradation parts of each against ERM's (the analysis' algorithm_parts table): which part
+of the F1 drop, prevalence, threshold or ranking, the algorithm reduces.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dash import html
 
 from heartbeatai.analysis.decisions import decide
 from heartbeatai.analysis.macro_intervals import MACRO_AUPRC_MIN_POSITIVES
-from heartbeatai.arms import is_reference
+from heartbeatai.arms import algorithm_of, is_algorithm, is_reference
 from heartbeatai.dashboard import figures, figures_ablations
 from heartbeatai.dashboard.views.base import ALL_SEEDS, ViewBase, arm_order, per_store_state, table
 from heartbeatai.results import schema
@@ -68,9 +72,12 @@ class AblationViews(ViewBase):
         results, classes = results[results["arm"].isin(chosen)], classes[classes["arm"].isin(chosen + ["full"])]
         tests = self.store.read(study, "ablation_tests", filters={"protocol": protocol, "metric": fold_metric})
         tests = tests[tests["arm"].isin(chosen)] if arms else tests
+        algorithm_parts = self.store.read(study, "algorithm_parts", filters={"label_set": "noisy"})
+        if arms and len(algorithm_parts):
+            algorithm_parts = algorithm_parts[algorithm_parts["arm"].isin(chosen)]
         rule = self.decision_rule(study)
         disagreeing = _disagreements(tests, rule)
-        status = self.alerts(study, ("fold_metrics", "class_metrics", "ablation_tests"))
+        status = self.alerts(study, ("fold_metrics", "class_metrics", "ablation_tests", "algorithm_parts"))
         if disagreeing:
             status.append(dbc.Alert(
                 f"{len(disagreeing)} stored decision(s) ({', '.join(disagreeing)}) differ from the rule at "
@@ -79,7 +86,7 @@ class AblationViews(ViewBase):
         return AblationsView(
             status=status,
             arms=figures_ablations.difference_figure(tests, chosen, fold_metric),
-            tests=_tests_panel(tests, rule, fold_metric, protocol),
+            tests=_tests_panel(tests, rule, fold_metric, protocol, algorithm_parts),
             rare_effects=figures_ablations.rare_class_effects_figure(
                 classes[classes["arm"] != schema.PREVALENCE_ARM], metric, _rare_classes(classes)),
         )
@@ -195,12 +202,14 @@ def _reference_frame(rows: pd.DataFrame, rule: DecisionRule) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
-def _tests_panel(tests: pd.DataFrame, rule: DecisionRule, metric: str, protocol: str) -> html.Div:
+def _tests_panel(tests: pd.DataFrame, rule: DecisionRule, metric: str, protocol: str,
+                 algorithm_parts: pd.DataFrame | None = None) -> html.Div:
     if tests.empty:
         return html.Div(html.P(f"No paired tests for {metric} under {protocol} yet.", className="text-muted"))
     tests = _ordered(tests)
     reference = tests["reference"].fillna(False).astype(bool) | tests["arm"].map(is_reference)
-    family, references = tests[~reference], tests[reference]
+    algorithm = tests["arm"].map(is_algorithm)
+    family, references, algorithms = tests[~reference & ~algorithm], tests[reference], tests[algorithm & ~reference]
     across, folds = family[family["scope"] == "across"], family[family["scope"] == "fold"]
     ropes = sorted(set(tests["rope"].dropna()))
     methods = sorted(set(tests["method"].dropna()))
@@ -216,6 +225,26 @@ def _tests_panel(tests: pd.DataFrame, rule: DecisionRule, metric: str, protocol:
         html.P("P(better) / P(equivalent) / P(worse) read the difference's t confidence distribution (a posterior "
                "under a flat prior); a decision needs the claim's Holm-adjusted p, which accounts for every "
                "comparison of its family.", className="small mb-1"),
+    ]
+    if len(family) or not len(algorithms):  # a zoo of algorithms alone has no component arm to show
+        parts += _component_section(across, folds, rule)
+    if len(references):
+        parts += [
+            html.H6("References", className="mt-3"),
+            html.P("The plain-ResNet baseline and the prevalence floor (the training prevalence as the score) are what "
+                   "the arms stand against, not ablations: shown apart, decided in their families like every arm.",
+                   className="small mb-1"),
+            table(_reference_frame(references, rule), "ablation-reference-table"),
+        ]
+    if len(algorithms):
+        parts += _algorithm_section(algorithms, rule, protocol, algorithm_parts)
+    if methods:
+        parts.append(html.P("Methods: " + "; ".join(methods) + ".", className="small text-muted mt-1"))
+    return html.Div(parts, id="ablation-tests-panel")
+
+
+def _component_section(across: pd.DataFrame, folds: pd.DataFrame, rule: DecisionRule) -> list:
+    return [
         html.H6("Across held-out domains", className="mt-3"),
         table(_across_frame(across, rule), "ablation-across-table") if len(across) else html.P(
             "No across-domain rows yet.", className="text-muted"),
@@ -227,17 +256,56 @@ def _tests_panel(tests: pd.DataFrame, rule: DecisionRule, metric: str, protocol:
         table(_fold_frame(folds, rule), "ablation-tests-table") if len(folds) else html.P(
             "No per-domain rows yet.", className="text-muted"),
     ]
-    if len(references):
-        parts += [
-            html.H6("References", className="mt-3"),
-            html.P("The plain-ResNet baseline and the prevalence floor (the training prevalence as the score) are what "
-                   "the arms stand against, not ablations: shown apart, decided in their families like every arm.",
-                   className="small mb-1"),
-            table(_reference_frame(references, rule), "ablation-reference-table"),
-        ]
-    if methods:
-        parts.append(html.P("Methods: " + "; ".join(methods) + ".", className="small text-muted mt-1"))
-    return html.Div(parts, id="ablation-tests-panel")
+
+
+def _algorithm_section(tests: pd.DataFrame, rule: DecisionRule, protocol: str,
+                       algorithm_parts: pd.DataFrame | None) -> list:
+    """Each algorithm against ERM (`full`), across and per held-out domain, then its degradation parts."""
+    across, folds = tests[tests["scope"] == "across"], tests[tests["scope"] == "fold"]
+    named = lambda frame: frame.assign(arm=frame["arm"].map(algorithm_of)).rename(  # noqa: E731
+        columns={"arm": "algorithm"})
+    section = [
+        html.H5("Training algorithms against ERM", className="mt-4"),
+        html.P("Each algorithm arm trains another algorithm than full, the ERM configuration, after its own search "
+               "on training-domain validation with full's budget (docs/algorithms.md). Differences are algorithm − "
+               "ERM, positive = the algorithm is better; Holm runs over the algorithms' own families (confirmatory: "
+               "the primary metric across domains under LODO), apart from the component arms'.",
+               className="small mb-1"),
+        html.H6("Across held-out domains", className="mt-2"),
+        table(named(_across_frame(across, rule)), "algorithm-across-table") if len(across) else html.P(
+            "No across-domain rows yet.", className="text-muted"),
+        html.H6("Per held-out domain", className="mt-3"),
+        table(named(_fold_frame(folds, rule)), "algorithm-tests-table") if len(folds) else html.P(
+            "No per-domain rows yet.", className="text-muted"),
+    ]
+    if protocol == "lodo":
+        section += _algorithm_parts_section(algorithm_parts)
+    return section
+
+
+def _algorithm_parts_section(parts: pd.DataFrame | None) -> list:
+    heading = html.H6("Which part of the drop each algorithm reduces, against ERM", className="mt-3")
+    if parts is None or parts.empty:
+        return [heading, html.P("No algorithm_parts rows yet (`heartbeatai study analyse` writes them).",
+                                className="text-muted")]
+    records = []
+    for (arm, domain), own in parts.groupby(["arm", "domain"], sort=True):
+        rare = own[own["train_prevalence"] < RARE_PREVALENCE]
+        for label, rows in (("all", own), ("rare", rare)):
+            if rows.empty:
+                continue
+            records.append({"algorithm": algorithm_of(arm), "held-out domain": domain,
+                            "classes": f"{label} ({len(rows)})",
+                            **{name: f"{rows[name].mean():+.4f}" for name in ("total", *schema.DEGRADATION_PARTS)}})
+    return [
+        heading,
+        html.P("The degradation split of the algorithm's LODO model against ERM's on the same test records and "
+               "seeds, mean over the classes present (rare: below 2% training prevalence), in F1 units: total = "
+               "the algorithm's F1 minus ERM's = prevalence + threshold + ranking; a positive part is a loss the "
+               "algorithm avoids there. Per-class figures with their intervals (conditional on the trained models) "
+               "are in the store's algorithm_parts table.", className="small mb-1"),
+        table(pd.DataFrame(records), "algorithm-parts-table"),
+    ]
 
 
 def _rare_classes(classes: pd.DataFrame) -> list[str]:

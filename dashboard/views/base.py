@@ -18,6 +18,7 @@ import dash_bootstrap_components as dbc
 import pandas as pd
 from dash import dash_table, html
 
+from heartbeatai.arms import is_algorithm
 from heartbeatai.results import ResultsStore, schema
 
 ALL_SEEDS = "all"
@@ -70,9 +71,9 @@ def unfinished(progress: pd.DataFrame) -> int:
 
 
 def arm_order(arms) -> list[str]:
-    """full first, the prevalence floor last, the others in between by name."""
+    """full first, then the component arms by name, the prevalence floor, and the algorithm arms last."""
     arms = sorted(set(arms))
-    return sorted(arms, key=lambda a: (a != "full", a == schema.PREVALENCE_ARM, a))
+    return sorted(arms, key=lambda a: (a != "full", is_algorithm(a), a == schema.PREVALENCE_ARM, a))
 
 
 class ViewBase:

@@ -1,4 +1,10 @@
-"""The Sweeps view: one fold's search, as Optuna's own plots over the trials table."""
+"""The Sweeps view: one search of one fold, as Optuna's own plots over the trials table.
+
+A fold has `full`'s search and, in a study comparing training algorithms, one search per
+algorithm arm over `full`'s space plus that algorithm's own parameters: each is offered as
+its own entry of the fold list ("lodo:cpsc: vrex search"), so its plots show its own
+parameters (the trials' cfg.algorithm.* columns) beside the shared ones.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,9 @@ from typing import NamedTuple
 import pandas as pd
 import plotly.graph_objects as go
 
+from heartbeatai.arms import algorithm_of
 from heartbeatai.dashboard import figures, figures_sweeps
-from heartbeatai.dashboard.views.base import ViewBase, options, per_store_state
+from heartbeatai.dashboard.views.base import ViewBase, per_store_state
 from heartbeatai.metric_names import DEFAULT_SELECTION_METRIC
 from heartbeatai.protocols import PROTOCOLS
 from heartbeatai.results import schema
@@ -19,6 +26,14 @@ _SWEEP_STATE = {"trials": ["trial_id", "status", "selection_value"], "epochs": [
 
 
 WARM_STUDIES = 3  # studies whose sweep figures are built ahead of the first visit
+# An algorithm arm's search in the fold list: "<fold id>|<arm>"; `full`'s is the fold id alone.
+_ARM_SEPARATOR = "|"
+
+
+def search_of(value: str) -> tuple[str, str]:
+    """(fold id, the search's arm key) of a fold-list value."""
+    fold, _, arm = value.partition(_ARM_SEPARATOR)
+    return fold, arm or schema.SEARCH_ARM
 
 
 class SweepsView(NamedTuple):
@@ -32,9 +47,14 @@ class SweepsView(NamedTuple):
 class SweepViews(ViewBase):
     @per_store_state
     def sweep_folds(self, study: str | None, protocol: str) -> tuple[list, str | None]:
-        folds = sorted(self.store.read(study, "trials", columns=["fold_id"], filters={
-            "protocol": protocol, "arm": schema.SEARCH_ARM})["fold_id"].unique())
-        return options(folds), (folds[0] if folds else None)
+        rows = self.store.read(study, "trials", columns=["fold_id", "arm"], filters={
+            "protocol": protocol, "selection": "search"})
+        searches = sorted(set(zip(rows["fold_id"], rows["arm"])),
+                          key=lambda fold_arm: (fold_arm[0], fold_arm[1] != schema.SEARCH_ARM, fold_arm[1]))
+        listed = [{"label": fold, "value": fold} if arm == schema.SEARCH_ARM else
+                  {"label": f"{fold}: {algorithm_of(arm) or arm} search", "value": f"{fold}{_ARM_SEPARATOR}{arm}"}
+                  for fold, arm in searches]
+        return listed, (listed[0]["value"] if listed else None)
 
     def sweeps(self, study: str | None, protocol: str, fold: str | None) -> SweepsView:
         study = self.study(study)
@@ -42,19 +62,23 @@ class SweepViews(ViewBase):
         if not fold:
             empty = figures.message_figure(f"no search trials under {protocol} yet")
             return SweepsView(status, empty, empty, empty, empty)
+        fold, arm = search_of(fold)
         where = {"protocol": protocol, "fold_id": fold}
-        # Keyed on this fold's rows, not the study's files: while another fold searches, this
+        # Keyed on this search's rows, not the study's files: while another fold searches, this
         # fold's Optuna plots (seconds to build) stay as they are.
-        search = {**where, "arm": schema.SEARCH_ARM}
-        key = ("sweeps", study, protocol, fold, *(
+        search = {**where, "arm": arm}
+        key = ("sweeps", study, protocol, fold, arm, *(
             _digest(self.store.read(study, name, columns=columns, filters=where if name == "importances" else search))
             for name, columns in _SWEEP_STATE.items()))
-        return SweepsView(status, *self._cached(key, lambda: self._sweep_figures(study, where)))
+        return SweepsView(status, *self._cached(key, lambda: self._sweep_figures(study, where, arm)))
 
-    def _sweep_figures(self, study: str, where: dict) -> tuple[go.Figure, ...]:
-        trials = self.store.read(study, "trials", filters={**where, "arm": schema.SEARCH_ARM})
-        epochs = self.store.read(study, "epochs", filters={**where, "arm": schema.SEARCH_ARM})
+    def _sweep_figures(self, study: str, where: dict, arm: str = schema.SEARCH_ARM) -> tuple[go.Figure, ...]:
+        trials = self.store.read(study, "trials", filters={**where, "arm": arm})
+        epochs = self.store.read(study, "epochs", filters={**where, "arm": arm})
+        # The importances table holds `full`'s search's (no arm column): an algorithm's search has none.
         importances = self.store.read(study, "importances", filters=where)
+        if arm != schema.SEARCH_ARM:
+            importances = importances.iloc[0:0]
         stored = trials["selection_metric"].dropna()
         metric = stored.iloc[0] if len(stored) else DEFAULT_SELECTION_METRIC
         optuna_study = figures_sweeps.optuna_study(trials, figures_sweeps.direction_of(metric))

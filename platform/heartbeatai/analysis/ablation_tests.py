@@ -1,6 +1,7 @@
 """The ablation_tests table from the stored predictions of every arm's runs (docs/analysis.md).
 
-Per protocol with arms, per tested metric, per arm against `full`: one row per held-out
+Per protocol with arms, per tested metric, per arm against `full` (an algorithm arm's against
+`full` as the ERM configuration): one row per held-out
 domain (scope "fold": ablation_stats.fold_estimate, records and seeds) and one row across
 them (scope "across": the random-effects pooling of the fold estimates). Each row makes at
 most one claim, decided by Holm over its declared family with a Monte Carlo band
@@ -19,7 +20,7 @@ import pandas as pd
 
 from heartbeatai.analysis.ablation_stats import Estimate, across_domains, fold_estimate
 from heartbeatai.analysis.decisions import (
-    CLAIMS, CONFIRMATORY, EXPLORATORY, IDENTICAL, claim_of, decide, holm, mc_variance_factor,
+    CLAIMS, IDENTICAL, claim_of, decide, family_of, holm, mc_variance_factor,
 )
 from heartbeatai.analysis.evaluation import prediction_classes, run_predictions
 from heartbeatai.analysis.macro_intervals import MACRO_AUPRC_MIN_POSITIVES, auprc_classes
@@ -153,7 +154,8 @@ def _metric_comparisons(study, protocol, metric, arms, folds, per_fold, identica
                 **base, "scope": "fold", "fold_id": fold, "n_folds": 1, "n_seeds": len(seeds),
                 "n_records": int(values["_n_records"]), "mean_full": float(full[0].mean() * sign),
                 "mean_arm": float(arm_values[0].mean() * sign), "identical": same,
-                "family": EXPLORATORY, "method": _fold_method(estimate) + _class_set(metric)}, [estimate]))
+                "family": family_of(arm, False), "method": _fold_method(estimate) + _class_set(metric)},
+                [estimate]))
         if fold_estimates:
             differences = np.array([f.difference for f in fold_estimates])
             confirmatory = protocol == LODO and metric == settings.primary_metric
@@ -161,7 +163,7 @@ def _metric_comparisons(study, protocol, metric, arms, folds, per_fold, identica
                 **base, "scope": "across", "fold_id": ACROSS_FOLDS, "n_folds": len(fold_estimates),
                 "n_seeds": min(f.n_seeds for f in fold_estimates), "identical": False,
                 "n_better": int(np.sum(differences > 0)), "n_worse": int(np.sum(differences < 0)),
-                "family": CONFIRMATORY if confirmatory else EXPLORATORY,
+                "family": family_of(arm, confirmatory),
                 "method": ("random-effects meta-analysis of the domains' estimates (Paule-Mandel tau^2, "
                            "modified Knapp-Hartung, t with k - 1 df)" + _class_set(metric)
                            + (f"; {n_same} domain(s) where the arm is full left out" if n_same else "")

@@ -15,7 +15,10 @@ two p-values may stand in for it, since rejecting the false null is no error).
 Families are declared, each controlled on its own: the confirmatory family is every arm's
 across-domain comparison on the primary metric (the test-set counterpart of the selection
 metric) in LODO; every other decision the table prints (other metrics, single domains) is
-the exploratory family; the per-class view is its own family (dashboard). A comparison whose
+the exploratory family; the per-class view is its own family (dashboard). Algorithm arms
+(each algorithm against `full`, the ERM configuration) form their own two families, split
+the same way: a zoo of a dozen algorithms must not take power from the paper's component
+claims, nor should listing one more algorithm change a component ablation's decision. A comparison whose
 arm is identical to `full` on a fold (the same resolved configuration) is marked
 "identical" and kept out of every family.
 
@@ -32,9 +35,11 @@ from typing import Mapping
 import numpy as np
 
 from heartbeatai.analysis.ablation_stats import Estimate
+from heartbeatai.arms import is_algorithm
+from heartbeatai.results.schema import FAMILIES
 
 CLAIMS = ("better", "worse", "equivalent")
-CONFIRMATORY, EXPLORATORY = "confirmatory", "exploratory"
+CONFIRMATORY, EXPLORATORY, ALGORITHMS_CONFIRMATORY, ALGORITHMS_EXPLORATORY = FAMILIES
 AT_THRESHOLD, IDENTICAL, UNDECIDED = "at the threshold", "identical", "undecided"
 
 
@@ -47,6 +52,13 @@ def claim_of(estimate: Estimate, rope: float) -> tuple[str, float]:
     p_direction = min(1.0, 2.0 * (1.0 - max(confidence["p_better"], confidence["p_worse"])))
     p_equivalent = 1.0 - confidence["p_equivalent"]
     return (direction, p_direction) if p_direction <= p_equivalent else ("equivalent", p_equivalent)
+
+
+def family_of(arm: str, confirmatory: bool) -> str:
+    """The declared family of an arm's comparison: the algorithms' apart from the components'."""
+    if is_algorithm(arm):
+        return ALGORITHMS_CONFIRMATORY if confirmatory else ALGORITHMS_EXPLORATORY
+    return CONFIRMATORY if confirmatory else EXPLORATORY
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ from heartbeatai.analysis.prior_shift import (
 )
 from heartbeatai.analysis.rarity_contrast import ContrastCell
 from heartbeatai.analysis.weighted_metrics import bootstrap_counts, percentile_interval
-from heartbeatai.arms import FULL
+from heartbeatai.arms import FULL, is_algorithm
 from heartbeatai.metrics import weighted_class_metrics
 from heartbeatai.protocols import INTRA, LODO, REFERENCE, parse_fold_id
 from heartbeatai.results.schema import DEGRADATION_PARTS, DEGRADATION_TOTAL, PREVALENCE_ESTIMATORS, REFERENCE_KINDS
@@ -71,6 +71,36 @@ def degradation_rows(predictions: pd.DataFrame, class_metrics: pd.DataFrame, tri
                              n_boot=n_boot, seed=seed, min_positives=min_positives,
                              cells=cells if cells is not None else [])
     return pd.DataFrame(rows)
+
+
+def algorithm_part_rows(predictions: pd.DataFrame, class_metrics: pd.DataFrame, trials: pd.DataFrame, study: str,
+                        *, n_boot: int, seed: int, min_positives: int) -> pd.DataFrame:
+    """The algorithm_parts table: per algorithm arm and LODO fold, the split of its model against
+    `full`'s (ERM's) on the same test records, seed s with seed s. With one reference R for both,
+    part(A vs R) - part(ERM vs R) is the split of A against ERM itself (the R terms cancel in
+    each part), so no reference protocol is needed: which part of the drop the algorithm
+    reduces, read from LODO alone."""
+    runs = predictions[(predictions["protocol"] == LODO) & (predictions["selection"] == "val")]
+    metrics = class_metrics[(class_metrics["label_set"] == "noisy") & (class_metrics["selection"] == "val")]
+    smoothing = _label_smoothing(trials)
+    rows = []
+    for arm in sorted(a for a in runs["arm"].unique() if is_algorithm(a)):
+        for fold in sorted(runs.loc[runs["arm"] == arm, "fold_id"].unique()):
+            erm = runs[(runs["arm"] == FULL) & (runs["fold_id"] == fold)]
+            if erm.empty:
+                continue
+            domain_rows = _domain_rows(study, parse_fold_id(fold).domain, LODO,
+                                       runs[(runs["arm"] == arm) & (runs["fold_id"] == fold)], erm, metrics, smoothing,
+                                       n_boot=n_boot, seed=seed, min_positives=min_positives, cells=[])
+            rows += [{"study": study, "arm": arm, **{k: row[k] for k in _ALGORITHM_PART_KEPT},
+                      "train_prevalence": row["train_prevalence_lodo"], "f1_erm": row["f1_reference"],
+                      "f1_algorithm": row["f1_lodo"]} for row in domain_rows]
+    return pd.DataFrame(rows)
+
+
+_ALGORITHM_PART_KEPT = ("domain", "class", "label_set", "n_records", "n_positives", "n_seeds", "interval_reliable",
+                        "conditional", *(f"{part}{end}" for part in (DEGRADATION_TOTAL, *DEGRADATION_PARTS, "auroc_change")
+                                         for end in ("", "_lo", "_hi")))
 
 
 def _reference_runs(runs: pd.DataFrame, domain: str) -> tuple[str, pd.DataFrame]:

@@ -3,8 +3,8 @@
 The stored runs (their predictions of the validation and test records, their deployed
 thresholds and training prevalences, the trials' configurations) are all it reads: no
 torch, no Ray, no prepared dataset. It rewrites the test intervals of every tested run
-(class_metrics, fold_metrics), ablation_tests, degradation, rarity_contrast and the consensus row of
-best_configs, each from the same seed, so a rerun writes identical tables and a researcher
+(class_metrics, fold_metrics), ablation_tests, degradation, rarity_contrast, algorithm_parts and
+the consensus row of best_configs, each from the same seed, so a rerun writes identical tables and a researcher
 can re-analyse with another bootstrap size or ROPE without retraining. `study run` ends
 with the same function.
 """
@@ -19,7 +19,7 @@ import pandas as pd
 
 from heartbeatai.analysis.ablation_tests import ComparisonSettings, ablation_test_rows
 from heartbeatai.analysis.consensus import consensus_rows
-from heartbeatai.analysis.degradation import degradation_rows, degradation_summary
+from heartbeatai.analysis.degradation import algorithm_part_rows, degradation_rows, degradation_summary
 from heartbeatai.analysis.rarity_contrast import contrast_summary, rarity_contrast_rows
 from heartbeatai.analysis.evaluation import evaluate_run, prediction_classes, run_predictions
 from heartbeatai.results import ResultsStore, ResultsWriter
@@ -28,7 +28,7 @@ from heartbeatai.results.schema import RUN_KEY, SCHEMA_VERSION
 Progress = Callable[[str], None]
 # The tables this stage owns, in the order it writes them.
 ANALYSIS_TABLES = ("class_metrics", "fold_metrics", "ablation_tests", "degradation", "rarity_contrast",
-                   "best_configs")
+                   "algorithm_parts", "best_configs")
 
 
 class AnalysisError(RuntimeError):
@@ -87,6 +87,13 @@ def analyse_study(study_dir: str | Path, settings: AnalysisSettings, progress: P
     writer.replace("rarity_contrast", contrast, where={"study": study})
     written["rarity_contrast"] = len(contrast)
     progress(contrast_summary(contrast))
+    parts = algorithm_part_rows(predictions, class_metrics, trials, study, n_boot=settings.n_boot,
+                                seed=settings.seed, min_positives=settings.min_positives)
+    writer.replace("algorithm_parts", parts, where={"study": study})
+    written["algorithm_parts"] = len(parts)
+    if len(parts):
+        progress(f"algorithm parts: {parts['arm'].nunique()} algorithm(s) against ERM x "
+                 f"{parts['domain'].nunique()} domain(s)")
 
     consensus = consensus_rows(store, study)
     writer.write("best_configs", consensus)

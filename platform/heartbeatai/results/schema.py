@@ -84,7 +84,9 @@ ACROSS_FOLDS = "all"
 # threshold"; an arm identical to full on a fold is no comparison.
 CLAIMS = ("better", "worse", "equivalent", "identical", "undecided")
 DECISIONS = ("better", "worse", "equivalent", "undecided", "at the threshold", "identical")
-FAMILIES = ("confirmatory", "exploratory")
+# The decision families of ablation_tests (analysis/decisions.py): the component arms' and,
+# apart, the algorithm arms' comparisons with ERM, each a confirmatory and an exploratory one.
+FAMILIES = ("confirmatory", "exploratory", "algorithms: confirmatory", "algorithms: exploratory")
 
 CONSENSUS_FOLD = "consensus"
 
@@ -234,6 +236,23 @@ TABLES: dict[str, Table] = {
             identity=("study", "domain", "class", "label_set"),
             required=("study", "domain", "class", "label_set", "reference_kind"),
             allowed={"label_set": LABEL_SETS, "reference_kind": tuple(REFERENCE_KINDS)},
+        ),
+        # Per algorithm arm, held-out domain, class and label set: the degradation split of the
+        # algorithm's LODO model against ERM's (`full`) on the same records and seeds
+        # (analysis/degradation.py, algorithm_part_rows). Any in-distribution reference cancels
+        # from both sides' parts, so each part is the algorithm's part minus ERM's, in F1 units:
+        # positive = the algorithm loses less there than ERM (total: its F1 minus ERM's).
+        Table(
+            "algorithm_parts",
+            {"study": _S, "arm": _S, "domain": _S, "class": _S, "label_set": _S,
+             "n_records": _I, "n_positives": _I, "n_seeds": _I, "interval_reliable": _B,
+             "train_prevalence": _F, "f1_erm": _F, "f1_algorithm": _F,
+             **{column: dtype for part in (DEGRADATION_TOTAL, *DEGRADATION_PARTS, "auroc_change")
+                for column, dtype in _with_interval(part).items()},
+             "conditional": _B},
+            identity=("study", "arm", "domain", "class", "label_set"),
+            required=("study", "arm", "domain", "class", "label_set"),
+            allowed={"label_set": LABEL_SETS},
         ),
         # Whether the LODO drop is worst on rare classes (analysis/rarity_contrast.py): one row
         # per label set, over the degradation cells with enough test positives.

@@ -4,10 +4,16 @@ In this order (DESIGN.md, Study), each stage marked in the journal only once its
 in the store, so a rerun skips it and a killed driver loses nothing that finished:
 
 1. search       seeded Optuna TPE + ASHA over the search space (first seed)
+1a. search:<a>, selection:<a>   per algorithm arm a (`algorithms` in the config, LODO): its own
+                search, `full`'s budget and scheduler, over the space plus the algorithm's
+                declared parameters, its sampler seeded by (search seed, fold, algorithm); then
+                its training-domain validation selection. Still sealed: no stage before
+                `selection` releases a test record.
 2. selection    training-domain validation picks a trial; only now is the test split released
 3. tested       the selected checkpoint is tested (selection = "val")
 4. oracle       test-domain re-scoring of every saved search checkpoint (selection = "oracle")
-5. arms         every arm x seed retrained from the selection (intra: `full` only), then tested
+5. arms         every arm x seed retrained from the selection (an algorithm arm: from its own),
+                then tested (intra: `full` only)
 6. record_views a few test records of the selected model explained
 
 The trials themselves are trained by the injected stage runner (stage_runner.py): Ray Tune
@@ -25,7 +31,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 import numpy as np
 import pandas as pd
 
-from heartbeatai.arms import PREVALENCE, SEARCH
+from heartbeatai.arms import PREVALENCE, SEARCH, Arm
 from heartbeatai.config import TrialConfig
 from heartbeatai.metric_names import fold_metric_of
 from heartbeatai.results import ResultsStore, ResultsWriter, write_study_summary
@@ -35,7 +41,10 @@ from heartbeatai.study import interrupts
 from heartbeatai.study.lock import StageJournal
 from heartbeatai.study.sealed_split import SELECTION_STAGE, SealedSplit
 from heartbeatai.study.selection import Selection, TestDomainOracle, TrainingDomainValidation
-from heartbeatai.study.stage_runner import ArmsStage, FoldContext, SearchStage, StageRunner, fold_sampler_seed
+from heartbeatai.study.search_space import Distribution
+from heartbeatai.study.stage_runner import (
+    ArmsStage, FoldContext, SearchStage, StageRunner, algorithm_sampler_seed, fold_sampler_seed,
+)
 from heartbeatai.study.study_config import StudyConfig
 from heartbeatai.study.trial_rows import TrialRows
 
@@ -128,7 +137,13 @@ class FoldRunner:
         self.progress(f"[{self.fold_id}] train {len(self.sealed.train_ids)} / val {len(self.sealed.val_ids)} "
                       f"/ test {self.sealed.n_test} records (sealed until selection)")
         self._once("search", self._search)
+        for arm in self.algorithm_arms():
+            self._once(algorithm_stage("search", arm.name), lambda: self._algorithm_search(arm))
+            self._once(algorithm_stage(SELECTION_STAGE, arm.name), lambda: self._algorithm_select(arm))
         self._once(SELECTION_STAGE, self._select)
+
+    def algorithm_arms(self) -> list[Arm]:
+        return [a for a in self.config.fold_arms(self.protocol) if a.algorithm is not None]
 
     def _once(self, stage: str, work: Callable[[], object]) -> None:
         if self.journal.done(self.fold_id, stage):
@@ -136,7 +151,7 @@ class FoldRunner:
         interrupts.check()  # between stages: a safe point
         record = work()
         self.journal.mark(self.fold_id, stage, record if record is not None else True)
-        self._compact(COMPACTED_AFTER.get(stage, ()))
+        self._compact(COMPACTED_AFTER.get(stage.partition(":")[0], ()))
         write_study_summary(self.study.root)  # the dashboard's list of studies reads only this
 
     def _compact(self, tables: tuple[str, ...]) -> None:
@@ -148,12 +163,13 @@ class FoldRunner:
     def run_key(self, arm: str, seed: int, selection: str, trial_id: str) -> dict:
         return RunKey(self.config.name, self.protocol, self.fold_id, arm, seed, selection, trial_id).as_dict()
 
-    def context(self, base: TrialConfig, arm_overrides: dict | None = None) -> FoldContext:
+    def context(self, base: TrialConfig, arm_overrides: dict | None = None,
+                arm_bases: dict[str, TrialConfig] | None = None) -> FoldContext:
         return FoldContext(
             study=self.config.name, protocol=self.protocol, fold_id=self.fold_id, data_path=str(self.data_path),
             classes=tuple(self.classes), base_trial=base,
             metric=self.config.selection.metric, mode=self.config.selection.mode,
-            arm_overrides=arm_overrides or {},
+            arm_overrides=arm_overrides or {}, arm_bases=arm_bases or {},
         )
 
     def _rows(self, context: FoldContext, stage_arm: str | None, selection: str) -> TrialRows:
@@ -162,22 +178,55 @@ class FoldRunner:
 
     # -- stages ----------------------------------------------------------------------------
 
-    def _search(self) -> dict:
-        context = self.context(self.base)
+    def search_stage(self, space: dict[str, Distribution], sampler_seed: int, arm: str = SEARCH) -> SearchStage:
+        """A search with `full`'s budget: its trials per fold, its scheduler, one at a time or not.
+        Every search of the fold, `full`'s and each algorithm arm's, is made here, so the budget
+        cannot differ between them."""
         sched = self.config.scheduler
-        stage = SearchStage(
-            space=self.config.search.space, trials=self.config.search.trials_per_fold,
-            sampler_seed=fold_sampler_seed(self.config.search_seed, self.fold_id),
+        return SearchStage(
+            space=space, trials=self.config.search.trials_per_fold, sampler_seed=sampler_seed,
             optuna_storage=self.study.optuna_storage,
             grace_period=sched.grace_period, reduction_factor=sched.reduction_factor, asha=sched.kind == "asha",
             one_at_a_time=self.config.search.reproducible,
+            name="search" if arm == SEARCH else f"search-{arm}", arm=arm,
         )
+
+    def _run_search(self, stage: SearchStage, context: FoldContext) -> None:
         at_a_time = 1 if stage.one_at_a_time else self.study.stage_runner.concurrent
-        self.progress(f"[{self.fold_id}] search: {stage.trials} trials, {at_a_time} at a time"
+        whose = "" if stage.arm == SEARCH else f" {stage.arm}"
+        self.progress(f"[{self.fold_id}]{whose} search: {stage.trials} trials, {at_a_time} at a time"
                       + (" (search.reproducible)" if stage.one_at_a_time else ""))
-        self.study.stage_runner.run(stage, context, self._rows(context, SEARCH, "search"))
-        self._close_abandoned({"arm": SEARCH})
+        self.study.stage_runner.run(stage, context, self._rows(context, stage.arm, "search"))
+        self._close_abandoned({"arm": stage.arm, "selection": "search"})
+
+    def _search(self) -> dict:
+        context = self.context(self.base)
+        self._run_search(self.search_stage(self.config.search.space,
+                                           fold_sampler_seed(self.config.search_seed, self.fold_id)), context)
         return {"importances": self._importances(context)}
+
+    def algorithm_base(self, arm: Arm) -> TrialConfig:
+        """`full`'s base with the arm's algorithm (and its `algorithm_arms` overrides) in force:
+        what its search samples around."""
+        return self.config.algorithm_base(arm.algorithm, self.base)
+
+    def algorithm_search_stage(self, arm: Arm) -> SearchStage:
+        """The arm's own search: `full`'s space plus the algorithm's declared parameters (and its
+        `algorithm_arms` space), its sampler seeded by (search seed, fold, algorithm) alone."""
+        return self.search_stage(self.config.algorithm_space(arm.algorithm),
+                                 algorithm_sampler_seed(self.config.search_seed, self.fold_id, arm.algorithm),
+                                 arm=arm.name)
+
+    def _algorithm_search(self, arm: Arm) -> None:
+        self._run_search(self.algorithm_search_stage(arm), self.context(self.algorithm_base(arm)))
+
+    def _algorithm_select(self, arm: Arm) -> dict:
+        trials = self.store.read(self.config.name, "trials", filters={
+            "protocol": self.protocol, "fold_id": self.fold_id, "arm": arm.name, "selection": "search"})
+        selection = TrainingDomainValidation().select(trials, self.algorithm_base(arm), self.config.selection.mode)
+        self.progress(f"[{self.fold_id}] {arm.name} selected trial {selection.trial_id}: "
+                      f"{selection.metric} = {selection.value:.4f}")
+        return selection.record()
 
     def _close_abandoned(self, where: dict) -> None:
         """Once a stage has finished, a trial still marked running was lost with a killed driver
@@ -241,8 +290,12 @@ class FoldRunner:
         if trained:
             stage = ArmsStage(tuple(a.name for a in trained), tuple(self.config.seeds))
             self.progress(f"[{self.fold_id}] arms: {len(trained)} arm(s) x {len(self.config.seeds)} seed(s)")
+            # An algorithm arm retrains its own search's selection as it is (its overrides made
+            # that search's base); a component arm overrides `full`'s selection.
+            bases = {a.name: Selection.from_record(self.journal.get(self.fold_id, algorithm_stage(
+                SELECTION_STAGE, a.name))).trial for a in trained if a.algorithm is not None}
             errored = self._train_arms(stage, selection.trial,
-                                       {a.name: dict(a.overrides) for a in trained})
+                                       {a.name: dict(a.overrides) for a in trained if a.algorithm is None}, bases)
         for run in self._arm_runs().itertuples():
             if self.journal.done(self.fold_id, f"tested:{run.trial_id}") or run.trial_id in errored:
                 continue
@@ -255,11 +308,12 @@ class FoldRunner:
                 self._test_prevalence(seed)
         return {"errored": errored}
 
-    def _train_arms(self, stage: ArmsStage, base: TrialConfig, overrides: dict) -> list[str]:
+    def _train_arms(self, stage: ArmsStage, base: TrialConfig, overrides: dict,
+                    bases: dict[str, TrialConfig] | None = None) -> list[str]:
         """Train the arm runs; an errored run is retried (Tune restores it from its last checkpoint),
         up to the study's max_failures times, counted across drivers in the journal. Returns the
         runs still errored after that, each reported."""
-        context = self.context(base, overrides)
+        context = self.context(base, overrides, bases)
         retries = self.journal.get(self.fold_id, ARM_RETRIES) if self.journal.done(self.fold_id, ARM_RETRIES) else 0
         while True:
             self.study.stage_runner.run(stage, context, self._rows(context, None, "val"))
@@ -373,3 +427,8 @@ class FoldRunner:
         views = record_view_rows(explainer, self.dataset, predictions, thresholds, self.classes, picks, key)
         self.writer.write("record_views", views)
         return len(views)  # the journal keeps it: the store check knows how many rows to expect
+
+
+def algorithm_stage(stage: str, arm: str) -> str:
+    """The journal's name of an algorithm arm's search or selection: `search:algorithm-vrex`."""
+    return f"{stage}:{arm}"

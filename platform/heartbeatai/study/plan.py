@@ -26,10 +26,11 @@ from heartbeatai.study.study_folds import planned_folds
 class FoldPlan:
     protocol: str
     fold_id: str
-    search_trials: int
+    search_trials: int  # over every search of the fold
     arm_runs: int  # trained arms x seeds
     train_records: int
     val_records: int
+    searches: int = 1  # `full`'s, plus one per algorithm arm (each with `full`'s budget)
 
 
 # Fixed costs measured on the 2-core development machine (Ray 2.60): a local Ray's start, a
@@ -46,14 +47,14 @@ class StudyPlan:
     study_dir: Path
     folds: list[FoldPlan]
     epochs: int
-    search_epochs: float  # epochs one fold's search spends, with ASHA's early stopping
+    search_epochs: float  # epochs one search of a fold spends, with ASHA's early stopping
     cpus: float
     cost: "RecordCost"
 
     def training_seconds(self) -> float:
         """CPU-seconds of training and validation spread over the CPUs."""
         cpu_seconds = sum(
-            (self.search_epochs + f.arm_runs * self.epochs)
+            (self.search_epochs * f.searches + f.arm_runs * self.epochs)
             * (f.train_records * self.cost.train_s + f.val_records * self.cost.eval_s)
             for f in self.folds
         )
@@ -63,7 +64,7 @@ class StudyPlan:
         """Ray, Tune and trial start-up, plus testing: what a tiny model's study mostly spends."""
         trial = TRIAL_START_S["worker_group" if worker_group else "in_process"]
         runs = sum(f.search_trials + f.arm_runs for f in self.folds)
-        stages = sum(2 if f.arm_runs else 1 for f in self.folds)
+        stages = sum(f.searches + (1 if f.arm_runs else 0) for f in self.folds)
         return RAY_START_S + stages * EXPERIMENT_S + runs * trial / concurrent + len(self.folds) * FOLD_TEST_S
 
 
@@ -96,8 +97,9 @@ def plan_study(config: StudyConfig, storage: str | None, cost: RecordCost, cpus:
     for protocol in config.protocols:
         for fold_id, n_train, n_val in _planned_fold_sizes(config, protocol):
             arms = config.fold_arms(protocol)
-            folds.append(FoldPlan(protocol, fold_id, config.search.trials_per_fold,
-                                  sum(a.trained for a in arms) * len(config.seeds), n_train, n_val))
+            searches = 1 + sum(a.algorithm is not None for a in arms)
+            folds.append(FoldPlan(protocol, fold_id, config.search.trials_per_fold * searches,
+                                  sum(a.trained for a in arms) * len(config.seeds), n_train, n_val, searches))
     epochs = config.trial.optim.epochs
     sched = config.scheduler
     per_fold = (asha_expected_epochs(config.search.trials_per_fold, epochs, sched.grace_period, sched.reduction_factor)

@@ -74,6 +74,9 @@ def check_study(config: StudyConfig, *, local_cpus: float | None = None) -> Pref
     folds = _check_folds(config, data, problems)
     base = config.trial
     problems += check_search_space(base, config.search.space)
+    for kind in config.compared_algorithms:  # each algorithm arm searches its own space around its own base
+        ours = check_search_space(config.algorithm_base(kind), config.algorithm_space(kind))
+        problems += [f"algorithm-{kind}: {problem}" for problem in ours if problem not in problems]
     problems += _check_crossdomain(config, base, data)
     if local_cpus is not None:
         problems += _check_fits(config, local_cpus)

@@ -16,6 +16,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Protocol, Union
 
+from heartbeatai.arms import SEARCH
 from heartbeatai.config import TrialConfig
 from heartbeatai.study.search_space import Distribution
 
@@ -39,6 +40,8 @@ class FoldContext:
     metric: str
     mode: str
     arm_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # An algorithm arm retrains from its own search's selection, not from `base_trial` (`full`'s).
+    arm_bases: Mapping[str, TrialConfig] = field(default_factory=dict)
 
     @property
     def optuna_study_name(self) -> str:
@@ -57,11 +60,12 @@ class FoldContext:
         A parameter of another kind than the one in force (a sampled `loss.gamma` while the
         sampled `loss.kind` is bce, an arm's focal parameter on a fold that selected ASL) does
         not act, as in any conditional search space."""
-        overrides = dict(self.arm_overrides.get(stage_config.get(ARM_KEY), {}))
+        arm = stage_config.get(ARM_KEY)
+        overrides = dict(self.arm_overrides.get(arm, {}))
         overrides.update({k: v for k, v in stage_config.items() if k not in (ARM_KEY, SEED_KEY)})
         if SEED_KEY in stage_config:
             overrides["seed"] = stage_config[SEED_KEY]
-        return self.base_trial.with_overrides(overrides, inactive="drop")
+        return self.arm_bases.get(arm, self.base_trial).with_overrides(overrides, inactive="drop")
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,13 @@ class SearchStage:
     asha: bool
     one_at_a_time: bool = False  # search.reproducible: no trial's timing can change another's fate
     name: str = "search"
+    # Whose search: `full`'s (the arm key "search"), or an algorithm arm's own.
+    arm: str = SEARCH
+
+    def optuna_study_name(self, context: FoldContext) -> str:
+        """`<study>/<fold>` for `full`'s search, as stores written before algorithm arms have it;
+        `<study>/<fold>/<arm>` for an algorithm arm's, so each search keeps its own TPE history."""
+        return context.optuna_study_name if self.arm == SEARCH else f"{context.optuna_study_name}/{self.arm}"
 
 
 @dataclass(frozen=True)
@@ -101,6 +112,15 @@ def fold_sampler_seed(search_seed: int, fold_id: str) -> int:
     the fold id (not Python's hash(), salted per process), so folds explore different points and
     a rerun repeats them. Only the sampler's: trials still train at the search seed."""
     digest = hashlib.sha256(f"{int(search_seed)}/{fold_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def algorithm_sampler_seed(search_seed: int, fold_id: str, algorithm: str) -> int:
+    """The Optuna sampler seed of an algorithm arm's search on one fold: a stable hash of the
+    study's search seed, the fold id and the algorithm's registered name, so adding or removing
+    an algorithm never moves another's draws (DomainBed #169), and none shares `full`'s
+    (fold_sampler_seed, unchanged so that studies written before algorithm arms repeat)."""
+    digest = hashlib.sha256(f"{int(search_seed)}/{fold_id}/algorithm/{algorithm}".encode()).digest()
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 

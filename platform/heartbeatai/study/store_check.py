@@ -122,6 +122,10 @@ def _has_rows(config: StudyConfig, fold: str, stage: str, record, stages: dict, 
         expected = record.get("importances") if isinstance(record, dict) else None
         return (len(search) >= config.search.trials_per_fold and _epochs_complete(search, rows["epochs"])
                 and (expected is None or len(rows["importances"]) >= expected))
+    if stage.startswith("search:"):  # an algorithm arm's own search (fold_runner.algorithm_stage)
+        arm = stage.split(":", 1)[1]
+        search = _finished(trials[(trials["arm"] == arm) & (trials["selection"] == "search")])
+        return len(search) >= config.search.trials_per_fold and _epochs_complete(search, rows["epochs"])
     if stage == SELECTION_STAGE:
         return _best_config(rows, "val")
     if stage == "tested":

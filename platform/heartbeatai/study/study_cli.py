@@ -248,6 +248,10 @@ def _plan(args: argparse.Namespace) -> int:
           + (f"ASHA (grace {sched.grace_period}, reduction {sched.reduction_factor:g}) expects "
              f"{plan.search_epochs:.0f} of {config.search.trials_per_fold * plan.epochs} epochs"
              if sched.kind == "asha" else f"{config.search.trials_per_fold * plan.epochs} epochs"))
+    for kind in config.compared_algorithms:
+        own = ", ".join(k for k in config.algorithm_space(kind) if k not in config.search.space) or "nothing"
+        print(f"  and per LODO fold, algorithm-{kind}'s own search: the same budget, that space plus {own}; "
+              "its sampler seeded by (search seed, fold, algorithm)")
     for protocol in config.protocols:
         arms = config.fold_arms(protocol)
         print(f"{protocol}: arms {', '.join(a.name for a in arms)} x seeds {config.seeds}")

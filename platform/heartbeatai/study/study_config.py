@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from heartbeatai.config import (
     ConfigError, TrialConfig, describe_validation_error, did_you_mean, load_validated_yaml, trial_keys,
 )
-from heartbeatai.arms import BUILTIN_ARMS, DEFAULT_ARMS, FULL, Arm, canonical_arm, resolve_arms
+from heartbeatai.arms import (
+    ALGORITHM_ARM_PREFIX, BUILTIN_ARMS, DEFAULT_ARMS, FULL, Arm, canonical_arm, resolve_arms,
+)
 from heartbeatai.ecg import PAPER_DOMAINS
 from heartbeatai.metric_names import (
     DEFAULT_SELECTION_METRIC, THRESHOLD_DEPENDENT, VALIDATION_METRICS, fold_metric_of, metric_mode,
@@ -26,6 +28,7 @@ from heartbeatai.metric_names import (
 from heartbeatai.protocols import ARM_PROTOCOLS, LODO, PROTOCOLS
 from heartbeatai.run_file import RunFile
 from heartbeatai.study.search_space import DEFAULT_SPACE, Distribution
+from heartbeatai.training.algorithms import ALGORITHMS, DEFAULT_ALGORITHM
 
 Protocol = Literal[PROTOCOLS]
 
@@ -100,6 +103,15 @@ class SchedulerConfig(_Strict):
     kind: Literal["asha", "none"] = "asha"
     grace_period: int = Field(default=1, ge=1)
     reduction_factor: float = Field(default=3.0, gt=1.0)
+
+
+class AlgorithmArmConfig(_Strict):
+    """What one algorithm arm changes beyond `algorithm.kind`, where its algorithm needs it:
+    MixStyle's parameters live in the trial's `mixstyle` section (so `full` and the `no-mixstyle`
+    arm keep their meaning) and it refuses `mixstyle.p: 0`, which a zoo's ERM reference sets."""
+
+    overrides: dict[str, Any] = Field(default_factory=dict)  # of `full`'s base, for this arm's search
+    space: dict[str, Distribution] = Field(default_factory=dict)  # searched beside its declared parameters
 
 
 class ResourcesConfig(_Strict):
@@ -177,6 +189,12 @@ class StudyConfig(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [1, 2], min_length=1)
     arms: list[str] = Field(default_factory=lambda: list(DEFAULT_ARMS), min_length=1)
     user_arms: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Training algorithms compared with ERM (docs/algorithms.md), by their registered kind.
+    # `full` is the ERM configuration and the reference; every other entry becomes the arm
+    # `algorithm-<kind>`, with its own per-fold search at `full`'s budget. `erm` itself may be
+    # listed, so a zoo's config names all of it: it is `full`, and gets no second search.
+    algorithms: list[str] = Field(default_factory=list)
+    algorithm_arms: dict[str, AlgorithmArmConfig] = Field(default_factory=dict)
     selection: SelectionConfig = Field(default_factory=lambda: SelectionConfig.model_validate({}))
     storage: str = "runs"
     optuna_storage: str | None = None  # any Optuna RDB URL; None: sqlite:///<study>/optuna.db
@@ -229,7 +247,7 @@ class StudyConfig(_Strict):
                              "arms retrain on seeds disjoint from it, or `full` carries the search's selection luck")
         return self
 
-    @field_validator("seeds", "protocols")
+    @field_validator("seeds", "protocols", "algorithms")
     @classmethod
     def _unique(cls, value: list) -> list:
         if len(set(value)) != len(value):
@@ -238,6 +256,11 @@ class StudyConfig(_Strict):
 
     @model_validator(mode="after")
     def _arms_known(self) -> "StudyConfig":
+        for where, names in (("arms", self.arms), ("user_arms", list(self.user_arms))):
+            for name in names:
+                if name.startswith(ALGORITHM_ARM_PREFIX):
+                    raise ValueError(f"{where}: {name!r}: arms named {ALGORITHM_ARM_PREFIX}<kind> come from "
+                                     f"`algorithms: [{name[len(ALGORITHM_ARM_PREFIX):]}]`, with their own search")
         clash = sorted(set(self.user_arms) & set(BUILTIN_ARMS))
         if clash:
             raise ValueError(f"user_arms redefines built-in arm(s) {clash}: pick another name")
@@ -249,6 +272,56 @@ class StudyConfig(_Strict):
         if "full" not in self.arms:
             raise ValueError("arms must include 'full': every other arm is compared against it")
         return self
+
+    @model_validator(mode="after")
+    def _algorithms_known(self) -> "StudyConfig":
+        for i, kind in enumerate(self.algorithms):
+            if kind not in ALGORITHMS:
+                raise ValueError(f"algorithms[{i}]: unknown algorithm {kind!r}{did_you_mean(kind, ALGORITHMS)} "
+                                 f"(registered: {', '.join(ALGORITHMS)}; `heartbeatai algorithms` lists them)")
+        if not self.algorithms:
+            return self
+        if self.trial.algorithm.kind != DEFAULT_ALGORITHM:
+            raise ValueError(f"algorithms: compared with `full`, which must train {DEFAULT_ALGORITHM} "
+                             f"(trial.algorithm.kind is {self.trial.algorithm.kind!r})")
+        searched = sorted(k for k in self.search.space if k.startswith("algorithm."))
+        if searched:
+            raise ValueError(f"search.space: {searched[0]!r}: with `algorithms`, each algorithm arm searches its "
+                             "own declared parameters; `full`'s search stays ERM's")
+        if not any(p in ARM_PROTOCOLS for p in self.protocols):
+            raise ValueError(f"algorithms: compared only under {', '.join(ARM_PROTOCOLS)} (the protocols that "
+                             "train every arm); add it to protocols")
+        return self
+
+    @model_validator(mode="after")
+    def _algorithm_arms_apply(self) -> "StudyConfig":
+        keys = trial_keys(self.trial)
+        for kind, arm in self.algorithm_arms.items():
+            where = f"algorithm_arms.{kind}"
+            if kind not in self.compared_algorithms:
+                raise ValueError(f"{where}: {kind!r} is not among the compared algorithms "
+                                 f"{self.compared_algorithms}{did_you_mean(kind, self.compared_algorithms)}")
+            for dotted in [*arm.overrides, *arm.space]:
+                if dotted not in keys or dotted == "algorithm.kind":
+                    raise ValueError(f"{where}: {dotted!r} is not a trial configuration key it may set"
+                                     f"{did_you_mean(dotted, keys)}")
+            try:
+                self.algorithm_base(kind)
+            except ValueError as err:
+                raise ValueError(f"{where}: {err}") from None
+        return self
+
+    def algorithm_base(self, kind: str, base: TrialConfig | None = None) -> TrialConfig:
+        """`base` (by default the study's trial) as algorithm `kind`'s arm searches around it."""
+        arm = self.algorithm_arms.get(kind, AlgorithmArmConfig())
+        return (base or self.trial).with_overrides({**arm.overrides, "algorithm.kind": kind})
+
+    def algorithm_space(self, kind: str) -> dict[str, Distribution]:
+        """Algorithm `kind`'s search space: `full`'s, its declared parameters', and its arm's own."""
+        from heartbeatai.study.search_space import declared_space
+
+        return {**self.search.space, **declared_space("algorithm", kind),
+                **self.algorithm_arms.get(kind, AlgorithmArmConfig()).space}
 
     @model_validator(mode="after")
     def _trial_and_overrides_validate(self) -> "StudyConfig":
@@ -282,8 +355,15 @@ class StudyConfig(_Strict):
         return found
 
     def fold_arms(self, protocol: str) -> list[Arm]:
-        """The arms a fold of `protocol` trains (ARM_PROTOCOLS: every arm; else `full` only)."""
-        return resolve_arms(self.arms if protocol in ARM_PROTOCOLS else [FULL], self.user_arms)
+        """The arms a fold of `protocol` trains (ARM_PROTOCOLS: every arm and algorithm arm; else `full` only)."""
+        if protocol not in ARM_PROTOCOLS:
+            return resolve_arms([FULL], self.user_arms)
+        return resolve_arms(self.arms, self.user_arms, self.compared_algorithms)
+
+    @property
+    def compared_algorithms(self) -> list[str]:
+        """The algorithms that get an arm of their own: every listed one but ERM, which is `full`."""
+        return [kind for kind in self.algorithms if kind != DEFAULT_ALGORITHM]
 
     # Derived paths -------------------------------------------------------------------------
 

@@ -239,7 +239,7 @@ def search_stage(stage: SearchStage, context: FoldContext,
         metric=context.metric,
         mode=context.mode,
         sampler=optuna.samplers.TPESampler(seed=stage.sampler_seed),
-        study_name=context.optuna_study_name,
+        study_name=stage.optuna_study_name(context),
         storage=optuna.storages.RDBStorage(stage.optuna_storage),
     )
     max_epochs = context.epochs

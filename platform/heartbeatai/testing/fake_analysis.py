@@ -1,4 +1,4 @@
-"""The fake store's analysis tables (results schema 3): degradation and ablation_tests.
+"""The fake store's analysis tables (results schema 3): degradation, ablation_tests, algorithm_parts.
 
 Drawn, not computed from predictions, but with the structure the real analysis guarantees
 (docs/analysis.md), so a reader can be tested against it: the degradation parts are drawn
@@ -85,6 +85,27 @@ def degradation(rng, held_out: list[str], matched: list[str], abbrs: list[str], 
     return pd.DataFrame(rows)
 
 
+def algorithm_parts(rng, algorithm_arms: list[str], degradation_rows: pd.DataFrame) -> pd.DataFrame:
+    """Per algorithm arm, over the degradation's cells: the split against ERM, parts drawn small
+    around 0 (DomainBed's algorithms rarely move ERM by a point) and summed to the total."""
+    rows = []
+    for arm in algorithm_arms:
+        for cell in degradation_rows.to_dict("records"):
+            parts = {name: float(rng.normal(0.0, 0.01)) for name in ("prevalence", "threshold", "ranking")}
+            parts["total"] = parts["prevalence"] + parts["threshold"] + parts["ranking"]
+            change = 0.6 * parts["ranking"]
+            half = 0.6 / np.sqrt(cell["n_positives"])
+            row = {"arm": arm, **{k: cell[k] for k in ("domain", "class", "label_set", "n_records", "n_positives",
+                                                       "n_seeds", "interval_reliable", "conditional")},
+                   "train_prevalence": cell["train_prevalence_lodo"], "f1_erm": cell["f1_lodo"],
+                   "f1_algorithm": cell["f1_lodo"] + parts["total"], "auroc_change": change,
+                   "auroc_change_lo": change - half / 2, "auroc_change_hi": change + half / 2}
+            for name, value in parts.items():
+                row |= {name: value, f"{name}_lo": value - half, f"{name}_hi": value + half}
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def rarity_contrast(degradation_rows: pd.DataFrame) -> pd.DataFrame:
     """The real rarity_contrast rows over the fake degradation cells."""
     from heartbeatai.analysis.rarity_contrast import ContrastCell, rarity_contrast_rows
@@ -106,7 +127,7 @@ def ablation_tests(rng, fold_metrics: pd.DataFrame, rope: float = ROPE,
     record and seed variances, estimated, pooled and decided by the real analysis code."""
     from heartbeatai.analysis.ablation_stats import fold_estimate
     from heartbeatai.analysis.ablation_tests import Comparison, ComparisonSettings, decided_rows
-    from heartbeatai.analysis.decisions import CONFIRMATORY, EXPLORATORY
+    from heartbeatai.analysis.decisions import family_of
 
     test = fold_metrics[(fold_metrics["split"] == "test") & (fold_metrics["selection"] == "val")]
     means = test.groupby(["protocol", "metric", "fold_id", "arm"])["value"].agg(["mean", "size"])
@@ -132,7 +153,7 @@ def ablation_tests(rng, fold_metrics: pd.DataFrame, rope: float = ROPE,
                 estimates.append(estimate)
                 comparisons.append(Comparison({**base, "scope": "fold", "fold_id": fold_id, "n_folds": 1,
                                                "n_seeds": seeds, "mean_full": full,
-                                               "mean_arm": float(ablated["mean"]), "family": EXPLORATORY,
+                                               "mean_arm": float(ablated["mean"]), "family": family_of(arm, False),
                                                "method": FOLD_METHOD}, [estimate]))
             if estimates:
                 d = np.array([e.difference for e in estimates])
@@ -140,7 +161,7 @@ def ablation_tests(rng, fold_metrics: pd.DataFrame, rope: float = ROPE,
                     **base, "scope": "across", "fold_id": ACROSS_FOLDS, "n_folds": len(estimates),
                     "n_seeds": min(e.n_seeds for e in estimates), "n_better": int(np.sum(d > 0)),
                     "n_worse": int(np.sum(d < 0)), "method": ACROSS_METHOD,
-                    "family": CONFIRMATORY if (protocol, metric) == ("lodo", "macro_auroc") else EXPLORATORY},
+                    "family": family_of(arm, (protocol, metric) == ("lodo", "macro_auroc"))},
                     estimates))
     if not comparisons:
         return pd.DataFrame()

@@ -128,7 +128,7 @@ class FakeStageRunner:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         sampler = state.sampler(stage.sampler_seed)
         study = optuna.create_study(
-            study_name=context.optuna_study_name, storage=stage.optuna_storage, load_if_exists=True,
+            study_name=stage.optuna_study_name(context), storage=stage.optuna_storage, load_if_exists=True,
             sampler=sampler,
             direction="maximize" if context.mode == "max" else "minimize",
         )

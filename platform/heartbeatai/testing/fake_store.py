@@ -18,7 +18,7 @@ import pandas as pd
 import yaml
 
 from heartbeatai.analysis.consensus import NOT_TRAINED
-from heartbeatai.arms import DEFAULT_ARMS, FULL, PREVALENCE as PREVALENCE_ARM, SEARCH as SEARCH_ARM
+from heartbeatai.arms import DEFAULT_ARMS, FULL, PREVALENCE as PREVALENCE_ARM, SEARCH as SEARCH_ARM, algorithm_of, is_algorithm
 from heartbeatai.ecg import PAPER_DOMAINS
 from heartbeatai.labels import scored_vocabulary
 from heartbeatai.results.schema import ACTIVE_STATUSES, CONSENSUS_FOLD, SCORED_STATUSES, RunKey
@@ -79,6 +79,12 @@ def make_store(root: str | os.PathLike, study: str = "demo", n_folds: int = 4, n
             writer.write("importances", _importances(rng, fold_id, trials))
             best_trials.append(_best_trial(trials))
             writer.write("best_configs", _best_config(fold_id, best_trials[-1], abbrs))
+    algorithm_rng = np.random.default_rng([seed, 22])  # its own: the other tables stay as they were
+    for arm in (a for a in arms if is_algorithm(a)):
+        for fold_id, n in zip(finished, per_fold):
+            trials, epochs = _algorithm_search(algorithm_rng, fold_id, arm, int(n))
+            writer.write("trials", trials)
+            writer.write("epochs", epochs)
     held_out = [f.split(":")[1] for f in finished]
     matched = held_out[len(held_out) - matched_reference:] if matched_reference > 0 and len(domains) > 1 else []
     arm_seeds = list(range(SEARCH_SEED + 1, SEARCH_SEED + 1 + seeds))
@@ -106,6 +112,11 @@ def make_store(root: str | os.PathLike, study: str = "demo", n_folds: int = 4, n
             writer.write("rarity_contrast", contrast)
         writer.write("ablation_tests", fake_analysis.ablation_tests(rng, pd.concat(lodo_metrics), rope,
                                                                     decision_probability))
+        algorithm_arms = [a for a in arms if is_algorithm(a)]
+        if algorithm_arms:  # its own generator: the other tables stay as they were without algorithm arms
+            parts = fake_analysis.algorithm_parts(np.random.default_rng([seed, 21]), algorithm_arms,
+                                                  degradation[degradation["label_set"] == "noisy"])
+            writer.write("algorithm_parts", parts.assign(study=study))
     return os.path.join(os.fspath(root), study)
 
 
@@ -193,6 +204,28 @@ def _search(rng, fold_id: str, n: int, running: bool) -> tuple[pd.DataFrame, pd.
     trials.loc[pending, ["best_epoch", "epochs_run", "val_macro_auroc", "val_macro_f1", "val_macro_auprc",
                          "val_challenge_score", "selection_value", "wall_time_s"]] = np.nan
     return trials, _epochs(rng, fold_id, trials, quality)
+
+
+def _algorithm_search(rng, fold_id: str, arm: str, n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """An algorithm arm's own search: `full`'s space plus the algorithm's declared parameters,
+    each drawn from its declared distribution, keyed by the arm (selection "search")."""
+    from heartbeatai.study.search_space import declared_space
+
+    trials, epochs = _search(rng, fold_id, n, running=False)
+    kind = algorithm_of(arm)
+    trials = trials.assign(arm=arm, trial_id=trials["trial_id"] + f"-{kind}", **{"cfg.algorithm.kind": kind})
+    for key, dist in declared_space("algorithm", kind).items():
+        trials[f"cfg.{key}"] = _drawn(rng, dist, n)
+    return trials, epochs.assign(arm=arm, trial_id=epochs["trial_id"] + f"-{kind}")
+
+
+def _drawn(rng, dist, n: int) -> np.ndarray:
+    if dist.choice is not None:
+        return rng.choice(np.array(dist.choice, dtype=object), n)
+    low, high = dist.uniform or dist.loguniform or dist.randint or dist.lograndint
+    logged = dist.loguniform is not None or dist.lograndint is not None
+    values = np.exp(rng.uniform(np.log(low), np.log(high), n)) if logged else rng.uniform(low, high, n)
+    return np.rint(values).astype(int) if dist.randint or dist.lograndint else values
 
 
 def _learning_curve(epoch: np.ndarray, quality: np.ndarray) -> np.ndarray:
