@@ -44,7 +44,7 @@ ZOO_CONFIG = REPO / "studies" / "configs" / "dg_zoo.yaml"
 N_CLASSES, N_DOMAINS, FS = 6, 3, 100
 TINY = {"model.stem_width": 8, "model.widths": [8, 16, 32], "model.depths": [1, 1, 1], "model.stem_kernel": 7,
         "model.kernel": 5, "model.concentration_stages": [1, 2], "mixstyle.p": 0.0, "label_smoothing": 0.0,
-        "optim.lr": 0.005}
+        "optim.lr": 0.005, "loss.kind": "bce"}  # the zoo's loss: Mixup's mixed targets refuse focal and ASL
 # `--study --quick`: the zoo's config, small enough for a laptop (dotted keys of the study config).
 QUICK = {
     "name": "dg_zoo_quick",
@@ -83,6 +83,15 @@ def toy_batches(n_batches: int, batch: int, length: int, device: str, seed: int 
     return batches
 
 
+def zoo_overrides(kind: str) -> dict:
+    """The base an algorithm arm of dg_zoo.yaml moves to (`algorithm_arms.<kind>.overrides`):
+    MixStyle's arm turns the network's MixStyle on, which TINY, like the zoo's ERM, leaves off."""
+    import yaml
+
+    arms = yaml.safe_load(ZOO_CONFIG.read_text()).get("algorithm_arms") or {}
+    return dict((arms.get(kind) or {}).get("overrides") or {})
+
+
 def build_algorithm(kind: str, steps_per_epoch: int, device: str):
     import numpy as np
     import torch
@@ -90,7 +99,7 @@ def build_algorithm(kind: str, steps_per_epoch: int, device: str):
     from heartbeatai.config import TrialConfig
     from heartbeatai.training.factory import algorithm_from_config, loss_from_config, model_from_config
 
-    trial = TrialConfig().with_overrides({**TINY, "algorithm.kind": kind, "optim.epochs": 1000})
+    trial = TrialConfig().with_overrides({**TINY, **zoo_overrides(kind), "algorithm.kind": kind, "optim.epochs": 1000})
     torch.manual_seed(0)
     model = model_from_config(trial, N_CLASSES).to(device)
     loss = loss_from_config(trial, np.zeros((4, N_CLASSES), np.float32)).to(device)
