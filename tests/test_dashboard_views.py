@@ -490,7 +490,7 @@ def test_corrupt_and_missing_tables_are_said_on_the_page(tmp_path):
     assert "unreadable part" in _alert_texts(degradation.status)
     assert degradation.heatmap.layout.meta["message"].startswith("no degradation")
     assert "ablation_tests: not written yet" in _alert_texts(ablations.status)
-    [listed] = [row for row in views.studies("demo").studies_table.data if row["study"] == "demo"]
+    [listed] = [row for row in views.studies_page(0, None).rows if row["study"] == "demo"]
     assert listed["damaged tables"] == "degradation"
 
 
@@ -703,3 +703,20 @@ def test_the_degradation_view_states_the_rare_against_common_contrast_the_analys
     assert line.startswith(f"Rare against common: over {int(contrast['n_cells'])} class x domain cells")
     assert f"is {contrast['drop_rare']:+.3f} on the rarest third" in line
     assert f"95% interval [{contrast['contrast_lo']:+.3f}, {contrast['contrast_hi']:+.3f}]" in line
+
+
+def test_a_renamed_study_opens_on_every_view_under_its_new_name(tmp_path):
+    make_store(tmp_path, n_folds=2, n_trials=6, classes=4, seeds=1, records_per_fold=10, record_views_per_fold=1)
+    (tmp_path / "demo").rename(tmp_path / "demo-2026")
+    views = Views(ResultsStore(tmp_path))
+    study = "demo-2026"
+
+    _, record = views.record_options(study, "lodo:cpsc")
+    _, export = views.export_options(study, "lodo")
+    statuses = [views.studies(study).status, views.degradation(study, "noisy").status,
+                views.ablations(study, "lodo", None, "all", "f1").status, views.sweeps(study, "lodo", "lodo:cpsc").status,
+                views.record(study, "lodo:cpsc", record, True).status, views.export_preview(study, "lodo", export)[0]]
+
+    assert _alert_texts(statuses).strip() == ""  # nothing skipped, nothing missing
+    [listed] = views.studies_page(0, None).rows
+    assert listed["study"] == study and listed["state"] == "finished" and listed["total"] > 0

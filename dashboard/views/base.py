@@ -16,7 +16,7 @@ from typing import Any
 
 import dash_bootstrap_components as dbc
 import pandas as pd
-from dash import dash_table, html
+from dash import html
 
 from heartbeatai.results import ResultsStore, schema
 
@@ -49,20 +49,6 @@ def options(values) -> list[dict]:
 
 def table(frame: pd.DataFrame, table_id: str) -> dbc.Table:
     return dbc.Table.from_dataframe(frame, striped=True, bordered=False, hover=True, size="sm", id=table_id)
-
-
-STUDIES_PAGE_SIZE = 20
-
-
-def paged_table(frame: pd.DataFrame, table_id: str) -> dash_table.DataTable:
-    """A long table drawn a page at a time in the browser (a root may hold thousands of
-    studies): sortable and filterable there, with every row sent once as plain records."""
-    return dash_table.DataTable(
-        id=table_id, data=frame.to_dict("records"), columns=[{"name": c, "id": c} for c in frame.columns],
-        page_size=STUDIES_PAGE_SIZE, page_action="native", sort_action="native", filter_action="native",
-        style_as_list_view=True, style_cell={"fontSize": "0.85rem", "textAlign": "left", "padding": "2px 8px"},
-        style_header={"fontWeight": "bold"},
-    )
 
 
 def unfinished(progress: pd.DataFrame) -> int:
