@@ -84,6 +84,19 @@ def test_a_copied_study_is_analysed_reported_and_exported_under_its_folder_name(
     assert runs and all("  study: renamed\n" in path.read_text() for path in runs)
 
 
+def test_resuming_a_renamed_study_is_refused_before_it_touches_anything(finished, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "renamed"
+    shutil.copytree(finished / "analysed", copy)
+    before = sorted(p.name for p in copy.rglob("*"))
+
+    assert cli_main(["study", "resume", str(copy)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds study 'analysed', copied or renamed" in err
+    assert sorted(p.name for p in copy.rglob("*")) == before
+
+
 def test_rows_of_two_studies_in_one_folder_are_refused_with_one_line(finished, tmp_path, capsys):
     import shutil
 
