@@ -7,7 +7,7 @@ from typing import NamedTuple
 import pandas as pd
 import plotly.graph_objects as go
 
-from heartbeatai.dashboard import figures, figures_sweeps
+from heartbeatai.dashboard import figures
 from heartbeatai.dashboard.views.base import ViewBase, options, per_store_state
 from heartbeatai.metric_names import DEFAULT_SELECTION_METRIC
 from heartbeatai.protocols import PROTOCOLS
@@ -52,6 +52,10 @@ class SweepViews(ViewBase):
         return SweepsView(status, *self._cached(key, lambda: self._sweep_figures(study, where)))
 
     def _sweep_figures(self, study: str, where: dict) -> tuple[go.Figure, ...]:
+        # Imported when a sweep is first drawn: Optuna and scipy are seconds of imports the
+        # first page does not need (issue 22); the warm thread pays them after it is out.
+        from heartbeatai.dashboard import figures_sweeps
+
         trials = self.store.read(study, "trials", filters={**where, "arm": schema.SEARCH_ARM})
         epochs = self.store.read(study, "epochs", filters={**where, "arm": schema.SEARCH_ARM})
         importances = self.store.read(study, "importances", filters=where)

@@ -27,12 +27,12 @@ as "at the threshold" rather than on either side.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
-from statsmodels.stats.multitest import multipletests
 
-from heartbeatai.analysis.ablation_stats import Estimate
+if TYPE_CHECKING:  # a type only: ablation_stats brings scipy.stats, which the dashboard's first page does not need
+    from heartbeatai.analysis.ablation_stats import Estimate
 
 CLAIMS = ("better", "worse", "equivalent")
 CONFIRMATORY, EXPLORATORY = "confirmatory", "exploratory"
@@ -56,6 +56,10 @@ def holm(p_values: np.ndarray) -> np.ndarray:
     out = np.full(p.shape, np.nan)
     finite = np.isfinite(p)
     if finite.any():
+        # Imported here: statsmodels brings scipy.stats (2-4 s on a loaded 2-core box), and the
+        # dashboard imports this module for `decide` on its first page (issue 22).
+        from statsmodels.stats.multitest import multipletests
+
         out[finite] = multipletests(p[finite], method="holm")[1]
     return out
 
