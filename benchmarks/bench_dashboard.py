@@ -70,7 +70,7 @@ def _values(root: str) -> dict[str, object]:
         "metric.value": "auroc", "label-set.value": "noisy", "decomposition-class.value": "AF",
         "decomposition-domain.value": "cpsc", "sweep-fold.value": "lodo:cpsc", "record-fold.value": "lodo:cpsc",
         "record.value": f"{first.record_id}|{first['class']}", "attribution-overlay.value": True,
-        "export-fold.value": "consensus|val", "export-button.n_clicks": 1, "studies-key.data": None,
+        "export-fold.value": "consensus|val", "export-button.n_clicks": 1, "study.search_value": None,
         "studies-list.page_current": 0, "studies-filter.value": None,
         "degradation-heatmap.clickData": {"points": [{"x": "cpsc", "y": "AF"}]},
     }
@@ -189,13 +189,12 @@ def time_first_page(root: str, settle_s: float) -> list[tuple[str, float]]:
     return results
 
 
-def first_view_requests(app: dash.Dash, study: str, signature: str, key: str) -> list[tuple[str, dict]]:
-    """The callbacks the first Studies view fires, as the page sends them: the refresh, the tab's
-    body, the filters' options, the chosen study's view and the first page of the studies list."""
-    values = {"refresh.n_intervals": None, "study.value": study, "signature.data": signature,
-              "studies-key.data": key, "view.active_tab": "studies", "studies-list.page_current": 0,
+def first_view_requests(app: dash.Dash, study: str, signature: str) -> list[tuple[str, dict]]:
+    """The callbacks the first Studies view fires, as the page sends them: the filters' options,
+    the chosen study's view and the first page of the studies list (the layout holds the rest)."""
+    values = {"study.value": study, "signature.data": signature, "studies-list.page_current": 0,
               "studies-filter.value": None}
-    wanted = ("study.options", "view-body.children", "arms.options", "studies-status.children", "studies-list.data")
+    wanted = ("arms.options", "studies-status.children", "studies-list.data")
     requests = []
     for name in wanted:
         output = next(o for o in app.callback_map if name in o)
@@ -218,27 +217,14 @@ def time_studies_view(root: str, study: str) -> tuple[list[tuple[str, float, int
         return elapsed, response.data
 
     layout_s, layout = timed(lambda: client.get("/_dash-layout"))
-    key = json.loads(layout)  # the page's own studies key, as the browser holds it
-    key = next(c["props"]["data"] for c in _components(key) if c.get("props", {}).get("id") == "studies-key")
     signature = ResultsStore(root).signature(study)
     rows = [("layout", layout_s, len(layout))]
-    requests = first_view_requests(app, study, signature, key)
+    requests = first_view_requests(app, study, signature)
     for name, payload in requests:
         elapsed, data = timed(lambda: client.post("/_dash-update-component", json=payload))
         rows.append((name, elapsed, len(data)))
     again = sum(timed(lambda: client.post("/_dash-update-component", json=payload))[0] for _, payload in requests)
     return rows, again
-
-
-def _components(tree):
-    """Every component in a layout's JSON."""
-    if isinstance(tree, dict):
-        yield tree
-        for value in tree.get("props", {}).values():
-            yield from _components(value)
-    elif isinstance(tree, list):
-        for item in tree:
-            yield from _components(item)
 
 
 def time_old_way(root: str, studies: list[str]) -> float:

@@ -41,7 +41,7 @@ def create_app(results_root: str, token: str | None = None, warm: bool = True) -
                     update_title=None, serve_locally=True)
 
     def page():
-        studies = store.studies()
+        studies = views.study_choices(None, None)
         return layout.page(studies, store.signature(studies[0]) if studies else None)
 
     app.layout = page

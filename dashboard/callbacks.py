@@ -54,12 +54,12 @@ def _register(app: Dash, outputs: list[Output], inputs: list, callback: Callable
 
 
 def register(app: Dash, views: Views) -> None:
-    _register(app, [Output("study", "options"), Output("study", "value"), Output("signature", "data"),
-                    Output("live-badge", "children"), Output("studies-key", "data")],
-              [Input("refresh", "n_intervals"), State("study", "value"), State("signature", "data"),
-               State("studies-key", "data")],
-              lambda _, study, signature, key: _changes_only(views.refresh(study, signature), study, key),
+    _register(app, [Output("study", "value"), Output("signature", "data"), Output("live-badge", "children")],
+              [Input("refresh", "n_intervals"), State("study", "value"), State("signature", "data")],
+              lambda _, study, signature: _changes_only(views.refresh(study, signature), study),
               status_index=None, prevent_initial_call=True)  # the page was built with what it would find
+    _register(app, [Output("study", "options")], [Input("study", "search_value"), State("study", "value")],
+              views.study_choices, status_index=None, prevent_initial_call=True)
     _register(app, [Output("arms", "options"), Output("seed", "options")], [Input("study", "value")],
               views.filter_options, status_index=None)
     _register(app, [Output("view-body", "children")], [Input("view", "active_tab")], layout.view_body,
@@ -127,12 +127,8 @@ def register(app: Dash, views: Views) -> None:
               status_index=None, prevent_initial_call=True)
 
 
-def _changes_only(values: tuple, shown_study: str | None, shown_key: str | None) -> tuple:
+def _changes_only(values: tuple, shown_study: str | None) -> tuple:
     """Dash re-runs every dependent of an output it sets, even to the same value: a refresh
-    that found nothing new sets neither the study nor the signature, so no view re-renders,
-    and sends the study choices only when a study came or went."""
-    options, study, signature, badge = values
-    key = layout.studies_key([option["value"] for option in options])
-    same = key == shown_key
-    return (no_update if same else options, no_update if study == shown_study else study,
-            no_update if signature is None else signature, badge, no_update if same else key)
+    that found nothing new sets neither the study nor the signature, so no view re-renders."""
+    study, signature, badge = values
+    return (no_update if study == shown_study else study, no_update if signature is None else signature, badge)

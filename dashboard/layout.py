@@ -6,8 +6,6 @@ from the start (empty), which keeps ids stable for callbacks and browser tests a
 
 from __future__ import annotations
 
-import hashlib
-
 import dash_bootstrap_components as dbc
 from dash import dash_table, dcc, html
 
@@ -36,6 +34,7 @@ def _labelled(label: str, control, width: int = 2) -> dbc.Col:
 
 
 def filters(studies: list[str]) -> dbc.Row:
+    """`studies`: the Study menu's first choices (views.base.study_choices), the first of them shown."""
     return dbc.Row(
         [
             _labelled("Study", dcc.Dropdown(id="study", options=studies, value=studies[0] if studies else None,
@@ -52,14 +51,9 @@ def filters(studies: list[str]) -> dbc.Row:
     )
 
 
-def studies_key(studies: list[str]) -> str:
-    """A short hash of the study names: the refresh sends the study choices only when it changes
-    (thousands of names every few seconds would keep the page busy)."""
-    return hashlib.blake2b("\n".join(studies).encode(), digest_size=8).hexdigest()
-
-
 def page(studies: list[str], signature: str | None) -> html.Div:
-    """The whole page, built per visit so it opens on the studies present now."""
+    """The whole page, built per visit so it opens on the studies present now (`studies`: the
+    Study menu's first choices)."""
     return html.Div(
         [
             dbc.Navbar(dbc.Container([dbc.NavbarBrand("HeartBeatAI results"), html.Span(id="live-badge")]),
@@ -69,7 +63,6 @@ def page(studies: list[str], signature: str | None) -> html.Div:
                     filters(studies),
                     dcc.Interval(id="refresh", interval=REFRESH_MS),
                     dcc.Store(id="signature", data=signature),
-                    dcc.Store(id="studies-key", data=studies_key(studies)),
                     dbc.Tabs([dbc.Tab(label=label, tab_id=key) for key, label in VIEWS.items()], id="view",
                              active_tab="studies", className="mb-3"),
                     # The first view comes with the page, not a round trip later: its own

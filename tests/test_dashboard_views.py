@@ -498,15 +498,15 @@ def test_a_study_in_progress_is_announced_and_refresh_reports_only_changes(tmp_p
     make_store(tmp_path, n_folds=2, n_trials=20, classes=6, seeds=1, in_progress=True)
     views = Views(ResultsStore(tmp_path))
 
-    options, study, signature, badge = views.refresh(None, None)
+    study, signature, badge = views.refresh(None, None)
     assert study == "demo" and badge.children.startswith("live: ") and badge.color == "info"
-    assert views.refresh("demo", signature)[2] is None
+    assert views.refresh("demo", signature)[1] is None
     assert "in progress" in _alert_texts(views.sweeps("demo", "lodo", "lodo:ptbxl").status)
 
     ResultsWriter(tmp_path / "demo").write("trials", pd.DataFrame([dict(
         protocol="lodo", fold_id="lodo:ptbxl", arm="search", seed=0, selection="search", trial_id="ptbxl-00019",
         status="completed", selection_value=0.9)]))
-    assert views.refresh("demo", signature)[2] not in (None, signature)
+    assert views.refresh("demo", signature)[1] not in (None, signature)
 
 
 def test_every_callback_output_exists_in_the_page_or_a_view(root):

@@ -9,7 +9,8 @@ import json
 import pandas as pd
 import pytest
 
-from heartbeatai.dashboard.layout import STUDIES_PAGE_SIZE, studies_key as layout_key
+from heartbeatai.dashboard.layout import STUDIES_PAGE_SIZE
+from heartbeatai.dashboard.views.base import STUDY_CHOICES
 from heartbeatai.dashboard.views import Views
 from heartbeatai.results import ResultsStore, ResultsWriter, schema, summary as summary_module, write_study_summary
 from heartbeatai.results.summary import SUMMARY_FILE, StudySummaries
@@ -144,26 +145,16 @@ def test_an_older_root_of_many_studies_gets_its_summaries_once(tmp_path):
     assert pd.DataFrame(rows)["state"].eq("finished").all()
 
 
-def test_a_refresh_sends_the_study_choices_only_when_a_study_came_or_went(many):
+def test_the_study_menu_carries_a_few_names_and_finds_the_others_as_the_user_types(many):
     from heartbeatai.dashboard.app import create_app
 
     root, names = many
     app = create_app(str(root), warm=False)
-    client = app.server.test_client()
-    layout = json.dumps(client.get("/_dash-layout").get_json())
-    key = layout_key(names)
-    assert f'"{key}"' in layout and '"studies-list"' in layout  # the key of the names, the first view's body
-    output = next(o for o in app.callback_map if "study.options" in o)
-    spec = app.callback_map[output]
-    values = {"study": names[0], "signature": None, "studies-key": key, "refresh": 1}
+    layout = json.dumps(app.server.test_client().get("/_dash-layout").get_json())
+    views = Views(ResultsStore(root))
 
-    def refresh(**changed):
-        state = [{**item, "value": {**values, **changed}[item["id"]]} for item in spec["state"]]
-        payload = {"output": output, "outputs": [dict(zip(("id", "property"), o.rsplit(".", 1)))
-                                                 for o in output.strip(".").split("...")],
-                   "inputs": [{**spec["inputs"][0], "value": 1}], "state": state, "changedPropIds": ["refresh.n_intervals"]}
-        return client.post("/_dash-update-component", json=payload).get_json()["response"]
-
-    assert "study" not in refresh() and "studies-key" not in refresh()  # 300 names, unsent
-    changed = refresh(**{"studies-key": "an older list"})
-    assert len(changed["study"]["options"]) == 300 and changed["studies-key"]["data"] == key
+    assert names[STUDY_CHOICES - 1] in layout and names[STUDY_CHOICES] not in layout
+    assert views.study_choices("00299", names[0]) == [names[299], names[0]]  # typed, and the chosen one kept
+    assert views.study_choices(None, names[250]) == [*names[:STUDY_CHOICES], names[250]]
+    refresh = next(o for o in app.callback_map if "live-badge" in o)
+    assert "study.options" not in refresh  # the refresh never resends the names

@@ -21,6 +21,7 @@ from dash import html
 from heartbeatai.results import ResultsStore, schema
 
 ALL_SEEDS = "all"
+STUDY_CHOICES = 50  # names in the Study menu at a time
 OLD_SCHEMA = ("written by results schema {version}: its analysis tables are not comparable; rerun the study "
               "(or `heartbeatai study analyse DIR` once it has validation predictions)")
 NEWER_SCHEMA = ("written by results schema {version}, newer than this dashboard reads ({current}): "
@@ -119,18 +120,38 @@ class ViewBase:
 
     # -- page chrome --------------------------------------------------------------------
 
-    def refresh(self, study: str | None, signature: str | None) -> tuple[list, str | None, str | None, Any]:
-        """Study choices, the study to show, and the signature of its tables (unchanged: no re-render)."""
-        studies = self.store.studies()
-        if study not in studies:
+    def study_choices(self, search: str | None, current: str | None) -> list[str]:
+        """The Study menu's choices: the first STUDY_CHOICES names holding `search` (any case),
+        and the chosen study. A root may hold thousands: the menu never carries them all, the
+        browser asks for more as the user types (the studies list shows every one, a page at a time)."""
+        names = self.store.studies()
+        found = names
+        if isinstance(search, str) and search:
+            found = [name for name in names if search[:128].lower() in name.lower()]
+        choices = found[:STUDY_CHOICES]
+        if isinstance(current, str) and current not in choices and current in names:
+            choices.append(current)  # the menu keeps showing what is chosen
+        return choices
+
+    def refresh(self, study: str | None, signature: str | None) -> tuple[str | None, str | None, Any]:
+        """The study to show (the chosen one while it exists, else the first), and the signature
+        of its tables (unchanged: None, no re-render)."""
+        if not self._exists(study):
+            studies = self.store.studies()
             study = studies[0] if studies else None
         if study is None:
-            return [], None, None, dbc.Badge("no studies", color="secondary")
+            return None, None, dbc.Badge("no studies", color="secondary")
         current = self.store.signature(study)
         active = unfinished(self.store.progress(study))
         badge = (dbc.Badge(f"live: {active} trials running or queued", color="info") if active
                  else dbc.Badge("finished", color="success"))
-        return options(studies), study, (current if current != signature else None), badge
+        return study, (current if current != signature else None), badge
+
+    def _exists(self, study: str | None) -> bool:
+        try:
+            return isinstance(study, str) and self.store.has_study(study)
+        except ValueError:  # not a study name: the page's choice was forged
+            return False
 
     @per_store_state
     def filter_options(self, study: str | None) -> tuple[list, list]:
