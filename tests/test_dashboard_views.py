@@ -371,7 +371,7 @@ def test_a_rare_class_with_too_few_positives_everywhere_is_greyed_with_its_count
     assert figure.layout.meta["greyed"] == [rare]
 
 
-def test_sweeps_rebuild_the_optuna_study_and_mark_asha_stopped_trials(views, root):
+def test_sweeps_draw_the_search_from_the_trials_table_and_mark_asha_stopped_trials(views, root):
     view = views.sweeps("demo", "lodo", "lodo:cpsc")
     trials = ResultsStore(root).read("demo", "trials", filters={"fold_id": "lodo:cpsc", "arm": "search"})
 
@@ -386,14 +386,14 @@ def test_sweeps_rebuild_the_optuna_study_and_mark_asha_stopped_trials(views, roo
 
 
 @pytest.mark.parametrize("metric", list(VALIDATION_METRICS))
-def test_the_rebuilt_search_calls_best_the_trial_best_in_its_metrics_direction(root, metric):
+def test_the_sweep_ranks_first_the_trial_best_in_its_metrics_direction(root, metric):
     trials = ResultsStore(root).read("demo", "trials", filters={"fold_id": "lodo:cpsc", "arm": "search"})
     scored = trials[trials.status.isin(schema.SCORED_STATUSES)].dropna(subset=["selection_value"])
 
-    study = figures_sweeps.optuna_study(trials.assign(selection_metric=metric), figures_sweeps.direction_of(metric))
+    ranked = figures_sweeps.ranked(trials.assign(selection_metric=metric), figures_sweeps.direction_of(metric))
 
     best = scored.selection_value.max() if metric_mode(metric) == "max" else scored.selection_value.min()
-    assert study.best_value == pytest.approx(best)
+    assert ranked.selection_value.iloc[0] == pytest.approx(best) and len(ranked) == len(scored)
 
 
 def test_sweeps_follow_the_selection_metric_the_store_holds(views, root, tmp_path):
@@ -407,9 +407,9 @@ def test_sweeps_follow_the_selection_metric_the_store_holds(views, root, tmp_pat
 
     assert maximised.curves.layout.yaxis.title.text == "val macro auroc"
     assert minimised.curves.layout.yaxis.title.text == "val loss"
-    assert minimised.parallel.layout.xaxis.ticktext[0] == "val_loss"
-    # Optuna reverses the colour scale of a minimised objective, so the best trials stay the dark ones.
-    scales = [next(t.marker for t in view.parallel.data if t.marker.showscale) for view in (maximised, minimised)]
+    assert minimised.parallel.data[0].dimensions[0].label == "val_loss"
+    # The colour scale of a minimised objective is reversed, so the best trials stay the dark ones.
+    scales = [view.parallel.data[0].line for view in (maximised, minimised)]
     assert scales[0].colorbar.title.text == "val_macro_auroc" and scales[1].colorbar.title.text == "val_loss"
     assert not scales[0].reversescale and scales[1].reversescale
 
@@ -720,3 +720,23 @@ def test_a_renamed_study_opens_on_every_view_under_its_new_name(tmp_path):
     assert _alert_texts(statuses).strip() == ""  # nothing skipped, nothing missing
     [listed] = views.studies_page(0, None).rows
     assert listed["study"] == study and listed["state"] == "finished" and listed["total"] > 0
+
+
+def test_sweep_axes_follow_how_each_parameter_was_sampled():
+    rng = np.random.default_rng(0)
+    n = 200
+    trials = pd.DataFrame({
+        "trial_id": [f"t{i}" for i in range(n)], "status": "completed", "selection_value": rng.uniform(0.6, 0.9, n),
+        "cfg.optimizer.lr": 10 ** rng.uniform(-5, -2, n), "cfg.mixstyle.p": rng.uniform(0.0, 1.0, n),
+        "cfg.loss.kind": rng.choice(["asl", "bce"], n), "cfg.epochs": 9, "cfg.mixstyle.alpha": np.nan})
+    trials.loc[::2, "cfg.mixstyle.alpha"] = 0.1  # conditional: half the trials sampled it, with one value
+
+    kinds = figures_sweeps.search_params(trials)
+    parallel = figures_sweeps.parallel_coordinates_figure(trials, "val_macro_auroc", max_trials=50)
+
+    assert kinds == {"optimizer.lr": "log", "mixstyle.p": "linear", "loss.kind": "categorical"}
+    dimensions = {d.label: d for d in parallel.data[0].dimensions}
+    assert list(dimensions) == ["val_macro_auroc", "optimizer.lr", "mixstyle.p", "loss.kind"]
+    assert max(dimensions["optimizer.lr"].values) <= -2 and list(dimensions["loss.kind"].ticktext) == ["asl", "bce"]
+    assert min(dimensions["val_macro_auroc"].values) >= np.sort(trials.selection_value)[-50]  # the best 50
+    assert "best 50 of 200" in parallel.layout.title.text

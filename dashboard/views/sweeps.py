@@ -1,4 +1,4 @@
-"""The Sweeps view: one fold's search, as Optuna's own plots over the trials table."""
+"""The Sweeps view: one fold's search, drawn with plotly from the trials table."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import NamedTuple
 import pandas as pd
 import plotly.graph_objects as go
 
-from heartbeatai.dashboard import figures
+from heartbeatai.dashboard import figures, figures_sweeps
 from heartbeatai.dashboard.views.base import ViewBase, options, per_store_state
 from heartbeatai.metric_names import DEFAULT_SELECTION_METRIC
 from heartbeatai.protocols import PROTOCOLS
@@ -44,7 +44,7 @@ class SweepViews(ViewBase):
             return SweepsView(status, empty, empty, empty, empty)
         where = {"protocol": protocol, "fold_id": fold}
         # Keyed on this fold's rows, not the study's files: while another fold searches, this
-        # fold's Optuna plots (seconds to build) stay as they are.
+        # fold's figures stay as they are.
         search = {**where, "arm": schema.SEARCH_ARM}
         key = ("sweeps", study, protocol, fold, *(
             _digest(self.store.read(study, name, columns=columns, filters=where if name == "importances" else search))
@@ -52,24 +52,20 @@ class SweepViews(ViewBase):
         return SweepsView(status, *self._cached(key, lambda: self._sweep_figures(study, where)))
 
     def _sweep_figures(self, study: str, where: dict) -> tuple[go.Figure, ...]:
-        # Imported when a sweep is first drawn: Optuna and scipy are seconds of imports the
-        # first page does not need (issue 22); the warm thread pays them after it is out.
-        from heartbeatai.dashboard import figures_sweeps
-
         trials = self.store.read(study, "trials", filters={**where, "arm": schema.SEARCH_ARM})
         epochs = self.store.read(study, "epochs", filters={**where, "arm": schema.SEARCH_ARM})
         importances = self.store.read(study, "importances", filters=where)
         stored = trials["selection_metric"].dropna()
         metric = stored.iloc[0] if len(stored) else DEFAULT_SELECTION_METRIC
-        optuna_study = figures_sweeps.optuna_study(trials, figures_sweeps.direction_of(metric))
+        direction = figures_sweeps.direction_of(metric)
         curve_metric = metric if metric in epochs.columns else DEFAULT_SELECTION_METRIC
-        return (figures_sweeps.parallel_coordinates_figure(optuna_study, metric),
+        return (figures_sweeps.parallel_coordinates_figure(trials, metric, direction),
                 figures_sweeps.importances_figure(importances),
                 figures_sweeps.learning_curves_figure(epochs, trials, curve_metric),
-                figures_sweeps.slice_figure(optuna_study, importances, metric))
+                figures_sweeps.slice_figure(trials, importances, metric, direction))
 
     def warm(self) -> None:
-        """Build the sweep figures of every fold ahead of the first visit (Optuna's plots are slow),
+        """Build the sweep figures of every fold ahead of the first visit (a fold has thousands of trials),
         for the first studies the page opens on (not all of a root of thousands)."""
         for study in self.store.studies()[:WARM_STUDIES]:
             for protocol in PROTOCOLS:
