@@ -41,7 +41,7 @@ def create_app(results_root: str, token: str | None = None, warm: bool = True) -
                     update_title=None, serve_locally=True)
 
     def page():
-        studies = store.studies()
+        studies = views.study_choices(None, None)
         return layout.page(studies, store.signature(studies[0]) if studies else None)
 
     app.layout = page
@@ -50,7 +50,7 @@ def create_app(results_root: str, token: str | None = None, warm: bool = True) -
     _secure(app.server, token)  # first: a visitor without the token learns nothing of the callbacks
     callback_guard.install(app.server, app.callback_map)
     if warm:
-        # Optuna's plots take seconds on thousands of trials: build them before anyone asks,
+        # A sweep's figures read a fold's thousands of trials: build them before anyone asks,
         # but after the first page is out, so the two do not share the CPU.
         first_page = threading.Event()
 

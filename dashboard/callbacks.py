@@ -54,18 +54,25 @@ def _register(app: Dash, outputs: list[Output], inputs: list, callback: Callable
 
 
 def register(app: Dash, views: Views) -> None:
-    _register(app, [Output("study", "options"), Output("study", "value"), Output("signature", "data"),
-                    Output("live-badge", "children")],
+    _register(app, [Output("study", "value"), Output("signature", "data"), Output("live-badge", "children")],
               [Input("refresh", "n_intervals"), State("study", "value"), State("signature", "data")],
-              lambda _, study, signature: _changes_only(views.refresh(study, signature), study), status_index=None)
+              lambda _, study, signature: _changes_only(views.refresh(study, signature), study),
+              status_index=None, prevent_initial_call=True)  # the page was built with what it would find
+    _register(app, [Output("study", "options")], [Input("study", "search_value"), State("study", "value")],
+              views.study_choices, status_index=None, prevent_initial_call=True)
     _register(app, [Output("arms", "options"), Output("seed", "options")], [Input("study", "value")],
               views.filter_options, status_index=None)
     _register(app, [Output("view-body", "children")], [Input("view", "active_tab")], layout.view_body,
-              status_index=None)
+              status_index=None, prevent_initial_call=True)  # the page holds the first view's body
 
-    _register(app, [Output("studies-status", "children"), Output("studies-table", "children"),
-                    Output("progress-graph", "figure"), Output("card-graph", "figure"), Output("card-table", "children")],
+    _register(app, [Output("studies-status", "children"), Output("progress-graph", "figure"),
+                    Output("card-graph", "figure"), Output("card-table", "children")],
               _FILTERS, lambda study, _: views.studies(study))
+    # The list follows the chosen study's signature too, so a refresh that found it changed
+    # (a study running) redraws the page of rows beside it.
+    _register(app, [Output("studies-list", "data"), Output("studies-list", "page_count")],
+              [Input("studies-list", "page_current"), Input("studies-filter", "value"), Input("signature", "data")],
+              lambda page, contains, _: views.studies_page(page, contains), status_index=None)
 
     # The split is in F1 units, the AUROC change beside it: the metric filter does not apply here.
     _register(app, [Output("degradation-status", "children"), Output("degradation-heatmap", "figure"),
@@ -123,6 +130,5 @@ def register(app: Dash, views: Views) -> None:
 def _changes_only(values: tuple, shown_study: str | None) -> tuple:
     """Dash re-runs every dependent of an output it sets, even to the same value: a refresh
     that found nothing new sets neither the study nor the signature, so no view re-renders."""
-    options, study, signature, badge = values
-    return (options, no_update if study == shown_study else study,
-            no_update if signature is None else signature, badge)
+    study, signature, badge = values
+    return (no_update if study == shown_study else study, no_update if signature is None else signature, badge)

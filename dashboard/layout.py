@@ -7,9 +7,10 @@ from the start (empty), which keeps ids stable for callbacks and browser tests a
 from __future__ import annotations
 
 import dash_bootstrap_components as dbc
-from dash import dcc, html
+from dash import dash_table, dcc, html
 
 from heartbeatai.protocols import LODO, PROTOCOLS
+from heartbeatai.results.summary import COLUMNS as SUMMARY_COLUMNS
 
 VIEWS = {
     "studies": "Studies",
@@ -21,6 +22,7 @@ VIEWS = {
 }
 METRICS = {"auroc": "AUROC", "f1": "F1", "auprc": "AUPRC"}
 REFRESH_MS = 5000
+STUDIES_PAGE_SIZE = 20
 
 
 def _graph(graph_id: str) -> dcc.Loading:
@@ -32,6 +34,7 @@ def _labelled(label: str, control, width: int = 2) -> dbc.Col:
 
 
 def filters(studies: list[str]) -> dbc.Row:
+    """`studies`: the Study menu's first choices (views.base.study_choices), the first of them shown."""
     return dbc.Row(
         [
             _labelled("Study", dcc.Dropdown(id="study", options=studies, value=studies[0] if studies else None,
@@ -49,7 +52,8 @@ def filters(studies: list[str]) -> dbc.Row:
 
 
 def page(studies: list[str], signature: str | None) -> html.Div:
-    """The whole page, built per visit so it opens on the studies present now."""
+    """The whole page, built per visit so it opens on the studies present now (`studies`: the
+    Study menu's first choices)."""
     return html.Div(
         [
             dbc.Navbar(dbc.Container([dbc.NavbarBrand("HeartBeatAI results"), html.Span(id="live-badge")]),
@@ -61,7 +65,9 @@ def page(studies: list[str], signature: str | None) -> html.Div:
                     dcc.Store(id="signature", data=signature),
                     dbc.Tabs([dbc.Tab(label=label, tab_id=key) for key, label in VIEWS.items()], id="view",
                              active_tab="studies", className="mb-3"),
-                    html.Div(id="view-body"),
+                    # The first view comes with the page, not a round trip later: its own
+                    # callbacks start as soon as the layout is in.
+                    html.Div(view_body("studies"), id="view-body"),
                 ],
                 fluid=True,
             ),
@@ -77,11 +83,25 @@ def _status(view: str) -> html.Div:
     return html.Div(id=f"{view}-status")
 
 
+def studies_list() -> dash_table.DataTable:
+    """The list of studies, a page at a time: the server sends one page of rows, in name order,
+    filtered by the name box above it (a root may hold thousands of studies)."""
+    return dash_table.DataTable(
+        id="studies-list", data=[], columns=[{"name": c, "id": c} for c in SUMMARY_COLUMNS],
+        page_size=STUDIES_PAGE_SIZE, page_current=0, page_count=1, page_action="custom",
+        style_as_list_view=True, style_cell={"fontSize": "0.85rem", "textAlign": "left", "padding": "2px 8px"},
+        style_header={"fontWeight": "bold"},
+    )
+
+
 def _studies() -> list:
     return [
         _status("studies"),
         html.H5("Studies under the results root"),
-        html.Div(id="studies-table"),
+        dbc.Row([_labelled("Find a study", dcc.Input(id="studies-filter", type="search", debounce=True,
+                                                     placeholder="part of its name", className="form-control"), 3)],
+                className="mb-2"),
+        studies_list(),
         dbc.Row([dbc.Col(_graph("progress-graph"), md=6), dbc.Col(_graph("card-graph"), md=6)]),
         html.Div(id="card-table"),
     ]

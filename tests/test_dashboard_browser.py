@@ -100,10 +100,23 @@ def test_the_first_page_lists_studies_with_progress_and_the_dataset_card(page, u
     assert [t["name"] for t in progress] == ["pending", "running", "completed", "early stopped", "errored"]
     assert "lodo:cpsc" in progress[0]["y"] and "intra:cpsc:0" in progress[0]["y"]
     assert card[0]["type"] == "heatmap" and len(card[0]["y"]) == 26
+    page.wait_for_selector("#studies-list td")
     assert page.locator("#studies-list").inner_text().count("demo") == 1
     page.screenshot(path=screenshots / "studies.png", full_page=True)
     print(f"first page complete in the browser: {elapsed:.2f} s")
     assert elapsed < 20  # a loose bound for a loaded CI box; the benchmark holds the 2 s target
+
+
+def test_the_studies_list_is_found_by_name_a_page_at_a_time_from_the_server(page, url):
+    page.goto(url)
+    page.wait_for_selector("#studies-list td")
+    assert {"demo", "old", "truncated"} <= set(page.locator("#studies-list td").all_inner_texts())
+
+    page.fill("#studies-filter", "trunc")
+    page.press("#studies-filter", "Enter")
+    page.wait_for_function("() => !document.querySelector('#studies-list').innerText.includes('demo')")
+
+    assert "truncated" in page.locator("#studies-list").inner_text()
 
 
 def test_the_open_page_follows_trials_written_while_it_is_shown(page, root):
@@ -238,8 +251,8 @@ def test_a_study_written_by_results_schema_1_is_announced_on_every_view(page):
 
 
 def test_requests_reaching_outside_the_results_root_read_nothing(page, url):
-    outputs = [("studies-status", "children"), ("studies-table", "children"), ("progress-graph", "figure"),
-               ("card-graph", "figure"), ("card-table", "children")]
+    outputs = [("studies-status", "children"), ("progress-graph", "figure"), ("card-graph", "figure"),
+               ("card-table", "children")]
     payload = {
         "output": "..." .join(f"{i}.{p}" for i, p in outputs).join(["..", ".."]),
         "outputs": [{"id": i, "property": p} for i, p in outputs],

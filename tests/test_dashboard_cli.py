@@ -35,9 +35,10 @@ def test_only_loopback_addresses_count_as_local(host, loopback):
 def test_an_empty_results_root_says_so_instead_of_failing(tmp_path):
     views = Views(ResultsStore(tmp_path))
 
-    options, study, signature, badge = views.refresh(None, None)
+    study, signature, badge = views.refresh(None, None)
 
-    assert (options, study, signature) == ([], None, None) and "no studies" in str(badge.children)
+    assert (study, signature) == (None, None) and "no studies" in str(badge.children)
+    assert views.study_choices(None, None) == []
     with pytest.raises(ViewInputError, match="no study selected"):
         views.studies(None)
 
@@ -67,3 +68,15 @@ def test_the_dashboard_and_the_results_store_load_neither_torch_nor_ray():
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
 
     assert loaded.strip() == "[]"
+
+
+def test_the_first_page_imports_nothing_only_other_views_need():
+    import subprocess
+    import sys
+
+    heavy = ("optuna", "scipy", "statsmodels", "sklearn", "torch", "ray", "matplotlib")
+    code = ("import sys; from heartbeatai.dashboard.app import create_app; "
+            f"print(' '.join(m for m in {heavy!r} if m in sys.modules))")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+
+    assert found == []  # each costs seconds of the first page's start (issue 22)

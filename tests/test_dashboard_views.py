@@ -378,7 +378,7 @@ def test_a_rare_class_with_too_few_positives_everywhere_is_greyed_with_its_count
     assert figure.layout.meta["greyed"] == [rare]
 
 
-def test_sweeps_rebuild_the_optuna_study_and_mark_asha_stopped_trials(views, root):
+def test_sweeps_draw_the_search_from_the_trials_table_and_mark_asha_stopped_trials(views, root):
     view = views.sweeps("demo", "lodo", "lodo:cpsc")
     trials = ResultsStore(root).read("demo", "trials", filters={"fold_id": "lodo:cpsc", "arm": "search"})
 
@@ -393,14 +393,14 @@ def test_sweeps_rebuild_the_optuna_study_and_mark_asha_stopped_trials(views, roo
 
 
 @pytest.mark.parametrize("metric", list(VALIDATION_METRICS))
-def test_the_rebuilt_search_calls_best_the_trial_best_in_its_metrics_direction(root, metric):
+def test_the_sweep_ranks_first_the_trial_best_in_its_metrics_direction(root, metric):
     trials = ResultsStore(root).read("demo", "trials", filters={"fold_id": "lodo:cpsc", "arm": "search"})
     scored = trials[trials.status.isin(schema.SCORED_STATUSES)].dropna(subset=["selection_value"])
 
-    study = figures_sweeps.optuna_study(trials.assign(selection_metric=metric), figures_sweeps.direction_of(metric))
+    ranked = figures_sweeps.ranked(trials.assign(selection_metric=metric), figures_sweeps.direction_of(metric))
 
     best = scored.selection_value.max() if metric_mode(metric) == "max" else scored.selection_value.min()
-    assert study.best_value == pytest.approx(best)
+    assert ranked.selection_value.iloc[0] == pytest.approx(best) and len(ranked) == len(scored)
 
 
 def test_sweeps_follow_the_selection_metric_the_store_holds(views, root, tmp_path):
@@ -414,9 +414,9 @@ def test_sweeps_follow_the_selection_metric_the_store_holds(views, root, tmp_pat
 
     assert maximised.curves.layout.yaxis.title.text == "val macro auroc"
     assert minimised.curves.layout.yaxis.title.text == "val loss"
-    assert minimised.parallel.layout.xaxis.ticktext[0] == "val_loss"
-    # Optuna reverses the colour scale of a minimised objective, so the best trials stay the dark ones.
-    scales = [next(t.marker for t in view.parallel.data if t.marker.showscale) for view in (maximised, minimised)]
+    assert minimised.parallel.data[0].dimensions[0].label == "val_loss"
+    # The colour scale of a minimised objective is reversed, so the best trials stay the dark ones.
+    scales = [view.parallel.data[0].line for view in (maximised, minimised)]
     assert scales[0].colorbar.title.text == "val_macro_auroc" and scales[1].colorbar.title.text == "val_loss"
     assert not scales[0].reversescale and scales[1].reversescale
 
@@ -497,7 +497,7 @@ def test_corrupt_and_missing_tables_are_said_on_the_page(tmp_path):
     assert "unreadable part" in _alert_texts(degradation.status)
     assert degradation.heatmap.layout.meta["message"].startswith("no degradation")
     assert "ablation_tests: not written yet" in _alert_texts(ablations.status)
-    [listed] = [row for row in views.studies("demo").studies_table.data if row["study"] == "demo"]
+    [listed] = [row for row in views.studies_page(0, None).rows if row["study"] == "demo"]
     assert listed["damaged tables"] == "degradation"
 
 
@@ -505,15 +505,15 @@ def test_a_study_in_progress_is_announced_and_refresh_reports_only_changes(tmp_p
     make_store(tmp_path, n_folds=2, n_trials=20, classes=6, seeds=1, in_progress=True)
     views = Views(ResultsStore(tmp_path))
 
-    options, study, signature, badge = views.refresh(None, None)
+    study, signature, badge = views.refresh(None, None)
     assert study == "demo" and badge.children.startswith("live: ") and badge.color == "info"
-    assert views.refresh("demo", signature)[2] is None
+    assert views.refresh("demo", signature)[1] is None
     assert "in progress" in _alert_texts(views.sweeps("demo", "lodo", "lodo:ptbxl").status)
 
     ResultsWriter(tmp_path / "demo").write("trials", pd.DataFrame([dict(
         protocol="lodo", fold_id="lodo:ptbxl", arm="search", seed=0, selection="search", trial_id="ptbxl-00019",
         status="completed", selection_value=0.9)]))
-    assert views.refresh("demo", signature)[2] not in (None, signature)
+    assert views.refresh("demo", signature)[1] not in (None, signature)
 
 
 def test_every_callback_output_exists_in_the_page_or_a_view(root):
@@ -713,3 +713,40 @@ def test_the_degradation_view_states_the_rare_against_common_contrast_the_analys
     assert line.startswith(f"Rare against common: over {int(contrast['n_cells'])} class x domain cells")
     assert f"is {contrast['drop_rare']:+.3f} on the rarest third" in line
     assert f"95% interval [{contrast['contrast_lo']:+.3f}, {contrast['contrast_hi']:+.3f}]" in line
+
+
+def test_a_renamed_study_opens_on_every_view_under_its_new_name(tmp_path):
+    make_store(tmp_path, n_folds=2, n_trials=6, classes=4, seeds=1, records_per_fold=10, record_views_per_fold=1)
+    (tmp_path / "demo").rename(tmp_path / "demo-2026")
+    views = Views(ResultsStore(tmp_path))
+    study = "demo-2026"
+
+    _, record = views.record_options(study, "lodo:cpsc")
+    _, export = views.export_options(study, "lodo")
+    statuses = [views.studies(study).status, views.degradation(study, "noisy").status,
+                views.ablations(study, "lodo", None, "all", "f1").status, views.sweeps(study, "lodo", "lodo:cpsc").status,
+                views.record(study, "lodo:cpsc", record, True).status, views.export_preview(study, "lodo", export)[0]]
+
+    assert _alert_texts(statuses).strip() == ""  # nothing skipped, nothing missing
+    [listed] = views.studies_page(0, None).rows
+    assert listed["study"] == study and listed["state"] == "finished" and listed["total"] > 0
+
+
+def test_sweep_axes_follow_how_each_parameter_was_sampled():
+    rng = np.random.default_rng(0)
+    n = 200
+    trials = pd.DataFrame({
+        "trial_id": [f"t{i}" for i in range(n)], "status": "completed", "selection_value": rng.uniform(0.6, 0.9, n),
+        "cfg.optimizer.lr": 10 ** rng.uniform(-5, -2, n), "cfg.mixstyle.p": rng.uniform(0.0, 1.0, n),
+        "cfg.loss.kind": rng.choice(["asl", "bce"], n), "cfg.epochs": 9, "cfg.mixstyle.alpha": np.nan})
+    trials.loc[::2, "cfg.mixstyle.alpha"] = 0.1  # conditional: half the trials sampled it, with one value
+
+    kinds = figures_sweeps.search_params(trials)
+    parallel = figures_sweeps.parallel_coordinates_figure(trials, "val_macro_auroc", max_trials=50)
+
+    assert kinds == {"optimizer.lr": "log", "mixstyle.p": "linear", "loss.kind": "categorical"}
+    dimensions = {d.label: d for d in parallel.data[0].dimensions}
+    assert list(dimensions) == ["val_macro_auroc", "optimizer.lr", "mixstyle.p", "loss.kind"]
+    assert max(dimensions["optimizer.lr"].values) <= -2 and list(dimensions["loss.kind"].ticktext) == ["asl", "bce"]
+    assert min(dimensions["val_macro_auroc"].values) >= np.sort(trials.selection_value)[-50]  # the best 50
+    assert "best 50 of 200" in parallel.layout.title.text

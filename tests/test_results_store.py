@@ -12,6 +12,7 @@ import pytest
 from heartbeatai.results import ResultsStore, ResultsWriter, schema
 
 KEY = dict(protocol="lodo", fold_id="lodo:cpsc", arm="search", seed=0, selection="search")
+_ABLATION = dict(protocol="lodo", metric="macro_auroc", arm="no-se", scope="fold", fold_id="lodo:cpsc")
 
 
 def _trial(trial_id: str, status: str, **extra) -> dict:
@@ -353,3 +354,41 @@ def test_the_study_summary_is_a_client_of_the_store_not_the_other_way_round():
                if isinstance(n, ast.Attribute) and n.attr.startswith("_") and not n.attr.startswith("__")
                and not (isinstance(n.value, ast.Name) and n.value.id == "self")]  # its own state is its own
     assert private == []
+
+
+def test_a_copied_study_reads_and_writes_under_its_folder_name(tmp_path, writer):
+    import shutil
+
+    writer.write("trials", pd.DataFrame([_trial("t1", "running")]))
+    writer.write("ablation_tests", pd.DataFrame([dict(_ABLATION, diff=0.1)]))
+    shutil.copytree(tmp_path / "demo", tmp_path / "demo-copy")
+    copy = ResultsWriter(tmp_path / "demo-copy")
+
+    # Rows come back under the folder's name, as the analysis hands them to the writer again.
+    trials = ResultsStore(tmp_path).read("demo-copy", "trials")
+    copy.write("trials", trials.assign(trial_id="t2"))
+    copy.replace("ablation_tests", pd.DataFrame([dict(_ABLATION, study="demo-copy", diff=0.2)]),
+                 where={"study": "demo-copy"})
+
+    store = ResultsStore(tmp_path)
+    assert sorted(store.read("demo-copy", "trials")["trial_id"]) == ["t1", "t2"]
+    assert set(store.read("demo-copy", "trials")["study"]) == {"demo-copy"}
+    assert list(store.read("demo-copy", "ablation_tests")["diff"]) == [0.2]  # replaced, not beside the old row
+    assert store.status("demo-copy", "trials").corrupt == ()
+    assert list(store.read("demo", "ablation_tests")["diff"]) == [0.1]  # the original is untouched
+    with pytest.raises(ValueError, match="rows of study"):
+        copy.write("trials", pd.DataFrame([{**_trial("t3", "running"), "study": "elsewhere"}]))
+
+
+def test_a_part_of_another_study_in_a_folder_is_skipped_and_named(tmp_path, writer):
+    writer.write("trials", pd.DataFrame([_trial("t1", "running")]))
+    intruder = ResultsWriter(tmp_path / "other").write("trials", pd.DataFrame([_trial("t9", "completed")]))
+    target = tmp_path / "demo" / "results" / "trials" / intruder.rsplit("/", 1)[1]
+    (tmp_path / "other" / "results" / "trials" / target.name).rename(target)
+
+    store = ResultsStore(tmp_path)
+    trials = store.read("demo", "trials")
+
+    assert list(trials["trial_id"]) == ["t1"]
+    [problem] = store.status("demo", "trials").corrupt
+    assert problem.startswith(f"{target.name}: rows of another study ('other'")

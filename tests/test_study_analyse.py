@@ -58,3 +58,59 @@ def test_another_bootstrap_size_changes_the_intervals_not_the_estimates(finished
 def test_analyse_refuses_a_folder_that_is_not_a_study(tmp_path, capsys):
     assert cli_main(["study", "analyse", str(tmp_path)]) == 2
     assert "not a study directory" in capsys.readouterr().err
+
+
+def test_a_copied_study_is_analysed_reported_and_exported_under_its_folder_name(finished, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "elsewhere" / "renamed"  # away from the original: nothing can read it by its old name
+    shutil.copytree(finished / "analysed", copy)
+    before = _tables(finished)
+
+    assert cli_main(["study", "analyse", str(copy)]) == 0
+    store = ResultsStore(str(copy.parent))
+    for name in TABLES:  # the same figures (the consensus' run file names the folder and its data path)
+        got = _sorted(store.read("renamed", name)).drop(columns="run_file", errors="ignore")
+        assert set(got["study"]) == {"renamed"}, name
+        expected = before[name].assign(study="renamed").drop(columns="run_file", errors="ignore")
+        pd.testing.assert_frame_equal(got, expected, check_dtype=False, obj=name)
+    capsys.readouterr()
+    assert cli_main(["study", "status", str(copy)]) == 0
+    status = capsys.readouterr().out
+    assert status.startswith("study renamed") and "damaged" not in status
+    exported = cli_main(["export", str(copy), "--out", str(tmp_path / "export")])
+    assert exported == 0
+    runs = sorted((tmp_path / "export").glob("*.yaml"))
+    assert runs and all("  study: renamed\n" in path.read_text() for path in runs)
+
+
+def test_resuming_a_renamed_study_is_refused_before_it_touches_anything(finished, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "renamed"
+    shutil.copytree(finished / "analysed", copy)
+    before = sorted(p.name for p in copy.rglob("*"))
+
+    assert cli_main(["study", "resume", str(copy)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds study 'analysed', copied or renamed" in err
+    assert sorted(p.name for p in copy.rglob("*")) == before
+
+
+def test_rows_of_two_studies_in_one_folder_are_refused_with_one_line(finished, tmp_path, capsys):
+    import shutil
+
+    from heartbeatai.results import ResultsWriter
+
+    mixed = tmp_path / "mixed"
+    shutil.copytree(finished / "analysed", mixed)
+    # A part of another study dropped into this one's folder.
+    rows = ResultsStore(str(finished)).read("analysed", "class_metrics").drop(columns="study")
+    part = ResultsWriter(tmp_path / "other").write("class_metrics", rows)
+    shutil.move(part, mixed / "results" / "class_metrics")
+
+    assert cli_main(["study", "analyse", str(mixed)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "another study ('other'" in err and "Traceback" not in err
+    assert cli_main(["study", "status", str(mixed)]) == 1
+    assert "rows of another study ('other'" in capsys.readouterr().out

@@ -9,11 +9,14 @@ import json
 import pandas as pd
 import pytest
 
+from heartbeatai.dashboard.layout import STUDIES_PAGE_SIZE
+from heartbeatai.dashboard.views.base import STUDY_CHOICES
 from heartbeatai.dashboard.views import Views
 from heartbeatai.results import ResultsStore, ResultsWriter, schema, summary as summary_module, write_study_summary
 from heartbeatai.results.summary import SUMMARY_FILE, StudySummaries
 from heartbeatai.testing.fake_store import make_many_studies, make_store
 
+PAGE = STUDIES_PAGE_SIZE
 SMALL = dict(n_folds=2, n_trials=12, classes=6, seeds=1, records_per_fold=6, record_views_per_fold=1)
 
 
@@ -96,30 +99,62 @@ def many(tmp_path_factory):
     return root, make_many_studies(root, 300, **SMALL)
 
 
-def test_the_first_studies_view_of_300_studies_reads_only_summaries(many, monkeypatch):
+def test_the_first_studies_view_of_300_studies_reads_one_page_of_summaries(many, monkeypatch):
     root, names = many
     store = ResultsStore(root)
-    read_studies = set()
+    read_tables, read_summaries = set(), []
     for method in ("_read_parts", "_read_footers"):
         real = getattr(ResultsStore, method)
 
         def spy(self, study, table, *args, _real=real):
-            read_studies.add(study)
+            read_tables.add(study)
             return _real(self, study, table, *args)
 
         monkeypatch.setattr(ResultsStore, method, spy)
+    real_summary = summary_module.summary_or_rebuild
+    monkeypatch.setattr(summary_module, "summary_or_rebuild",
+                        lambda store, study, cache=None: read_summaries.append(study) or real_summary(store, study, cache))
     monkeypatch.setattr(summary_module, "compute_summary", lambda *_: pytest.fail("a summary was recomputed"))
+    views = Views(store)
 
-    view = Views(store).studies(names[7])
+    view, first = views.studies(names[7]), views.studies_page(0, None)
 
-    assert read_studies == {names[7]}  # the chosen study's own figures and table health, nothing else
-    assert [row["study"] for row in view.studies_table.data] == names
-    assert view.studies_table.page_size < len(names)  # the browser draws a page at a time
+    assert read_tables == {names[7]}  # the chosen study's own figures and table health, nothing else
+    assert read_summaries == names[:PAGE] == [row["study"] for row in first.rows]
+    assert first.page_count == 15 and view.status == []
+    last = views.studies_page(99, None)  # past the end: the last page
+    assert [row["study"] for row in last.rows] == names[-PAGE:]
+    assert len(read_summaries) == 2 * PAGE
+
+
+def test_the_studies_list_finds_a_study_by_part_of_its_name(many):
+    root, names = many
+    views = Views(ResultsStore(root))
+
+    found = views.studies_page(0, "STUDY-0029")
+
+    assert [row["study"] for row in found.rows] == names[290:300] and found.page_count == 1
+    assert views.studies_page(0, "no such study") == ([], 1)
 
 
 def test_an_older_root_of_many_studies_gets_its_summaries_once(tmp_path):
     names = make_many_studies(tmp_path, 20, summaries=False, **SMALL)
     assert not any(_file(tmp_path, n).exists() for n in names)
-    rows = Views(ResultsStore(tmp_path)).studies(names[0]).studies_table.data
+    rows = Views(ResultsStore(tmp_path)).studies_page(0, None).rows
     assert len(rows) == 20 and all(_file(tmp_path, n).exists() for n in names)
     assert pd.DataFrame(rows)["state"].eq("finished").all()
+
+
+def test_the_study_menu_carries_a_few_names_and_finds_the_others_as_the_user_types(many):
+    from heartbeatai.dashboard.app import create_app
+
+    root, names = many
+    app = create_app(str(root), warm=False)
+    layout = json.dumps(app.server.test_client().get("/_dash-layout").get_json())
+    views = Views(ResultsStore(root))
+
+    assert names[STUDY_CHOICES - 1] in layout and names[STUDY_CHOICES] not in layout
+    assert views.study_choices("00299", names[0]) == [names[299], names[0]]  # typed, and the chosen one kept
+    assert views.study_choices(None, names[250]) == [*names[:STUDY_CHOICES], names[250]]
+    refresh = next(o for o in app.callback_map if "live-badge" in o)
+    assert "study.options" not in refresh  # the refresh never resends the names

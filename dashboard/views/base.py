@@ -16,12 +16,13 @@ from typing import Any
 
 import dash_bootstrap_components as dbc
 import pandas as pd
-from dash import dash_table, html
+from dash import html
 
 from heartbeatai.arms import is_algorithm
 from heartbeatai.results import ResultsStore, schema
 
 ALL_SEEDS = "all"
+STUDY_CHOICES = 50  # names in the Study menu at a time
 OLD_SCHEMA = ("written by results schema {version}: its analysis tables are not comparable; rerun the study "
               "(or `heartbeatai study analyse DIR` once it has validation predictions)")
 NEWER_SCHEMA = ("written by results schema {version}, newer than this dashboard reads ({current}): "
@@ -50,20 +51,6 @@ def options(values) -> list[dict]:
 
 def table(frame: pd.DataFrame, table_id: str) -> dbc.Table:
     return dbc.Table.from_dataframe(frame, striped=True, bordered=False, hover=True, size="sm", id=table_id)
-
-
-STUDIES_PAGE_SIZE = 20
-
-
-def paged_table(frame: pd.DataFrame, table_id: str) -> dash_table.DataTable:
-    """A long table drawn a page at a time in the browser (a root may hold thousands of
-    studies): sortable and filterable there, with every row sent once as plain records."""
-    return dash_table.DataTable(
-        id=table_id, data=frame.to_dict("records"), columns=[{"name": c, "id": c} for c in frame.columns],
-        page_size=STUDIES_PAGE_SIZE, page_action="native", sort_action="native", filter_action="native",
-        style_as_list_view=True, style_cell={"fontSize": "0.85rem", "textAlign": "left", "padding": "2px 8px"},
-        style_header={"fontWeight": "bold"},
-    )
 
 
 def unfinished(progress: pd.DataFrame) -> int:
@@ -134,18 +121,38 @@ class ViewBase:
 
     # -- page chrome --------------------------------------------------------------------
 
-    def refresh(self, study: str | None, signature: str | None) -> tuple[list, str | None, str | None, Any]:
-        """Study choices, the study to show, and the signature of its tables (unchanged: no re-render)."""
-        studies = self.store.studies()
-        if study not in studies:
+    def study_choices(self, search: str | None, current: str | None) -> list[str]:
+        """The Study menu's choices: the first STUDY_CHOICES names holding `search` (any case),
+        and the chosen study. A root may hold thousands: the menu never carries them all, the
+        browser asks for more as the user types (the studies list shows every one, a page at a time)."""
+        names = self.store.studies()
+        found = names
+        if isinstance(search, str) and search:
+            found = [name for name in names if search[:128].lower() in name.lower()]
+        choices = found[:STUDY_CHOICES]
+        if isinstance(current, str) and current not in choices and current in names:
+            choices.append(current)  # the menu keeps showing what is chosen
+        return choices
+
+    def refresh(self, study: str | None, signature: str | None) -> tuple[str | None, str | None, Any]:
+        """The study to show (the chosen one while it exists, else the first), and the signature
+        of its tables (unchanged: None, no re-render)."""
+        if not self._exists(study):
+            studies = self.store.studies()
             study = studies[0] if studies else None
         if study is None:
-            return [], None, None, dbc.Badge("no studies", color="secondary")
+            return None, None, dbc.Badge("no studies", color="secondary")
         current = self.store.signature(study)
         active = unfinished(self.store.progress(study))
         badge = (dbc.Badge(f"live: {active} trials running or queued", color="info") if active
                  else dbc.Badge("finished", color="success"))
-        return options(studies), study, (current if current != signature else None), badge
+        return study, (current if current != signature else None), badge
+
+    def _exists(self, study: str | None) -> bool:
+        try:
+            return isinstance(study, str) and self.store.has_study(study)
+        except ValueError:  # not a study name: the page's choice was forged
+            return False
 
     @per_store_state
     def filter_options(self, study: str | None) -> tuple[list, list]:

@@ -1,4 +1,4 @@
-"""The Sweeps view: one search of one fold, as Optuna's own plots over the trials table.
+"""The Sweeps view: one search of one fold, drawn with plotly from the trials table.
 
 A fold has `full`'s search and, in a study comparing training algorithms, one search per
 algorithm arm over `full`'s space plus that algorithm's own parameters: each is offered as
@@ -65,7 +65,7 @@ class SweepViews(ViewBase):
         fold, arm = search_of(fold)
         where = {"protocol": protocol, "fold_id": fold}
         # Keyed on this search's rows, not the study's files: while another fold searches, this
-        # fold's Optuna plots (seconds to build) stay as they are.
+        # fold's figures stay as they are.
         search = {**where, "arm": arm}
         key = ("sweeps", study, protocol, fold, arm, *(
             _digest(self.store.read(study, name, columns=columns, filters=where if name == "importances" else search))
@@ -81,15 +81,15 @@ class SweepViews(ViewBase):
             importances = importances.iloc[0:0]
         stored = trials["selection_metric"].dropna()
         metric = stored.iloc[0] if len(stored) else DEFAULT_SELECTION_METRIC
-        optuna_study = figures_sweeps.optuna_study(trials, figures_sweeps.direction_of(metric))
+        direction = figures_sweeps.direction_of(metric)
         curve_metric = metric if metric in epochs.columns else DEFAULT_SELECTION_METRIC
-        return (figures_sweeps.parallel_coordinates_figure(optuna_study, metric),
+        return (figures_sweeps.parallel_coordinates_figure(trials, metric, direction),
                 figures_sweeps.importances_figure(importances),
                 figures_sweeps.learning_curves_figure(epochs, trials, curve_metric),
-                figures_sweeps.slice_figure(optuna_study, importances, metric))
+                figures_sweeps.slice_figure(trials, importances, metric, direction))
 
     def warm(self) -> None:
-        """Build the sweep figures of every fold ahead of the first visit (Optuna's plots are slow),
+        """Build the sweep figures of every fold ahead of the first visit (a fold has thousands of trials),
         for the first studies the page opens on (not all of a root of thousands)."""
         for study in self.store.studies()[:WARM_STUDIES]:
             for protocol in PROTOCOLS:

@@ -30,13 +30,15 @@ as "at the threshold" rather than on either side.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
-from heartbeatai.analysis.ablation_stats import Estimate
 from heartbeatai.arms import is_algorithm
 from heartbeatai.results.schema import FAMILIES
+
+if TYPE_CHECKING:  # a type only: ablation_stats brings scipy.stats, which the dashboard's first page does not need
+    from heartbeatai.analysis.ablation_stats import Estimate
 
 CLAIMS = ("better", "worse", "equivalent")
 CONFIRMATORY, EXPLORATORY, ALGORITHMS_CONFIRMATORY, ALGORITHMS_EXPLORATORY = FAMILIES

@@ -63,10 +63,11 @@ def prevalence_thresholds(train_prevalence: np.ndarray) -> np.ndarray:
 
 def run_seed(key: Mapping[str, Any], seed: int) -> list[int]:
     """A bootstrap seed per run: the analysis seed and a stable hash of the run key without its
-    trial id. A fold tests one run per arm, seed and selection, so the rest of the key names it;
-    Tune's trial ids are random, and with them a rerun of the same study (search.reproducible)
-    would draw other intervals."""
-    named = {k: str(v) for k, v in key.items() if k != "trial_id"}
+    trial id and study. A fold tests one run per arm, seed and selection, so the rest of the key
+    names it; Tune's trial ids are random, and with them a rerun of the same study
+    (search.reproducible) would draw other intervals; and a study is named by its folder, so a
+    copied or renamed one would too."""
+    named = {k: str(v) for k, v in key.items() if k not in ("trial_id", "study")}
     return [seed, zlib.crc32(json.dumps(named, sort_keys=True).encode())]
 
 

@@ -23,7 +23,8 @@ from heartbeatai.analysis.degradation import algorithm_part_rows, degradation_ro
 from heartbeatai.analysis.rarity_contrast import contrast_summary, rarity_contrast_rows
 from heartbeatai.analysis.evaluation import evaluate_run, prediction_classes, run_predictions
 from heartbeatai.results import ResultsStore, ResultsWriter
-from heartbeatai.results.schema import RUN_KEY, SCHEMA_VERSION
+from heartbeatai.results.reader import FOREIGN
+from heartbeatai.results.schema import RUN_KEY, SCHEMA_VERSION, TABLES
 
 Progress = Callable[[str], None]
 # The tables this stage owns, in the order it writes them.
@@ -53,6 +54,11 @@ def analyse_study(study_dir: str | Path, settings: AnalysisSettings, progress: P
     if version is not None and version != SCHEMA_VERSION:
         raise AnalysisError(f"{study_dir} holds results schema {version}; this version analyses schema "
                             f"{SCHEMA_VERSION} (validation predictions are needed): rerun the study")
+    foreign = [f"results/{table}/{problem}" for table in TABLES
+               for problem in store.status(study, table).corrupt if FOREIGN in problem]
+    if foreign:  # a copy is read as itself; rows of two studies in one folder are refused
+        raise AnalysisError(f"{study_dir} mixes another study's rows into its own in {len(foreign)} part(s), "
+                            f"first {foreign[0]}: move them out of the folder (study resume moves them to damaged/)")
     predictions = store.read(study, "predictions")
     if predictions.empty:
         raise AnalysisError(f"{study_dir} has no tested runs yet: nothing to analyse")

@@ -6,6 +6,11 @@ an empty frame with the schema's columns, a corrupt part is skipped and reported
 raised), and of rows sharing an identity the one from the latest part wins. Reads are
 cached per part, keyed by its name, size and modification time, so a dashboard polling a
 running study reads only the parts written since it last looked.
+
+A study is named by its folder: every row reads with the folder's name in its ``study``
+column, whatever name it was written under, so a copied or renamed study reads as itself.
+A part holding rows of another study than the folder's own (schema.stored_study_name) is
+foreign, mixed in from elsewhere: it is skipped and reported like a damaged part.
 """
 
 from __future__ import annotations
@@ -32,8 +37,10 @@ log = logging.getLogger(__name__)
 
 Signature = tuple[tuple[str, int, int], ...]
 # The study's config beside its results (study/study_run.py writes it); read for its
-# `analysis` section alone, and only up to this size.
-STUDY_CONFIG = "study.yaml"
+# `analysis` section and its name alone, and only up to this size.
+STUDY_CONFIG = schema.STUDY_CONFIG
+# How a foreign part's reason starts (study analyse refuses a store holding one).
+FOREIGN = "rows of another study"
 _MAX_SMALL_FILE = 1 << 20
 # Listings of a table retried when parts vanish under a read (a compaction in progress).
 _RELISTS = 20
@@ -61,6 +68,7 @@ class TableStatus:
 @dataclass(frozen=True)
 class _Cached:
     signature: Signature
+    stored_name: str
     frame: pd.DataFrame
     status: TableStatus
 
@@ -122,6 +130,13 @@ class ResultsStore:
         except (ValueError, AttributeError):
             return None
         return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+    def stored_name(self, study: str) -> str:
+        """The name the folder's rows carry on disk (the study's name when its results were first
+        written): `study` itself unless the folder was copied or renamed."""
+        return schema.stored_study_name(
+            self._small_file(f"{self._study_path(study)}/{schema.RESULTS_DIR}/{schema.VERSION_FILE}"),
+            self._small_file(f"{self._study_path(study)}/{STUDY_CONFIG}"), study)
 
     def analysis_settings(self, study: str) -> dict[str, Any]:
         """The ``analysis`` section of the study's ``study.yaml`` (rope, decision_probability,
@@ -264,13 +279,15 @@ class ResultsStore:
 
     def _load(self, study: str, table: str) -> _Cached:
         key = (study, table)
+        stored_name = self.stored_name(study)
         for _ in range(_RELISTS):
             exists, signature = self._signature(study, table)
             with self._lock:
                 cached = self._cache.get(key)
-                if cached is not None and cached.signature == signature and cached.status.exists == exists:
+                if (cached is not None and cached.signature == signature and cached.status.exists == exists
+                        and cached.stored_name == stored_name):
                     return cached
-            loaded = self._read_parts(study, table, exists, signature)
+            loaded = self._read_parts(study, table, exists, signature, stored_name)
             if loaded is not None:
                 break
             # A part listed was gone when read: a compaction replaced it by a merged part
@@ -294,7 +311,8 @@ class ResultsStore:
                 corrupt.append(f"{name}: {_first_line(err, path)}")
         return written, tuple(corrupt)
 
-    def _read_parts(self, study: str, table: str, exists: bool, signature: Signature) -> _Cached | None:
+    def _read_parts(self, study: str, table: str, exists: bool, signature: Signature,
+                    stored_name: str) -> _Cached | None:
         declaration = schema.table(table)
         path = self._table_path(study, table)
         parts, corrupt = [], []
@@ -317,8 +335,9 @@ class ResultsStore:
                 if isinstance(part, str):
                     log.warning("results %s/%s: skipping damaged part %s (%s)", study, table, name, part)
             current[entry] = part
-            if isinstance(part, str):
-                corrupt.append(f"{name}: {part}")
+            problem = part if isinstance(part, str) else _foreign(part, stored_name)
+            if problem is not None:
+                corrupt.append(f"{name}: {problem}")
             else:
                 parts.append(part)
         with self._lock:
@@ -340,9 +359,10 @@ class ResultsStore:
                     frame[column] = pa.nulls(len(frame), type=dtype).to_pandas()
             if "arm" in frame.columns:  # stores written with older spellings read as today's
                 frame["arm"] = frame["arm"].replace(ALIASES)
+            frame["study"] = study  # named by its folder (the rows carry stored_name)
             frame = frame.drop_duplicates(list(declaration.identity), keep="last", ignore_index=True)
         status = TableStatus(table, exists, len(signature), len(frame), tuple(corrupt))
-        return _Cached(signature, frame, status)
+        return _Cached(signature, stored_name, frame, status)
 
 
 def _schema_problem(declaration: schema.Table, part: pa.Table) -> str | None:
@@ -367,6 +387,16 @@ def _schema_problem(declaration: schema.Table, part: pa.Table) -> str | None:
             if found:
                 return f"column {name!r} holds {sorted(found)[:3]}, not one of {list(allowed)}"
     return None
+
+
+def _foreign(part: pa.Table, stored_name: str) -> str | None:
+    """Why a part's rows are not this study's own, or None: they name another study than the one
+    the folder's rows carry. A copy keeps its rows' name, so only a mix of studies has one."""
+    names = set(part.column("study").unique().to_pylist()) - {stored_name}
+    if not names:
+        return None
+    shown = ", ".join(repr(n) for n in sorted(names, key=str)[:3])
+    return f"{FOREIGN} ({shown}; this folder's rows are of study {stored_name!r})"
 
 
 def _first_line(err: Exception, path: str) -> str:

@@ -8,6 +8,7 @@ reader of an older store could misread.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field, fields
 import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
+import yaml
 
 from heartbeatai.arms import PREVALENCE as PREVALENCE_ARM
 from heartbeatai.arms import SEARCH as SEARCH_ARM
@@ -306,6 +308,8 @@ def table(name: str) -> Table:
 
 RESULTS_DIR = "results"
 VERSION_FILE = "schema_version.json"
+# The study's config beside its results (study/study_run.py writes it).
+STUDY_CONFIG = "study.yaml"
 PART_PREFIX = "part-"
 PART_SUFFIX = ".parquet"
 
@@ -319,6 +323,35 @@ def check_study_name(study: str) -> str:
         shown = repr(study) if len(repr(study)) <= 60 else repr(study)[:57] + "..."  # never echo a huge name back
         raise ValueError(f"invalid study name {shown}: use letters, digits, '.', '_' and '-' (at most 128)")
     return study
+
+
+def stored_study_name(version_text: str | None, config_text: str | None, folder: str) -> str:
+    """The name a study folder's rows carry on disk: the study's name when its results were
+    first written, recorded in VERSION_FILE (`study`); for a store older than that record,
+    the `name` of its study.yaml, else the folder's name.
+
+    A study is named by its folder (DESIGN.md, Dashboard, report and export): readers show
+    every row under the folder's name, so a copied or renamed folder reads, analyses and
+    exports under its new one, and writers keep stamping rows with this stored name, so the
+    folder's rows stay of one study whatever it is called. Rows of any other name are
+    foreign: another study's rows mixed into this folder.
+    """
+    for text, key in ((version_text, "study"), (config_text, "name")):
+        try:
+            found = (json.loads(text) if key == "study" else _yaml_mapping(text)).get(key) if text else None
+        except (ValueError, AttributeError):
+            found = None
+        if isinstance(found, str) and _STUDY_NAME.match(found):
+            return found
+    return folder
+
+
+def _yaml_mapping(text: str) -> dict:
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
 
 
 def is_part_name(name: str) -> bool:

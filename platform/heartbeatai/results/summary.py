@@ -6,7 +6,8 @@ computed from the store's own tables by ``write_study_summary(study_dir)``. The 
 writes it when its stages end; a reader that finds it missing (an older store), stale or
 unreadable rebuilds it on first read and writes it back where it may (read-only stores keep
 it in memory). So a root of thousands of studies lists them from one small file each,
-instead of reading every study's trials and every part's footer.
+instead of reading every study's trials and every part's footer, and the list shows a page
+of them at a time, reading only that page's summaries (``StudySummaries.page``).
 
 Stale means: the `trials` table's parts (names, sizes, modification times) are no longer
 the ones the summary was computed from, as when a study in progress writes trials. One
@@ -42,9 +43,23 @@ class StudySummaries:
 
     def read(self, studies: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Each study's summary: read from its small file, rebuilt from the tables (and written
-        back) when missing or stale. The studies list reads only these."""
+        back) when missing or stale."""
         return [summary_or_rebuild(self.store, study, self._known)
                 for study in (self.store.studies() if studies is None else studies)]
+
+    def page(self, number: int, size: int, contains: str = "") -> tuple[list[dict[str, Any]], int]:
+        """The summaries of one page of the studies list, in name order, and the number of pages.
+
+        `contains` keeps the studies whose name holds it (case-insensitive). Only the page's
+        studies are read (one listing of the root names them all), so the list costs the same
+        at 3,000 studies as at 30: users keep every study they ever ran under one root.
+        """
+        names = self.store.studies()
+        if contains:
+            names = [name for name in names if contains.lower() in name.lower()]
+        pages = max(1, -(-len(names) // size))
+        number = min(max(int(number or 0), 0), pages - 1)
+        return self.read(names[number * size:(number + 1) * size]), pages
 
 
 def trials_key(store: ResultsStore, study: str) -> str:

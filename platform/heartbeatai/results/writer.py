@@ -61,8 +61,10 @@ class ResultsWriter:
     """Writes the tables of one study under ``<study_dir>/results``.
 
     ``study_dir`` is ``<storage>/<study>`` (a local path or a pyarrow-filesystem URL);
-    its last component is the study name. Rows without a ``study`` column get it;
-    rows naming another study are refused.
+    its last component is the study name. Rows are stamped with the name the folder's rows
+    carry on disk (``stored_name``: the folder's name unless the folder was copied or
+    renamed, schema.stored_study_name), whether they come without a ``study`` column or
+    under the folder's name, as a reader shows them; rows naming any other study are refused.
     """
 
     def __init__(self, study_dir: str | os.PathLike):
@@ -70,7 +72,9 @@ class ResultsWriter:
         self.study = schema.check_study_name(posixpath.basename(study_path.replace(os.sep, "/")))
         self.results_path = f"{study_path}/{schema.RESULTS_DIR}"
         self._fs.create_dir(self.results_path, recursive=True)
-        self._write_version_file()
+        version_text = self._write_version_file()
+        self.stored_name = schema.stored_study_name(
+            version_text, self._small_text(f"{study_path}/{schema.STUDY_CONFIG}"), self.study)
 
     def write(self, table: str, rows: pd.DataFrame) -> str | None:
         """Append ``rows`` to ``table`` as one part; returns the part's path (None if no rows)."""
@@ -90,6 +94,8 @@ class ResultsWriter:
         unknown = [c for c in where if c not in declaration.columns]
         if unknown:
             raise ValueError(f"{table}: cannot match on unknown column(s) {unknown}")
+        if where.get("study") == self.study:  # the folder's name, as readers show it
+            where = {**where, "study": self.stored_name}
         arrow = self._validated(declaration, rows) if not rows.empty else None
         table_path = f"{self.results_path}/{declaration.name}"
         for info in self._parts(table_path):
@@ -145,7 +151,9 @@ class ResultsWriter:
         name = declaration.name
         rows = rows.reset_index(drop=True)
         if "study" not in rows.columns:
-            rows = rows.assign(study=self.study)
+            rows = rows.assign(study=self.stored_name)
+        else:
+            rows = rows.assign(study=rows["study"].replace({self.study: self.stored_name}))
         unknown = [c for c in rows.columns if c not in declaration.columns and not declaration.is_dynamic(c)]
         if unknown:
             raise ValueError(f"{name}: unknown column(s) {unknown}")
@@ -172,7 +180,7 @@ class ResultsWriter:
         null = [c for c in declaration.required if arrow.column(c).null_count]
         if null:
             raise ValueError(f"{name}: null values in required column(s) {null}")
-        other_studies = sorted(set(pc.unique(arrow.column("study")).to_pylist()) - {self.study})
+        other_studies = sorted(set(pc.unique(arrow.column("study")).to_pylist()) - {self.stored_name})
         if other_studies:
             raise ValueError(f"{name}: rows of study {other_studies} written into study {self.study!r}")
         for column, allowed in declaration.allowed.items():
@@ -190,23 +198,39 @@ class ResultsWriter:
 
     # -- files --------------------------------------------------------------------------
 
-    def _write_version_file(self) -> None:
+    def _write_version_file(self) -> str:
+        """Check the stored schema version, or record it with the study's name; returns the file's text."""
         path = f"{self.results_path}/{schema.VERSION_FILE}"
         info = self._fs.get_file_info(path)
         if info.type == pafs.FileType.File:
             with self._fs.open_input_stream(path) as handle:
-                found = json.loads(handle.read().decode()).get("schema_version")
+                text = handle.read().decode()
+            found = json.loads(text).get("schema_version")
             if found != schema.SCHEMA_VERSION:
                 raise ValueError(
                     f"{self.results_path} holds results schema {found}; this version writes "
                     f"{schema.SCHEMA_VERSION}: use a new storage path"
                 )
-            return
-        payload = json.dumps({"schema_version": schema.SCHEMA_VERSION, "tables": sorted(schema.TABLES)})
+            return text
+        # The name the rows will carry, whatever the folder is called later (schema.stored_study_name).
+        text = json.dumps({"schema_version": schema.SCHEMA_VERSION, "tables": sorted(schema.TABLES),
+                           "study": self.study})
         tmp = f"{self.results_path}/.{schema.VERSION_FILE}.{uuid.uuid4().hex}"
         with self._fs.open_output_stream(tmp) as handle:
-            handle.write(payload.encode())
+            handle.write(text.encode())
         self._fs.move(tmp, path)
+        return text
+
+    def _small_text(self, path: str) -> str | None:
+        """A small text file beside the results (the study's config), or None."""
+        info = self._fs.get_file_info(path)
+        if info.type != pafs.FileType.File or (info.size or 0) > 1 << 20:
+            return None
+        try:
+            with self._fs.open_input_stream(path) as handle:
+                return handle.read().decode("utf-8")
+        except (OSError, UnicodeDecodeError, pa.ArrowException):
+            return None
 
     def _parts(self, table_path: str) -> list[pafs.FileInfo]:
         if self._fs.get_file_info(table_path).type != pafs.FileType.Directory:

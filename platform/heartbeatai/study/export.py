@@ -116,11 +116,16 @@ def check_run_file(path: Path, recorded: float, tolerance: float) -> float:
 
 
 def _write(path: Path, text: str, study_dir: Path) -> Path:
-    """A stored run file, validated, written with data.path relative to it and its training positives."""
+    """A stored run file, validated, written with data.path relative to it and its training positives.
+    Its provenance names the study by its folder, as everything else does: a copied study's run
+    files were recorded under the name it was run with."""
     run = parse_run_file(text, study_dir)
+    update = {"study": study_dir.name} if run.provenance.study is not None else {}
     positives = train_positives(run)
     if positives is not None:
-        run = run.model_copy(update={"provenance": run.provenance.model_copy(update={"train_positives": positives})})
+        update["train_positives"] = positives
+    if update:
+        run = run.model_copy(update={"provenance": run.provenance.model_copy(update=update)})
     return run.dump(path)
 
 

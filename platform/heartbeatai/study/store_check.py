@@ -52,10 +52,10 @@ def damaged_parts(store: ResultsStore, study: str) -> list[DamagedPart]:
     return found
 
 
-def damaged_stages(config: StudyConfig, journal: StageJournal, store: ResultsStore,
+def damaged_stages(config: StudyConfig, journal: StageJournal, store: ResultsStore, study: str,
                    damaged: list[DamagedPart]) -> list[tuple[str, str]]:
-    """(fold or "study", stage) of every stage marked done whose rows the readable store lacks."""
-    study = config.name
+    """(fold or "study", stage) of every stage marked done whose rows the readable store lacks.
+    `study` is the folder's name (a copied study's config still names the original)."""
     tables = {name: store.read(study, name) for name in schema.TABLES}
     stale = []
     for fold, stages in journal.stages().items():
@@ -88,7 +88,7 @@ def repair(study_dir: Path, config: StudyConfig, journal: StageJournal, progress
             target = study_dir / DAMAGED_DIR / part.table
             target.mkdir(parents=True, exist_ok=True)
             os.replace(study_dir / schema.RESULTS_DIR / part.table / part.part, target / part.part)
-    stages = damaged_stages(config, journal, ResultsStore(str(study_dir.parent)), damaged)
+    stages = damaged_stages(config, journal, ResultsStore(str(study_dir.parent)), study_dir.name, damaged)
     for fold, stage in stages:
         journal.unmark(fold, stage)
         if stage == "arms":  # its tested runs are redone with it where their rows are gone
@@ -104,7 +104,7 @@ def describe(study_dir: Path, config: StudyConfig, journal: StageJournal) -> lis
     if not damaged:
         return []
     lines = [f"  damaged {part.where()}: {part.reason}" for part in damaged]
-    stages = damaged_stages(config, journal, store, damaged)
+    stages = damaged_stages(config, journal, store, study_dir.name, damaged)
     named = ", ".join(f"{fold} {stage}" for fold, stage in stages) or "none (its rows are written again later)"
     lines.append(f"  stages that wrote the lost rows: {named}")
     lines.append(f"  repair: heartbeatai study resume {study_dir} (moves the damaged parts to "

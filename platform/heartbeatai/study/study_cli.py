@@ -84,11 +84,11 @@ def _preflight(config):
 def _user_errors():
     """The exceptions that mean bad input or state, not a bug: shown as one line."""
     from heartbeatai.study.lock import StudyLocked
-    from heartbeatai.study.study_run import StudyExists
+    from heartbeatai.study.study_run import StudyExists, StudyRenamed
     from heartbeatai.study.resources import ResourceError
     from heartbeatai.study.study_config import ConfigError
 
-    return (StudyExists, StudyLocked, ResourceError, ConfigError, FileNotFoundError)
+    return (StudyExists, StudyRenamed, StudyLocked, ResourceError, ConfigError, FileNotFoundError)
 
 
 def _run(args: argparse.Namespace) -> int:

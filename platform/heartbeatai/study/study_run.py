@@ -30,6 +30,11 @@ class StudyExists(RuntimeError):
     """`run` on a study directory that already holds a study: resume it or pick another name."""
 
 
+class StudyRenamed(RuntimeError):
+    """`resume` on a copied or renamed study folder: its config, Optuna studies and Ray experiments
+    carry the name it was run under, and the folder is read, analysed and exported under its new one."""
+
+
 @dataclass(frozen=True)
 class StudyPaths:
     root: Path  # <storage>/<study>
@@ -81,6 +86,10 @@ def resume_study(study_dir: str | Path, progress: Progress = print, stage_runner
 
     with StudyLock(paths.root), catching_interrupts():
         config = load_study_config(paths.config)
+        if config.name != paths.root.name:  # else its stages would read and write another folder's tables
+            raise StudyRenamed(f"{paths.root} holds study {config.name!r}, copied or renamed: `study analyse`, "
+                               f"`study status`, `export` and the dashboard read it as {paths.root.name!r}; to "
+                               f"resume it, move it back to a folder named {config.name!r}")
         # A damaged part is never silently read past: its stages are redone (store_check.py).
         repair(paths.root, config, StageJournal(paths.root), progress)
         _run(config, paths, progress, stage_runner)
