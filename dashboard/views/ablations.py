@@ -22,10 +22,10 @@ import plotly.graph_objects as go
 from dash import html
 
 from heartbeatai.analysis.decisions import decide
-from heartbeatai.analysis.macro_intervals import MACRO_AUPRC_MIN_POSITIVES
 from heartbeatai.arms import algorithm_of, is_algorithm, is_reference
 from heartbeatai.dashboard import figures, figures_ablations
 from heartbeatai.dashboard.views.base import ALL_SEEDS, ViewBase, arm_order, per_store_state, table
+from heartbeatai.metric_names import MACRO_AUPRC_MIN_POSITIVES
 from heartbeatai.results import schema
 
 # Rare, for the per-class ablation effects: below 2 % of the training set (at most 12 classes).

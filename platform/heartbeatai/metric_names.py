@@ -47,6 +47,9 @@ FOLD_METRICS: dict[str, Metric] = _registry(
     Metric("cinc_macro_f", "max", "PhysioNet/CinC 2021 macro F-measure over the 26 scored classes: a class absent "
            "from the set but called counts as F = 0", per_epoch=False),
 )
+# fold_metrics' macro_auprc averages the present classes with at least this many test positives:
+# below it average precision is biased upward (analysis/macro_intervals.py says how much).
+MACRO_AUPRC_MIN_POSITIVES = 10
 # The fold metrics every epoch reports on validation (as val_<name>).
 EPOCH_FOLD_METRICS: tuple[str, ...] = tuple(m.name for m in FOLD_METRICS.values() if m.per_epoch)
 
