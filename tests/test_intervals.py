@@ -35,6 +35,7 @@ def test_delong_components_match_the_pairwise_definition_and_sklearn(seed):
     assert delong_variance(v10, v01) == pytest.approx(ref_v10.var(ddof=1) / m + ref_v01.var(ddof=1) / n)
 
 
+@pytest.mark.slow  # a simulation (~10 s); benchmarks statistics covers the intervals built on it
 def test_hanley_mcneil_variance_matches_the_simulated_variance_under_their_exponential_model():
     # Hanley & McNeil derive Q1 = A / (2 - A), Q2 = 2A^2 / (1 + A) for exponential scores,
     # where their variance is exact for the Mann-Whitney estimate of the AUROC.
