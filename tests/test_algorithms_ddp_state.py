@@ -21,7 +21,7 @@ from heartbeatai.training.factory import algorithm_from_config, loss_from_config
 
 N_CLASSES, N_DOMAINS, WORLD = 3, 3, 2
 TINY = {"model.stem_width": 8, "model.widths": [8, 16], "model.depths": [1, 1], "optim.lr": 0.01,
-        "optim.epochs": 1, "loss.kind": "bce", "algorithm.anneal_steps": 1}
+        "optim.epochs": 1, "loss.kind": "bce", "algorithm.anneal_fraction": 0.34}  # step 1 of 3
 
 
 def _free_port() -> int:
@@ -36,8 +36,8 @@ def _worker(rank: int, port: int, kinds: list[str], out: dict) -> None:
     torch.set_num_threads(1)
     try:
         for kind in kinds:
-            anneal = {k: v for k, v in TINY.items() if k != "algorithm.anneal_steps"
-                      or "anneal_steps" in ALGORITHMS[kind].Params.model_fields}
+            anneal = {k: v for k, v in TINY.items() if k != "algorithm.anneal_fraction"
+                      or "anneal_fraction" in ALGORITHMS[kind].Params.model_fields}
             trial = TrialConfig().with_overrides({**anneal, "algorithm.kind": kind})
             torch.manual_seed(0)  # the same initial weights on both ranks, as DDP broadcasts them
             model = model_from_config(trial, N_CLASSES)

@@ -168,7 +168,7 @@ def test_irm_penalty_is_the_product_of_the_half_batches_scale_derivatives_by_fin
     """DomainBed's IRM: per domain, d/dw L(w * logits) at w = 1 on the even and on the odd
     records of the domain, multiplied; averaged over domains; nll + lambda * penalty, lambda 1
     before the anneal step. The derivative here by central finite differences in float64."""
-    irm, net = stub("irm", **{"algorithm.penalty_weight": 5.0, "algorithm.anneal_steps": 1})
+    irm, net = stub("irm", **{"algorithm.penalty_weight": 5.0, "algorithm.anneal_fraction": 0.1})
     for step in range(2):
         batch = batch_of(DOMAINS, seed=20 + step)
         with torch.no_grad():
@@ -263,10 +263,13 @@ def test_a_mixup_search_offering_focal_or_asl_is_refused_before_the_study_runs()
 
 
 def loop_grads(loss, head, z, y, create_graph=False):
-    """Each record's gradient of its loss in the head's weight and bias, one autograd.grad per record."""
+    """Each record's gradient of its loss, summed over its classes (a cross-entropy's sum), in the
+    head's weight and bias, one autograd.grad per record; `loss` is a mean over classes."""
     rows = []
+    n_classes = y.shape[1]
     for i in range(len(z)):
-        g = torch.autograd.grad(loss(head(z[i:i + 1]), y[i:i + 1]), [head.weight, head.bias], create_graph=create_graph)
+        record = loss(head(z[i:i + 1]), y[i:i + 1]) * n_classes
+        g = torch.autograd.grad(record, [head.weight, head.bias], create_graph=create_graph)
         rows.append(torch.cat([g[0].flatten(), g[1].flatten()]))
     return torch.stack(rows)
 
@@ -290,7 +293,7 @@ def test_fishr_penalty_is_the_spread_of_the_domains_moving_gradient_variances_ov
     an exponential moving average from zero (returned divided by 1 - ema), and the mean over
     domains of the mean squared distance to the domains' mean; lambda 0 before the anneal step."""
     decay = 0.8
-    fishr, net = stub("fishr", **{"algorithm.penalty_weight": 10.0, "algorithm.anneal_steps": 1,
+    fishr, net = stub("fishr", **{"algorithm.penalty_weight": 10.0, "algorithm.anneal_fraction": 0.1,
                                   "algorithm.ema_decay": decay})
     d = np.asarray(DOMAINS)
     ema = np.zeros((N_DOMAINS, (4 + 1) * N_CLASSES))
@@ -316,7 +319,7 @@ def test_fishr_penalty_is_the_spread_of_the_domains_moving_gradient_variances_ov
 
 
 def test_fishr_penalty_trains_the_features():
-    fishr, net = stub("fishr", **{"algorithm.anneal_steps": 0})
+    fishr, net = stub("fishr", **{"algorithm.anneal_fraction": 0.0})
     batch = batch_of(DOMAINS, seed=8)
     fishr.optimizer.zero_grad()
     features, logits = net(batch["x"], with_features=True)

@@ -66,6 +66,12 @@ class Algorithm:
         self.optimizer = parts.make_optimizer(self.trainable())
         self.scheduler = parts.make_scheduler(self.optimizer)
 
+    def step_at(self, fraction: float) -> int:
+        """The update() call a fraction of the run reaches. Schedules are declared as fractions of
+        the run, not step counts: DomainBed's counts (500 of its 5,000 steps) would outlast a
+        whole run of a few hundred steps, and the phase they gate would never start."""
+        return int(round(fraction * self.total_steps))
+
     def trainable(self) -> "torch.nn.Module":
         """What the optimiser updates: the network, and any module the algorithm adds."""
         return self.model

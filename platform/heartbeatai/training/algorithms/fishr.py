@@ -4,7 +4,10 @@ per-record gradients of the classifier.
 Rame et al., Fishr: invariant gradient variances for out-of-distribution generalization,
 ICML 2022; DomainBed's `Fishr` is the reference implementation. Per-record gradients of the
 configured per-class loss (BCE, focal or ASL, label smoothing included; a record's loss is
-its mean over classes) with respect to the last linear layer's weight and bias, computed
+its sum over classes, its Bernoulli negative log-likelihood under BCE, the analogue of
+DomainBed's per-record cross-entropy: the mean over C classes would scale every gradient
+entry by 1/C, the penalty by 1/C^4 against a risk that is itself a mean, and leave
+DomainBed's penalty weights inert) with respect to the last linear layer's weight and bias, computed
 with torch.func (vmap of grad over a functional_call of that layer, not BackPACK), so they
 stay differentiable in the features and the penalty trains the whole network. SEResNet1d's
 head is one Linear (`model.classifier`, fed the pooled features and demographics); a deeper
@@ -13,7 +16,8 @@ of each gradient entry (DomainBed's biased variance), then an exponential moving
 per domain (decay ema_decay, divided by 1 - ema_decay as DomainBed does so the gradient
 scale does not depend on it); the penalty is the mean over domains of the mean squared
 difference of each domain's averaged variance from their mean. Penalty weight 0 for the
-first anneal_steps steps, then the full weight and fresh optimiser moments (DomainBed).
+first anneal_fraction of the run's steps, then the full weight and fresh optimiser moments
+(DomainBed).
 
 Batches here mix domains: a domain enters a step when it has at least two records in the
 batch (one record has no variance); the others keep their moving average. The moving
@@ -34,12 +38,13 @@ class FishrParams(AlgorithmParams):
     kind: Literal["fishr"] = "fishr"
     # DomainBed's lambda: default 1000, searched as 10**U(1, 4).
     penalty_weight: float = hparam(1000.0, ge=0.0, search={"loguniform": [10.0, 1.0e4]})
-    # DomainBed's penalty_anneal_iters: 1500, searched as int(U(0, 5000)).
-    anneal_steps: int = hparam(1500, ge=0, search={"randint": [0, 5000]})
+    # DomainBed's penalty_anneal_iters: 1500 of 5,000 steps, searched as int(U(0, 5000)); here the
+    # share of the run (Algorithm.step_at), capped below 1 so a draw always trains with the penalty.
+    anneal_fraction: float = hparam(0.3, ge=0.0, le=1.0, search={"uniform": [0.0, 0.8]})
     # DomainBed's ema: 0.95, searched as U(0.90, 0.99).
     ema_decay: float = hparam(0.95, ge=0.0, lt=1.0, search={"uniform": [0.90, 0.99]})
-    multilabel: ClassVar[str] = ("per-record gradients are those of the configured per-class loss (the record's mean "
-                                 "over classes) in the last linear layer; no softmax anywhere")
+    multilabel: ClassVar[str] = ("per-record gradients are those of the configured per-class loss (the record's sum "
+                                 "over classes, as a cross-entropy sums) in the last linear layer; no softmax anywhere")
     paper: ClassVar[str] = ("Rame et al., Fishr: invariant gradient variances for out-of-distribution "
                             "generalization, ICML 2022")
 
@@ -63,6 +68,7 @@ class Fishr(Algorithm):
 
         super().__init__(params, parts)
         self.steps = 0
+        self.anneal_step = self.step_at(params.anneal_fraction)
         self.head = classifier_head(self.model)
         n_params = sum(p.numel() for p in self.head.parameters())
         self.ema = torch.zeros(self.n_domains, n_params, device=self.device)
@@ -86,12 +92,12 @@ class Fishr(Algorithm):
         finally:
             self._head_input = None
         risk = self.loss(logits.float(), batch["y"])
-        annealed = self.steps >= self.params.anneal_steps
+        annealed = self.steps >= self.anneal_step
         # Before the anneal step the penalty only feeds the moving averages (weight 0, as
         # DomainBed): no graph through the per-record gradients, whose backward is the costly part.
         grads = self.per_record_grads(head_input.float(), batch["y"], differentiable=annealed)
         penalty = self.penalty(grads, batch["domain"])
-        if self.steps == self.params.anneal_steps and self.steps > 0:
+        if self.steps == self.anneal_step and self.steps > 0:
             self.optimizer.state.clear()  # fresh moments (Adam and the jump in gradient scale); the schedule goes on
         objective = risk + (self.params.penalty_weight if annealed else 0.0) * penalty
         self.step(objective)
@@ -106,7 +112,7 @@ class Fishr(Algorithm):
         from torch.func import functional_call, grad, vmap
 
         def record_loss(params, z, target):
-            return self.loss(functional_call(self.head, params, (z[None],)), target[None])
+            return self.loss.elementwise(functional_call(self.head, params, (z[None],)), target[None]).sum()
 
         params = {name: p if differentiable else p.detach() for name, p in self.head.named_parameters()}
         if not differentiable:

@@ -10,8 +10,8 @@ each half's risk is the configured per-class loss, so the penalty is the squared
 of the configured loss in w, never of a softmax cross-entropy. Batches here mix domains:
 the risk (DomainBed's nll) is the mean over the domains present in the batch of each
 domain's risk, and the penalty the mean over the domains with at least two records in it.
-Annealing as DomainBed: weight 1 for the first anneal_steps steps, then the full weight and
-fresh optimiser moments.
+Annealing as DomainBed: weight 1 for the first anneal_fraction of the run's steps, then the
+full weight and fresh optimiser moments.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ class IRMParams(AlgorithmParams):
     kind: Literal["irm"] = "irm"
     # DomainBed's irm_lambda: default 100, searched as 10**U(-1, 5).
     penalty_weight: float = hparam(100.0, ge=0.0, search={"loguniform": [0.1, 1.0e5]})
-    # DomainBed's irm_penalty_anneal_iters: 500, searched as int(10**U(0, 4)).
-    anneal_steps: int = hparam(500, ge=0, search={"lograndint": [1, 10000]})
+    # DomainBed's irm_penalty_anneal_iters: 500 of 5,000 steps, searched as int(10**U(0, 4)) steps;
+    # here the share of the run (Algorithm.step_at).
+    anneal_fraction: float = hparam(0.1, ge=0.0, le=1.0, search={"loguniform": [0.001, 0.5]})
     multilabel: ClassVar[str] = ("one scale multiplies every class's logit; the penalty is the squared gradient "
                                  "in it of the configured per-class loss over each domain's records")
     paper: ClassVar[str] = "Arjovsky et al., Invariant risk minimization, arXiv:1907.02893, 2019"
@@ -39,6 +40,7 @@ class IRM(Algorithm):
     def __init__(self, params, parts) -> None:
         super().__init__(params, parts)
         self.steps = 0
+        self.anneal_step = self.step_at(params.anneal_fraction)
 
     def update(self, batch):
         from heartbeatai.training.precision import autocast
@@ -48,8 +50,8 @@ class IRM(Algorithm):
         logits, y, domains = logits.float(), batch["y"], batch["domain"]
         risk = domain_risks(self.loss.per_record(logits, y), domains, self.n_domains).mean()
         penalty = self.penalty(logits, y, domains)
-        annealed = self.steps >= self.params.anneal_steps
-        if self.steps == self.params.anneal_steps and self.steps > 0:
+        annealed = self.steps >= self.anneal_step
+        if self.steps == self.anneal_step and self.steps > 0:
             self.optimizer.state.clear()  # fresh moments (Adam and the jump in gradient scale); the schedule goes on
         objective = risk + (self.params.penalty_weight if annealed else 1.0) * penalty
         self.step(objective)
