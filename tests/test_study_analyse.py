@@ -114,3 +114,20 @@ def test_rows_of_two_studies_in_one_folder_are_refused_with_one_line(finished, t
     assert len(err.splitlines()) == 1 and "another study ('other'" in err and "Traceback" not in err
     assert cli_main(["study", "status", str(mixed)]) == 1
     assert "rows of another study ('other'" in capsys.readouterr().out
+
+
+def test_a_fold_metric_the_analysis_no_longer_writes_does_not_survive_from_an_earlier_one(finished):
+    """A row an earlier analysis wrote and this one does not (macro AUPRC of a run whose test set
+    has no class of 10 positives; here a row of no tested run at all) is gone after re-analysis:
+    the test rows are replaced, not appended to."""
+    from heartbeatai.results import ResultsWriter
+
+    store = ResultsStore(str(finished))
+    fold_metrics = store.read("analysed", "fold_metrics")
+    stale = fold_metrics[fold_metrics["metric"] == "macro_f1"].iloc[[0]].assign(
+        metric="macro_auprc", value=0.123, trial_id="an-earlier-analysis")
+    ResultsWriter(finished / "analysed").write("fold_metrics", stale)
+    assert (store.read("analysed", "fold_metrics")["value"] == 0.123).any()
+    assert cli_main(["study", "analyse", str(finished / "analysed")]) == 0
+    after = store.read("analysed", "fold_metrics")
+    assert not (after["value"] == 0.123).any() and len(after) == len(fold_metrics)

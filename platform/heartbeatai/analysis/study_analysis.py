@@ -69,7 +69,9 @@ def analyse_study(study_dir: str | Path, settings: AnalysisSettings, progress: P
     progress(f"analysis: test intervals of {predictions.groupby(list(RUN_KEY)).ngroups} tested run(s)")
     evaluated = _evaluate_runs(predictions, class_metrics, settings)
     for table in ("class_metrics", "fold_metrics"):
-        writer.write(table, evaluated[table])
+        # Replaced, not appended: a row this analysis no longer writes (macro AUPRC of a run
+        # without a class of 10 test positives) must not survive from an earlier analysis.
+        writer.replace(table, evaluated[table], where={"study": study, "split": "test"})
         written[table] = len(evaluated[table])
     class_metrics = evaluated["class_metrics"]
 
