@@ -123,3 +123,23 @@ def test_every_validation_metric_selects_the_best_checkpoint_in_its_own_directio
     assert not importances.empty and set(importances["param"]) <= set(config.search.space)
     distinct = len(trials.drop_duplicates([f"cfg.{p}" for p in config.search.space]))
     assert set(importances["n_distinct_trials"]) == {distinct}  # what they rest on
+
+
+def test_the_oracle_scores_macro_auprc_over_the_classes_fold_metrics_averages():
+    """The oracle ranks trials by the figure it is reported with: macro AUPRC over the classes
+    with at least 10 test positives, not every present class (computed here with scikit-learn)."""
+    import numpy as np
+    from sklearn.metrics import average_precision_score
+
+    from heartbeatai.metrics import evaluate_predictions
+    from heartbeatai.study.fold_runner import _test_figure
+
+    rng = np.random.default_rng(0)
+    y = np.zeros((120, 3), bool)
+    for c, positives in enumerate((3, 12, 40)):
+        y[rng.choice(120, positives, replace=False), c] = True
+    scores = np.clip(rng.random(y.shape) * 0.6 + 0.4 * y, 0, 1)
+    result = evaluate_predictions(y, scores, np.full(3, 0.5), ["AF", "RBBB", "PAC"])
+    expected = np.mean([average_precision_score(y[:, c], scores[:, c]) for c in (1, 2)])
+    assert _test_figure(result, y, "macro_auprc") == pytest.approx(expected)
+    assert _test_figure(result, y, "macro_auroc") == result.macro["macro_auroc"]

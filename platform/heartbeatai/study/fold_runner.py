@@ -276,7 +276,7 @@ class FoldRunner:
         for row in trials[trials["checkpoint_path"].notna()].itertuples():
             interrupts.check()
             ids, probs, thresholds = self._predict(row.checkpoint_path, test_ids)
-            values[row.trial_id] = float(evaluate_predictions(y, probs, thresholds, self.classes).macro[test_metric])
+            values[row.trial_id] = _test_figure(evaluate_predictions(y, probs, thresholds, self.classes), y, test_metric)
         oracle = TestDomainOracle().select(values, trials, self.base, test_metric, self.config.selection.mode)
         self.progress(f"[{self.fold_id}] oracle (upper bound): trial {oracle.trial_id}, test {test_metric} = {oracle.value:.4f}")
         self._test(oracle, "oracle")
@@ -432,3 +432,14 @@ class FoldRunner:
 def algorithm_stage(stage: str, arm: str) -> str:
     """The journal's name of an algorithm arm's search or selection: `search:algorithm-vrex`."""
     return f"{stage}:{arm}"
+
+
+def _test_figure(result, y, metric: str) -> float:
+    """A run's test figure as fold_metrics reports it: macro AUPRC over the classes with enough test
+    positives (analysis/macro_intervals.py), every other macro figure as evaluate_predictions has it."""
+    if metric != "macro_auprc":
+        return float(result.macro[metric])
+    from heartbeatai.analysis.macro_intervals import auprc_classes
+
+    kept = auprc_classes(y, result.per_class["present"].to_numpy())
+    return float(result.per_class["auprc"][kept].mean()) if kept.any() else float("nan")
