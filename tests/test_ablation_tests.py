@@ -90,7 +90,11 @@ def test_an_arm_identical_to_full_is_marked_and_kept_out_of_every_family(three_s
 
 
 def test_each_declared_family_is_holm_adjusted_on_its_own(three_seeds):
-    decided = three_seeds[three_seeds["claim"].isin(["better", "worse", "equivalent"])]
+    claimed = three_seeds[three_seeds["claim"].isin(["better", "worse", "equivalent"])]
+    # Reference rows (baseline, prevalence floor) stand outside every family: their p is their own.
+    references = claimed[claimed["reference"].astype(bool)]
+    pd.testing.assert_series_equal(references["p_holm"], references["p_claim"], check_names=False)
+    decided = claimed[~claimed["reference"].astype(bool)]
     confirmatory = decided[decided["family"] == "confirmatory"]
     assert set(confirmatory["scope"]) == {"across"} and set(confirmatory["metric"]) == {"macro_auroc"}
     for _, family in decided.groupby("family"):

@@ -205,9 +205,14 @@ def decided_rows(comparisons: list[Comparison], settings: ComparisonSettings) ->
     for column in factors:
         frame[column] = np.nan
     in_family = frame["claim"].isin(CLAIMS)
-    for _, index in frame[in_family].groupby("family").groups.items():
+    reference = frame["reference"].astype(bool)
+    for _, index in frame[in_family & ~reference].groupby("family").groups.items():
         for column in factors:
             frame.loc[index, column] = holm(frame.loc[index, f"_p_{column}"].to_numpy(dtype=float))
+    # A reference row (the plain baseline, the prevalence floor) is shown beside the ablations,
+    # outside their family (arms.py): its p stands alone, and adds nothing to theirs.
+    for column in factors:
+        frame.loc[in_family & reference, column] = frame.loc[in_family & reference, f"_p_{column}"]
     # Pooled across domains, the adjusted p need not be monotone in the record variance (tau^2
     # and the Knapp-Hartung scale move with it): the band is the range over the three.
     ends = frame[list(factors)].to_numpy(dtype=float)
