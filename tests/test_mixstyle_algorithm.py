@@ -15,9 +15,11 @@ def test_the_mixstyle_algorithm_is_refused_with_mixstyle_p_zero_in_one_line():
         trial_of("mixstyle", **{"mixstyle.p": 0.0})
 
 
-def test_the_mixstyle_algorithm_refuses_a_network_without_a_mixstyle_layer():
-    with pytest.raises(ValueError, match="needs the network's MixStyle on"):
-        build(trial_of("mixstyle", **{"model.widths": [8], "model.depths": [1]}), 1)
+@pytest.mark.parametrize("overrides", [{"model.widths": [8], "model.depths": [1]}, {"mixstyle.layers": []}],
+                         ids=["one-stage model", "no layers"])
+def test_the_mixstyle_algorithm_refuses_a_network_without_a_mixstyle_layer_in_the_config(overrides):
+    with pytest.raises(ConfigError, match=r"algorithm.kind: mixstyle .* acts after no stage"):
+        trial_of("mixstyle", **overrides)
 
 
 def test_the_mixstyle_algorithm_steps_as_erm_over_the_same_network():

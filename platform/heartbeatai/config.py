@@ -188,6 +188,10 @@ class TrialConfig(_Strict):
         _check_inner_stages("mixstyle.layers", self.mixstyle.layers, len(self.model.widths))
         if self.algorithm.kind == "mixstyle" and self.mixstyle.p == 0:  # its one parameter set: this section's
             raise ValueError("algorithm.kind: mixstyle trains the network's MixStyle, which mixstyle.p: 0 turns off")
+        layers = stages_before_last(len(self.model.widths)) if self.mixstyle.layers is None else self.mixstyle.layers
+        if self.algorithm.kind == "mixstyle" and not layers:
+            raise ValueError("algorithm.kind: mixstyle trains the network's MixStyle, but it acts after no stage "
+                             "(mixstyle.layers is empty, or the model has one stage)")
         return self
 
     @model_validator(mode="after")

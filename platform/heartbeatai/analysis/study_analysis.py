@@ -58,7 +58,8 @@ def analyse_study(study_dir: str | Path, settings: AnalysisSettings, progress: P
                for problem in store.status(study, table).corrupt if FOREIGN in problem]
     if foreign:  # a copy is read as itself; rows of two studies in one folder are refused
         raise AnalysisError(f"{study_dir} mixes another study's rows into its own in {len(foreign)} part(s), "
-                            f"first {foreign[0]}: move them out of the folder (study resume moves them to damaged/)")
+                            f"first {foreign[0]}: move them out of the folder (study resume moves them to damaged/ "
+                            f"in a folder that keeps its study's name; a copied or renamed one needs it done by hand)")
     predictions = store.read(study, "predictions")
     if predictions.empty:
         raise AnalysisError(f"{study_dir} has no tested runs yet: nothing to analyse")
