@@ -127,6 +127,39 @@ class Algorithm:
         pass
 
 
+class AnnealedPenalty(Algorithm):
+    """An objective risk + weight * penalty whose weight is `warmup_weight` until a share of the run
+    (params.anneal_fraction), then params.penalty_weight, with fresh optimiser moments at the
+    switch (DomainBed's IRM, V-REx and Fishr: Adam does not like the jump in gradient scale; the
+    schedule goes on). The step count is state, so a resumed run switches where it would have."""
+
+    warmup_weight: ClassVar[float] = 1.0
+
+    def __init__(self, params: AlgorithmParams, parts: StepParts) -> None:
+        super().__init__(params, parts)
+        self.steps = 0
+        self.anneal_step = self.step_at(params.anneal_fraction)
+
+    @property
+    def annealed(self) -> bool:
+        return self.steps >= self.anneal_step
+
+    def step_penalised(self, risk: "torch.Tensor", penalty: "torch.Tensor") -> dict[str, "torch.Tensor"]:
+        """The step on risk + the current weight * penalty; returns the scalars `update` reports."""
+        if self.steps == self.anneal_step and self.steps > 0:
+            self.optimizer.state.clear()
+        objective = risk + (self.params.penalty_weight if self.annealed else self.warmup_weight) * penalty
+        self.step(objective)
+        self.steps += 1
+        return {"loss": objective.detach(), "risk": risk.detach(), "penalty": penalty.detach()}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"steps": self.steps}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.steps = int(state["steps"])
+
+
 def domain_risks(per_record: "torch.Tensor", domains: "torch.Tensor", n_domains: int) -> "torch.Tensor":
     """The mean of `per_record` over each training domain present in the batch, (D_present,)."""
     import torch

@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 from heartbeatai.hparams import hparam
-from heartbeatai.training.algorithms.base import Algorithm, AlgorithmParams
+from heartbeatai.training.algorithms.base import AlgorithmParams, AnnealedPenalty
 
 
 class FishrParams(AlgorithmParams):
@@ -60,15 +60,14 @@ def classifier_head(model):
     return [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
 
 
-class Fishr(Algorithm):
+class Fishr(AnnealedPenalty):
     Params = FishrParams
+    warmup_weight = 0.0  # DomainBed: no penalty before the anneal step, only its moving averages
 
     def __init__(self, params, parts) -> None:
         import torch
 
         super().__init__(params, parts)
-        self.steps = 0
-        self.anneal_step = self.step_at(params.anneal_fraction)
         self.head = classifier_head(self.model)
         n_params = sum(p.numel() for p in self.head.parameters())
         self.ema = torch.zeros(self.n_domains, n_params, device=self.device)
@@ -92,17 +91,10 @@ class Fishr(Algorithm):
         finally:
             self._head_input = None
         risk = self.loss(logits.float(), batch["y"])
-        annealed = self.steps >= self.anneal_step
         # Before the anneal step the penalty only feeds the moving averages (weight 0, as
         # DomainBed): no graph through the per-record gradients, whose backward is the costly part.
-        grads = self.per_record_grads(head_input.float(), batch["y"], differentiable=annealed)
-        penalty = self.penalty(grads, batch["domain"])
-        if self.steps == self.anneal_step and self.steps > 0:
-            self.optimizer.state.clear()  # fresh moments (Adam and the jump in gradient scale); the schedule goes on
-        objective = risk + (self.params.penalty_weight if annealed else 0.0) * penalty
-        self.step(objective)
-        self.steps += 1
-        return {"loss": objective.detach(), "risk": risk.detach(), "penalty": penalty.detach()}
+        grads = self.per_record_grads(head_input.float(), batch["y"], differentiable=self.annealed)
+        return self.step_penalised(risk, self.penalty(grads, batch["domain"]))
 
     def per_record_grads(self, head_input, y, differentiable=True):
         """(B, P): each record's gradient of its configured loss in the head's parameters,
@@ -151,8 +143,8 @@ class Fishr(Algorithm):
         return (averaged - averaged.mean(0, keepdim=True)).pow(2).mean(1).mean()
 
     def extra_state(self):
-        return {"steps": self.steps, "ema": self.ema.detach().cpu().clone()}
+        return {**super().extra_state(), "ema": self.ema.detach().cpu().clone()}
 
     def load_extra_state(self, state):
-        self.steps = int(state["steps"])
+        super().load_extra_state(state)
         self.ema = state["ema"].to(self.device, self.ema.dtype)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 from heartbeatai.hparams import hparam
-from heartbeatai.training.algorithms.base import Algorithm, AlgorithmParams, domain_risks
+from heartbeatai.training.algorithms.base import AlgorithmParams, AnnealedPenalty, domain_risks
 
 
 class IRMParams(AlgorithmParams):
@@ -34,13 +34,8 @@ class IRMParams(AlgorithmParams):
     paper: ClassVar[str] = "Arjovsky et al., Invariant risk minimization, arXiv:1907.02893, 2019"
 
 
-class IRM(Algorithm):
+class IRM(AnnealedPenalty):
     Params = IRMParams
-
-    def __init__(self, params, parts) -> None:
-        super().__init__(params, parts)
-        self.steps = 0
-        self.anneal_step = self.step_at(params.anneal_fraction)
 
     def update(self, batch):
         from heartbeatai.training.precision import autocast
@@ -50,13 +45,7 @@ class IRM(Algorithm):
         logits, y, domains = logits.float(), batch["y"], batch["domain"]
         risk = domain_risks(self.loss.per_record(logits, y), domains, self.n_domains).mean()
         penalty = self.penalty(logits, y, domains)
-        annealed = self.steps >= self.anneal_step
-        if self.steps == self.anneal_step and self.steps > 0:
-            self.optimizer.state.clear()  # fresh moments (Adam and the jump in gradient scale); the schedule goes on
-        objective = risk + (self.params.penalty_weight if annealed else 1.0) * penalty
-        self.step(objective)
-        self.steps += 1
-        return {"loss": objective.detach(), "risk": risk.detach(), "penalty": penalty.detach()}
+        return self.step_penalised(risk, penalty)
 
     def penalty(self, logits, y, domains):
         """Mean over the domains with two or more records of grad_w L(half 1) * grad_w L(half 2)."""
@@ -74,8 +63,3 @@ class IRM(Algorithm):
             terms.append(grads[0] * grads[1])
         return torch.stack(terms).mean() if terms else logits.new_zeros(())
 
-    def extra_state(self):
-        return {"steps": self.steps}
-
-    def load_extra_state(self, state):
-        self.steps = int(state["steps"])

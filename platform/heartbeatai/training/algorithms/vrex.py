@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 from heartbeatai.hparams import hparam
-from heartbeatai.training.algorithms.base import Algorithm, AlgorithmParams, domain_risks
+from heartbeatai.training.algorithms.base import AlgorithmParams, AnnealedPenalty, domain_risks
 
 
 class VRExParams(AlgorithmParams):
@@ -30,13 +30,8 @@ class VRExParams(AlgorithmParams):
     paper: ClassVar[str] = "Krueger et al., Out-of-distribution generalization via risk extrapolation, ICML 2021"
 
 
-class VREx(Algorithm):
+class VREx(AnnealedPenalty):
     Params = VRExParams
-
-    def __init__(self, params, parts) -> None:
-        super().__init__(params, parts)
-        self.steps = 0
-        self.anneal_step = self.step_at(params.anneal_fraction)
 
     def update(self, batch):
         from heartbeatai.training.precision import autocast
@@ -46,16 +41,5 @@ class VREx(Algorithm):
         risks = domain_risks(self.loss.per_record(logits.float(), batch["y"]), batch["domain"], self.n_domains)
         risk = risks.mean()
         penalty = ((risks - risk) ** 2).mean()
-        annealed = self.steps >= self.anneal_step
-        if self.steps == self.anneal_step and self.steps > 0:
-            self.optimizer.state.clear()  # fresh moments; the schedule goes on
-        objective = risk + (self.params.penalty_weight if annealed else 1.0) * penalty
-        self.step(objective)
-        self.steps += 1
-        return {"loss": objective.detach(), "risk": risk.detach(), "penalty": penalty.detach()}
+        return self.step_penalised(risk, penalty)
 
-    def extra_state(self):
-        return {"steps": self.steps}
-
-    def load_extra_state(self, state):
-        self.steps = int(state["steps"])
