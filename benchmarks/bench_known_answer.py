@@ -89,16 +89,26 @@ def _effect_size(args) -> int:
     if args.epochs:
         base = base.with_overrides({"optim.epochs": args.epochs})
     arms = {arm.name: dict(arm.overrides) for arm in config.fold_arms("lodo")}  # the arms registry's overrides
+    if args.arms:
+        arms = {name: overrides for name, overrides in arms.items() if name in {"full", *args.arms.split(",")}}
     seeds = tuple(int(s) for s in args.seeds.split(","))
+    strengths = [float(x) for x in args.age_shortcut.split(",")] if args.age_shortcut else [spec.age_shortcut]
     print(f"{CONFIG.name} arms outside the study: {spec.records} records, shift {spec.shift} ({spec.shift_kinds}), "
-          f"{base.optim.epochs} epochs, seeds {seeds}; {os.cpu_count()} CPU(s), torch {torch.__version__}")
-    rows = arm_effects(spec.records, arms, shift=spec.shift, shift_kinds=tuple(spec.shift_kinds or ()) or None,
-                       trial_config=base, seeds=seeds, seed=spec.seed)
-    means = rows.groupby(["fold_id", "arm"])["macro_auroc"].mean().unstack()
-    print("arm - full, macro AUROC averaged over seeds, per held-out domain:")
-    for fold, row in means.iterrows():
-        print(f"  {fold:14s} " + "  ".join(f"{arm} {row[arm] - row['full']:+.4f}" for arm in means.columns
-                                           if arm != "full"))
+          f"{base.optim.epochs} epochs, seeds {seeds}, age shortcut {strengths} SD; {os.cpu_count()} CPU(s), "
+          f"torch {torch.__version__}")
+    for strength in strengths:
+        started = time.perf_counter()
+        rows = arm_effects(spec.records, arms, shift=spec.shift, shift_kinds=tuple(spec.shift_kinds or ()) or None,
+                           trial_config=base, seeds=seeds, seed=spec.seed, age_shortcut=strength)
+        diffs = rows.pivot_table(index=["fold_id", "seed"], columns="arm", values="macro_auroc")
+        diffs = diffs.drop(columns="full").sub(diffs["full"], axis=0)
+        means = diffs.groupby("fold_id").mean()
+        print(f"age shortcut {strength:g} SD ({time.perf_counter() - started:.0f} s): arm - full, macro AUROC "
+              f"averaged over seeds, per held-out domain")
+        for fold, row in means.iterrows():
+            print(f"  {fold:14s} " + "  ".join(f"{arm} {value:+.4f}" for arm, value in row.items()))
+        print("  mean over domains " + "  ".join(f"{arm} {diffs[arm].mean():+.4f} (seed x domain SD "
+                                                 f"{diffs[arm].std(ddof=1):.4f})" for arm in diffs.columns))
     return 0
 
 
@@ -119,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="train every arm on every LODO fold outside the study and print arm - full")
     parser.add_argument("--seeds", default="1,2", help="--effect-size: training seeds")
     parser.add_argument("--epochs", type=int, default=None, help="--effect-size: default the config's")
+    parser.add_argument("--arms", default=None, help="--effect-size: these arms (comma-separated) beside full")
+    parser.add_argument("--age-shortcut", default=None,
+                        help="--effect-size: comma-separated strengths in age SDs (default the config's)")
     args = parser.parse_args(argv)
     if args.effect_size:
         return _effect_size(args)

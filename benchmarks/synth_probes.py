@@ -208,7 +208,7 @@ def learnability(n_records: int = 800, *, held_out: str = "georgia", parts: int 
 
 def arm_effects(n_records: int, arms: dict[str, dict], *, shift: float, shift_kinds: tuple[str, ...] | None,
                 trial_config, seeds: tuple[int, ...] = (1, 2), min_positives: int = 5, seed: int = 0,
-                out_dir=None, progress=print) -> pd.DataFrame:
+                age_shortcut: float = 0.0, out_dir=None, progress=print) -> pd.DataFrame:
     """Macro AUROC (header labels, classes with >= `min_positives` test positives) of every
     arm on every `lodo:<d>` fold, each arm's overrides applied to `trial_config` and trained
     in-process at each of `seeds`: the larger run that says whether a planted effect exists
@@ -229,7 +229,7 @@ def arm_effects(n_records: int, arms: dict[str, dict], *, shift: float, shift_ki
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         tmp = Path(tmp)
         raw = write_benchmark(tmp / "raw", n_records, shift=shift, shift_kinds=shift_kinds, fs=100, seconds=10.0,
-                              seed=seed)
+                              seed=seed, age_shortcut=age_shortcut)
         data = tmp / "prepared"
         prepare([raw], data, PrepareSettings(fs=100, max_seconds=10.0), workers=1, progress=False)
         write_folds(data, "lodo")

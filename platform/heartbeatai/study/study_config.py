@@ -47,10 +47,13 @@ class SyntheticData(_Strict):
     fs: int = Field(default=100, gt=0)
     seconds: float = Field(default=10.0, gt=0.0)
     seed: int = 0
+    age_shortcut: float = Field(default=0.0, ge=0.0)  # age SDs; data/synthetic/shortcut.py
 
     def fingerprint(self) -> str:
         """Stable hash of the spec: generated data is cached under it and reused."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        # A spec without the shortcut hashes as it did before the field existed: its cache stays valid.
+        blob = json.dumps(self.model_dump(mode="json", exclude={"age_shortcut"} if not self.age_shortcut else None),
+                          sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

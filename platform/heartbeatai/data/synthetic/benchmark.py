@@ -21,7 +21,7 @@ import os
 import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ from heartbeatai.data.synthetic.domains import (
 )
 from heartbeatai.data.synthetic.labels import ATRIAL_RHYTHM, ATRIAL_RHYTHM_CODE
 from heartbeatai.data.synthetic.record import SyntheticRecord, synthesize_record
+from heartbeatai.data.synthetic.shortcut import age_offsets
 from heartbeatai.data.domains import SYNTHETIC_MANIFEST
 from heartbeatai.ecg import LEADS, PAPER_DOMAINS
 from heartbeatai.labels import scored_vocabulary
@@ -69,8 +70,9 @@ def drawn_class_codes(include_st: bool = False) -> dict[str, str]:
 
 
 def domain_profiles(domains: Sequence[str], shift: float, shift_kinds: Sequence[str] | None,
-                    include_st: bool = False) -> dict[str, DomainProfile]:
-    """The profiles actually used: defaults moved by `shift` for the chosen kinds."""
+                    include_st: bool = False, age_shortcut: float = 0.0, seed: int = 0) -> dict[str, DomainProfile]:
+    """The profiles actually used: defaults moved by `shift` for the chosen kinds, with the
+    spurious age shortcut of `age_shortcut` age SDs (shortcut.py; its signs keyed by `seed`)."""
     if isinstance(domains, str):
         raise ValueError(f"domains must be a sequence of names, got the string {domains!r}")
     defaults = default_profiles(include_st)
@@ -86,7 +88,8 @@ def domain_profiles(domains: Sequence[str], shift: float, shift_kinds: Sequence[
     if shift < 0:
         raise ValueError(f"shift must be >= 0, got {shift}")
     reference = reference_profile(include_st)
-    return {d: shifted(defaults[d], reference, shift, kinds) for d in domains}
+    offsets = age_offsets(domains, drawn_classes(include_st), age_shortcut, seed)
+    return {d: replace(shifted(defaults[d], reference, shift, kinds), age_offsets=offsets[d]) for d in domains}
 
 
 def record_name(domain: str, index: int) -> str:
@@ -123,12 +126,12 @@ def _records(plan, profiles, fs, seconds, seed, workers) -> Iterator[tuple[str, 
 def generate(
     n_records: int, *, domains: Sequence[str] = PAPER_DOMAINS, shift: float = 1.0,
     shift_kinds: Sequence[str] | None = None, fs: int = 500, seconds: float = 10.0, seed: int = 0,
-    include_st: bool = False, workers: int = 1,
+    include_st: bool = False, workers: int = 1, age_shortcut: float = 0.0,
 ) -> SyntheticSet:
     """Generate `n_records` records (domains interleaved) in memory."""
     if n_records < 1:
         raise ValueError(f"n_records must be positive, got {n_records}")
-    profiles = domain_profiles(domains, shift, shift_kinds, include_st)
+    profiles = domain_profiles(domains, shift, shift_kinds, include_st, age_shortcut, seed)
     codes = drawn_class_codes(include_st)
     plan = _plan(n_records, list(domains))
     names, doms, signals, labels, header, ages, sexes = [], [], [], [], [], [], []
@@ -199,7 +202,7 @@ def _write_chunk(args: tuple) -> list[dict]:
 def write_benchmark(
     out_dir: str | os.PathLike, n_records: int, *, domains: Sequence[str] = PAPER_DOMAINS,
     shift: float = 1.0, shift_kinds: Sequence[str] | None = None, fs: int = 500, seconds: float = 10.0,
-    seed: int = 0, include_st: bool = False, workers: int = 1, progress=None,
+    seed: int = 0, include_st: bool = False, workers: int = 1, progress=None, age_shortcut: float = 0.0,
 ) -> Path:
     """Write the benchmark under `out_dir` (created); returns it.
 
@@ -208,7 +211,7 @@ def write_benchmark(
     if n_records < 1:
         raise ValueError(f"n_records must be positive, got {n_records}")
     out = Path(out_dir)
-    profiles = domain_profiles(domains, shift, shift_kinds, include_st)
+    profiles = domain_profiles(domains, shift, shift_kinds, include_st, age_shortcut, seed)
     code_of = drawn_class_codes(include_st)
     for domain in domains:
         (out / domain).mkdir(parents=True, exist_ok=True)
@@ -231,6 +234,7 @@ def write_benchmark(
         "seed": seed,
         "shift": shift,
         "shift_kinds": list(SHIFT_KINDS if shift_kinds is None else shift_kinds),
+        "age_shortcut": age_shortcut,
         "fs": fs,
         "seconds": seconds,
         "leads": list(LEADS),

@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--fs", type=int, default=500, help="sampling rate of the written records, Hz")
     parser.add_argument("--seconds", type=float, default=10.0, help="nominal record length, s")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--age-shortcut", type=float, default=0.0,
+                        help="a spurious age-class association, in age SDs, that no two domains share "
+                             "(docs/synthetic.md, Demographic shortcut; default 0: none)")
     parser.add_argument("--st", action="store_true", help="also draw CPSC's ST depression/elevation classes")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
     parser.set_defaults(func=run)
@@ -51,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers <= 0:
         raise UserError(f"--workers must be positive, got {args.workers}")
     try:
-        domain_profiles(args.domains, args.shift, args.shift_kinds, args.st)
+        domain_profiles(args.domains, args.shift, args.shift_kinds, args.st, args.age_shortcut, args.seed)
     except ValueError as err:
         raise UserError(str(err)) from None
     if (args.out / SYNTHETIC_MANIFEST).exists():
@@ -63,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
 
     out = write_benchmark(args.out, args.records, domains=args.domains, shift=args.shift,
                           shift_kinds=args.shift_kinds, fs=args.fs, seconds=args.seconds, seed=args.seed,
-                          include_st=args.st, workers=args.workers, progress=progress)
+                          include_st=args.st, workers=args.workers, progress=progress,
+                          age_shortcut=args.age_shortcut)
     elapsed = time.perf_counter() - started
     print(f"\nsynth: wrote {args.records} records to {out} in {elapsed:.1f} s "
           f"({args.records / elapsed:.0f} records/s)", file=sys.stderr)

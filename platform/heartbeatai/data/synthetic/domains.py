@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import csv
 import functools
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import resources
 
 import numpy as np
@@ -66,6 +66,8 @@ class DomainProfile:
     age_sd: float
     female_share: float
     label_noise: float  # per label: dropped or confused with a neighbour
+    # class -> offset of the recorded age in age SDs: the spurious shortcut (shortcut.py); none by default
+    age_offsets: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         data = asdict(self)

@@ -17,6 +17,7 @@ from heartbeatai.data.synthetic.dipole import electrode_projection, form_leads
 from heartbeatai.data.synthetic.domains import DomainProfile
 from heartbeatai.data.synthetic.labels import ATRIAL_RHYTHM, RHYTHMS, WITH_P_WAVES, corrupt_labels, draw_labels
 from heartbeatai.data.synthetic.rhythm import PAC, PVC
+from heartbeatai.data.synthetic.shortcut import reported_age
 
 _AF_VECTOR = np.array([-0.3, 0.3, -0.9]) / np.linalg.norm([-0.3, 0.3, -0.9])  # seen best in V1
 _FLUTTER_VECTOR = np.array([0.15, 0.95, 0.25]) / np.linalg.norm([0.15, 0.95, 0.25])  # inferior leads
@@ -27,7 +28,7 @@ class SyntheticRecord:
     signal: np.ndarray  # (samples, 12) float32, mV
     labels: frozenset[str]  # true diagnoses (abbreviations)
     header_labels: frozenset[str]  # what the header says (after label noise)
-    age: int
+    age: int  # as the hospital recorded it (shortcut.py may move it; the physiology used the true one)
     sex: str
 
 
@@ -95,6 +96,6 @@ def synthesize_record(profile: DomainProfile, fs: int, seconds: float, rng: np.r
         signal=leads,
         labels=frozenset(labels),
         header_labels=frozenset(corrupt_labels(labels, profile.label_noise, rng)),
-        age=age,
+        age=reported_age(age, labels, profile.age_offsets, profile.age_sd),  # the physiology kept the patient's own
         sex="Female" if female else "Male",
     )
