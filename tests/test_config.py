@@ -201,3 +201,36 @@ def test_the_make_target_stamps_the_commit_the_provenance_reads(tmp_path):
     subprocess.run(["make", "-s", "commit-stamp", f"COMMIT_STAMP={target}"], cwd=repo, check=True)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
     assert target.read_text().strip() == head
+
+
+@pytest.mark.parametrize("where, text, expected", [
+    ("study", "name: x\ndata: {synthetic: {records: 10, sed: 3}}\nprotocols: [lodo]\n",
+     "data.synthetic.sed: unknown key; did you mean 'seed'?"),
+    ("study", "name: x\ndata: {synthetic: {records: 10}}\nprotocols: [lodo]\ntrial: {optim: {epochz: 2}}\n",
+     "trial.optim.epochz: unknown key; did you mean 'epochs'?"),
+    ("study", "name: x\ndata: {synthetic: {records: 10}}\nprotocols: [lodo]\ntrial: {loss: {kind: focal, gamm: 2}}\n",
+     "trial.loss.gamm: unknown key; did you mean 'gamma'?"),
+    ("study", "name: x\ndata: {synthetic: {records: 10}}\nprotocols: [lodo]\n"
+              "search: {space: {lr: {unifrom: [0.1, 0.2]}}}\n",
+     "search.space.lr.unifrom: unknown key; did you mean 'uniform'?"),
+    ("study", "name: x\ndata: {synthetic: {records: 10}}\nprotocols: [lodo]\nanalysys: {bootstrap: 3}\n",
+     "analysys: unknown key; did you mean 'analysis'?"),
+    ("run", "schema_version: 1\ndata: {path: p}\nfold_id: lodo:georgia\ntrial: {algorithm: {kind: vrex, penlty_weight: 1}}\n",
+     "trial.algorithm.penlty_weight: unknown key; did you mean 'penalty_weight'?"),
+    ("run", "schema_version: 1\ndata: {path: p}\nfold_id: lodo:georgia\nselection_metrc: val_loss\n",
+     "selection_metrc: unknown key; did you mean 'selection_metric'?"),
+])
+def test_an_unknown_key_at_any_depth_names_the_closest_known_key(tmp_path, where, text, expected):
+    from heartbeatai.run_file import RunFile
+    from heartbeatai.study.study_config import load_study_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_study_config(path) if where == "study" else RunFile.load(path)
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_unknown_override_key_names_the_closest_known_key():
+    with pytest.raises(ConfigError, match=r"optim\.epochz: unknown key; did you mean 'epochs'\?"):
+        TrialConfig().with_overrides({"optim.epochz": 3})

@@ -243,7 +243,7 @@ class TrialConfig(_Strict):
         try:
             return TrialConfig.model_validate(tree)
         except ValidationError as err:
-            raise ConfigError(describe_validation_error(err)) from None
+            raise ConfigError(describe_validation_error(err, TrialConfig)) from None
 
 
 def trial_from_plain(raw: Any) -> TrialConfig:
@@ -292,7 +292,7 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"{'.'.join(parents[: i + 1])}: not a section of the trial config")
     if leaf not in node:
-        raise ConfigError(f"{dotted}: unknown key")
+        raise ConfigError(f"{dotted}: unknown key{did_you_mean(leaf, node)}")
     node[leaf] = copy.deepcopy(value)
 
 
@@ -343,8 +343,9 @@ def did_you_mean(name: Any, known: Iterable[Any]) -> str:
 _FIELD_PREFIX = re.compile(r"^Value error, ([A-Za-z_][\w.]*(?:\[\d+\])?): (.*)$", re.S)
 
 
-def describe_validation_error(err: ValidationError) -> str:
-    """Problems joined by "; ", each starting with its dotted key: `mixstyle.p: ...`."""
+def describe_validation_error(err: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """Problems joined by "; ", each starting with its dotted key: `mixstyle.p: ...`. Given the
+    validated `model`, an unknown key gets the closest known key of its section as a hint."""
     lines = []
     for problem in err.errors():
         parts = _without_kind_tags([str(part) for part in problem["loc"]])
@@ -359,8 +360,51 @@ def describe_validation_error(err: ValidationError) -> str:
         given = problem.get("input")
         shown = "" if prefixed or isinstance(given, dict) or problem["type"] in (
             "missing", "extra_forbidden", "value_error") else f" (got {given!r})"
+        if problem["type"] == "extra_forbidden" and model is not None:
+            message = "unknown key" + did_you_mean(problem["loc"][-1], _known_keys(model, problem["loc"][:-1]))
         lines.append(f"{'.'.join(parts) or '(top level)'}: {message}{shown}")
     return "; ".join(lines)
+
+
+def _known_keys(model: Any, loc: tuple) -> list[str]:
+    """The field names of the section at `loc` under `model`, following pydantic's error
+    locations through optional sections, lists, mappings and tagged unions; [] if lost."""
+    current = model
+    for part in loc:
+        current = _section_model(current, part)
+        if current is None:
+            return []
+        if isinstance(part, str) and isinstance(current, type) and issubclass(current, BaseModel) \
+                and part in current.model_fields:
+            current = current.model_fields[part].annotation
+    current = _section_model(current, None)
+    return list(current.model_fields) if current is not None else []
+
+
+def _section_model(annotation: Any, part: Any) -> Any:
+    """`annotation` with Optional/Annotated/list/dict peeled off down to a model; in a union of
+    models, the member whose `kind` is `part` (pydantic's tag in an error location)."""
+    import types
+    from typing import get_args, get_origin
+
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (list, tuple, dict):
+            # `part` is an index or a key into it: the section is the element's type.
+            return None if part is None else _section_model(get_args(annotation)[-1], None)
+        elif origin in (Union, types.UnionType):
+            members = [a for a in get_args(annotation) if a is not type(None)]
+            models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+            tagged = [m for m in models if "kind" in m.model_fields and m.model_fields["kind"].default == part]
+            if tagged:
+                return tagged[0]
+            if len(members) != 1:
+                return models[0] if len(models) == 1 else None
+            annotation = members[0]
+        else:
+            return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
 def _without_kind_tags(parts: list[str]) -> list[str]:
@@ -394,4 +438,4 @@ def load_validated_yaml(model: type[BaseModel], path: str | Path, what: str,
         hint = wrong_kind(raw) if wrong_kind is not None else None
         if hint:
             raise ConfigError(f"{path} is not a {what}: {hint}") from None
-        raise ConfigError(f"{what} {path}: {describe_validation_error(err)}") from None
+        raise ConfigError(f"{what} {path}: {describe_validation_error(err, model)}") from None

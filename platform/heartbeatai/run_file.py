@@ -130,7 +130,7 @@ class RunFile(_Strict):
         try:
             run = cls.model_validate(yaml.safe_load(text))
         except ValidationError as err:
-            raise ConfigError(describe_validation_error(err)) from None
+            raise ConfigError(describe_validation_error(err, RunFile)) from None
         return run if folder is None else run.resolved_against(Path(folder))
 
     def resolved_against(self, folder: Path) -> RunFile:
@@ -161,7 +161,7 @@ class RunFile(_Strict):
         try:
             return RunFile.model_validate(tree)
         except ValidationError as err:
-            raise ConfigError(describe_validation_error(err)) from None
+            raise ConfigError(describe_validation_error(err, RunFile)) from None
 
 
 def _study_config_given(raw: dict[str, Any]) -> str | None:

@@ -382,7 +382,7 @@ def parse_study_config(raw: dict[str, Any], source: str = "study config") -> Stu
     try:
         return StudyConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(f"{source}: {describe_validation_error(err)}") from None
+        raise ConfigError(f"{source}: {describe_validation_error(err, StudyConfig)}") from None
 
 
 def load_study_config(path: str | Path) -> StudyConfig:
