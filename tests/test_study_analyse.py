@@ -14,6 +14,7 @@ from study_fixtures import tiny_study
 from train_fixtures import write_planted_dataset
 
 TABLES = ("class_metrics", "fold_metrics", "ablation_tests", "best_configs")
+SAID: list[str] = []  # the finished study's progress lines
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,7 @@ def finished(tmp_path_factory):
     data = write_planted_dataset(tmp / "data", records_per_domain=24)
     config = tiny_study(data, tmp / "runs", name="analysed", arms=["full", "no-se", "prevalence"],
                         seeds=[1, 2, 3], analysis={"bootstrap": 50})
-    start_study(config, progress=lambda _: None, stage_runner=PlantedStageRunner(tmp / "fake"))
+    start_study(config, progress=SAID.append, stage_runner=PlantedStageRunner(tmp / "fake"))
     return tmp / "runs"
 
 
@@ -53,6 +54,24 @@ def test_another_bootstrap_size_changes_the_intervals_not_the_estimates(finished
     folds = after["scope"] == "fold"
     assert not after.loc[folds, "diff_lo"].equals(before.loc[folds, "diff_lo"])
     assert cli_main(["study", "analyse", str(finished / "analysed")]) == 0  # back to the study's own
+
+
+def test_a_finished_study_ends_with_each_arms_decision_and_its_largest_differences(finished):
+    tests = ResultsStore(str(finished)).read("analysed", "ablation_tests")
+    tests = tests[(tests["metric"] == "macro_auroc") & ~tests["reference"] & (tests["protocol"] == "lodo")]
+    ending = SAID[SAID.index(next(line for line in SAID if line.startswith("lodo: each arm minus full"))):]
+    assert ending[-3].startswith("study analysed finished")
+    across = tests[tests["scope"] == "across"]
+    assert len(across) >= 1
+    for _, row in across.iterrows():  # one line per arm, with the table's estimate, posterior and decision
+        line = next(line for line in ending if line.split()[0] == row["arm"])
+        assert f"{row['diff']:+.3f}" in line and f"P(better) {row['p_better']:.2f}" in line
+        assert line.endswith(f"-> {row['decision']}")
+    folds = tests[tests["scope"] == "fold"]
+    biggest = folds.loc[folds["diff"].abs().idxmax()]
+    assert any(line.strip().startswith(f"{biggest['arm']} on {biggest['fold_id']}: {biggest['diff']:+.3f}")
+               for line in ending)
+    assert len(ending) <= 25  # one screen
 
 
 def test_analyse_refuses_a_folder_that_is_not_a_study(tmp_path, capsys):

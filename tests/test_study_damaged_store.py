@@ -61,7 +61,7 @@ def _damage_and_repair(finished, tmp_path, capsys, table: str) -> tuple[str, str
     capsys.readouterr()
     assert main(["study", "status", str(study_dir)]) == 1
     status = capsys.readouterr().out
-    assert f"damaged results/{table}/{part}" in status and f"heartbeatai study resume {study_dir}" in status
+    assert f"damaged results/{table}/{part}" in status and f"heartbeatai study resume {study_dir}" in status  # absolute: tmp is outside the working folder
 
     resumed = PlantedStageRunner(fake)
     resume_study(study_dir, progress=print, stage_runner=resumed)

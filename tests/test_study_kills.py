@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 HEARTBEATAI = str(Path(sys.executable).with_name("heartbeatai"))
 STUDY = "kills"
 FOLD = "lodo:gamma"
-HINT = re.compile(r"^interrupted: `heartbeatai study resume (\S+)` continues$", re.MULTILINE)
+HINT = re.compile(r"^interrupted: `\S*heartbeatai study resume (\S+)` continues$", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,10 @@ import os
 import signal
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
+
+from heartbeatai.shell import command
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -106,4 +109,4 @@ def checking(progress):
 
 def resume_hint(study_dir: os.PathLike | str) -> str:
     """The one line an interrupted study ends with."""
-    return f"interrupted: `heartbeatai study resume {study_dir}` continues"
+    return f"interrupted: `{command('study', 'resume', Path(study_dir))}` continues"

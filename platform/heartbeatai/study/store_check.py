@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from heartbeatai.shell import command, shown_path
 from heartbeatai.analysis.study_analysis import ANALYSIS_TABLES
 from heartbeatai.arms import PREVALENCE, SEARCH
 from heartbeatai.protocols import fold_protocol
@@ -107,8 +108,8 @@ def describe(study_dir: Path, config: StudyConfig, journal: StageJournal) -> lis
     stages = damaged_stages(config, journal, store, study_dir.name, damaged)
     named = ", ".join(f"{fold} {stage}" for fold, stage in stages) or "none (its rows are written again later)"
     lines.append(f"  stages that wrote the lost rows: {named}")
-    lines.append(f"  repair: heartbeatai study resume {study_dir} (moves the damaged parts to "
-                 f"{study_dir / DAMAGED_DIR} and reruns those stages)")
+    lines.append(f"  repair: {command('study', 'resume', study_dir)} (moves the damaged parts to "
+                 f"{shown_path(study_dir / DAMAGED_DIR)} and reruns those stages)")
     return lines
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 
-from heartbeatai.results import ResultsWriter, write_study_summary
+from heartbeatai.results import ResultsStore, ResultsWriter, write_study_summary
+from heartbeatai.shell import DASHBOARD_URL, command, shown_path
 from heartbeatai.study import interrupts
 from heartbeatai.study.fold_runner import FoldRunner, StudyContext, TorchCheckpoints
 from heartbeatai.study.interrupts import catching_interrupts
@@ -68,7 +69,7 @@ def start_study(config: StudyConfig, storage: str | None = None, progress: Progr
         progress(f"warning: {warning}")
     paths = StudyPaths(Path(config.study_dir(storage)).resolve())
     if paths.config.exists():
-        raise StudyExists(f"{paths.root} already holds a study: `heartbeatai study resume {paths.root}`")
+        raise StudyExists(f"{shown_path(paths.root)} already holds a study: `{command('study', 'resume', paths.root)}`")
     paths.root.mkdir(parents=True, exist_ok=True)
     with StudyLock(paths.root), catching_interrupts():
         paths.config.write_text(dump_study_config(config))
@@ -100,9 +101,15 @@ def _run(config: StudyConfig, paths: StudyPaths, progress: Progress, stage_runne
     for runner in fold_runners(config, paths, progress, stage_runner):
         runner.run()
     analyse(config, paths, StageJournal(paths.root), progress)
-    progress(f"study {config.name} finished: results in {paths.root / 'results'}")
-    progress(f"  dashboard: heartbeatai dashboard --results {paths.root.parent}")
-    progress(f"  export:    heartbeatai export {paths.root} --out {paths.root / 'export'}")
+    from heartbeatai.metric_names import fold_metric_of
+    from heartbeatai.study.closing_summary import closing_lines
+
+    metric = fold_metric_of(config.selection.metric) or "macro_auroc"
+    for line in closing_lines(ResultsStore(str(paths.root.parent)), paths.root.name, metric):
+        progress(line)
+    progress(f"study {config.name} finished: results in {shown_path(paths.root / 'results')}")
+    progress(f"  dashboard: {command('dashboard', '--results', paths.root.parent)}   then open {DASHBOARD_URL}")
+    progress(f"  export:    {command('export', paths.root, '--out', 'best')}")
 
 
 def fold_runners(config: StudyConfig, paths: StudyPaths, progress: Progress,
