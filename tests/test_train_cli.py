@@ -87,6 +87,33 @@ def test_evaluate_scores_every_record_of_a_dataset_with_the_checkpoint(trained, 
     assert (out / macro["data"]).resolve() == planted.resolve() and not Path(macro["data"]).is_absolute()
 
 
+def test_evaluate_split_test_rescores_the_run_on_its_folds_sealed_test_split(trained, planted, tmp_path, capsys):
+    from sklearn.metrics import roc_auc_score
+
+    from heartbeatai.data.folds import fold_records, read_folds
+
+    every, split = tmp_path / "every", tmp_path / "split"
+    common = ["evaluate", "--run", str(trained / "run.yaml"), "--checkpoint", str(trained / "best_checkpoint"),
+              "--data", str(planted)]
+    assert main([*common, "--out", str(every)]) == 0
+    assert main([*common, "--split", "test", "--out", str(split)]) == 0
+    fold = yaml.safe_load((trained / "run.yaml").read_text())["fold_id"]
+    test_ids = fold_records(read_folds(planted, "lodo")[0], fold)["test"]
+    predictions = pd.read_parquet(split / "predictions.parquet")
+    assert sorted(predictions["record_id"]) == sorted(test_ids) and 0 < len(test_ids) < 300
+    # Each class's AUROC is the one sklearn gives on those records of the all-records predictions.
+    subset = pd.read_parquet(every / "predictions.parquet").set_index("record_id").loc[test_ids]
+    per_class = pd.read_csv(split / "class_metrics.csv").set_index("class")
+    for name in CLASSES:
+        if 0 < subset[f"y_{name}"].sum() < len(subset):
+            assert per_class.loc[name, "auroc"] == pytest.approx(roc_auc_score(subset[f"y_{name}"], subset[f"p_{name}"]))
+    metrics = json.loads((split / "metrics.json").read_text())
+    assert metrics["fold_id"] == fold and metrics["split"] == "test" and metrics["records"] == len(test_ids)
+    capsys.readouterr()
+    assert main([*common, "--fold", "lodo:nowhere", "--out", str(tmp_path / "x")]) == 2
+    assert "lodo:nowhere" in capsys.readouterr().err
+
+
 def test_an_interrupted_train_resumes_with_resume_and_ends_as_an_uninterrupted_one(trained, planted, tmp_path,
                                                                                    monkeypatch):
     import heartbeatai.training.loop as train_module

@@ -54,12 +54,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_threads_argument(train)
     train.set_defaults(func=train_command)
 
-    evaluate = subparsers.add_parser("evaluate", help="run a run file's checkpoint on another prepared dataset")
-    evaluate.add_argument("--run", required=True, type=Path, metavar="RUNFILE")
-    evaluate.add_argument("--checkpoint", required=True, type=Path, metavar="CKPT")
-    evaluate.add_argument("--data", required=True, type=Path, metavar="DIR", help="prepared dataset: all its records")
-    evaluate.add_argument("--batch-size", type=int, default=64)
-    evaluate.add_argument("--out", required=True, type=Path, metavar="DIR")
+    evaluate = subparsers.add_parser(
+        "evaluate", help="score a trained run's checkpoint on a prepared dataset (all records, or one fold's split)",
+        description="Score a checkpoint with its own thresholds. Writes OUT/metrics.json (macro AUROC, F1, AUPRC, "
+                    "challenge score; the checkpoint and data it used, the data fingerprint), "
+                    "OUT/class_metrics.csv (per class: positives, AUROC, F1, threshold) and "
+                    "OUT/predictions.parquet (per record: domain, p_<class>, y_<class>). "
+                    "Without --fold/--split every record of --data is scored; `--split test` re-scores the run "
+                    "on its own fold's sealed test split.")
+    evaluate.add_argument("--run", required=True, type=Path, metavar="RUNFILE",
+                          help="the run file the checkpoint was trained from (run.yaml in a train --out folder, or "
+                               "an export): its classes and its fold")
+    evaluate.add_argument("--checkpoint", required=True, type=Path, metavar="CKPT",
+                          help="a checkpoint folder, e.g. RUN/best_checkpoint (weights, config, thresholds)")
+    evaluate.add_argument("--data", required=True, type=Path, metavar="DIR",
+                          help="prepared dataset (`heartbeatai prepare`); it may be another one than the run's")
+    evaluate.add_argument("--fold", default=None, metavar="FOLD_ID",
+                          help="score only this fold's --split of DIR's fold plan (default: the run file's fold "
+                               "when --split is given)")
+    evaluate.add_argument("--split", choices=("train", "val", "test"), default=None,
+                          help="which split of the fold (default with --fold: test)")
+    evaluate.add_argument("--batch-size", type=int, default=64, help="records per forward pass (default 64)")
+    evaluate.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the three files above")
     add_threads_argument(evaluate)
     evaluate.set_defaults(func=evaluate_command)
 
@@ -212,6 +228,21 @@ def _write_metrics(out: Path, history: list[dict[str, Any]], selection_metric: s
 # --------------------------------------------------------------------------- evaluate
 
 
+def _split_records(data: Path, fold: str, split: str) -> tuple[list[str], str]:
+    """The record ids of one split of one fold of the dataset's written plan, and how to name them."""
+    from heartbeatai.data.folds import fold_records, read_folds
+    from heartbeatai.protocols import fold_protocol
+
+    try:
+        plan, _ = read_folds(data, fold_protocol(fold))
+        ids = fold_records(plan, fold)[split]
+    except (FileNotFoundError, KeyError, ValueError) as err:
+        raise UserError(str(err).strip('"')) from None
+    if not ids:
+        raise UserError(f"{fold} has no {split} records in {data}")
+    return ids, f"{split} records of {fold}"
+
+
 def evaluate_command(args: argparse.Namespace) -> int:
     import torch
 
@@ -239,15 +270,19 @@ def evaluate_command(args: argparse.Namespace) -> int:
         raise UserError(f"{dataset.path} is prepared at {dataset.fs} Hz, the model was trained at {state['fs']} Hz")
 
     record_ids = dataset.records["record_id"].astype(str).tolist()
-    print(f"evaluating {args.checkpoint} on {len(record_ids)} records of {dataset.path}", flush=True)
+    what = "records"
+    if args.fold is not None or args.split is not None:
+        record_ids, what = _split_records(dataset.path, args.fold or run.fold_id, args.split or "test")
+    print(f"evaluating {args.checkpoint} on {len(record_ids)} {what} of {dataset.path}", flush=True)
     record_ids, probs, thresholds = predict(args.checkpoint, dataset.path, record_ids, batch_size=args.batch_size)
-    labels = dataset.labels(classes)
+    labels = dataset.labels(classes)[dataset.index_of(record_ids)]
     result = evaluate_predictions(labels, probs, thresholds, classes)
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     result.per_class.to_csv(out / "class_metrics.csv", index=False)
-    predictions = {"record_id": record_ids, "domain": dataset.records["domain"].astype(str).tolist()}
+    predictions = {"record_id": record_ids,
+                   "domain": dataset.records["domain"].astype(str).to_numpy()[dataset.index_of(record_ids)].tolist()}
     for c, name in enumerate(classes):
         predictions[f"p_{name}"] = probs[:, c]
         predictions[f"y_{name}"] = labels[:, c]
@@ -258,7 +293,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
     summary = {"checkpoint": os.path.relpath(Path(args.checkpoint).resolve(), out.resolve()),
                "data": os.path.relpath(Path(dataset.path).resolve(), out.resolve()),
                "data_fingerprint": dataset.fingerprint,
-               "records": len(record_ids), **result.macro}
+               "records": len(record_ids), "fold_id": args.fold or (run.fold_id if args.split else None),
+               "split": args.split or ("test" if args.fold else None), **result.macro}
     (out / "metrics.json").write_text(json.dumps(summary, indent=1, default=float), encoding="utf-8")
     macro = result.macro
     print(f"macro AUROC {macro['macro_auroc']:.4f}  macro F1 {macro['macro_f1']:.4f}  "
