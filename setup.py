@@ -5,9 +5,11 @@ This part cannot live in pyproject.toml without a hand-written package list: set
 those that `package-dir` maps in from elsewhere (the Dash app in dashboard/, the study
 configs in studies/configs/), so they would silently not ship. Here every root is searched,
 so a new subpackage (heartbeatai.training, ...) ships without an edit. Data-only folders
-(package_data/, dashboard/assets/) are namespace packages, so setuptools does not warn
-that they are importable but undeclared; their files are listed in pyproject.toml's
-package-data.
+whose names are identifiers (package_data/, package_data/synthetic/, dashboard/assets/)
+are importable as namespace packages, so they are declared, or setuptools warns at every
+install that they "would be ignored"; folders whose names are not identifiers
+(package_data/evaluation-2021/) cannot be packages and ship as their parent's data. The
+files are listed in pyproject.toml's package-data.
 """
 
 from setuptools import find_namespace_packages, setup
@@ -18,14 +20,15 @@ PACKAGE_DIR = {
     "heartbeatai.dashboard": "dashboard",
     "heartbeatai.study_configs": "studies/configs",
 }
-# Folders of data files whose names are no identifiers: shipped by the parent's package-data.
-NOT_PACKAGES = ["package_data.*", "*__pycache__*"]
+NOT_PACKAGES = ["*__pycache__*"]
 
 
 def packages() -> list[str]:
     found = []
     for name, folder in PACKAGE_DIR.items():
-        found += [name] + [f"{name}.{sub}" for sub in find_namespace_packages(folder, exclude=NOT_PACKAGES)]
+        subs = find_namespace_packages(folder, exclude=NOT_PACKAGES)
+        # evaluation-2021/ is no identifier: its files ship as package_data's, not as a package.
+        found += [name] + [f"{name}.{sub}" for sub in subs if all(part.isidentifier() for part in sub.split("."))]
     return found
 
 
