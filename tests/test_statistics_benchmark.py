@@ -1,5 +1,5 @@
 """The statistics benchmark's planted truths hold in its quick mode (the full figures are in
-the README: `python -m benchmarks statistics`). Slow: about a minute on two cores."""
+docs/benchmarks.md: `python -m benchmarks statistics`). Slow: about a minute on two cores."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def test_every_interval_covers_every_test_is_calibrated_and_the_split_adds_up(ca
 
 
 def test_macro_auprc_over_classes_with_ten_positives_covers_the_benchmark_mix():
-    # The README's figure (2000 replicates: 0.955, the old all-class average 0.857); 1000 here.
+    # docs/benchmarks.md's figure (2000 replicates: 0.955, the old all-class average 0.857); 1000 here.
     coverage = bench_statistics.macro_interval_coverage(1000, 0)
     value, error = coverage["macro_auprc"]
     assert value >= 0.93 and abs(error) < 0.02
