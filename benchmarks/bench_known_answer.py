@@ -1,27 +1,28 @@
-"""Known-answer study: how often the study's own analysis recovers two planted truths.
+"""Known-answer study: how often the study's own decision rule recovers two planted truths.
 
-`studies/configs/known_answer.yaml` is a synthetic study whose answer is known by
-construction (docs/synthetic.md, "Known-answer study"):
+`studies/configs/known_answer.yaml` is a synthetic LODO study whose answer is known by
+construction (docs/synthetic.md, "Known-answer study"): the benchmark plants a spurious age
+shortcut (data.synthetic.age_shortcut) whose association reverses between every fold's
+training hospitals and its held-out one, so
 
-- a planted style shift, and nothing else, between the domains (equal prevalences, equal
-  label noise): the `no-mixstyle` arm must come out worse than `full` across the held-out
-  domains (posterior P(full better) >= the decision probability, or an across-fold
-  interval of arm - full below zero);
-- a planted null: the `demographics` arm feeds age and sex to the classifier, and the
-  benchmark draws its labels independently of both, so the arm must not be reported
-  better (P(better) below the decision probability, or an interval that covers zero).
+- the planted benefit: `demographics` (age and sex fed to the classifier) must be decided
+  "worse" than `full` across the held-out domains;
+- the planted null: the same study with `age_shortcut: 0` (labels independent of age and
+  sex) must not decide `demographics` "better".
 
-Each repeat regenerates the benchmark with another seed and runs the whole study
-(search, arms at every arm seed, the analysis) in this process with the real training
-loop (heartbeatai.testing.FakeStageRunner: Optuna TPE and ASHA's rule, no Ray), then
-reads the ablation_tests table the study wrote. It prints the per-fold differences and
-each planted truth's recovery rate.
+Each repeat regenerates the benchmark with another seed and runs the whole study twice
+(with the shortcut, then without), each with its search, every arm at every arm seed and
+the analysis, in this process with the real training loop (heartbeatai.testing.
+FakeStageRunner: Optuna TPE and ASHA's rule, no Ray). It reads the `decision` of the
+across-fold ablation_tests row, the platform's own rule (docs/analysis.md), and prints the
+per-fold differences and each planted truth's recovery rate.
 
-    python -m benchmarks known_answer [--repeats 3] [--records N] [--metric macro_auroc]
+    python -m benchmarks known_answer [--repeats 5] [--records N] [--metric macro_auroc]
 
-`--effect-size` first checks, outside the study, that the planted effect exists: every arm
-of the config trained on every LODO fold at `--seeds` (default 1,2) and `--epochs`, its
-macro AUROC against `full`'s per fold (benchmarks/synth_probes.arm_effects).
+`--effect-size` first checks, outside the study, that the planted effect exists and grows
+with the strength: every arm of the config trained on every LODO fold at `--seeds` (default
+1,2) for each `--age-shortcut` strength, its macro AUROC against `full`'s per fold
+(benchmarks/synth_probes.arm_effects).
 """
 
 from __future__ import annotations
@@ -35,45 +36,49 @@ from pathlib import Path
 import pandas as pd
 
 CONFIG = Path(__file__).resolve().parents[1] / "studies" / "configs" / "known_answer.yaml"
-EFFECT_ARM = "no-mixstyle"
-NULL_ARM = "demographics"
+ARM = "demographics"  # the arm both planted truths are about
+TRUTHS = ("benefit", "null")  # with the config's age shortcut; with none
 
 
-def known_answer_config(seed: int, storage: str | os.PathLike, records: int | None = None):
-    """The shipped known-answer config with the benchmark's (and the search's) seed set to `seed`."""
+def known_answer_config(seed: int, storage: str | os.PathLike, records: int | None = None,
+                        age_shortcut: float | None = None):
+    """The shipped known-answer config with the benchmark's (and the search's) seed set to
+    `seed`, and optionally another record count or shortcut strength (0: the planted null)."""
     from heartbeatai.study.study_config import load_study_config, parse_study_config
 
     raw = load_study_config(CONFIG).model_dump(mode="json", exclude_none=True)
     raw["data"]["synthetic"]["seed"] = seed
+    raw["search_seed"] = 1000 + seed  # a search of its own per repeat, never one of the arm seeds
     if records is not None:
         raw["data"]["synthetic"]["records"] = records
+    if age_shortcut is not None:
+        raw["data"]["synthetic"]["age_shortcut"] = age_shortcut
     raw["storage"] = str(storage)
     return parse_study_config(raw, f"{CONFIG.name} (seed {seed})")
 
 
-def run_known_answer(seed: int, workdir: Path, records: int | None = None, progress=lambda _: None) -> pd.DataFrame:
+def run_known_answer(seed: int, workdir: Path, records: int | None = None, progress=lambda _: None,
+                     age_shortcut: float | None = None) -> pd.DataFrame:
     """Run the known-answer study at `seed` in-process; its ablation_tests rows."""
     from heartbeatai.results import ResultsStore
     from heartbeatai.study.study_run import start_study
     from heartbeatai.testing.fake_stage_runner import FakeStageRunner
 
-    config = known_answer_config(seed, workdir / "runs", records)
+    config = known_answer_config(seed, workdir / "runs", records, age_shortcut)
     start_study(config, progress=progress, stage_runner=FakeStageRunner(workdir / "fake"))
     return ResultsStore(str(workdir / "runs")).read(config.name, "ablation_tests")
 
 
-def verdicts(tests: pd.DataFrame, metric: str, probability: float) -> dict[str, dict]:
-    """Whether each planted truth was recovered, from the across-fold rows of `metric`."""
-    across = tests[(tests["scope"] == "across") & (tests["metric"] == metric)].set_index("arm")
-    effect, null = across.loc[EFFECT_ARM], across.loc[NULL_ARM]
-    return {
-        EFFECT_ARM: {"recovered": bool(effect["p_worse"] >= probability or effect["diff_hi"] < 0),
-                     "diff": float(effect["diff"]), "p_full_better": float(effect["p_worse"]),
-                     "interval": (float(effect["diff_lo"]), float(effect["diff_hi"]))},
-        NULL_ARM: {"recovered": bool(null["p_better"] < probability or null["diff_lo"] <= 0 <= null["diff_hi"]),
-                   "diff": float(null["diff"]), "p_better": float(null["p_better"]),
-                   "interval": (float(null["diff_lo"]), float(null["diff_hi"]))},
-    }
+def verdict(tests: pd.DataFrame, metric: str, truth: str) -> dict:
+    """Whether a planted truth was recovered, by the study's own decision on the across-fold row
+    of `metric` (arm - full, positive when the arm is better): the benefit when the arm is
+    decided "worse", the null unless it is decided "better"."""
+    across = tests[(tests["scope"] == "across") & (tests["metric"] == metric)].set_index("arm").loc[ARM]
+    decision = str(across["decision"])
+    recovered = decision == "worse" if truth == "benefit" else decision != "better"
+    return {"recovered": recovered, "decision": decision, "diff": float(across["diff"]),
+            "interval": (float(across["diff_lo"]), float(across["diff_hi"])),
+            "p_better": float(across["p_better"]), "p_worse": float(across["p_worse"])}
 
 
 def _effect_size(args) -> int:
@@ -121,7 +126,7 @@ def _stage_lines(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks known_answer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=3, help="benchmark seeds (default 3)")
+    parser.add_argument("--repeats", type=int, default=5, help="benchmark seeds (default 5)")
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--records", type=int, default=None, help="default: the config's")
     parser.add_argument("--metric", default="macro_auroc")
@@ -142,26 +147,27 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     shipped = load_study_config(CONFIG)
-    probability = shipped.analysis.decision_probability
-    print(f"{CONFIG.name}: {args.repeats} repeat(s), {args.records or shipped.data.synthetic.records} records, "
-          f"metric {args.metric}, decision probability {probability}, ROPE {shipped.analysis.rope}; "
-          f"{os.cpu_count()} CPU(s), torch {torch.__version__}")
-    recovered = {EFFECT_ARM: 0, NULL_ARM: 0}
+    strength = shipped.data.synthetic.age_shortcut
+    print(f"{CONFIG.name}: {args.repeats} repeat(s) x (age shortcut {strength:g} SD, and 0), "
+          f"{args.records or shipped.data.synthetic.records} records, metric {args.metric}, decision probability "
+          f"{shipped.analysis.decision_probability}, ROPE {shipped.analysis.rope}; {os.cpu_count()} CPU(s), "
+          f"torch {torch.__version__}")
+    recovered = dict.fromkeys(TRUTHS, 0)
     for seed in range(args.first_seed, args.first_seed + args.repeats):
-        started = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="known-answer-") as tmp:
-            tests = run_known_answer(seed, Path(tmp), args.records, progress=_stage_lines)
-        folds = tests[(tests["scope"] == "fold") & (tests["metric"] == args.metric)]
-        per_fold = folds.pivot_table(index="fold_id", columns="arm", values="diff")
-        result = verdicts(tests, args.metric, probability)
-        print(f"seed {seed} ({time.perf_counter() - started:.0f} s): arm - full per held-out domain")
-        for fold, row in per_fold.iterrows():
-            print(f"  {fold:14s} " + "  ".join(f"{arm} {row[arm]:+.4f}" for arm in per_fold.columns))
-        for arm, verdict in result.items():
-            recovered[arm] += verdict["recovered"]
-            shown = {k: (round(v, 4) if isinstance(v, float) else tuple(round(x, 4) for x in v))
-                     for k, v in verdict.items() if k != "recovered"}
-            print(f"  {arm}: {'recovered' if verdict['recovered'] else 'MISSED'} {shown}")
-    print(f"planted MixStyle benefit detected (full better than {EFFECT_ARM}): {recovered[EFFECT_ARM]}/{args.repeats}")
-    print(f"planted null kept ({NULL_ARM} not reported better): {recovered[NULL_ARM]}/{args.repeats}")
+        for truth, shortcut in zip(TRUTHS, (strength, 0.0)):
+            started = time.perf_counter()
+            with tempfile.TemporaryDirectory(prefix="known-answer-") as tmp:
+                tests = run_known_answer(seed, Path(tmp), args.records, progress=_stage_lines, age_shortcut=shortcut)
+            folds = tests[(tests["scope"] == "fold") & (tests["metric"] == args.metric) & (tests["arm"] == ARM)]
+            result = verdict(tests, args.metric, truth)
+            recovered[truth] += result["recovered"]
+            print(f"seed {seed}, age shortcut {shortcut:g} ({time.perf_counter() - started:.0f} s): {ARM} - full "
+                  f"per held-out domain " + "  ".join(f"{r.fold_id} {r.diff:+.4f}" for r in folds.itertuples()))
+            lo, hi = result["interval"]
+            print(f"  planted {truth}: {'recovered' if result['recovered'] else 'MISSED'}: decided "
+                  f"{result['decision']!r}, across {result['diff']:+.4f} [{lo:+.4f}, {hi:+.4f}], "
+                  f"P(better) {result['p_better']:.2f}, P(worse) {result['p_worse']:.2f}", flush=True)
+    print(f"planted benefit found (full decided better than {ARM} at age shortcut {strength:g}): "
+          f"{recovered['benefit']}/{args.repeats}")
+    print(f"planted null kept ({ARM} not decided better without the shortcut): {recovered['null']}/{args.repeats}")
     return 0

@@ -67,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     from heartbeatai.study.study_run import CONFIG_NAME, resume_study, start_study
     from heartbeatai.training.threads import usable_cores
 
-    def say(message: str) -> None:
-        print(message, flush=True)
+    from heartbeatai.console import stamped_printer
+
+    say = stamped_printer()
 
     study_dir = None
     try:

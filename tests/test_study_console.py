@@ -50,3 +50,31 @@ def test_a_study_says_a_line_per_finished_trial_of_each_stage(tmp_path):
     arms = re.findall(rf"^\[{FOLD}\] full seed 1 \S+ completed after \d+ s \(1 finished\)", out, re.MULTILINE)
     assert len(search) == 1 and len(errored) == 1 and len(arms) == 1, out
     assert f"[{FOLD}] search: 2 trials, 1 at a time" in out and "study console finished" in out
+    assert said.index(f"fold 1 of 1: {FOLD}") < said.index(f"[{FOLD}] search: 2 trials, 1 at a time")
+
+
+def test_progress_lines_carry_the_time_since_the_command_started_and_the_folds_time_left():
+    from heartbeatai.console import elapsed_text, stamped_printer
+    import io
+
+    now = [100.0]
+    stream = io.StringIO()
+    say = stamped_printer(stream, clock=lambda: now[0])
+    say("first")
+    now[0] += 3725.4
+    say("later")
+    assert stream.getvalue().splitlines() == ["[0:00:00] first", "[1:02:05] later"]
+    assert [elapsed_text(s) for s in (42, 600, 3900)] == ["42 s", "10 min", "1 h 05 min"]
+
+
+def test_from_the_second_fold_on_a_study_says_about_how_long_it_has_left(tmp_path, monkeypatch):
+    import heartbeatai.study.study_run as study_run
+
+    monkeypatch.setattr(study_run, "_DID_WORK_S", 0.0)  # the planted runner's folds take well under a second
+    data = write_planted_dataset(tmp_path / "data", records_per_domain=24)
+    said: list[str] = []
+    start_study(tiny_study(data, tmp_path / "runs", name="eta", folds={"domains": ["beta", "gamma"]}),
+                progress=said.append, stage_runner=PlantedStageRunner(tmp_path / "fake"))
+    folds = [line for line in said if line.startswith("fold ")]
+    assert len(folds) == 2 and folds[0] == "fold 1 of 2: lodo:beta", folds
+    assert re.fullmatch(r"fold 2 of 2: lodo:gamma; about \d+ s left", folds[1]), folds

@@ -47,9 +47,10 @@ def test_smoke_study_fills_every_table_and_exports_runnable_configs(tmp_path):
     # The study's own progress, a line per finished trial, and none of Tune's tables.
     for chatter in TUNE_CHATTER:
         assert chatter not in run.stdout, f"Tune's {chatter!r} in the study's output:\n{run.stdout}"
-    search_lines = re.findall(rf"^\[{FOLD}\] trial \S+ (?:completed|early_stopped) after \d+ s "
+    # Each line stamped with the time since the command started, then the fold.
+    search_lines = re.findall(rf"^\[\d+:\d\d:\d\d\] \[{FOLD}\] trial \S+ (?:completed|early_stopped) after \d+ s "
                               r"\(\d+ finished\): val_macro_auroc = [\d.]+", run.stdout, re.MULTILINE)
-    arm_lines = re.findall(rf"^\[{FOLD}\] (?:full|no-se) seed 1 \S+ completed after \d+ s", run.stdout, re.MULTILINE)
+    arm_lines = re.findall(rf"^\[\d+:\d\d:\d\d\] \[{FOLD}\] (?:full|no-se) seed 1 \S+ completed after \d+ s", run.stdout, re.MULTILINE)
     assert len(search_lines) == 2 and len(arm_lines) == 2, run.stdout
     assert f"[{FOLD}] search: 2 trials" in run.stdout
 

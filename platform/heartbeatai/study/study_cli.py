@@ -277,4 +277,12 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _say(message: str) -> None:
-    print(message, flush=True)
+    global _printer
+    if _printer is None:
+        from heartbeatai.console import stamped_printer
+
+        _printer = stamped_printer()
+    _printer(message)
+
+
+_printer = None  # made at the first line: its clock starts with the command

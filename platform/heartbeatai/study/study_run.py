@@ -8,11 +8,13 @@ and started only for the Tune one.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 
+from heartbeatai.console import elapsed_text
 from heartbeatai.results import ResultsStore, ResultsWriter, write_study_summary
 from heartbeatai.shell import DASHBOARD_URL, command, shown_path
 from heartbeatai.study import interrupts
@@ -97,9 +99,20 @@ def resume_study(study_dir: str | Path, progress: Progress = print, stage_runner
     return paths.root
 
 
+_DID_WORK_S = 5.0  # a fold that took longer trained something: it counts towards the time left
+
+
 def _run(config: StudyConfig, paths: StudyPaths, progress: Progress, stage_runner: StageRunner | None) -> None:
-    for runner in fold_runners(config, paths, progress, stage_runner):
+    runners = list(fold_runners(config, paths, progress, stage_runner))
+    worked: list[float] = []  # seconds of the folds that trained here (a resumed fold's done stages take none)
+    for number, runner in enumerate(runners, start=1):
+        left = len(runners) - number + 1
+        estimate = f"; about {elapsed_text(left * sum(worked) / len(worked))} left" if worked else ""
+        progress(f"fold {number} of {len(runners)}: {runner.fold_id}{estimate}")
+        started = time.monotonic()
         runner.run()
+        if time.monotonic() - started > _DID_WORK_S:
+            worked.append(time.monotonic() - started)
     analyse(config, paths, StageJournal(paths.root), progress)
     from heartbeatai.metric_names import fold_metric_of
     from heartbeatai.study.closing_summary import closing_lines
