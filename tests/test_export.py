@@ -169,4 +169,29 @@ def test_exported_files_hold_no_path_of_this_machine_and_say_which_classes_had_p
         assert str(tmp_path) not in text and "/tmp/" not in text, text
         exported = RunFile.load(path)
         assert exported.data.path == str(planted.resolve())
-        assert exported.provenance.train_positives == expected and expected["LAD"] == 0 < expected["AF"]
+        # A fold's file keeps its classes and shows LAD's 0; the consensus leaves LAD out (and says so).
+        kept = {k: v for k, v in expected.items() if v} if path.name == "consensus.yaml" else expected
+        assert exported.provenance.train_positives == kept and expected["LAD"] == 0 < expected["AF"]
+
+
+def test_the_consensus_says_which_fold_it_trains_on_and_leaves_out_classes_that_fold_never_saw(tmp_path, planted):
+    from heartbeatai.data.folds import fold_records, read_folds
+    from heartbeatai.data.prepared import PreparedDataset
+
+    base = tiny_run_file(planted).with_fields(classes=["AF", "RBBB", "LBBB"])  # LBBB: no record has it
+    writer = ResultsWriter(tmp_path / "st")
+    for fold in ("lodo:beta", "lodo:gamma"):
+        writer.write("best_configs", best_config_rows("st", "lodo", fold, "val", run_file_text(
+            base.with_fields(fold_id=fold)), "val_macro_auroc", 0.9))
+    export_study(tmp_path / "st", tmp_path / "out")
+    text = (tmp_path / "out" / "consensus.yaml").read_text()
+    consensus = RunFile.load(tmp_path / "out" / "consensus.yaml")
+    dataset = PreparedDataset(planted)
+    train = fold_records(read_folds(planted, "lodo")[0], consensus.fold_id)["train"]
+    counts = dict(zip(["AF", "RBBB", "LBBB"], dataset.labels(["AF", "RBBB", "LBBB"])[dataset.index_of(train)].sum(0)))
+    assert counts["LBBB"] == 0 and counts["AF"] > 0 and counts["RBBB"] > 0
+    assert consensus.classes == ("AF", "RBBB") and consensus.provenance.train_positives == {
+        "AF": counts["AF"], "RBBB": counts["RBBB"]}
+    header = [line for line in text.splitlines() if line.startswith("#")]
+    assert any(f"trains on {consensus.fold_id}, the first of them in plan order" in line for line in header)
+    assert any(f"no training positive in {consensus.fold_id}: LBBB" in line for line in header)

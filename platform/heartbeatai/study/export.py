@@ -14,8 +14,10 @@ split, read from the prepared dataset when it is reachable, so a class that was 
 positive is visible as such. Provenance names the study, selection, trial and selected
 value (a consensus: the folds it merges).
 
-A consensus run file keeps the data and classes of the first fold's run file, and its
-fold id: it trains on that fold as it is, on any other with ``--fold``.
+A consensus run file keeps the data of the first fold's run file and its fold id: it trains
+on that fold as it is, on any other with ``--fold``, and says so in a comment at its top. Of
+that run file's classes it keeps those with a training positive in the fold (where the data
+is reachable), and names the others in the comment.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def export_study(
     main_protocol = "lodo" if "lodo" in set(consensus["protocol"]) else consensus["protocol"].iloc[0]
     for row in consensus.sort_values("protocol").itertuples(index=False):
         name = CONSENSUS_FILE if row.protocol == main_protocol else f"{row.protocol}__{CONSENSUS_FILE}"
-        written.append(_write(out / name, row.run_file, study_path))
+        written.append(_write(out / name, row.run_file, study_path, consensus=True))
 
     if check:
         ordered = folds.assign(not_lodo=folds["protocol"] != "lodo").sort_values(["not_lodo", "fold_id"])
@@ -115,18 +117,31 @@ def check_run_file(path: Path, recorded: float, tolerance: float) -> float:
     return rerun
 
 
-def _write(path: Path, text: str, study_dir: Path) -> Path:
+def _write(path: Path, text: str, study_dir: Path, consensus: bool = False) -> Path:
     """A stored run file, validated, written with data.path relative to it and its training positives.
     Its provenance names the study by its folder, as everything else does: a copied study's run
-    files were recorded under the name it was run with."""
+    files were recorded under the name it was run with. A consensus says which fold it trains on
+    and why, and leaves out the classes that fold has no training positive of."""
     run = parse_run_file(text, study_dir)
     update = {"study": study_dir.name} if run.provenance.study is not None else {}
     positives = train_positives(run)
+    dropped = [name for name, count in (positives or {}).items() if count == 0] if consensus else []
+    if dropped:
+        run = run.with_fields(classes=[name for name in run.classes if name not in dropped])
+        positives = {name: count for name, count in positives.items() if name not in dropped}
     if positives is not None:
         update["train_positives"] = positives
     if update:
         run = run.model_copy(update={"provenance": run.provenance.model_copy(update=update)})
-    return run.dump(path)
+    run.dump(path)
+    if consensus:
+        note = [f"# The consensus of the folds' selected configurations ({', '.join(run.provenance.consensus_of)}).",
+                f"# It trains on {run.fold_id}, the first of them in plan order, as it is; `heartbeatai train",
+                "# --config THIS --fold <fold id>` trains it on another."]
+        if dropped:
+            note.append(f"# Left out, with no training positive in {run.fold_id}: {', '.join(dropped)}.")
+        path.write_text("\n".join(note) + "\n" + path.read_text(encoding="utf-8"), encoding="utf-8")
+    return path
 
 
 def train_positives(run: RunFile) -> dict[str, int] | None:
