@@ -362,6 +362,23 @@ def test_per_class_effects_cover_only_rare_classes_with_their_positive_counts(vi
     assert view.rare_effects.layout.xaxis.ticktext[0] == f"{first}<br>{full.loc[full['class'] == first, 'positives'].sum()} pos."
 
 
+def test_the_search_pseudo_arm_is_in_no_arm_list_legend_or_heatmap_row(root, tmp_path):
+    # A real store keys the search winner's test scores as arm "search", selection "val".
+    shutil.copytree(root, tmp_path / "root")
+    store, writer = ResultsStore(tmp_path / "root"), ResultsWriter(tmp_path / "root" / "demo")
+    for name in ("fold_metrics", "class_metrics"):
+        full = store.read("demo", name, filters={"arm": "full", "seed": 1})
+        writer.write(name, full.assign(arm="search", seed=0))
+    views = Views(ResultsStore(tmp_path / "root"))
+
+    view = views.ablations("demo", "lodo", None, "all", "auroc")
+    arms, _ = views.filter_options("demo")
+
+    assert "search" not in {t.name for t in view.arms.data}
+    assert "search" not in set(view.rare_effects.data[0].y)
+    assert "search" not in {o["value"] for o in arms}
+
+
 def test_a_rare_class_with_too_few_positives_everywhere_is_greyed_with_its_count(root, tmp_path):
     shutil.copytree(root, tmp_path / "root")
     store = ResultsStore(tmp_path / "root")
