@@ -14,7 +14,7 @@ import yaml
 from dash import Output, html
 
 from heartbeatai.arms import DEFAULT_ARMS, algorithm_arm, is_reference
-from heartbeatai.dashboard import callbacks, figures_sweeps, layout
+from heartbeatai.dashboard import callbacks, figures_ablations, figures_sweeps, layout
 from heartbeatai.dashboard.app import create_app
 from heartbeatai.dashboard.figures_ecg import LEADS
 from heartbeatai.dashboard.views import ViewInputError, Views
@@ -347,6 +347,22 @@ def test_the_arm_and_seed_filters_narrow_the_ablation_view_but_keep_the_prevalen
     assert {row[0] for row in _table_rows(view.tests, "ablation-across-table")} == {"no-se"}
     assert {row[0] for row in _table_rows(view.tests, "ablation-tests-table")} == {"no-se"}
     assert {row[0] for row in _table_rows(view.tests, "ablation-reference-table")} == {"prevalence"}
+
+
+def test_the_difference_axis_fits_the_arms_and_leaves_a_far_prevalence_floor_off_it_with_a_note():
+    rows = [("no-se", 0.02, 0.01, 0.03), ("no-mixstyle", -0.03, -0.05, -0.01), ("prevalence", -0.40, -0.45, -0.35)]
+    tests = pd.DataFrame([dict(arm=arm, scope=scope, fold_id=fold, diff=d, diff_lo=lo, diff_hi=hi, rope=0.01)
+                          for arm, d, lo, hi in rows
+                          for scope, fold in (("fold", "lodo:cpsc"), ("fold", "lodo:georgia"), ("across", None))])
+
+    figure = figures_ablations.difference_figure(tests, ["no-se", "no-mixstyle", "prevalence"], "macro_auroc")
+
+    low, high = figure.layout.yaxis.range
+    assert low < -0.05 and high > 0.03  # every arm's interval is on the axis...
+    assert high - low < 0.12  # ...and fills it: a 0.05 difference is not squeezed by the floor
+    assert figure.layout.meta["off_axis"] == ["prevalence"]
+    [note] = [a.text for a in figure.layout.annotations if "floor" in a.text]
+    assert note.startswith("prevalence floor off the axis: -0.400 to -0.400")
 
 
 def test_per_class_effects_cover_only_rare_classes_with_their_positive_counts(views, root):
