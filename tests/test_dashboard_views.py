@@ -14,7 +14,7 @@ import yaml
 from dash import Output, html
 
 from heartbeatai.arms import DEFAULT_ARMS, algorithm_arm, is_reference
-from heartbeatai.dashboard import callbacks, figures_ablations, figures_sweeps, layout
+from heartbeatai.dashboard import callbacks, figures, figures_ablations, figures_sweeps, layout
 from heartbeatai.dashboard.app import create_app
 from heartbeatai.dashboard.figures_ecg import LEADS
 from heartbeatai.dashboard.views import ViewInputError, Views
@@ -409,6 +409,22 @@ def test_a_rare_class_with_too_few_positives_everywhere_is_greyed_with_its_count
     assert all(row[column] is None or np.isnan(row[column]) for row in effect.z)
     assert all(row[column] == "6 pos." for row in grey.text)  # 2 positives in each of 3 held-out domains
     assert figure.layout.meta["greyed"] == [rare]
+
+
+def test_the_dataset_card_colours_prevalence_on_a_log_scale_with_empty_classes_last():
+    rows = [("AF", 720, 0.72), ("RBBB", 40, 0.04), ("Brady", 2, 0.002), ("LQT", 0, 0.0)]
+    card = pd.DataFrame([dict(domain=domain, **{"class": cls}, count=n, prevalence=p, n_records=1000)
+                         for domain in ("cpsc", "georgia") for cls, n, p in rows])
+
+    figure = figures.dataset_card_figure(card)
+    heatmap = figure.data[0]
+
+    assert list(heatmap.y) == ["Brady", "RBBB", "AF", "LQT"]  # rarest first, the empty class last
+    z = np.asarray(heatmap.z, float)
+    # log scale: 0.2 % and 4 % are as far apart in colour as 4 % and 72 % roughly are, not both white
+    assert z[0, 0] == pytest.approx(np.log10(0.2)) and z[2, 0] == pytest.approx(np.log10(72))
+    assert np.isnan(z[3]).all() and figure.layout.meta["empty_classes"] == ["LQT"]
+    assert "log" in heatmap.colorbar.title.text and "1%" in heatmap.colorbar.ticktext
 
 
 def test_sweeps_draw_the_search_from_the_trials_table_and_mark_asha_stopped_trials(views, root):
