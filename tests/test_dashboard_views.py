@@ -173,6 +173,23 @@ def test_the_label_free_prevalence_estimates_are_their_own_line_marked_where_far
                     "estimate-far")) > 0
 
 
+def test_a_finished_study_without_a_reference_says_so_and_how_to_add_one(tmp_path):
+    make_store(tmp_path, n_folds=2, n_trials=6, classes=6, seeds=1, records_per_fold=4, record_views_per_fold=1)
+    store, writer = ResultsStore(tmp_path), ResultsWriter(tmp_path / "demo")
+    trials = store.read("demo", "trials")
+    writer.replace("trials", trials[trials["protocol"] == "lodo"], where={})  # a study of protocols: [lodo]
+    for table in ("degradation", "rarity_contrast"):  # which the analysis then leaves empty
+        shutil.rmtree(tmp_path / "demo" / "results" / table)
+
+    view = Views(ResultsStore(tmp_path)).degradation("demo", "noisy")
+
+    text = _alert_texts(view.status)
+    assert "not written yet" not in text
+    assert "protocols (lodo) have no `reference` or `intra` folds" in text
+    assert "add `reference` to `protocols:` in the study config" in text
+    assert view.heatmap.layout.meta["message"].startswith("No degradation split")
+
+
 def test_the_split_s_intervals_are_labelled_conditional_on_the_trained_models(views, root):
     note = views.degradation("demo", "noisy").reference
     assert _shown(_by_id(note, "degradation-conditional")).startswith("conditional on these trained models: each "
