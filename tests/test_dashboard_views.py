@@ -458,6 +458,21 @@ def test_sweeps_draw_the_search_from_the_trials_table_and_mark_asha_stopped_tria
     assert sorted(view.importances.data[0].y) == sorted(importances.param)
 
 
+def test_the_parallel_coordinates_show_only_the_study_s_searched_parameters_and_the_objective(root, tmp_path):
+    shutil.copytree(root, tmp_path / "root")
+    study = tmp_path / "root" / "demo"
+    trials = ResultsStore(root).read("demo", "trials", filters={"fold_id": "lodo:cpsc", "arm": "search"})
+    # A real trial row carries its whole configuration: unsearched fields, some differing between trials.
+    ResultsWriter(study).replace("trials", trials.assign(**{"cfg.seed": range(len(trials)), "cfg.epochs": 30}),
+                                 where={"fold_id": "lodo:cpsc", "arm": "search"})
+    (study / "study.yaml").write_text("name: demo\nsearch:\n  space:\n    mixstyle.p: {uniform: [0.0, 1.0]}\n"
+                                      "    lr: {loguniform: [1.0e-4, 1.0e-2]}\n")
+
+    parallel = Views(ResultsStore(tmp_path / "root")).sweeps("demo", "lodo", "lodo:cpsc").parallel
+
+    assert [d.label for d in parallel.data[0].dimensions] == [trials["selection_metric"].iloc[0], "lr", "mixstyle.p"]
+
+
 @pytest.mark.parametrize("metric", list(VALIDATION_METRICS))
 def test_the_sweep_ranks_first_the_trial_best_in_its_metrics_direction(root, metric):
     trials = ResultsStore(root).read("demo", "trials", filters={"fold_id": "lodo:cpsc", "arm": "search"})
