@@ -525,6 +525,22 @@ def test_a_record_is_drawn_as_twelve_leads_in_millivolts_against_seconds(views):
     assert "misclassified" in options[0]["label"]
 
 
+def test_each_score_bar_carries_its_class_s_decision_threshold(views, root):
+    _, first = views.record_options("demo", "lodo:cpsc")
+    view = views.record("demo", "lodo:cpsc", first, True)
+    record_id, cls = first.split("|", 1)
+    row = ResultsStore(root).read("demo", "record_views", filters={"fold_id": "lodo:cpsc", "record_id": record_id,
+                                                                    "class": cls}).iloc[0]
+    model = {k: row[k] for k in ("protocol", "fold_id", "arm", "seed", "selection", "trial_id")}
+    stored = ResultsStore(root).read("demo", "class_metrics", filters={**model, "split": "test", "label_set": "noisy"})
+    thresholds = dict(zip(stored["class"], stored["threshold"]))
+
+    bars, ticks = view.probabilities.data[0], _trace(view.probabilities, "threshold")
+    assert list(ticks.y) == list(bars.y)  # every bar shown has its threshold
+    assert list(ticks.x) == pytest.approx([thresholds[c] for c in ticks.y])
+    assert "decision threshold" in view.probabilities.layout.title.text
+
+
 def test_the_attribution_overlay_can_be_switched_off(views):
     _, first = views.record_options("demo", "lodo:cpsc")
 
