@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -79,16 +80,31 @@ def progress_figure(progress: pd.DataFrame) -> go.Figure:
 
 
 def dataset_card_figure(card: pd.DataFrame) -> go.Figure:
+    """Class prevalence per domain, rarest first and classes without a positive last.
+
+    Prevalences span 0.1 % to 70 % and more: on a linear scale the commonest class takes the
+    whole colour range and every rare class is white (issue 24), so the colour is log10 of the
+    percentage, with ticks in %. A cell with no positive has no logarithm: it is left blank."""
     if card.empty:
         return message_figure("no dataset card")
     prevalence = card.pivot_table(index="class", columns="domain", values="prevalence", aggfunc="first")
     counts = card.pivot_table(index="class", columns="domain", values="count", aggfunc="first")
-    order = rare_first(prevalence.mean(axis=1))
-    prevalence, counts = prevalence.loc[order], counts.reindex(index=order, columns=prevalence.columns)
+    counts = counts.reindex(index=prevalence.index, columns=prevalence.columns)
+    # An empty class is no rarest class: it goes last, not first.
+    empty = counts.fillna(0).sum(axis=1) == 0
+    empty_classes = sorted(prevalence.index[empty])
+    order = rare_first(prevalence[~empty].mean(axis=1)) + empty_classes
+    prevalence, counts = prevalence.loc[order], counts.loc[order]
+    percent = prevalence.to_numpy(float) * 100
+    shown = np.log10(np.where(percent > 0, percent, np.nan))
+    ticks = [0.01, 0.1, 1, 10, 100]
     figure = go.Figure(go.Heatmap(
-        z=prevalence.to_numpy() * 100, x=list(prevalence.columns), y=order, customdata=counts.to_numpy(),
-        colorscale="Blues", colorbar=dict(title="%"),
-        hovertemplate="%{y} in %{x}: %{z:.2f}% (%{customdata} records)<extra></extra>",
+        z=shown, x=list(prevalence.columns), y=order, customdata=np.dstack([counts.to_numpy(float), percent]),
+        colorscale="Blues", colorbar=dict(title="% (log)", tickvals=np.log10(ticks).tolist(),
+                                          ticktext=[f"{t:g}%" for t in ticks]), hoverongaps=False,
+        hovertemplate="%{y} in %{x}: %{customdata[1]:.2f}% (%{customdata[0]} records)<extra></extra>",
     ), layout=LAYOUT)
-    return figure.update_layout(title="Class prevalence per domain (rarest first)", height=180 + 18 * len(order),
-                                yaxis=dict(autorange="reversed"))
+    title = "Class prevalence per domain (log colour scale; rarest first"
+    title += f"; {len(empty_classes)} class(es) without a positive last, blank)" if empty_classes else ")"
+    return figure.update_layout(title=title, height=180 + 18 * len(order), yaxis=dict(autorange="reversed"),
+                                meta={"empty_classes": empty_classes})

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from heartbeatai.arms import PREVALENCE
 from heartbeatai.dashboard.figures import LAYOUT, UNRELIABLE_GREY, count_label, is_reliable, message_figure
 
 OVERALL = "overall"
@@ -26,7 +27,8 @@ def difference_figure(tests: pd.DataFrame, arms: list[str], metric: str) -> go.F
     folds = sorted(tests.loc[tests["scope"] == "fold", "fold_id"].unique())
     order = folds + [OVERALL]
     figure = go.Figure(layout=LAYOUT)
-    for arm in [a for a in arms if a in set(tests["arm"])]:
+    drawn = [a for a in arms if a in set(tests["arm"])]
+    for arm in drawn:
         rows = tests[tests["arm"] == arm].assign(
             x=lambda f: np.where(f["scope"] == "across", OVERALL, f["fold_id"])).set_index("x").reindex(order)
         identical = rows["identical"].fillna(False).astype(bool).to_numpy() if "identical" in rows else np.zeros(len(rows), bool)
@@ -43,15 +45,38 @@ def difference_figure(tests: pd.DataFrame, arms: list[str], metric: str) -> go.F
         figure.add_hrect(y0=-float(rope.iloc[0]), y1=float(rope.iloc[0]), fillcolor="#9e9e9e", opacity=0.15,
                          line_width=0, annotation_text="ROPE", annotation_position="top left")
     figure.add_hline(y=0, line_color="#616161", line_width=1)
-    # Axes scaled to the differences and their intervals, not to the metric's range.
-    ends = pd.concat([tests["diff_lo"], tests["diff_hi"], tests["diff"]]).dropna()
-    if len(ends):
-        pad = 0.1 * max(float(ends.max() - ends.min()), 1e-3)
-        figure.update_yaxes(range=[float(ends.min()) - pad, float(ends.max()) + pad])
-    return figure.update_layout(
+    off_axis = _scale_to_arms(figure, tests[tests["arm"].isin(drawn)])
+    return figure.update_layout(meta={"off_axis": off_axis},
         title=f"Paired difference in test {metric.replace('_', ' ')}, arm − full (positive: arm better); 95% interval "
               "per held-out domain (records and seeds) and across them (random effects, Knapp-Hartung)",
         scattermode="group", yaxis_title=f"Δ {metric.replace('_', ' ')}", height=420)
+
+
+def _scale_to_arms(figure: go.Figure, shown: pd.DataFrame) -> list[str]:
+    """Scale the y-axis to the shown differences, their interval ends and 0, with a small margin.
+
+    The prevalence floor sits far below every trained arm (-0.3 and more in AUROC); letting it
+    into the range squeezes the arms' differences of 0.02-0.05 into one line (issue 24). It is
+    kept off the range where it lies outside, and a note gives its values. Returns the arms
+    left off the axis."""
+    floor = shown["arm"] == PREVALENCE
+    arms = shown[~floor] if (~floor).any() else shown
+    ends = pd.concat([arms["diff_lo"], arms["diff_hi"], arms["diff"], pd.Series([0.0])]).dropna()
+    low, high = float(ends.min()), float(ends.max())
+    pad = 0.08 * max(high - low, 1e-3)
+    low, high = low - pad, high + pad
+    figure.update_yaxes(range=[low, high])
+    outside = shown[floor & ((shown["diff_lo"] < low) | (shown["diff_hi"] > high)
+                             | ~shown["diff"].between(low, high))].dropna(subset=["diff"])
+    if outside.empty:
+        return []
+    figure.add_annotation(
+        text=f"{PREVALENCE} floor off the axis: {outside['diff'].min():+.3f} to {outside['diff'].max():+.3f} "
+             "(choose it alone in the arms filter to see it)",
+        xref="paper", yref="paper", x=0, y=0 if outside["diff"].max() < low else 1, xanchor="left",
+        yanchor="bottom" if outside["diff"].max() < low else "top", showarrow=False,
+        font=dict(size=11, color="#616161"))
+    return [PREVALENCE]
 
 
 def rare_class_effects_figure(rows: pd.DataFrame, metric: str, rare: list[str], reference_arm: str = "full") -> go.Figure:

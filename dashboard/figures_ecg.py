@@ -83,7 +83,11 @@ def se_gates_figure(gates: dict[str, list[float]]) -> go.Figure:
                                 margin=dict(l=70, r=20, t=50, b=40))
 
 
-def probabilities_figure(probabilities: dict[str, float], true: list[str], top: int = 12) -> go.Figure:
+def probabilities_figure(probabilities: dict[str, float], true: list[str], top: int = 12,
+                         thresholds: dict[str, float] | None = None) -> go.Figure:
+    """The record's top scores as bars, with each class's decision threshold as a tick on its
+    bar: a class is called where its score reaches the threshold, so a top score below its
+    tick is no call (issue 24)."""
     if not probabilities:
         return message_figure("no probabilities stored")
     shown = sorted(set(sorted(probabilities, key=probabilities.get, reverse=True)[:top]) | (set(true) & set(probabilities)),
@@ -93,5 +97,11 @@ def probabilities_figure(probabilities: dict[str, float], true: list[str], top: 
         marker_color=["#2e7d32" if c in true else "#90a4ae" for c in shown],
         hovertemplate="%{y}: %{x:.3f}<extra></extra>",
     ))
-    return figure.update_layout(template="plotly_white", title="Scores (green: true labels)", xaxis=dict(range=[0, 1]),
+    marked = [c for c in shown if thresholds and c in thresholds and thresholds[c] == thresholds[c]]
+    if marked:
+        figure.add_scatter(x=[thresholds[c] for c in marked], y=marked, mode="markers", name="threshold",
+                           marker=dict(symbol="line-ns", size=18, line=dict(width=3, color="#c62828")),
+                           hovertemplate="%{y}: decision threshold %{x:.3f}<extra></extra>")
+    title = "Scores (green: true labels" + ("; red tick: the class's decision threshold)" if marked else ")")
+    return figure.update_layout(template="plotly_white", title=title, xaxis=dict(range=[0, 1]), showlegend=False,
                                 height=120 + 22 * len(shown), margin=dict(l=70, r=20, t=50, b=40))

@@ -78,10 +78,14 @@ def _uniform_distance(x: np.ndarray) -> float:
 
 
 def parallel_coordinates_figure(trials: pd.DataFrame, metric: str, direction: str = "maximize",
-                                max_trials: int = PARALLEL_MAX_TRIALS) -> go.Figure:
+                                max_trials: int = PARALLEL_MAX_TRIALS, searched: list[str] | None = None) -> go.Figure:
     """The scored trials as parallel coordinates: the selection value, then each parameter;
     past ``max_trials`` only the best ones. A parameter some shown trials did not sample
-    (a conditional one) is left out, as Optuna's own plot leaves it."""
+    (a conditional one) is left out, as Optuna's own plot leaves it.
+
+    A trial row carries its whole configuration (~35 cfg. columns), and some that were not
+    searched still differ between trials (issue 24): where the study config names its search
+    space (`searched`), only those parameters get an axis."""
     scored = ranked(trials, direction)
     if scored.empty:
         return message_figure("no scored trials yet")
@@ -92,6 +96,8 @@ def parallel_coordinates_figure(trials: pd.DataFrame, metric: str, direction: st
     values = scored["selection_value"].to_numpy(float)
     dimensions = [dict(label=metric, values=values)]
     for name, kind in search_params(scored).items():
+        if searched is not None and name not in searched:
+            continue
         column = scored[CFG + name]
         if column.isna().any():
             continue

@@ -14,7 +14,7 @@ import yaml
 from dash import Output, html
 
 from heartbeatai.arms import DEFAULT_ARMS, algorithm_arm, is_reference
-from heartbeatai.dashboard import callbacks, figures_sweeps, layout
+from heartbeatai.dashboard import callbacks, figures, figures_ablations, figures_sweeps, layout
 from heartbeatai.dashboard.app import create_app
 from heartbeatai.dashboard.figures_ecg import LEADS
 from heartbeatai.dashboard.views import ViewInputError, Views
@@ -171,6 +171,23 @@ def test_the_label_free_prevalence_estimates_are_their_own_line_marked_where_far
         assert all(_shown(badge) == "far from the truth" for badge in badges)
     assert len(_all(views.decomposition("demo", "noisy", far["class"], far["domain"]).detail, html.Span,
                     "estimate-far")) > 0
+
+
+def test_a_finished_study_without_a_reference_says_so_and_how_to_add_one(tmp_path):
+    make_store(tmp_path, n_folds=2, n_trials=6, classes=6, seeds=1, records_per_fold=4, record_views_per_fold=1)
+    store, writer = ResultsStore(tmp_path), ResultsWriter(tmp_path / "demo")
+    trials = store.read("demo", "trials")
+    writer.replace("trials", trials[trials["protocol"] == "lodo"], where={})  # a study of protocols: [lodo]
+    for table in ("degradation", "rarity_contrast"):  # which the analysis then leaves empty
+        shutil.rmtree(tmp_path / "demo" / "results" / table)
+
+    view = Views(ResultsStore(tmp_path)).degradation("demo", "noisy")
+
+    text = _alert_texts(view.status)
+    assert "not written yet" not in text
+    assert "protocols (lodo) have no `reference` or `intra` folds" in text
+    assert "add `reference` to `protocols:` in the study config" in text
+    assert view.heatmap.layout.meta["message"].startswith("No degradation split")
 
 
 def test_the_split_s_intervals_are_labelled_conditional_on_the_trained_models(views, root):
@@ -349,6 +366,22 @@ def test_the_arm_and_seed_filters_narrow_the_ablation_view_but_keep_the_prevalen
     assert {row[0] for row in _table_rows(view.tests, "ablation-reference-table")} == {"prevalence"}
 
 
+def test_the_difference_axis_fits_the_arms_and_leaves_a_far_prevalence_floor_off_it_with_a_note():
+    rows = [("no-se", 0.02, 0.01, 0.03), ("no-mixstyle", -0.03, -0.05, -0.01), ("prevalence", -0.40, -0.45, -0.35)]
+    tests = pd.DataFrame([dict(arm=arm, scope=scope, fold_id=fold, diff=d, diff_lo=lo, diff_hi=hi, rope=0.01)
+                          for arm, d, lo, hi in rows
+                          for scope, fold in (("fold", "lodo:cpsc"), ("fold", "lodo:georgia"), ("across", None))])
+
+    figure = figures_ablations.difference_figure(tests, ["no-se", "no-mixstyle", "prevalence"], "macro_auroc")
+
+    low, high = figure.layout.yaxis.range
+    assert low < -0.05 and high > 0.03  # every arm's interval is on the axis...
+    assert high - low < 0.12  # ...and fills it: a 0.05 difference is not squeezed by the floor
+    assert figure.layout.meta["off_axis"] == ["prevalence"]
+    [note] = [a.text for a in figure.layout.annotations if "floor" in a.text]
+    assert note.startswith("prevalence floor off the axis: -0.400 to -0.400")
+
+
 def test_per_class_effects_cover_only_rare_classes_with_their_positive_counts(views, root):
     view = views.ablations("demo", "lodo", None, "all", "auroc")
     effects = view.rare_effects.data[0]
@@ -360,6 +393,23 @@ def test_per_class_effects_cover_only_rare_classes_with_their_positive_counts(vi
     full = classes[(classes["arm"] == "full") & (classes["seed"] == 1) & (classes["selection"] == "val")]
     first = effects.x[0]
     assert view.rare_effects.layout.xaxis.ticktext[0] == f"{first}<br>{full.loc[full['class'] == first, 'positives'].sum()} pos."
+
+
+def test_the_search_pseudo_arm_is_in_no_arm_list_legend_or_heatmap_row(root, tmp_path):
+    # A real store keys the search winner's test scores as arm "search", selection "val".
+    shutil.copytree(root, tmp_path / "root")
+    store, writer = ResultsStore(tmp_path / "root"), ResultsWriter(tmp_path / "root" / "demo")
+    for name in ("fold_metrics", "class_metrics"):
+        full = store.read("demo", name, filters={"arm": "full", "seed": 1})
+        writer.write(name, full.assign(arm="search", seed=0))
+    views = Views(ResultsStore(tmp_path / "root"))
+
+    view = views.ablations("demo", "lodo", None, "all", "auroc")
+    arms, _ = views.filter_options("demo")
+
+    assert "search" not in {t.name for t in view.arms.data}
+    assert "search" not in set(view.rare_effects.data[0].y)
+    assert "search" not in {o["value"] for o in arms}
 
 
 def test_a_rare_class_with_too_few_positives_everywhere_is_greyed_with_its_count(root, tmp_path):
@@ -378,6 +428,22 @@ def test_a_rare_class_with_too_few_positives_everywhere_is_greyed_with_its_count
     assert figure.layout.meta["greyed"] == [rare]
 
 
+def test_the_dataset_card_colours_prevalence_on_a_log_scale_with_empty_classes_last():
+    rows = [("AF", 720, 0.72), ("RBBB", 40, 0.04), ("Brady", 2, 0.002), ("LQT", 0, 0.0)]
+    card = pd.DataFrame([dict(domain=domain, **{"class": cls}, count=n, prevalence=p, n_records=1000)
+                         for domain in ("cpsc", "georgia") for cls, n, p in rows])
+
+    figure = figures.dataset_card_figure(card)
+    heatmap = figure.data[0]
+
+    assert list(heatmap.y) == ["Brady", "RBBB", "AF", "LQT"]  # rarest first, the empty class last
+    z = np.asarray(heatmap.z, float)
+    # log scale: 0.2 % and 4 % are as far apart in colour as 4 % and 72 % roughly are, not both white
+    assert z[0, 0] == pytest.approx(np.log10(0.2)) and z[2, 0] == pytest.approx(np.log10(72))
+    assert np.isnan(z[3]).all() and figure.layout.meta["empty_classes"] == ["LQT"]
+    assert "log" in heatmap.colorbar.title.text and "1%" in heatmap.colorbar.ticktext
+
+
 def test_sweeps_draw_the_search_from_the_trials_table_and_mark_asha_stopped_trials(views, root):
     view = views.sweeps("demo", "lodo", "lodo:cpsc")
     trials = ResultsStore(root).read("demo", "trials", filters={"fold_id": "lodo:cpsc", "arm": "search"})
@@ -390,6 +456,21 @@ def test_sweeps_draw_the_search_from_the_trials_table_and_mark_asha_stopped_tria
                                                                 if k.startswith("xaxis")]}
     importances = ResultsStore(root).read("demo", "importances", filters={"fold_id": "lodo:cpsc"})
     assert sorted(view.importances.data[0].y) == sorted(importances.param)
+
+
+def test_the_parallel_coordinates_show_only_the_study_s_searched_parameters_and_the_objective(root, tmp_path):
+    shutil.copytree(root, tmp_path / "root")
+    study = tmp_path / "root" / "demo"
+    trials = ResultsStore(root).read("demo", "trials", filters={"fold_id": "lodo:cpsc", "arm": "search"})
+    # A real trial row carries its whole configuration: unsearched fields, some differing between trials.
+    ResultsWriter(study).replace("trials", trials.assign(**{"cfg.seed": range(len(trials)), "cfg.epochs": 30}),
+                                 where={"fold_id": "lodo:cpsc", "arm": "search"})
+    (study / "study.yaml").write_text("name: demo\nsearch:\n  space:\n    mixstyle.p: {uniform: [0.0, 1.0]}\n"
+                                      "    lr: {loguniform: [1.0e-4, 1.0e-2]}\n")
+
+    parallel = Views(ResultsStore(tmp_path / "root")).sweeps("demo", "lodo", "lodo:cpsc").parallel
+
+    assert [d.label for d in parallel.data[0].dimensions] == [trials["selection_metric"].iloc[0], "lr", "mixstyle.p"]
 
 
 @pytest.mark.parametrize("metric", list(VALIDATION_METRICS))
@@ -442,6 +523,22 @@ def test_a_record_is_drawn_as_twelve_leads_in_millivolts_against_seconds(views):
     assert any(t.type == "heatmap" for t in view.ecg.data)
     assert "not leads" in view.gates.layout.title.text
     assert "misclassified" in options[0]["label"]
+
+
+def test_each_score_bar_carries_its_class_s_decision_threshold(views, root):
+    _, first = views.record_options("demo", "lodo:cpsc")
+    view = views.record("demo", "lodo:cpsc", first, True)
+    record_id, cls = first.split("|", 1)
+    row = ResultsStore(root).read("demo", "record_views", filters={"fold_id": "lodo:cpsc", "record_id": record_id,
+                                                                    "class": cls}).iloc[0]
+    model = {k: row[k] for k in ("protocol", "fold_id", "arm", "seed", "selection", "trial_id")}
+    stored = ResultsStore(root).read("demo", "class_metrics", filters={**model, "split": "test", "label_set": "noisy"})
+    thresholds = dict(zip(stored["class"], stored["threshold"]))
+
+    bars, ticks = view.probabilities.data[0], _trace(view.probabilities, "threshold")
+    assert list(ticks.y) == list(bars.y)  # every bar shown has its threshold
+    assert list(ticks.x) == pytest.approx([thresholds[c] for c in ticks.y])
+    assert "decision threshold" in view.probabilities.layout.title.text
 
 
 def test_the_attribution_overlay_can_be_switched_off(views):

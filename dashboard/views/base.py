@@ -18,7 +18,7 @@ import dash_bootstrap_components as dbc
 import pandas as pd
 from dash import html
 
-from heartbeatai.arms import is_algorithm
+from heartbeatai.arms import is_algorithm, is_pseudo_arm
 from heartbeatai.results import ResultsStore, schema
 
 ALL_SEEDS = "all"
@@ -58,8 +58,11 @@ def unfinished(progress: pd.DataFrame) -> int:
 
 
 def arm_order(arms) -> list[str]:
-    """full first, then the component arms by name, the prevalence floor, and the algorithm arms last."""
-    arms = sorted(set(arms))
+    """full first, then the component arms by name, the prevalence floor, and the algorithm arms last.
+
+    Pseudo-arms are dropped here, the one place every arm list of the page passes: the tables
+    key a fold's search trials and its search winner's test scores as arm `search` (issue 24)."""
+    arms = sorted(a for a in set(arms) if not is_pseudo_arm(a))
     return sorted(arms, key=lambda a: (a != "full", is_algorithm(a), a == schema.PREVALENCE_ARM, a))
 
 
@@ -158,6 +161,6 @@ class ViewBase:
     def filter_options(self, study: str | None) -> tuple[list, list]:
         """Arms and seeds the study has (arm `search` is the sweep, not an arm)."""
         runs = self.store.read(study, "trials", columns=["arm", "seed"])
-        arms = [a for a in arm_order(runs["arm"].unique()) if a != schema.SEARCH_ARM]
+        arms = arm_order(runs["arm"].unique())
         seeds = sorted(int(s) for s in runs.loc[runs["arm"] != schema.SEARCH_ARM, "seed"].unique())
         return options(arms), [{"label": "all seeds", "value": ALL_SEEDS}, *options(seeds)]

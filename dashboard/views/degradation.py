@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import dash_bootstrap_components as dbc
 import pandas as pd
 import plotly.graph_objects as go
 from dash import html
 
 from heartbeatai.dashboard import figures, figures_degradation as fd
-from heartbeatai.dashboard.views.base import ViewBase, options, per_store_state
+from heartbeatai.dashboard.views.base import ViewBase, options, per_store_state, unfinished
+from heartbeatai.protocols import INTRA, LODO, REFERENCE
 from heartbeatai.results.schema import DEGRADATION_PARTS, PREVALENCE_ESTIMATORS
 
 
@@ -43,13 +45,33 @@ class DegradationViews(ViewBase):
     def degradation(self, study: str | None, label_set: str) -> DegradationView:
         rows = self._degradation_rows(study, label_set)
         contrast = self.store.read(study, "rarity_contrast", filters={"label_set": label_set}) if study else None
+        unpaired = self._no_reference(study) if rows.empty else None
+        if unpaired:
+            # "not written yet" would send the user waiting for a table the analysis will never fill.
+            status = [*self.alerts(study, ()), dbc.Alert(unpaired, color="warning", className="py-2 no-reference-alert")]
+        else:
+            status = self.alerts(study, ("degradation", "rarity_contrast"))
         return DegradationView(
-            status=self.alerts(study, ("degradation", "rarity_contrast")),
-            heatmap=fd.total_heatmap(rows),
+            status=status,
+            heatmap=figures.message_figure(unpaired) if unpaired else fd.total_heatmap(rows),
             reference=_reference_note(rows, contrast),
             class_options=options(fd.class_order(rows)),
             domain_options=options(sorted(rows["domain"].unique())),
         )
+
+    def _no_reference(self, study: str) -> str | None:
+        """Why a finished study has no degradation split: none of its folds is a reference that
+        LODO can be paired with (analysis/degradation.py pairs lodo:<d> with reference:<d>:<i>,
+        else intra:<d>:<i>). None while the study runs or where it has such folds."""
+        ran = set(self.store.read(study, "trials", columns=["protocol"])["protocol"].dropna())
+        if unfinished(self.store.progress(study)) or LODO not in ran or ran & {REFERENCE, INTRA}:
+            return None
+        return (f"No degradation split: this study's protocols ({', '.join(sorted(ran))}) have no `{REFERENCE}` or "
+                f"`{INTRA}` folds to pair LODO's model with on the same held-out records, so there is no reference "
+                f"to compare against. To get one, add `{REFERENCE}` to `protocols:` in the study config (e.g. "
+                f"`protocols: [{LODO}, {REFERENCE}]`: a model trained on every domain at LODO's size, tested on "
+                f"each held-out domain; `{INTRA}`, within-domain folds, also serves), run the study, then "
+                "`heartbeatai study analyse`.")
 
     @per_store_state
     def decomposition(self, study: str | None, label_set: str, cls: str | None,

@@ -63,9 +63,18 @@ class RecordViews(ViewBase):
             status=status,
             labels=html.Div([_label_badges(true, pred, cls), self._class_figures(study, row)]),
             ecg=figures_ecg.ecg_figure(signal, int(row["fs"]), attribution, title),
-            probabilities=figures_ecg.probabilities_figure(probabilities, true),
+            probabilities=figures_ecg.probabilities_figure(probabilities, true, thresholds=self._thresholds(study, row)),
             gates=figures_ecg.se_gates_figure(gates),
         )
+
+    def _thresholds(self, study: str, view: pd.Series) -> dict[str, float]:
+        """The explaining model's per-class decision thresholds (tuned on validation, stored with
+        its test class metrics): what a score must reach to be a call."""
+        where = {name: view[name] for name in ("protocol", "fold_id", "arm", "seed", "selection", "trial_id")}
+        rows = self.store.read(study, "class_metrics", filters={**where, "split": "test", "label_set": "noisy"})
+        if rows.empty or "threshold" not in rows:
+            return {}
+        return {c: float(t) for c, t in zip(rows["class"], rows["threshold"]) if pd.notna(t)}
 
     def _class_figures(self, study: str, view: pd.Series) -> html.Div:
         """The explaining model's test figures for the class explained, or its positive count

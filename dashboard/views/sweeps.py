@@ -83,7 +83,10 @@ class SweepViews(ViewBase):
         metric = stored.iloc[0] if len(stored) else DEFAULT_SELECTION_METRIC
         direction = figures_sweeps.direction_of(metric)
         curve_metric = metric if metric in epochs.columns else DEFAULT_SELECTION_METRIC
-        return (figures_sweeps.parallel_coordinates_figure(trials, metric, direction),
+        # An algorithm arm's search adds its algorithm's own parameters to the study's space: no
+        # list of them in the store, so its axes are those that vary.
+        searched = self.store.searched_parameters(study) if arm == schema.SEARCH_ARM else None
+        return (figures_sweeps.parallel_coordinates_figure(trials, metric, direction, searched=searched),
                 figures_sweeps.importances_figure(importances),
                 figures_sweeps.learning_curves_figure(epochs, trials, curve_metric),
                 figures_sweeps.slice_figure(trials, importances, metric, direction))

@@ -28,6 +28,9 @@ BASELINE = "baseline"
 # Not an arm of the comparison: the key under which a fold's search trials and its
 # validation-selected search winner are stored.
 SEARCH = "search"
+# Values of a store's `arm` column that are no arm: lists, legends and heatmap rows of arms
+# leave them out (is_pseudo_arm), whatever the table they come from holds.
+PSEUDO_ARMS = frozenset({SEARCH})
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,11 @@ def resolve_arms(names: list[str], user_arms: Mapping[str, Mapping[str, Any]],
     for name in map(canonical_arm, names):
         resolved.append(BUILTIN_ARMS[name] if name in BUILTIN_ARMS else Arm(name, dict(user_arms[name])))
     return resolved + [algorithm_arm(kind) for kind in algorithms]
+
+
+def is_pseudo_arm(name: str) -> bool:
+    """A key of the store's arm column that is not an arm of the comparison (a fold's search)."""
+    return name in PSEUDO_ARMS
 
 
 def is_reference(name: str) -> bool:

@@ -149,6 +149,18 @@ class ResultsStore:
         section = config.get("analysis") if isinstance(config, dict) else None
         return dict(section) if isinstance(section, dict) else {}
 
+    def searched_parameters(self, study: str) -> list[str] | None:
+        """The dotted parameters of `search.space` in the study's ``study.yaml``; None when the
+        file or the section is absent (the default space was searched) or unreadable."""
+        found = self._small_file(f"{self._study_path(study)}/{STUDY_CONFIG}")
+        try:
+            config = yaml.safe_load(found) if found is not None else None
+        except yaml.YAMLError:
+            return None
+        search = config.get("search") if isinstance(config, dict) else None
+        space = search.get("space") if isinstance(search, dict) else None
+        return [str(k) for k in space] if isinstance(space, dict) else None
+
     def parts(self, study: str, table: str) -> Signature:
         """The table's finished parts as (name, mtime_ns, size), sorted; () when it has none yet."""
         return self._signature(study, table)[1]
