@@ -13,7 +13,7 @@ from heartbeatai.analysis.decisions import decide
 import yaml
 from dash import Output, html
 
-from heartbeatai.arms import DEFAULT_ARMS, algorithm_arm, is_reference
+from heartbeatai.arms import DEFAULT_ARMS, algorithm_arm, algorithm_of, is_reference
 from heartbeatai.dashboard import callbacks, figures, figures_ablations, figures_sweeps, layout
 from heartbeatai.dashboard.app import create_app
 from heartbeatai.dashboard.figures_ecg import LEADS
@@ -847,3 +847,11 @@ def test_sweep_axes_follow_how_each_parameter_was_sampled():
     assert max(dimensions["optimizer.lr"].values) <= -2 and list(dimensions["loss.kind"].ticktext) == ["asl", "bce"]
     assert min(dimensions["val_macro_auroc"].values) >= np.sort(trials.selection_value)[-50]  # the best 50
     assert "best 50 of 200" in parallel.layout.title.text
+
+
+def test_a_study_comparing_no_algorithms_is_not_told_its_algorithm_parts_are_coming(tmp_path):
+    make_store(tmp_path, n_folds=2, n_trials=6, classes=6, seeds=1, records_per_fold=4, record_views_per_fold=1)
+    shutil.rmtree(tmp_path / "demo" / "results" / "algorithm_parts", ignore_errors=True)
+    views = Views(ResultsStore(tmp_path))
+    assert not any(algorithm_of(arm) for arm in ResultsStore(tmp_path).read("demo", "fold_metrics")["arm"].unique())
+    assert "algorithm_parts" not in _alert_texts(views.ablations("demo", "lodo", None, "all", "auroc").status)

@@ -77,7 +77,11 @@ class AblationViews(ViewBase):
             algorithm_parts = algorithm_parts[algorithm_parts["arm"].isin(chosen)]
         rule = self.decision_rule(study)
         disagreeing = _disagreements(tests, rule)
-        status = self.alerts(study, ("fold_metrics", "class_metrics", "ablation_tests", "algorithm_parts"))
+        # algorithm_parts is written only for a study that compares algorithms: another study
+        # would otherwise wait forever, by the page's word, for a stage it does not have.
+        compares_algorithms = any(algorithm_of(str(arm)) for arm in results["arm"].unique())
+        status = self.alerts(study, ("fold_metrics", "class_metrics", "ablation_tests")
+                             + (("algorithm_parts",) if compares_algorithms else ()))
         if disagreeing:
             status.append(dbc.Alert(
                 f"{len(disagreeing)} stored decision(s) ({', '.join(disagreeing)}) differ from the rule at "
