@@ -26,14 +26,18 @@ def _age_coefficients(ages: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.linalg.lstsq(design, ages.astype(float), rcond=None)[0][1:]
 
 
-def test_the_offsets_reverse_between_any_held_out_domain_and_the_rest():
-    offsets = age_offsets(DOMAINS, ["AF", "NSR", "PAC"], 2.0, seed=3)
-    table = np.array([[offsets[d][c] for c in ("AF", "NSR", "PAC")] for d in DOMAINS])
-    assert np.allclose(table.sum(axis=0), 0.0)  # centred over the hospitals
-    assert set(np.round(np.abs(table), 9).ravel()) == {2.0}  # half older, half younger, by the strength
-    for held_out in range(len(DOMAINS)):
-        training = np.delete(table, held_out, axis=0).sum(axis=0)
-        assert np.all(np.sign(training) == -np.sign(table[held_out]))
+def test_every_class_is_turned_round_in_exactly_one_hospital_and_each_hospital_turns_its_share():
+    classes = [f"C{i}" for i in range(10)]
+    offsets = age_offsets(DOMAINS, classes, 2.0, seed=3)
+    table = np.array([[offsets[d][c] for c in classes] for d in DOMAINS])  # (domains, classes)
+    assert set(np.abs(table).ravel()) == {2.0}
+    reversed_in = [int(np.argmin(table[:, j] * np.sign(np.median(table[:, j])))) for j in range(len(classes))]
+    for j, k in enumerate(reversed_in):  # the other hospitals agree; the reversing one says the opposite
+        others = np.delete(table[:, j], k)
+        assert len(set(others)) == 1 and table[k, j] == -others[0]
+    assert sorted(np.bincount(reversed_in, minlength=len(DOMAINS))) == [2, 2, 3, 3]  # dealt round-robin
+    assert sorted(np.sign(np.median(table, axis=0))) == [-1.0] * 5 + [1.0] * 5  # half older, half younger
+    assert age_offsets(DOMAINS, classes, 2.0, seed=4) != offsets
     assert age_offsets(DOMAINS, ["AF"], 0.0, seed=3) == {d: {} for d in DOMAINS}
     with pytest.raises(ValueError):
         age_offsets(DOMAINS, ["AF"], -1.0, seed=0)
@@ -46,7 +50,7 @@ def test_each_recorded_age_is_moved_by_its_classes_offsets(with_and_without):
     expected = np.array([planted[d]["age_sd"] * sum(planted[d]["age_offsets"][c] for c, on in zip(shortcut.classes, row) if on)
                          for d, row in zip(shortcut.domains, shortcut.labels)])
     unclipped = (shortcut.ages > 18) & (shortcut.ages < 95)
-    assert unclipped.mean() > 0.7
+    assert unclipped.mean() > 0.6
     assert np.all(np.abs(moved - expected)[unclipped] <= 0.5)  # rounded to whole years
     assert np.all(moved[~unclipped] * expected[~unclipped] >= 0)  # clipped, never turned round
 
@@ -63,14 +67,22 @@ def test_the_generated_ages_carry_the_planted_association_per_domain(with_and_wi
         assert np.all(np.sign(fitted) == np.sign(expected)), (domain, fitted, expected)
 
 
-def test_the_pooled_training_domains_show_the_reverse_of_the_held_out_one(with_and_without):
+def test_the_training_hospitals_agree_where_the_held_out_one_turns_the_association_round(with_and_without):
     shortcut, _ = with_and_without
+    planted = shortcut.domain_params
+    checked = 0
     for held_out in DOMAINS:
         inside = shortcut.domains == held_out
         common = (shortcut.labels[inside].sum(axis=0) >= 40) & (shortcut.labels[~inside].sum(axis=0) >= 120)
+        names = [c for c, keep in zip(shortcut.classes, common) if keep]
         test = _age_coefficients(shortcut.ages[inside], shortcut.labels[inside][:, common])
         train = _age_coefficients(shortcut.ages[~inside], shortcut.labels[~inside][:, common])
-        assert np.mean(np.sign(test) != np.sign(train)) >= 0.8, (held_out, test, train)
+        for name, on_test, on_train in zip(names, test, train):
+            others = [planted[d]["age_offsets"][name] for d in DOMAINS if d != held_out]
+            if len(set(others)) == 1:  # this hospital reverses the class: every training one agrees
+                assert np.sign(on_train) == np.sign(others[0]) == -np.sign(on_test), (held_out, name)
+                checked += 1
+    assert checked >= 2
 
 
 def test_only_the_recorded_age_moves(with_and_without):
