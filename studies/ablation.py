@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="study config YAML, or a shipped config name")
     parser.add_argument("--storage", help="storage root shared by every node (overrides the config's)")
+    parser.add_argument("--data", metavar="DIR", help="a prepared dataset to study instead of the config's data")
     args = parser.parse_args(argv)
 
     from heartbeatai.study.ray_start import joining_cluster, prefer_loopback
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from heartbeatai.study.interrupts import StudyInterrupted, resume_hint
     from heartbeatai.study.lock import StudyLocked
     from heartbeatai.study.resources import ResourceError
-    from heartbeatai.study.study_config import ConfigError, load_study_config
+    from heartbeatai.study.study_config import ConfigError, load_study_config, with_data_path
     from heartbeatai.study.study_run import CONFIG_NAME, resume_study, start_study
     from heartbeatai.training.threads import usable_cores
 
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     study_dir = None
     try:
         config = load_study_config(resolve_config(args.config))
+        if args.data:
+            config = with_data_path(config, args.data)
         study_dir = Path(config.study_dir(args.storage)).expanduser().resolve()
         if (study_dir / CONFIG_NAME).is_file():
             say(f"resuming the study in {study_dir}")

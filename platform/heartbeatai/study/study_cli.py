@@ -13,6 +13,10 @@ from heartbeatai.study.ray_start import prefer_loopback
 from heartbeatai.training.threads import add_threads_argument, apply_threads
 
 
+DATA_HELP = ("a prepared dataset (`heartbeatai prepare`) to study instead of the config's data "
+             "(studies/configs/paper.yaml: your prepared PhysioNet sources)")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     study = subparsers.add_parser("study", help="plan, run, resume and inspect a study")
     verbs = study.add_subparsers(dest="verb", metavar="VERB", required=True)
@@ -20,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     plan = verbs.add_parser("plan", help="print the runs a study will make and an estimate of its time")
     plan.add_argument("config", help="study config YAML")
     plan.add_argument("--storage", help="storage root (overrides the config's storage)")
+    plan.add_argument("--data", metavar="DIR", help=DATA_HELP)
     plan.add_argument("--threads", type=int, metavar="N",
                       help="torch threads to time the model with (default: the CPUs one trial worker gets)")
     plan.set_defaults(func=_plan)
@@ -27,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run = verbs.add_parser("run", help="run a new study (refuses an existing one)")
     run.add_argument("config", help="study config YAML")
     run.add_argument("--storage", help="storage root (overrides the config's storage)")
+    run.add_argument("--data", metavar="DIR", help=DATA_HELP)
     run.set_defaults(func=_run)
 
     resume = verbs.add_parser(
@@ -59,11 +65,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.set_defaults(func=_export)
 
 
-def _config(path: str):
-    from heartbeatai.study.study_config import ConfigError, load_study_config
+def _config(path: str, data: str | None = None):
+    from heartbeatai.study.study_config import ConfigError, load_study_config, with_data_path
 
     try:
-        return load_study_config(path)
+        config = load_study_config(path)
+        return config if data is None else with_data_path(config, data)
     except ConfigError as err:
         raise UserError(str(err)) from None
 
@@ -97,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
     from heartbeatai.study.study_run import start_study
     from heartbeatai.training.threads import usable_cores
 
-    config = _config(args.config)
+    config = _config(args.config, args.data)
     # A trial too big for this machine is an error only where the study starts its own Ray here.
     local_cpus = None if joining_cluster() else float(usable_cores())
     with _interruptible(Path(config.study_dir(args.storage)).resolve()) as stopped:
@@ -220,7 +227,7 @@ def _plan(args: argparse.Namespace) -> int:
     from heartbeatai.study.resources import Capacity, ResourceError, max_concurrent_trials, plan_trial_resources
     from heartbeatai.training.threads import usable_cores
 
-    config = _config(args.config)
+    config = _config(args.config, args.data)
     _preflight(config)
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads: at least 1, got {args.threads}")

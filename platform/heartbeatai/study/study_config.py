@@ -385,6 +385,13 @@ def parse_study_config(raw: dict[str, Any], source: str = "study config") -> Stu
         raise ConfigError(f"{source}: {describe_validation_error(err, StudyConfig)}") from None
 
 
+def with_data_path(config: StudyConfig, path: str | Path) -> StudyConfig:
+    """`config` studying the prepared dataset at `path` (the command line's --data) instead of its data."""
+    raw = config.model_dump(mode="json", exclude_none=True)
+    raw["data"] = {"path": str(Path(path).expanduser().resolve())}
+    return parse_study_config(raw, f"--data {path}")
+
+
 def load_study_config(path: str | Path) -> StudyConfig:
     return load_validated_yaml(StudyConfig, path, "study config", wrong_kind=_run_file_given)
 
