@@ -150,3 +150,32 @@ def test_a_fold_metric_the_analysis_no_longer_writes_does_not_survive_from_an_ea
     assert cli_main(["study", "analyse", str(finished / "analysed")]) == 0
     after = store.read("analysed", "fold_metrics")
     assert not (after["value"] == 0.123).any() and len(after) == len(fold_metrics)
+
+
+def test_a_notebook_opens_the_study_in_one_line_and_reads_the_store_s_rows(finished):
+    from heartbeatai.results import open_study
+
+    s = open_study(finished / "analysed")
+    store = ResultsStore(str(finished))
+    full = s.fold_metrics(arm="full", protocol="lodo")
+    expected = store.read("analysed", "fold_metrics")
+    expected = expected[(expected["arm"] == "full") & (expected["protocol"] == "lodo")]
+    assert len(full) == len(expected) > 0 and set(full["arm"]) == {"full"}
+    pd.testing.assert_frame_equal(_sorted(full), _sorted(expected.reset_index(drop=True)), check_dtype=False)
+    assert len(s.trials()) == len(store.read("analysed", "trials"))
+    assert set(s.ablation_tests(scope="across")["scope"]) == {"across"}
+    fold = s.trials(protocol="lodo")["fold_id"].iloc[0]
+    run = s.best_config(fold)
+    assert run.fold_id == fold and run.trial is not None
+    with pytest.raises(KeyError, match="no val selection"):
+        s.best_config("lodo:nowhere")
+
+
+def test_the_notebook_api_imports_neither_torch_nor_ray():
+    import subprocess
+    import sys
+
+    code = ("import sys, heartbeatai.results as r; r.open_study; "
+            "print(sorted(m for m in ('torch', 'ray') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr

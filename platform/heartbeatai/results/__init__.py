@@ -8,6 +8,7 @@ from heartbeatai.results.reader import ResultsStore, TableStatus
 from heartbeatai.results.schema import RUN_KEY, SCHEMA_VERSION, TABLES
 from heartbeatai.results.summary import write_study_summary
 from heartbeatai.results.writer import ResultsWriter
+from heartbeatai.results.notebook import StudyResults, open_study
 
-__all__ = ["RUN_KEY", "SCHEMA_VERSION", "TABLES", "ResultsStore", "ResultsWriter", "TableStatus",
-           "write_study_summary"]
+__all__ = ["RUN_KEY", "SCHEMA_VERSION", "TABLES", "ResultsStore", "ResultsWriter", "StudyResults", "TableStatus",
+           "open_study", "write_study_summary"]
