@@ -24,6 +24,7 @@ SMOKE = REPO / "studies" / "configs" / "smoke.yaml"
 HEARTBEATAI = str(Path(sys.executable).with_name("heartbeatai"))
 TUNE_CHATTER = ("View detailed results here", "To visualize your results with TensorBoard",
                 "Configuration for experiment", "Trial status", "╭", "│")
+LIBRARY_INFO = ("Started a local Ray instance", "A new study created", "Wrote the latest version of all result files")
 FOLD = "lodo:georgia"
 
 
@@ -47,6 +48,9 @@ def test_smoke_study_fills_every_table_and_exports_runnable_configs(tmp_path):
     # The study's own progress, a line per finished trial, and none of Tune's tables.
     for chatter in TUNE_CHATTER:
         assert chatter not in run.stdout, f"Tune's {chatter!r} in the study's output:\n{run.stdout}"
+    # Ray's, Tune's and Optuna's INFO lines only with --verbose (study_cli, ray_start.quiet_library_logs).
+    for banner in LIBRARY_INFO:
+        assert banner not in run.stdout + run.stderr, f"{banner!r} without --verbose:\n{run.stderr}"
     # Each line stamped with the time since the command started, then the fold.
     search_lines = re.findall(rf"^\[\d+:\d\d:\d\d\] \[{FOLD}\] trial \S+ (?:completed|early_stopped) after \d+ s "
                               r"\(\d+ finished\): val_macro_auroc = [\d.]+", run.stdout, re.MULTILINE)

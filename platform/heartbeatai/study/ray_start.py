@@ -18,6 +18,7 @@ directory holds such a folder.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import tempfile
@@ -104,6 +105,21 @@ def unshadowed_working_directory() -> Iterator[None]:
         os.chdir(here)
 
 
+VERBOSE_ENV = "HEARTBEATAI_VERBOSE"  # `study run --verbose`: Ray's, Tune's and Optuna's own lines too
+
+
+def library_log_level() -> int:
+    """INFO for Ray, Tune and Optuna with --verbose, else WARNING: their start-up banners and
+    per-checkpoint notes would bury the study's own progress lines."""
+    return logging.INFO if os.environ.get(VERBOSE_ENV) else logging.WARNING
+
+
+def quiet_library_logs() -> None:
+    level = library_log_level()
+    for name in ("ray", "ray.tune", "ray.train", "optuna"):
+        logging.getLogger(name).setLevel(level)
+
+
 def ensure_ray() -> None:
     """Join the running cluster, else start a local Ray (on loopback once prefer_loopback ran)."""
     import ray
@@ -111,11 +127,12 @@ def ensure_ray() -> None:
     if ray.is_initialized():
         return
     address = cluster_address()
+    quiet_library_logs()
     with unshadowed_working_directory():
         if address is not None:
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=address, log_to_driver=False, logging_level=library_log_level())
         else:
             # With the dashboard (and so the state API): Ray Train's placement-group cleaner polls
             # it; without, a finished multi-worker trial's workers keep their CPUs and the next
             # trial's worker group never starts. address="local": never a stale recorded head.
-            ray.init(address="local", log_to_driver=False)
+            ray.init(address="local", log_to_driver=False, logging_level=library_log_level())

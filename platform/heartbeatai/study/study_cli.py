@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("config", help="study config YAML")
     run.add_argument("--storage", help="storage root (overrides the config's storage)")
     run.add_argument("--data", metavar="DIR", help=DATA_HELP)
+    run.add_argument("--verbose", action="store_true", help="also print Ray's, Tune's and Optuna's own log lines")
     run.set_defaults(func=_run)
 
     resume = verbs.add_parser(
@@ -43,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "searcher's state) from the study directory, so resuming a study directory from an "
                     "untrusted source can run arbitrary code. Resume only studies you or your cluster wrote.")
     resume.add_argument("study_dir", help="<storage>/<study>")
+    resume.add_argument("--verbose", action="store_true", help="also print Ray's, Tune's and Optuna's own log lines")
     resume.set_defaults(func=_resume)
 
     status = verbs.add_parser("status", help="per fold progress and errored trials with their error text")
@@ -99,6 +102,7 @@ def _user_errors():
 
 
 def _run(args: argparse.Namespace) -> int:
+    _verbose(args)
     prefer_loopback()
     from heartbeatai.study.ray_start import joining_cluster
     from heartbeatai.study.study_run import start_study
@@ -115,7 +119,15 @@ def _run(args: argparse.Namespace) -> int:
     return stopped.status
 
 
+def _verbose(args: argparse.Namespace) -> None:
+    if getattr(args, "verbose", False):
+        from heartbeatai.study.ray_start import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"
+
+
 def _resume(args: argparse.Namespace) -> int:
+    _verbose(args)
     prefer_loopback()
     from heartbeatai.study.study_run import CONFIG_NAME, resume_study
 

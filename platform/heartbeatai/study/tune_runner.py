@@ -232,8 +232,10 @@ def search_stage(stage: SearchStage, context: FoldContext,
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
+    from heartbeatai.study.ray_start import quiet_library_logs
     from heartbeatai.study.search_space import optuna_space
 
+    quiet_library_logs()  # Optuna's "A new study created in RDB": the study says its own lines
     search = OptunaSearch(
         optuna_space(dict(stage.space)),
         metric=context.metric,
@@ -280,6 +282,9 @@ def run_stage(
     # it. Trial errors still reach stderr through Tune's logger, and TrialRows says a line
     # per finished trial, so the study's own progress is what the console shows.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    from heartbeatai.study.ray_start import quiet_library_logs
+
+    quiet_library_logs()  # Tune's "Wrote the latest version of all result files" per stage
     # Keeping only the best checkpoint forces an experiment snapshot per checkpoint; Tune warns
     # about each one. Epochs of seconds make that the normal case here, not a bottleneck.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
