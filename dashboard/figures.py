@@ -9,6 +9,7 @@ no band is drawn and the positive count stands in its place (``count_label``).
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -24,10 +25,15 @@ LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50))
 UNRELIABLE_GREY = "#cfd8dc"
 
 
+_MESSAGE_WIDTH = 55  # characters per line: fits a half-width graph at the page's 1400 px
+
+
 def message_figure(text: str) -> go.Figure:
     """An empty figure that says why it is empty (missing table, nothing selected)."""
     figure = go.Figure(layout=LAYOUT)
-    figure.add_annotation(text=text, showarrow=False, font=dict(size=15, color="#555"), x=0.5, y=0.5,
+    # Plotly never wraps an annotation: a long reason in a half-width graph was cut off at both ends.
+    lines = "<br>".join(textwrap.wrap(text, _MESSAGE_WIDTH)) or text
+    figure.add_annotation(text=lines, showarrow=False, font=dict(size=15, color="#555"), x=0.5, y=0.5,
                           xref="paper", yref="paper")
     figure.update_xaxes(visible=False)
     figure.update_yaxes(visible=False)

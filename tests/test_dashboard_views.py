@@ -800,7 +800,7 @@ def test_importances_are_drawn_only_when_enough_distinct_trials_completed(distin
     assert MIN_IMPORTANCE_TRIALS == 8
     assert (len(figure.data) == 1 and figure.data[0].type == "bar") is shown
     if not shown:
-        text = figure.layout.annotations[0].text
+        text = figure.layout.meta["message"]  # the annotation wraps it over lines
         assert "not shown" in text and (distinct is None or f"rest on {distinct} distinct" in text)
 
 
@@ -855,3 +855,14 @@ def test_a_study_comparing_no_algorithms_is_not_told_its_algorithm_parts_are_com
     views = Views(ResultsStore(tmp_path))
     assert not any(algorithm_of(arm) for arm in ResultsStore(tmp_path).read("demo", "fold_metrics")["arm"].unique())
     assert "algorithm_parts" not in _alert_texts(views.ablations("demo", "lodo", None, "all", "auroc").status)
+
+
+def test_a_long_empty_figure_message_is_wrapped_not_cut_off():
+    from heartbeatai.dashboard.figures import message_figure
+
+    text = ("importances not shown: they rest on 4 distinct completed trial(s), and below 8 their ranking "
+            "is noise; run more trials per fold to see them")
+    figure = message_figure(text)
+    shown = figure.layout.annotations[0].text.split("<br>")
+    assert len(shown) > 1 and max(map(len, shown)) <= 55
+    assert " ".join(shown) == text and figure.layout.meta["message"] == text
