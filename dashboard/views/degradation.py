@@ -76,7 +76,9 @@ class DegradationViews(ViewBase):
     @per_store_state
     def decomposition(self, study: str | None, label_set: str, cls: str | None,
                       domain: str | None) -> DecompositionView:
-        """The chosen held-out domain (the first when none is chosen) and class (its rarest)."""
+        """The chosen held-out domain (the first when none is chosen) and class (its rarest with a
+        reliable interval: a class with 1 test positive would open the view on a split that
+        cannot be read; the rarest of all where none has one)."""
         rows = self._degradation_rows(study, label_set)
         if rows.empty:
             empty = figures.message_figure(fd.NO_SPLIT)
@@ -86,7 +88,9 @@ class DegradationViews(ViewBase):
         order = fd.class_order(rows)
         shown = rows[rows["domain"] == domain]
         present = [c for c in order if c in set(shown["class"])]
-        cls = cls if cls in present else present[0]
+        readable = set(shown.loc[shown["interval_reliable"].fillna(False).astype(bool), "class"]) \
+            if "interval_reliable" in shown else set()
+        cls = cls if cls in present else next((c for c in present if c in readable), present[0])
         return DecompositionView(
             parts=fd.parts_figure(shown, order, domain, cls),
             auroc_change=fd.auroc_change_figure(shown, order, domain),
