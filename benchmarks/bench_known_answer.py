@@ -123,6 +123,54 @@ def _effect_size(args) -> int:
     return 0
 
 
+def _age_weights(args) -> int:
+    """Does the demographics arm read the recorded age? One model on one LODO fold at the given
+    shortcut strength: the classifier's age weight times the age input's SD (its reach in
+    logits) beside the signal features' weights, and how well age alone ranks each class in
+    the training records."""
+    import tempfile
+
+    import numpy as np
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    from benchmarks.synth_probes import _train_and_predict
+    from heartbeatai.config import TrialConfig
+    from heartbeatai.data.folds import fold_records, read_folds, write_folds
+    from heartbeatai.data.prepare import PrepareSettings, prepare
+    from heartbeatai.data.prepared import PreparedDataset
+    from heartbeatai.data.synthetic import write_benchmark
+    from heartbeatai.labels import scored_vocabulary
+    from heartbeatai.training.predict import load_trained_model
+
+    torch.set_num_threads(1)
+    config = known_answer_config(args.first_seed, "unused", args.records)
+    spec, fold = config.data.synthetic, f"lodo:{args.fold}"
+    trial = TrialConfig.model_validate(config.trial).with_overrides({**config.user_arms[ARM], "seed": 1})
+    classes = scored_vocabulary().abbrs
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        raw = write_benchmark(tmp / "raw", spec.records, shift=spec.shift, shift_kinds=tuple(spec.shift_kinds or ()) or None,
+                              fs=spec.fs, seconds=spec.seconds, seed=spec.seed, age_shortcut=args.age_weights)
+        prepare([raw], tmp / "prep", PrepareSettings(fs=spec.fs, max_seconds=spec.seconds), workers=1, progress=False)
+        write_folds(tmp / "prep", "lodo")
+        split = fold_records(read_folds(tmp / "prep", "lodo")[0], fold)
+        _train_and_predict(tmp / "prep", fold, classes, trial, tmp / "run", split["test"])
+        weights = load_trained_model(tmp / "run" / fold.replace(":", "_"), torch.device("cpu")).model.classifier.weight
+        weights = weights.detach().numpy()
+        dataset = PreparedDataset(tmp / "prep")
+        rows = dataset.index_of(split["train"])
+        age, labels = dataset.demographics()[rows, 0], dataset.labels(classes)[rows]
+    reach = np.abs(weights[:, -3]) * age.std()  # demographics are the classifier's last 3 inputs
+    ranked = [max(a, 1 - a) for a in (roc_auc_score(labels[:, j], age) for j in range(len(classes))
+                                      if 10 <= labels[:, j].sum() <= len(labels) - 10)]
+    print(f"{fold}, age shortcut {args.age_weights:g} SD, {spec.records} records: the age input's reach "
+          f"|w| x SD per class, median {np.median(reach):.3f}, max {reach.max():.3f} logits; the signal "
+          f"features' median |w| {np.median(np.abs(weights[:, :-3])):.3f}; age alone ranks the classes in the "
+          f"training records at AUROC median {np.median(ranked):.2f}, max {max(ranked):.2f}")
+    return 0
+
+
 def _stage_lines(message: str) -> None:
     """The study's progress, one line per stage (not per trial)."""
     if any(key in message for key in ("] search:", "] arms:", "analysis:", "ablation tests:")):
@@ -143,9 +191,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arms", default=None, help="--effect-size: these arms (comma-separated) beside full")
     parser.add_argument("--age-shortcut", default=None,
                         help="--effect-size: comma-separated strengths in age SDs (default the config's)")
+    parser.add_argument("--age-weights", type=float, default=None, metavar="STRENGTH",
+                        help="train the demographics arm on one LODO fold (--fold) at this shortcut strength and "
+                             "print how much its classifier reads age")
+    parser.add_argument("--fold", default="chapman", help="--age-weights: the held-out domain")
     args = parser.parse_args(argv)
     if args.effect_size:
         return _effect_size(args)
+    if args.age_weights is not None:
+        return _age_weights(args)
 
     import torch
 
