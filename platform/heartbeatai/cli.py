@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "explain": "heartbeatai.explain_cli",
     "study": "heartbeatai.study.study_cli",
     "export": "heartbeatai.study.study_cli",
+    "report": "heartbeatai.report.report_cli",
     "dashboard": "heartbeatai.dashboard.dashboard_cli",
 }
 
@@ -36,6 +37,7 @@ _HELP = {
     "explain": "attribute one record's prediction to leads and time",
     "study": "plan, run, resume and inspect a study",
     "export": "export best configurations of a study as run files",
+    "report": "write a study's tables and figures for a paper",
     "dashboard": "serve the results dashboard",
 }
 

@@ -27,6 +27,8 @@ class Metric:
     # Reported by every training epoch as val_<name> (a column of the epochs table) and so
     # usable for selection; False for figures reported only when a run is tested.
     per_epoch: bool = True
+    # The values the metric can take: an interval of it is clipped to these (report tables).
+    bounds: tuple[float, float] = (0.0, 1.0)
 
 
 def _registry(*metrics: Metric) -> dict[str, Metric]:
@@ -41,7 +43,10 @@ FOLD_METRICS: dict[str, Metric] = _registry(
            "the set (not the challenge's macro F-measure: cinc_macro_f)"),
     Metric("macro_auroc", "max", "macro-averaged area under the ROC curve"),
     Metric("macro_auprc", "max", "macro-averaged average precision"),
-    Metric("challenge_score", "max", "PhysioNet/CinC 2021 challenge score of the thresholded calls"),
+    # Normalised so that the inactive classifier scores 0 and the perfect one 1; worse than
+    # inactive is negative, without a floor.
+    Metric("challenge_score", "max", "PhysioNet/CinC 2021 challenge score of the thresholded calls",
+           bounds=(float("-inf"), 1.0)),
     Metric("brier", "min", "Brier score of record-level probabilities, averaged over present classes"),
     # Tested runs only: the epochs table keeps its columns, so stores written before it resume.
     Metric("cinc_macro_f", "max", "PhysioNet/CinC 2021 macro F-measure over the 26 scored classes: a class absent "
@@ -63,8 +68,9 @@ CLASS_METRICS: dict[str, Metric] = _registry(
 VALIDATION_PREFIX = "val_"
 # What every epoch reports on the training domains' validation split; any of them can select.
 VALIDATION_METRICS: dict[str, Metric] = _registry(
-    Metric("val_loss", "min", "the training loss on the validation records"),
-    *(Metric(f"{VALIDATION_PREFIX}{name}", FOLD_METRICS[name].mode, f"validation {FOLD_METRICS[name].description}")
+    Metric("val_loss", "min", "the training loss on the validation records", bounds=(0.0, float("inf"))),
+    *(Metric(f"{VALIDATION_PREFIX}{name}", FOLD_METRICS[name].mode, f"validation {FOLD_METRICS[name].description}",
+             bounds=FOLD_METRICS[name].bounds)
       for name in EPOCH_FOLD_METRICS),
 )
 DEFAULT_SELECTION_METRIC = "val_macro_auroc"
