@@ -31,7 +31,16 @@ def _csv(path: Path) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("store")
-    return Path(make_store(root, "paper", n_trials=12, classes=8, seeds=3, records_per_fold=60))
+    study = Path(make_store(root, "paper", n_trials=12, classes=8, seeds=3, records_per_fold=60))
+    # The prepared dataset's record table the run files point at, with drawn demographics.
+    ids = sorted(set(open_study(study).predictions(split="test")["record_id"]))
+    rng = np.random.default_rng(1)
+    prepared = study / "prepared" / "demo"
+    prepared.mkdir(parents=True)
+    pd.DataFrame({"record_id": ids, "age": rng.uniform(20, 95, len(ids)).round(),
+                  "sex": rng.choice(["female", "male", None], len(ids), p=[0.45, 0.45, 0.1])}
+                 ).to_parquet(prepared / "records.parquet")
+    return study
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +109,27 @@ def test_dataset_card_counts_and_class_table_positives_match_the_store(study, re
     assert len(lodo) == len(first)
     for _, row in lodo.iterrows():
         assert row["positives"] == first.loc[(row["domain"], row["class"]), "positives"]
+
+
+def test_subgroup_figures_are_the_seed_means_of_macro_auroc_within_the_subgroup(study, report):
+    from sklearn.metrics import roc_auc_score
+
+    t3s = _csv(report / "t3s_subgroups.csv")
+    assert set(t3s["subgroup"]) == {"sex female", "sex male", "age <40", "age 40-59", "age 60-79", "age >=80"}
+    records = pd.read_parquet(study / "prepared" / "demo" / "records.parquet")
+    row = t3s[t3s["subgroup"] == "sex female"].iloc[0]
+    members = set(records.loc[records["sex"] == "female", "record_id"])
+    predictions = open_study(study).predictions(arm="full", split="test", protocol="lodo", selection="val",
+                                                fold_id=f"lodo:{row['domain']}")
+    values = []
+    for _, run in predictions.groupby("seed"):
+        run = run[run["record_id"].isin(members)].dropna(axis=1, how="all")
+        aurocs = [roc_auc_score(run[c], run[f"p_{c[2:]}"]) for c in run.columns
+                  if c.startswith("y_") and 0 < run[c].sum() < len(run)]
+        values.append(np.mean(aurocs))
+    assert row["n_records"] == len(run)
+    assert row["macro_auroc"] == pytest.approx(np.mean(values), rel=1e-8)
+    assert row["macro_auroc_lo"] <= row["macro_auroc"] <= row["macro_auroc_hi"]
 
 
 def test_arm_tests_carry_the_store_rows_and_the_smallest_rank_test_p(study, report):
@@ -247,7 +277,9 @@ def test_a_running_study_is_refused_unless_partial_and_then_says_so(tmp_path):
             assert formats.PARTIAL_NOTE in (out / name).read_text()
         if name.endswith(".csv"):
             assert (out / name).read_text().startswith(f"# {formats.PARTIAL_NOTE}")
-    assert "PARTIAL" in (out / "README.md").read_text()
+    readme = (out / "README.md").read_text()
+    assert "PARTIAL" in readme
+    assert "`t3s_subgroups`: no demographics" in readme  # this store has no prepared dataset beside it
 
 
 def test_a_damaged_table_is_one_line_and_the_rest_is_written_for_a_renamed_copy(study, tmp_path):
@@ -258,8 +290,8 @@ def test_a_damaged_table_is_one_line_and_the_rest_is_written_for_a_renamed_copy(
     part.write_bytes(b"not parquet")
     lines = []
     result = write_report(copy, tmp_path / "out", formats_wanted=("md",), progress=lines.append)
-    assert {"t5_degradation", "t5b_rarity_contrast", "f2_class_domain_heatmap", "f3_degradation_parts",
-            "f4_rarity_contrast"} <= set(result.skipped)
+    assert set(result.skipped) == {"t5_degradation", "t5b_rarity_contrast", "f2_class_domain_heatmap",
+                                   "f3_degradation_parts", "f4_rarity_contrast"}
     assert all(line.startswith("report: ") and "\n" not in line for line in lines)
     assert any("rarity_contrast" in line and "damaged" in line for line in lines)
     assert (tmp_path / "out" / "t2_main_results.md").exists() and (tmp_path / "out" / "f1_forest.pdf").exists()

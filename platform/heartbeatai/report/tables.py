@@ -292,6 +292,98 @@ def t3_classes(inputs: ReportInputs) -> ReportTable:
                        data, shown, notes)
 
 
+# -- T3s: subgroups -------------------------------------------------------------------------------
+
+# Age bands of the subgroup table (years): the decades ECG reference ranges change over.
+AGE_BANDS = ((0.0, 40.0, "age <40"), (40.0, 60.0, "age 40-59"), (60.0, 80.0, "age 60-79"), (80.0, np.inf, "age >=80"))
+SEXES = ("female", "male")
+
+
+def study_records(inputs: ReportInputs) -> pd.DataFrame:
+    """The prepared dataset's record table (record_id, age, sex) the study trained on, found
+    through its selected run files' data path; a LookupError saying why where it is not."""
+    configs = inputs.table("best_configs")
+    for text in configs.get("run_file", []):
+        try:
+            path = ((yaml.safe_load(text) or {}).get("data") or {}).get("path")
+        except yaml.YAMLError:
+            continue
+        if path:
+            records = (inputs.study.path / path / "records.parquet").resolve()
+            if records.is_file():
+                return pd.read_parquet(records, columns=["record_id", "age", "sex"])
+            raise LookupError(f"no demographics: the prepared dataset's {records} is not here")
+    raise LookupError("no demographics: no selected run file names the prepared dataset")
+
+
+def subgroups_of(records: pd.DataFrame) -> dict[str, pd.Series]:
+    """Subgroup name -> record_id mask over `records`: each sex, each age band."""
+    age = pd.to_numeric(records["age"], errors="coerce")
+    groups = {f"sex {sex}": records["sex"] == sex for sex in SEXES}
+    groups.update({name: (age >= low) & (age < high) for low, high, name in AGE_BANDS})
+    return {name: mask for name, mask in groups.items() if mask.any()}
+
+
+def t3_subgroups(inputs: ReportInputs) -> ReportTable:
+    from heartbeatai.analysis.macro_intervals import macro_intervals
+
+    records = study_records(inputs)
+    groups = subgroups_of(records)
+    if not groups:
+        raise LookupError("no demographics: the data records neither age nor sex")
+    predictions = inputs.table("predictions")
+    predictions = predictions[(predictions["arm"] == arm_registry.FULL) & (predictions["protocol"] == LODO)
+                              & (predictions["split"] == "test") & (predictions["selection"] == SELECTION)]
+    thresholds = _tested(inputs, "class_metrics")
+    thresholds = thresholds[(thresholds["arm"] == arm_registry.FULL) & (thresholds["protocol"] == LODO)]
+    if predictions.empty:
+        raise LookupError("no test predictions of arm full")
+    rows = []
+    for fold_id, fold in predictions.groupby("fold_id"):
+        for name, mask in groups.items():
+            members = set(records.loc[mask, "record_id"])
+            per_seed: dict[str, list] = {"macro_auroc": [], "macro_f1": []}
+            n = positives = 0
+            for seed, run in fold.groupby("seed"):
+                run = run[run["record_id"].isin(members)].dropna(axis=1, how="all")
+                if run.empty:
+                    continue
+                classes, q, y = _prediction_matrices(run)
+                y = y.astype(bool)
+                cut = thresholds[(thresholds["fold_id"] == fold_id) & (thresholds["seed"] == seed)]
+                cut = cut.set_index("class")["threshold"].reindex(classes).to_numpy(dtype=float)
+                called = q >= np.where(np.isfinite(cut), cut, np.inf)
+                used = y.any(axis=0) & (~y).any(axis=0)  # a class needs a positive and a negative here
+                intervals = macro_intervals(y, q, called, used)
+                for metric in per_seed:
+                    per_seed[metric].append(intervals[metric])
+                n, positives = len(run), int(y.sum())
+            if n == 0:
+                continue
+            row = {"domain": domain_of(fold_id), "subgroup": name, "n_records": n, "positives": positives}
+            for metric, found in per_seed.items():
+                estimate = seed_pooled([i.value for i in found], [i.low for i in found], [i.high for i in found])
+                low, high = estimate_interval(estimate, bounds=FOLD_METRICS[metric].bounds)
+                row.update({"n_seeds": estimate.n_seeds, metric: estimate.difference, f"{metric}_lo": low,
+                            f"{metric}_hi": high})
+            rows.append(row)
+    data = pd.DataFrame(rows)
+    order = {name: i for i, name in enumerate(groups)}
+    data = data.assign(_g=data["subgroup"].map(order)).sort_values(["domain", "_g"]).drop(columns="_g")
+    data = data.reset_index(drop=True)
+    shown = pd.DataFrame({"Held-out domain": data["domain"], "Subgroup": data["subgroup"],
+                          "Records": data["n_records"].astype(str), "Positive labels": data["positives"].astype(str)})
+    for metric in ("macro_auroc", "macro_f1"):
+        shown[METRIC_LABELS[metric]] = [interval_cell(v, lo, hi) for v, lo, hi in
+                                        zip(data[metric], data[f"{metric}_lo"], data[f"{metric}_hi"])]
+    notes = ["Arm full under LODO, each class at its validation-tuned threshold; macro figures over the classes "
+             "with a positive and a negative in the subgroup. Per seed, the fold metrics' interval (linearised, the "
+             "class set fixed: analysis/macro_intervals.py); over seeds, T2's noise model. Records of unknown age or "
+             "sex are in no subgroup of that kind."]
+    return ReportTable("t3s_subgroups", "T3s. Subgroups: sex and age band",
+                       "Macro AUROC and F1 per held-out domain by sex and by age band.", data, shown, notes)
+
+
 # -- T4: ablations and algorithms against full --------------------------------------------------
 
 def min_rank_test_p(n_domains: int) -> float:
@@ -581,6 +673,7 @@ TABLES: dict[str, Callable[[ReportInputs], ReportTable]] = {
     "t1b_dataset_classes": t1_classes,
     "t2_main_results": t2_main,
     "t3_class_domain": t3_classes,
+    "t3s_subgroups": t3_subgroups,
     "t4_arm_tests": t4_tests,
     "t5_degradation": t5_degradation,
     "t5b_rarity_contrast": t5_contrast,
