@@ -36,19 +36,28 @@ def to_csv(table: ReportTable, partial: bool = False) -> str:
     return (f"# {PARTIAL_NOTE}\n" if partial else "") + text
 
 
+# Above this many rows a table breaks across pages (longtable) instead of floating whole.
+LONG_TABLE_ROWS = 30
+
+
 def to_tex(table: ReportTable, partial: bool = False) -> str:
-    """A booktabs table (needs \\usepackage{booktabs}); long tables in a longtable would
-    need the package too, so the table is plain tabular inside a table float."""
+    """A booktabs table: `table` + `tabular` up to LONG_TABLE_ROWS rows, a `longtable` (its
+    header repeated on every page) above. Needs \\usepackage{booktabs} (and longtable)."""
     columns = list(table.shown.columns)
-    lines = [r"\begin{table}[htbp]", r"\centering", r"\footnotesize",
-             rf"\caption{{{tex_escape(table.title)}. {tex_escape(table.caption)}}}",
-             rf"\label{{tab:{table.key}}}", rf"\begin{{tabular}}{{{'l' * len(columns)}}}", r"\toprule",
-             " & ".join(tex_escape(c) for c in columns) + r" \\", r"\midrule"]
-    for row in table.shown.itertuples(index=False):
-        lines.append(" & ".join(tex_escape(v) for v in row) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    for note in notes_of(table, partial):
-        lines.append(rf"\par\smallskip\parbox{{\linewidth}}{{\scriptsize {tex_escape(note)}}}")
+    spec = "l" * len(columns)
+    caption = rf"\caption{{{tex_escape(table.title)}. {tex_escape(table.caption)}}}\label{{tab:{table.key}}}"
+    header = [" & ".join(tex_escape(c) for c in columns) + r" \\"]
+    body = [" & ".join(tex_escape(v) for v in row) + r" \\" for row in table.shown.itertuples(index=False)]
+    notes = [tex_escape(note) for note in notes_of(table, partial)]
+    if len(body) > LONG_TABLE_ROWS:
+        lines = [r"{\footnotesize", rf"\begin{{longtable}}{{{spec}}}", caption + r" \\", r"\toprule", *header,
+                 r"\midrule", r"\endfirsthead", r"\toprule", *header, r"\midrule", r"\endhead", r"\bottomrule",
+                 r"\endfoot", *body]
+        lines += [r"\end{longtable}"] + [rf"\par{{\scriptsize {note}}}" for note in notes] + ["}"]
+        return "\n".join(lines) + "\n"
+    lines = [r"\begin{table}[htbp]", r"\centering", r"\footnotesize", caption, rf"\begin{{tabular}}{{{spec}}}",
+             r"\toprule", *header, r"\midrule", *body, r"\bottomrule", r"\end{tabular}"]
+    lines += [rf"\par\smallskip\parbox{{\linewidth}}{{\scriptsize {note}}}" for note in notes]
     lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
 
