@@ -120,6 +120,10 @@ def register(app: Dash, views: Views) -> None:
     _register(app, [Output("export-status", "children"), Output("export-preview", "children")],
               [*_FILTERS, Input("protocol", "value"), Input("export-fold", "value")],
               lambda study, _, protocol, choice: views.export_preview(study, protocol, choice))
+    _register(app, [Output("report-latex", "children")], [*_FILTERS, Input("report-table", "value")],
+              lambda study, _, key: views.report_latex(study, key), status_index=None)
+    _register(app, [Output("report-download", "data")], [Input("report-button", "n_clicks"), State("study", "value")],
+              lambda _, study: views.report_archive(study), status_index=None, prevent_initial_call=True)
     _register(app, [Output("export-download", "data")],
               [Input("export-button", "n_clicks"), State("study", "value"), State("protocol", "value"),
                State("export-fold", "value")],

@@ -168,7 +168,26 @@ def _export() -> list:
         ], className="g-3 align-items-end mb-3"),
         html.Pre(id="export-preview", className="border rounded p-2 bg-light", style={"maxHeight": "60vh"}),
         dcc.Download(id="export-download"),
+        html.H5("Report", className="mt-4"),
+        html.P("The tables and figures of `heartbeatai report` (docs/report.md): every table as CSV, LaTeX and "
+               "Markdown, every figure as PDF and PNG with its data, report.html. Built from the store when asked "
+               "(a study still running is marked partial).", className="text-muted small"),
+        dbc.Row([
+            _labelled("Table", dcc.Dropdown(id="report-table", options=[{"label": k, "value": k} for k in _report_tables()],
+                                            value="t2_main_results", clearable=False), 4),
+            dbc.Col(dcc.Clipboard(target_id="report-latex", title="copy as LaTeX", className="btn btn-outline-secondary"),
+                    md=1),
+            dbc.Col(dbc.Button("Download report (zip)", id="report-button", color="primary"), md=3),
+        ], className="g-3 align-items-end mb-3"),
+        html.Pre(id="report-latex", className="border rounded p-2 bg-light", style={"maxHeight": "40vh"}),
+        dcc.Download(id="report-download"),
     ]
+
+
+def _report_tables() -> list[str]:
+    from heartbeatai.report.tables import TABLES
+
+    return list(TABLES)
 
 
 _BODIES = {"studies": _studies, "degradation": _degradation, "ablations": _ablations, "sweeps": _sweeps,

@@ -314,3 +314,20 @@ def test_the_report_imports_neither_torch_nor_ray():
             "print(sorted(m for m in ('torch', 'ray') if m in sys.modules))")
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert found.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_dashboard_copies_a_table_as_latex_and_builds_the_report_archive(study, report):
+    import base64
+    import zipfile
+
+    from heartbeatai.dashboard.views import Views
+    from heartbeatai.results import ResultsStore
+
+    views = Views(ResultsStore(str(study.parent)))
+    assert views.report_latex(study.name, "t2_main_results") == (report / "t2_main_results.tex").read_text()
+    download = views.report_archive(study.name)
+    with zipfile.ZipFile(io.BytesIO(base64.b64decode(download["content"]))) as archive:
+        names = set(archive.namelist())
+    assert download["filename"] == "paper-report.zip"
+    assert {f"paper-report/{key}.tex" for key in TABLES} <= names
+    assert {"paper-report/report.html", "paper-report/README.md", "paper-report/f1_forest.pdf"} <= names

@@ -1,10 +1,16 @@
-"""The Export view: each fold's selected configuration, and the consensus, as a run file."""
+"""The Export view: each fold's selected configuration, and the consensus, as a run file; the
+study's report (heartbeatai report) as an archive built on demand, and any table as LaTeX."""
 
 from __future__ import annotations
 
+import base64
+import io
 import re
+import tempfile
+import zipfile
+from pathlib import Path
 
-from heartbeatai.dashboard.views.base import ViewBase, per_store_state
+from heartbeatai.dashboard.views.base import ViewBase, ViewInputError, per_store_state
 from heartbeatai.results import schema
 
 
@@ -43,6 +49,47 @@ class ExportViews(ViewBase):
             return None
         name, text = found
         return {"content": text, "filename": name, "type": "application/x-yaml", "base64": False}
+
+
+    # -- the report ---------------------------------------------------------------------------
+
+    def _study_dir(self, study: str) -> Path:
+        if "://" in self.store.root:
+            raise ViewInputError("the report is built from a local results root; run `heartbeatai report` where "
+                                 "the store is mounted")
+        return Path(self.store.root) / study
+
+    def report_latex(self, study: str | None, key: str | None) -> str:
+        """One report table as LaTeX (booktabs), for the clipboard."""
+        from heartbeatai.report import formats
+        from heartbeatai.report.tables import TABLES, ReportInputs
+        from heartbeatai.results.notebook import open_study
+
+        study = self.study(study)
+        if key not in TABLES:
+            return "Choose a table."
+        running = self.store.progress(study)[list(schema.ACTIVE_STATUSES)].to_numpy().sum() > 0
+        try:
+            table = TABLES[key](ReportInputs(open_study(self._study_dir(study)), partial=bool(running)))
+        except (LookupError, ViewInputError) as err:
+            return f"% {key}: not available ({err})"
+        return formats.to_tex(table, bool(running))
+
+    def report_archive(self, study: str | None) -> dict:
+        """The whole report as a zip (a running study's marked partial), for dcc.Download."""
+        from heartbeatai.report.build import write_report
+
+        study = self.study(study)
+        with tempfile.TemporaryDirectory() as scratch:
+            out = Path(scratch) / f"{study}-report"
+            write_report(self._study_dir(study), out, partial=True, progress=lambda line: None,
+                         command=f"heartbeatai report <storage>/{study} --out {study}-report")
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+                for path in sorted(out.iterdir()):
+                    archive.write(path, f"{out.name}/{path.name}")
+        return {"content": base64.b64encode(buffer.getvalue()).decode(), "filename": f"{study}-report.zip",
+                "type": "application/zip", "base64": True}
 
 
 def _metric_text(row: dict) -> str:
