@@ -79,12 +79,22 @@ def _scale_to_arms(figure: go.Figure, shown: pd.DataFrame) -> list[str]:
     return [PREVALENCE]
 
 
-def rare_class_effects_figure(rows: pd.DataFrame, metric: str, rare: list[str], reference_arm: str = "full") -> go.Figure:
-    """Arm minus the reference arm per rare class, paired on (fold, seed) and averaged.
+# The mark a decided per-class comparison carries on the heat map (class_tests' decision).
+DECISION_MARKS = {"better": "▲", "worse": "▼", "equivalent": "=", "at the threshold": "?"}
 
-    Each class is labelled with its test positives summed over the held-out domains. A class
-    that has a reliable interval in no held-out domain (fewer test positives than the study's
-    minimum in every one) is greyed, its count shown in place of the effect.
+
+def rare_class_effects_figure(rows: pd.DataFrame, metric: str, rare: list[str], reference_arm: str = "full",
+                              tests: pd.DataFrame | None = None) -> go.Figure:
+    """Arm minus the reference arm per rare class.
+
+    With `tests` (the store's class_tests of this protocol and metric, over all seeds) each cell
+    is the across-domain paired difference with its interval and its Holm decision in the
+    per-class family (marked ▲ better, ▼ worse, = equivalent); without (one seed chosen, or a
+    store written before class_tests) it is the point difference paired on (fold, seed) and
+    averaged, descriptive. Each class is labelled with its test positives summed over the
+    held-out domains. A class that has a reliable interval in no held-out domain (fewer test
+    positives than the study's minimum in every one) is greyed, its count shown in place of
+    the effect.
     """
     if rows.empty or not rare or reference_arm not in set(rows["arm"]):
         return message_figure(f"no per-class results to compare with '{reference_arm}'")
@@ -93,6 +103,22 @@ def rare_class_effects_figure(rows: pd.DataFrame, metric: str, rare: list[str], 
     diffs = wide.drop(columns=[reference_arm]).sub(wide[reference_arm], axis=0).groupby(level="class").mean()
     diffs = diffs.reindex(index=[c for c in rare if c in diffs.index]).T
     classes = list(diffs.columns)
+    points = diffs.to_numpy(float).copy()  # the descriptive differences: what a greyed cell's hover names
+    decided = tests is not None and not tests.empty
+    marks = np.full(diffs.shape, "", dtype=object)
+    hover = np.full(diffs.shape, "", dtype=object)
+    if decided:
+        found = tests.set_index(["arm", "class"])
+        for i, arm in enumerate(diffs.index):
+            for j, name in enumerate(classes):
+                if (arm, name) not in found.index:
+                    diffs.iloc[i, j] = np.nan  # no domain with enough positives: no comparison
+                    continue
+                row = found.loc[(arm, name)]
+                diffs.iloc[i, j] = row["diff"]
+                marks[i, j] = DECISION_MARKS.get(row["decision"], "")
+                hover[i, j] = (f"{row['diff']:+.3f} [{row['diff_lo']:+.3f}, {row['diff_hi']:+.3f}] over "
+                               f"{int(row['n_folds'])} domain(s); Holm p {row['p_holm']:.3g}: {row['decision']}")
     # One figure per held-out domain: the reference arm's first seed carries its positives.
     per_fold = (rows[rows["arm"] == reference_arm].sort_values("seed").drop_duplicates(["fold_id", "class"])
                 .groupby("class").agg(positives=("positives", "sum"),
@@ -108,20 +134,26 @@ def rare_class_effects_figure(rows: pd.DataFrame, metric: str, rare: list[str], 
     figure.add_heatmap(
         z=shown, x=classes, y=list(diffs.index), colorscale="RdBu", zmid=0, zmin=-bound, zmax=bound,
         colorbar=dict(title="Δ"), name="effect", hoverongaps=False,
-        hovertemplate="%{y} on %{x}: %{z:+.3f} vs " + reference_arm + "<extra></extra>",
+        **(dict(text=marks, texttemplate="%{text}", textfont=dict(size=14), customdata=hover,
+                hovertemplate="%{y} on %{x}: %{customdata}<extra></extra>") if decided else
+           dict(hovertemplate="%{y} on %{x}: %{z:+.3f} vs " + reference_arm + "<extra></extra>")),
     )
-    grey = np.where(~readable[None, :] & np.isfinite(z), 1.0, np.nan)
+    grey = np.where(~readable[None, :] & np.isfinite(points), 1.0, np.nan)
     labels = np.array([[count_label(n) if not ok else "" for n, ok in zip(positives, readable)]] * len(diffs.index))
     figure.add_heatmap(
         z=grey, x=classes, y=list(diffs.index), showscale=False, hoverongaps=False,
         colorscale=[[0, UNRELIABLE_GREY], [1, UNRELIABLE_GREY]], text=labels, texttemplate="%{text}",
         textfont=dict(size=10, color="#37474f"), name="too few positives in every held-out domain",
-        customdata=z, hovertemplate=("%{y} on %{x}: %{customdata:+.3f} from %{text} in all, fewer than the "
+        customdata=points, hovertemplate=("%{y} on %{x}: %{customdata:+.3f} from %{text} in all, fewer than the "
                                      "study's minimum in every held-out domain: not an effect to read<extra></extra>"),
     )
+    title = (f"Per-class effect on rare classes ({metric}, arm − {reference_arm} across domains; rarest left; grey: "
+             "too few test positives). Holm over every arm × class of this metric: ▲ better, ▼ worse, = equivalent"
+             if decided else
+             f"Per-class effect on rare classes ({metric}, arm − {reference_arm}; rarest left; grey: too few test "
+             "positives to read). Point differences of one seed, descriptive: no interval, no decision")
     return figure.update_layout(
-        title=f"Per-class effect on rare classes ({metric}, arm − {reference_arm}; rarest left; "
-              "grey: too few test positives to read). Point differences, descriptive: no interval, no decision",
+        title=dict(text=title, font=dict(size=13)),
         xaxis=dict(tickmode="array", tickvals=classes, ticktext=ticks), height=180 + 26 * len(diffs.index),
-        meta={"greyed": [c for c, ok in zip(classes, readable) if not ok]},
+        meta={"greyed": [c for c, ok in zip(classes, readable) if not ok], "decided": decided},
     )

@@ -220,3 +220,41 @@ def test_a_domain_without_a_class_of_enough_positives_is_left_out_of_macro_auprc
     assert across["n_folds"] == len(kept)
     assert f"{len(DOMAINS) - len(kept)} domain(s) without a class to average left out" in across["method"]
     assert len(_rows(frame, "no-se", "macro_auroc")) == len(DOMAINS)
+
+
+def _one_class_weaker(seeds=(1, 2, 3), n=200, weak_class="RBBB"):
+    """full and an arm whose scores lose their signal on one class only (fresh noise elsewhere)."""
+    rng = np.random.default_rng(5)
+    predictions, metrics = [], []
+    for domain in DOMAINS:
+        y = rng.random((n, len(CLASSES))) < np.array([0.2, 0.1, 0.1, 0.5])
+        ids = [f"{domain}{i:04d}" for i in range(n)]
+        for seed in seeds:
+            signal = np.full(len(CLASSES), 1.8)
+            weaker = signal.copy()
+            weaker[CLASSES.index(weak_class)] = 0.3
+            for arm, strength in (("full", signal), ("no-mixstyle", weaker)):
+                key = {"study": "s", "protocol": "lodo", "fold_id": f"lodo:{domain}", "arm": arm, "seed": seed,
+                       "selection": "val", "trial_id": f"{domain}-{arm}-{seed}"}
+                scores = 1 / (1 + np.exp(-(strength * y + rng.normal(size=y.shape))))
+                predictions.append(prediction_rows(ids, [domain] * n, scores, y, CLASSES, key, "test"))
+                metrics += [{**key, "split": "test", "label_set": "noisy", "class": c, "threshold": 0.5}
+                            for c in CLASSES]
+    return pd.concat(predictions, ignore_index=True), pd.DataFrame(metrics)
+
+
+def test_per_class_comparisons_find_the_one_class_an_arm_loses_and_decide_no_other():
+    predictions, metrics = _one_class_weaker()
+    found: list = []
+    ablation_test_rows(predictions, metrics, "s", SETTINGS, class_rows=found)
+    [rows] = found
+    assert set(rows.columns) <= set(table("class_tests").columns)
+    assert set(rows["family"]) == {"per-class"}
+    auroc = rows[rows["metric"] == "auroc"].set_index("class")
+    assert auroc.loc["RBBB", "decision"] == "worse" and auroc.loc["RBBB", "diff_hi"] < 0
+    assert auroc.loc["RBBB", "n_folds"] == len(DOMAINS)
+    others = auroc.drop(index="RBBB")
+    assert not others["decision"].isin(["better", "worse"]).any()
+    assert (others["diff_lo"] < 0).all() and (others["diff_hi"] > 0).all()  # the null classes' intervals hold 0
+    # Holm over the metric's arm x class family: the adjusted p is at least the raw one.
+    assert (rows["p_holm"] >= rows["p_claim"] - 1e-12).all()

@@ -870,3 +870,24 @@ def test_a_long_empty_figure_message_is_wrapped_not_cut_off():
     shown = figure.layout.annotations[0].text.split("<br>")
     assert len(shown) > 1 and max(map(len, shown)) <= 55
     assert " ".join(shown) == text and figure.layout.meta["message"] == text
+
+
+def test_the_rare_class_heat_map_draws_the_class_tests_with_their_holm_decisions(views, root):
+    figure = views.ablations("demo", "lodo", None, "all", "auroc").rare_effects
+    effect = _trace(figure, "effect")
+    tests = ResultsStore(root).read("demo", "class_tests", filters={"protocol": "lodo", "metric": "auroc"})
+    tests = tests.set_index(["arm", "class"])
+    assert figure.layout.meta["decided"] and "Holm" in figure.layout.title.text
+    checked = 0
+    for i, arm in enumerate(effect.y):
+        for j, name in enumerate(effect.x):
+            if (arm, name) in tests.index and effect.z[i][j] is not None and np.isfinite(effect.z[i][j]):
+                row = tests.loc[(arm, name)]
+                assert effect.z[i][j] == pytest.approx(row["diff"])
+                assert effect.text[i][j] == figures_ablations.DECISION_MARKS.get(row["decision"], "")
+                assert f"[{row['diff_lo']:+.3f}, {row['diff_hi']:+.3f}]" in effect.customdata[i][j]
+                checked += 1
+    assert checked > 0
+    # One seed chosen: the decisions pool every seed, so the map is the descriptive one.
+    one_seed = views.ablations("demo", "lodo", None, 1, "auroc").rare_effects
+    assert not one_seed.layout.meta["decided"] and "descriptive" in one_seed.layout.title.text

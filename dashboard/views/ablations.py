@@ -71,6 +71,9 @@ class AblationViews(ViewBase):
         chosen = arm_order(arms or results["arm"].unique())
         results, classes = results[results["arm"].isin(chosen)], classes[classes["arm"].isin(chosen + ["full"])]
         tests = self.store.read(study, "ablation_tests", filters={"protocol": protocol, "metric": fold_metric})
+        # The per-class decisions pool every seed: with one seed chosen the heat map is descriptive.
+        class_tests = (self.store.read(study, "class_tests", filters={"protocol": protocol, "metric": metric})
+                       if seed in (None, ALL_SEEDS) else None)
         tests = tests[tests["arm"].isin(chosen)] if arms else tests
         algorithm_parts = self.store.read(study, "algorithm_parts", filters={"label_set": "noisy"})
         if arms and len(algorithm_parts):
@@ -80,7 +83,7 @@ class AblationViews(ViewBase):
         # algorithm_parts is written only for a study that compares algorithms: another study
         # would otherwise wait forever, by the page's word, for a stage it does not have.
         compares_algorithms = any(algorithm_of(str(arm)) for arm in results["arm"].unique())
-        status = self.alerts(study, ("fold_metrics", "class_metrics", "ablation_tests")
+        status = self.alerts(study, ("fold_metrics", "class_metrics", "ablation_tests", "class_tests")
                              + (("algorithm_parts",) if compares_algorithms else ()))
         if disagreeing:
             status.append(dbc.Alert(
@@ -92,7 +95,7 @@ class AblationViews(ViewBase):
             arms=figures_ablations.difference_figure(tests, chosen, fold_metric),
             tests=_tests_panel(tests, rule, fold_metric, protocol, algorithm_parts),
             rare_effects=figures_ablations.rare_class_effects_figure(
-                classes[classes["arm"] != schema.PREVALENCE_ARM], metric, _rare_classes(classes)),
+                classes[classes["arm"] != schema.PREVALENCE_ARM], metric, _rare_classes(classes), tests=class_tests),
         )
 
     def decision_rule(self, study: str) -> DecisionRule:

@@ -20,13 +20,13 @@ import pandas as pd
 
 from heartbeatai.analysis.ablation_stats import Estimate, across_domains, fold_estimate
 from heartbeatai.analysis.decisions import (
-    CLAIMS, IDENTICAL, claim_of, decide, family_of, holm, mc_variance_factor,
+    CLAIMS, IDENTICAL, PER_CLASS, claim_of, decide, family_of, holm, mc_variance_factor,
 )
 from heartbeatai.analysis.evaluation import prediction_classes, run_predictions
 from heartbeatai.analysis.macro_intervals import MACRO_AUPRC_MIN_POSITIVES, auprc_classes
 from heartbeatai.analysis.weighted_metrics import bootstrap_counts
 from heartbeatai.arms import FULL, SEARCH, canonical_arm, is_reference
-from heartbeatai.metric_names import metric_mode
+from heartbeatai.metric_names import CLASS_METRICS, metric_mode
 from heartbeatai.metrics import weighted_class_metrics
 from heartbeatai.protocols import LODO
 from heartbeatai.results.schema import ACROSS_FOLDS
@@ -45,6 +45,8 @@ class ComparisonSettings:
     # The test-set counterpart of the study's selection metric: its across-domain comparisons
     # in LODO are the confirmatory family.
     primary_metric: str = "macro_auroc"
+    # A class enters a domain's per-class comparison with at least this many test positives.
+    min_positives: int = 5
 
 
 @dataclass
@@ -61,12 +63,16 @@ class Comparison:
 
 def ablation_test_rows(predictions: pd.DataFrame, class_metrics: pd.DataFrame, study: str,
                        settings: ComparisonSettings, progress: Callable[[str], None] = lambda _: None,
-                       trials: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Every row of ablation_tests for `study` (arm runs only: selection "val", arms not `search`)."""
+                       trials: pd.DataFrame | None = None, class_rows: list | None = None) -> pd.DataFrame:
+    """Every row of ablation_tests for `study` (arm runs only: selection "val", arms not `search`).
+
+    `class_rows`, when given, receives the class_tests table's rows (one frame), computed on
+    the same bootstrap replicates."""
     runs = predictions[(predictions["split"] == "test") & (predictions["selection"] == "val")
                        & (predictions["arm"] != SEARCH)]
     thresholds = class_metrics[(class_metrics["label_set"] == "noisy") & (class_metrics["selection"] == "val")]
     comparisons: list[Comparison] = []
+    per_class: list[Comparison] = []
     for protocol, in_protocol in runs.groupby("protocol", sort=True):
         arms = [a for a in dict.fromkeys(map(canonical_arm, in_protocol["arm"])) if a != FULL]
         if not arms or FULL not in set(in_protocol["arm"]):
@@ -78,6 +84,9 @@ def ablation_test_rows(predictions: pd.DataFrame, class_metrics: pd.DataFrame, s
         identical = _identical_to_full(trials, protocol, folds, arms)
         for metric in TESTED_METRICS:
             comparisons += _metric_comparisons(study, protocol, metric, arms, folds, per_fold, identical, settings)
+        per_class += _class_comparisons(study, protocol, arms, folds, per_fold, identical, settings)
+    if class_rows is not None:
+        class_rows.append(class_test_rows(per_class, settings))
     if not comparisons:
         return pd.DataFrame()
     return decided_rows(comparisons, settings)
@@ -101,9 +110,12 @@ def _fold_values(fold_runs: pd.DataFrame, thresholds: pd.DataFrame, settings: Co
         cut = own.set_index("class")["threshold"].reindex(classes).to_numpy(dtype=float)
         per_class = weighted_class_metrics(arrays.y, arrays.scores, arrays.scores >= cut, weights)
         values.setdefault(canonical_arm(arm), {})[int(seed)] = {
-            metric: np.nanmean(per_class[_CLASS_METRIC_OF[metric]][:, averaged[metric]], axis=1)
-            for metric in TESTED_METRICS if averaged[metric].any()}
+            **{metric: np.nanmean(per_class[_CLASS_METRIC_OF[metric]][:, averaged[metric]], axis=1)
+               for metric in TESTED_METRICS if averaged[metric].any()},
+            _PER_CLASS: {metric: per_class[metric] for metric in CLASS_METRICS}}
     values["_n_records"] = n
+    values["_classes"] = classes
+    values["_positives"] = present.sum(axis=0)
     return values
 
 
@@ -170,6 +182,61 @@ def _metric_comparisons(study, protocol, metric, arms, folds, per_fold, identica
                            + (f"; {n_without} domain(s) without a class to average left out" if n_without else ""))},
                 fold_estimates))
     return out
+
+
+_PER_CLASS = "_per_class"  # a run's (B + 1, classes) replicates of each class metric
+
+
+def _class_comparisons(study, protocol, arms, folds, per_fold, identical, settings) -> list[Comparison]:
+    """Per class metric, arm and class: the arm minus full pooled across the domains where the
+    class has at least `settings.min_positives` test positives (the rare-class heat map)."""
+    out = []
+    for metric in CLASS_METRICS:
+        sign = 1.0 if metric_mode(metric) == "max" else -1.0
+        for arm in arms:
+            estimates: dict[str, list[Estimate]] = {}
+            positives: dict[str, int] = {}
+            seeds_used: dict[str, int] = {}
+            for fold in folds:
+                values = per_fold[fold]
+                if (fold, arm) in identical:
+                    continue
+                seeds = sorted(set(values.get(FULL, {})) & set(values.get(arm, {})))
+                for c, name in enumerate(values["_classes"]):
+                    if not seeds or values["_positives"][c] < settings.min_positives:
+                        continue
+                    full = np.stack([values[FULL][s][_PER_CLASS][metric][:, c] for s in seeds], axis=1) * sign
+                    arm_values = np.stack([values[arm][s][_PER_CLASS][metric][:, c] for s in seeds], axis=1) * sign
+                    estimates.setdefault(name, []).append(fold_estimate(full, arm_values))
+                    positives[name] = positives.get(name, 0) + int(values["_positives"][c])
+                    seeds_used[name] = min(seeds_used.get(name, len(seeds)), len(seeds))
+            for name, found in estimates.items():
+                out.append(Comparison({
+                    "study": study, "protocol": protocol, "metric": metric, "arm": arm, "class": name,
+                    "reference": is_reference(arm), "scope": "across", "fold_id": ACROSS_FOLDS,
+                    "n_folds": len(found), "n_seeds": seeds_used[name], "positives": positives[name],
+                    "identical": False, "family": PER_CLASS,
+                    "method": (f"per domain with >= {settings.min_positives} test positives: paired bootstrap over "
+                               "records + seed variance; across them random effects (modified Knapp-Hartung); "
+                               "Holm over every arm x class of this metric")}, found))
+    return out
+
+
+CLASS_TEST_COLUMNS = ("study", "protocol", "metric", "arm", "class", "reference", "n_folds", "n_seeds", "positives",
+                      "diff", "diff_lo", "diff_hi", "se", "df", "tau2", "conditional", "p_value", "p_better",
+                      "p_equivalent", "p_worse", "rope", "family", "claim", "p_claim", "p_holm", "p_holm_low",
+                      "p_holm_high", "decision", "method")
+
+
+def class_test_rows(comparisons: list[Comparison], settings: ComparisonSettings) -> pd.DataFrame:
+    """The class_tests table: each class metric's comparisons decided as one Holm family."""
+    frames = []
+    for protocol, metric in dict.fromkeys((c.row["protocol"], c.row["metric"]) for c in comparisons):
+        chosen = [c for c in comparisons if (c.row["protocol"], c.row["metric"]) == (protocol, metric)]
+        frames.append(decided_rows(chosen, settings))
+    if not frames:
+        return pd.DataFrame(columns=list(CLASS_TEST_COLUMNS))
+    return pd.concat(frames, ignore_index=True)[list(CLASS_TEST_COLUMNS)]
 
 
 def _class_set(metric: str) -> str:

@@ -15,7 +15,8 @@ two p-values may stand in for it, since rejecting the false null is no error).
 Families are declared, each controlled on its own: the confirmatory family is every arm's
 across-domain comparison on the primary metric (the test-set counterpart of the selection
 metric) in LODO; every other decision the table prints (other metrics, single domains) is
-the exploratory family; the per-class view is its own family (dashboard). Algorithm arms
+the exploratory family; the per-class comparisons of the rare-class heat map (class_tests)
+are a family of their own per class metric. Algorithm arms
 (each algorithm against `full`, the ERM configuration) form their own two families, split
 the same way: a zoo of a dozen algorithms must not take power from the paper's component
 claims, nor should listing one more algorithm change a component ablation's decision. A comparison whose
@@ -41,7 +42,7 @@ if TYPE_CHECKING:  # a type only: ablation_stats brings scipy.stats, which the d
     from heartbeatai.analysis.ablation_stats import Estimate
 
 CLAIMS = ("better", "worse", "equivalent")
-CONFIRMATORY, EXPLORATORY, ALGORITHMS_CONFIRMATORY, ALGORITHMS_EXPLORATORY = FAMILIES
+CONFIRMATORY, EXPLORATORY, ALGORITHMS_CONFIRMATORY, ALGORITHMS_EXPLORATORY, PER_CLASS = FAMILIES
 AT_THRESHOLD, IDENTICAL, UNDECIDED = "at the threshold", "identical", "undecided"
 
 

@@ -28,8 +28,8 @@ from heartbeatai.results.schema import RUN_KEY, SCHEMA_VERSION, TABLES
 
 Progress = Callable[[str], None]
 # The tables this stage owns, in the order it writes them.
-ANALYSIS_TABLES = ("class_metrics", "fold_metrics", "ablation_tests", "degradation", "rarity_contrast",
-                   "algorithm_parts", "best_configs")
+ANALYSIS_TABLES = ("class_metrics", "fold_metrics", "ablation_tests", "class_tests", "degradation",
+                   "rarity_contrast", "algorithm_parts", "best_configs")
 
 
 class AnalysisError(RuntimeError):
@@ -77,13 +77,18 @@ def analyse_study(study_dir: str | Path, settings: AnalysisSettings, progress: P
     class_metrics = evaluated["class_metrics"]
 
     trials = store.read(study, "trials")
+    class_rows: list[pd.DataFrame] = []
     tests = ablation_test_rows(predictions, class_metrics, study,
                                ComparisonSettings(settings.n_boot, settings.seed, settings.rope,
-                                                  settings.decision_probability, settings.primary_metric),
-                               progress, trials=trials)
+                                                  settings.decision_probability, settings.primary_metric,
+                                                  settings.min_positives),
+                               progress, trials=trials, class_rows=class_rows)
     writer.replace("ablation_tests", tests, where={"study": study})
     written["ablation_tests"] = len(tests)
     progress(f"ablation tests: {len(tests)} rows")
+    class_tests = class_rows[0] if class_rows else pd.DataFrame()
+    writer.replace("class_tests", class_tests, where={"study": study})
+    written["class_tests"] = len(class_tests)
 
     cells: list = []
     degradation = degradation_rows(predictions, class_metrics, trials, study,

@@ -99,15 +99,17 @@ def write_report(study_dir: str | os.PathLike, out: str | os.PathLike, *, format
         result.written += [f"{key}.pdf", f"{key}.png", f"{key}.csv"]
         built_figures.append(figure)
     provenance = study_provenance(study)
+    summary = summary_lines(inputs)
     if "html" in wanted:
-        (out / FILE_TITLE).write_text(html_page(study, built_tables, built_figures, provenance, running, result))
+        (out / FILE_TITLE).write_text(html_page(study, built_tables, built_figures, provenance, running, result,
+                                                summary))
         result.written.append(FILE_TITLE)
     for figure in built_figures:
         import matplotlib.pyplot as plt
 
         plt.close(figure.figure)
     (out / "README.md").write_text(readme(study, built_tables, built_figures, provenance, running, result, wanted,
-                                          command))
+                                          command, summary))
     result.written.append("README.md")
     return result
 
@@ -125,6 +127,17 @@ def _save_figure(figure, out: Path, partial: bool) -> None:
     figure.figure.savefig(out / f"{figure.key}.png", dpi=PNG_DPI)
     text = figure.data.to_csv(index=False, float_format="%.10g", lineterminator="\n")
     (out / f"{figure.key}.csv").write_text((f"# {formats.PARTIAL_NOTE}\n" if partial else "") + text)
+
+
+def summary_lines(inputs: ReportInputs) -> list[str]:
+    """What the study's analysis decided, as the study printed it when it ended."""
+    from heartbeatai.report.figures import primary_metric
+    from heartbeatai.study.closing_summary import closing_lines
+
+    try:
+        return closing_lines(inputs.study.store, inputs.study.name, primary_metric(inputs))
+    except (LookupError, ValueError):
+        return []
 
 
 def study_provenance(study: StudyResults) -> dict:
@@ -160,10 +173,12 @@ def _provenance_lines(provenance: dict) -> list[str]:
 
 
 def readme(study: StudyResults, tables_built, figures_built, provenance: dict, partial: bool, result: ReportResult,
-           wanted: tuple[str, ...], command: str | None) -> str:
+           wanted: tuple[str, ...], command: str | None, summary: list[str] = ()) -> str:
     lines = [f"# Report of study `{study.name}`", ""]
     if partial:
         lines += [f"**{formats.PARTIAL_NOTE}**", ""]
+    if summary:
+        lines += ["## Summary", "", "```", *summary, "```", ""]
     lines += [f"Written {datetime.now(timezone.utc).isoformat(timespec='seconds')} from `{study.path}` by:", "",
               "```", command or f"heartbeatai report {study.path} --out {result.out}", "```", "",
               "## Provenance", "", *_provenance_lines(provenance), "", "## Tables", ""]
@@ -188,11 +203,12 @@ _CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto
 table{border-collapse:collapse;font-size:12px}th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left;
 white-space:nowrap}thead th{border-bottom:2px solid #333}.scroll{overflow-x:auto;max-height:480px;overflow-y:auto}
 .note{font-size:12px;color:#555}.partial{background:#fff3e0;padding:.5em 1em;border-left:4px solid #D55E00}
-figure{margin:1.5em 0}figure img{max-width:100%}figcaption{font-size:13px;color:#444}nav a{margin-right:1em}"""
+figure{margin:1.5em 0}figure img{max-width:100%}figcaption{font-size:13px;color:#444}nav a{margin-right:1em}
+.summary{background:#f5f7fa;padding:.8em 1em;border-left:4px solid #0072B2;font-size:13px;white-space:pre-wrap}"""
 
 
 def html_page(study: StudyResults, tables_built, figures_built, provenance: dict, partial: bool,
-              result: ReportResult) -> str:
+              result: ReportResult, summary: list[str] = ()) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(study.name)}: report</title>"
              f"<style>{_CSS}</style></head><body><h1>Study {html.escape(study.name)}</h1>"]
     if partial:
@@ -200,6 +216,8 @@ def html_page(study: StudyResults, tables_built, figures_built, provenance: dict
     parts.append("<nav>" + "".join(f"<a href='#{t.key}'>{html.escape(t.title.split('.')[0])}</a>" for t in tables_built)
                  + "".join(f"<a href='#{f.key}'>{html.escape(f.key.split('_')[0].upper())}</a>" for f in figures_built)
                  + "</nav>")
+    if summary:
+        parts.append("<h2>Summary</h2><pre class='summary'>" + html.escape("\n".join(summary)) + "</pre>")
     parts.append("<h2>Provenance</h2><ul>" + "".join(
         f"<li>{html.escape(line[2:].replace('`', ''))}</li>" for line in _provenance_lines(provenance)) + "</ul>")
     parts.append("<h2>Tables</h2>")

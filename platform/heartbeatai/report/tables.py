@@ -20,7 +20,8 @@ from heartbeatai.analysis.prior_shift import expected_calibration_error
 from heartbeatai.metric_names import CLASS_METRICS, FOLD_METRICS, metric_mode
 from heartbeatai.protocols import LODO, REFERENCE, INTRA, parse_fold_id
 from heartbeatai.report.cells import (
-    LEVEL, estimate_interval, finite, interval_cell, number_cell, p_cell, pooled_across, seed_pooled,
+    LEVEL, NO_VALUE as NO_VALUE_TEXT, estimate_interval, finite, interval_cell, number_cell, p_cell, pooled_across,
+    seed_pooled,
 )
 from heartbeatai.results import schema
 from heartbeatai.results.notebook import StudyResults
@@ -429,6 +430,36 @@ def t4_tests(inputs: ReportInputs) -> ReportTable:
                        "per held-out domain and across domains, with its decision.", data, shown, notes)
 
 
+def t4_class_tests(inputs: ReportInputs) -> ReportTable:
+    tests = inputs.table("class_tests")
+    if tests.empty:
+        raise LookupError("the class_tests table is empty (one arm, or a store analysed before it existed)")
+    prevalence = _tested(inputs, "class_metrics").groupby("class")["train_prevalence"].mean()
+    order = {name: i for i, name in enumerate(prevalence.sort_values(kind="stable").index)}
+    arms = {a: i for i, a in enumerate(ordered_arms(tests["arm"]))}
+    data = tests.assign(_m=tests["metric"].map({m: i for i, m in enumerate(CLASS_METRICS)}),
+                        _c=tests["class"].map(order).fillna(len(order)), _a=tests["arm"].map(arms))
+    data = data.sort_values(["protocol", "_m", "_c", "_a"]).drop(columns=["_m", "_c", "_a", "study"])
+    data = data.reset_index(drop=True)
+    data["train_prevalence"] = data["class"].map(prevalence)
+    shown = pd.DataFrame({
+        "Class": data["class"], "Train prev.": [f"{100 * p:.1f}%" if finite(p) else NO_VALUE_TEXT
+                                                for p in data["train_prevalence"]],
+        "Metric": data["metric"].map(lambda m: METRIC_LABELS.get(m, m)), "Arm": data["arm"],
+        "Domains (positives)": [f"{n} ({p})" for n, p in zip(data["n_folds"], data["positives"])],
+        "Difference (arm - full)": [interval_cell(d, lo, hi, signed=True)
+                                    for d, lo, hi in zip(data["diff"], data["diff_lo"], data["diff_hi"])],
+        "Holm p": data["p_holm"].map(p_cell), "Decision": data["decision"].fillna("n/a"),
+    })
+    notes = ["Per class: the arm minus full across the held-out domains where the class has at least the study's "
+             "minimum of test positives (records and seeds per domain, random effects across them). Holm runs over "
+             "every arm x class of one metric (the 'per-class' family); the baseline and the prevalence floor stand "
+             "apart, their p unadjusted. Rarest class first."]
+    return ReportTable("t4b_class_tests", "T4b. Arms against full per class",
+                       "Every arm's per-class comparison with full, with its decision in the per-class family.",
+                       data, shown, notes)
+
+
 # -- T5: the degradation split --------------------------------------------------------------
 
 _PART_COLUMNS = (schema.DEGRADATION_TOTAL, *schema.DEGRADATION_PARTS, "auroc_change")
@@ -675,6 +706,7 @@ TABLES: dict[str, Callable[[ReportInputs], ReportTable]] = {
     "t3_class_domain": t3_classes,
     "t3s_subgroups": t3_subgroups,
     "t4_arm_tests": t4_tests,
+    "t4b_class_tests": t4_class_tests,
     "t5_degradation": t5_degradation,
     "t5b_rarity_contrast": t5_contrast,
     "t6_calibration": t6_calibration,

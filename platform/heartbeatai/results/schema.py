@@ -86,9 +86,10 @@ ACROSS_FOLDS = "all"
 # threshold"; an arm identical to full on a fold is no comparison.
 CLAIMS = ("better", "worse", "equivalent", "identical", "undecided")
 DECISIONS = ("better", "worse", "equivalent", "undecided", "at the threshold", "identical")
-# The decision families of ablation_tests (analysis/decisions.py): the component arms' and,
-# apart, the algorithm arms' comparisons with ERM, each a confirmatory and an exploratory one.
-FAMILIES = ("confirmatory", "exploratory", "algorithms: confirmatory", "algorithms: exploratory")
+# The decision families (analysis/decisions.py): the component arms' and, apart, the algorithm
+# arms' comparisons with ERM, each a confirmatory and an exploratory one (ablation_tests); and
+# the per-class comparisons of the rare-class heat map (class_tests), a family per class metric.
+FAMILIES = ("confirmatory", "exploratory", "algorithms: confirmatory", "algorithms: exploratory", "per-class")
 
 CONSENSUS_FOLD = "consensus"
 
@@ -287,6 +288,22 @@ TABLES: dict[str, Table] = {
             required=("study", "protocol", "metric", "arm", "scope", "fold_id"),
             allowed={"protocol": PROTOCOLS, "scope": TEST_SCOPES, "decision": DECISIONS, "claim": CLAIMS,
                      "family": FAMILIES},
+        ),
+        # The rare-class heat map's comparisons: per protocol, class metric, arm and class, the
+        # arm minus full across the held-out domains where the class has at least the study's
+        # minimum of test positives (ablation_tests' noise model), decided by Holm over every
+        # arm x class of one metric (family "per-class").
+        Table(
+            "class_tests",
+            {"study": _S, "protocol": _S, "metric": _S, "arm": _S, "class": _S, "reference": _B, "n_folds": _I,
+             "n_seeds": _I, "positives": _I, **_with_interval("diff"), "se": _F, "df": _F, "tau2": _F,
+             "conditional": _B, "p_value": _F, "p_better": _F, "p_equivalent": _F, "p_worse": _F, "rope": _F,
+             "family": _S, "claim": _S, "p_claim": _F, "p_holm": _F, "p_holm_low": _F, "p_holm_high": _F,
+             "decision": _S, "method": _S},
+            identity=("study", "protocol", "metric", "arm", "class"),
+            required=("study", "protocol", "metric", "arm", "class"),
+            allowed={"protocol": PROTOCOLS, "decision": DECISIONS, "claim": CLAIMS, "family": FAMILIES,
+                     "metric": CLASS_METRICS},
         ),
     )
 }

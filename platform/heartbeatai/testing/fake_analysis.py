@@ -167,3 +167,45 @@ def ablation_tests(rng, fold_metrics: pd.DataFrame, rope: float = ROPE,
         return pd.DataFrame()
     return decided_rows(comparisons, ComparisonSettings(BOOTSTRAP // 10, 0, rope, decision_probability)).drop(
         columns="study")
+
+
+def class_tests(rng, class_metrics: pd.DataFrame, rope: float = ROPE,
+                decision_probability: float = DECISION_PROBABILITY) -> pd.DataFrame:
+    """Per class metric x arm x class: the arm minus full across the held-out domains where the
+    class has at least MIN_POSITIVES test positives, from the seed-averaged class figures with
+    drawn record and seed variances, pooled and decided by the real analysis code (one Holm
+    family per class metric, as analysis/ablation_tests.py decides them)."""
+    from heartbeatai.analysis.ablation_stats import fold_estimate
+    from heartbeatai.analysis.ablation_tests import Comparison, ComparisonSettings, class_test_rows
+    from heartbeatai.analysis.decisions import PER_CLASS
+    from heartbeatai.metric_names import CLASS_METRICS
+
+    test = class_metrics[(class_metrics["split"] == "test") & (class_metrics["selection"] == "val")
+                         & (class_metrics["label_set"] == "noisy") & (class_metrics["positives"] >= MIN_POSITIVES)]
+    comparisons = []
+    for metric in CLASS_METRICS:
+        means = test.groupby(["protocol", "arm", "class", "fold_id"]).agg(
+            value=(metric, "mean"), seeds=("seed", "nunique"), positives=("positives", "first"))
+        for (protocol, arm, name), cells in means.groupby(level=["protocol", "arm", "class"]):
+            if arm == FULL:
+                continue
+            estimates, positives = [], 0
+            for fold_id, cell in cells.droplevel(["protocol", "arm", "class"]).iterrows():
+                full = means["value"].get((protocol, FULL, name, fold_id))
+                if full is None or not np.isfinite(cell["value"]) or not np.isfinite(full):
+                    continue
+                seeds = int(cell["seeds"])
+                spread = rng.normal(0, 0.02, seeds)
+                points = (float(cell["value"]) - float(full)) + spread - spread.mean()
+                replicates = points[None, :] + rng.normal(0, 0.01, (BOOTSTRAP // 10, 1))
+                arm_values = np.vstack([points, replicates])
+                estimates.append(fold_estimate(np.zeros_like(arm_values), arm_values))
+                positives += int(cell["positives"])
+            if estimates:
+                comparisons.append(Comparison({
+                    "study": "fake", "protocol": protocol, "metric": metric, "arm": arm, "class": name,
+                    "reference": is_reference(arm), "scope": "across", "fold_id": ACROSS_FOLDS,
+                    "n_folds": len(estimates), "n_seeds": min(e.n_seeds for e in estimates), "positives": positives,
+                    "identical": False, "family": PER_CLASS, "method": ACROSS_METHOD}, estimates))
+    return class_test_rows(comparisons, ComparisonSettings(BOOTSTRAP // 10, 0, rope, decision_probability,
+                                                           min_positives=MIN_POSITIVES)).drop(columns="study")

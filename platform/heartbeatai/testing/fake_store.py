@@ -4,7 +4,7 @@ Numbers follow the shapes a real LODO study shows (rare classes degrade most, AS
 the weak trials early, MixStyle helps a little, the prevalence floor sits at AUROC 0.5,
 rare classes have too few test positives for an interval to be read) so a dashboard can be
 judged on them, but they are drawn, not trained: nothing here needs torch, the data or Ray.
-The analysis tables (ablation_tests, degradation, rarity_contrast) come from fake_analysis.py.
+The analysis tables (ablation_tests, class_tests, degradation, rarity_contrast) come from fake_analysis.py.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def make_store(root: str | os.PathLike, study: str = "demo", n_folds: int = 4, n
     held_out = [f.split(":")[1] for f in finished]
     matched = held_out[len(held_out) - matched_reference:] if matched_reference > 0 and len(domains) > 1 else []
     arm_seeds = list(range(SEARCH_SEED + 1, SEARCH_SEED + 1 + seeds))
-    lodo_metrics = []
+    lodo_metrics, lodo_classes = [], []
     for protocol, folds in (("lodo", finished), ("intra", [f"intra:{d}:0" for d in domains]),
                             ("reference", [f"reference:{d}:0" for d in matched])):
         for fold_id in folds:
@@ -100,6 +100,7 @@ def make_store(root: str | os.PathLike, study: str = "demo", n_folds: int = 4, n
             writer.write("class_metrics", class_metrics)
             if protocol == "lodo":
                 lodo_metrics.append(fold_metrics)
+                lodo_classes.append(class_metrics)
                 writer.write("predictions", _predictions(rng, fold_id, abbrs, prevalence, records_per_fold, arm_seeds[0]))
                 writer.write("record_views", _record_views(rng, fold_id, abbrs, prevalence, record_views_per_fold,
                                                            arm_seeds[0]))
@@ -112,6 +113,10 @@ def make_store(root: str | os.PathLike, study: str = "demo", n_folds: int = 4, n
             writer.write("rarity_contrast", contrast)
         writer.write("ablation_tests", fake_analysis.ablation_tests(rng, pd.concat(lodo_metrics), rope,
                                                                     decision_probability))
+        # Its own generator: the other tables stay as they were before class_tests existed.
+        writer.write("class_tests", fake_analysis.class_tests(np.random.default_rng([seed, 23]),
+                                                              pd.concat(lodo_classes), rope, decision_probability)
+                     .assign(study=study))
         algorithm_arms = [a for a in arms if is_algorithm(a)]
         if algorithm_arms:  # its own generator: the other tables stay as they were without algorithm arms
             parts = fake_analysis.algorithm_parts(np.random.default_rng([seed, 21]), algorithm_arms,
