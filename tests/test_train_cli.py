@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -42,12 +43,16 @@ def test_train_writes_metrics_checkpoints_and_the_effective_run_file(trained, pl
     assert not (trained / ".staging").exists()
 
 
-def test_train_prints_progress_per_epoch(planted, tmp_path, capsys):
+def test_train_prints_stamped_progress_per_epoch_with_the_time_left(planted, tmp_path, capsys):
     tiny_run_file(planted).dump(tmp_path / "run.yaml")
-    assert main(["train", "--config", str(tmp_path / "run.yaml"), "--epochs", "1", "--out", str(tmp_path / "o")]) == 0
-    out = capsys.readouterr().out
-    assert "epoch 1/1" in out and "val_macro_auroc" in out
-    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["final"]["epoch"] == 1
+    assert main(["train", "--config", str(tmp_path / "run.yaml"), "--epochs", "2", "--out", str(tmp_path / "o")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    lines = lines[next(i for i, line in enumerate(lines) if "training lodo" in line):]  # after the threads line
+    assert lines and all(re.match(r"\[\d+:\d\d:\d\d\] ", line) for line in lines)
+    [first, last] = [line for line in lines if re.search(r"\] epoch \d/2 ", line)]
+    assert "epoch 1/2" in first and re.search(r"; about \d+ s left$", first)
+    assert "epoch 2/2" in last and "left" not in last  # nothing left to estimate
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["final"]["epoch"] == 2
 
 
 def test_train_refuses_a_dataset_with_another_fingerprint_unless_allowed(planted, tmp_path, capsys):

@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from heartbeatai.console import elapsed_text, stamped_printer
 from heartbeatai.cli import UserError
 from heartbeatai.config import ConfigError
 from heartbeatai.run_file import Provenance, RunFile
@@ -114,21 +115,22 @@ def train_command(args: argparse.Namespace) -> int:
     run_inputs.clear(replaced)  # --force: the run OUT held, now that every check has passed
     out.mkdir(parents=True, exist_ok=True)
     run.dump(out / "run.yaml")
-    print(f"training {run.fold_id} on {dataset.path} ({len(run.classes)} classes, "
-          f"{run.trial.optim.epochs} epochs, {args.workers} worker(s))", flush=True)
+    say = stamped_printer()  # each line carries the time since the command started, as a study's do
+    say(f"training {run.fold_id} on {dataset.path} ({len(run.classes)} classes, "
+        f"{run.trial.optim.epochs} epochs, {args.workers} worker(s))")
     if args.workers == 1:
-        history = _train_in_process(spec, out, resume_from if args.resume else None, device)
+        history = _train_in_process(spec, out, resume_from if args.resume else None, device, say)
     else:
         history = _train_on_ray(spec, out, args.workers, args.gpus_per_worker, resume=args.resume)
     shutil.rmtree(out / ".staging", ignore_errors=True)
     summary = _write_metrics(out, history, run.selection_metric)
     best = summary["best"]
-    print(f"done: best epoch {best.get('epoch')} {run.selection_metric} {best.get(run.selection_metric, float('nan')):.4f}; "
-          f"checkpoints in {out / CHECKPOINT_DIR} and {out / BEST_CHECKPOINT_DIR}", flush=True)
+    say(f"done: best epoch {best.get('epoch')} {run.selection_metric} {best.get(run.selection_metric, float('nan')):.4f}; "
+        f"checkpoints in {out / CHECKPOINT_DIR} and {out / BEST_CHECKPOINT_DIR}")
     return 0
 
 
-def _train_in_process(spec, out: Path, resume: Path | None, device) -> list[dict[str, Any]]:
+def _train_in_process(spec, out: Path, resume: Path | None, device, say=print) -> list[dict[str, Any]]:
     from heartbeatai.training.loop import format_progress, run_training
 
     history: list[dict[str, Any]] = []
@@ -141,7 +143,10 @@ def _train_in_process(spec, out: Path, resume: Path | None, device) -> list[dict
         if best_epoch(history, spec.selection_metric) is metrics or not (out / BEST_CHECKPOINT_DIR).exists():
             _replace_dir(checkpoint_dir, out / BEST_CHECKPOINT_DIR)
         _write_metrics(out, history, spec.selection_metric)
-        print(format_progress(metrics, spec.trial.optim.epochs), flush=True)
+        left = spec.trial.optim.epochs - int(metrics["epoch"])
+        timed = [m["epoch_seconds"] for m in history if "epoch_seconds" in m]
+        estimate = f"; about {elapsed_text(left * sum(timed) / len(timed))} left" if left and timed else ""
+        say(format_progress(metrics, spec.trial.optim.epochs) + estimate)
 
     if resume is not None:
         from heartbeatai.training.checkpoint import load_checkpoint

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from heartbeatai.console import elapsed_text, stamped_printer
 from heartbeatai.cli import UserError
 
 
@@ -60,15 +61,21 @@ def run(args: argparse.Namespace) -> int:
     if (args.out / SYNTHETIC_MANIFEST).exists():
         raise UserError(f"{args.out} already holds a synthetic benchmark; choose another --out or remove it")
     started = time.perf_counter()
+    say = stamped_printer(sys.stderr)
+    shown = {"fraction": 0.0}
 
     def progress(done: int, total: int) -> None:
-        print(f"\rsynth: {done}/{total} records", end="", file=sys.stderr, flush=True)
+        # A line per tenth (not a carriage-return counter): readable in a log and in CI.
+        if done == total or done / total >= shown["fraction"] + 0.1:
+            shown["fraction"] = done / total
+            spent = time.perf_counter() - started
+            left = f"; about {elapsed_text(spent * (total - done) / done)} left" if 0 < done < total else ""
+            say(f"synth: {done}/{total} records{left}")
 
     out = write_benchmark(args.out, args.records, domains=args.domains, shift=args.shift,
                           shift_kinds=args.shift_kinds, fs=args.fs, seconds=args.seconds, seed=args.seed,
                           include_st=args.st, workers=args.workers, progress=progress,
                           age_shortcut=args.age_shortcut)
     elapsed = time.perf_counter() - started
-    print(f"\nsynth: wrote {args.records} records to {out} in {elapsed:.1f} s "
-          f"({args.records / elapsed:.0f} records/s)", file=sys.stderr)
+    say(f"synth: wrote {args.records} records to {out} in {elapsed:.1f} s ({args.records / elapsed:.0f} records/s)")
     return 0
