@@ -96,7 +96,7 @@ class StudyContext:
     data_path: Path
     classes: list[str]
     stage_runner: StageRunner
-    optuna_storage: str  # an Optuna RDB URL
+    optuna_storage: str  # an Optuna RDB URL or journal:<folder> (optuna_storage.py)
     progress: Progress = print
     checkpoints: CheckpointReader = TorchCheckpoints()
 
@@ -244,8 +244,10 @@ class FoldRunner:
         """Writes the fold's importances; returns their rows (the journal keeps it, so a damaged
         store's check knows what to expect)."""
         from heartbeatai.study.importances import importance_rows, search_importances
+        from heartbeatai.study.optuna_storage import fold_storage
 
-        importances, distinct = search_importances(self.study.optuna_storage, context.optuna_study_name,
+        importances, distinct = search_importances(fold_storage(self.study.optuna_storage, self.fold_id),
+                                                   context.optuna_study_name,
                                                    seed=self.config.search_seed)
         if importances is None:
             self.progress(f"[{self.fold_id}] importances skipped: {distinct} distinct completed trial(s)")

@@ -29,7 +29,7 @@ def param_importances(study, seed: int) -> dict[str, float]:
             optuna.importance.get_param_importances(study, evaluator=evaluator).items()}
 
 
-def search_importances(optuna_storage: str, optuna_study: str, seed: int) -> tuple[dict[str, float] | None, int]:
+def search_importances(optuna_storage, optuna_study: str, seed: int) -> tuple[dict[str, float] | None, int]:
     """(importances, distinct completed trials) of the search persisted as `optuna_study`; the
     importances are None when too few distinct configurations completed or none searched a
     parameter. Trials of one configuration count once: repeats say nothing of a parameter."""

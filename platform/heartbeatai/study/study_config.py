@@ -200,7 +200,9 @@ class StudyConfig(_Strict):
     algorithm_arms: dict[str, AlgorithmArmConfig] = Field(default_factory=dict)
     selection: SelectionConfig = Field(default_factory=lambda: SelectionConfig.model_validate({}))
     storage: str = "runs"
-    optuna_storage: str | None = None  # any Optuna RDB URL; None: sqlite:///<study>/optuna.db
+    # An Optuna RDB URL (postgresql://...) or journal:<folder>; None: a journal file per fold
+    # under <study>/optuna/ (study/optuna_storage.py says why).
+    optuna_storage: str | None = None
     tracking: TrackingConfig | None = None
     record_views: int = Field(default=4, ge=0)  # test records explained per fold
     analysis: AnalysisConfig = AnalysisConfig()

@@ -52,7 +52,9 @@ class StudyPaths:
 
     @property
     def optuna_url(self) -> str:
-        return f"sqlite:///{self.root / 'optuna.db'}"
+        from heartbeatai.study.optuna_storage import default_url
+
+        return default_url(self.root)
 
 
 def start_study(config: StudyConfig, storage: str | None = None, progress: Progress = print,

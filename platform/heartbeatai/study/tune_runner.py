@@ -228,10 +228,12 @@ class ResumableASHA(ASHAScheduler):
 
 def search_stage(stage: SearchStage, context: FoldContext,
                  history: dict[str, list[tuple[int, float]]] | None = None) -> TuneStage:
-    """Seeded TPE over the space, persisted in an Optuna RDB (optuna-dashboard opens it), plus ASHA."""
+    """Seeded TPE over the space, persisted in the fold's Optuna storage (optuna_storage.py;
+    optuna-dashboard opens it), plus ASHA."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
+    from heartbeatai.study.optuna_storage import fold_storage
     from heartbeatai.study.ray_start import quiet_library_logs
     from heartbeatai.study.search_space import optuna_space
 
@@ -242,7 +244,7 @@ def search_stage(stage: SearchStage, context: FoldContext,
         mode=context.mode,
         sampler=optuna.samplers.TPESampler(seed=stage.sampler_seed),
         study_name=stage.optuna_study_name(context),
-        storage=optuna.storages.RDBStorage(stage.optuna_storage),
+        storage=fold_storage(stage.optuna_storage, context.fold_id),
     )
     max_epochs = context.epochs
     scheduler = (

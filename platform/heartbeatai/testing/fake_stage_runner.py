@@ -123,12 +123,14 @@ class FakeStageRunner:
     def _search(self, stage: SearchStage, context: FoldContext, rows: TrialRows, state: "_ExperimentState") -> None:
         import optuna
 
+        from heartbeatai.study.optuna_storage import fold_storage
         from heartbeatai.study.search_space import optuna_space
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         sampler = state.sampler(stage.sampler_seed)
         study = optuna.create_study(
-            study_name=stage.optuna_study_name(context), storage=stage.optuna_storage, load_if_exists=True,
+            study_name=stage.optuna_study_name(context),
+            storage=fold_storage(stage.optuna_storage, context.fold_id), load_if_exists=True,
             sampler=sampler,
             direction="maximize" if context.mode == "max" else "minimize",
         )
