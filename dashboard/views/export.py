@@ -70,7 +70,7 @@ class ExportViews(ViewBase):
             return "Choose a table."
         running = self.store.progress(study)[list(schema.ACTIVE_STATUSES)].to_numpy().sum() > 0
         try:
-            table = TABLES[key](ReportInputs(open_study(self._study_dir(study)), partial=bool(running)))
+            table = TABLES[key](ReportInputs(open_study(self._study_dir(study))))
         except (LookupError, ViewInputError) as err:
             return f"% {key}: not available ({err})"
         return formats.to_tex(table, bool(running))

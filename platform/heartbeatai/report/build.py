@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from heartbeatai.report import formats
+from heartbeatai.report import FORMATS, formats
 from heartbeatai.report.tables import TABLES, ReportInputs
 from heartbeatai.results import schema
 from heartbeatai.results.notebook import StudyResults, open_study
@@ -47,7 +47,7 @@ def study_state(study: StudyResults) -> dict:
     return compute_summary(study.store, study.name)
 
 
-def write_report(study_dir: str | os.PathLike, out: str | os.PathLike, *, formats_wanted: Iterable[str] = formats.FORMATS,
+def write_report(study_dir: str | os.PathLike, out: str | os.PathLike, *, formats_wanted: Iterable[str] = FORMATS,
                  partial: bool = False, label_set: str = "noisy", command: str | None = None,
                  progress: Callable[[str], None] = print) -> ReportResult:
     try:
@@ -55,9 +55,9 @@ def write_report(study_dir: str | os.PathLike, out: str | os.PathLike, *, format
     except FileNotFoundError as err:
         raise ReportError(str(err)) from None
     wanted = tuple(formats_wanted)
-    unknown = sorted(set(wanted) - set(formats.FORMATS))
+    unknown = sorted(set(wanted) - set(FORMATS))
     if unknown:
-        raise ReportError(f"--format: unknown {', '.join(unknown)}; choose from {', '.join(formats.FORMATS)}")
+        raise ReportError(f"--format: unknown {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
     state = study_state(study)
     if state["state"] == "empty":
         raise ReportError(f"{study_dir}: no trials yet, nothing to report")
@@ -71,7 +71,7 @@ def write_report(study_dir: str | os.PathLike, out: str | os.PathLike, *, format
     result = ReportResult(out)
     for table in state["damaged_tables"]:
         progress(f"report: results/{table} has damaged parts; what could be read is reported")
-    inputs = ReportInputs(study, label_set=label_set, partial=running)
+    inputs = ReportInputs(study, label_set=label_set)
     built_tables, built_figures = [], []
     for key, builder in TABLES.items():
         try:
@@ -104,9 +104,9 @@ def write_report(study_dir: str | os.PathLike, out: str | os.PathLike, *, format
         (out / FILE_TITLE).write_text(html_page(study, built_tables, built_figures, provenance, running, result,
                                                 summary))
         result.written.append(FILE_TITLE)
-    for figure in built_figures:
-        import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt
 
+    for figure in built_figures:
         plt.close(figure.figure)
     (out / "README.md").write_text(readme(study, built_tables, built_figures, provenance, running, result, wanted,
                                           command, summary))

@@ -9,11 +9,8 @@ from __future__ import annotations
 import html
 import re
 
-import pandas as pd
-
 from heartbeatai.report.tables import ReportTable
 
-FORMATS = ("csv", "tex", "md", "html")
 PARTIAL_NOTE = "PARTIAL: the study was still running when this report was written; rows of unfinished folds are missing."
 
 # LaTeX's special characters in text, each with its escape.
@@ -87,10 +84,3 @@ def to_html(table: ReportTable, partial: bool = False) -> str:
 
 
 WRITERS = {"csv": to_csv, "tex": to_tex, "md": to_md}
-
-
-def frame_from_csv(text: str) -> pd.DataFrame:
-    """A table's CSV read back (its PARTIAL comment line skipped)."""
-    import io
-
-    return pd.read_csv(io.StringIO(text), comment=None, skiprows=1 if text.startswith("#") else 0)

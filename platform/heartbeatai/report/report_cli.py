@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from heartbeatai.report import FORMATS
 from heartbeatai.shell import command, shown_path
-
-_FORMATS = ("csv", "tex", "md", "html")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,8 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "report.html and a README with the provenance (docs/report.md). Reads the results store only.")
     parser.add_argument("study_dir", type=Path, metavar="STUDY_DIR", help="<storage>/<study>, e.g. runs/demo")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write into (created)")
-    parser.add_argument("--format", default=",".join(_FORMATS), metavar="LIST",
-                        help=f"comma-separated table formats (default {','.join(_FORMATS)}; html: report.html)")
+    parser.add_argument("--format", default=",".join(FORMATS), metavar="LIST",
+                        help=f"comma-separated table formats (default {','.join(FORMATS)}; html: report.html)")
     parser.add_argument("--partial", action="store_true",
                         help="report a study that is still running; every table then says it is partial")
     parser.add_argument("--label-set", choices=("noisy", "clean"), default="noisy",

@@ -56,7 +56,6 @@ class ReportInputs:
 
     study: StudyResults
     label_set: str = "noisy"
-    partial: bool = False
     _cache: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def table(self, name: str) -> pd.DataFrame:
