@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         found["peaks"] = bench_model.measure_peaks(device, [shape.threads], bf16=bench_model.native_bf16(device))
         for (dtype, _), rates in found["peaks"].items():
             print(f"   peak {str(dtype).removeprefix('torch.')}: "
-                  + ", ".join(f"{k} {v / 1e12:.1f} TFLOP/s" for k, v in rates.items()))
+                  + ", ".join(f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in rates.items()))
 
     def training_step() -> None:
         model = bench_model.reference_model(shape)
@@ -145,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         for precision, result in results.items():
             dtype = torch.bfloat16 if precision == "bf16" else torch.float32
             peak = max(found.get("peaks", {}).get((dtype, shape.threads), {"none": float("nan")}).values())
-            print(f"   {precision}: {result['samples_per_s']:8.1f} samples/s, model FLOP utilisation "
-                  f"{per_sample * result['samples_per_s'] / peak:.1%} of the measured peak")
+            share = (f"model FLOP utilisation {per_sample * result['samples_per_s'] / peak:.1%} of the measured peak"
+                     if peak == peak else "no peak measured for this precision")
+            print(f"   {precision}: {result['samples_per_s']:8.1f} samples/s, {share}")
         found["demand"] = max(r["samples_per_s"] for r in results.values())
 
     def data_and_loader() -> None:
