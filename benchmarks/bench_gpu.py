@@ -10,7 +10,7 @@
    step consumes;
 4. training through `heartbeatai train`: 1 worker on the GPU, and with 2+ GPUs 2 workers under
    NCCL DDP on Ray; each run's set-up time (wall time less its epochs) beside its epochs;
-5. a two-trial ASHA study in this process's Ray, after which every GPU and CPU is available
+5. a three-trial ASHA study in this process's Ray, after which every GPU and CPU is available
    again and no placement group is left (Ray #54305);
 6. bf16 against fp32: validation macro AUROC of `train --precision bf16` and `--precision fp32`
    over 3 seeds, the means within 0.01 (the bar for leaving bf16 on).
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     check.section("2. training step, fp32 and bf16 autocast", training_step)
     check.section("3. prepared data and the loader", data_and_loader)
     check.section("4. heartbeatai train: 1 worker, 2-worker DDP", ddp)
-    check.section("5. a two-trial ASHA study: resources returned", asha_study)
+    check.section("5. a three-trial ASHA study: resources returned", asha_study)
     check.section("6. bf16 against fp32, validation macro AUROC", bf16_accuracy)
     spent = time.perf_counter() - check.started
     print(f"\ngpu check: {spent:.0f} s; " + (f"FAILED: {', '.join(check.failed)}" if check.failed else "every section ran"))
