@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,19 @@ import pytest
 # Ray reads this at import: with it every Ray listener binds 127.0.0.1 (DESIGN.md, Ray).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """One torch thread in the test process, as in a study's trial processes, before each test
+    and its fixtures: tests train tiny models, for which torch's thread per core is the slowest
+    choice on 2 cores (heartbeatai.training.threads: OpenMP's threads spin at every barrier; the
+    registry's toy trainings took 10 min against 23 s on a shared machine). An in-process command
+    that sets its own `--threads` default would otherwise leave it for every later test.
+    Only where torch is imported: the tests that check what a process imports are unaffected."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
 
 
 def pytest_report_header(config):
