@@ -31,8 +31,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) studies/ablation.py --config $(STUDY_CONFIG) --storage $(STORAGE)
 
+# Two processes, each taking a whole test file at a time: a file's module fixtures (a study,
+# a training) are built once, and the Ray and browser tests pick free ports, so two run side by side.
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow" -q -n 2 --dist loadfile
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow -q
