@@ -87,3 +87,17 @@ def test_a_killed_writer_loses_no_finished_trial_and_its_stale_lock_is_broken(tm
 def test_journal_files_are_named_by_fold_and_stay_in_their_folder(tmp_path, fold_id):
     path = journal_path(f"{JOURNAL}{tmp_path}", fold_id)
     assert path.parent == tmp_path and path.suffix == ".log" and ":" not in path.name
+
+
+def test_a_line_torn_by_a_killed_writer_is_cut_so_the_journal_stays_readable(tmp_path):
+    url = f"{JOURNAL}{tmp_path}"
+    _add(fold_storage(url, "lodo:a"), "s/lodo:a", [0.1, 0.2])
+    path = journal_path(url, "lodo:a")
+    whole = path.read_bytes()
+    with open(path, "ab") as journal:  # killed inside its write: half a line, no newline
+        journal.write(b'{"op_code": 6, "worker_id": "dead", "trial_id": 1, "par')
+    # Optuna alone would glue the next append onto the torn line and then refuse the file.
+    study = _add(fold_storage(url, "lodo:a"), "s/lodo:a", [0.3])
+    assert path.read_bytes().startswith(whole)
+    reread = optuna.load_study(study_name="s/lodo:a", storage=fold_storage(url, "lodo:a"))
+    assert [t.value for t in reread.trials] == [0.1, 0.2, 0.3] == [t.value for t in study.trials]
