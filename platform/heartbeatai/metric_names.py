@@ -29,6 +29,12 @@ class Metric:
     per_epoch: bool = True
     # The values the metric can take: an interval of it is clipped to these (report tables).
     bounds: tuple[float, float] = (0.0, 1.0)
+    # How a table or an axis names it ("macro AUROC"); the name itself where empty.
+    label: str = ""
+
+    @property
+    def shown(self) -> str:
+        return self.label or self.name
 
 
 def _registry(*metrics: Metric) -> dict[str, Metric]:
@@ -40,17 +46,18 @@ def _registry(*metrics: Metric) -> dict[str, Metric]:
 # except the challenge's own macro F-measure, which keeps its definition and its name.
 FOLD_METRICS: dict[str, Metric] = _registry(
     Metric("macro_f1", "max", "F1 at the run's validation-tuned thresholds, averaged over the classes present in "
-           "the set (not the challenge's macro F-measure: cinc_macro_f)"),
-    Metric("macro_auroc", "max", "macro-averaged area under the ROC curve"),
-    Metric("macro_auprc", "max", "macro-averaged average precision"),
+           "the set (not the challenge's macro F-measure: cinc_macro_f)", label="macro F1"),
+    Metric("macro_auroc", "max", "macro-averaged area under the ROC curve", label="macro AUROC"),
+    Metric("macro_auprc", "max", "macro-averaged average precision", label="macro AUPRC"),
     # Normalised so that the inactive classifier scores 0 and the perfect one 1; worse than
     # inactive is negative, without a floor.
     Metric("challenge_score", "max", "PhysioNet/CinC 2021 challenge score of the thresholded calls",
-           bounds=(float("-inf"), 1.0)),
-    Metric("brier", "min", "Brier score of record-level probabilities, averaged over present classes"),
+           bounds=(float("-inf"), 1.0), label="challenge score"),
+    Metric("brier", "min", "Brier score of record-level probabilities, averaged over present classes",
+           label="Brier score"),
     # Tested runs only: the epochs table keeps its columns, so stores written before it resume.
     Metric("cinc_macro_f", "max", "PhysioNet/CinC 2021 macro F-measure over the 26 scored classes: a class absent "
-           "from the set but called counts as F = 0", per_epoch=False),
+           "from the set but called counts as F = 0", per_epoch=False, label="CinC macro F"),
 )
 # fold_metrics' macro_auprc averages the present classes with at least this many test positives:
 # below it average precision is biased upward (analysis/macro_intervals.py says how much).
@@ -60,9 +67,9 @@ EPOCH_FOLD_METRICS: tuple[str, ...] = tuple(m.name for m in FOLD_METRICS.values(
 
 # Per-class figures that carry intervals in the class_metrics table.
 CLASS_METRICS: dict[str, Metric] = _registry(
-    Metric("f1", "max", "F1 at the class's validation-tuned threshold"),
-    Metric("auroc", "max", "area under the ROC curve"),
-    Metric("auprc", "max", "average precision"),
+    Metric("f1", "max", "F1 at the class's validation-tuned threshold", label="F1"),
+    Metric("auroc", "max", "area under the ROC curve", label="AUROC"),
+    Metric("auprc", "max", "average precision", label="AUPRC"),
 )
 
 VALIDATION_PREFIX = "val_"

@@ -98,7 +98,7 @@ def forest(inputs: tables.ReportInputs) -> ReportFigure:
         axes.plot(row["diff"], yi, marker="D" if pooled else "o", color=colour, ms=5 if pooled else 3.5,
                   mfc=colour if pooled else "white")
     axes.set_yticks(y, [f"{a}: {h}" for a, h in zip(data["arm"], data["held_out"])])
-    axes.set_xlabel(f"{tables.METRIC_LABELS.get(metric, metric)}: arm minus full (positive = arm better)")
+    axes.set_xlabel(f"{tables.metric_label(metric)}: arm minus full (positive = arm better)")
     axes.set_title("Arm minus full: per held-out domain and pooled (95% intervals)")
     if rope > 0:
         axes.legend(loc="lower right", frameon=False)
@@ -297,7 +297,7 @@ def average_ranks(inputs: tables.ReportInputs) -> ReportFigure:
     axes.scatter(ranks.to_numpy(), y, color=OKABE_ITO[0], zorder=3)
     axes.set_yticks(y, ranks.index)
     axes.set_xlim(0.8, n_arms + 0.2)
-    axes.set_xlabel(f"average rank over {n_domains} held-out domains on {tables.METRIC_LABELS.get(metric, metric)} (1 = best)")
+    axes.set_xlabel(f"average rank over {n_domains} held-out domains on {tables.metric_label(metric)} (1 = best)")
     axes.plot([1, 1 + cd], [n_arms - 0.4] * 2, color=OKABE_ITO[3], lw=2)
     axes.text(1, n_arms - 0.2, f"Nemenyi CD at {ALPHA:g}: {cd:.2f} ranks", fontsize=7, color=OKABE_ITO[3])
     verdict = (f"DESCRIPTIVE ONLY: with {n_domains} domains no rank test can separate two arms "

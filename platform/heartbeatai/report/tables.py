@@ -29,9 +29,6 @@ from heartbeatai.results.notebook import StudyResults
 ALL_DOMAINS = "all domains"
 # T2's figures: the threshold-free ranking metrics first, then the thresholded ones.
 MAIN_METRICS = ("macro_auroc", "macro_f1", "macro_auprc", "challenge_score")
-METRIC_LABELS = {"macro_auroc": "macro AUROC", "macro_f1": "macro F1", "macro_auprc": "macro AUPRC",
-                 "challenge_score": "challenge score", "brier": "Brier", "cinc_macro_f": "CinC macro F",
-                 "f1": "F1", "auroc": "AUROC", "auprc": "AUPRC"}
 # Calibration: equal-width bins of the classwise expected calibration error (Kull et al. 2019).
 ECE_BINS = 10
 ECE_BOOTSTRAP = 200
@@ -52,7 +49,7 @@ class ReportTable:
 
 @dataclass
 class ReportInputs:
-    """What every builder reads: the study, its label set and its analysis settings."""
+    """What every builder reads: the study and the label set, each table read once."""
 
     study: StudyResults
     label_set: str = "noisy"
@@ -63,10 +60,6 @@ class ReportInputs:
             self._cache[name] = self.study.table(name)
         return self._cache[name]
 
-    def settings(self) -> dict:
-        """The study's analysis section (rope, decision probability, min positives)."""
-        return self.study.store.analysis_settings(self.study.name)
-
     def config(self) -> dict:
         """The study's study.yaml as written, {} where it is missing or unreadable."""
         try:
@@ -74,6 +67,12 @@ class ReportInputs:
         except (OSError, yaml.YAMLError):
             return {}
         return loaded if isinstance(loaded, dict) else {}
+
+
+def metric_label(name: str) -> str:
+    """How a table names a fold or class metric (metric_names' label)."""
+    found = FOLD_METRICS.get(name) or CLASS_METRICS.get(name)
+    return found.shown if found is not None else name
 
 
 def domain_of(fold_id: str) -> str:
@@ -209,7 +208,7 @@ def t2_main(inputs: ReportInputs) -> ReportTable:
     for metric in MAIN_METRICS:
         if metric not in data:
             continue
-        shown[METRIC_LABELS[metric]] = [
+        shown[metric_label(metric)] = [
             interval_cell(v, lo, hi, why="one seed, no interval" if n < 2 and not finite(lo) else None)
             for v, lo, hi, n in zip(data[metric], data[f"{metric}_lo"], data[f"{metric}_hi"], data["n_seeds"])]
     notes = [
@@ -374,7 +373,7 @@ def t3_subgroups(inputs: ReportInputs) -> ReportTable:
     shown = pd.DataFrame({"Held-out domain": data["domain"], "Subgroup": data["subgroup"],
                           "Records": data["n_records"].astype(str), "Positive labels": data["positives"].astype(str)})
     for metric in ("macro_auroc", "macro_f1"):
-        shown[METRIC_LABELS[metric]] = [interval_cell(v, lo, hi) for v, lo, hi in
+        shown[metric_label(metric)] = [interval_cell(v, lo, hi) for v, lo, hi in
                                         zip(data[metric], data[f"{metric}_lo"], data[f"{metric}_hi"])]
     notes = ["Arm full under LODO, each class at its validation-tuned threshold; macro figures over the classes "
              "with a positive and a negative in the subgroup. Per seed, the fold metrics' interval (linearised, the "
@@ -407,7 +406,7 @@ def t4_tests(inputs: ReportInputs) -> ReportTable:
                                for s, n in zip(data["scope"], data["n_folds"])]
     held_out = [ALL_DOMAINS if s == "across" else domain_of(f) for s, f in zip(data["scope"], data["fold_id"])]
     shown = pd.DataFrame({
-        "Arm": data["arm"], "Metric": data["metric"].map(lambda m: METRIC_LABELS.get(m, m)),
+        "Arm": data["arm"], "Metric": data["metric"].map(metric_label),
         "Held-out domain": held_out, "Protocol": data["protocol"],
         "Difference (arm - full)": [
             interval_cell(d, lo, hi, signed=True, why="identical to full" if ident else None)
@@ -444,7 +443,7 @@ def t4_class_tests(inputs: ReportInputs) -> ReportTable:
     shown = pd.DataFrame({
         "Class": data["class"], "Train prev.": [f"{100 * p:.1f}%" if finite(p) else NO_VALUE_TEXT
                                                 for p in data["train_prevalence"]],
-        "Metric": data["metric"].map(lambda m: METRIC_LABELS.get(m, m)), "Arm": data["arm"],
+        "Metric": data["metric"].map(metric_label), "Arm": data["arm"],
         "Domains (positives)": [f"{n} ({p})" for n, p in zip(data["n_folds"], data["positives"])],
         "Difference (arm - full)": [interval_cell(d, lo, hi, signed=True)
                                     for d, lo, hi in zip(data["diff"], data["diff_lo"], data["diff_hi"])],
