@@ -331,3 +331,11 @@ def test_the_dashboard_copies_a_table_as_latex_and_builds_the_report_archive(stu
     assert download["filename"] == "paper-report.zip"
     assert {f"paper-report/{key}.tex" for key in TABLES} <= names
     assert {"paper-report/report.html", "paper-report/README.md", "paper-report/f1_forest.pdf"} <= names
+
+
+def test_a_difference_interval_is_clipped_to_what_a_difference_of_the_metric_can_be():
+    from heartbeatai.report.tables import difference_cell
+
+    assert difference_cell(0.1, -1.8, 2.1, "f1") == "+0.100 [-1.000, +1.000]"  # F1 in [0, 1]: differences in [-1, 1]
+    assert difference_cell(0.1, -0.2, 0.4, "macro_auroc") == "+0.100 [-0.200, +0.400]"
+    assert difference_cell(0.1, -5.0, 3.0, "challenge_score") == "+0.100 [-5.000, +3.000]"  # no floor: unclipped

@@ -75,6 +75,23 @@ def metric_label(name: str) -> str:
     return found.shown if found is not None else name
 
 
+def difference_bounds(name: str) -> tuple[float, float]:
+    """What a difference of two values of the metric can be: a bounded metric's width either way."""
+    found = FOLD_METRICS.get(name) or CLASS_METRICS.get(name)
+    low, high = found.bounds if found is not None else (float("-inf"), float("inf"))
+    width = high - low
+    return -width, width
+
+
+def difference_cell(value, low, high, metric: str, why: str | None = None) -> str:
+    """A paired difference with its interval, clipped to what a difference of the metric can be
+    (with 2 seeds and one domain a t interval of an F1 difference reaches past +-1)."""
+    floor, ceiling = difference_bounds(metric)
+    if finite(low) and finite(high):
+        low, high = max(float(low), floor), min(float(high), ceiling)
+    return interval_cell(value, low, high, signed=True, why=why)
+
+
 def domain_of(fold_id: str) -> str:
     return parse_fold_id(fold_id).domain
 
@@ -409,8 +426,9 @@ def t4_tests(inputs: ReportInputs) -> ReportTable:
         "Arm": data["arm"], "Metric": data["metric"].map(metric_label),
         "Held-out domain": held_out, "Protocol": data["protocol"],
         "Difference (arm - full)": [
-            interval_cell(d, lo, hi, signed=True, why="identical to full" if ident else None)
-            for d, lo, hi, ident in zip(data["diff"], data["diff_lo"], data["diff_hi"], data["identical"].fillna(False))],
+            difference_cell(d, lo, hi, m, why="identical to full" if ident else None)
+            for d, lo, hi, m, ident in zip(data["diff"], data["diff_lo"], data["diff_hi"], data["metric"],
+                                           data["identical"].fillna(False))],
         "p": data["p_value"].map(p_cell), "Holm p": data["p_holm"].map(p_cell),
         "P(better / equiv. / worse)": [
             " / ".join(number_cell(v, 2) for v in values)
@@ -445,8 +463,8 @@ def t4_class_tests(inputs: ReportInputs) -> ReportTable:
                                                 for p in data["train_prevalence"]],
         "Metric": data["metric"].map(metric_label), "Arm": data["arm"],
         "Domains (positives)": [f"{n} ({p})" for n, p in zip(data["n_folds"], data["positives"])],
-        "Difference (arm - full)": [interval_cell(d, lo, hi, signed=True)
-                                    for d, lo, hi in zip(data["diff"], data["diff_lo"], data["diff_hi"])],
+        "Difference (arm - full)": [difference_cell(d, lo, hi, m) for d, lo, hi, m in
+                                    zip(data["diff"], data["diff_lo"], data["diff_hi"], data["metric"])],
         "Holm p": data["p_holm"].map(p_cell), "Decision": data["decision"].fillna("n/a"),
     })
     notes = ["Per class: the arm minus full across the held-out domains where the class has at least the study's "
