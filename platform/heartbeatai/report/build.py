@@ -29,7 +29,7 @@ from heartbeatai.results.notebook import StudyResults, open_study
 from heartbeatai.results.summary import compute_summary
 
 PNG_DPI = 300
-FILE_TITLE = "report.html"
+HTML_FILE = "report.html"
 
 
 class ReportError(Exception):
@@ -88,11 +88,16 @@ def write_report(study_dir: str | os.PathLike, out: str | os.PathLike, *, format
         built_tables.append(table)
     from heartbeatai.report.figures import FIGURES  # matplotlib: only once tables are out
 
+    import matplotlib.pyplot as plt
+
     for key, builder in FIGURES.items():
+        figure = None
         try:
             figure = builder(inputs)
             _save_figure(figure, out, running)
         except Exception as err:  # noqa: BLE001
+            if figure is not None:
+                plt.close(figure.figure)  # drawn but not saved: free it now, not at exit
             result.skipped[key] = _reason(err)
             progress(f"report: {key} skipped: {result.skipped[key]}")
             continue
@@ -101,11 +106,9 @@ def write_report(study_dir: str | os.PathLike, out: str | os.PathLike, *, format
     provenance = study_provenance(study)
     summary = summary_lines(inputs)
     if "html" in wanted:
-        (out / FILE_TITLE).write_text(html_page(study, built_tables, built_figures, provenance, running, result,
+        (out / HTML_FILE).write_text(html_page(study, built_tables, built_figures, provenance, running, result,
                                                 summary))
-        result.written.append(FILE_TITLE)
-    import matplotlib.pyplot as plt
-
+        result.written.append(HTML_FILE)
     for figure in built_figures:
         plt.close(figure.figure)
     (out / "README.md").write_text(readme(study, built_tables, built_figures, provenance, running, result, wanted,
@@ -193,7 +196,7 @@ def readme(study: StudyResults, tables_built, figures_built, provenance: dict, p
         lines.append(f"- **{figure.title}** (`{figure.key}.pdf`, `{figure.key}.png`, data `{figure.key}.csv`): "
                      f"{figure.caption}")
     if "html" in wanted:
-        lines += ["", f"`{FILE_TITLE}`: every table and figure in one self-contained file."]
+        lines += ["", f"`{HTML_FILE}`: every table and figure in one self-contained file."]
     if result.skipped:
         lines += ["", "## Not written", ""] + [f"- `{key}`: {why}" for key, why in result.skipped.items()]
     return "\n".join(lines) + "\n"
