@@ -10,7 +10,10 @@ class_metrics rows as the study writes them, and `degradation_rows` over those p
 gives the split, as the study's analysis does.
 
 - prevalence only (shift 1, chapman held out): the signals are drawn alike everywhere,
-  so (a) ranking stays put while (c) prevalence moves where the prevalence moved;
+  so (a) ranking stays put while (c) prevalence moves where the prevalence moved. A prior
+  shift costs F1 only where a record can be either class: both benchmarks are drawn with
+  SB, NSR and STach rates overlapping by RATE_OVERLAP bpm (rhythm.rate_range); with the
+  default gaps every moved class is nearly separable and there is no part to find;
 - style only (shift 2, georgia held out): prevalences are alike everywhere, so (c) stays
   near 0 while the loss shows in (a) ranking or (b) threshold transfer.
 
@@ -43,7 +46,7 @@ from heartbeatai.training.spec import TrainSpec
 from train_fixtures import tiny_trial
 
 # The module's fixtures train four models inside the first test's time: under load that passed
-# the suite's 600 s (a timeout the strict xfail below then took for its expected failure).
+# the suite's 600 s.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 CLASSES = ("NSR", "AF", "RBBB", "LBBB", "SB", "STach")
@@ -61,6 +64,9 @@ PER_DOMAIN = 400  # records of each training domain
 HELD_OUT_RECORDS = 1500
 FS = 100
 SEED = 0
+# bpm: SB 40-64, NSR 52-105, STach 96-150; at the training hospitals' prevalences a record at
+# 58 bpm is more likely NSR, at chapman's (SB 0.38 against NSR 0.18) more likely SB.
+RATE_OVERLAP = 10.0
 
 
 def _train_and_test(data: Path, fold_id: str, protocol: str, folds: pd.DataFrame, out: Path) -> dict:
@@ -105,7 +111,8 @@ def _degradation(tmp: Path, shift_kind: str) -> pd.DataFrame:
     # A domain's profile is its default moved towards the fixed reference hospital, and its
     # records depend on the seed and domain only: two writes make one benchmark.
     sources = [write_benchmark(tmp / f"raw_{name}", n, domains=domains, shift=SHIFT[shift_kind],
-                               shift_kinds=[shift_kind], fs=FS, seconds=10.0, seed=SEED, workers=2)
+                               shift_kinds=[shift_kind], fs=FS, seconds=10.0, seed=SEED, workers=2,
+                               rate_overlap=RATE_OVERLAP)
                for name, domains, n in (("training", training, PER_DOMAIN * len(training)),
                                         ("held_out", (held_out,), HELD_OUT_RECORDS))]
     data = tmp / "prepared"
@@ -159,30 +166,21 @@ def _threshold_loss(f1: pd.DataFrame) -> pd.Series:
     return (-f1["threshold"]).clip(lower=0)
 
 
-# Why this cannot pass on this benchmark (measured, clean labels, the 303 records of chapman that
-# LODO and the intra fold share): the planted prior shift costs almost no F1, so there is no
-# prevalence part to find. Both models separate the moved classes almost perfectly (AUROC
-# 0.976-0.999), so correcting the LODO model to the true prevalence flips 1, 2, 5 and 3 of the
-# 303 calls of NSR, RBBB, SB and STach; the parts are -0.009 [-0.030, +0.001], +0.099 [-0.149,
-# +0.437] (12 positives), -0.014 [-0.035, +0.004] and -0.004 [-0.037, +0.038], and the moved
-# classes' whole drops only +0.001, +0.385, -0.014, -0.053. Summed, |prevalence| is 0.24 against
-# 0.22 under the style shift. Training 3 epochs instead of 8 (classes overlap more) made the two
-# models rank differently (ranking parts +0.10, -0.12) and left one class beyond 0 (RBBB, 12
-# positives). The identity itself, a pure prior shift landing wholly in the prevalence part, is
-# pinned exactly on constructed arrays (test_degradation_split.py).
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "measured 2026-12-07 with the prevalence part corrected to the true test prevalence: the moved "
-    "classes are nearly separable, so the correction moves 1-5 of the 303 shared calls (parts 0.004-0.014 "
-    "F1 at 45-111 positives), below the split's record noise; 0 of the >= 3 classes needed exclude 0 "
-    "(comment above)"))
+# Measured 2026-12-07 (seed 0, `-s`): under the prevalence shift NSR, SB and STach, whose
+# rates overlap, have prevalence parts -0.11, -0.29 and -0.09 beyond their noise, RBBB (moved
+# too, but separable) +0.11 within it; the parts' absolute sum is 0.67 against 0.33 under the
+# style shift, where no class's part is beyond its noise. Without the overlap every moved class
+# was nearly separable (AUROC 0.976-0.999) and the correction moved 1-5 of 303 calls.
 def test_prevalence_only_shift_shows_in_the_prevalence_part_not_in_ranking(prevalence_shift, style_shift):
     f1 = prevalence_shift
     moved = (f1["train_prevalence_lodo"] / f1["test_prevalence"]).pipe(np.log).abs() > np.log(2)
     assert moved.sum() >= 3, "the held-out domain should differ at least twofold in prevalence for several classes"
     # (c) is there for the classes whose prevalence moved, beyond its bootstrap noise ...
     assert (moved & _beyond_zero(f1, "prevalence")).sum() >= 3
-    # ... and it is this shift's own part: far larger than under a style shift.
-    assert f1["prevalence"].abs().sum() > 2 * style_shift["prevalence"].abs().sum()
+    # ... and it is this shift's own part: within the noise for all but at most one class under
+    # a style shift, and larger in sum.
+    assert _beyond_zero(style_shift, "prevalence").sum() <= 1
+    assert f1["prevalence"].abs().sum() > 1.5 * style_shift["prevalence"].abs().sum()
     # (a) is not: the ranking loss, over all classes, a small fraction of (c).
     assert _ranking_loss(f1).sum() < f1["prevalence"].abs().sum() / 4
 

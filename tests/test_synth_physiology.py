@@ -16,11 +16,12 @@ from heartbeatai.data.synthetic.record import synthesize_record
 FS = 250
 
 
-def records_with(abbr: str, n: int = 12, seed: int = 0, rhythm: str | None = None) -> list[np.ndarray]:
+def records_with(abbr: str, n: int = 12, seed: int = 0, rhythm: str | None = None,
+                 rate_overlap: float = 0.0) -> list[np.ndarray]:
     """Signals of records whose true labels include `abbr` (drawn at prevalence 1, on
     `rhythm` at prevalence 1 as well when given: a finding needing P waves on NSR, say)."""
     prevalence = {abbr: 1.0, **({rhythm: 1.0} if rhythm else {})}
-    profile = replace(reference_profile(include_st=True), prevalence=prevalence)
+    profile = replace(reference_profile(include_st=True), prevalence=prevalence, rate_overlap=rate_overlap)
     rng = np.random.default_rng(seed)
     records = [synthesize_record(profile, FS, 10.0, rng) for _ in range(n)]
     return [r.signal for r in records if abbr in r.labels]
@@ -31,6 +32,16 @@ def test_heart_rate_of_each_rhythm_is_in_its_clinical_range(abbr, low, high):
     rates = [measure.heart_rate(s, FS) for s in records_with(abbr)]
     assert len(rates) >= 10
     assert low <= min(rates) and max(rates) <= high, rates
+
+
+def test_rate_overlap_makes_records_near_60_and_100_bpm_either_class():
+    # Measured on the signals: with the ranges overlapping by 10 bpm, the slowest NSR records
+    # are slower than the fastest SB ones (and likewise NSR against STach), which with the
+    # default gaps never happens (the test above).
+    rates = {abbr: [measure.heart_rate(s, FS) for s in records_with(abbr, n=40, rate_overlap=10.0)]
+             for abbr in ("SB", "NSR", "STach")}
+    assert min(rates["NSR"]) < max(rates["SB"]) and min(rates["STach"]) < max(rates["NSR"]), rates
+    assert min(rates["SB"]) >= 30 and max(rates["STach"]) <= 180
 
 
 def test_qrs_is_wide_in_bundle_branch_block_and_narrow_in_sinus_rhythm():

@@ -70,9 +70,11 @@ def drawn_class_codes(include_st: bool = False) -> dict[str, str]:
 
 
 def domain_profiles(domains: Sequence[str], shift: float, shift_kinds: Sequence[str] | None,
-                    include_st: bool = False, age_shortcut: float = 0.0, seed: int = 0) -> dict[str, DomainProfile]:
+                    include_st: bool = False, age_shortcut: float = 0.0, seed: int = 0,
+                    rate_overlap: float = 0.0) -> dict[str, DomainProfile]:
     """The profiles actually used: defaults moved by `shift` for the chosen kinds, with the
-    spurious age shortcut of `age_shortcut` age SDs (shortcut.py; its signs keyed by `seed`)."""
+    spurious age shortcut of `age_shortcut` age SDs (shortcut.py; its signs keyed by `seed`)
+    and sinus rate classes overlapping by `rate_overlap` bpm (rhythm.rate_range)."""
     if isinstance(domains, str):
         raise ValueError(f"domains must be a sequence of names, got the string {domains!r}")
     defaults = default_profiles(include_st)
@@ -87,9 +89,12 @@ def domain_profiles(domains: Sequence[str], shift: float, shift_kinds: Sequence[
         raise ValueError(f"unknown shift kinds {bad}; known: {', '.join(SHIFT_KINDS)}")
     if shift < 0:
         raise ValueError(f"shift must be >= 0, got {shift}")
+    if rate_overlap < 0:
+        raise ValueError(f"rate_overlap must be >= 0, got {rate_overlap}")
     reference = reference_profile(include_st)
     offsets = age_offsets(domains, drawn_classes(include_st), age_shortcut, seed)
-    return {d: replace(shifted(defaults[d], reference, shift, kinds), age_offsets=offsets[d]) for d in domains}
+    return {d: replace(shifted(defaults[d], reference, shift, kinds), age_offsets=offsets[d], rate_overlap=rate_overlap)
+            for d in domains}
 
 
 def record_name(domain: str, index: int) -> str:
@@ -126,12 +131,12 @@ def _records(plan, profiles, fs, seconds, seed, workers) -> Iterator[tuple[str, 
 def generate(
     n_records: int, *, domains: Sequence[str] = PAPER_DOMAINS, shift: float = 1.0,
     shift_kinds: Sequence[str] | None = None, fs: int = 500, seconds: float = 10.0, seed: int = 0,
-    include_st: bool = False, workers: int = 1, age_shortcut: float = 0.0,
+    include_st: bool = False, workers: int = 1, age_shortcut: float = 0.0, rate_overlap: float = 0.0,
 ) -> SyntheticSet:
     """Generate `n_records` records (domains interleaved) in memory."""
     if n_records < 1:
         raise ValueError(f"n_records must be positive, got {n_records}")
-    profiles = domain_profiles(domains, shift, shift_kinds, include_st, age_shortcut, seed)
+    profiles = domain_profiles(domains, shift, shift_kinds, include_st, age_shortcut, seed, rate_overlap)
     codes = drawn_class_codes(include_st)
     plan = _plan(n_records, list(domains))
     names, doms, signals, labels, header, ages, sexes = [], [], [], [], [], [], []
@@ -203,6 +208,7 @@ def write_benchmark(
     out_dir: str | os.PathLike, n_records: int, *, domains: Sequence[str] = PAPER_DOMAINS,
     shift: float = 1.0, shift_kinds: Sequence[str] | None = None, fs: int = 500, seconds: float = 10.0,
     seed: int = 0, include_st: bool = False, workers: int = 1, progress=None, age_shortcut: float = 0.0,
+    rate_overlap: float = 0.0,
 ) -> Path:
     """Write the benchmark under `out_dir` (created); returns it.
 
@@ -211,7 +217,7 @@ def write_benchmark(
     if n_records < 1:
         raise ValueError(f"n_records must be positive, got {n_records}")
     out = Path(out_dir)
-    profiles = domain_profiles(domains, shift, shift_kinds, include_st, age_shortcut, seed)
+    profiles = domain_profiles(domains, shift, shift_kinds, include_st, age_shortcut, seed, rate_overlap)
     code_of = drawn_class_codes(include_st)
     for domain in domains:
         (out / domain).mkdir(parents=True, exist_ok=True)
@@ -235,6 +241,7 @@ def write_benchmark(
         "shift": shift,
         "shift_kinds": list(SHIFT_KINDS if shift_kinds is None else shift_kinds),
         "age_shortcut": age_shortcut,
+        "rate_overlap": rate_overlap,
         "fs": fs,
         "seconds": seconds,
         "leads": list(LEADS),

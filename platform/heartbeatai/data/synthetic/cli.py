@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--age-shortcut", type=float, default=0.0,
                         help="a spurious age-class association, in age SDs, that no two domains share "
                              "(docs/synthetic.md, Demographic shortcut; default 0: none)")
+    parser.add_argument("--rate-overlap", type=float, default=0.0,
+                        help="bpm by which SB, NSR and STach rate ranges overlap, so that a prior shift costs F1 "
+                             "(docs/synthetic.md; default 0: separated by gaps)")
     parser.add_argument("--st", action="store_true", help="also draw CPSC's ST depression/elevation classes")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
     parser.set_defaults(func=run)
@@ -55,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     if args.workers <= 0:
         raise UserError(f"--workers must be positive, got {args.workers}")
     try:
-        domain_profiles(args.domains, args.shift, args.shift_kinds, args.st, args.age_shortcut, args.seed)
+        domain_profiles(args.domains, args.shift, args.shift_kinds, args.st, args.age_shortcut, args.seed,
+                        args.rate_overlap)
     except ValueError as err:
         raise UserError(str(err)) from None
     if (args.out / SYNTHETIC_MANIFEST).exists():
@@ -75,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     out = write_benchmark(args.out, args.records, domains=args.domains, shift=args.shift,
                           shift_kinds=args.shift_kinds, fs=args.fs, seconds=args.seconds, seed=args.seed,
                           include_st=args.st, workers=args.workers, progress=progress,
-                          age_shortcut=args.age_shortcut)
+                          age_shortcut=args.age_shortcut, rate_overlap=args.rate_overlap)
     elapsed = time.perf_counter() - started
     say(f"synth: wrote {args.records} records to {out} in {elapsed:.1f} s ({args.records / elapsed:.0f} records/s)")
     return 0

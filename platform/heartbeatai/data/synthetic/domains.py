@@ -68,6 +68,9 @@ class DomainProfile:
     label_noise: float  # per label: dropped or confused with a neighbour
     # class -> offset of the recorded age in age SDs: the spurious shortcut (shortcut.py); none by default
     age_offsets: dict[str, float] = field(default_factory=dict)
+    # bpm by which the sinus rate classes' ranges overlap (rhythm.rate_range); alike in every
+    # domain, so it is no shift of its own; none by default
+    rate_overlap: float = 0.0
 
     def as_dict(self) -> dict:
         data = asdict(self)

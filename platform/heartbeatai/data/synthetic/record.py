@@ -51,7 +51,7 @@ def synthesize_record(profile: DomainProfile, fs: int, seconds: float, rng: np.r
         beats, flutter_hz, flutter_phase = synth_rhythm.flutter_beats(duration, rng)
     else:
         rhythm = next(r for r in (*RHYTHMS, ATRIAL_RHYTHM) if r in labels)
-        rate = synth_rhythm.heart_rate(rhythm, age, rng)
+        rate = synth_rhythm.heart_rate(rhythm, age, rng, profile.rate_overlap)
         if rhythm == "AF":
             rr = synth_rhythm.af_rr(duration, rate, rng)
         elif rhythm == "PR":

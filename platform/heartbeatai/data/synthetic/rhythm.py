@@ -24,6 +24,12 @@ SINUS, PAC, PVC = 0, 1, 2
 # defined by its rate well away from its neighbour's boundary.
 RATE_RANGES = {"NSR": (62.0, 95.0), "SB": (40.0, 54.0), "STach": (106.0, 150.0), "AF": (60.0, 150.0),
                "ARH": (62.0, 95.0), "Brady": (38.0, 52.0), "PR": (60.0, 80.0)}
+# The sinus classes told apart by rate alone, slowest first. `rate_overlap` widens each range
+# towards its neighbours' by that many bpm, so that records near 60 or 100 bpm can be either:
+# the class is then not a function of the signal, P(class | record) depends on the class's
+# prevalence, and a prior shift costs F1 that a prior correction recovers (the degradation
+# split's planted prevalence shift, docs/synthetic.md).
+RATE_LADDER = ("SB", "NSR", "STach")
 # Relative amplitude of each HRV band: ordinary sinus rhythm swings the RR a few per cent;
 # sinus arrhythmia (SA) swings it with respiration by 25-40 % (P-P variation > 0.12 s
 # at ordinary rates), and a junctional escape focus barely varies.
@@ -39,9 +45,22 @@ class BeatTrain:
     rr_before: np.ndarray  # (beats,) preceding RR, s (drives QT by Bazett)
 
 
-def heart_rate(rhythm: str, age: float, rng: np.random.Generator) -> float:
-    """Mean ventricular rate for the record; resting sinus rate falls slowly with age."""
+def rate_range(rhythm: str, overlap: float = 0.0) -> tuple[float, float]:
+    """The rates drawn for `rhythm`: RATE_RANGES, widened by `overlap` bpm towards each
+    neighbour on RATE_LADDER (at 0 the ranges keep their gaps)."""
+    if overlap < 0:
+        raise ValueError(f"rate_overlap must be >= 0, got {overlap}")
     low, high = RATE_RANGES[rhythm]
+    if rhythm in RATE_LADDER:
+        step = RATE_LADDER.index(rhythm)
+        low -= overlap if step > 0 else 0.0
+        high += overlap if step < len(RATE_LADDER) - 1 else 0.0
+    return low, high
+
+
+def heart_rate(rhythm: str, age: float, rng: np.random.Generator, overlap: float = 0.0) -> float:
+    """Mean ventricular rate for the record; resting sinus rate falls slowly with age."""
+    low, high = rate_range(rhythm, overlap)
     rate = rng.uniform(low, high)
     if rhythm in ("NSR", "ARH"):
         rate = float(np.clip(rate - 0.08 * (age - 50.0), low, high))
