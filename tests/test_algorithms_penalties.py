@@ -119,10 +119,18 @@ def domain_bce(logits, y, domains, d):
     return float(bce(logits[domains == d], y[domains == d]))
 
 
+def domain_nll(logits, y, domains, d):
+    """A domain's mean over records of each record's negative log-likelihood of its label vector."""
+    mine = domains == d
+    return float(F.binary_cross_entropy_with_logits(logits[mine], y[mine], reduction="sum")) / int(mine.sum())
+
+
 def test_groupdro_weights_follow_the_exponentiated_gradient_over_two_steps():
-    """Sagawa et al. 2020, Algorithm 1 as DomainBed: q_d *= exp(eta * risk_d), q /= sum(q), objective
-    q . risks with the new q. Domain 2 is absent from the first batch: its q is not multiplied,
-    and the objective renormalises q over the domains present."""
+    """Sagawa et al. 2020, Algorithm 1 as DomainBed: q_d *= exp(eta * nll_d), q /= sum(q), objective
+    q . risks with the new q; nll_d sums a record's loss over its classes (DomainBed's cross-entropy
+    is a record's negative log-likelihood), the objective's risks average them. Domain 2 is absent
+    from the first batch: its q is not multiplied, and the objective renormalises q over the
+    domains present."""
     eta = 0.7
     groupdro, net = stub("groupdro", **{"algorithm.eta": eta})
     q = np.full(N_DOMAINS, 1.0 / N_DOMAINS)
@@ -133,7 +141,7 @@ def test_groupdro_weights_follow_the_exponentiated_gradient_over_two_steps():
         present = sorted(set(domains))
         risks = {d: domain_bce(logits, batch["y"], batch["domain"], d) for d in present}
         for d in present:
-            q[d] = q[d] * np.exp(eta * risks[d])
+            q[d] = q[d] * np.exp(eta * domain_nll(logits, batch["y"], batch["domain"], d))
         q = q / q.sum()
         expected = sum(q[d] * risks[d] for d in present) / sum(q[d] for d in present)
         scalars = groupdro.update(batch)
@@ -155,8 +163,8 @@ def test_groupdro_updates_q_from_every_workers_records(monkeypatch):
     with torch.no_grad():
         logits = net(batch["x"])
     risks = [domain_bce(logits, batch["y"], batch["domain"], d) for d in range(N_DOMAINS)]
-    pooled = [risks[0], risks[1], (2 * risks[2] + 6.0) / 4]
-    q = np.exp(0.5 * np.asarray(pooled))
+    pooled = [risks[0], risks[1], (2 * risks[2] + 6.0) / 4]  # class means, as all-reduced
+    q = np.exp(0.5 * batch["y"].shape[1] * np.asarray(pooled))  # in the exponent, summed over classes
     groupdro.update(batch)
     np.testing.assert_allclose(groupdro.q.numpy(), q / q.sum(), rtol=1e-5)
 

@@ -13,20 +13,31 @@ from heartbeatai.training.factory import model_from_config
 from test_algorithms import N_CLASSES, build, stub_algorithm, toy_batches, trial_of
 
 
-def test_ema_predicts_with_the_hand_computed_exponential_average_of_the_weights():
-    """avg_0 = w_1, avg_n = d_n avg_{n-1} + (1 - d_n) w_{n+1}, d_n = min(decay, (1 + n) / (10 + n))."""
-    ema, net = stub_algorithm("ema", **{"algorithm.decay": 0.3})
+@pytest.mark.parametrize("decay", [0.3, 0.999])
+def test_ema_predicts_with_the_decay_weighted_mean_of_the_snapshots(decay):
+    """The bias-corrected EMA after n snapshots w_1..w_n is sum_k decay^(n-k) w_k / sum_k decay^(n-k),
+    written here as that weighted mean (not as the update's recursion)."""
+    ema, net = stub_algorithm("ema", **{"algorithm.decay": decay})
     snapshots = []
     for batch in toy_batches(6, seed=2):
         ema.update(batch)
         snapshots.append(net.linear.weight.detach().numpy().astype(np.float64).copy())
-    expected = snapshots[0]
-    for n, weights in enumerate(snapshots[1:], start=1):
-        decay = min(0.3, (1 + n) / (10 + n))
-        expected = decay * expected + (1 - decay) * weights
+    weights = decay ** np.arange(len(snapshots) - 1, -1, -1)
+    expected = np.tensordot(weights / weights.sum(), np.array(snapshots), axes=1)
     assert ema.predict_network() is not net
     np.testing.assert_allclose(ema.predict_network().linear.weight.detach().numpy(), expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(expected, snapshots[-1])
+
+
+def test_the_ema_decay_acts_from_the_first_steps():
+    # The ramp it replaced made every decay >= 0.99 the same network for 900 steps.
+    networks = []
+    for decay in (0.99, 0.9999):
+        ema, _ = stub_algorithm("ema", **{"algorithm.decay": decay})
+        for batch in toy_batches(10, seed=4):  # the stub's whole run
+            ema.update(batch)
+        networks.append(ema.predict_network().linear.weight.detach().numpy().copy())
+    assert not np.allclose(*networks, rtol=1e-4, atol=1e-6)
 
 
 def test_swa_predicts_with_the_mean_of_the_weights_after_its_start_fraction():

@@ -4,9 +4,15 @@ Polyak and Juditsky's averaging (SIAM J. Control Optim. 1992) in its exponential
 "mean teacher" weights of Tarvainen and Valpola (NeurIPS 2017) and timm's ModelEmaV2.
 DomainBed has no EMA entry; for domain generalization Arpit et al. (Ensemble of averages,
 NeurIPS 2022) average the weights too, uniformly from an early step, which is SWA here with
-a small start_fraction. The decay ramps up as TensorFlow's
-`ExponentialMovingAverage(num_updates=...)` does, min(decay, (1 + n) / (10 + n)) after n
-averaged snapshots, so that early validations are not dominated by the initial weights.
+a small start_fraction.
+
+The average is bias-corrected as Adam's moments are (Kingma and Ba, ICLR 2015): the moving
+average started from zero and divided by 1 - decay^n after n snapshots, which is the
+weighted mean of the snapshots so far with weights decay^(n - k). Early on it is close to
+their plain mean, so early validations are not dominated by the first weights, and the decay
+acts from the first step. TensorFlow's ramp, min(decay, (1 + n) / (10 + n)), which this
+replaced, held the decay below 0.99 for the first 900 steps: in runs of a few hundred steps
+every searched decay of 0.99 or more gave the same network.
 """
 
 from __future__ import annotations
@@ -32,10 +38,13 @@ class EMA(WeightAveraging):
     def averages_after(self, step: int) -> bool:
         return True
 
-    def decay_after(self, n_averaged: int) -> float:
-        return min(self.params.decay, (1.0 + n_averaged) / (10.0 + n_averaged))
+    def weight_of_snapshot(self, n_averaged: int) -> float:
+        """The bias-corrected average's step towards snapshot n + 1 given the mean of n:
+        (1 - d) / (1 - d^(n + 1)), 1 / (n + 1) as d -> 0's complement, 1 - d as n grows."""
+        decay = self.params.decay
+        return (1.0 - decay) / (1.0 - decay ** (n_averaged + 1))
 
     def average(self, averaged, current, n_averaged) -> None:
-        weight = 1.0 - self.decay_after(self.n_averaged)  # python's count: no device sync per tensor
+        weight = self.weight_of_snapshot(self.n_averaged)  # python's count: no device sync per tensor
         for a, c in zip(averaged, current):
             a.lerp_(c, weight)
