@@ -108,6 +108,22 @@ def test_a_synthetic_spec_domain_is_checked_against_the_generator(tmp_path):
         check_study(parse_study_config(raw))
 
 
+@pytest.mark.parametrize("how", ["overrides", "space"])
+def test_crossdomain_mixstyle_of_an_algorithm_arm_is_refused_where_its_folds_train_on_one_domain(how):
+    # Two domains: each LODO fold trains on one, where crossdomain MixStyle has no pair to mix.
+    p = {"mixstyle.p": {"uniform": [0.1, 1.0]}}  # the mixstyle algorithm refuses p = 0
+    arm = ({"overrides": {"mixstyle.p": 0.5, "mixstyle.mix": "crossdomain"}, "space": p} if how == "overrides" else
+           {"overrides": {"mixstyle.p": 0.5}, "space": {**p, "mixstyle.mix": {"choice": ["random", "crossdomain"]}}})
+    raw = {"name": "s", "data": {"synthetic": {"records": 40, "domains": ["cpsc", "ptbxl"]}},
+           "algorithms": ["erm", "mixstyle"], "algorithm_arms": {"mixstyle": arm}}
+    with pytest.raises(PreflightError) as error:
+        check_study(parse_study_config(raw))
+    assert error.value.problems == [f"algorithm_arms.mixstyle.{how}.mixstyle.mix: crossdomain MixStyle mixes two "
+                                    "training domains per batch, but the lodo folds train on 1 domain; use mix: random"]
+    raw["data"]["synthetic"]["domains"] = ["cpsc", "ptbxl", "georgia"]
+    check_study(parse_study_config(raw))
+
+
 def test_a_class_never_positive_is_a_warning_not_an_error(planted, tmp_path):
     raw = _raw(planted, tmp_path, classes=["AF", "RBBB", "LAD"])
     assert any("LAD is never positive" in w for w in check_study(parse_study_config(raw)).warnings)

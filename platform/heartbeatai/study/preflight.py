@@ -282,6 +282,12 @@ def _check_crossdomain(config: StudyConfig, base: TrialConfig, data: DataFacts) 
     for arm, overrides in config.user_arms.items():
         if arm in config.arms and overrides.get("mixstyle.mix") == "crossdomain":
             sources.append((f"user_arms.{arm}.mixstyle.mix", ARM_PROTOCOLS))
+    for kind, arm in config.algorithm_arms.items():  # an algorithm arm's own base and space
+        if arm.overrides.get("mixstyle.mix") == "crossdomain":
+            sources.append((f"algorithm_arms.{kind}.overrides.mixstyle.mix", ARM_PROTOCOLS))
+        searched = arm.space.get("mixstyle.mix")
+        if searched is not None and searched.choice and "crossdomain" in searched.choice:
+            sources.append((f"algorithm_arms.{kind}.space.mixstyle.mix", ARM_PROTOCOLS))
     problems = []
     for key, protocols in sources:
         for protocol in (p for p in config.protocols if p in protocols):
