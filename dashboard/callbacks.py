@@ -93,8 +93,12 @@ def register(app: Dash, views: Views) -> None:
     _register(app, [Output("ablations-status", "children"), Output("ablation-graph", "figure"),
                     Output("ablation-tests", "children"), Output("rare-effects-graph", "figure")],
               [*_FILTERS, Input("protocol", "value"), Input("arms", "value"), Input("seed", "value"),
-               Input("metric", "value")],
-              lambda study, _, protocol, arms, seed, metric: views.ablations(study, protocol, arms, seed, metric))
+               Input("metric", "value"), Input("rare-domain", "value")],
+              lambda study, _, protocol, arms, seed, metric, domain: views.ablations(study, protocol, arms, seed,
+                                                                                     metric, domain))
+    _register(app, [Output("rare-domain", "options"), Output("rare-domain", "value")],
+              [*_FILTERS, Input("protocol", "value"), State("rare-domain", "value")],
+              lambda study, _, protocol, current: views.rare_domains(study, protocol, current), status_index=None)
 
     _register(app, [Output("sweep-fold", "options"), Output("sweep-fold", "value")],
               [*_FILTERS, Input("protocol", "value")],

@@ -84,8 +84,9 @@ DECISION_MARKS = {"better": "▲", "worse": "▼", "equivalent": "=", "at the th
 
 
 def rare_class_effects_figure(rows: pd.DataFrame, metric: str, rare: list[str], reference_arm: str = "full",
-                              tests: pd.DataFrame | None = None) -> go.Figure:
-    """Arm minus the reference arm per rare class.
+                              tests: pd.DataFrame | None = None, domain: str | None = None) -> go.Figure:
+    """Arm minus the reference arm per rare class, across the held-out domains or, with
+    `domain` (a fold id; `rows` and `tests` then hold that fold's alone), on that one.
 
     With `tests` (the store's class_tests of this protocol and metric, over all seeds) each cell
     is the across-domain paired difference with its interval and its Holm decision in the
@@ -117,8 +118,10 @@ def rare_class_effects_figure(rows: pd.DataFrame, metric: str, rare: list[str], 
                 row = found.loc[(arm, name)]
                 diffs.iloc[i, j] = row["diff"]
                 marks[i, j] = DECISION_MARKS.get(row["decision"], "")
-                hover[i, j] = (f"{row['diff']:+.3f} [{row['diff_lo']:+.3f}, {row['diff_hi']:+.3f}] over "
-                               f"{int(row['n_folds'])} domain(s); Holm p {row['p_holm']:.3g}: {row['decision']}")
+                where = (f"on {domain}, {int(row['n_seeds'])} seed(s)" if domain else
+                         f"over {int(row['n_folds'])} domain(s)")
+                hover[i, j] = (f"{row['diff']:+.3f} [{row['diff_lo']:+.3f}, {row['diff_hi']:+.3f}] {where}; "
+                               f"Holm p {row['p_holm']:.3g}: {row['decision']}")
     # One figure per held-out domain: the reference arm's first seed carries its positives.
     per_fold = (rows[rows["arm"] == reference_arm].sort_values("seed").drop_duplicates(["fold_id", "class"])
                 .groupby("class").agg(positives=("positives", "sum"),
@@ -147,11 +150,13 @@ def rare_class_effects_figure(rows: pd.DataFrame, metric: str, rare: list[str], 
         customdata=points, hovertemplate=("%{y} on %{x}: %{customdata:+.3f} from %{text} in all, fewer than the "
                                      "study's minimum in every held-out domain: not an effect to read<extra></extra>"),
     )
-    title = (f"Per-class effect on rare classes ({metric}, arm − {reference_arm} across domains; rarest left; grey: "
-             "too few test positives). Holm over every arm × class of this metric: ▲ better, ▼ worse, = equivalent"
+    scope = f"on {domain}" if domain else "across domains"
+    family = "arm × class × domain" if domain else "arm × class"
+    title = (f"Per-class effect on rare classes ({metric}, arm − {reference_arm} {scope}; rarest left; grey: "
+             f"too few test positives). Holm over every {family} of this metric: ▲ better, ▼ worse, = equivalent"
              if decided else
-             f"Per-class effect on rare classes ({metric}, arm − {reference_arm}; rarest left; grey: too few test "
-             "positives to read). Point differences of one seed, descriptive: no interval, no decision")
+             f"Per-class effect on rare classes ({metric}, arm − {reference_arm} {scope}; rarest left; grey: too few "
+             "test positives to read). Point differences of one seed, descriptive: no interval, no decision")
     return figure.update_layout(
         title=dict(text=title, font=dict(size=13)),
         xaxis=dict(tickmode="array", tickvals=classes, ticktext=ticks), height=180 + 26 * len(diffs.index),

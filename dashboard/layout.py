@@ -131,6 +131,8 @@ def _ablations() -> list:
         _graph("ablation-graph"),
         html.H5("Paired tests against the full model"),
         html.Div(id="ablation-tests"),
+        dbc.Row([_labelled("Per-class effects on", dcc.Dropdown(id="rare-domain", placeholder="across held-out domains"),
+                           3)], className="mt-3"),
         _graph("rare-effects-graph"),
     ]
 

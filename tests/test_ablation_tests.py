@@ -249,7 +249,16 @@ def test_per_class_comparisons_find_the_one_class_an_arm_loses_and_decide_no_oth
     ablation_test_rows(predictions, metrics, "s", SETTINGS, class_rows=found)
     [rows] = found
     assert set(rows.columns) <= set(table("class_tests").columns)
-    assert set(rows["family"]) == {"per-class"}
+    assert set(rows.loc[rows["fold_id"] == "all", "family"]) == {"per-class"}
+    assert set(rows.loc[rows["fold_id"] != "all", "family"]) == {"per-class per-domain"}
+    # Per domain: the class the arm loses is below full on every domain (3 seeds a domain: its
+    # intervals are wide), and no other class is decided anywhere.
+    per_domain = rows[(rows["metric"] == "auroc") & (rows["fold_id"] != "all")]
+    assert set(per_domain["fold_id"]) == {f"lodo:{d}" for d in DOMAINS} and (per_domain["n_folds"] == 1).all()
+    assert (per_domain.loc[per_domain["class"] == "RBBB", "diff"] < -0.1).all()
+    assert ((per_domain["diff_lo"] <= per_domain["diff"]) & (per_domain["diff"] <= per_domain["diff_hi"])).all()
+    assert not per_domain.loc[per_domain["class"] != "RBBB", "decision"].isin(["better", "worse"]).any()
+    rows = rows[rows["fold_id"] == "all"]
     auroc = rows[rows["metric"] == "auroc"].set_index("class")
     assert auroc.loc["RBBB", "decision"] == "worse" and auroc.loc["RBBB", "diff_hi"] < 0
     assert auroc.loc["RBBB", "n_folds"] == len(DOMAINS)

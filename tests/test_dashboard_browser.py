@@ -189,7 +189,14 @@ def test_ablations_show_the_tests_the_decision_rule_and_the_references_apart(pag
     assert all(column in header for column in ("P(better)", "P(equivalent)", "P(worse)", "ROPE", "family",
                                                 "claim, Holm p", "decision"))
     assert _traces(page, "rare-effects-graph")[0]["type"] == "heatmap"
+    assert "across domains" in _title(page, "rare-effects-graph")
     page.screenshot(path=screenshots / "ablations.png", full_page=True)
+    # Component x class x domain: the same map narrowed to one held-out domain.
+    _choose(page, "rare-domain", "lodo:georgia")
+    page.wait_for_function("""() => (document.querySelector('#rare-effects-graph .js-plotly-plot')?.layout?.title?.text
+                               || '').includes('on lodo:georgia')""")
+    assert "arm × class × domain" in _title(page, "rare-effects-graph")
+    page.locator("#rare-effects-graph").screenshot(path=screenshots / "ablations-per-domain.png")
 
 
 def test_sweeps_show_optuna_plots_and_asha_stopped_curves(page, screenshots):

@@ -872,10 +872,8 @@ def test_a_long_empty_figure_message_is_wrapped_not_cut_off():
     assert " ".join(shown) == text and figure.layout.meta["message"] == text
 
 
-def test_the_rare_class_heat_map_draws_the_class_tests_with_their_holm_decisions(views, root):
-    figure = views.ablations("demo", "lodo", None, "all", "auroc").rare_effects
+def _heat_map_cells_are_the_class_tests(figure, tests: pd.DataFrame) -> int:
     effect = _trace(figure, "effect")
-    tests = ResultsStore(root).read("demo", "class_tests", filters={"protocol": "lodo", "metric": "auroc"})
     tests = tests.set_index(["arm", "class"])
     assert figure.layout.meta["decided"] and "Holm" in figure.layout.title.text
     checked = 0
@@ -887,7 +885,24 @@ def test_the_rare_class_heat_map_draws_the_class_tests_with_their_holm_decisions
                 assert effect.text[i][j] == figures_ablations.DECISION_MARKS.get(row["decision"], "")
                 assert f"[{row['diff_lo']:+.3f}, {row['diff_hi']:+.3f}]" in effect.customdata[i][j]
                 checked += 1
-    assert checked > 0
+    return checked
+
+
+def test_the_rare_class_heat_map_draws_the_class_tests_with_their_holm_decisions(views, root):
+    tests = ResultsStore(root).read("demo", "class_tests", filters={"protocol": "lodo", "metric": "auroc"})
+    across = views.ablations("demo", "lodo", None, "all", "auroc").rare_effects
+    assert _heat_map_cells_are_the_class_tests(across, tests[tests["fold_id"] == "all"]) > 0
+    assert "across domains" in across.layout.title.text and "arm × class of" in across.layout.title.text
+    # Narrowed to one held-out domain: that domain's own comparisons, in their own Holm family.
+    options, kept = views.rare_domains("demo", "lodo", "lodo:nowhere")
+    assert kept is None and [o["value"] for o in options] == sorted(set(tests["fold_id"]) - {"all"})
+    domain = options[0]["value"]
+    assert views.rare_domains("demo", "lodo", domain)[1] == domain
+    one = views.ablations("demo", "lodo", None, "all", "auroc", domain).rare_effects
+    mine = tests[tests["fold_id"] == domain]
+    assert set(mine["family"]) == {"per-class per-domain"} and (mine["n_folds"] == 1).all()
+    assert _heat_map_cells_are_the_class_tests(one, mine) > 0
+    assert f"on {domain}" in one.layout.title.text and "arm × class × domain" in one.layout.title.text
     # One seed chosen: the decisions pool every seed, so the map is the descriptive one.
     one_seed = views.ablations("demo", "lodo", None, 1, "auroc").rare_effects
     assert not one_seed.layout.meta["decided"] and "descriptive" in one_seed.layout.title.text

@@ -58,7 +58,9 @@ class DecisionRule(NamedTuple):
 
 class AblationViews(ViewBase):
     @per_store_state
-    def ablations(self, study: str | None, protocol: str, arms: list[str] | None, seed, metric: str) -> AblationsView:
+    def ablations(self, study: str | None, protocol: str, arms: list[str] | None, seed, metric: str,
+                  domain: str | None = None) -> AblationsView:
+        """`domain`: the held-out domain (fold id) of the per-class heat map; None: across them."""
         fold_metric = f"macro_{metric}"
         results = self.store.read(study, "fold_metrics", filters={
             "protocol": protocol, "split": "test", "label_set": "noisy", "metric": fold_metric, "selection": "val"})
@@ -74,6 +76,12 @@ class AblationViews(ViewBase):
         # The per-class decisions pool every seed: with one seed chosen the heat map is descriptive.
         class_tests = (self.store.read(study, "class_tests", filters={"protocol": protocol, "metric": metric})
                        if seed in (None, ALL_SEEDS) else None)
+        per_class = classes[classes["arm"] != schema.PREVALENCE_ARM]
+        if domain:
+            per_class = per_class[per_class["fold_id"] == domain]
+        if class_tests is not None:
+            class_tests = (class_tests[class_tests["fold_id"] == domain] if domain
+                           else schema.pooled_rows(class_tests))
         tests = tests[tests["arm"].isin(chosen)] if arms else tests
         algorithm_parts = self.store.read(study, "algorithm_parts", filters={"label_set": "noisy"})
         if arms and len(algorithm_parts):
@@ -95,8 +103,17 @@ class AblationViews(ViewBase):
             arms=figures_ablations.difference_figure(tests, chosen, fold_metric),
             tests=_tests_panel(tests, rule, fold_metric, protocol, algorithm_parts),
             rare_effects=figures_ablations.rare_class_effects_figure(
-                classes[classes["arm"] != schema.PREVALENCE_ARM], metric, _rare_classes(classes), tests=class_tests),
+                per_class, metric, _rare_classes(classes), tests=class_tests, domain=domain),
         )
+
+    @per_store_state
+    def rare_domains(self, study: str | None, protocol: str, current: str | None = None) -> tuple[list, str | None]:
+        """The held-out domains the per-class heat map can be narrowed to; the `current` one is
+        kept while the study has it (a refresh), else back to across them (None)."""
+        folds = self.store.read(study, "class_metrics", columns=["fold_id"], filters={
+            "protocol": protocol, "split": "test", "selection": "val"})["fold_id"]
+        folds = sorted(folds.dropna().unique())
+        return [{"label": fold, "value": fold} for fold in folds], (current if current in folds else None)
 
     def decision_rule(self, study: str) -> DecisionRule:
         """The posterior probability that decides: the study config's, else the analysis' default."""

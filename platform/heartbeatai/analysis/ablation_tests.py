@@ -20,7 +20,7 @@ import pandas as pd
 
 from heartbeatai.analysis.ablation_stats import Estimate, across_domains, fold_estimate
 from heartbeatai.analysis.decisions import (
-    CLAIMS, IDENTICAL, PER_CLASS, claim_of, decide, family_of, holm, mc_variance_factor,
+    CLAIMS, IDENTICAL, PER_CLASS, PER_CLASS_DOMAIN, claim_of, decide, family_of, holm, mc_variance_factor,
 )
 from heartbeatai.analysis.evaluation import prediction_classes, run_predictions
 from heartbeatai.analysis.macro_intervals import MACRO_AUPRC_MIN_POSITIVES, auprc_classes
@@ -188,8 +188,9 @@ _PER_CLASS = "_per_class"  # a run's (B + 1, classes) replicates of each class m
 
 
 def _class_comparisons(study, protocol, arms, folds, per_fold, identical, settings) -> list[Comparison]:
-    """Per class metric, arm and class: the arm minus full pooled across the domains where the
-    class has at least `settings.min_positives` test positives (the rare-class heat map)."""
+    """Per class metric, arm and class: the arm minus full on each held-out domain where the
+    class has at least `settings.min_positives` test positives, and pooled across them (the
+    rare-class heat map, across domains or on one)."""
     out = []
     for metric in CLASS_METRICS:
         sign = 1.0 if metric_mode(metric) == "max" else -1.0
@@ -207,7 +208,15 @@ def _class_comparisons(study, protocol, arms, folds, per_fold, identical, settin
                         continue
                     full = np.stack([values[FULL][s][_PER_CLASS][metric][:, c] for s in seeds], axis=1) * sign
                     arm_values = np.stack([values[arm][s][_PER_CLASS][metric][:, c] for s in seeds], axis=1) * sign
-                    estimates.setdefault(name, []).append(fold_estimate(full, arm_values))
+                    estimate = fold_estimate(full, arm_values)
+                    estimates.setdefault(name, []).append(estimate)
+                    out.append(Comparison({
+                        "study": study, "protocol": protocol, "metric": metric, "arm": arm, "class": name,
+                        "reference": is_reference(arm), "scope": "fold", "fold_id": fold, "n_folds": 1,
+                        "n_seeds": len(seeds), "positives": int(values["_positives"][c]), "identical": False,
+                        "family": PER_CLASS_DOMAIN,
+                        "method": _fold_method(estimate) + "; Holm over every arm x class x domain of this metric"},
+                        [estimate]))
                     positives[name] = positives.get(name, 0) + int(values["_positives"][c])
                     seeds_used[name] = min(seeds_used.get(name, len(seeds)), len(seeds))
             for name, found in estimates.items():
@@ -222,14 +231,16 @@ def _class_comparisons(study, protocol, arms, folds, per_fold, identical, settin
     return out
 
 
-CLASS_TEST_COLUMNS = ("study", "protocol", "metric", "arm", "class", "reference", "n_folds", "n_seeds", "positives",
+CLASS_TEST_COLUMNS = ("study", "protocol", "metric", "arm", "class", "fold_id", "reference", "n_folds", "n_seeds",
+                      "positives",
                       "diff", "diff_lo", "diff_hi", "se", "df", "tau2", "conditional", "p_value", "p_better",
                       "p_equivalent", "p_worse", "rope", "family", "claim", "p_claim", "p_holm", "p_holm_low",
                       "p_holm_high", "decision", "method")
 
 
 def class_test_rows(comparisons: list[Comparison], settings: ComparisonSettings) -> pd.DataFrame:
-    """The class_tests table: each class metric's comparisons decided as one Holm family."""
+    """The class_tests table: each class metric's comparisons decided in their Holm families
+    (across domains; single domains)."""
     frames = []
     for protocol, metric in dict.fromkeys((c.row["protocol"], c.row["metric"]) for c in comparisons):
         chosen = [c for c in comparisons if (c.row["protocol"], c.row["metric"]) == (protocol, metric)]

@@ -16,7 +16,8 @@ Families are declared, each controlled on its own: the confirmatory family is ev
 across-domain comparison on the primary metric (the test-set counterpart of the selection
 metric) in LODO; every other decision the table prints (other metrics, single domains) is
 the exploratory family; the per-class comparisons of the rare-class heat map (class_tests)
-are a family of their own per class metric. Algorithm arms
+are a family of their own per class metric across domains, and the same comparisons on each
+held-out domain alone another (arms x classes x domains: wide, exploratory). Algorithm arms
 (each algorithm against `full`, the ERM configuration) form their own two families, split
 the same way: a zoo of a dozen algorithms must not take power from the paper's component
 claims, nor should listing one more algorithm change a component ablation's decision. A comparison whose
@@ -42,7 +43,7 @@ if TYPE_CHECKING:  # a type only: ablation_stats brings scipy.stats, which the d
     from heartbeatai.analysis.ablation_stats import Estimate
 
 CLAIMS = ("better", "worse", "equivalent")
-CONFIRMATORY, EXPLORATORY, ALGORITHMS_CONFIRMATORY, ALGORITHMS_EXPLORATORY, PER_CLASS = FAMILIES
+CONFIRMATORY, EXPLORATORY, ALGORITHMS_CONFIRMATORY, ALGORITHMS_EXPLORATORY, PER_CLASS, PER_CLASS_DOMAIN = FAMILIES
 AT_THRESHOLD, IDENTICAL, UNDECIDED = "at the threshold", "identical", "undecided"
 
 

@@ -447,7 +447,7 @@ def t4_tests(inputs: ReportInputs) -> ReportTable:
 
 
 def t4_class_tests(inputs: ReportInputs) -> ReportTable:
-    tests = inputs.table("class_tests")
+    tests = schema.pooled_rows(inputs.table("class_tests"))
     if tests.empty:
         raise LookupError("the class_tests table is empty (one arm, or a store analysed before it existed)")
     prevalence = _tested(inputs, "class_metrics").groupby("class")["train_prevalence"].mean()

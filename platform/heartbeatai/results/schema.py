@@ -88,8 +88,10 @@ CLAIMS = ("better", "worse", "equivalent", "identical", "undecided")
 DECISIONS = ("better", "worse", "equivalent", "undecided", "at the threshold", "identical")
 # The decision families (analysis/decisions.py): the component arms' and, apart, the algorithm
 # arms' comparisons with ERM, each a confirmatory and an exploratory one (ablation_tests); and
-# the per-class comparisons of the rare-class heat map (class_tests), a family per class metric.
-FAMILIES = ("confirmatory", "exploratory", "algorithms: confirmatory", "algorithms: exploratory", "per-class")
+# the per-class comparisons of the rare-class heat map (class_tests), a family per class metric
+# across domains and another per class metric for the single held-out domains.
+FAMILIES = ("confirmatory", "exploratory", "algorithms: confirmatory", "algorithms: exploratory", "per-class",
+            "per-class per-domain")
 
 CONSENSUS_FOLD = "consensus"
 
@@ -295,12 +297,15 @@ TABLES: dict[str, Table] = {
         # arm x class of one metric (family "per-class").
         Table(
             "class_tests",
-            {"study": _S, "protocol": _S, "metric": _S, "arm": _S, "class": _S, "reference": _B, "n_folds": _I,
+            {"study": _S, "protocol": _S, "metric": _S, "arm": _S, "class": _S, "fold_id": _S, "reference": _B,
+             "n_folds": _I,
              "n_seeds": _I, "positives": _I, **_with_interval("diff"), "se": _F, "df": _F, "tau2": _F,
              "conditional": _B, "p_value": _F, "p_better": _F, "p_equivalent": _F, "p_worse": _F, "rope": _F,
              "family": _S, "claim": _S, "p_claim": _F, "p_holm": _F, "p_holm_low": _F, "p_holm_high": _F,
              "decision": _S, "method": _S},
-            identity=("study", "protocol", "metric", "arm", "class"),
+            # fold_id "across" (ACROSS_FOLDS) for the pooled row; a store analysed before the
+            # per-domain rows has no fold_id, and every row of it is pooled.
+            identity=("study", "protocol", "metric", "arm", "class", "fold_id"),
             required=("study", "protocol", "metric", "arm", "class"),
             allowed={"protocol": PROTOCOLS, "decision": DECISIONS, "claim": CLAIMS, "family": FAMILIES,
                      "metric": CLASS_METRICS},
@@ -385,3 +390,9 @@ def resolve_filesystem(location: str | os.PathLike) -> tuple[pafs.FileSystem, st
     if text.startswith("file://"):
         text = text[len("file://"):]
     return pafs.LocalFileSystem(), os.path.abspath(text)
+
+
+def pooled_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a per-class test table pooled across held-out domains: fold_id ACROSS_FOLDS,
+    or none at all (a class_tests table analysed before it had per-domain rows)."""
+    return frame[frame["fold_id"].isna() | (frame["fold_id"] == ACROSS_FOLDS)]

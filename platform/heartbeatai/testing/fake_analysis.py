@@ -171,13 +171,13 @@ def ablation_tests(rng, fold_metrics: pd.DataFrame, rope: float = ROPE,
 
 def class_tests(rng, class_metrics: pd.DataFrame, rope: float = ROPE,
                 decision_probability: float = DECISION_PROBABILITY) -> pd.DataFrame:
-    """Per class metric x arm x class: the arm minus full across the held-out domains where the
-    class has at least MIN_POSITIVES test positives, from the seed-averaged class figures with
-    drawn record and seed variances, pooled and decided by the real analysis code (one Holm
-    family per class metric, as analysis/ablation_tests.py decides them)."""
+    """Per class metric x arm x class: the arm minus full on each held-out domain where the class
+    has at least MIN_POSITIVES test positives and across them, from the seed-averaged class
+    figures with drawn record and seed variances, pooled and decided by the real analysis code
+    (Holm families per class metric, as analysis/ablation_tests.py decides them)."""
     from heartbeatai.analysis.ablation_stats import fold_estimate
     from heartbeatai.analysis.ablation_tests import Comparison, ComparisonSettings, class_test_rows
-    from heartbeatai.analysis.decisions import PER_CLASS
+    from heartbeatai.analysis.decisions import PER_CLASS, PER_CLASS_DOMAIN
     from heartbeatai.metric_names import CLASS_METRICS
 
     test = class_metrics[(class_metrics["split"] == "test") & (class_metrics["selection"] == "val")
@@ -201,6 +201,11 @@ def class_tests(rng, class_metrics: pd.DataFrame, rope: float = ROPE,
                 arm_values = np.vstack([points, replicates])
                 estimates.append(fold_estimate(np.zeros_like(arm_values), arm_values))
                 positives += int(cell["positives"])
+                comparisons.append(Comparison({
+                    "study": "fake", "protocol": protocol, "metric": metric, "arm": arm, "class": name,
+                    "reference": is_reference(arm), "scope": "fold", "fold_id": fold_id, "n_folds": 1,
+                    "n_seeds": seeds, "positives": int(cell["positives"]), "identical": False,
+                    "family": PER_CLASS_DOMAIN, "method": "fake: one domain"}, [estimates[-1]]))
             if estimates:
                 comparisons.append(Comparison({
                     "study": "fake", "protocol": protocol, "metric": metric, "arm": arm, "class": name,
