@@ -557,13 +557,34 @@ def test_export_downloads_the_consensus_as_a_run_file(views):
     options, first = views.export_options("demo", "lodo")
     download = views.export_download("demo", "lodo", first)
 
-    assert first == "consensus|val"
+    assert first == "consensus|val|search"
     assert options[0]["label"] == "consensus (val selection, not trained: a consensus of the folds' selections)"
     assert all("nan" not in o["label"] for o in options)
     assert yaml.safe_load(download["content"])["fold_id"] == "consensus"
     assert download["filename"] == "demo_consensus_val.yaml"
-    fold = views.export_download("demo", "lodo", "lodo:cpsc|val")
+    fold = views.export_download("demo", "lodo", "lodo:cpsc|val")  # a choice without its arm: full's
     assert "/" not in fold["filename"] and ":" not in fold["filename"]
+
+
+def test_export_offers_each_algorithm_arms_selection_after_fulls(tmp_path):
+    from heartbeatai.analysis.consensus import best_config_rows
+    from heartbeatai.config import TrialConfig
+    from heartbeatai.run_file import RunFile
+    from heartbeatai.results import ResultsWriter
+
+    writer = ResultsWriter(tmp_path / "zoo")
+    for arm, kind in (("search", "erm"), ("algorithm-vrex", "vrex")):
+        run = RunFile(data={"path": "data"}, fold_id="lodo:cpsc", classes=("AF",),
+                      trial=TrialConfig().with_overrides({"algorithm.kind": kind}))
+        writer.write("best_configs", best_config_rows("zoo", "lodo", "lodo:cpsc", "val", run, "val_macro_auroc", 0.8,
+                                                      arm=arm))
+    views = Views(ResultsStore(str(tmp_path)))
+    options, first = views.export_options("zoo", "lodo")
+    assert [o["value"] for o in options] == ["lodo:cpsc|val|search", "lodo:cpsc|val|algorithm-vrex"]
+    assert options[1]["label"].startswith("algorithm-vrex: lodo:cpsc")
+    download = views.export_download("zoo", "lodo", options[1]["value"])
+    assert yaml.safe_load(download["content"])["trial"]["algorithm"]["kind"] == "vrex"
+    assert download["filename"] == "zoo_algorithm-vrex_lodo_cpsc_val.yaml"
 
 
 @pytest.mark.parametrize("study", ["../../etc", "..", "demo/../../etc", "nope"])

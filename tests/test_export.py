@@ -78,6 +78,34 @@ def test_export_writes_one_loadable_run_file_per_fold_and_the_consensus(tmp_path
     assert consensus.fold_id.startswith("lodo:") and consensus.classes == ("AF", "RBBB")
 
 
+def test_each_algorithm_arms_selections_are_exported_into_its_own_folder(tmp_path):
+    writer = _store_with_selections(tmp_path)  # full's rows
+    # ... and one as a store of before algorithm arms had rows wrote it: no arm, which is full's.
+    older = best_config_rows("st", "lodo", "lodo:chapman", "val", _run_file("lodo:chapman", **{"mixstyle.p": 0.5}),
+                             "val_macro_auroc", 0.7)
+    writer.write("best_configs", older.assign(arm=None))
+    for fold_id, p in (("lodo:cpsc", 0.1), ("lodo:ptbxl", 0.3), ("lodo:georgia", 0.8)):
+        run = _run_file(fold_id, **{"algorithm.kind": "vrex", "algorithm.penalty_weight": p})
+        writer.write("best_configs", best_config_rows("st", "lodo", fold_id, "val", run, "val_macro_auroc", 0.7,
+                                                      arm="algorithm-vrex"))
+    written = export_study(tmp_path / "st", tmp_path / "out")
+    mine = sorted(str(p.relative_to(tmp_path / "out")) for p in written if p.parent.name == "algorithm-vrex")
+    assert mine == ["algorithm-vrex/consensus.yaml", "algorithm-vrex/lodo__lodo_cpsc.yaml",
+                    "algorithm-vrex/lodo__lodo_georgia.yaml", "algorithm-vrex/lodo__lodo_ptbxl.yaml"]
+    assert RunFile.load(tmp_path / "out" / "algorithm-vrex" / "lodo__lodo_georgia.yaml").trial.algorithm.kind == "vrex"
+    consensus = RunFile.load(tmp_path / "out" / "algorithm-vrex" / "consensus.yaml").trial
+    assert consensus.algorithm.kind == "vrex" and consensus.algorithm.penalty_weight == pytest.approx(0.3)
+    # full's files are as before, from full's rows alone, the arm-less one among them
+    assert (tmp_path / "out" / "lodo__lodo_chapman.yaml").exists()
+    assert RunFile.load(tmp_path / "out" / "consensus.yaml").trial.mixstyle.p == pytest.approx(0.45)
+    assert RunFile.load(tmp_path / "out" / "lodo__lodo_georgia.yaml").trial.algorithm.kind == "erm"
+    # the analysis records one consensus per arm and protocol, and a rerun replaces them
+    store = ResultsStore(str(tmp_path))
+    rows = consensus_rows(store, "st")
+    assert sorted(zip(rows["arm"], rows["protocol"])) == [("algorithm-vrex", "lodo"), ("search", "intra"),
+                                                          ("search", "lodo")]
+
+
 def test_a_consensus_recorded_by_the_study_is_exported_as_recorded(tmp_path):
     writer = _store_with_selections(tmp_path)
     store = ResultsStore(str(tmp_path))

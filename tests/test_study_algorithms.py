@@ -16,6 +16,7 @@ import pytest
 from heartbeatai.arms import ALGORITHM_ARM_PREFIX, FULL, SEARCH, algorithm_of
 from heartbeatai.config import ConfigError
 from heartbeatai.results import ResultsStore
+from heartbeatai.run_file import RunFile
 from heartbeatai.study.search_space import declared_space
 from heartbeatai.study.stage_runner import algorithm_sampler_seed, fold_sampler_seed
 from heartbeatai.study.study_run import start_study
@@ -43,7 +44,7 @@ def _run(tmp, data, name: str, algorithms: list[str]) -> dict[str, pd.DataFrame]
     start_study(config, progress=lambda _: None, stage_runner=PlantedStageRunner(tmp / f"{name}-fake"))
     store = ResultsStore(str(tmp / name))
     return {t: store.read(name, t) for t in ("trials", "fold_metrics", "ablation_tests", "algorithm_parts",
-                                             "predictions", "class_metrics")}
+                                             "predictions", "class_metrics", "best_configs")}
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +97,21 @@ def test_each_algorithm_arm_retrains_its_own_selection_at_every_arm_seed(studies
     assert len(picked) == 1 and picked <= {tuple(c[k] for k in declared) for c in searched}
     tested = studies["zoo"]["fold_metrics"]
     assert sorted(tested.loc[(tested["arm"] == arm) & (tested["split"] == "test"), "seed"].unique()) == [1, 2]
+
+
+@pytest.mark.slow
+def test_each_algorithm_arms_selection_is_a_best_config_that_export_writes(studies):
+    best = studies["zoo"]["best_configs"]
+    trials = studies["zoo"]["trials"]
+    for kind in COMPARED:
+        arm = f"{ALGORITHM_ARM_PREFIX}{kind}"
+        mine = best[(best["arm"] == arm) & (best["fold_id"] == FOLD)]
+        assert list(mine["selection"]) == ["val"]
+        run = RunFile.from_text(mine["run_file"].iloc[0])
+        assert run.trial.algorithm.kind == kind and run.provenance.trial_id in set(
+            trials.loc[(trials["arm"] == arm) & (trials["selection"] == "search"), "trial_id"])
+    assert set(best.loc[best["fold_id"] == "consensus", "arm"]) == {SEARCH} | {
+        f"{ALGORITHM_ARM_PREFIX}{kind}" for kind in COMPARED}
 
 
 @pytest.mark.slow

@@ -11,6 +11,8 @@ import zipfile
 from pathlib import Path
 
 from heartbeatai.dashboard.views.base import ViewBase, ViewInputError, per_store_state
+from heartbeatai.analysis.consensus import of_arm
+from heartbeatai.arms import SEARCH
 from heartbeatai.results import schema
 
 
@@ -22,21 +24,27 @@ STORED_PATH_NOTE = ("# data.path is relative to the study's folder (<storage>/<s
 class ExportViews(ViewBase):
     @per_store_state
     def export_options(self, study: str | None, protocol: str) -> tuple[list, str | None]:
+        """full's selections first (the consensus on top), then each algorithm arm's."""
         best = self.store.read(study, "best_configs", filters={"protocol": protocol})
-        best = best.assign(first=best["fold_id"] != schema.CONSENSUS_FOLD).sort_values(["first", "fold_id", "selection"])
-        options = [{"label": f"{r['fold_id']} ({r['selection']} selection, {_metric_text(r)})",
-                    "value": f"{r['fold_id']}|{r['selection']}"} for r in best.to_dict("records")]
+        best = best.assign(arm=best["arm"].fillna(SEARCH))
+        best = best.assign(algorithm=best["arm"] != SEARCH, first=best["fold_id"] != schema.CONSENSUS_FOLD)
+        best = best.sort_values(["algorithm", "arm", "first", "fold_id", "selection"])
+        options = [{"label": (f"{r['arm']}: " if r["algorithm"] else "")
+                    + f"{r['fold_id']} ({r['selection']} selection, {_metric_text(r)})",
+                    "value": f"{r['fold_id']}|{r['selection']}|{r['arm']}"} for r in best.to_dict("records")]
         return options, (options[0]["value"] if options else None)
 
     def _run_file(self, study: str, protocol: str, choice: str | None) -> tuple[str, str] | None:
         if not choice or "|" not in choice:
             return None
-        fold, selection = choice.split("|", 1)
-        rows = self.store.read(study, "best_configs", filters={"protocol": protocol, "fold_id": fold, "selection": selection})
+        fold, selection, arm = (choice.split("|", 2) + [SEARCH])[:3]
+        rows = of_arm(self.store.read(study, "best_configs", filters={
+            "protocol": protocol, "fold_id": fold, "selection": selection}), arm)
         if rows.empty:
             return None
-        name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{study}_{fold}_{selection}") + ".yaml"
-        return name, STORED_PATH_NOTE + rows.iloc[0]["run_file"]
+        own = "" if arm == SEARCH else f"_{arm}"
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{study}{own}_{fold}_{selection}") + ".yaml"
+        return name, STORED_PATH_NOTE + rows.iloc[-1]["run_file"]
 
     def export_preview(self, study: str | None, protocol: str, choice: str | None) -> tuple[list, str]:
         study = self.study(study)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from heartbeatai.arms import SEARCH
 from heartbeatai.config import TrialConfig, flatten_config
 from heartbeatai.run_file import RunFile
 from heartbeatai.results import ResultsStore
@@ -82,8 +83,10 @@ def best_config_rows(
     *,
     trial_id: str | None = None,
     study_dir: str | Path | None = None,
+    arm: str = SEARCH,
 ) -> pd.DataFrame:
-    """One best_configs row: a fold's selected run file (or the consensus) and its metric.
+    """One best_configs row: a fold's selected run file (or the consensus) and its metric;
+    `arm` is whose search selected it (`search`: full's; or an algorithm arm).
 
     A fold's run file gets the study, selection, trial and selected value into its provenance,
     and its data.path relative to `study_dir` (the study's folder) when given.
@@ -96,8 +99,22 @@ def best_config_rows(
         run_file = run_file_text(run_file, study_dir)
     return pd.DataFrame([{
         "study": study, "protocol": protocol, "fold_id": fold_id, "selection": selection,
-        "metric": metric, "value": None if value is None else float(value), "run_file": run_file,
+        "metric": metric, "value": None if value is None else float(value), "run_file": run_file, "arm": arm,
     }])
+
+
+def of_arm(rows: pd.DataFrame, arm: str = SEARCH) -> pd.DataFrame:
+    """The best_configs rows of `arm`'s search (an empty arm is full's, as older stores wrote it;
+    where a fold has both, from a stage rerun since, the later row)."""
+    own = rows["arm"].fillna(SEARCH) if "arm" in rows else pd.Series(SEARCH, index=rows.index)
+    mine = rows[own == arm].assign(arm=arm)
+    return mine.drop_duplicates(["protocol", "fold_id", "selection", "arm"], keep="last")
+
+
+def selected_arms(rows: pd.DataFrame) -> list[str]:
+    """Every arm with a selection among `rows`: full's search first, then the algorithm arms by name."""
+    arms = set(rows["arm"].fillna(SEARCH)) if "arm" in rows else {SEARCH}
+    return sorted(arms, key=lambda arm: (arm != SEARCH, arm))
 
 
 def consensus_run_file(run_files: list[RunFile], study: str | None = None) -> RunFile:
@@ -111,23 +128,28 @@ def consensus_run_file(run_files: list[RunFile], study: str | None = None) -> Ru
 
 
 def consensus_rows(store: ResultsStore, study: str) -> pd.DataFrame:
-    """best_configs rows (fold_id "consensus") per protocol from the folds' val selections.
+    """best_configs rows (fold_id "consensus") per protocol and selecting arm (full's search,
+    each algorithm arm's) from the folds' val selections.
 
     The consensus was never trained: its metric says so (NOT_TRAINED) and its value is empty,
     never a number to read beside the folds' validated ones.
     """
-    folds = fold_selections(store, study)
+    everything = fold_selections(store, study, arm=None)
     frames = []
-    for protocol, rows in folds.groupby("protocol", sort=True):
-        run_files = [parse_run_file(text) for text in rows["run_file"]]  # data.path stays as stored
-        consensus = consensus_run_file(run_files, study)
-        frames.append(best_config_rows(study, protocol, CONSENSUS_FOLD, EXPORTED_SELECTION,
-                                       consensus, NOT_TRAINED, None))
+    for arm in selected_arms(everything):
+        for protocol, rows in of_arm(everything, arm).groupby("protocol", sort=True):
+            run_files = [parse_run_file(text) for text in rows["run_file"]]  # data.path stays as stored
+            consensus = consensus_run_file(run_files, study)
+            frames.append(best_config_rows(study, protocol, CONSENSUS_FOLD, EXPORTED_SELECTION,
+                                           consensus, NOT_TRAINED, None, arm=arm))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def fold_selections(store: ResultsStore, study: str) -> pd.DataFrame:
-    """The folds' val-selected best_configs rows (no consensus), ordered by protocol and fold."""
+def fold_selections(store: ResultsStore, study: str, arm: str | None = SEARCH) -> pd.DataFrame:
+    """The folds' val-selected best_configs rows (no consensus) of `arm`'s search (None: every
+    arm's), ordered by protocol and fold."""
     rows = store.read(study, "best_configs", filters={"selection": EXPORTED_SELECTION})
     rows = rows[rows["fold_id"] != CONSENSUS_FOLD]
+    if arm is not None:
+        rows = of_arm(rows, arm)
     return rows.sort_values(["protocol", "fold_id"]).reset_index(drop=True)

@@ -24,7 +24,7 @@ from heartbeatai.analysis.rarity_contrast import contrast_summary, rarity_contra
 from heartbeatai.analysis.evaluation import evaluate_run, prediction_classes, run_predictions
 from heartbeatai.results import ResultsStore, ResultsWriter
 from heartbeatai.results.reader import FOREIGN
-from heartbeatai.results.schema import RUN_KEY, SCHEMA_VERSION, TABLES
+from heartbeatai.results.schema import CONSENSUS_FOLD, RUN_KEY, SCHEMA_VERSION, TABLES
 
 Progress = Callable[[str], None]
 # The tables this stage owns, in the order it writes them.
@@ -110,7 +110,8 @@ def analyse_study(study_dir: str | Path, settings: AnalysisSettings, progress: P
                  f"{parts['domain'].nunique()} domain(s)")
 
     consensus = consensus_rows(store, study)
-    writer.write("best_configs", consensus)
+    # Replaced, not appended: a consensus written before rows named their arm would stay beside it.
+    writer.replace("best_configs", consensus, where={"study": study, "fold_id": CONSENSUS_FOLD})
     written["best_configs"] = len(consensus)
     for table in ANALYSIS_TABLES:
         if written.get(table):

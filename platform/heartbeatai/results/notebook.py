@@ -49,12 +49,14 @@ class StudyResults:
     def ablation_tests(self, **filters: Any) -> pd.DataFrame:
         return self.table("ablation_tests", **filters)
 
-    def best_config(self, fold_id: str, selection: str = "val"):
+    def best_config(self, fold_id: str, selection: str = "val", arm: str = "search"):
         """The run file the study selected for `fold_id` ("consensus" for the consensus), as a
-        RunFile whose data.path is resolved against the study folder."""
+        RunFile whose data.path is resolved against the study folder; `arm`: whose search
+        selected it (full's, or an algorithm arm such as "algorithm-vrex")."""
+        from heartbeatai.analysis.consensus import of_arm
         from heartbeatai.run_file import RunFile
 
-        rows = self.table("best_configs", fold_id=fold_id, selection=selection)
+        rows = of_arm(self.table("best_configs", fold_id=fold_id, selection=selection), arm)
         if rows.empty:
             known = ", ".join(sorted(set(self.table("best_configs")["fold_id"])))
             raise KeyError(f"no {selection} selection for {fold_id!r} in {self.name}; folds: {known or 'none'}")

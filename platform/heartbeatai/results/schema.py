@@ -216,9 +216,11 @@ TABLES: dict[str, Table] = {
         ),
         Table(
             "best_configs",
+            # arm: whose search selected it, `search` (full's) or an algorithm arm's
+            # (`algorithm-vrex`); empty in stores written before algorithm arms had rows: full's.
             {"study": _S, "protocol": _S, "fold_id": _S, "selection": _S, "metric": _S, "value": _F,
-             "run_file": _S},
-            identity=("study", "protocol", "fold_id", "selection"),
+             "run_file": _S, "arm": _S},
+            identity=("study", "protocol", "fold_id", "selection", "arm"),
             required=("study", "protocol", "fold_id", "selection", "run_file"),
             allowed={"protocol": PROTOCOLS, "selection": SELECTIONS},
         ),

@@ -5,7 +5,9 @@ and one consensus per protocol (fold_id "consensus"). Export writes them out as
 ``<protocol>__<fold>.yaml`` per fold (':' in fold ids becomes '_') and ``consensus.yaml``
 (the LODO consensus; an intra-source one, if any, beside it as
 ``intra__consensus.yaml``). Only training-domain-validation selections are exported:
-the oracle selection is an upper bound, never a configuration to deploy.
+the oracle selection is an upper bound, never a configuration to deploy. A study comparing
+algorithms selected one configuration per fold for each algorithm arm as well: those go, named
+alike, into ``<out>/<arm>/`` (``best/algorithm-vrex/consensus.yaml``).
 
 Each file is the stored one with data.path rewritten relative to the exported file (the
 store keeps it relative to the study directory; a store of an older version, absolute),
@@ -31,7 +33,10 @@ import pandas as pd
 from heartbeatai.metric_names import metric_mode
 from heartbeatai.results import ResultsStore
 from heartbeatai.results.schema import CONSENSUS_FOLD
-from heartbeatai.analysis.consensus import EXPORTED_SELECTION, consensus_rows, fold_selections, parse_run_file
+from heartbeatai.analysis.consensus import (
+    EXPORTED_SELECTION, consensus_rows, fold_selections, of_arm, parse_run_file, selected_arms,
+)
+from heartbeatai.arms import SEARCH
 from heartbeatai.run_file import RunFile
 
 CONSENSUS_FILE = "consensus.yaml"
@@ -55,24 +60,29 @@ def export_study(
     """
     root, _, study = str(study_dir).rstrip("/").rpartition("/")
     store = ResultsStore(root or ".")
-    folds = fold_selections(store, study)
+    every_arm = fold_selections(store, study, arm=None)
+    folds = of_arm(every_arm, SEARCH)
     if folds.empty:
         raise ExportError(f"study {study!r} has no recorded best configurations yet (is its search finished?)")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-
     study_path = Path(root or ".") / study
-    written = []
-    for row in folds.itertuples(index=False):
-        written.append(_write(out / f"{row.protocol}__{row.fold_id.replace(':', '_')}.yaml", row.run_file,
-                              study_path))
     stored = store.read(study, "best_configs", filters={"fold_id": CONSENSUS_FOLD,
                                                         "selection": EXPORTED_SELECTION})
-    consensus = stored if not stored.empty else consensus_rows(store, study)
-    main_protocol = "lodo" if "lodo" in set(consensus["protocol"]) else consensus["protocol"].iloc[0]
-    for row in consensus.sort_values("protocol").itertuples(index=False):
-        name = CONSENSUS_FILE if row.protocol == main_protocol else f"{row.protocol}__{CONSENSUS_FILE}"
-        written.append(_write(out / name, row.run_file, study_path, consensus=True))
+    computed = consensus_rows(store, study)  # where the study has not recorded an arm's consensus yet
+    written = []
+    for arm in selected_arms(every_arm):
+        where = out if arm == SEARCH else out / arm
+        where.mkdir(parents=True, exist_ok=True)
+        for row in of_arm(every_arm, arm).itertuples(index=False):
+            written.append(_write(where / f"{row.protocol}__{row.fold_id.replace(':', '_')}.yaml", row.run_file,
+                                  study_path))
+        consensus = of_arm(stored, arm)
+        if consensus.empty:
+            consensus = of_arm(computed, arm)
+        main_protocol = "lodo" if "lodo" in set(consensus["protocol"]) else consensus["protocol"].iloc[0]
+        for row in consensus.sort_values("protocol").itertuples(index=False):
+            name = CONSENSUS_FILE if row.protocol == main_protocol else f"{row.protocol}__{CONSENSUS_FILE}"
+            written.append(_write(where / name, row.run_file, study_path, consensus=True))
 
     if check:
         ordered = folds.assign(not_lodo=folds["protocol"] != "lodo").sort_values(["not_lodo", "fold_id"])

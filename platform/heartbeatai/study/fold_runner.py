@@ -226,6 +226,7 @@ class FoldRunner:
         selection = TrainingDomainValidation().select(trials, self.algorithm_base(arm), self.config.selection.mode)
         self.progress(f"[{self.fold_id}] {arm.name} selected trial {selection.trial_id}: "
                       f"{selection.metric} = {selection.value:.4f}")
+        self._write_best_config("val", selection, arm=arm.name)  # `export` writes it under <out>/<arm>/
         return selection.record()
 
     def _close_abandoned(self, where: dict) -> None:
@@ -398,7 +399,7 @@ class FoldRunner:
     def _train_prevalence(self) -> np.ndarray:
         return self._labels(list(self.sealed.train_ids)).mean(axis=0)
 
-    def _write_best_config(self, selection_kind: str, selection: Selection) -> None:
+    def _write_best_config(self, selection_kind: str, selection: Selection, arm: str = SEARCH) -> None:
         from heartbeatai.run_file import Provenance
         from heartbeatai.data.folds import folds_path
         from heartbeatai.analysis.consensus import best_config_rows
@@ -414,7 +415,7 @@ class FoldRunner:
         )
         self.writer.write("best_configs", best_config_rows(
             self.config.name, self.protocol, self.fold_id, selection_kind, run_file, selection.metric, selection.value,
-            trial_id=selection.trial_id, study_dir=self.study.root))
+            trial_id=selection.trial_id, study_dir=self.study.root, arm=arm))
 
     def _record_views(self, selection: Selection) -> int:
         from heartbeatai.study.record_views import pick_record_views, record_view_rows

@@ -129,6 +129,8 @@ def _has_rows(config: StudyConfig, fold: str, stage: str, record, stages: dict, 
         return len(search) >= config.search.trials_per_fold and _epochs_complete(search, rows["epochs"])
     if stage == SELECTION_STAGE:
         return _best_config(rows, "val")
+    if stage.startswith(f"{SELECTION_STAGE}:"):  # an algorithm arm's selection, a best_configs row of its own
+        return _best_config(rows, "val", stage.split(":", 1)[1])
     if stage == "tested":
         return _tested(rows, SEARCH, config.search_seed, "val", record_trial(stages, SELECTION_STAGE))
     if stage == "oracle":
@@ -170,8 +172,10 @@ def _epochs_complete(trials: pd.DataFrame, epochs: pd.DataFrame) -> bool:
     return all(counts.get(t, 0) >= int(n) for t, n in zip(trials["trial_id"], trials["epochs_run"].fillna(0)))
 
 
-def _best_config(rows: dict, selection: str) -> bool:
-    return bool((rows["best_configs"]["selection"] == selection).any())
+def _best_config(rows: dict, selection: str, arm: str = SEARCH) -> bool:
+    from heartbeatai.analysis.consensus import of_arm
+
+    return bool((of_arm(rows["best_configs"], arm)["selection"] == selection).any())
 
 
 def _tested(rows: dict, arm: str, seed: int, selection: str, trial_id: str | None) -> bool:
