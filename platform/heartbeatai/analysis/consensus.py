@@ -152,4 +152,4 @@ def fold_selections(store: ResultsStore, study: str, arm: str | None = SEARCH) -
     rows = rows[rows["fold_id"] != CONSENSUS_FOLD]
     if arm is not None:
         rows = of_arm(rows, arm)
-    return rows.sort_values(["protocol", "fold_id"]).reset_index(drop=True)
+    return rows.sort_values(["protocol", "fold_id"], kind="stable").reset_index(drop=True)  # stable: newest last

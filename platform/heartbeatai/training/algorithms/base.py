@@ -58,6 +58,9 @@ class Algorithm:
     """ERM's bookkeeping, which every algorithm shares; subclasses define `update`."""
 
     Params: ClassVar[type[AlgorithmParams]]
+    # Its objective's penalty is over the global batch under DDP (distributed.gather_rows): two
+    # workers with half batches step as one process (tests/test_algorithms_ddp_global.py).
+    penalty_over_global_batch: ClassVar[bool] = False
 
     def __init__(self, params: AlgorithmParams, parts: StepParts) -> None:
         self.params = params

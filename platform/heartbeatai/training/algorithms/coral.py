@@ -12,7 +12,9 @@ than two such domains the penalty is zero. The loss term is the configured loss 
 whole batch (DomainBed averages per-domain minibatch losses: the same when domains have
 equal shares of the batch). The features are the model's pooled representation
 (`features()`: the last stage and the concentration head's taps), the demographics
-excluded: they describe the patient, not the signal.
+excluded: they describe the patient, not the signal. Under DDP the penalty is over the
+global batch (distributed.gather_rows): every worker's features, so the worker count does not
+change what is aligned.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class FeatureAlignment(Algorithm):
     """The configured loss + penalty_weight x the mean distance over pairs of training domains."""
 
     min_records: ClassVar[int] = 2  # per domain, for its features to enter the penalty
+    penalty_over_global_batch = True
 
     def distance(self, x, y):
         raise NotImplementedError
@@ -56,8 +59,10 @@ class FeatureAlignment(Algorithm):
         with autocast(self.device):
             features, logits = self.network(batch["x"], batch.get("demographics"), batch["domain"],
                                             with_features=True)
+        from heartbeatai.training.algorithms.distributed import gather_rows
+
         risk = self.loss(logits.float(), batch["y"])
-        penalty = self.alignment_penalty(features.float(), batch["domain"])
+        penalty = self.alignment_penalty(gather_rows(features.float()), gather_rows(batch["domain"]))
         objective = risk + self.params.penalty_weight * penalty
         self.step(objective)
         return {"loss": objective.detach(), "risk": risk.detach(), "penalty": penalty.detach()}

@@ -21,9 +21,9 @@ first anneal_fraction of the run's steps, then the full weight and fresh optimis
 
 Batches here mix domains: a domain enters a step when it has at least two records in the
 batch (one record has no variance); the others keep their moving average. The moving
-averages are state, in the checkpoint; under DDP the stored average is updated from the
-variance over all workers' records (sums all-reduced), so it is the same on every rank,
-while the penalty uses the worker's own records, as DDP averages gradients.
+averages are state, in the checkpoint; under DDP both the stored averages and the penalty
+are taken over the global batch (every worker's head inputs, distributed.gather_rows), so
+they are the same on every rank and do not depend on the worker count.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ def classifier_head(model):
 
 class Fishr(AnnealedPenalty):
     Params = FishrParams
+    penalty_over_global_batch = True
     warmup_weight = 0.0  # DomainBed: no penalty before the anneal step, only its moving averages
 
     def __init__(self, params, parts) -> None:
@@ -90,11 +91,16 @@ class Fishr(AnnealedPenalty):
             (head_input,) = self._head_input
         finally:
             self._head_input = None
+        from heartbeatai.training.algorithms.distributed import gather_rows
+
         risk = self.loss(logits.float(), batch["y"])
         # Before the anneal step the penalty only feeds the moving averages (weight 0, as
         # DomainBed): no graph through the per-record gradients, whose backward is the costly part.
-        grads = self.per_record_grads(head_input.float(), batch["y"], differentiable=self.annealed)
-        return self.step_penalised(risk, self.penalty(grads, batch["domain"]))
+        # Under DDP, every worker's records (the global batch), so the variances do not depend on
+        # the worker count and the moving averages stay the same on every rank.
+        head_input = head_input.float() if self.annealed else head_input.float().detach()
+        grads = self.per_record_grads(gather_rows(head_input), gather_rows(batch["y"]), differentiable=self.annealed)
+        return self.step_penalised(risk, self.penalty(grads, gather_rows(batch["domain"])))
 
     def per_record_grads(self, head_input, y, differentiable=True):
         """(B, P): each record's gradient of its configured loss in the head's parameters,
@@ -115,21 +121,19 @@ class Fishr(AnnealedPenalty):
     def penalty(self, grads, domains):
         import torch
 
-        from heartbeatai.training.algorithms.distributed import all_reduce_sum
-
         decay = self.params.ema_decay
         onehot = torch.nn.functional.one_hot(domains, self.n_domains)  # (B, D)
-        # The stored averages: every worker's records (E[g^2] - E[g]^2, in float64 against
+        # The stored averages: the global batch's records (E[g^2] - E[g]^2, in float64 against
         # cancellation), the same on every rank.
         g, onehot = grads.detach().double(), onehot.double()
-        sums = all_reduce_sum(torch.cat([onehot.sum(0)[:, None], onehot.t() @ g, onehot.t() @ g.pow(2)], dim=1))
+        sums = torch.cat([onehot.sum(0)[:, None], onehot.t() @ g, onehot.t() @ g.pow(2)], dim=1)
         n, p = sums[:, :1], grads.shape[1]
         seen = n.flatten() >= 2
         mean = sums[:, 1:1 + p] / n.clamp(min=1.0)
         variance = (sums[:, 1 + p:] / n.clamp(min=1.0) - mean.pow(2)).clamp(min=0.0).to(grads.dtype)
         previous = self.ema
         self.ema = torch.where(seen[:, None], decay * previous + (1 - decay) * variance, previous)
-        # The penalty: this worker's records, differentiable.
+        # The penalty: the same records, differentiable.
         averaged = []
         for d in range(self.n_domains):
             own = grads[domains == d]

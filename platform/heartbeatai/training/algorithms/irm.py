@@ -36,13 +36,16 @@ class IRMParams(AlgorithmParams):
 
 class IRM(AnnealedPenalty):
     Params = IRMParams
+    penalty_over_global_batch = True
 
     def update(self, batch):
+        from heartbeatai.training.algorithms.distributed import gather_rows
         from heartbeatai.training.precision import autocast
 
         with autocast(self.device):
             logits = self.network(batch["x"], batch.get("demographics"), batch["domain"])
-        logits, y, domains = logits.float(), batch["y"], batch["domain"]
+        # Risk and penalty over the global batch (every DDP worker's records), as V-REx's.
+        logits, y, domains = gather_rows(logits.float()), gather_rows(batch["y"]), gather_rows(batch["domain"])
         risk = domain_risks(self.loss.per_record(logits, y), domains, self.n_domains).mean()
         penalty = self.penalty(logits, y, domains)
         return self.step_penalised(risk, penalty)

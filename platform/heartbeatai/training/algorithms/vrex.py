@@ -32,13 +32,18 @@ class VRExParams(AlgorithmParams):
 
 class VREx(AnnealedPenalty):
     Params = VRExParams
+    penalty_over_global_batch = True
 
     def update(self, batch):
+        from heartbeatai.training.algorithms.distributed import gather_rows
         from heartbeatai.training.precision import autocast
 
         with autocast(self.device):
             logits = self.network(batch["x"], batch.get("demographics"), batch["domain"])
-        risks = domain_risks(self.loss.per_record(logits.float(), batch["y"]), batch["domain"], self.n_domains)
+        # The domains' risks over the global batch (every DDP worker's records): the objective is
+        # the same function of the same records whatever the worker count.
+        per_record = gather_rows(self.loss.per_record(logits.float(), batch["y"]))
+        risks = domain_risks(per_record, gather_rows(batch["domain"]), self.n_domains)
         risk = risks.mean()
         penalty = ((risks - risk) ** 2).mean()
         return self.step_penalised(risk, penalty)
