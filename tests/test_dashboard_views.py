@@ -720,6 +720,24 @@ def small_root(tmp_path_factory):
     return root
 
 
+def test_each_algorithms_rare_class_parts_are_shown_with_their_intervals(small_root):
+    from heartbeatai.dashboard.figures import interval_text
+    from heartbeatai.dashboard.views.ablations import RARE_PREVALENCE
+
+    parts = ResultsStore(small_root).read("demo", "algorithm_parts", filters={"label_set": "noisy"})
+    rare = parts[parts["train_prevalence"] < RARE_PREVALENCE].sort_values(
+        ["train_prevalence", "class", "arm", "domain"], kind="stable")
+    assert len(rare), "the fake store should have rare classes among its algorithm parts"
+    shown = _table_rows(Views(ResultsStore(small_root)).ablations("demo", "lodo", None, "all", "auroc").tests,
+                        "algorithm-rare-parts-table")
+    assert len(shown) == len(rare)
+    for cells, (_, row) in zip(shown, rare.iterrows()):
+        assert cells[0] == row["class"] and cells[2] == row["domain"]
+        assert cells[4:] == [interval_text(row[p], row[f"{p}_lo"], row[f"{p}_hi"], row["interval_reliable"],
+                                           row["n_positives"]) for p in ("total", *schema.DEGRADATION_PARTS)]
+    assert any("[" in cell for cells in shown for cell in cells[4:])  # intervals, not only counts
+
+
 @pytest.mark.parametrize("table", sorted(schema.TABLES))
 def test_every_view_draws_with_any_one_table_missing(small_root, tmp_path, table):
     shutil.copytree(small_root, tmp_path / "root")
