@@ -44,7 +44,7 @@ def _run(tmp, data, name: str, algorithms: list[str]) -> dict[str, pd.DataFrame]
     start_study(config, progress=lambda _: None, stage_runner=PlantedStageRunner(tmp / f"{name}-fake"))
     store = ResultsStore(str(tmp / name))
     return {t: store.read(name, t) for t in ("trials", "fold_metrics", "ablation_tests", "algorithm_parts",
-                                             "predictions", "class_metrics", "best_configs")}
+                                             "predictions", "class_metrics", "best_configs", "importances")}
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +112,19 @@ def test_each_algorithm_arms_selection_is_a_best_config_that_export_writes(studi
             trials.loc[(trials["arm"] == arm) & (trials["selection"] == "search"), "trial_id"])
     assert set(best.loc[best["fold_id"] == "consensus", "arm"]) == {SEARCH} | {
         f"{ALGORITHM_ARM_PREFIX}{kind}" for kind in COMPARED}
+
+
+@pytest.mark.slow
+def test_each_algorithm_arms_search_has_importances_of_its_own(studies):
+    importances = studies["zoo"]["importances"]
+    assert set(importances.loc[importances["arm"] == SEARCH, "param"]) <= set(
+        studies["zoo"]["trials"].filter(like="cfg.").columns.str.removeprefix("cfg."))
+    for kind in COMPARED:
+        mine = importances[importances["arm"] == f"{ALGORITHM_ARM_PREFIX}{kind}"]
+        searched = set(declared_space("algorithm", kind))
+        assert len(mine) and (mine["fold_id"] == FOLD).all()
+        # Its own space: the algorithm's declared parameters among what it ranks.
+        assert not searched or searched & set(mine["param"]), (kind, sorted(mine["param"]))
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ from heartbeatai.results import schema
 
 # The columns whose change redraws a fold's sweep figures.
 _SWEEP_STATE = {"trials": ["trial_id", "status", "selection_value"], "epochs": ["trial_id", "epoch"],
-                "importances": ["param", "importance"]}
+                "importances": ["param", "importance", "arm"]}
 
 
 WARM_STUDIES = 3  # studies whose sweep figures are built ahead of the first visit
@@ -75,10 +75,9 @@ class SweepViews(ViewBase):
     def _sweep_figures(self, study: str, where: dict, arm: str = schema.SEARCH_ARM) -> tuple[go.Figure, ...]:
         trials = self.store.read(study, "trials", filters={**where, "arm": arm})
         epochs = self.store.read(study, "epochs", filters={**where, "arm": arm})
-        # The importances table holds `full`'s search's (no arm column): an algorithm's search has none.
+        # This search's own (rows without an arm are full's, from stores written before they named it).
         importances = self.store.read(study, "importances", filters=where)
-        if arm != schema.SEARCH_ARM:
-            importances = importances.iloc[0:0]
+        importances = importances[importances["arm"].fillna(schema.SEARCH_ARM) == arm]
         stored = trials["selection_metric"].dropna()
         metric = stored.iloc[0] if len(stored) else DEFAULT_SELECTION_METRIC
         direction = figures_sweeps.direction_of(metric)

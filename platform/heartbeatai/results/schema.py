@@ -194,9 +194,11 @@ TABLES: dict[str, Table] = {
         Table(
             "importances",
             # n_distinct_trials: the completed trials of distinct configurations they rest on
-            # (absent in stores written before it was recorded).
-            {"study": _S, "protocol": _S, "fold_id": _S, "param": _S, "importance": _F, "n_distinct_trials": _I},
-            identity=("study", "protocol", "fold_id", "param"),
+            # (absent in stores written before it was recorded); arm: whose search, `search`
+            # (full's) or an algorithm arm's (empty in stores written before: full's).
+            {"study": _S, "protocol": _S, "fold_id": _S, "param": _S, "importance": _F, "n_distinct_trials": _I,
+             "arm": _S},
+            identity=("study", "protocol", "fold_id", "param", "arm"),
             required=("study", "protocol", "fold_id", "param", "importance"),
             allowed={"protocol": PROTOCOLS},
         ),

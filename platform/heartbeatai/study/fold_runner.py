@@ -201,9 +201,9 @@ class FoldRunner:
 
     def _search(self) -> dict:
         context = self.context(self.base)
-        self._run_search(self.search_stage(self.config.search.space,
-                                           fold_sampler_seed(self.config.search_seed, self.fold_id)), context)
-        return {"importances": self._importances(context)}
+        stage = self.search_stage(self.config.search.space, fold_sampler_seed(self.config.search_seed, self.fold_id))
+        self._run_search(stage, context)
+        return {"importances": self._importances(context, stage)}
 
     def algorithm_base(self, arm: Arm) -> TrialConfig:
         """`full`'s base with the arm's algorithm (and its `algorithm_arms` overrides) in force:
@@ -217,8 +217,10 @@ class FoldRunner:
                                  algorithm_sampler_seed(self.config.search_seed, self.fold_id, arm.algorithm),
                                  arm=arm.name)
 
-    def _algorithm_search(self, arm: Arm) -> None:
-        self._run_search(self.algorithm_search_stage(arm), self.context(self.algorithm_base(arm)))
+    def _algorithm_search(self, arm: Arm) -> dict:
+        context, stage = self.context(self.algorithm_base(arm)), self.algorithm_search_stage(arm)
+        self._run_search(stage, context)
+        return {"importances": self._importances(context, stage)}
 
     def _algorithm_select(self, arm: Arm) -> dict:
         trials = self.store.read(self.config.name, "trials", filters={
@@ -241,20 +243,21 @@ class FoldRunner:
             self.writer.write("trials", stale.assign(
                 status=ERRORED, error="abandoned: the driver stopped before Tune recorded this trial"))
 
-    def _importances(self, context: FoldContext) -> int:
-        """Writes the fold's importances; returns their rows (the journal keeps it, so a damaged
-        store's check knows what to expect)."""
+    def _importances(self, context: FoldContext, stage: SearchStage) -> int:
+        """Writes the importances of the fold's `stage` (full's search or an algorithm arm's);
+        returns their rows (the journal keeps it, so a damaged store's check knows what to expect)."""
         from heartbeatai.study.importances import importance_rows, search_importances
         from heartbeatai.study.optuna_storage import fold_storage
 
         importances, distinct = search_importances(fold_storage(self.study.optuna_storage, self.fold_id),
-                                                   context.optuna_study_name,
+                                                   stage.optuna_study_name(context),
                                                    seed=self.config.search_seed)
+        whose = "" if stage.arm == SEARCH else f" {stage.arm}"
         if importances is None:
-            self.progress(f"[{self.fold_id}] importances skipped: {distinct} distinct completed trial(s)")
+            self.progress(f"[{self.fold_id}]{whose} importances skipped: {distinct} distinct completed trial(s)")
             return 0
         self.writer.write("importances", importance_rows(self.config.name, self.protocol, self.fold_id, importances,
-                                                         distinct))
+                                                         distinct, arm=stage.arm))
         return len(importances)
 
     def _search_trials(self):

@@ -48,10 +48,11 @@ def search_importances(optuna_storage, optuna_study: str, seed: int) -> tuple[di
 
 
 def importance_rows(study: str, protocol: str, fold_id: str, importances: dict[str, float],
-                    distinct_trials: int) -> pd.DataFrame:
-    """The importances table's rows of one fold, each with the number of trials they rest on."""
+                    distinct_trials: int, arm: str = "search") -> pd.DataFrame:
+    """The importances table's rows of one fold's search (`arm`'s: full's `search` or an
+    algorithm arm's), each with the number of trials they rest on."""
     return pd.DataFrame([
         {"study": study, "protocol": protocol, "fold_id": fold_id, "param": param, "importance": float(value),
-         "n_distinct_trials": int(distinct_trials)}
+         "n_distinct_trials": int(distinct_trials), "arm": arm}
         for param, value in importances.items()
     ])

@@ -120,13 +120,13 @@ def _has_rows(config: StudyConfig, fold: str, stage: str, record, stages: dict, 
     trials = rows["trials"].drop_duplicates("trial_id", keep="last")
     if stage == "search":
         search = _finished(trials[trials["arm"] == SEARCH])
-        expected = record.get("importances") if isinstance(record, dict) else None
         return (len(search) >= config.search.trials_per_fold and _epochs_complete(search, rows["epochs"])
-                and (expected is None or len(rows["importances"]) >= expected))
+                and _importances_complete(record, rows, SEARCH))
     if stage.startswith("search:"):  # an algorithm arm's own search (fold_runner.algorithm_stage)
         arm = stage.split(":", 1)[1]
         search = _finished(trials[(trials["arm"] == arm) & (trials["selection"] == "search")])
-        return len(search) >= config.search.trials_per_fold and _epochs_complete(search, rows["epochs"])
+        return (len(search) >= config.search.trials_per_fold and _epochs_complete(search, rows["epochs"])
+                and _importances_complete(record, rows, arm))
     if stage == SELECTION_STAGE:
         return _best_config(rows, "val")
     if stage.startswith(f"{SELECTION_STAGE}:"):  # an algorithm arm's selection, a best_configs row of its own
@@ -155,6 +155,14 @@ def _has_rows(config: StudyConfig, fold: str, stage: str, record, stages: dict, 
     if stage == "record_views":
         return not isinstance(record, int) or len(rows["record_views"]) >= record
     return True  # arms_retries: a count, no rows
+
+
+def _importances_complete(record, rows: dict, arm: str) -> bool:
+    """The search's importances rows are all there (the journal recorded how many it wrote;
+    rows without an arm were written by full's search, before rows named it)."""
+    expected = record.get("importances") if isinstance(record, dict) else None
+    importances = rows["importances"]
+    return expected is None or int((importances["arm"].fillna(SEARCH) == arm).sum()) >= expected
 
 
 def record_trial(stages: dict, stage: str) -> str | None:
