@@ -160,6 +160,8 @@ TABLES: dict[str, Table] = {
                 "status": _S, "error": _S, "best_epoch": _I, "epochs_run": _I, "wall_time_s": _F,
                 **_VAL_METRICS,
                 "selection_metric": _S, "selection_value": _F, "provenance": _S, "checkpoint_path": _S,
+                # the Ray node the trial trained on (rank 0's); empty where no Ray ran it
+                "node_id": _S,
             },
             required=("status",),
             allowed={"status": TRIAL_STATUSES},

@@ -226,6 +226,7 @@ class TrialRows:
             "selection_metric": self.context.metric,
             "selection_value": value,
             "checkpoint_path": checkpoint,
+            "node_id": last.get("node_id"),
             "provenance": json.dumps({"tune_trial_dir": trial.path, "data_path": self.context.data_path}),
             **{f"cfg.{k}": json.dumps(v) if isinstance(v, list) else v for k, v in flatten_config(cfg).items()},
         }

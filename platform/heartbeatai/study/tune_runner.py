@@ -71,9 +71,13 @@ def run_trial(tune_config: dict[str, Any], context: FoldContext, launch: TrialLa
 
     # Checkpoints are staged in the system's temp dir, not the trial dir: Tune syncs the trial
     # dirs with the experiment state and would race a staging dir being removed.
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id()  # where it trained, for the trials table
+
     def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
-        tune.report(dict(metrics), checkpoint=checkpoint)
+        tune.report({**metrics, "node_id": node_id}, checkpoint=checkpoint)
 
     restored = tune.get_checkpoint()
     if restored is None:

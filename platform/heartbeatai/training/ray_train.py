@@ -62,10 +62,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     spec = TrainSpec.from_dict(loop_config)
     rank = ray.train.get_context().get_world_rank()
+    # Where the trial trained (rank 0's node): the trials table keeps it, so a multi-node study
+    # can be seen spread over its nodes.
+    node_id = ray.get_runtime_context().get_node_id()
 
     def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-        ray.train.report(metrics, checkpoint=checkpoint)
+        ray.train.report({**metrics, "node_id": node_id}, checkpoint=checkpoint)
         if rank == 0:
             # A logger, not print: Ray Train's patched print emits each line twice.
             log.info(format_progress(metrics, spec.trial.optim.epochs))
