@@ -95,6 +95,36 @@ def test_smoke_study_fills_every_table_and_exports_runnable_configs(tmp_path):
     run_file = RunFile.load(tmp_path / "export" / "lodo__lodo_georgia.yaml")
     assert run_file.fold_id == "lodo:georgia" and run_file.classes == ("AF", "RBBB", "NSR", "SB", "TAb", "LAD")
 
+    # The other viewers docs/results.md names, reading what they read. TensorBoard: Tune's event
+    # files under <study>/ray, a validation curve per trial.
+    tags = _tensorboard_tags(storage / "smoke" / "ray")
+    assert "ray/tune/val_macro_auroc" in tags, sorted(tags)[:20]
+    # optuna-dashboard: the fold's journal file opens as Optuna's journal storage, its search in it.
+    import optuna
+
+    (journal,) = (storage / "smoke" / "optuna").glob("*.log")
+    opened = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    searched = [s.n_trials for s in optuna.get_all_study_summaries(opened)]
+    assert searched == [2], searched
+
+
+def _tensorboard_tags(root: Path) -> set[str]:
+    """The scalar tags of every TensorBoard event file under `root`, read as TFRecords (a length,
+    its CRC, the serialized Event, its CRC) with tensorboardX's Event message."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    tags: set[str] = set()
+    for path in root.rglob("events.out.tfevents.*"):
+        data, at = path.read_bytes(), 0
+        while at + 12 <= len(data):
+            (length,) = struct.unpack("<Q", data[at:at + 8])
+            event = Event.FromString(data[at + 12:at + 12 + length])
+            tags |= {value.tag for value in event.summary.value}
+            at += 12 + length + 4
+    return tags
+
 
 def _planned_val(storage: Path) -> list[str]:
     from heartbeatai.data.folds import fold_records, read_folds
