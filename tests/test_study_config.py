@@ -105,6 +105,19 @@ def test_synthetic_fingerprint_changes_with_the_spec_only():
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
 
 
+def test_a_synthetic_knob_left_at_zero_keeps_the_fingerprint_of_a_spec_without_it():
+    import hashlib
+    import json
+
+    spec = config(data={"synthetic": {"records": 100}}).data.synthetic
+    # the spec as written before the knobs existed, hashed as fingerprint() has always hashed it
+    before = {k: v for k, v in spec.model_dump(mode="json").items() if k not in ("age_shortcut", "rate_overlap")}
+    assert spec.fingerprint() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
+    overlapping = config(data={"synthetic": {"records": 100, "rate_overlap": 10}}).data.synthetic
+    shortcut = config(data={"synthetic": {"records": 100, "age_shortcut": 1}}).data.synthetic
+    assert len({spec.fingerprint(), overlapping.fingerprint(), shortcut.fingerprint()}) == 3
+
+
 def test_arms_are_overrides_of_the_selected_configuration():
     arms = {a.name: a for a in resolve_arms(["full", "baseline", "prevalence", "wide"],
                                             {"wide": {"model.widths": [16, 32, 64]}})}

@@ -64,3 +64,9 @@ def test_two_studies_with_one_spec_generate_it_once_and_neither_breaks_the_other
     paths = {out.strip().splitlines()[-1] for out, _ in outputs}
     assert paths == {str(tmp_path / "_data" / "synthetic-same" / "prepared")}
     assert len(PreparedDataset(paths.pop()).records) == SPEC["records"]
+
+
+def test_the_spec_knobs_reach_the_generator(tmp_path):
+    prepared_synthetic(tmp_path, "knobs", **SPEC, age_shortcut=1.0, rate_overlap=10.0, progress=lambda _: None)
+    manifest = json.loads((tmp_path / "_data" / "synthetic-knobs" / "raw" / SYNTHETIC_MANIFEST).read_text())
+    assert manifest["rate_overlap"] == 10.0 and manifest["age_shortcut"] == 1.0

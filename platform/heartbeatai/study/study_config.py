@@ -48,12 +48,13 @@ class SyntheticData(_Strict):
     seconds: float = Field(default=10.0, gt=0.0)
     seed: int = 0
     age_shortcut: float = Field(default=0.0, ge=0.0)  # age SDs; data/synthetic/shortcut.py
+    rate_overlap: float = Field(default=0.0, ge=0.0)  # bpm; data/synthetic/rhythm.py, rate_range
 
     def fingerprint(self) -> str:
         """Stable hash of the spec: generated data is cached under it and reused."""
-        # A spec without the shortcut hashes as it did before the field existed: its cache stays valid.
-        blob = json.dumps(self.model_dump(mode="json", exclude={"age_shortcut"} if not self.age_shortcut else None),
-                          sort_keys=True)
+        # A knob left at 0 hashes as it did before the field existed: the spec's cache stays valid.
+        off = {knob for knob in ("age_shortcut", "rate_overlap") if not getattr(self, knob)}
+        blob = json.dumps(self.model_dump(mode="json", exclude=off or None), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
