@@ -42,10 +42,8 @@ def _steps(kind: str, rank: int | None) -> torch.Tensor:
 
     net = TinyFeatureNet()
     fields = {"algorithm.anneal_fraction": 0.1} if "anneal_fraction" in ALGORITHMS[kind].Params.model_fields else {}
-    if rank is None:
-        algorithm, _ = stub(kind, net, **fields)
-    else:
-        algorithm, _ = stub(kind, net, **fields)
+    algorithm, _ = stub(kind, net, **fields)
+    if rank is not None:
         algorithm.network = DistributedDataParallel(net)
     algorithm.train()
     for step in range(STEPS):

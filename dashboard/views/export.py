@@ -26,7 +26,7 @@ class ExportViews(ViewBase):
     def export_options(self, study: str | None, protocol: str) -> tuple[list, str | None]:
         """full's selections first (the consensus on top), then each algorithm arm's."""
         best = self.store.read(study, "best_configs", filters={"protocol": protocol})
-        best = best.assign(arm=best["arm"].fillna(SEARCH))
+        best = best.assign(arm=schema.searched_by(best))
         best = best.assign(algorithm=best["arm"] != SEARCH, first=best["fold_id"] != schema.CONSENSUS_FOLD)
         best = best.sort_values(["algorithm", "arm", "first", "fold_id", "selection"])
         options = [{"label": (f"{r['arm']}: " if r["algorithm"] else "")

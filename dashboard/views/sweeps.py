@@ -77,7 +77,7 @@ class SweepViews(ViewBase):
         epochs = self.store.read(study, "epochs", filters={**where, "arm": arm})
         # This search's own (rows without an arm are full's, from stores written before they named it).
         importances = self.store.read(study, "importances", filters=where)
-        importances = importances[importances["arm"].fillna(schema.SEARCH_ARM) == arm]
+        importances = importances[schema.searched_by(importances) == arm]
         stored = trials["selection_metric"].dropna()
         metric = stored.iloc[0] if len(stored) else DEFAULT_SELECTION_METRIC
         direction = figures_sweeps.direction_of(metric)

@@ -28,7 +28,7 @@ from heartbeatai.arms import SEARCH
 from heartbeatai.config import TrialConfig, flatten_config
 from heartbeatai.run_file import RunFile
 from heartbeatai.results import ResultsStore
-from heartbeatai.results.schema import CONSENSUS_FOLD
+from heartbeatai.results.schema import CONSENSUS_FOLD, searched_by
 
 # The selection whose run files are exported and agreed on (the oracle is an upper bound only).
 EXPORTED_SELECTION = "val"
@@ -106,14 +106,14 @@ def best_config_rows(
 def of_arm(rows: pd.DataFrame, arm: str = SEARCH) -> pd.DataFrame:
     """The best_configs rows of `arm`'s search (an empty arm is full's, as older stores wrote it;
     where a fold has both, from a stage rerun since, the later row)."""
-    own = rows["arm"].fillna(SEARCH) if "arm" in rows else pd.Series(SEARCH, index=rows.index)
+    own = searched_by(rows)
     mine = rows[own == arm].assign(arm=arm)
     return mine.drop_duplicates(["protocol", "fold_id", "selection", "arm"], keep="last")
 
 
 def selected_arms(rows: pd.DataFrame) -> list[str]:
     """Every arm with a selection among `rows`: full's search first, then the algorithm arms by name."""
-    arms = set(rows["arm"].fillna(SEARCH)) if "arm" in rows else {SEARCH}
+    arms = set(searched_by(rows))
     return sorted(arms, key=lambda arm: (arm != SEARCH, arm))
 
 

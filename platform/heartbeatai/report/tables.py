@@ -636,7 +636,7 @@ def t7_search(inputs: ReportInputs) -> ReportTable:
         raise LookupError("no search trials")
     chosen = selected_trials(inputs)
     importances = inputs.table("importances")
-    importances = importances[importances["arm"].fillna(arm_registry.SEARCH) == arm_registry.SEARCH]  # full's search
+    importances = importances[schema.searched_by(importances) == arm_registry.SEARCH]  # full's search
     columns = _searched_columns(inputs, search)
     rows = []
     for fold_id, fold in search[search["selection"] == "search"].groupby("fold_id"):

@@ -402,3 +402,11 @@ def pooled_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows of a per-class test table pooled across held-out domains: fold_id ACROSS_FOLDS,
     or none at all (a class_tests table analysed before it had per-domain rows)."""
     return frame[frame["fold_id"].isna() | (frame["fold_id"] == ACROSS_FOLDS)]
+
+
+def searched_by(frame: pd.DataFrame) -> pd.Series:
+    """Whose search each row of best_configs or importances belongs to: its `arm`, or `search`
+    (full's) where it has none, as stores written before those tables named it."""
+    if "arm" not in frame:
+        return pd.Series(SEARCH_ARM, index=frame.index)
+    return frame["arm"].fillna(SEARCH_ARM)

@@ -162,7 +162,7 @@ def _importances_complete(record, rows: dict, arm: str) -> bool:
     rows without an arm were written by full's search, before rows named it)."""
     expected = record.get("importances") if isinstance(record, dict) else None
     importances = rows["importances"]
-    return expected is None or int((importances["arm"].fillna(SEARCH) == arm).sum()) >= expected
+    return expected is None or int((schema.searched_by(importances) == arm).sum()) >= expected
 
 
 def record_trial(stages: dict, stage: str) -> str | None:
