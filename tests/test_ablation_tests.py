@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from heartbeatai.analysis import ablation_stats
 from heartbeatai.analysis.ablation_stats import across_domains, fold_estimate
 from heartbeatai.analysis.ablation_tests import ComparisonSettings, ablation_test_rows
 from heartbeatai.analysis.decisions import decide
@@ -19,6 +20,20 @@ from heartbeatai.results.schema import table
 CLASSES = ["AF", "RBBB", "PAC", "NSR"]
 DOMAINS = ["alpha", "beta", "gamma", "delta"]
 SETTINGS = ComparisonSettings(n_boot=200, seed=0, rope=0.01, decision_probability=0.95)
+
+
+def test_the_fast_t_and_chi2_functions_are_scipy_stats_to_the_last_bit():
+    """The analysis calls scipy.special directly for speed; scipy.stats' distributions are the reference."""
+    from scipy import stats
+
+    for df in (0.7, 1.0, 2.0, 3.5, 11.0, 999.0, 1e6, np.inf):
+        for q in (0.001, 0.05, 0.5, 0.95, 0.975):
+            assert ablation_stats.t_ppf(q, df) == stats.t.ppf(q, df)
+        for x in (-30.0, -1.96, 0.0, 0.3, 2.5):
+            assert ablation_stats.t_cdf(x, df) == stats.t.cdf(x, df)
+            assert ablation_stats.t_sf(x, df) == stats.t.sf(x, df)
+        if np.isfinite(df):
+            assert ablation_stats.chi2_ppf(0.10, df) == stats.chi2.ppf(0.10, df)
 
 
 def _planted(seeds=(1, 2), n=200, weaker_by=1.0):

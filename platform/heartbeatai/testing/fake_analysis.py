@@ -186,25 +186,27 @@ def class_tests(rng, class_metrics: pd.DataFrame, rope: float = ROPE,
     for metric in CLASS_METRICS:
         means = test.groupby(["protocol", "arm", "class", "fold_id"]).agg(
             value=(metric, "mean"), seeds=("seed", "nunique"), positives=("positives", "first"))
+        # Plain dicts and tuples: a MultiIndex lookup per cell cost seconds of every fixture.
+        values = means["value"].to_dict()
         for (protocol, arm, name), cells in means.groupby(level=["protocol", "arm", "class"]):
             if arm == FULL:
                 continue
             estimates, positives = [], 0
-            for fold_id, cell in cells.droplevel(["protocol", "arm", "class"]).iterrows():
-                full = means["value"].get((protocol, FULL, name, fold_id))
-                if full is None or not np.isfinite(cell["value"]) or not np.isfinite(full):
+            for (_, _, _, fold_id), value, n_seeds, n_positives in cells.itertuples(name=None):
+                full = values.get((protocol, FULL, name, fold_id))
+                if full is None or not np.isfinite(value) or not np.isfinite(full):
                     continue
-                seeds = int(cell["seeds"])
+                seeds = int(n_seeds)
                 spread = rng.normal(0, 0.02, seeds)
-                points = (float(cell["value"]) - float(full)) + spread - spread.mean()
+                points = (float(value) - float(full)) + spread - spread.mean()
                 replicates = points[None, :] + rng.normal(0, 0.01, (BOOTSTRAP // 10, 1))
                 arm_values = np.vstack([points, replicates])
                 estimates.append(fold_estimate(np.zeros_like(arm_values), arm_values))
-                positives += int(cell["positives"])
+                positives += int(n_positives)
                 comparisons.append(Comparison({
                     "study": "fake", "protocol": protocol, "metric": metric, "arm": arm, "class": name,
                     "reference": is_reference(arm), "scope": "fold", "fold_id": fold_id, "n_folds": 1,
-                    "n_seeds": seeds, "positives": int(cell["positives"]), "identical": False,
+                    "n_seeds": seeds, "positives": int(n_positives), "identical": False,
                     "family": PER_CLASS_DOMAIN, "method": "fake: one domain"}, [estimates[-1]]))
             if estimates:
                 comparisons.append(Comparison({
