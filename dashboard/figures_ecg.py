@@ -78,7 +78,7 @@ def se_gates_figure(gates: dict[str, list[float]]) -> go.Figure:
     names = [f"stage {s}" if str(s).isdigit() else str(s) for s in stages]  # the study stores stages by number
     figure = go.Figure(go.Heatmap(z=z, y=names, colorscale="Viridis", zmin=0, zmax=1, colorbar=dict(title="gate"),
                                   hovertemplate="%{y}, channel %{x}: %{z:.2f}<extra></extra>"))
-    return figure.update_layout(template="plotly_white", title="SE channel gates per stage (feature channels, not leads)",
+    return figure.update_layout(title="SE channel gates per stage (feature channels, not leads)",
                                 xaxis_title="channel", yaxis_type="category", height=120 + 40 * len(stages),
                                 margin=dict(l=70, r=20, t=50, b=40))
 
@@ -103,5 +103,5 @@ def probabilities_figure(probabilities: dict[str, float], true: list[str], top: 
                            marker=dict(symbol="line-ns", size=18, line=dict(width=3, color="#c62828")),
                            hovertemplate="%{y}: decision threshold %{x:.3f}<extra></extra>")
     title = "Scores (green: true labels" + ("; red tick: the class's decision threshold)" if marked else ")")
-    return figure.update_layout(template="plotly_white", title=title, xaxis=dict(range=[0, 1]), showlegend=False,
+    return figure.update_layout(title=title, xaxis=dict(range=[0, 1]), showlegend=False,
                                 height=120 + 22 * len(shown), margin=dict(l=70, r=20, t=50, b=40))

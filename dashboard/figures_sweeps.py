@@ -105,7 +105,7 @@ def parallel_coordinates_figure(trials: pd.DataFrame, metric: str, direction: st
     line = dict(color=values, colorscale=_SCALE, reversescale=direction == "minimize", showscale=True,
                 colorbar=dict(title=dict(text=metric)))
     figure = go.Figure(go.Parcoords(line=line, dimensions=dimensions))
-    return figure.update_layout(template="plotly_white", height=420, title=title, margin=dict(l=80, r=80))
+    return figure.update_layout(height=420, title=title, margin=dict(l=80, r=80))
 
 
 def _dimension(name: str, column: pd.Series, kind: str) -> dict:
@@ -152,7 +152,7 @@ def slice_figure(trials: pd.DataFrame, importances: pd.DataFrame, metric: str, d
                              row=1, col=index)
         figure.update_xaxes(title_text=name, type="log" if kinds[name] == LOG else None, row=1, col=index)
     figure.update_yaxes(title_text=metric, row=1, col=1)
-    return figure.update_layout(template="plotly_white", height=380, showlegend=False, title="Slice plot")
+    return figure.update_layout(height=380, showlegend=False, title="Slice plot")
 def importances_figure(importances: pd.DataFrame) -> go.Figure:
     """The fold's stored Optuna importances (computed once when the fold finished), shown only
     when they rest on MIN_IMPORTANCE_TRIALS distinct completed trials or more."""
@@ -168,7 +168,7 @@ def importances_figure(importances: pd.DataFrame) -> go.Figure:
     figure = go.Figure(go.Bar(x=ordered["importance"], y=ordered["param"], orientation="h",
                               text=ordered["importance"].map(lambda v: f"{v:.2f}"), marker_color="#1565c0",
                               hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
-    return figure.update_layout(template="plotly_white", title="Hyperparameter importances", xaxis_title="importance",
+    return figure.update_layout(title="Hyperparameter importances", xaxis_title="importance",
                                 height=140 + 30 * len(ordered), margin=dict(l=140, r=20, t=50, b=40))
 
 
@@ -179,7 +179,7 @@ def learning_curves_figure(epochs: pd.DataFrame, trials: pd.DataFrame, metric: s
     status = trials.set_index("trial_id")["status"]
     curves = epochs[["trial_id", "epoch", metric]].dropna().sort_values(["trial_id", "epoch"])
     curves = curves.assign(status=curves["trial_id"].map(status).fillna(RUNNING))
-    figure = go.Figure(layout=dict(template="plotly_white"))
+    figure = go.Figure()
     for state in (COMPLETED, RUNNING, EARLY_STOPPED, ERRORED):  # a pending trial has no epochs
         group = curves[curves["status"] == state]
         if group.empty:
