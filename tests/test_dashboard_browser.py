@@ -107,6 +107,7 @@ def test_the_first_page_lists_studies_with_progress_and_the_dataset_card(page, u
     assert elapsed < 20  # a loose bound for a loaded CI box; the benchmark holds the 2 s target
 
 
+@pytest.mark.slow  # in Chromium; the view's content is checked at the server in test_dashboard_views.py
 def test_the_studies_list_is_found_by_name_a_page_at_a_time_from_the_server(page, url):
     page.goto(url)
     page.wait_for_selector("#studies-list td")
@@ -119,6 +120,7 @@ def test_the_studies_list_is_found_by_name_a_page_at_a_time_from_the_server(page
     assert "truncated" in page.locator("#studies-list").inner_text()
 
 
+@pytest.mark.slow  # in Chromium; the view's content is checked at the server in test_dashboard_views.py
 def test_the_open_page_follows_trials_written_while_it_is_shown(page, root):
     completed = """() => { const g = document.querySelector('#progress-graph .js-plotly-plot');
                            const t = g && g._fullData.find(t => t.name === 'completed');
@@ -143,6 +145,7 @@ def _full_data(page, graph_id: str) -> list[dict]:
         graph_id)
 
 
+@pytest.mark.slow  # in Chromium; the view's content is checked at the server in test_dashboard_views.py
 def test_degradation_stacks_the_parts_against_the_total_and_a_click_picks_the_class(page, root, screenshots):
     _open(page, "Degradation")
     heatmap = _traces(page, "degradation-heatmap")[0]
@@ -199,6 +202,7 @@ def test_ablations_show_the_tests_the_decision_rule_and_the_references_apart(pag
     page.locator("#rare-effects-graph").screenshot(path=screenshots / "ablations-per-domain.png")
 
 
+@pytest.mark.slow  # in Chromium; the view's content is checked at the server in test_dashboard_views.py
 def test_sweeps_show_optuna_plots_and_asha_stopped_curves(page, screenshots):
     _open(page, "Sweeps")
     curves = _traces(page, "curves-graph")
@@ -210,6 +214,7 @@ def test_sweeps_show_optuna_plots_and_asha_stopped_curves(page, screenshots):
     page.screenshot(path=screenshots / "sweeps.png", full_page=True)
 
 
+@pytest.mark.slow  # in Chromium; the view's content is checked at the server in test_dashboard_views.py
 def test_records_draw_the_ecg_with_labels_and_channel_gates(page, screenshots):
     _open(page, "Records")
     leads = [t for t in _traces(page, "ecg-graph") if t["type"] == "scatter"]
@@ -221,6 +226,7 @@ def test_records_draw_the_ecg_with_labels_and_channel_gates(page, screenshots):
     page.screenshot(path=screenshots / "records.png", full_page=True)
 
 
+@pytest.mark.slow  # in Chromium; the view's content is checked at the server in test_dashboard_views.py
 def test_export_downloads_the_consensus_run_file(page, tmp_path, screenshots):
     _open(page, "Export")
     page.wait_for_function("() => (document.querySelector('#export-preview')?.innerText || '').includes('fold_id: consensus')")
@@ -235,6 +241,7 @@ def test_export_downloads_the_consensus_run_file(page, tmp_path, screenshots):
     page.screenshot(path=screenshots / "export.png", full_page=True)
 
 
+@pytest.mark.slow  # in Chromium; the view's content is checked at the server in test_dashboard_views.py
 def test_a_damaged_study_shows_its_problems_on_the_page(page, screenshots):
     _open(page, "Degradation")
     _choose(page, "study", "truncated")
@@ -248,6 +255,7 @@ def test_a_damaged_study_shows_its_problems_on_the_page(page, screenshots):
     page.screenshot(path=screenshots / "damaged.png", full_page=True)
 
 
+@pytest.mark.slow  # in Chromium; the view's content is checked at the server in test_dashboard_views.py
 def test_a_study_written_by_results_schema_1_is_announced_on_every_view(page):
     _choose(page, "study", "old")
     for view in ("Studies", "Degradation", "Ablations", "Sweeps", "Records", "Export"):

@@ -21,6 +21,7 @@ from heartbeatai.dashboard.views import ViewInputError, Views
 from heartbeatai.metric_names import VALIDATION_METRICS, metric_mode
 from heartbeatai.results import ResultsStore, ResultsWriter, schema
 from heartbeatai.testing.fake_store import make_store
+from store_cache import store_copy
 from heartbeatai.training.algorithms import ALGORITHMS, DEFAULT_ALGORITHM
 
 
@@ -174,7 +175,7 @@ def test_the_label_free_prevalence_estimates_are_their_own_line_marked_where_far
 
 
 def test_a_finished_study_without_a_reference_says_so_and_how_to_add_one(tmp_path):
-    make_store(tmp_path, n_folds=2, n_trials=6, classes=6, seeds=1, records_per_fold=4, record_views_per_fold=1)
+    store_copy(tmp_path, n_folds=2, n_trials=6, classes=6, seeds=1, records_per_fold=4, record_views_per_fold=1)
     store, writer = ResultsStore(tmp_path), ResultsWriter(tmp_path / "demo")
     trials = store.read("demo", "trials")
     writer.replace("trials", trials[trials["protocol"] == "lodo"], where={})  # a study of protocols: [lodo]
@@ -607,7 +608,7 @@ def test_a_failing_view_answers_with_an_alert_not_a_server_error():
 
 
 def test_corrupt_and_missing_tables_are_said_on_the_page(tmp_path):
-    make_store(tmp_path, n_folds=2, n_trials=10, classes=6, seeds=1)
+    store_copy(tmp_path, n_folds=2, n_trials=10, classes=6, seeds=1)
     results = tmp_path / "demo" / "results"
     next((results / "degradation").glob("part-*.parquet")).write_bytes(b"PAR1 truncated")
     shutil.rmtree(results / "ablation_tests")
@@ -688,7 +689,7 @@ def test_a_token_guards_every_request_and_the_login_form_keeps_it_in_a_cookie(ro
 
 
 def test_views_are_answered_from_cache_until_the_study_writes_again(tmp_path):
-    make_store(tmp_path, n_folds=2, n_trials=10, classes=6, seeds=1)
+    store_copy(tmp_path, n_folds=2, n_trials=10, classes=6, seeds=1)
     views = Views(ResultsStore(tmp_path))
     first = views.degradation("demo", "noisy")
 
@@ -757,8 +758,8 @@ def test_every_view_draws_with_any_one_table_missing(small_root, tmp_path, table
         assert f"{table}: not written yet" in said
 
 
-def test_classes_never_evaluated_in_any_domain_are_left_out_of_the_degradation_view(tmp_path):
-    make_store(tmp_path, n_folds=3, n_trials=6, seeds=1, records_per_fold=20, record_views_per_fold=1)
+def test_classes_never_evaluated_in_any_domain_are_left_out_of_the_degradation_view(root, tmp_path):
+    shutil.copytree(root, tmp_path, dirs_exist_ok=True)
     store = ResultsStore(tmp_path)
     rows = store.read("demo", "degradation")
     never = rows["class"].iloc[0]
@@ -893,7 +894,7 @@ def test_sweep_axes_follow_how_each_parameter_was_sampled():
 
 
 def test_a_study_comparing_no_algorithms_is_not_told_its_algorithm_parts_are_coming(tmp_path):
-    make_store(tmp_path, n_folds=2, n_trials=6, classes=6, seeds=1, records_per_fold=4, record_views_per_fold=1)
+    store_copy(tmp_path, n_folds=2, n_trials=6, classes=6, seeds=1, records_per_fold=4, record_views_per_fold=1)
     shutil.rmtree(tmp_path / "demo" / "results" / "algorithm_parts", ignore_errors=True)
     views = Views(ResultsStore(tmp_path))
     assert not any(algorithm_of(arm) for arm in ResultsStore(tmp_path).read("demo", "fold_metrics")["arm"].unique())

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from benchmarks import bench_data
 
 
+@pytest.mark.slow  # runs the data benchmark; prepare's figures are asserted in test_prepare_*.py
 def test_data_benchmark_prints_prepare_reference_window_rates_memory_and_parse_time(capsys):
     argv = ["--records", "12", "--windows", "100", "--memory-samples", "100000", "--memory-kinds", "challenge-v4"]
     assert bench_data.main(argv) == 0

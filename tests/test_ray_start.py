@@ -113,6 +113,7 @@ def test_a_working_directory_holding_a_heartbeatai_folder_is_seen_as_shadowing(t
     assert ray_start.shadowing_folder(installed_root) is None
 
 
+@pytest.mark.slow  # starts a local Ray (14 s); the smoke study starts one in the fast suite
 @pytest.mark.ray
 def test_a_local_study_ray_ignores_stale_files_and_sizes_from_what_it_has(stale, tmp_path):
     """In a child process: HOME and Ray's temp dir are the fixture's, the Ray it starts is its own."""

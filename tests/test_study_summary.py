@@ -14,7 +14,8 @@ from heartbeatai.dashboard.views.base import STUDY_CHOICES
 from heartbeatai.dashboard.views import Views
 from heartbeatai.results import ResultsStore, ResultsWriter, schema, summary as summary_module, write_study_summary
 from heartbeatai.results.summary import SUMMARY_FILE, StudySummaries
-from heartbeatai.testing.fake_store import make_many_studies, make_store
+from heartbeatai.testing.fake_store import make_many_studies
+from store_cache import store_copy
 
 PAGE = STUDIES_PAGE_SIZE
 SMALL = dict(n_folds=2, n_trials=12, classes=6, seeds=1, records_per_fold=6, record_views_per_fold=1)
@@ -25,7 +26,7 @@ def _file(root, study="demo"):
 
 
 def test_the_summary_counts_what_the_tables_hold(tmp_path):
-    study_dir = make_store(tmp_path, in_progress=True, **SMALL)
+    study_dir = store_copy(tmp_path, in_progress=True, **SMALL)
     written = write_study_summary(study_dir)
 
     progress = ResultsStore(tmp_path).progress("demo")
@@ -36,7 +37,7 @@ def test_the_summary_counts_what_the_tables_hold(tmp_path):
 
 
 def test_a_missing_summary_is_rebuilt_on_first_read_and_written_back(tmp_path, monkeypatch):
-    make_store(tmp_path, **SMALL)  # an older store: no summary
+    store_copy(tmp_path, **SMALL)  # an older store: no summary
     computed = []
     real = summary_module.compute_summary
     monkeypatch.setattr(summary_module, "compute_summary", lambda store, study: computed.append(study) or real(store, study))
@@ -48,7 +49,7 @@ def test_a_missing_summary_is_rebuilt_on_first_read_and_written_back(tmp_path, m
 
 
 def test_a_stale_summary_is_rebuilt_when_the_study_writes_trials(tmp_path):
-    study_dir = make_store(tmp_path, **SMALL)
+    study_dir = store_copy(tmp_path, **SMALL)
     before = write_study_summary(study_dir)
     store = ResultsStore(tmp_path)
     summaries = StudySummaries(store)
@@ -64,7 +65,7 @@ def test_a_stale_summary_is_rebuilt_when_the_study_writes_trials(tmp_path):
 
 @pytest.mark.parametrize("damage", ["not json", "other version", "other study", "wrong types", "huge"])
 def test_a_damaged_summary_is_rebuilt_never_trusted(tmp_path, damage):
-    study_dir = make_store(tmp_path, **SMALL)
+    study_dir = store_copy(tmp_path, **SMALL)
     good = write_study_summary(study_dir)
     text = {"not json": "{half", "other version": json.dumps({**good, "summary_version": 99}),
             "other study": json.dumps({**good, "study": "other"}),
@@ -76,7 +77,7 @@ def test_a_damaged_summary_is_rebuilt_never_trusted(tmp_path, damage):
 
 
 def test_a_read_only_store_serves_rebuilt_summaries_from_memory(tmp_path, monkeypatch):
-    make_store(tmp_path, **SMALL)
+    store_copy(tmp_path, **SMALL)
 
     def refuse(*_args):
         raise PermissionError("read-only")
@@ -87,7 +88,7 @@ def test_a_read_only_store_serves_rebuilt_summaries_from_memory(tmp_path, monkey
 
 
 def test_a_damaged_table_is_named_in_the_summary(tmp_path):
-    study_dir = make_store(tmp_path, **SMALL)
+    study_dir = store_copy(tmp_path, **SMALL)
     part = next((tmp_path / "demo" / "results" / "degradation").glob("part-*.parquet"))
     part.write_bytes(b"not parquet")
     assert write_study_summary(study_dir)["damaged_tables"] == ["degradation"]

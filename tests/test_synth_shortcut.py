@@ -16,7 +16,7 @@ N = 1200
 
 @pytest.fixture(scope="module")
 def with_and_without():
-    common = dict(domains=DOMAINS, shift=1.0, shift_kinds=["style"], fs=100, seconds=10.0, seed=7)
+    common = dict(domains=DOMAINS, shift=1.0, shift_kinds=["style"], fs=100, seconds=3.0, seed=7)  # short: ages are measured, signals only compared
     return generate(N, age_shortcut=1.0, **common), generate(N, **common)
 
 

@@ -82,7 +82,8 @@ def test_two_runs_with_the_same_seed_report_equal_metrics(planted):
 @pytest.mark.parametrize(
     "variant",
     [
-        {"mixstyle.mix": "random"},
+        # The simpler variant runs with `make test-slow`; the fast suite resumes the one with every part.
+        pytest.param({"mixstyle.mix": "random"}, marks=pytest.mark.slow),
         # Every stochastic and optional part at once: domain-paired batches, ASL with
         # class weights and smoothing, age/sex input, cosine schedule.
         {"mixstyle.mix": "crossdomain", "loss.kind": "asl", "loss.pos_weight": True, "label_smoothing": 0.1,
