@@ -24,19 +24,12 @@ past the budget are skipped with a line.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 BUDGET_S = 420
-ACCURACY_MARGIN = 0.01
-SEEDS = (1, 2, 3)
 
 
 class Check:
@@ -58,21 +51,6 @@ class Check:
             print(f"   FAILED: {type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}")
 
 
-def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "heartbeatai", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=900)
-    if done.returncode:
-        raise RuntimeError((done.stderr or done.stdout).strip().splitlines()[-1])
-    return done
-
-
-def prepared_data(folder: Path, records: int, seconds: float) -> Path:
-    _cli("synth", "--out", str(folder / "raw"), "--records", str(records), "--fs", "500", "--seconds", str(seconds))
-    _cli("prepare", str(folder / "raw"), "--out", str(folder / "prep"), "--fs", "500", "--quiet")
-    _cli("data", "folds", str(folder / "prep"), "--protocol", "lodo")
-    return folder / "prep"
-
-
 def trial_settings(dry_run: bool) -> dict:
     """The trained network: the paper-size default on a GPU, a tiny one for the dry run."""
     if dry_run:
@@ -80,26 +58,6 @@ def trial_settings(dry_run: bool) -> dict:
                 "mixstyle": {"layers": [1]}, "preprocess": {"crop_seconds": 4.0, "eval_stride_seconds": 4.0},
                 "optim": {"epochs": 2, "batch_size": 16}}
     return {"optim": {"epochs": 3, "batch_size": 64}}
-
-
-def run_file(data: Path, folder: Path, dry_run: bool, seed: int = 0) -> Path:
-    from heartbeatai.data.prepared import PreparedDataset
-
-    trial = trial_settings(dry_run) | {"seed": seed}
-    path = folder / f"run-{seed}.yaml"
-    path.write_text(yaml.safe_dump({"data": {"path": str(data), "fingerprint": PreparedDataset(data).fingerprint},
-                                    "fold_id": "lodo:cpsc", "trial": trial}, sort_keys=False))
-    return path
-
-
-def train(config: Path, out: Path, workers: int, gpus: float, precision: str = "auto") -> dict:
-    started = time.perf_counter()
-    _cli("train", "--config", str(config), "--out", str(out), "--workers", str(workers),
-         "--gpus-per-worker", str(gpus), "--precision", precision)
-    wall = time.perf_counter() - started
-    metrics = json.loads((out / "metrics.json").read_text())
-    epochs = [m.get("epoch_seconds", 0.0) for m in metrics["epochs"]]
-    return {"wall": wall, "epochs": epochs, "best": metrics["best"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpu check skipped: no CUDA device here (torch {torch.__version__}, CUDA build "
               f"{torch.version.cuda or 'none'}); --cpu-dry-run runs it on the CPU at a tiny size")
         return 0
-    from benchmarks import bench_model
+    from benchmarks import bench_model, precision_check
 
     dry = args.cpu_dry_run
     device = "cpu" if dry else "cuda"
@@ -154,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.bench_data import bench_windows
         from heartbeatai.data.prepared import PreparedDataset
 
-        found["data"] = prepared_data(scratch / "data", 80 if dry else 400, 10.0)
+        found["data"] = precision_check.prepared_data(scratch / "data", 80 if dry else 400, 10.0)
         clock = bench_windows(PreparedDataset(found["data"]), 2000 if dry else 20000)
         rate = (2000 if dry else 20000) / clock.wall
         demand = found.get("demand", float("nan"))
@@ -162,9 +120,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{rate / demand:.1f}x" if demand == demand else f"   {rate:,.0f} windows/s from one process")
 
     def ddp() -> None:
-        config = run_file(found["data"], scratch, dry)
+        config = precision_check.run_file(found["data"], scratch, trial_settings(dry))
         for workers in (1, 2) if dry or gpus >= 2 else (1,):
-            result = train(config, scratch / f"ddp-{workers}", workers, 0 if dry else 1)
+            result = precision_check.train(config, scratch / f"ddp-{workers}", workers, 0 if dry else 1)
             setup = result["wall"] - sum(result["epochs"])
             backend = "in process" if workers == 1 else ("gloo" if dry else "NCCL") + " DDP on Ray"
             print(f"   {workers} worker(s), {backend}: set-up {setup:.1f} s, epochs "
@@ -203,15 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             ray.shutdown()
 
     def bf16_accuracy() -> None:
-        values = {}
-        for precision in ("fp32", "bf16"):
-            values[precision] = [train(run_file(found["data"], scratch, dry, seed), scratch / f"{precision}-{seed}",
-                                       1, 0 if dry else 1, precision)["best"]["val_macro_auroc"] for seed in SEEDS]
-        mean = {p: sum(v) / len(v) for p, v in values.items()}
-        gap = mean["bf16"] - mean["fp32"]
-        verdict = "within" if abs(gap) <= ACCURACY_MARGIN else "OUTSIDE"
-        print(f"   validation macro AUROC over seeds {SEEDS}: fp32 {mean['fp32']:.4f}, bf16 {mean['bf16']:.4f}; "
-              f"bf16 - fp32 {gap:+.4f}, {verdict} {ACCURACY_MARGIN}")
+        precision_check.bf16_against_fp32(found["data"], scratch, trial_settings(dry), 0 if dry else 1)
 
     check.section("1. device and measured peaks", device_and_peaks)
     check.section("2. training step, fp32 and bf16 autocast", training_step)

@@ -2,6 +2,14 @@
 
     .venv/bin/python -m benchmarks model [--quick] [--steps 3] [--batch 64] [--length 5000] [--threads N]
                                          [--no-compile] [--no-torch-ecg] [--device cuda]
+    .venv/bin/python -m benchmarks model --accuracy
+
+`--accuracy` (a few minutes) times nothing above: it trains the demo's network
+(studies/configs/demo.yaml's trial) on a 600-record synthetic release through
+`heartbeatai train --precision fp32` and `bf16` at 3 seeds each, and prints the validation
+macro AUROC of both and their epoch times (benchmarks/precision_check.py): the check
+that decides whether bf16 autocast is the CPU default. Where the CPU lacks native bf16 it
+says so in one line.
 
 `--quick` (about a minute): batch 16 x 2,500 samples, 2 rounds, no torch.compile.
 bf16 settings are timed only where the CPU computes bf16 natively (AVX512-BF16 or AMX
@@ -28,8 +36,7 @@ heartbeatai is imported lazily. torch_ecg is not a platform dependency.
 One module (over 400 lines) because it must run on its own inside torch_ecg's venv as
 the `--worker`, with the same step function and timing loop as the main run.
 
-Speed-ups are measured here; whether bf16 keeps accuracy (validation macro-AUROC within
-0.01 of fp32 on the synthetic benchmark) is the training run's check, not this one's.
+Speed-ups are measured on one step; whether bf16 keeps accuracy is `--accuracy`'s check.
 """
 
 from __future__ import annotations
@@ -166,11 +173,32 @@ def native_bf16(device: str) -> bool:
     """Whether bf16 runs natively: always on CUDA; on CPU with the AVX512-BF16 or AMX-BF16 flags."""
     if device != "cpu":
         return True
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    from heartbeatai.training.precision import native_bf16_cpu  # here: the torch_ecg worker has no heartbeatai
+
+    return native_bf16_cpu()
+
+
+def accuracy_check(device: str, emulated: bool = False) -> int:
+    """bf16 autocast against fp32 on the demo's network, where `device` computes bf16 natively
+    (or anywhere with `emulated`: the same rounding, so the accuracy holds, at 10x the time)."""
+    import tempfile
+
+    import yaml
+
+    from benchmarks import precision_check
+
+    if not native_bf16(device) and not emulated:
+        print(f"bf16 accuracy check skipped: this {device} has no native bf16 (AVX512-BF16 or AMX), "
+              "so fp32 stays the default here")
+        return 0
+    trial = yaml.safe_load((REPO / "studies" / "configs" / "demo.yaml").read_text())["trial"]
+    scratch = Path(tempfile.mkdtemp(prefix="bench-precision-"))
+    print(f"bf16 against fp32 on {cpu_name() if device == 'cpu' else device}: the demo's network, "
+          f"{precision_check.FOLD}, 600 synthetic records at 100 Hz"
+          + ("" if native_bf16(device) else "; bf16 EMULATED here: its epoch times are not bf16's speed"))
+    data = precision_check.prepared_data(scratch / "data", 600, 10.0, fs=100)
+    result = precision_check.bf16_against_fp32(data, scratch, trial, 0 if device == "cpu" else 1)
+    return 0 if result["within"] else 1
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -410,7 +438,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", choices=["torch_ecg"], help=argparse.SUPPRESS)
     parser.add_argument("--model-arguments", help=argparse.SUPPRESS)  # JSON, for the worker
     parser.add_argument("--quick", action="store_true", help="batch 16 x 2,500 samples, 2 rounds, no compile")
+    parser.add_argument("--accuracy", action="store_true",
+                        help="only the bf16-against-fp32 accuracy check on the demo's network (a few minutes)")
+    parser.add_argument("--emulated", action="store_true",
+                        help="with --accuracy: run it where bf16 is emulated too (its accuracy holds, not its times)")
     args = parser.parse_args(argv)
+    if args.accuracy:
+        return accuracy_check(args.device, args.emulated)
     if args.quick:
         args.batch, args.length, args.steps, args.no_compile = 16, 2500, 2, True
     if args.worker:

@@ -11,6 +11,10 @@ import pytest
 # Ray reads this at import: with it every Ray listener binds 127.0.0.1 (DESIGN.md, Ray).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Tests train in fp32 on every machine: `auto` is bf16 on CPUs with native bf16 (training/
+# precision.py), and a suite whose figures follow the CPU's flags would pass on one runner and
+# not another. tests/test_train_cli.py checks the auto rule itself.
+os.environ.setdefault("HEARTBEATAI_PRECISION", "fp32")
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -38,3 +38,27 @@ def test_benchmark_runs_end_to_end_on_small_inputs(capsys):
     assert main(["--batch", "2", "--length", "500", "--steps", "1", "--threads", "1", "--no-compile", "--no-torch-ecg"]) == 0
     out = capsys.readouterr().out
     assert "peak GFLOP/s, bfloat16" in out and "bf16 autocast + fused AdamW" in out and "half batch" in out
+
+
+def test_the_accuracy_check_says_in_one_line_why_a_cpu_without_native_bf16_keeps_fp32(monkeypatch, capsys):
+    from benchmarks import bench_model
+
+    monkeypatch.setattr(bench_model, "native_bf16", lambda device: False)
+    assert main(["--accuracy"]) == 0
+    [line] = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert line.startswith("bf16 accuracy check skipped") and "fp32 stays the default" in line
+
+
+def test_the_accuracy_verdict_is_the_margin_on_the_mean_over_seeds(monkeypatch, tmp_path, capsys):
+    from benchmarks import precision_check
+
+    aurocs = {("fp32", 1): 0.80, ("fp32", 2): 0.84, ("fp32", 3): 0.82, ("bf16", 1): 0.83, ("bf16", 2): 0.80,
+              ("bf16", 3): 0.797}  # means 0.82 and 0.809: 0.011 apart, one seed alone 0.04
+    monkeypatch.setattr(precision_check, "run_file", lambda data, folder, trial, seed: seed)
+    monkeypatch.setattr(precision_check, "train", lambda seed, out, workers, gpus, precision: {
+        "best": {"val_macro_auroc": aurocs[precision, seed]}, "epochs": [1.0 if precision == "fp32" else 0.5]})
+    outside = precision_check.bf16_against_fp32(tmp_path, tmp_path, {}, 0)
+    assert not outside["within"] and outside["gap"] == pytest.approx(-0.011)
+    aurocs["bf16", 3] = 0.81  # mean 0.8133: 0.0067 below
+    assert precision_check.bf16_against_fp32(tmp_path, tmp_path, {}, 0)["within"]
+    assert "(2.00x)" in capsys.readouterr().out

@@ -232,15 +232,18 @@ def test_the_readme_flow_trains_the_example_run_file_and_explains_a_listed_recor
 def test_precision_chooses_autocast_and_refuses_an_unknown_value(monkeypatch):
     import torch
 
+    from heartbeatai.training import precision
     from heartbeatai.training.precision import ENV, autocast, autocast_enabled
 
     cpu = torch.device("cpu")
-    for value, on_cpu, on_cuda in (("auto", False, True), ("fp32", False, False), ("bf16", True, True)):
-        monkeypatch.setenv(ENV, value)
-        assert (autocast_enabled("cpu"), autocast_enabled("cuda")) == (on_cpu, on_cuda), value
-        with autocast(cpu):  # on CPU a matmul then runs in bf16 exactly when enabled
-            out = torch.ones(2, 2) @ torch.ones(2, 2)
-        assert (out.dtype == torch.bfloat16) == on_cpu
+    for native in (False, True):  # auto: bf16 on a CPU only where it computes bf16 natively
+        monkeypatch.setattr(precision, "native_bf16_cpu", lambda: native)
+        for value, on_cpu, on_cuda in (("auto", native, True), ("fp32", False, False), ("bf16", True, True)):
+            monkeypatch.setenv(ENV, value)
+            assert (autocast_enabled("cpu"), autocast_enabled("cuda")) == (on_cpu, on_cuda), (value, native)
+            with autocast(cpu):  # on CPU a matmul then runs in bf16 exactly when enabled
+                out = torch.ones(2, 2) @ torch.ones(2, 2)
+            assert (out.dtype == torch.bfloat16) == on_cpu
     monkeypatch.setenv(ENV, "fp16")
     with pytest.raises(ValueError, match="fp16"):
         autocast(cpu)

@@ -48,8 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--workers", type=int, default=1, help="DDP workers; more than 1 runs on Ray (default 1)")
     train.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per worker (default 0: CPU)")
     train.add_argument("--epochs", type=int, help="override trial.optim.epochs")
-    train.add_argument("--precision", choices=PRECISIONS, default="auto",
-                       help="auto (default: bf16 autocast on GPU, fp32 on CPU), fp32, or bf16 (on CPU too)")
+    train.add_argument("--precision", choices=PRECISIONS,
+                       help="auto (the default, or $HEARTBEATAI_PRECISION: bf16 autocast on GPU and on CPUs with "
+                            "native bf16, fp32 on others), fp32, or bf16 (on any CPU)")
     train.add_argument("--selection-metric", help="metric choosing best_checkpoint (overrides selection_metric)")
     train.add_argument("--allow-other-data", action="store_true",
                        help="train although the dataset's fingerprint differs from the run file's")
@@ -89,7 +90,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    os.environ[PRECISION_ENV] = args.precision  # read by every worker this command starts
+    if args.precision:
+        os.environ[PRECISION_ENV] = args.precision  # read by every worker this command starts
     run = run_inputs.effective_run_file(args)
     dataset = run_inputs.open_prepared(Path(run.data.path))
     run_inputs.check_data(run, dataset, allow_other=args.allow_other_data)
