@@ -83,9 +83,13 @@ def test_test_domain_is_not_read_until_the_selection_is_recorded(tmp_path, spy_l
     (runner,) = list(fold_runners(config, StudyPaths(tmp_path / "runs" / "nopeek"), progress=print,
                                   stage_runner=FakeStageRunner(tmp_path / "fake")))
     _search_reads_only_train_and_val_then_testing_reads_the_test_rows(runner, data, spy_log)
-    # Torch's checkpoint reader, in this process: the selected model's view is explained.
+    # Torch's checkpoint reader, in this process: the view is explained by `full` at the first arm
+    # seed, the model every ablation is compared against, on its own test predictions.
     views = runner.store.read("nopeek", "record_views")
     assert len(views) == 1 and np.array(json.loads(views["attribution"].iloc[0])).shape[0] == 12
+    full = runner.store.read("nopeek", "trials", filters={"arm": "full", "seed": config.seeds[0]})
+    assert (views["arm"].iloc[0], views["seed"].iloc[0], views["trial_id"].iloc[0]) == \
+        ("full", config.seeds[0], full["trial_id"].iloc[-1])
 
 
 @pytest.mark.slow  # trains two searches for real: 10-30 s on shared cores

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 import numpy as np
 import pandas as pd
 
-from heartbeatai.arms import PREVALENCE, SEARCH, Arm
+from heartbeatai.arms import FULL, PREVALENCE, SEARCH, Arm
 from heartbeatai.config import TrialConfig
 from heartbeatai.metric_names import fold_metric_of
 from heartbeatai.results import ResultsStore, ResultsWriter, write_study_summary
@@ -420,16 +420,29 @@ class FoldRunner:
             self.config.name, self.protocol, self.fold_id, selection_kind, run_file, selection.metric, selection.value,
             trial_id=selection.trial_id, study_dir=self.study.root, arm=arm))
 
+    def _record_view_run(self, selection: Selection) -> tuple[dict, str]:
+        """The run whose records are shown: `full` at the first arm seed, the model every
+        ablation is compared against; the search's selected trial where `full` has no tested run."""
+        runs = self._arm_runs()
+        if not self.config.seeds or runs.empty:
+            return self.run_key(SEARCH, self.base.seed, "val", selection.trial_id), selection.checkpoint_path
+        full = runs[(runs["arm"] == FULL) & (runs["seed"] == self.config.seeds[0])
+                    & runs["status"].isin(SCORED_STATUSES) & runs["checkpoint_path"].notna()]
+        if not full.empty and self.journal.done(self.fold_id, f"tested:{full['trial_id'].iloc[0]}"):
+            run = full.iloc[0]
+            return self.run_key(FULL, int(run["seed"]), "val", run["trial_id"]), run["checkpoint_path"]
+        return self.run_key(SEARCH, self.base.seed, "val", selection.trial_id), selection.checkpoint_path
+
     def _record_views(self, selection: Selection) -> int:
         from heartbeatai.study.record_views import pick_record_views, record_view_rows
 
-        key = self.run_key(SEARCH, self.base.seed, "val", selection.trial_id)
+        key, checkpoint = self._record_view_run(selection)
         predictions = self.store.read(self.config.name, "predictions", filters={**key, "split": "test"})
         thresholds = self.store.read(self.config.name, "class_metrics", filters={**key, "label_set": "noisy"})
         thresholds = thresholds.set_index("class")["threshold"].reindex(self.classes).to_numpy()
         picks = pick_record_views(predictions, thresholds, self.classes, self._train_prevalence(),
                                   self.config.record_views)
-        explainer = self.study.checkpoints.explainer(selection.checkpoint_path, self.dataset)
+        explainer = self.study.checkpoints.explainer(checkpoint, self.dataset)
         views = record_view_rows(explainer, self.dataset, predictions, thresholds, self.classes, picks, key)
         self.writer.write("record_views", views)
         return len(views)  # the journal keeps it: the store check knows how many rows to expect
