@@ -37,12 +37,16 @@ def cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 
 def test_smoke_study_fills_every_table_and_exports_runnable_configs(tmp_path):
     storage = tmp_path / "runs"
-    plan = cli("study", "plan", str(SMOKE), "--storage", str(storage))
+    # The shipped smoke config, tracked into an MLflow store of this test's own (docs/results.md).
+    mlruns = tmp_path / "mlflow.db"
+    smoke = tmp_path / "smoke.yaml"
+    smoke.write_text(SMOKE.read_text() + f"tracking: {{kind: mlflow, tracking_uri: 'sqlite:///{mlruns}'}}\n")
+    plan = cli("study", "plan", str(smoke), "--storage", str(storage))
     assert plan.returncode == 0, plan.stderr
     assert "lodo:georgia" in plan.stdout and "estimate" in plan.stdout
     assert not storage.exists(), "plan must not start anything"
 
-    run = cli("study", "run", str(SMOKE), "--storage", str(storage))
+    run = cli("study", "run", str(smoke), "--storage", str(storage))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "heartbeatai dashboard --results" in run.stdout and "heartbeatai export" in run.stdout
     # The study's own progress, a line per finished trial, and none of Tune's tables.
@@ -106,6 +110,16 @@ def test_smoke_study_fills_every_table_and_exports_runnable_configs(tmp_path):
     opened = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
     searched = [s.n_trials for s in optuna.get_all_study_summaries(opened)]
     assert searched == [2], searched
+    # MLflow: a run per trial in the study's experiment, each with what Tune gave the trial (the
+    # sampled values of a search trial, the arm and seed of an arm run) and the validation metric.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{mlruns}")
+    runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
+    assert all("val_macro_auroc" in r.data.metrics for r in runs)
+    searched = sorted(float(r.data.params["mixstyle.p"]) for r in runs if "mixstyle.p" in r.data.params)
+    assert searched == sorted(search["cfg.mixstyle.p"])
+    assert sorted(r.data.params.get("arm", "") for r in runs if "arm" in r.data.params) == ["full", "no-se"]
 
 
 def _tensorboard_tags(root: Path) -> set[str]:
