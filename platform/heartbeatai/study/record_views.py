@@ -1,9 +1,10 @@
 """A few test records of a fold's selected model, explained for the dashboard (which has no torch).
 
-Records are ranked by the rarest class (training prevalence) the model got wrong on them,
-then by the rarest class it got right; one view per record, for that class, and one record
-per class before any class gets a second: a handful of views then covers several of the
-rare classes a reader most wants to see the model fail or succeed on.
+Records are ranked by the rarest class (training prevalence) the model missed on them, then
+by the rarest class it called falsely, then by the rarest class it got right; one view per
+record, for that class, and one record per class before any class gets a second: a handful
+of views then covers several of the rare classes a reader most wants to see the model fail
+or succeed on, a missed rare diagnosis before a false alarm on a class the record lacks.
 """
 
 from __future__ import annotations
@@ -35,18 +36,18 @@ def pick_record_views(predictions: pd.DataFrame, thresholds: np.ndarray, classes
     rarity = np.argsort(np.argsort(train_prevalence))  # 0 = rarest
     picks = []
     for i in range(len(called)):
-        wrong = np.flatnonzero(called[i] != truth[i])
-        right = np.flatnonzero(truth[i] & called[i])
-        if len(wrong):
-            picks.append((0, rarity[wrong].min(), i, wrong[np.argmin(rarity[wrong])]))
-        elif len(right):
-            picks.append((1, rarity[right].min(), i, right[np.argmin(rarity[right])]))
+        # Groups in order: missed, false alarm, right; within each, the record's rarest class.
+        for group, classes_of in enumerate((truth[i] & ~called[i], called[i] & ~truth[i], truth[i] & called[i])):
+            found = np.flatnonzero(classes_of)
+            if len(found):
+                picks.append((group, rarity[found].min(), i, found[np.argmin(rarity[found])]))
+                break
     picks = sorted(picks)
     first_of_class: dict[int, tuple] = {}
     for pick in picks:
         first_of_class.setdefault(pick[3], pick)
     picks = list(first_of_class.values()) + [p for p in picks if p not in first_of_class.values()]
-    return [RecordPick(int(i), int(c), group == 0) for group, _, i, c in picks[:n]]
+    return [RecordPick(int(i), int(c), group < 2) for group, _, i, c in picks[:n]]
 
 
 class Explainer(Protocol):
