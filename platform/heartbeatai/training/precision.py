@@ -8,8 +8,9 @@ flags are missing, about 2-10x slower).
 
 Why bf16 is the CPU default where it is native: `python -m benchmarks model --accuracy`
 trains the demo's network in both precisions at 3 seeds, and bf16's mean validation macro
-AUROC was within 0.01 of fp32's (+0.0018, 2026-12-07), while its training step ran 1.6x as
-fast on such a CPU (docs/benchmarks.md). Where bf16 is emulated it is slower, so fp32 stays.
+AUROC was within 0.01 of fp32's (+0.0018, 2026-12-07), while the reference model's training
+step ran at 44.7 samples/s against fp32's 22.9 on such a CPU (`python -m benchmarks model
+--quick`, docs/benchmarks.md). Where bf16 is emulated it is slower, so fp32 stays.
 """
 
 from __future__ import annotations
