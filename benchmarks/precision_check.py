@@ -9,7 +9,6 @@ each one's mean epoch time beside it. `python -m benchmarks gpu` runs it on the 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -24,8 +23,7 @@ FOLD = "lodo:cpsc"
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "heartbeatai", *args], capture_output=True, text=True,
-                          env=dict(os.environ), timeout=900)
+    done = subprocess.run([sys.executable, "-m", "heartbeatai", *args], capture_output=True, text=True, timeout=900)
     if done.returncode:
         raise RuntimeError((done.stderr or done.stdout).strip().splitlines()[-1])
     return done
