@@ -68,6 +68,8 @@ def test_smoke_study_fills_every_table_and_exports_runnable_configs(tmp_path):
     assert len(search) == 2 and set(search["status"]) <= {"completed", "early_stopped"}
     assert search["cfg.mixstyle.p"].between(0, 1).all() and search["checkpoint_path"].notna().all()
     assert set(trials.loc[trials["arm"] != "search", "arm"]) == {"full", "no-se"}
+    # what each trial computed in, as its worker resolved it (conftest pins fp32; Ray's workers inherit it)
+    assert {json.loads(p)["precision"] for p in trials["provenance"]} == {"fp32"}
     assert not store.read("smoke", "epochs").empty
 
     tested = store.read("smoke", "fold_metrics", filters={"split": "test", "metric": "macro_auroc"})

@@ -41,6 +41,15 @@ def test_train_writes_metrics_checkpoints_and_the_effective_run_file(trained, pl
     assert run.provenance.folds_hash and run.provenance.dataset_fingerprint == run.data.fingerprint
     assert "torch" in run.provenance.packages and run.provenance.classes == CLASSES
     assert not (trained / ".staging").exists()
+    assert {m["precision"] for m in summary["epochs"]} == {"fp32"}  # conftest pins it
+
+
+def test_a_run_records_the_precision_it_trained_in(planted, tmp_path, monkeypatch):
+    # auto's answer depends on the CPU's flags (precision.py), so the run must say which it got.
+    monkeypatch.setenv("HEARTBEATAI_PRECISION", "bf16")
+    tiny_run_file(planted, **{"optim.epochs": 1}).dump(tmp_path / "run.yaml")
+    assert main(["train", "--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "o")]) == 0
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["final"]["precision"] == "bf16"
 
 
 def test_train_prints_stamped_progress_per_epoch_with_the_time_left(planted, tmp_path, capsys):

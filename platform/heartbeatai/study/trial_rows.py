@@ -227,7 +227,8 @@ class TrialRows:
             "selection_value": value,
             "checkpoint_path": checkpoint,
             "node_id": last.get("node_id"),
-            "provenance": json.dumps({"tune_trial_dir": trial.path, "data_path": self.context.data_path}),
+            "provenance": json.dumps({"tune_trial_dir": trial.path, "data_path": self.context.data_path,
+                                      "precision": last.get("precision")}),
             **{f"cfg.{k}": json.dumps(v) if isinstance(v, list) else v for k, v in flatten_config(cfg).items()},
         }
         self.writer.write("trials", pd.DataFrame([row]))

@@ -49,7 +49,7 @@ from heartbeatai.training.factory import (
     train_sampler,
     window_lengths,
 )
-from heartbeatai.training.precision import autocast
+from heartbeatai.training.precision import autocast, precision_used
 from heartbeatai.training.spec import TrainSpec
 from heartbeatai.training.transforms import SignalTransform
 
@@ -141,6 +141,8 @@ def run_training(
             **{f"train_{name}": value for name, value in train_scalars.items()},
             **val_metrics,
             "epoch_seconds": time.perf_counter() - started,
+            # The default depends on the machine (precision.py), so each run says what it used.
+            "precision": precision_used(device.type),
         }
         history.append(metrics)
         rng_states = _gather(capture_rng(), world)

@@ -48,6 +48,11 @@ def autocast_enabled(device_type: str) -> bool:
     return mode == "bf16"
 
 
+def precision_used(device_type: str) -> str:
+    """"bf16" or "fp32": what a step on `device_type` computes in, as each run records it."""
+    return "bf16" if autocast_enabled(device_type) else "fp32"
+
+
 def autocast(device):
     """The autocast context of a step on `device` (a torch.device) under the chosen precision."""
     import torch  # here, not at the top: the command line reads PRECISIONS without torch
