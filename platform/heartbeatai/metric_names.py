@@ -85,7 +85,9 @@ DEFAULT_SELECTION_METRIC = "val_macro_auroc"
 THRESHOLD_DEPENDENT = ("val_macro_f1", "val_challenge_score")
 
 # The columns of the epochs table and of every per-epoch report, in order.
-EPOCH_COLUMNS: tuple[str, ...] = ("epoch", "train_loss", *VALIDATION_METRICS, "val_classes_used", "epoch_seconds")
+# `precision` ("bf16" or "fp32") goes to the trials table's provenance, not to the epochs table.
+EPOCH_COLUMNS: tuple[str, ...] = ("epoch", "train_loss", *VALIDATION_METRICS, "val_classes_used", "epoch_seconds",
+                                  "precision")
 
 
 def metric_mode(name: str) -> Mode:

@@ -83,6 +83,7 @@ def plant_trial(trial: TrialConfig, context: FoldContext, report: Report, resume
             **{f"val_{name}": macro[name] for name in EPOCH_FOLD_METRICS},
             "val_classes_used": len(macro["classes_used"]),
             "epoch_seconds": time.perf_counter() - started,
+            "precision": "fp32",  # no network: numpy computes the planted model in float64
         }
         with tempfile.TemporaryDirectory(prefix="planted-checkpoint-") as staging:
             (Path(staging) / CHECKPOINT_FILE).write_text(json.dumps({
