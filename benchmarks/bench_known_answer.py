@@ -2,8 +2,8 @@
 
 `studies/configs/known_answer.yaml` is a synthetic LODO study whose answer is known by
 construction (docs/synthetic.md, "Known-answer study"): the benchmark plants a spurious age
-shortcut (data.synthetic.age_shortcut) whose association reverses between every fold's
-training hospitals and its held-out one, so
+shortcut (data.synthetic.age_shortcut): the recorded age all but names a few target classes,
+and every fold's held-out hospital turns some of them round against its training hospitals, so
 
 - the planted benefit: `demographics` (age and sex fed to the classifier) must be decided
   "worse" than `full` across the held-out domains;
@@ -99,7 +99,7 @@ def _effect_size(args) -> int:
     seeds = tuple(int(s) for s in args.seeds.split(","))
     strengths = [float(x) for x in args.age_shortcut.split(",")] if args.age_shortcut else [spec.age_shortcut]
     print(f"{CONFIG.name} arms outside the study: {spec.records} records, shift {spec.shift} ({spec.shift_kinds}), "
-          f"{base.optim.epochs} epochs, seeds {seeds}, age shortcut {strengths} SD; {os.cpu_count()} CPU(s), "
+          f"{base.optim.epochs} epochs, seeds {seeds}, age shortcut {strengths}; {os.cpu_count()} CPU(s), "
           f"torch {torch.__version__}")
     full_rows = None
     for strength in strengths:
@@ -114,7 +114,7 @@ def _effect_size(args) -> int:
         diffs = rows.pivot_table(index=["fold_id", "seed"], columns="arm", values="macro_auroc")
         diffs = diffs.drop(columns="full").sub(diffs["full"], axis=0)
         means = diffs.groupby("fold_id").mean()
-        print(f"age shortcut {strength:g} SD ({time.perf_counter() - started:.0f} s): arm - full, macro AUROC "
+        print(f"age shortcut {strength:g} ({time.perf_counter() - started:.0f} s): arm - full, macro AUROC "
               f"averaged over seeds, per held-out domain")
         for fold, row in means.iterrows():
             print(f"  {fold:14s} " + "  ".join(f"{arm} {value:+.4f}" for arm, value in row.items()))
@@ -164,7 +164,7 @@ def _age_weights(args) -> int:
     reach = np.abs(weights[:, -3]) * age.std()  # demographics are the classifier's last 3 inputs
     ranked = [max(a, 1 - a) for a in (roc_auc_score(labels[:, j], age) for j in range(len(classes))
                                       if 10 <= labels[:, j].sum() <= len(labels) - 10)]
-    print(f"{fold}, age shortcut {args.age_weights:g} SD, {spec.records} records: the age input's reach "
+    print(f"{fold}, age shortcut {args.age_weights:g}, {spec.records} records: the age input's reach "
           f"|w| x SD per class, median {np.median(reach):.3f}, max {reach.max():.3f} logits; the signal "
           f"features' median |w| {np.median(np.abs(weights[:, :-3])):.3f}; age alone ranks the classes in the "
           f"training records at AUROC median {np.median(ranked):.2f}, max {max(ranked):.2f}")
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="--effect-size: default the config's")
     parser.add_argument("--arms", default=None, help="--effect-size: these arms (comma-separated) beside full")
     parser.add_argument("--age-shortcut", default=None,
-                        help="--effect-size: comma-separated strengths in age SDs (default the config's)")
+                        help="--effect-size: comma-separated strengths, 0-1 (default the config's)")
     parser.add_argument("--age-weights", type=float, default=None, metavar="STRENGTH",
                         help="train the demographics arm on one LODO fold (--fold) at this shortcut strength and "
                              "print how much its classifier reads age")
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     shipped = load_study_config(CONFIG)
     strength = shipped.data.synthetic.age_shortcut
-    print(f"{CONFIG.name}: {args.repeats} repeat(s) x (age shortcut {strength:g} SD, and 0), "
+    print(f"{CONFIG.name}: {args.repeats} repeat(s) x (age shortcut {strength:g}, and 0), "
           f"{args.records or shipped.data.synthetic.records} records, metric {args.metric}, decision probability "
           f"{shipped.analysis.decision_probability}, ROPE {shipped.analysis.rope}; {os.cpu_count()} CPU(s), "
           f"torch {torch.__version__}")

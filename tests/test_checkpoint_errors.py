@@ -78,6 +78,10 @@ def _write(folder: Path, case: str) -> Path:
         save_checkpoint(folder, _state(model=_other_weights()))
     elif case == "weights that are not tensors":
         save_checkpoint(folder, _state(model={"stem.weight": [1, 2]}))
+    elif case == "age and sex in an older encoding":  # written before the encoding was recorded
+        trial = tiny_trial(**{"model.demographics": True})
+        save_checkpoint(folder, _state(model=model_from_config(trial, len(CLASSES)).state_dict(),
+                                       config=trial.model_dump(mode="json")))
     else:
         raise ValueError(case)
     return folder
@@ -98,6 +102,7 @@ CASES = {
     "invalid config": "config is not a valid trial configuration (model.widths",
     "weights of another model": "weights do not fit the model its config describes (tensor shapes differ)",
     "weights that are not tensors": "weights are not a state dict of tensors",
+    "age and sex in an older encoding": "reads age and sex as 'age/100, sex, age known'",
 }
 
 

@@ -111,11 +111,13 @@ def test_a_synthetic_knob_left_at_zero_keeps_the_fingerprint_of_a_spec_without_i
 
     spec = config(data={"synthetic": {"records": 100}}).data.synthetic
     # the spec as written before the knobs existed, hashed as fingerprint() has always hashed it
-    before = {k: v for k, v in spec.model_dump(mode="json").items() if k not in ("age_shortcut", "rate_overlap")}
+    knobs = ("age_shortcut", "rate_overlap", "acquisition_shortcut")
+    before = {k: v for k, v in spec.model_dump(mode="json").items() if k not in knobs}
     assert spec.fingerprint() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
     overlapping = config(data={"synthetic": {"records": 100, "rate_overlap": 10}}).data.synthetic
     shortcut = config(data={"synthetic": {"records": 100, "age_shortcut": 1}}).data.synthetic
-    assert len({spec.fingerprint(), overlapping.fingerprint(), shortcut.fingerprint()}) == 3
+    marked = config(data={"synthetic": {"records": 100, "acquisition_shortcut": 1}}).data.synthetic
+    assert len({spec.fingerprint(), overlapping.fingerprint(), shortcut.fingerprint(), marked.fingerprint()}) == 4
 
 
 def test_arms_are_overrides_of_the_selected_configuration():

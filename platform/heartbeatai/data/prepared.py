@@ -38,6 +38,12 @@ SIGNAL_DTYPE = np.dtype("<f2")
 MANIFEST_FILE = "manifest.json"
 RECORDS_FILE = "records.parquet"
 SIGNALS_DIR = "signals"
+# Age enters the classifier standardised, in about the units its signal features have: at
+# age/100 (an earlier encoding) its weight, moved by Adam at most lr per step, could not reach
+# the logits (docs/synthetic.md, "Demographic shortcut"). Checkpoints record the encoding, and
+# one trained on another is refused (training/predict.py).
+AGE_CENTRE, AGE_SCALE = 60.0, 20.0
+DEMOGRAPHICS_ENCODING = "age (years - 60) / 20, sex, age known"
 
 
 class NotPreparedError(ValueError):
@@ -140,8 +146,9 @@ class PreparedDataset:
         return self.records[[f"cls_{c}" for c in classes]].to_numpy(dtype=bool)
 
     def demographics(self) -> np.ndarray:
-        """float32 (N, 3): age/100 (0 when unknown), sex (male 1, female 0, unknown 0.5), age known."""
+        """float32 (N, 3): DEMOGRAPHICS_ENCODING, age standardised (0 when unknown), sex (male 1,
+        female 0, unknown 0.5), age known."""
         age = self.records["age"].to_numpy(dtype=np.float64, na_value=np.nan)
         known = np.isfinite(age)
         sex = self.records["sex"].map({"male": 1.0, "female": 0.0}).fillna(0.5).to_numpy(np.float64)
-        return np.stack([np.where(known, age / 100.0, 0.0), sex, known.astype(np.float64)], axis=1).astype(np.float32)
+        return np.stack([np.where(known, (age - AGE_CENTRE) / AGE_SCALE, 0.0), sex, known.astype(np.float64)], axis=1).astype(np.float32)

@@ -47,14 +47,18 @@ class SyntheticData(_Strict):
     fs: int = Field(default=100, gt=0)
     seconds: float = Field(default=10.0, gt=0.0)
     seed: int = 0
-    age_shortcut: float = Field(default=0.0, ge=0.0)  # age SDs; data/synthetic/shortcut.py
+    age_shortcut: float = Field(default=0.0, ge=0.0, le=1.0)  # 0-1; data/synthetic/shortcut.py
     rate_overlap: float = Field(default=0.0, ge=0.0)  # bpm; data/synthetic/rhythm.py, rate_range
+    acquisition_shortcut: float = Field(default=0.0, ge=0.0, le=1.0)  # 0-1; data/synthetic/device_mark.py
 
     def fingerprint(self) -> str:
         """Stable hash of the spec: generated data is cached under it and reused."""
         # A knob left at 0 hashes as it did before the field existed: the spec's cache stays valid.
-        off = {knob for knob in ("age_shortcut", "rate_overlap") if not getattr(self, knob)}
-        blob = json.dumps(self.model_dump(mode="json", exclude=off or None), sort_keys=True)
+        off = {knob for knob in ("age_shortcut", "rate_overlap", "acquisition_shortcut") if not getattr(self, knob)}
+        spec = self.model_dump(mode="json", exclude=off or None)
+        if self.age_shortcut:  # the banded construction: an age-SD shift cached before it is another benchmark
+            spec["age_shortcut_construction"] = "bands"
+        blob = json.dumps(spec, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -21,7 +21,7 @@ from heartbeatai.training.algorithms import Algorithm, StepParts, build_algorith
 from heartbeatai.training.batches import CropSampler, TwoDomainBatchSampler
 from heartbeatai.training.transforms import SignalTransform
 
-N_DEMOGRAPHICS = 3  # PreparedDataset.demographics(): age/100, sex, age known
+N_DEMOGRAPHICS = 3  # PreparedDataset.demographics(): prepared.DEMOGRAPHICS_ENCODING
 # Positive-class weights (negatives / positives) are capped: a class with a handful of
 # training positives would otherwise dominate the loss.
 _MAX_POS_WEIGHT = 100.0

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Subset
 
 from heartbeatai.config import TrialConfig
 from heartbeatai.data.folds import fold_records, read_folds
-from heartbeatai.data.prepared import PreparedDataset
+from heartbeatai.data.prepared import DEMOGRAPHICS_ENCODING, PreparedDataset
 from heartbeatai.metric_names import EPOCH_FOLD_METRICS
 from heartbeatai.metrics import evaluate_predictions, tune_thresholds
 from heartbeatai.training.batches import (
@@ -163,6 +163,7 @@ def run_training(
                     "fold_id": spec.fold_id,
                     "data_fingerprint": dataset.fingerprint,
                     "fs": int(dataset.fs),
+                    "demographics_encoding": DEMOGRAPHICS_ENCODING,
                     "history": history,
                 },
             )
@@ -265,6 +266,8 @@ def _check_resumable(state: dict[str, Any], spec: TrainSpec) -> None:
     # (with (1, 2, 3) spelt out) resumes under the equivalent default.
     if checkpoint_trial(state, "checkpoint").resolved() != spec.trial.resolved():
         raise ValueError("checkpoint was trained with another trial configuration")
+    if spec.trial.model.demographics and state.get("demographics_encoding") != DEMOGRAPHICS_ENCODING:
+        raise ValueError("checkpoint was trained on another encoding of age and sex")
 
 
 def _on_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from heartbeatai.config import TrialConfig
-from heartbeatai.data.prepared import PreparedDataset
+from heartbeatai.data.prepared import DEMOGRAPHICS_ENCODING, PreparedDataset
 from heartbeatai.training.batches import SlidingWindowDataset, max_aggregate, record_set
 from heartbeatai.training.checkpoint import CheckpointError, check_trained_state, checkpoint_trial, load_checkpoint
 from heartbeatai.training.factory import model_from_config, signal_transform, window_lengths
@@ -59,6 +59,10 @@ def load_trained_model(checkpoint_dir: str | Path, device: torch.device) -> Trai
     state = load_checkpoint(checkpoint_dir)
     check_trained_state(state, checkpoint_dir)
     trial = checkpoint_trial(state, checkpoint_dir)
+    if trial.model.demographics and state.get("demographics_encoding") != DEMOGRAPHICS_ENCODING:
+        raise CheckpointError(f"{checkpoint_dir}: the model reads age and sex as "
+                              f"{state.get('demographics_encoding', 'age/100, sex, age known')!r}, this installation "
+                              f"gives them as {DEMOGRAPHICS_ENCODING!r}: retrain it")
     model = model_from_config(trial, len(state["classes"]))
     weights = state["model"]
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):

@@ -33,7 +33,8 @@ from heartbeatai.data.synthetic.domains import (
 )
 from heartbeatai.data.synthetic.labels import ATRIAL_RHYTHM, ATRIAL_RHYTHM_CODE
 from heartbeatai.data.synthetic.record import SyntheticRecord, synthesize_record
-from heartbeatai.data.synthetic.shortcut import age_offsets
+from heartbeatai.data.synthetic.device_mark import mark_levels
+from heartbeatai.data.synthetic.shortcut import age_bands
 from heartbeatai.data.domains import SYNTHETIC_MANIFEST
 from heartbeatai.ecg import LEADS, PAPER_DOMAINS
 from heartbeatai.labels import scored_vocabulary
@@ -71,10 +72,11 @@ def drawn_class_codes(include_st: bool = False) -> dict[str, str]:
 
 def domain_profiles(domains: Sequence[str], shift: float, shift_kinds: Sequence[str] | None,
                     include_st: bool = False, age_shortcut: float = 0.0, seed: int = 0,
-                    rate_overlap: float = 0.0) -> dict[str, DomainProfile]:
+                    rate_overlap: float = 0.0, acquisition_shortcut: float = 0.0) -> dict[str, DomainProfile]:
     """The profiles actually used: defaults moved by `shift` for the chosen kinds, with the
-    spurious age shortcut of `age_shortcut` age SDs (shortcut.py; its signs keyed by `seed`)
-    and sinus rate classes overlapping by `rate_overlap` bpm (rhythm.rate_range)."""
+    spurious age shortcut of strength `age_shortcut` in [0, 1] (shortcut.py; keyed by `seed`)
+    sinus rate classes overlapping by `rate_overlap` bpm (rhythm.rate_range), and a device's
+    tone that goes with a class, of strength `acquisition_shortcut` in [0, 1] (device_mark.py)."""
     if isinstance(domains, str):
         raise ValueError(f"domains must be a sequence of names, got the string {domains!r}")
     defaults = default_profiles(include_st)
@@ -92,9 +94,11 @@ def domain_profiles(domains: Sequence[str], shift: float, shift_kinds: Sequence[
     if rate_overlap < 0:
         raise ValueError(f"rate_overlap must be >= 0, got {rate_overlap}")
     reference = reference_profile(include_st)
-    offsets = age_offsets(domains, drawn_classes(include_st), age_shortcut, seed)
-    return {d: replace(shifted(defaults[d], reference, shift, kinds), age_offsets=offsets[d], rate_overlap=rate_overlap)
-            for d in domains}
+    bands = age_bands(domains, drawn_classes(include_st), age_shortcut, seed)
+    profiles = {d: replace(shifted(defaults[d], reference, shift, kinds), age_bands=bands[d], rate_overlap=rate_overlap)
+                for d in domains}
+    marks = mark_levels({d: p.prevalence for d, p in profiles.items()}, acquisition_shortcut, seed)
+    return {d: replace(p, device_marks=marks[d]) for d, p in profiles.items()}
 
 
 def record_name(domain: str, index: int) -> str:
@@ -132,11 +136,13 @@ def generate(
     n_records: int, *, domains: Sequence[str] = PAPER_DOMAINS, shift: float = 1.0,
     shift_kinds: Sequence[str] | None = None, fs: int = 500, seconds: float = 10.0, seed: int = 0,
     include_st: bool = False, workers: int = 1, age_shortcut: float = 0.0, rate_overlap: float = 0.0,
+    acquisition_shortcut: float = 0.0,
 ) -> SyntheticSet:
     """Generate `n_records` records (domains interleaved) in memory."""
     if n_records < 1:
         raise ValueError(f"n_records must be positive, got {n_records}")
-    profiles = domain_profiles(domains, shift, shift_kinds, include_st, age_shortcut, seed, rate_overlap)
+    profiles = domain_profiles(domains, shift, shift_kinds, include_st, age_shortcut, seed, rate_overlap,
+                               acquisition_shortcut)
     codes = drawn_class_codes(include_st)
     plan = _plan(n_records, list(domains))
     names, doms, signals, labels, header, ages, sexes = [], [], [], [], [], [], []
@@ -208,7 +214,7 @@ def write_benchmark(
     out_dir: str | os.PathLike, n_records: int, *, domains: Sequence[str] = PAPER_DOMAINS,
     shift: float = 1.0, shift_kinds: Sequence[str] | None = None, fs: int = 500, seconds: float = 10.0,
     seed: int = 0, include_st: bool = False, workers: int = 1, progress=None, age_shortcut: float = 0.0,
-    rate_overlap: float = 0.0,
+    rate_overlap: float = 0.0, acquisition_shortcut: float = 0.0,
 ) -> Path:
     """Write the benchmark under `out_dir` (created); returns it.
 
@@ -217,7 +223,8 @@ def write_benchmark(
     if n_records < 1:
         raise ValueError(f"n_records must be positive, got {n_records}")
     out = Path(out_dir)
-    profiles = domain_profiles(domains, shift, shift_kinds, include_st, age_shortcut, seed, rate_overlap)
+    profiles = domain_profiles(domains, shift, shift_kinds, include_st, age_shortcut, seed, rate_overlap,
+                               acquisition_shortcut)
     code_of = drawn_class_codes(include_st)
     for domain in domains:
         (out / domain).mkdir(parents=True, exist_ok=True)
@@ -242,6 +249,7 @@ def write_benchmark(
         "shift_kinds": list(SHIFT_KINDS if shift_kinds is None else shift_kinds),
         "age_shortcut": age_shortcut,
         "rate_overlap": rate_overlap,
+        "acquisition_shortcut": acquisition_shortcut,
         "fs": fs,
         "seconds": seconds,
         "leads": list(LEADS),

@@ -21,7 +21,7 @@ LOCK_NAME = ".generating.lock"
 
 def prepared_synthetic(storage_root: Path, fingerprint: str, *, records: int, domains: Sequence[str],
                        shift: float, shift_kinds: Sequence[str] | None, fs: int, seconds: float, seed: int,
-                       age_shortcut: float = 0.0, rate_overlap: float = 0.0,
+                       age_shortcut: float = 0.0, rate_overlap: float = 0.0, acquisition_shortcut: float = 0.0,
                        progress: Callable[[str], None] = print) -> Path:
     """The prepared dataset of the spec (write_benchmark's arguments, prepared at `fs`), made on first use.
 
@@ -43,7 +43,7 @@ def prepared_synthetic(storage_root: Path, fingerprint: str, *, records: int, do
     try:
         if not (prepared / RECORDS_FILE).is_file():  # the other study may have made it meanwhile
             _generate(cache, records, domains, shift, shift_kinds, fs, seconds, seed, age_shortcut, rate_overlap,
-                      progress)
+                      acquisition_shortcut, progress)
     finally:
         lock.release()
     return prepared
@@ -51,14 +51,15 @@ def prepared_synthetic(storage_root: Path, fingerprint: str, *, records: int, do
 
 def _generate(cache: Path, records: int, domains: Sequence[str], shift: float, shift_kinds: Sequence[str] | None,
               fs: int, seconds: float, seed: int, age_shortcut: float, rate_overlap: float,
-              progress: Callable[[str], None]) -> None:
+              acquisition_shortcut: float, progress: Callable[[str], None]) -> None:
     from heartbeatai.data.prepare import PrepareSettings, prepare
     from heartbeatai.data.synthetic import write_benchmark
 
     progress(f"generating the synthetic benchmark ({records} records, {len(domains)} domains) in {cache}")
     shutil.rmtree(cache / "raw", ignore_errors=True)  # what a killed generation left
     raw = write_benchmark(cache / "raw", records, domains=domains, shift=shift, shift_kinds=shift_kinds, fs=fs,
-                          seconds=seconds, seed=seed, age_shortcut=age_shortcut, rate_overlap=rate_overlap)
+                          seconds=seconds, seed=seed, age_shortcut=age_shortcut, rate_overlap=rate_overlap,
+                          acquisition_shortcut=acquisition_shortcut)
     tmp, prepared = cache / "prepared.tmp", cache / "prepared"
     shutil.rmtree(tmp, ignore_errors=True)
     summary = prepare([Path(raw)], tmp, PrepareSettings(fs=fs, max_seconds=seconds), progress=False)

@@ -37,8 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="nominal record length, s")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--age-shortcut", type=float, default=0.0,
-                        help="a spurious age-class association, in age SDs, that no two domains share "
+                        help="a spurious age-class association, 0-1, that each domain turns round for some classes "
                              "(docs/synthetic.md, Demographic shortcut; default 0: none)")
+    parser.add_argument("--acquisition-shortcut", type=float, default=0.0,
+                        help="a device's in-band tone that goes with a class, 0-1, turned round in one domain per "
+                             "class (docs/synthetic.md, Acquisition shortcut; default 0: none)")
     parser.add_argument("--rate-overlap", type=float, default=0.0,
                         help="bpm by which SB, NSR and STach rate ranges overlap, so that a prior shift costs F1 "
                              "(docs/synthetic.md; default 0: separated by gaps)")
@@ -59,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--workers must be positive, got {args.workers}")
     try:
         domain_profiles(args.domains, args.shift, args.shift_kinds, args.st, args.age_shortcut, args.seed,
-                        args.rate_overlap)
+                        args.rate_overlap, args.acquisition_shortcut)
     except ValueError as err:
         raise UserError(str(err)) from None
     if (args.out / SYNTHETIC_MANIFEST).exists():
@@ -79,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     out = write_benchmark(args.out, args.records, domains=args.domains, shift=args.shift,
                           shift_kinds=args.shift_kinds, fs=args.fs, seconds=args.seconds, seed=args.seed,
                           include_st=args.st, workers=args.workers, progress=progress,
-                          age_shortcut=args.age_shortcut, rate_overlap=args.rate_overlap)
+                          age_shortcut=args.age_shortcut, rate_overlap=args.rate_overlap,
+                          acquisition_shortcut=args.acquisition_shortcut)
     elapsed = time.perf_counter() - started
     say(f"synth: wrote {args.records} records to {out} in {elapsed:.1f} s ({args.records / elapsed:.0f} records/s)")
     return 0

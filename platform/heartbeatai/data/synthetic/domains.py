@@ -66,8 +66,10 @@ class DomainProfile:
     age_sd: float
     female_share: float
     label_noise: float  # per label: dropped or confused with a neighbour
-    # class -> offset of the recorded age in age SDs: the spurious shortcut (shortcut.py); none by default
-    age_offsets: dict[str, float] = field(default_factory=dict)
+    # target class -> +s (recorded old) or -s (young): the spurious age shortcut (shortcut.py); none by default
+    age_bands: dict[str, float] = field(default_factory=dict)
+    # target class -> (tone Hz, agreement): the acquisition shortcut (device_mark.py); none by default
+    device_marks: dict[str, tuple[float, float]] = field(default_factory=dict)
     # bpm by which the sinus rate classes' ranges overlap (rhythm.rate_range); alike in every
     # domain, so it is no shift of its own; none by default
     rate_overlap: float = 0.0

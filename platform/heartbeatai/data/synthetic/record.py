@@ -17,6 +17,7 @@ from heartbeatai.data.synthetic.dipole import electrode_projection, form_leads
 from heartbeatai.data.synthetic.domains import DomainProfile
 from heartbeatai.data.synthetic.labels import ATRIAL_RHYTHM, RHYTHMS, WITH_P_WAVES, corrupt_labels, draw_labels
 from heartbeatai.data.synthetic.rhythm import PAC, PVC
+from heartbeatai.data.synthetic.device_mark import add_marks
 from heartbeatai.data.synthetic.shortcut import reported_age
 
 _AF_VECTOR = np.array([-0.3, 0.3, -0.9]) / np.linalg.norm([-0.3, 0.3, -0.9])  # seen best in V1
@@ -92,10 +93,11 @@ def synthesize_record(profile: DomainProfile, fs: int, seconds: float, rng: np.r
                                                 int(round(profile.lowpass_order)))
     electrodes = synth_noise.resample(electrodes, native_fs, fs)
     leads = form_leads(electrodes) * np.float32(profile.gain)
+    header_labels = frozenset(corrupt_labels(labels, profile.label_noise, rng))
     return SyntheticRecord(
-        signal=leads,
+        signal=add_marks(leads, fs, labels, profile.device_marks, rng),  # drawn last: nothing else moves
         labels=frozenset(labels),
-        header_labels=frozenset(corrupt_labels(labels, profile.label_noise, rng)),
-        age=reported_age(age, labels, profile.age_offsets, profile.age_sd),  # the physiology kept the patient's own
+        header_labels=header_labels,
+        age=reported_age(age, labels, profile.age_bands),  # the physiology kept the patient's own
         sex="Female" if female else "Male",
     )
