@@ -263,8 +263,8 @@ def acquisition_gap(n_records: int, trials: dict, *, strength: float,
     each algorithm trained on `lodo:<d>`, and for ERM trained within distribution on the
     matched reference (`reference:<d>:<i>`, cross-fitted over `parts` parts, so every record of
     d is scored by a model that trained on d's other records). `trials`: algorithm name -> its
-    trial configuration (the zoo config's `algorithm_base`; "erm" also trains the reference). One row per domain x model x seed; `model` is
-    "reference" (ERM) or an algorithm name."""
+    trial configuration (the zoo config's `algorithm_base`; "erm" also trains the reference).
+    One row per domain x model x seed; `model` is "reference" (ERM) or an algorithm name."""
     import tempfile
     import time
     from pathlib import Path
@@ -295,7 +295,6 @@ def acquisition_gap(n_records: int, trials: dict, *, strength: float,
             test = fold_records(lodo, f"lodo:{d}")["test"]
             truth = _clean_labels(raw, test, classes)
             kept = [j for j in range(len(classes)) if truth[:, j].sum() >= min_positives and (~truth[:, j].astype(bool)).any()]
-            runs = {}
             for s in seeds:
                 for name in ("reference", *trials):
                     trial = trials["erm" if name == "reference" else name].with_overrides({"seed": s})

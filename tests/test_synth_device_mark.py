@@ -130,3 +130,16 @@ def test_the_tone_survives_preprocessing_and_a_classifier_on_it_breaks_in_the_he
             assert train > 0.75 and test < 0.35, (held_out, c, train, test)
             checked += 1
     assert checked >= 2
+
+
+@pytest.mark.slow
+def test_the_acquisition_probe_scores_each_held_out_domains_turned_class_by_lodo_and_by_the_reference(tmp_path):
+    from benchmarks.synth_probes import acquisition_gap
+    from train_fixtures import tiny_trial
+
+    trial = tiny_trial(**{"optim.epochs": 1})
+    rows = acquisition_gap(240, {"erm": trial}, strength=1.0, out_dir=tmp_path, progress=lambda _: None)
+    assert sorted(rows["held_out"].unique()) == sorted(DOMAINS) and set(rows["model"]) == {"reference", "erm"}
+    for row in rows.itertuples():  # one turned class per held-out domain, scored on its records
+        (turned,) = row.turned.split(",")
+        assert 0 <= getattr(row, f"positives_{turned}") and 0 < row.macro_auroc <= 1
