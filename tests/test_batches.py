@@ -9,6 +9,7 @@ from scipy import signal as sps
 from heartbeatai.data.prepared import PreparedDataset
 from heartbeatai.training.batches import (
     CropSampler,
+    FilteredRecords,
     SlidingWindowDataset,
     TwoDomainBatchSampler,
     max_aggregate,
@@ -238,6 +239,31 @@ def test_read_window_filters_with_context_so_a_window_matches_the_filtered_recor
     # Plain sosfiltfilt of the bare window rings at its edges: the context is what helps.
     bare = sps.sosfiltfilt(sps.butter(4, (0.5, 40.0), "bandpass", fs=FS, output="sos"), planted.window(row, 800, 300))
     assert np.abs(bare - whole[:, 800:1100]).max() > 5 * error
+
+
+@pytest.mark.parametrize("row", [0, 1, 2])
+def test_a_window_flush_with_the_records_end_is_filtered_on_the_record_not_on_zeros_past_it(planted, row):
+    # Every record's last evaluation window ends at the record's end; reading the context past
+    # it as zeros made a step the filter rang on (20-44 % of the signal's range here).
+    transform = SignalTransform(planted.fs, bandpass_low_hz=0.5, bandpass_high_hz=40.0, normalize="none")
+    n = int(planted.records["length"].iloc[row])
+    whole = transform.filter(planted.window(row, 0, n))
+    part = read_window(planted, row, n - 300, 300, transform)
+    assert np.abs(part - whole[:, n - 300:]).max() < 1e-2 * np.abs(whole).max()
+
+
+def test_kept_filtered_records_give_the_windows_filtering_each_read_gives(planted):
+    transform = SignalTransform(planted.fs, bandpass_low_hz=0.5, bandpass_high_hz=40.0, normalize="per_lead_zscore")
+    kept, none_fit = FilteredRecords(), FilteredRecords(max_bytes=0)
+    for row in range(len(planted)):
+        n = planted.length(row)
+        for start in (0, max(0, n - 300) // 2, max(0, n - 300)):
+            fresh = read_window(planted, row, start, 300, transform)
+            assert np.array_equal(read_window(planted, row, start, 300, transform, kept), fresh)
+            assert np.array_equal(read_window(planted, row, start, 300, transform, none_fit), fresh)
+    # 10 s records fit a 3 s window and its 6 s of context on both sides: kept; 20 s ones never are
+    short = [r for r in range(len(planted)) if planted.length(r) <= 300 + 2 * transform.margin]
+    assert short and sorted(kept._kept) == short and not none_fit._kept
 
 
 def test_sliding_window_items_carry_their_record_and_labels(planted):

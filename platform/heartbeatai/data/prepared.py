@@ -121,6 +121,10 @@ class PreparedDataset:
         except KeyError as err:
             raise KeyError(f"record {err.args[0]!r} is not in {self.path}") from None
 
+    def length(self, row: int) -> int:
+        """The record's length in samples."""
+        return int(self._length[row])
+
     def signal(self, row: int) -> np.ndarray:
         """The whole record, float16 (samples, 12) in mV: a view of the shard, no copy."""
         offset = self._offset[row]

@@ -64,16 +64,64 @@ def record_set(
     )
 
 
+# Band-passed whole records kept per dataset object (so per process and per DataLoader worker):
+# 256 MiB holds 5,600 records of 10 s at 100 Hz, 1,100 at 500 Hz.
+FILTERED_RECORDS_BYTES = 256 * 2**20
+
+
+class FilteredRecords:
+    """Band-passed whole records, kept while they fit `max_bytes`.
+
+    A record no longer than a window plus the filter's context on both sides (10 s records at a
+    5 s window and a 0.5 Hz cutoff) is filtered whole for every window of it, so each crop of
+    each epoch would filter the same samples again: filtering was half of a small trial's time.
+    First come, first kept; a record that does not fit is filtered on every read, as before.
+    """
+
+    def __init__(self, max_bytes: int = FILTERED_RECORDS_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._kept: dict[int, np.ndarray] = {}
+        self._bytes = 0
+
+    def whole(self, dataset: PreparedDataset, row: int, transform: SignalTransform) -> np.ndarray:
+        kept = self._kept.get(row)
+        if kept is not None:
+            return kept
+        filtered = transform.filter(dataset.window(row, 0, dataset.length(row)))
+        if self._bytes + filtered.nbytes <= self.max_bytes:
+            self._kept[row] = filtered
+            self._bytes += filtered.nbytes
+        return filtered
+
+
 def read_window(
-    dataset: PreparedDataset, row: int, start: int, length: int, transform: SignalTransform
+    dataset: PreparedDataset,
+    row: int,
+    start: int,
+    length: int,
+    transform: SignalTransform,
+    filtered: FilteredRecords | None = None,
 ) -> np.ndarray:
-    """float32 (12, length) preprocessed, filtered with context around it when available."""
+    """float32 (12, length) preprocessed: band-passed with up to `transform.margin` samples of the
+    record's own context on each side, then zero-padded past the record's end when the record is
+    shorter than the window.
+
+    The context stops at the record's ends: zeros read past the end before filtering would be a
+    step from the lead's level to 0, on which the filter rings into a window flush with the end.
+    """
+    n = dataset.length(row)
     margin = transform.margin
     context_start = max(0, start - margin)
+    context_stop = min(n, start + length + margin)
+    if filtered is not None and context_start == 0 and context_stop == n:
+        x = filtered.whole(dataset, row, transform)
+    else:
+        x = transform.filter(dataset.window(row, context_start, context_stop - context_start))
     lead_in = start - context_start
-    x = dataset.window(row, context_start, lead_in + length + margin)
-    x = transform.filter(x)[:, lead_in : lead_in + length]
-    return transform.standardize(np.ascontiguousarray(x))
+    window = x[:, lead_in : lead_in + length]
+    if window.shape[1] < length:
+        window = np.pad(window, ((0, 0), (0, length - window.shape[1])))
+    return transform.standardize(np.ascontiguousarray(window, dtype=np.float32))
 
 
 def window_starts(length: int, window: int, stride: int) -> np.ndarray:
@@ -105,13 +153,14 @@ class CropDataset(Dataset):
         self.records = records
         self.crop_len = crop_len
         self.transform = transform
+        self.filtered = FilteredRecords()
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
         i, start = item
-        x = read_window(self.dataset, int(self.records.rows[i]), start, self.crop_len, self.transform)
+        x = read_window(self.dataset, int(self.records.rows[i]), start, self.crop_len, self.transform, self.filtered)
         return _item(self.records, i, x)
 
 
@@ -130,6 +179,7 @@ class SlidingWindowDataset(Dataset):
         self.records = records
         self.window_len = window_len
         self.transform = transform
+        self.filtered = FilteredRecords()
         per_record = [window_starts(int(n), window_len, stride) for n in records.lengths]
         self.window_record = np.repeat(np.arange(len(records)), [len(s) for s in per_record])
         self.window_start = np.concatenate(per_record) if per_record else np.zeros(0, np.int64)
@@ -140,7 +190,7 @@ class SlidingWindowDataset(Dataset):
     def __getitem__(self, w: int) -> dict[str, torch.Tensor]:
         i = int(self.window_record[w])
         start = int(self.window_start[w])
-        x = read_window(self.dataset, int(self.records.rows[i]), start, self.window_len, self.transform)
+        x = read_window(self.dataset, int(self.records.rows[i]), start, self.window_len, self.transform, self.filtered)
         item = _item(self.records, i, x)
         item["record"] = torch.tensor(i)
         return item
