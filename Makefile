@@ -33,8 +33,9 @@ demo: $(STAMP)
 
 # Two processes, each taking a whole test file at a time: a file's module fixtures (a study,
 # a training) are built once, and the Ray and browser tests pick free ports, so two run side by side.
+# The longest files first (tests/conftest.py SLOWEST_FIRST), not xdist's most-tests-first order.
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow" -q -n 2 --dist loadfile
+	$(PY) -m pytest -m "not slow" -q -n 2 --dist loadfile --no-loadscope-reorder
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow -q
