@@ -118,10 +118,10 @@ def read_window(
     else:
         x = transform.filter(dataset.window(row, context_start, context_stop - context_start))
     lead_in = start - context_start
-    window = x[:, lead_in : lead_in + length]
+    window = np.array(x[:, lead_in : lead_in + length], dtype=np.float32)  # a copy: never a view of a kept record
     if window.shape[1] < length:
         window = np.pad(window, ((0, 0), (0, length - window.shape[1])))
-    return transform.standardize(np.ascontiguousarray(window, dtype=np.float32))
+    return transform.standardize(window)
 
 
 def window_starts(length: int, window: int, stride: int) -> np.ndarray:
