@@ -12,12 +12,15 @@ with a reference (numpy's normal draws of one record's size) timed the same way.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 
 import numpy as np
+import yaml
 from threadpoolctl import threadpool_limits
 
+from heartbeatai.config import ConfigError
 from heartbeatai.data.synthetic import generate, write_benchmark
 
 TARGET_PER_CORE = 500.0
@@ -42,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--held-out", default="georgia", help="learnability: the held-out domain")
     parser.add_argument("--parts", type=int, default=1, help="learnability: reference parts to train (1-5)")
     parser.add_argument("--epochs", type=int, default=None, help="learnability: epochs (default: the demo's)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="learnability: a change to the demo's trial, dotted key and YAML value "
+                             "(model.kernel=9, model.depths=[2,2,2]); repeatable")
     parser.add_argument("--acquisition-gap", type=float, default=None, metavar="STRENGTH",
                         help="instead: the acquisition shortcut at this strength (0-1): the turned class's AUROC "
                              "under LODO per zoo algorithm against ERM on the matched reference")
@@ -138,10 +144,21 @@ def _learnability(args) -> int:
     from benchmarks.synth_probes import learnability
 
     n = args.records or 800
+    overrides = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"--set: expected KEY=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        overrides[key] = yaml.safe_load(value)
     cpu = time.process_time()
     wall = time.perf_counter()
-    result = learnability(n, held_out=args.held_out, parts=args.parts, epochs=args.epochs, seed=args.seed,
-                          workers=args.workers)
+    try:
+        result = learnability(n, held_out=args.held_out, parts=args.parts, epochs=args.epochs, seed=args.seed,
+                              workers=args.workers, overrides=overrides)
+    except ConfigError as err:
+        print(f"--set: {err}", file=sys.stderr)
+        return 2
     print(f"per-class F1 on {result['records']} {result['held_out']} records (true labels), benchmark of {n} "
           f"records: within = reference:{result['held_out']}:<part> (all domains, LODO's size), "
           f"across = lodo:{result['held_out']}")

@@ -85,8 +85,9 @@ def separability(n_records: int = 800, *, shift: float = 1.0, fs: int = 100, sec
 # -- learnability: the platform's own model, within and across domains -------------------
 
 
-def _trial(epochs: int | None):
-    """The demo study's trial (studies/configs/demo.yaml), optionally with more epochs."""
+def _trial(epochs: int | None, overrides: dict | None = None):
+    """The demo study's trial (studies/configs/demo.yaml), optionally with more epochs and other
+    dotted-key changes."""
     import yaml
     from pathlib import Path
 
@@ -94,7 +95,8 @@ def _trial(epochs: int | None):
 
     demo = Path(__file__).resolve().parents[1] / "studies" / "configs" / "demo.yaml"
     trial = TrialConfig.model_validate(yaml.safe_load(demo.read_text())["trial"])
-    return trial.with_overrides({"optim.epochs": epochs}) if epochs else trial
+    changes = {**(overrides or {}), **({"optim.epochs": epochs} if epochs else {})}
+    return trial.with_overrides(changes) if changes else trial
 
 
 def _clean_labels(raw_dir, record_ids: list[str], classes: list[str]) -> np.ndarray:
@@ -144,7 +146,8 @@ def _auroc(truth: np.ndarray, score: np.ndarray) -> float:
 
 
 def learnability(n_records: int = 800, *, held_out: str = "georgia", parts: int = 1, epochs: int | None = None,
-                 seed: int = 0, shift: float = 1.0, workers: int = 1, out_dir=None, min_positives: int = 10) -> dict:
+                 seed: int = 0, shift: float = 1.0, workers: int = 1, out_dir=None, min_positives: int = 10,
+                 overrides: dict | None = None) -> dict:
     """Per-class F1 of the platform's model (the demo's trial) on the held-out domain's
     records, trained within distribution (`reference:<d>:<i>` folds: every domain, d's
     other parts included, at LODO's training size) and across domains (`lodo:<d>`),
@@ -164,7 +167,7 @@ def learnability(n_records: int = 800, *, held_out: str = "georgia", parts: int 
 
     torch.set_num_threads(max(1, workers))
     classes = scored_vocabulary().abbrs
-    trial = _trial(epochs)
+    trial = _trial(epochs, overrides)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         tmp = Path(tmp)
         raw = write_benchmark(tmp / "raw", n_records, shift=shift, fs=100, seconds=10.0, seed=seed, workers=workers)
