@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 from scipy import signal as sps
@@ -264,6 +266,7 @@ def test_kept_filtered_records_give_the_windows_filtering_each_read_gives(plante
     # 10 s records fit a 3 s window and its 6 s of context on both sides: kept; 20 s ones never are
     short = [r for r in range(len(planted)) if planted.length(r) <= 300 + 2 * transform.margin]
     assert short and sorted(kept._kept) == short and not none_fit._kept
+    assert not pickle.loads(pickle.dumps(kept))._kept  # a loader worker fills its own
     # a window is the caller's own array: writing to it leaves the kept record as it was
     raw = SignalTransform(planted.fs, bandpass_low_hz=0.5, bandpass_high_hz=40.0, normalize="none")
     n, kept_raw = planted.length(short[0]), FilteredRecords()

@@ -83,6 +83,11 @@ class FilteredRecords:
         self._kept: dict[int, np.ndarray] = {}
         self._bytes = 0
 
+    def __getstate__(self) -> dict:
+        # Each process keeps its own: a loader worker (forkserver: the dataset is pickled to it)
+        # starts empty instead of receiving up to max_bytes of the parent's.
+        return {"max_bytes": self.max_bytes, "_kept": {}, "_bytes": 0}
+
     def whole(self, dataset: PreparedDataset, row: int, transform: SignalTransform) -> np.ndarray:
         kept = self._kept.get(row)
         if kept is not None:
