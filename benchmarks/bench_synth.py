@@ -169,5 +169,8 @@ def _learnability(args) -> int:
               f"{row['within']:9.2f} {row['across']:7.2f} {row['within_auroc']:12.2f} {row['across_auroc']:7.2f}")
     print(f"  macro-F1 over classes with >= {result['min_positives']} positives: within "
           f"{result['macro_within']:.3f}, across {result['macro_across']:.3f}")
+    print("  within, the same models' calls under other threshold rules (macro-F1):")
+    for rule, value in result["threshold_rules"].items():
+        print(f"    {rule:45s} {value:.3f}")
     print(f"  ({time.process_time() - cpu:.0f} CPU-s, {time.perf_counter() - wall:.0f} s)")
     return 0

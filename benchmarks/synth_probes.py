@@ -145,6 +145,22 @@ def _auroc(truth: np.ndarray, score: np.ndarray) -> float:
     return float(roc_auc_score(truth, score)) if 0 < truth.sum() < truth.size else float("nan")
 
 
+def rule_thresholds(val_y: np.ndarray, val_scores: np.ndarray, train_prevalence: np.ndarray,
+                    min_positives: tuple[int, ...] = (3, 5, 10)) -> dict[str, np.ndarray]:
+    """Per-class thresholds under other rules than the platform's, from the same validation
+    scores: the F1-optimal one (the platform's, metrics.tune_thresholds), the training
+    prevalence's share called positive, and the F1-optimal one only where validation holds at
+    least m positives (the prevalence rule below)."""
+    from heartbeatai.metrics import fallback_threshold, tune_thresholds
+
+    f1_optimal = tune_thresholds(val_y, val_scores, train_prevalence)
+    prevalence = np.array([fallback_threshold(val_scores[:, c], p) for c, p in enumerate(train_prevalence)])
+    rules = {"F1-optimal (the platform's)": f1_optimal, "training prevalence": prevalence}
+    for m in min_positives:
+        rules[f"F1-optimal at >= {m} validation positives"] = np.where(val_y.sum(axis=0) >= m, f1_optimal, prevalence)
+    return rules
+
+
 def learnability(n_records: int = 800, *, held_out: str = "georgia", parts: int = 1, epochs: int | None = None,
                  seed: int = 0, shift: float = 1.0, workers: int = 1, out_dir=None, min_positives: int = 10,
                  overrides: dict | None = None) -> dict:
@@ -153,7 +169,9 @@ def learnability(n_records: int = 800, *, held_out: str = "georgia", parts: int 
     other parts included, at LODO's training size) and across domains (`lodo:<d>`),
     both scored on the same records (the union of the first `parts` reference tests)
     against the true labels. The benchmark is generated and prepared at the demo's size
-    and rate (100 Hz, 10 s) through the platform's own prepare and fold planner."""
+    and rate (100 Hz, 10 s) through the platform's own prepare and fold planner. The
+    within-distribution calls are also made under each of `rule_thresholds`' rules
+    (`threshold_rules`: macro-F1 per rule)."""
     import tempfile
     from pathlib import Path
 
@@ -162,6 +180,7 @@ def learnability(n_records: int = 800, *, held_out: str = "georgia", parts: int 
 
     from heartbeatai.data.folds import fold_records, read_folds, write_folds
     from heartbeatai.data.prepare import PrepareSettings, prepare
+    from heartbeatai.data.prepared import PreparedDataset
     from heartbeatai.data.synthetic import write_benchmark
     from heartbeatai.labels import scored_vocabulary
 
@@ -177,11 +196,20 @@ def learnability(n_records: int = 800, *, held_out: str = "georgia", parts: int 
         write_folds(data, "reference")
         reference, _ = read_folds(data, "reference")
         lodo, _ = read_folds(data, "lodo")
-        test_ids, within = [], []
+        header = PreparedDataset(data)
+        header_labels, row_of = header.labels(classes), {r: i for i, r in enumerate(header.records["record_id"])}
+        test_ids, within, rule_calls = [], [], []
         for part in range(parts):
             fold_id = f"reference:{held_out}:{part}"
-            ids = fold_records(reference, fold_id)["test"]
-            within.append(_train_and_predict(data, fold_id, classes, trial, tmp / "runs", ids))
+            split = fold_records(reference, fold_id)
+            ids = split["test"]
+            scores, thresholds = _train_and_predict(data, fold_id, classes, trial, tmp / "runs", ids + split["val"])
+            within.append((scores[:len(ids)], thresholds))
+            # thresholds are tuned on header labels, as the platform's own are
+            val_y = header_labels[[row_of[r] for r in split["val"]]]
+            prevalence = header_labels[[row_of[r] for r in split["train"]]].mean(axis=0)
+            rules = rule_thresholds(val_y, scores[len(ids):], prevalence)
+            rule_calls.append({rule: scores[:len(ids)] >= t for rule, t in rules.items()})
             test_ids += ids
         across = _train_and_predict(data, f"lodo:{held_out}", classes, trial, tmp / "runs", test_ids)
         truth = _clean_labels(raw, test_ids, classes)
@@ -201,9 +229,16 @@ def learnability(n_records: int = 800, *, held_out: str = "georgia", parts: int 
                      "within_auroc": _auroc(truth[:, j], within_p[:, j]),
                      "across_auroc": _auroc(truth[:, j], across_p[:, j])})
     scored = [r for r in rows if r["positives"] >= min_positives]
+    kept = [classes.index(r["class"]) for r in scored]
+    by_rule = {}
+    for rule in rule_calls[0]:
+        calls = np.concatenate([part[rule] for part in rule_calls])
+        f1s = [f1_score(truth[:, j], calls[:, j], zero_division=0) for j in kept]
+        by_rule[rule] = float(np.mean(f1s)) if f1s else float("nan")
     return {"held_out": held_out, "records": len(test_ids), "classes": rows, "min_positives": min_positives,
             "macro_within": float(np.mean([r["within"] for r in scored])) if scored else float("nan"),
-            "macro_across": float(np.mean([r["across"] for r in scored])) if scored else float("nan")}
+            "macro_across": float(np.mean([r["across"] for r in scored])) if scored else float("nan"),
+            "threshold_rules": by_rule}
 
 
 # -- planted effects: each arm against full on every LODO fold, outside the study ----------

@@ -23,3 +23,23 @@ def test_a_bad_set_is_one_line_and_trains_nothing(capsys, monkeypatch):
     assert "did you mean 'kernel'" in capsys.readouterr().err
     assert bench_synth.main(["--learnability", "--set", "model.kernel"]) == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_threshold_rules_call_the_prevalence_share_or_the_f1_optimum_by_validation_positives():
+    import numpy as np
+
+    from benchmarks.synth_probes import rule_thresholds
+
+    rng = np.random.default_rng(0)
+    scores = rng.random((200, 2))
+    y = np.zeros((200, 2), bool)
+    y[np.argsort(-scores[:, 0])[:20], 0] = True  # class 0: 20 positives, perfectly ranked
+    y[np.argsort(-scores[:, 1])[:2], 1] = True  # class 1: 2 positives
+    rules = rule_thresholds(y, scores, np.array([0.05, 0.25]), min_positives=(5,))
+    f1_optimal, prevalence = rules["F1-optimal (the platform's)"], rules["training prevalence"]
+    # F1-optimal: exactly the positives called (perfect ranking)
+    assert ((scores >= f1_optimal) == y).all()
+    # prevalence: the training share of the validation records called positive
+    assert ((scores >= prevalence).sum(axis=0) == [10, 50]).all()
+    hybrid = rules["F1-optimal at >= 5 validation positives"]
+    assert hybrid[0] == f1_optimal[0] and hybrid[1] == prevalence[1]
