@@ -3,7 +3,8 @@
 `studies/configs/known_answer.yaml` is a synthetic LODO study whose answer is known by
 construction (docs/synthetic.md, "Known-answer study"): the benchmark plants a spurious age
 shortcut (data.synthetic.age_shortcut): the recorded age all but names a few target classes,
-and every fold's held-out hospital turns some of them round against its training hospitals, so
+and every fold's held-out hospital ties each of them to the other end of the age range than
+its training hospitals' majority does, so
 
 - the planted benefit: `demographics` (age and sex fed to the classifier) must be decided
   "worse" than `full` across the held-out domains;
@@ -97,7 +98,7 @@ def _effect_size(args) -> int:
     if args.arms:
         arms = {name: overrides for name, overrides in arms.items() if name in {"full", *args.arms.split(",")}}
     seeds = tuple(int(s) for s in args.seeds.split(","))
-    strengths = [float(x) for x in args.age_shortcut.split(",")] if args.age_shortcut else [spec.age_shortcut]
+    strengths = args.age_shortcut or [spec.age_shortcut]
     print(f"{CONFIG.name} arms outside the study: {spec.records} records, shift {spec.shift} ({spec.shift_kinds}), "
           f"{base.optim.epochs} epochs, seeds {seeds}, age shortcut {strengths}; {os.cpu_count()} CPU(s), "
           f"torch {torch.__version__}")
@@ -171,6 +172,17 @@ def _age_weights(args) -> int:
     return 0
 
 
+def _strengths(text: str) -> list[float]:
+    """`--age-shortcut 0,0.5,1`: each strength within the knob's [0, 1], refused in one line."""
+    try:
+        strengths = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated numbers, got {text!r}") from None
+    if not all(0 <= x <= 1 for x in strengths):
+        raise argparse.ArgumentTypeError(f"each strength within [0, 1] (data/synthetic/shortcut.py), got {text!r}")
+    return strengths
+
+
 def _stage_lines(message: str) -> None:
     """The study's progress, one line per stage (not per trial)."""
     if any(key in message for key in ("] search:", "] arms:", "analysis:", "ablation tests:")):
@@ -189,9 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="1,2", help="--effect-size: training seeds")
     parser.add_argument("--epochs", type=int, default=None, help="--effect-size: default the config's")
     parser.add_argument("--arms", default=None, help="--effect-size: these arms (comma-separated) beside full")
-    parser.add_argument("--age-shortcut", default=None,
+    parser.add_argument("--age-shortcut", type=_strengths, default=None,
                         help="--effect-size: comma-separated strengths, 0-1 (default the config's)")
-    parser.add_argument("--age-weights", type=float, default=None, metavar="STRENGTH",
+    parser.add_argument("--age-weights", type=lambda text: _strengths(text)[0], default=None, metavar="STRENGTH",
                         help="train the demographics arm on one LODO fold (--fold) at this shortcut strength and "
                              "print how much its classifier reads age")
     parser.add_argument("--fold", default="chapman", help="--age-weights: the held-out domain")
