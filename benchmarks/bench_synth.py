@@ -46,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", type=int, default=1, help="learnability: reference parts to train (1-5)")
     parser.add_argument("--epochs", type=int, default=None, help="learnability: epochs (default: the demo's)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                        help="learnability: a change to the demo's trial, dotted key and YAML value "
-                             "(model.kernel=9, model.depths=[2,2,2]); repeatable")
+                        help="a change, dotted key and YAML value, to the demo's trial (learnability: "
+                             "model.kernel=9, model.depths=[2,2,2]) or to every algorithm's trial but ERM's "
+                             "(acquisition-gap: algorithm.penalty_weight=0.04); repeatable")
     parser.add_argument("--acquisition-gap", type=float, default=None, metavar="STRENGTH",
                         help="instead: the acquisition shortcut at this strength (0-1): the turned class's AUROC "
                              "under LODO per zoo algorithm against ERM on the matched reference")
@@ -104,6 +105,18 @@ def _separability(args) -> int:
     return 0
 
 
+def _overrides(items: list[str]) -> dict | None:
+    """`--set KEY=VALUE` as {dotted key: YAML value}; None (after one line on stderr) if malformed."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"--set: expected KEY=VALUE, got {item!r}", file=sys.stderr)
+            return None
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
 def _acquisition_gap(args) -> int:
     """The acquisition shortcut's probe (docs/synthetic.md, "Acquisition shortcut"): for each
     held-out domain, the class it turns round, scored by each zoo algorithm trained on the
@@ -122,6 +135,14 @@ def _acquisition_gap(args) -> int:
     trials = {name: zoo.algorithm_base(name) for name in dict.fromkeys(["erm", *names])}
     if args.epochs:
         trials = {name: t.with_overrides({"optim.epochs": args.epochs}) for name, t in trials.items()}
+    overrides = _overrides(args.overrides)
+    if overrides is None:
+        return 2
+    try:  # the algorithms' trials only: ERM also trains the reference, the yardstick
+        trials = {name: t if name == "erm" or not overrides else t.with_overrides(overrides) for name, t in trials.items()}
+    except ConfigError as err:
+        print(f"--set: {err}", file=sys.stderr)
+        return 2
     seeds = tuple(int(s) for s in args.seeds.split(","))
     n = args.records or 1600
     print(f"acquisition shortcut {args.acquisition_gap:g}: {n} records, dg_zoo.yaml's trial "
@@ -144,13 +165,9 @@ def _learnability(args) -> int:
     from benchmarks.synth_probes import learnability
 
     n = args.records or 800
-    overrides = {}
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            print(f"--set: expected KEY=VALUE, got {item!r}", file=sys.stderr)
-            return 2
-        overrides[key] = yaml.safe_load(value)
+    overrides = _overrides(args.overrides)
+    if overrides is None:
+        return 2
     cpu = time.process_time()
     wall = time.perf_counter()
     try:

@@ -1,7 +1,10 @@
 """`python -m benchmarks synth --learnability --set KEY=VALUE`: changes to the demo's trial reach
-the probe, and a bad one is one line before anything is generated or trained."""
+the probe, and a bad one is one line before anything is generated or trained. With
+`--acquisition-gap`, they change every algorithm's trial but ERM's (the reference's yardstick)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from benchmarks import bench_synth
 from benchmarks.synth_probes import _trial
@@ -22,6 +25,27 @@ def test_a_bad_set_is_one_line_and_trains_nothing(capsys, monkeypatch):
     assert "did you mean 'kernel'" in capsys.readouterr().err
     assert bench_synth.main(["--learnability", "--set", "model.kernel"]) == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_acquisition_gap_sets_the_algorithms_trials_and_leaves_erms(capsys, monkeypatch):
+    import pandas as pd
+
+    from heartbeatai.study.study_config import load_study_config
+
+    seen = {}
+
+    def record(n, trials, **kwargs):
+        seen.update(trials)
+        return pd.DataFrame({"held_out": ["cpsc"], "model": ["erm"], "auroc_RBBB": [1.0], "macro_auroc": [0.9]})
+
+    monkeypatch.setattr("benchmarks.synth_probes.acquisition_gap", record)
+    argv = ["--acquisition-gap", "1", "--algorithms", "mmd,coral", "--set", "algorithm.penalty_weight=0.04"]
+    assert bench_synth.main(argv) == 0
+    assert seen["mmd"].algorithm.penalty_weight == seen["coral"].algorithm.penalty_weight == 0.04
+    zoo = load_study_config(Path(bench_synth.__file__).resolve().parents[1] / "studies" / "configs" / "dg_zoo.yaml")
+    assert seen["erm"] == zoo.algorithm_base("erm")  # the reference's trial as the zoo ships it
+    assert bench_synth.main([*argv[:3], "dann", "--set", "algorithm.penalty_weight=0.04"]) == 2  # DANN has none
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("--set: ")
 
 
 def test_threshold_rules_call_the_prevalence_share_or_the_f1_optimum_by_validation_positives():
