@@ -65,7 +65,7 @@ def test_gradient_reversal_is_the_identity_forward_and_minus_lambda_times_the_gr
 def _independent_gradients(net, discriminator, batch, condition):
     """d risk / d feature weights, d domain loss / d feature weights and / d discriminator, no reversal."""
     features, logits = net(batch["x"], with_features=True)
-    risk = F.binary_cross_entropy_with_logits(logits, batch["y"])
+    risk = F.binary_cross_entropy_with_logits(logits, batch["y"], reduction="sum") / len(logits)  # a record's NLL
     domain_logits = discriminator(condition(features, logits))
     domain_loss = F.cross_entropy(domain_logits, batch["domain"])  # softmax-ok: domain ids are single-label
     g_risk, = torch.autograd.grad(risk, net.feature.weight, retain_graph=True)

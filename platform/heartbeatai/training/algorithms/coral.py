@@ -10,7 +10,8 @@ present in the batch, each domain's records taken from it; a domain needs two re
 a covariance, so a domain with one record in the batch sits the step out, and with fewer
 than two such domains the penalty is zero. The loss term is the configured loss over the
 whole batch (DomainBed averages per-domain minibatch losses: the same when domains have
-equal shares of the batch). The features are the model's pooled representation
+equal shares of the batch), summed over the classes (Algorithm.record_risk: a record's
+negative log-likelihood, the unit DomainBed's penalty weight was set against). The features are the model's pooled representation
 (`features()`: the last stage and the concentration head's taps), the demographics
 excluded: they describe the patient, not the signal. Under DDP the penalty is over the
 global batch (distributed.gather_rows): every worker's features, so the worker count does not
@@ -29,8 +30,9 @@ class CORALParams(AlgorithmParams):
     kind: Literal["coral"] = "coral"
     # DomainBed's mmd_gamma: default 1, searched as 10**U(-1, 1).
     penalty_weight: float = hparam(1.0, ge=0.0, search={"loguniform": [0.1, 10.0]})
-    multilabel: ClassVar[str] = ("the configured per-class loss on the batch; the penalty acts on the features only, "
-                                 "never on the labels")
+    multilabel: ClassVar[str] = ("the configured per-class loss on the batch, summed over classes (a record's negative "
+                                 "log-likelihood, DomainBed's unit); the penalty acts on the features only, never on "
+                                 "the labels")
     paper: ClassVar[str] = "Sun and Saenko, Deep CORAL: correlation alignment for deep domain adaptation, ECCV-W 2016"
 
 
@@ -61,7 +63,7 @@ class FeatureAlignment(Algorithm):
                                             with_features=True)
         from heartbeatai.training.algorithms.distributed import gather_rows
 
-        risk = self.loss(logits.float(), batch["y"])
+        risk = self.record_risk(logits.float(), batch["y"])  # in DomainBed's unit: its weights apply
         penalty = self.alignment_penalty(gather_rows(features.float()), gather_rows(batch["domain"]))
         objective = risk + self.params.penalty_weight * penalty
         self.step(objective)

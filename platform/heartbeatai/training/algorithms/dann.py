@@ -9,8 +9,11 @@ schedule; DomainBed's `lambda` is its maximum). DomainBed alternates discriminat
 generator steps instead (`d_steps_per_g_step`, Adam with beta1 0.5); with the reversal layer
 neither is needed, and the optimiser stays the trial's.
 
-Multi-label: the class objective is the configured per-class loss; only the discriminator
-uses a softmax cross-entropy, over the training-domain id, which is one label per record.
+Multi-label: the class objective is the configured per-class loss summed over the classes
+(Algorithm.record_risk: a record's negative log-likelihood); only the discriminator uses a
+softmax cross-entropy, over the training-domain id, which is one label per record, so both
+terms are a record's negative log-likelihood and the adversary weight means what it means in
+DomainBed.
 
 The discriminator is an extra module: trained by the same optimiser (`trainable()`), with
 DomainBed's own weight decay (`weight_decay_d`), saved in the checkpoint, and under DDP
@@ -39,7 +42,8 @@ class DANNParams(AlgorithmParams):
     mlp_dropout: float = hparam(0.0, ge=0.0, lt=1.0, search={"choice": [0.0, 0.1, 0.5]})
     # DomainBed: 0, searched as 10**U(-6, -2) (an L2 term in its Adam; here AdamW's decoupled decay).
     weight_decay_d: float = hparam(0.0, ge=0.0, search={"loguniform": [1.0e-6, 1.0e-2]})
-    multilabel: ClassVar[str] = ("the class objective is the configured per-class loss; the discriminator's "
+    multilabel: ClassVar[str] = ("the class objective is the configured per-class loss summed over classes (a record's "
+                                 "negative log-likelihood); the discriminator's "
                                  "softmax cross-entropy is over the training-domain id, one per record")
     paper: ClassVar[str] = "Ganin et al., Domain-adversarial training of neural networks, JMLR 2016"
 
@@ -127,7 +131,7 @@ class DANN(Algorithm):
 
         with autocast(self.device):
             features, logits = self.network(batch["x"], batch.get("demographics"), batch["domain"], with_features=True)
-        risk = self.loss(logits.float(), batch["y"])
+        risk = self.record_risk(logits.float(), batch["y"])  # a record's NLL, as the domain loss is
         weight = self.reversal_weight()
         reversed_input = reverse_gradient(self.discriminator_input(features.float(), logits.float()), weight)
         domain_logits = self.discriminate(reversed_input)

@@ -23,8 +23,9 @@ class MMDParams(AlgorithmParams):
     kind: Literal["mmd"] = "mmd"
     # DomainBed's mmd_gamma: default 1, searched as 10**U(-1, 1).
     penalty_weight: float = hparam(1.0, ge=0.0, search={"loguniform": [0.1, 10.0]})
-    multilabel: ClassVar[str] = ("the configured per-class loss on the batch; the penalty acts on the features only, "
-                                 "never on the labels")
+    multilabel: ClassVar[str] = ("the configured per-class loss on the batch, summed over classes (a record's negative "
+                                 "log-likelihood, DomainBed's unit); the penalty acts on the features only, never on "
+                                 "the labels")
     paper: ClassVar[str] = "Li et al., Domain generalization with adversarial feature learning, CVPR 2018"
 
 
