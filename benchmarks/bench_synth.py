@@ -139,7 +139,8 @@ def _acquisition_gap(args) -> int:
     if overrides is None:
         return 2
     try:  # the algorithms' trials only: ERM also trains the reference, the yardstick
-        trials = {name: t if name == "erm" or not overrides else t.with_overrides(overrides) for name, t in trials.items()}
+        trials = {name: t if name == "erm" or not overrides else t.with_overrides(overrides)
+                  for name, t in trials.items()}
     except ConfigError as err:
         print(f"--set: {err}", file=sys.stderr)
         return 2

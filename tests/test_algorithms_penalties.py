@@ -86,7 +86,8 @@ def test_coral_penalty_is_the_mean_over_domain_pairs_of_mean_and_covariance_diff
                 + np.mean((np.cov(groups[0], rowvar=False) - np.cov(groups[1], rowvar=False)) ** 2))
     scalars = coral.update(batch)
     np.testing.assert_allclose(float(scalars["penalty"]), expected, rtol=1e-5)
-    np.testing.assert_allclose(float(scalars["loss"]), float(record_nll(logits, batch["y"])) + 3.0 * expected, rtol=1e-5)
+    np.testing.assert_allclose(float(scalars["loss"]), float(record_nll(logits, batch["y"])) + 3.0 * expected,
+                               rtol=1e-5)
 
 
 def test_coral_with_one_domain_in_the_batch_adds_nothing():
@@ -115,7 +116,8 @@ def test_mmd_penalty_is_the_gaussian_mixture_mmd_averaged_over_domain_pairs():
                         - 2 * kernel(groups[i], groups[j]).mean() for i, j in pairs])
     scalars = mmd.update(batch)
     np.testing.assert_allclose(float(scalars["penalty"]), expected, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(float(scalars["loss"]), float(record_nll(logits, batch["y"])) + 0.5 * expected, rtol=1e-5)
+    np.testing.assert_allclose(float(scalars["loss"]), float(record_nll(logits, batch["y"])) + 0.5 * expected,
+                               rtol=1e-5)
 
 
 # ---------------------------------------------------------------- GroupDRO

@@ -28,8 +28,8 @@ def test_the_config_plants_a_style_shift_and_an_age_shortcut_and_an_arm_that_cha
     assert arm != base and arm.model.demographics and not base.model.demographics
 
 
-@pytest.mark.parametrize("argv", [["--effect-size", "--age-shortcut", "0,5"], ["--effect-size", "--age-shortcut", "0,x"],
-                                  ["--age-weights", "-1"]])
+@pytest.mark.parametrize("argv", [["--effect-size", "--age-shortcut", "0,5"],
+                                  ["--effect-size", "--age-shortcut", "0,x"], ["--age-weights", "-1"]])
 def test_a_strength_outside_the_knobs_range_is_one_line_before_anything_is_generated(argv, capsys):
     from benchmarks.bench_known_answer import main
 

@@ -99,7 +99,8 @@ def test_every_folds_training_hospitals_lean_each_target_to_the_end_the_held_out
             if positives[held_out] < 5 or against + along < 15:
                 continue
             toward_majority = _age_auroc(shortcut.ages[~inside], shortcut.labels[~inside][:, j])
-            toward_majority = 1 - toward_majority if side > 0 else toward_majority  # the majority is young where held_out is old
+            if side > 0:  # the held-out hospital is old, so the majority is young
+                toward_majority = 1 - toward_majority
             assert abs(toward_majority - against / (against + along)) < 0.1, (held_out, c, toward_majority, positives)
             test = _age_auroc(shortcut.ages[inside], shortcut.labels[inside][:, j])
             assert (test - 0.5) * side > 0.25, (held_out, c, test)

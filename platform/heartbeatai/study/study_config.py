@@ -56,7 +56,8 @@ class SyntheticData(_Strict):
         # A knob left at 0 hashes as it did before the field existed: the spec's cache stays valid.
         off = {knob for knob in ("age_shortcut", "rate_overlap", "acquisition_shortcut") if not getattr(self, knob)}
         spec = self.model_dump(mode="json", exclude=off or None)
-        if self.age_shortcut:  # the construction: an age-SD shift or one-hospital bands cached before are other benchmarks
+        # The construction: an age-SD shift or one-hospital bands cached before are other benchmarks.
+        if self.age_shortcut:
             spec["age_shortcut_construction"] = "split-bands"
         blob = json.dumps(spec, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -10,8 +10,8 @@ hospitals and young in the other half (a split drawn per class):
     band[d, c] = +1 for d in old[c], -1 otherwise,  |old[c]| = n // 2.
 
 With the paper's four hospitals every LODO fold then holds out a hospital that sides with
-one training hospital against two, for every target class: the pooled training records tie
-the class to one end of the age range, the held-out one to the other. A classifier that reads
+one training hospital against two, for every target class: the pooled training records lean
+the class to one end of the age range, the held-out one ties it to the other. A classifier that reads
 age (the `demographics` arm) learns the training majority, linearly (age enters the
 classifier's last layer), and in the held-out hospital ranks each target's positives below its
 negatives by age; one without age is not misled. (With an odd number of hospitals, a fold
@@ -57,7 +57,6 @@ _STREAM = zlib.crc32(b"age-shortcut")  # the bands' own stream: the records' dra
 # seed's eight targets were AF, AFL, Brady, LAD, LBBB, LPR, SB and TAb, and the arm lost 0.007
 # to the shortcut there against 0.033 at a seed whose draw held five of these.
 TARGETS = ("IAVB", "LQRSV", "LQT", "NSIVCB", "PAC", "PVC", "QAb", "SA")
-N_TARGETS = len(TARGETS)
 YOUNG, MIDDLE, OLD = (18, 30), (31, 82), (83, 95)  # years: the recorded ages' bands
 
 

@@ -33,8 +33,8 @@ class CDANParams(DANNParams):
     kind: Literal["cdan"] = "cdan"
     multilabel: ClassVar[str] = ("the discriminator is conditioned on f (x) sigmoid(logits), per-class "
                                  "probabilities rather than a softmax; its softmax cross-entropy is over the "
-                                 "training-domain id, one per record; the class objective is the configured loss summed over "
-                                 "classes, a record's negative log-likelihood like the discriminator's")
+                                 "training-domain id, one per record; the class objective is the configured loss "
+                                 "summed over classes, a record's negative log-likelihood like the discriminator's")
     paper: ClassVar[str] = "Long et al., Conditional adversarial domain adaptation, NeurIPS 2018"
 
 

@@ -11,7 +11,8 @@ a covariance, so a domain with one record in the batch sits the step out, and wi
 than two such domains the penalty is zero. The loss term is the configured loss over the
 whole batch (DomainBed averages per-domain minibatch losses: the same when domains have
 equal shares of the batch), summed over the classes (Algorithm.record_risk: a record's
-negative log-likelihood, the unit DomainBed's penalty weight was set against). The features are the model's pooled representation
+negative log-likelihood, the unit DomainBed's penalty weight was set against). The features
+are the model's pooled representation
 (`features()`: the last stage and the concentration head's taps), the demographics
 excluded: they describe the patient, not the signal. Under DDP the penalty is over the
 global batch (distributed.gather_rows): every worker's features, so the worker count does not
